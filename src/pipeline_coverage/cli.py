@@ -1,0 +1,356 @@
+"""The ``pipeline-coverage`` command: thin commands over the core (SPEC.md §6).
+
+Exit status: 0 success, 2 bad input (usage, validation, data), 1 anything unexpected.
+Expected errors print one line on stderr and write nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+
+from pipeline_coverage import demo as demo_data
+from pipeline_coverage.config import Settings
+from pipeline_coverage.db import migrate
+from pipeline_coverage.db.connection import connect
+from pipeline_coverage.db.embedded import embedded_server
+from pipeline_coverage.errors import InputError, LoadError, PipelineCoverageError, ValidationError
+from pipeline_coverage.loader import load_directory
+from pipeline_coverage.render import (
+    FORMATS,
+    make_console,
+    run_csv,
+    run_json,
+    run_table,
+    runs_csv,
+    runs_json,
+    runs_table,
+)
+from pipeline_coverage.reports.pipeline_coverage import (
+    get_run,
+    list_runs,
+    parse_date,
+    run_pipeline_coverage_batch,
+    run_pipeline_coverage_report,
+)
+
+PROG = "pipeline-coverage"
+
+
+class _IsoDate(click.ParamType):
+    name = "YYYY-MM-DD"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return parse_date(value, "date")
+        except ValidationError:
+            self.fail(f"not a date (YYYY-MM-DD): {value!r}", param, ctx)
+
+
+ISO_DATE = _IsoDate()
+FORMAT_OPTION = click.option(
+    "--format", "output_format", type=click.Choice(FORMATS), default="table", show_default=True,
+    help="Output format; json and csv carry amounts as exact decimal strings.",
+)
+
+
+class _App:
+    """Per-invocation state: settings, and the database (started on first use)."""
+
+    def __init__(self, settings: Settings, resources: ExitStack) -> None:
+        self.settings = settings
+        self._resources = resources
+        self._url: str | None = None
+
+    def url(self, *, migrate_embedded: bool = True) -> str:
+        """The database URL; with no URL configured, the embedded server (migrated)."""
+        if self._url is None:
+            if self.settings.database_url is not None:
+                self._url = self.settings.database_url
+            else:
+                self._url = self._resources.enter_context(embedded_server(self.settings.data_dir))
+                if migrate_embedded:
+                    migrate.upgrade(self._url)
+        return self._url
+
+    def connection(self, *, require_schema: bool = True) -> Any:
+        """A psycopg 3 connection, closed when the command ends."""
+        conn = self._resources.enter_context(connect(self.url()))
+        if require_schema:
+            migrate.require_current(conn)
+        return conn
+
+    @property
+    def where(self) -> str:
+        if self.settings.database_url is None:
+            return f"embedded PostgreSQL in {self.settings.data_dir}"
+        return _redact(self.settings.database_url)
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(database URL)"
+
+
+def _app() -> _App:
+    return click.get_current_context().find_object(_App)  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--database-url", envvar="DATABASE_URL", metavar="URL",
+    help="PostgreSQL URL (else $DATABASE_URL; with neither, an embedded server is used).",
+)
+@click.version_option(package_name="pipeline-coverage", prog_name=PROG)
+@click.pass_context
+def cli(ctx: click.Context, database_url: str | None) -> None:
+    """Pipeline coverage: open pipeline against sales targets, per rep and team.
+
+    With no --database-url and no DATABASE_URL, an embedded PostgreSQL 18 server is
+    started in a per-user data directory, migrated, and stopped when the command ends.
+    """
+    settings = Settings.from_env(database_url=database_url)
+    ctx.obj = _App(settings, ctx.with_resource(ExitStack()))
+
+
+@cli.group()
+def db() -> None:
+    """Database schema: apply, inspect or print the migrations."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending migrations (safe to repeat)."""
+    app = _app()
+    url = app.url(migrate_embedded=False)
+    migrate.upgrade(url)
+    click.echo(f"schema at revision {migrate.head_revision()} (head) on {app.where}")
+
+
+@db.command("status")
+def db_status() -> None:
+    """Show the schema revision of the database and the one this version needs."""
+    app = _app()
+    state = migrate.status(app.connection(require_schema=False))
+    current = state.current or "none (not migrated)"
+    verdict = "up to date" if state.up_to_date else "run 'pipeline-coverage db upgrade'"
+    click.echo(f"database: {app.where}")
+    click.echo(f"schema revision: {current}; this version needs {state.head}: {verdict}")
+
+
+@db.command("sql")
+def db_sql() -> None:
+    """Print the SQL of all migrations for a DBA to review (needs no database)."""
+    click.echo(migrate.offline_sql(), nl=False)
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(path_type=Path))
+def load(directory: Path) -> None:
+    """Import a folder of CSV files (tenants.csv, users.csv, deals.csv, ...), all or nothing."""
+    conn = _app().connection()
+    console = make_console()
+    with _file_progress(console) as progress:
+        loads = load_directory(conn, directory, progress=progress)
+    for item in loads:
+        click.echo(
+            f"{item.file}: {item.rows} rows -> {item.table} "
+            f"({item.inserted} new, {item.updated} updated, {item.unchanged} unchanged)"
+        )
+
+
+@contextmanager
+def _file_progress(console: Any) -> Iterator[Any]:
+    """A progress callback that draws bars on a terminal and stays silent elsewhere."""
+    if not console.is_terminal:
+        yield None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=total)
+            bar.update(tasks[name], completed=done)
+
+        yield update
+
+
+@cli.command()
+@click.option("--tenant", "tenant_id", type=click.UUID, required=True, help="Tenant id.")
+@click.option("--period-start", type=ISO_DATE, required=True, help="First day of the period.")
+@click.option("--period-end", type=ISO_DATE, required=True,
+              help="Day after the period (periods are half-open: Q1 is 01-01 to 04-01).")
+@click.option("--principal-type", type=click.Choice(["USER", "GROUP"], case_sensitive=False),
+              help="USER (a rep) or GROUP (a team), with --principal-id.")
+@click.option("--principal-id", type=click.UUID, help="The user's or group's id.")
+@click.option("--all", "everyone", is_flag=True,
+              help="Every rep and team in scope, as one run (instead of one principal).")
+@click.option("--pipeline", "pipeline_id", type=click.UUID, help="Only this pipeline.")
+@click.option("--by-pipeline", is_flag=True, help="With --all: one row per principal and pipeline.")
+@FORMAT_OPTION
+def run(
+    tenant_id: uuid.UUID,
+    period_start: dt.date,
+    period_end: dt.date,
+    principal_type: str | None,
+    principal_id: uuid.UUID | None,
+    everyone: bool,
+    pipeline_id: uuid.UUID | None,
+    by_pipeline: bool,
+    output_format: str,
+) -> None:
+    """Compute a coverage run, store it, and print it."""
+    single = principal_type is not None or principal_id is not None
+    if everyone and single:
+        raise click.UsageError("--all cannot be combined with --principal-type/--principal-id")
+    if not everyone and (principal_type is None or principal_id is None):
+        raise click.UsageError("give --principal-type and --principal-id, or --all")
+    if by_pipeline and not everyone:
+        raise click.UsageError("--by-pipeline goes with --all")
+    conn = _app().connection()
+    if everyone:
+        run_id = run_pipeline_coverage_batch(
+            conn, tenant_id, period_start, period_end, pipeline_id, by_pipeline=by_pipeline
+        )
+    else:
+        assert principal_type is not None and principal_id is not None
+        run_id = run_pipeline_coverage_report(
+            conn, tenant_id, period_start, period_end, principal_type.upper(), principal_id,
+            pipeline_id,
+        )
+    _print_run(get_run(conn, run_id), output_format)
+
+
+@cli.command()
+@click.argument("run_id", type=click.UUID)
+@FORMAT_OPTION
+def show(run_id: uuid.UUID, output_format: str) -> None:
+    """Print a stored run."""
+    conn = _app().connection()
+    _print_run(get_run(conn, run_id), output_format)
+
+
+@cli.command()
+@click.option("--tenant", "tenant_id", type=click.UUID, help="Only this tenant's runs.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
+              help="At most this many runs.")
+@FORMAT_OPTION
+def runs(tenant_id: uuid.UUID | None, limit: int, output_format: str) -> None:
+    """List stored runs, newest first."""
+    found = list_runs(_app().connection(), tenant_id, limit=limit)
+    if output_format == "json":
+        click.echo(runs_json(found))
+    elif output_format == "csv":
+        click.echo(runs_csv(found), nl=False)
+    else:
+        make_console().print(runs_table(found))
+
+
+@cli.command()
+@click.option("--deals", type=click.IntRange(min=1, max=1_000_000), default=4000,
+              show_default=True, help="How many deals the demo tenant gets.")
+def demo(deals: int) -> None:
+    """Load a demo tenant and show coverage for every rep and team this quarter."""
+    app = _app()
+    console = make_console()
+    conn = app.connection()
+    today = dt.date.today()
+    with tempfile.TemporaryDirectory(prefix="pipeline-coverage-demo-") as folder:
+        summary = demo_data.write_demo(Path(folder), today, deals=deals)
+        with _file_progress(console) as progress:
+            loads = load_directory(conn, Path(folder), progress=progress)
+    console.print(
+        f"Loaded demo tenant [bold]{demo_data.TENANT_NAME}[/] ({summary.tenant_id}) into "
+        f"{app.where}: {summary.users} reps, {summary.groups} teams, "
+        f"{sum(item.rows for item in loads if item.table == 'deal')} deals."
+    )
+    run_id = run_pipeline_coverage_batch(conn, summary.tenant_id, summary.period_start,
+                                         summary.period_end)
+    console.print(run_table(get_run(conn, run_id)))
+    console.print(
+        f"Next: pipeline-coverage show {run_id} --format json   |   "
+        f"pipeline-coverage run --tenant {summary.tenant_id} --period-start "
+        f"{summary.period_start} --period-end {summary.period_end} --all --by-pipeline"
+    )
+
+
+def _print_run(found: Any, output_format: str) -> None:
+    if output_format == "json":
+        click.echo(run_json(found))
+    elif output_format == "csv":
+        click.echo(run_csv(found), nl=False)
+    else:
+        make_console().print(run_table(found))
+
+
+def _one_line(message: str) -> str:
+    return " ".join(str(message).split())
+
+
+def _raise_on_signal(signum: int, frame: FrameType | None) -> None:
+    # Unwinds the stack like Ctrl-C, so the embedded server is stopped on the way out.
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI, map errors to exit codes, never show a traceback for
+    an expected error (set PIPELINE_COVERAGE_DEBUG=1 to see one for unexpected ones)."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _raise_on_signal)
+    err = click.get_text_stream("stderr")
+    try:
+        result = cli.main(args=argv, prog_name=PROG, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo(f"{PROG}: interrupted", file=err)
+        return 130
+    except click.ClickException as exc:
+        hint = ""
+        if isinstance(exc, click.UsageError) and exc.ctx is not None:
+            hint = f" (see '{exc.ctx.command_path} --help')"
+        click.echo(f"{PROG}: error: {_one_line(exc.format_message())}{hint}", file=err)
+        return 2
+    except LoadError as exc:
+        # One located line per bad row, so every problem can be fixed in one go.
+        for problem in exc.problems:
+            click.echo(f"{PROG}: error: {_one_line(problem)}", file=err)
+        if exc.total > len(exc.problems):
+            click.echo(f"{PROG}: error: ... and {exc.total - len(exc.problems)} more", file=err)
+        return 2
+    except InputError as exc:
+        click.echo(f"{PROG}: error: {_one_line(str(exc))}", file=err)
+        return 2
+    except PipelineCoverageError as exc:
+        click.echo(f"{PROG}: error: {_one_line(str(exc))}", file=err)
+        return 1
+    except Exception as exc:
+        if os.environ.get("PIPELINE_COVERAGE_DEBUG"):
+            raise
+        click.echo(f"{PROG}: unexpected error: {type(exc).__name__}: {_one_line(str(exc))} "
+                   "(set PIPELINE_COVERAGE_DEBUG=1 for a traceback)", file=err)
+        return 1
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

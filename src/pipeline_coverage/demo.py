@@ -1,0 +1,180 @@
+"""A realistic demo tenant, written as an import folder (SPEC.md §4).
+
+The data is deterministic for a given ``today``: fixed ids (UUID v5) and a seeded
+random generator, so loading the demo twice upserts the same tenant. Deals spread
+over the past four and the next three quarters; past deals are mostly closed, and
+targets exist for the current quarter.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import random
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+_NAMESPACE = uuid.UUID("6f1c7a52-3d0e-4b8e-9f51-2a7f0c9d4e11")
+
+TENANT_NAME = "Northwind Traders (demo)"
+TENANT_ID = uuid.uuid5(_NAMESPACE, "tenant")
+
+_TEAMS = (
+    ("Enterprise East", 90_000, 5),
+    ("Enterprise West", 80_000, 5),
+    ("Mid-Market", 30_000, 5),
+    ("SMB", 8_000, 6),
+)
+_FIRST = ("Ava", "Ben", "Chloe", "Diego", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jonas",
+          "Kara", "Liam", "Maya", "Noah", "Olga", "Priya", "Quinn", "Rosa", "Sam", "Tariq", "Uma")
+_LAST = ("Andersen", "Becker", "Costa", "Dubois", "Eriksen", "Fischer", "Garcia", "Huang",
+         "Ivanova", "Jensen", "Kowalski", "Larsen", "Moreau", "Nakamura", "Okafor", "Petrov",
+         "Quinlan", "Rossi", "Silva", "Tanaka", "Ueda")
+_PIPELINES = ("New Business", "Renewals", "Expansion")
+_STAGES = (
+    ("Prospecting", "NOT_STARTED", 10),
+    ("Qualification", "IN_PROGRESS", 25),
+    ("Proposal", "IN_PROGRESS", 50),
+    ("Negotiation", "IN_PROGRESS", 75),
+    ("Closed Won", "DONE_SUCCESS", 100),
+    ("Closed Lost", "DONE_FAILED", 0),
+)
+_PRODUCTS = ("Platform", "Analytics", "Support Plus", "Data Sync", "Seats", "Onboarding")
+_COMPANIES = ("Acme", "Globex", "Initech", "Umbrella", "Hooli", "Stark", "Wayne", "Wonka",
+              "Tyrell", "Cyberdyne", "Soylent", "Vandelay", "Pied Piper", "Massive Dynamic")
+
+
+def quarter_of(day: dt.date) -> tuple[dt.date, dt.date]:
+    """The calendar quarter containing ``day``, half-open: ``[start, next quarter's start)``."""
+    first_month = 3 * ((day.month - 1) // 3) + 1
+    start = dt.date(day.year, first_month, 1)
+    return start, _add_months(start, 3)
+
+
+def _add_months(day: dt.date, months: int) -> dt.date:
+    index = day.year * 12 + day.month - 1 + months
+    return dt.date(index // 12, index % 12 + 1, 1)
+
+
+def _id(*parts: object) -> str:
+    return str(uuid.uuid5(_NAMESPACE, "/".join(map(str, parts))))
+
+
+@dataclass(frozen=True)
+class DemoSummary:
+    """What the demo folder holds."""
+
+    tenant_id: uuid.UUID
+    period_start: dt.date
+    period_end: dt.date
+    users: int
+    groups: int
+    deals: int
+
+
+def write_demo(directory: Path, today: dt.date, deals: int = 4000) -> DemoSummary:
+    """Write the demo tenant's CSV files into ``directory`` (which must exist)."""
+    rng = random.Random(20260101)
+    tenant = str(TENANT_ID)
+    q_start, q_end = quarter_of(today)
+
+    users: list[tuple[str, str, str, str, str]] = []
+    groups: list[tuple[str, str, str]] = []
+    members: list[tuple[str, str, str]] = []
+    reps: list[tuple[str, str, int]] = []  # (user id, group id, typical deal size)
+    names = iter(zip(_FIRST, _LAST, strict=True))
+    for team, deal_size, headcount in _TEAMS:
+        group_id = _id("group", team)
+        groups.append((group_id, tenant, team))
+        for seat in range(headcount):
+            first, last = next(names)
+            user_id = _id("user", team, seat)
+            active = "false" if (team, seat) == ("SMB", 5) else "true"
+            email = f"{first.lower()}.{last.lower()}@northwind.example"
+            users.append((user_id, tenant, f"{first} {last}", email, active))
+            members.append((tenant, group_id, user_id))
+            reps.append((user_id, group_id, deal_size))
+
+    pipelines = [(_id("pipeline", p), tenant, p) for p in _PIPELINES]
+    stages = [
+        (_id("stage", p, s), tenant, _id("pipeline", p), s, state, str(prob), str(pos))
+        for p in _PIPELINES
+        for pos, (s, state, prob) in enumerate(_STAGES, start=1)
+    ]
+
+    # A few reps carry most of the pipeline (Pareto weights).
+    weights = [rng.paretovariate(1.5) for _ in reps]
+    deal_rows = []
+    for n in range(deals):
+        owner, team_id, size = rng.choices(reps, weights=weights)[0]
+        pipeline = rng.choices(_PIPELINES, weights=(6, 3, 2))[0]
+        quarter_offset = rng.randint(-4, 2)
+        start = _add_months(q_start, 3 * quarter_offset)
+        close = start + dt.timedelta(days=rng.randrange((_add_months(start, 3) - start).days))
+        stage = _pick_stage(rng, close, today)
+        amount = Decimal(round(rng.lognormvariate(0, 0.7) * size, -2)).quantize(Decimal("0.01"))
+        expected, actual = close.isoformat(), ""
+        if stage[1].startswith("DONE") and rng.random() < 0.5:
+            expected, actual = "", close.isoformat()  # closed deals often only carry close_date
+        if rng.random() < 0.02:
+            expected, actual = "", ""  # no date at all: never counted
+        assignee = rng.choice(reps)[0] if rng.random() < 0.15 else owner
+        deal_rows.append((
+            _id("deal", n), tenant, _id("pipeline", pipeline), _id("stage", pipeline, stage[0]),
+            f"{rng.choice(_COMPANIES)} {rng.choice(_PRODUCTS)} #{n + 1}",
+            "" if rng.random() < 0.01 else str(amount),
+            expected, actual, owner, assignee, team_id,
+            rng.choice(groups)[0] if rng.random() < 0.05 else "",
+        ))
+
+    targets = []
+    for index, (user_id, _, size) in enumerate(reps):
+        if index == len(reps) - 2:
+            continue  # a new hire without a target yet
+        quota = Decimal(size * rng.randint(4, 9)).quantize(Decimal("0.01"))
+        targets.append((_id("target", user_id, q_start), tenant, "USER", user_id, "",
+                        q_start.isoformat(), q_end.isoformat(), str(quota)))
+    for group_id, _, team in groups:
+        size = next(s for t, s, _ in _TEAMS if t == team)
+        for pipeline_name, share in (("New Business", 20), ("Renewals", 8), ("Expansion", 5)):
+            targets.append((_id("target", group_id, pipeline_name, q_start), tenant, "GROUP",
+                            group_id, _id("pipeline", pipeline_name), q_start.isoformat(),
+                            q_end.isoformat(), str(Decimal(size * share).quantize(Decimal("0.01")))))
+
+    _write(directory / "tenants.csv", ("id", "name"), [(tenant, TENANT_NAME)])
+    _write(directory / "users.csv", ("id", "tenant_id", "name", "email", "is_active"), users)
+    _write(directory / "groups.csv", ("id", "tenant_id", "name"), groups)
+    _write(directory / "group_members.csv", ("tenant_id", "group_id", "user_id"), members)
+    _write(directory / "pipelines.csv", ("id", "tenant_id", "name"), pipelines)
+    _write(directory / "pipeline_stages.csv",
+           ("id", "tenant_id", "pipeline_id", "name", "stage_state", "probability", "position"),
+           stages)
+    _write(directory / "deals.csv",
+           ("id", "tenant_id", "pipeline_id", "stage_id", "name", "amount", "expected_close_date",
+            "close_date", "owned_by_user_id", "assigned_user_id", "owned_by_group_id",
+            "assigned_group_id"),
+           deal_rows)
+    _write(directory / "sales_targets.csv",
+           ("id", "tenant_id", "principal_type", "principal_id", "pipeline_id", "period_start",
+            "period_end", "target_amount"),
+           targets)
+    return DemoSummary(TENANT_ID, q_start, q_end, len(users), len(groups), len(deal_rows))
+
+
+def _pick_stage(rng: random.Random, close: dt.date, today: dt.date) -> tuple[str, str, int]:
+    if close < today:
+        # Past close dates: mostly settled, a few slipped deals still open.
+        weights: Sequence[int] = (1, 2, 2, 3, 45, 47)
+    else:
+        weights = (25, 25, 20, 15, 8, 7)
+    return rng.choices(_STAGES, weights=weights)[0]
+
+
+def _write(path: Path, header: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)

@@ -1,0 +1,538 @@
+"""CSV import (SPEC.md §4): ``pipeline-coverage load DIR``.
+
+Each file is streamed unparsed into a text-typed staging table with COPY; every check
+then runs as set-based SQL over the staging table, and rows are upserted by key.
+Files load in dependency order inside one unit of work, so a reference may point at
+a row loaded earlier in the same import, and one bad row anywhere rolls everything
+back. Problems are reported as ``file:line: column: reason``; ``line`` is the CSV
+record's number counting the header as line 1 (it equals the physical line unless a
+quoted field spans several lines).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from psycopg import sql
+
+from pipeline_coverage.db.connection import Cursor, unit_of_work
+from pipeline_coverage.errors import InputError, LoadError
+
+Kind = Literal["uuid", "text", "date", "money", "int", "bool", "enum"]
+
+#: At most this many problems are listed; the count of the rest is reported.
+MAX_PROBLEMS = 20
+_CHUNK = 1 << 20
+_UUID_RE = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+_DATE_RE = "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
+_NUMBER_RE = "^-?[0-9]+(\\.[0-9]+)?$"
+_MONEY_RE = "^[0-9]{1,16}(\\.[0-9]{1,2})?$"
+_INT_RE = "^-?[0-9]{1,9}$"
+
+
+@dataclass(frozen=True)
+class Column:
+    """A CSV column: its type, whether it may be empty, and its allowed values."""
+
+    name: str
+    kind: Kind
+    required: bool = False
+    choices: tuple[str, ...] = ()
+    minimum: int | None = None
+    maximum: int | None = None
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A reference from a staged row to a row of ``table`` in the same tenant.
+
+    ``columns`` map onto ``target``; ``when`` restricts the check to rows whose
+    column has a value (sales targets point at a user or a group by principal_type).
+    """
+
+    columns: tuple[str, ...]
+    table: str
+    target: tuple[str, ...]
+    noun: str
+    when: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One import file and the table it loads."""
+
+    file: str
+    table: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]
+    references: tuple[Reference, ...] = ()
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(column.name for column in self.columns)
+
+
+def _id(required: bool = True) -> Column:
+    return Column("id", "uuid", required=required)
+
+
+_TENANT = Column("tenant_id", "uuid", required=True)
+_TENANT_REF = Reference(("tenant_id",), "tenant", ("id",), "tenant")
+_PIPELINE_REF = Reference(("pipeline_id",), "pipeline", ("id",), "pipeline")
+_STAGE_STATES = ("NOT_STARTED", "IN_PROGRESS", "DONE_SUCCESS", "DONE_FAILED")
+_PRINCIPAL_TYPES = ("USER", "GROUP")
+
+#: The import files, in the order they load (parents before children).
+TABLES: tuple[TableSpec, ...] = (
+    TableSpec("tenants.csv", "tenant", (_id(), Column("name", "text", required=True)), ("id",)),
+    TableSpec(
+        "users.csv",
+        "crm_user",
+        (
+            _id(),
+            _TENANT,
+            Column("name", "text", required=True),
+            Column("email", "text"),
+            Column("is_active", "bool", required=True),
+        ),
+        ("tenant_id", "id"),
+        (_TENANT_REF,),
+    ),
+    TableSpec(
+        "groups.csv",
+        "crm_group",
+        (_id(), _TENANT, Column("name", "text", required=True)),
+        ("tenant_id", "id"),
+        (_TENANT_REF,),
+    ),
+    TableSpec(
+        "group_members.csv",
+        "group_member",
+        (_TENANT, Column("group_id", "uuid", required=True), Column("user_id", "uuid", required=True)),
+        ("tenant_id", "group_id", "user_id"),
+        (
+            _TENANT_REF,
+            Reference(("group_id",), "crm_group", ("id",), "group"),
+            Reference(("user_id",), "crm_user", ("id",), "user"),
+        ),
+    ),
+    TableSpec(
+        "pipelines.csv",
+        "pipeline",
+        (_id(), _TENANT, Column("name", "text", required=True)),
+        ("tenant_id", "id"),
+        (_TENANT_REF,),
+    ),
+    TableSpec(
+        "pipeline_stages.csv",
+        "pipeline_stage",
+        (
+            _id(),
+            _TENANT,
+            Column("pipeline_id", "uuid", required=True),
+            Column("name", "text", required=True),
+            Column("stage_state", "enum", required=True, choices=_STAGE_STATES),
+            Column("probability", "int", minimum=0, maximum=100),
+            Column("position", "int"),
+        ),
+        ("tenant_id", "id"),
+        (_TENANT_REF, _PIPELINE_REF),
+    ),
+    TableSpec(
+        "deals.csv",
+        "deal",
+        (
+            _id(),
+            _TENANT,
+            Column("pipeline_id", "uuid", required=True),
+            Column("stage_id", "uuid", required=True),
+            Column("name", "text", required=True),
+            Column("amount", "money"),
+            Column("expected_close_date", "date"),
+            Column("close_date", "date"),
+            Column("owned_by_user_id", "uuid"),
+            Column("assigned_user_id", "uuid"),
+            Column("owned_by_group_id", "uuid"),
+            Column("assigned_group_id", "uuid"),
+        ),
+        ("tenant_id", "id"),
+        (
+            _TENANT_REF,
+            _PIPELINE_REF,
+            Reference(("stage_id",), "pipeline_stage", ("id",), "stage"),
+            Reference(("pipeline_id", "stage_id"), "pipeline_stage", ("pipeline_id", "id"),
+                      "stage of that pipeline"),
+            Reference(("owned_by_user_id",), "crm_user", ("id",), "user"),
+            Reference(("assigned_user_id",), "crm_user", ("id",), "user"),
+            Reference(("owned_by_group_id",), "crm_group", ("id",), "group"),
+            Reference(("assigned_group_id",), "crm_group", ("id",), "group"),
+        ),
+    ),
+    TableSpec(
+        "sales_targets.csv",
+        "sales_target",
+        (
+            _id(),
+            _TENANT,
+            Column("principal_type", "enum", required=True, choices=_PRINCIPAL_TYPES),
+            Column("principal_id", "uuid", required=True),
+            Column("pipeline_id", "uuid"),
+            Column("period_start", "date", required=True),
+            Column("period_end", "date", required=True),
+            Column("target_amount", "money", required=True),
+        ),
+        ("tenant_id", "id"),
+        (
+            _TENANT_REF,
+            _PIPELINE_REF,
+            Reference(("principal_id",), "crm_user", ("id",), "user", when=("principal_type", "USER")),
+            Reference(("principal_id",), "crm_group", ("id",), "group",
+                      when=("principal_type", "GROUP")),
+        ),
+    ),
+)
+
+_BY_FILE = {spec.file: spec for spec in TABLES}
+
+
+@dataclass(frozen=True)
+class TableLoad:
+    """What one file did to its table."""
+
+    file: str
+    table: str
+    rows: int
+    inserted: int
+    updated: int
+
+    @property
+    def unchanged(self) -> int:
+        return self.rows - self.inserted - self.updated
+
+
+#: Called with (file name, bytes sent so far, file size) while a file streams in.
+Progress = Callable[[str, int, int], None]
+
+
+def load_directory(conn: Any, directory: Path, progress: Progress | None = None) -> list[TableLoad]:
+    """Import every known CSV file of ``directory``, all or nothing.
+
+    Raises :class:`LoadError` (nothing written) when any row or header is bad.
+    """
+    files = _import_files(directory)
+    headers = {spec.file: _read_header(directory / spec.file, spec) for spec in files}
+    loads: list[TableLoad] = []
+    with unit_of_work(conn) as cur:
+        for spec in files:
+            loads.append(_load_file(cur, directory / spec.file, spec, headers[spec.file], progress))
+    return loads
+
+
+def _import_files(directory: Path) -> list[TableSpec]:
+    if not directory.is_dir():
+        raise InputError(f"{directory}: not a directory")
+    present = {path.name for path in directory.iterdir() if path.suffix.lower() == ".csv"}
+    unknown = sorted(present - set(_BY_FILE))
+    if unknown:
+        expected = ", ".join(spec.file for spec in TABLES)
+        raise LoadError([f"{directory / unknown[0]}: unknown import file (expected: {expected})"])
+    specs = [spec for spec in TABLES if spec.file in present]
+    if not specs:
+        raise LoadError([f"{directory}: no import files (expected any of: "
+                         f"{', '.join(spec.file for spec in TABLES)})"])
+    return specs
+
+
+def _read_header(path: Path, spec: TableSpec) -> list[str]:
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            header = next(csv.reader(handle), None)
+    except UnicodeDecodeError as exc:
+        raise LoadError([f"{spec.file}:1: not UTF-8 text ({exc.reason})"]) from exc
+    if header is None:
+        raise LoadError([f"{spec.file}:1: empty file (a header row is required)"])
+    expected = spec.column_names
+    problems = []
+    for name in header:
+        if name not in expected:
+            problems.append(f"{spec.file}:1: {name or '(empty)'}: unknown column "
+                            f"(expected: {','.join(expected)})")
+    seen: set[str] = set()
+    for name in header:
+        if name in seen:
+            problems.append(f"{spec.file}:1: {name}: column appears twice")
+        seen.add(name)
+    problems += [f"{spec.file}:1: {name}: missing column" for name in expected if name not in header]
+    if problems:
+        raise LoadError(problems)
+    return header
+
+
+def _stage_name(spec: TableSpec) -> sql.Identifier:
+    return sql.Identifier(f"pipeline_coverage_stage_{spec.table}")
+
+
+def _load_file(
+    cur: Cursor, path: Path, spec: TableSpec, header: list[str], progress: Progress | None
+) -> TableLoad:
+    stage = _stage_name(spec)
+    cur.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(stage))
+    cur.execute(
+        sql.SQL(
+            "CREATE TEMP TABLE {} (line bigint GENERATED ALWAYS AS IDENTITY (START 2), {})"
+            " ON COMMIT DROP"
+        ).format(stage, sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in header))
+    )
+    _copy(cur, path, spec, stage, header, progress)
+    _raise_problems(cur, spec, _value_problems(spec, stage))
+    _raise_problems(cur, spec, _duplicate_problems(spec, stage))
+    for reference in spec.references:
+        _raise_problems(cur, spec, _reference_problems(reference, stage))
+    rows, inserted, updated = _upsert(cur, spec, stage)
+    cur.execute(sql.SQL("DROP TABLE pg_temp.{}").format(stage))
+    return TableLoad(spec.file, spec.table, rows, inserted, updated)
+
+
+def _chunks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as handle:
+        first = handle.read(_CHUNK)
+        yield first.removeprefix(codecs.BOM_UTF8)
+        while chunk := handle.read(_CHUNK):
+            yield chunk
+
+
+_COPY_LINE = re.compile(r"\bline (\d+)")
+
+
+def _copy(
+    cur: Any,
+    path: Path,
+    spec: TableSpec,
+    stage: sql.Identifier,
+    header: list[str],
+    progress: Progress | None,
+) -> None:
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in header)
+    statement = sql.SQL(
+        "COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER true, ENCODING 'UTF8', FORCE_NULL ({}))"
+    ).format(stage, columns, columns)
+    size = path.stat().st_size
+    sent = 0
+    try:
+        with cur.copy(statement) as copy:
+            for chunk in _chunks(path):
+                copy.write(chunk)
+                sent += len(chunk)
+                if progress is not None:
+                    progress(spec.file, sent, size)
+    except Exception as exc:  # a malformed CSV record: PostgreSQL names the line
+        diag = getattr(exc, "diag", None)
+        if diag is None or getattr(exc, "sqlstate", None) is None:
+            raise
+        context = diag.context or ""
+        found = _COPY_LINE.search(context)
+        where = f"{spec.file}:{found.group(1)}" if found else spec.file
+        reason = (diag.message_primary or str(exc)).strip()
+        raise LoadError([f"{where}: malformed CSV: {reason}"]) from exc
+
+
+def _problem(line: sql.Composable, column: str, reason: sql.Composable) -> sql.Composable:
+    return sql.SQL("CASE WHEN {} THEN {} END").format(
+        line, sql.SQL("{} || ': ' || {}").format(sql.Literal(column), reason)
+    )
+
+
+def _column_checks(column: Column) -> list[sql.Composable]:
+    """SQL expressions, each NULL or a 'column: reason' text, for one staged column."""
+    c = sql.Identifier(column.name)
+    shown = sql.SQL("quote_literal({})").format(c)
+    checks: list[sql.Composable] = []
+    if column.required:
+        checks.append(_problem(sql.SQL("{} IS NULL").format(c), column.name, sql.Literal("required")))
+    if column.kind == "uuid":
+        checks.append(_problem(
+            sql.SQL("{} !~ {}").format(c, sql.Literal(_UUID_RE)), column.name,
+            sql.SQL("'not a UUID: ' || {}").format(shown)))
+    elif column.kind == "date":
+        # Shape first, then the calendar (nested CASEs fix the evaluation order, so
+        # nothing is cast before its shape is known): year 1 or later, and the day
+        # must exist in that month.
+        valid = sql.SQL(
+            "CASE WHEN {c} !~ {re} THEN false WHEN substr({c}, 1, 4)::int < 1 THEN false"
+            " ELSE substr({c}, 9, 2)::int <= extract(day FROM ("
+            "make_date(substr({c}, 1, 4)::int, substr({c}, 6, 2)::int, 1)"
+            " + interval '1 month - 1 day'))::int END"
+        ).format(c=c, re=sql.Literal(_DATE_RE))
+        checks.append(_problem(
+            sql.SQL("NOT ({})").format(valid), column.name,
+            sql.SQL("'not a date (YYYY-MM-DD): ' || {}").format(shown)))
+    elif column.kind == "money":
+        checks.append(_problem(
+            sql.SQL("{} !~ {}").format(c, sql.Literal(_NUMBER_RE)), column.name,
+            sql.SQL("'not a number: ' || {}").format(shown)))
+        checks.append(_problem(
+            sql.SQL("CASE WHEN {c} ~ {num} THEN left({c}, 1) = '-' AND {c}::numeric <> 0 END").format(
+                c=c, num=sql.Literal(_NUMBER_RE)),
+            column.name, sql.SQL("'must be >= 0, got ' || {}").format(c)))
+        checks.append(_problem(
+            sql.SQL("CASE WHEN {c} ~ {num} THEN left({c}, 1) <> '-' AND {c} !~ {money} END").format(
+                c=c, num=sql.Literal(_NUMBER_RE), money=sql.Literal(_MONEY_RE)),
+            column.name,
+            sql.SQL("'at most 16 digits and 2 decimal places, got ' || {}").format(c)))
+    elif column.kind == "int":
+        checks.append(_problem(
+            sql.SQL("{} !~ {}").format(c, sql.Literal(_INT_RE)), column.name,
+            sql.SQL("'not an integer: ' || {}").format(shown)))
+        if column.minimum is not None and column.maximum is not None:
+            checks.append(_problem(
+                sql.SQL("CASE WHEN {c} ~ {re} THEN {c}::int NOT BETWEEN {lo} AND {hi} END").format(
+                    c=c, re=sql.Literal(_INT_RE), lo=sql.Literal(column.minimum),
+                    hi=sql.Literal(column.maximum)),
+                column.name,
+                sql.SQL("{} || {}").format(
+                    sql.Literal(f"must be between {column.minimum} and {column.maximum}, got "), c)))
+    elif column.kind == "bool":
+        checks.append(_problem(
+            sql.SQL("lower({}) NOT IN ('true', 'false')").format(c), column.name,
+            sql.SQL("'not true or false: ' || {}").format(shown)))
+    elif column.kind == "enum":
+        checks.append(_problem(
+            sql.SQL("{} NOT IN ({})").format(c, sql.SQL(", ").join(map(sql.Literal, column.choices))),
+            column.name,
+            sql.SQL("{} || {}").format(
+                sql.Literal(f"must be one of {', '.join(column.choices)}, got "), shown)))
+    return checks
+
+
+def _row_checks(spec: TableSpec) -> list[sql.Composable]:
+    if spec.table != "sales_target":
+        return []
+    valid_dates = sql.SQL("period_start ~ {re} AND period_end ~ {re}").format(re=sql.Literal(_DATE_RE))
+    return [_problem(
+        sql.SQL("CASE WHEN {} THEN period_end <= period_start ELSE false END").format(valid_dates),
+        "period_end",
+        sql.SQL("'must be after period_start (' || period_start || '); periods are half-open'"))]
+
+
+def _value_problems(spec: TableSpec, stage: sql.Identifier) -> sql.Composable:
+    checks = [check for column in spec.columns for check in _column_checks(column)]
+    checks += _row_checks(spec)
+    return sql.SQL(
+        "SELECT line, problem FROM (SELECT line, unnest(ARRAY[{}]) AS problem FROM {}) AS p"
+        " WHERE problem IS NOT NULL"
+    ).format(sql.SQL(", ").join(checks), stage)
+
+
+def _cast(column: Column, source: sql.Composable | None = None) -> sql.Composable:
+    value = source if source is not None else sql.Identifier(column.name)
+    cast = {"uuid": "uuid", "date": "date", "money": "numeric(18,2)", "int": "integer",
+            "bool": "boolean"}.get(column.kind)
+    return sql.SQL("{}::{}").format(value, sql.SQL(cast)) if cast else value
+
+
+def _duplicate_problems(spec: TableSpec, stage: sql.Identifier) -> sql.Composable:
+    by_name = {column.name: column for column in spec.columns}
+    key = sql.SQL(", ").join(_cast(by_name[name]) for name in spec.key)
+    return sql.SQL(
+        "SELECT line, {what} || ' first on line ' || first_line AS problem FROM ("
+        " SELECT line, min(line) OVER (PARTITION BY {key}) AS first_line FROM {stage}) AS d"
+        " WHERE line > first_line"
+    ).format(
+        what=sql.Literal(f"{','.join(spec.key)}: duplicate key, "),
+        key=key,
+        stage=stage,
+    )
+
+
+def _reference_problems(reference: Reference, stage: sql.Identifier) -> sql.Composable:
+    target = sql.Identifier("dyno_crm", reference.table)
+    conditions = [] if reference.table == "tenant" else [
+        sql.SQL("t.tenant_id = s.tenant_id::uuid")
+    ]
+    conditions += [
+        sql.SQL("t.{} = s.{}::uuid").format(sql.Identifier(t), sql.Identifier(c))
+        for c, t in zip(reference.columns, reference.target, strict=True)
+    ]
+    present = [sql.SQL("s.{} IS NOT NULL").format(sql.Identifier(c)) for c in reference.columns]
+    if reference.when is not None:
+        present.append(sql.SQL("s.{} = {}").format(
+            sql.Identifier(reference.when[0]), sql.Literal(reference.when[1])))
+    shown = sql.SQL(" || '/' || ").join(sql.SQL("s.{}").format(sql.Identifier(c))
+                                         for c in reference.columns)
+    in_tenant = "" if reference.table == "tenant" else " in tenant "
+    reason = sql.SQL("{} || {} || {} || {}").format(
+        sql.Literal(f"{'/'.join(reference.columns)}: no {reference.noun} "),
+        shown,
+        sql.Literal(in_tenant),
+        sql.SQL("''") if reference.table == "tenant" else sql.SQL("s.tenant_id"),
+    )
+    return sql.SQL(
+        "SELECT s.line, {reason} AS problem FROM {stage} AS s WHERE {present}"
+        " AND NOT EXISTS (SELECT 1 FROM {target} AS t WHERE {conditions})"
+    ).format(
+        reason=reason,
+        stage=stage,
+        present=sql.SQL(" AND ").join(present),
+        target=target,
+        conditions=sql.SQL(" AND ").join(conditions),
+    )
+
+
+def _raise_problems(cur: Cursor, spec: TableSpec, problems: sql.Composable) -> None:
+    cur.execute(
+        sql.SQL("SELECT line, problem, count(*) OVER () FROM ({}) AS q ORDER BY line, problem"
+                " LIMIT {}").format(problems, sql.Literal(MAX_PROBLEMS))
+    )
+    found = cur.fetchall()
+    if found:
+        raise LoadError([f"{spec.file}:{line}: {problem}" for line, problem, _ in found],
+                        total=int(found[0][2]))
+
+
+def _upsert(cur: Cursor, spec: TableSpec, stage: sql.Identifier) -> tuple[int, int, int]:
+    names = spec.column_names
+    target = sql.Identifier("dyno_crm", spec.table)
+    columns = sql.SQL(", ").join(map(sql.Identifier, names))
+    values = sql.SQL(", ").join(_cast(column) for column in spec.columns)
+    updatable = [name for name in names if name not in spec.key]
+    if updatable:
+        on_conflict = sql.SQL(
+            "DO UPDATE SET {assign} WHERE ({current}) IS DISTINCT FROM ({incoming})"
+        ).format(
+            assign=sql.SQL(", ").join(
+                sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(n)) for n in updatable),
+            current=sql.SQL(", ").join(
+                sql.SQL("{}.{}").format(target, sql.Identifier(n)) for n in updatable),
+            incoming=sql.SQL(", ").join(
+                sql.SQL("EXCLUDED.{}").format(sql.Identifier(n)) for n in updatable),
+        )
+    else:
+        on_conflict = sql.SQL("DO NOTHING")
+    cur.execute(
+        sql.SQL(
+            "WITH written AS (INSERT INTO {target} ({columns}) SELECT {values} FROM {stage}"
+            " ORDER BY line ON CONFLICT ({key}) {on_conflict} RETURNING (xmax = 0) AS inserted)"
+            " SELECT (SELECT count(*) FROM {stage}),"
+            " count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written"
+        ).format(
+            target=target,
+            columns=columns,
+            values=values,
+            stage=stage,
+            key=sql.SQL(", ").join(map(sql.Identifier, spec.key)),
+            on_conflict=on_conflict,
+        )
+    )
+    rows, inserted, updated = cur.fetchone()
+    return int(rows), int(inserted), int(updated)
+
+
+def table_specs() -> Iterable[TableSpec]:
+    """The import files in load order (for documentation and the CLI's help)."""
+    return TABLES

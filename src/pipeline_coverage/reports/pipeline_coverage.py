@@ -1,0 +1,273 @@
+"""The pipeline coverage report: compute and store runs, read them back.
+
+Semantics are SPEC.md §1. Every function takes the caller's connection (psycopg 3 or
+psycopg2) and never opens one of its own; writes happen in one unit of work, so a
+failed run leaves nothing behind and the connection usable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from pipeline_coverage.db.connection import as_uuid, unit_of_work
+from pipeline_coverage.errors import NotFoundError, ValidationError
+from pipeline_coverage.sql import query
+
+REPORT_TYPE = "PIPELINE_COVERAGE"
+PRINCIPAL_TYPES = ("USER", "GROUP")
+_QUERIES = "pipeline_coverage"
+
+
+@dataclass(frozen=True)
+class CoverageRow:
+    """One fact row: a principal's (and optionally a pipeline's) coverage in a run."""
+
+    principal_type: str
+    principal_id: uuid.UUID
+    principal_name: str | None
+    pipeline_id: uuid.UUID | None
+    pipeline_name: str | None
+    target_amount: Decimal | None
+    open_amount: Decimal
+    coverage_ratio: Decimal | None
+
+
+@dataclass(frozen=True)
+class CoverageRun:
+    """A stored run: its header and (when read with rows) its fact rows."""
+
+    run_id: uuid.UUID
+    tenant_id: uuid.UUID
+    tenant_name: str
+    report_type: str
+    generated_at: dt.datetime
+    period_start: dt.date
+    period_end: dt.date
+    parameters: Mapping[str, Any]
+    rows: tuple[CoverageRow, ...] = field(default=())
+    row_count: int | None = None
+
+
+# --- argument validation (before the database is touched) -------------------------
+
+
+def parse_uuid(value: object, name: str, *, optional: bool = False) -> uuid.UUID | None:
+    """A UUID from a ``uuid.UUID`` or its canonical text; a :class:`ValidationError` else."""
+    if value is None or value == "":
+        if optional:
+            return None
+        raise ValidationError(f"{name}: required")
+    if isinstance(value, uuid.UUID):
+        return value
+    if isinstance(value, str):
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            pass
+    raise ValidationError(f"{name}: not a UUID: {value!r}")
+
+
+def parse_date(value: object, name: str) -> dt.date:
+    """A date from a ``datetime.date`` or ISO ``YYYY-MM-DD`` text (a datetime is refused)."""
+    if isinstance(value, dt.datetime):
+        raise ValidationError(f"{name}: expected a date, got a datetime: {value!r}")
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str):
+        try:
+            if len(value) == 10:
+                return dt.date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValidationError(f"{name}: not a date (YYYY-MM-DD): {value!r}")
+
+
+def parse_period(period_start: object, period_end: object) -> tuple[dt.date, dt.date]:
+    """A half-open period ``[start, end)``; ``end`` must be after ``start``."""
+    start = parse_date(period_start, "period_start")
+    end = parse_date(period_end, "period_end")
+    if end <= start:
+        raise ValidationError(
+            f"period_end: must be after period_start ({end.isoformat()} <= {start.isoformat()}); "
+            "periods are half-open, e.g. Q1 2026 is 2026-01-01 to 2026-04-01"
+        )
+    return start, end
+
+
+def parse_principal_type(value: object) -> str:
+    """``USER`` or ``GROUP`` (exactly, as stored)."""
+    if value not in PRINCIPAL_TYPES:
+        raise ValidationError(f"principal_type: must be USER or GROUP, got {value!r}")
+    return str(value)
+
+
+# --- writing runs ------------------------------------------------------------------
+
+
+def _check_scope(cur: Any, params: Mapping[str, Any]) -> None:
+    cur.execute(query(_QUERIES, "check_scope"), params)
+    tenant_exists, principal_exists, pipeline_exists = cur.fetchone()
+    if not tenant_exists:
+        raise NotFoundError(f"tenant_id: no tenant {params['tenant_id']}")
+    if not principal_exists:
+        kind = "user" if params["principal_type"] == "USER" else "group"
+        raise NotFoundError(
+            f"principal_id: no {kind} {params['principal_id']} in tenant {params['tenant_id']}"
+        )
+    if not pipeline_exists:
+        raise NotFoundError(
+            f"pipeline_id: no pipeline {params['pipeline_id']} in tenant {params['tenant_id']}"
+        )
+
+
+def run_pipeline_coverage_report(
+    conn: Any,
+    tenant_id: uuid.UUID | str,
+    period_start: dt.date | str,
+    period_end: dt.date | str,
+    principal_type: str,
+    principal_id: uuid.UUID | str,
+    pipeline_id: uuid.UUID | str | None = None,
+) -> uuid.UUID:
+    """Compute one principal's pipeline coverage for a period and store it as a run.
+
+    The seed's entry point, with its signature and meaning. ``conn`` is a psycopg 3
+    or psycopg2 connection. Arguments are validated before the database is touched;
+    header and fact row are written in one unit of work (see ``unit_of_work``).
+    Returns the new run's id.
+    """
+    tenant = parse_uuid(tenant_id, "tenant_id")
+    start, end = parse_period(period_start, period_end)
+    kind = parse_principal_type(principal_type)
+    principal = parse_uuid(principal_id, "principal_id")
+    pipeline = parse_uuid(pipeline_id, "pipeline_id", optional=True)
+    params: dict[str, Any] = {
+        "tenant_id": str(tenant),
+        "period_start": start,
+        "period_end": end,
+        "principal_type": kind,
+        "principal_id": str(principal),
+        "pipeline_id": str(pipeline) if pipeline else None,
+    }
+    params["parameters"] = json.dumps(
+        {
+            "mode": "single",
+            "principal_type": kind,
+            "principal_id": params["principal_id"],
+            "pipeline_id": params["pipeline_id"],
+        }
+    )
+    with unit_of_work(conn) as cur:
+        _check_scope(cur, params)
+        cur.execute(query(_QUERIES, "insert_run"), params)
+        run_id = as_uuid(cur.fetchone()[0])
+        cur.execute(query(_QUERIES, "insert_single_fact"), {**params, "run_id": str(run_id)})
+    return run_id
+
+
+def run_pipeline_coverage_batch(
+    conn: Any,
+    tenant_id: uuid.UUID | str,
+    period_start: dt.date | str,
+    period_end: dt.date | str,
+    pipeline_id: uuid.UUID | str | None = None,
+    by_pipeline: bool = False,
+) -> uuid.UUID:
+    """Compute coverage for every principal in scope (SPEC.md §5) and store it as one run.
+
+    One fact row per principal (with ``by_pipeline``: per principal and pipeline of the
+    tenant), each equal to what ``run_pipeline_coverage_report`` gives for it. All rows
+    are computed by one set-based statement; when the connection is idle the unit of
+    work runs at REPEATABLE READ, so header and rows see one snapshot. Returns the id.
+    """
+    tenant = parse_uuid(tenant_id, "tenant_id")
+    start, end = parse_period(period_start, period_end)
+    pipeline = parse_uuid(pipeline_id, "pipeline_id", optional=True)
+    if not isinstance(by_pipeline, bool):
+        raise ValidationError(f"by_pipeline: must be true or false, got {by_pipeline!r}")
+    params: dict[str, Any] = {
+        "tenant_id": str(tenant),
+        "period_start": start,
+        "period_end": end,
+        "principal_type": None,
+        "principal_id": None,
+        "pipeline_id": str(pipeline) if pipeline else None,
+        "by_pipeline": by_pipeline,
+    }
+    params["parameters"] = json.dumps(
+        {"mode": "batch", "pipeline_id": params["pipeline_id"], "by_pipeline": by_pipeline}
+    )
+    with unit_of_work(conn, isolation="REPEATABLE READ") as cur:
+        _check_scope(cur, params)
+        cur.execute(query(_QUERIES, "insert_run"), params)
+        run_id = as_uuid(cur.fetchone()[0])
+        cur.execute(query(_QUERIES, "insert_batch_facts"), {**params, "run_id": str(run_id)})
+    return run_id
+
+
+# --- reading runs ------------------------------------------------------------------
+
+
+def _run_from_header(row: tuple[Any, ...], **extra: Any) -> CoverageRun:
+    return CoverageRun(
+        run_id=as_uuid(row[0]),
+        tenant_id=as_uuid(row[1]),
+        tenant_name=row[2],
+        report_type=row[3],
+        generated_at=row[4],
+        period_start=row[5],
+        period_end=row[6],
+        parameters=json.loads(row[7]),
+        **extra,
+    )
+
+
+def get_run(
+    conn: Any, run_id: uuid.UUID | str, tenant_id: uuid.UUID | str | None = None
+) -> CoverageRun:
+    """A stored run with its rows (sorted by coverage, best first) and principal names.
+
+    With ``tenant_id``, a run of another tenant is reported as not found.
+    """
+    run = parse_uuid(run_id, "run_id")
+    tenant = parse_uuid(tenant_id, "tenant_id", optional=True)
+    params = {"run_id": str(run), "tenant_id": str(tenant) if tenant else None}
+    with unit_of_work(conn) as cur:
+        cur.execute(query(_QUERIES, "get_run"), params)
+        header = cur.fetchone()
+        if header is None:
+            raise NotFoundError(f"run_id: no run {run}")
+        cur.execute(query(_QUERIES, "get_run_rows"), {**params, "tenant_id": str(header[1])})
+        fact_rows = cur.fetchall()
+    rows = tuple(
+        CoverageRow(
+            principal_type=r[0],
+            principal_id=as_uuid(r[1]),
+            principal_name=r[2],
+            pipeline_id=as_uuid(r[3]) if r[3] is not None else None,
+            pipeline_name=r[4],
+            target_amount=r[5],
+            open_amount=r[6],
+            coverage_ratio=r[7],
+        )
+        for r in fact_rows
+    )
+    return _run_from_header(header, rows=rows, row_count=len(rows))
+
+
+def list_runs(conn: Any, tenant_id: uuid.UUID | str | None = None, limit: int = 50) -> list[CoverageRun]:
+    """Stored runs, newest first (headers and row counts, without rows)."""
+    tenant = parse_uuid(tenant_id, "tenant_id", optional=True)
+    if limit < 1:
+        raise ValidationError(f"limit: must be at least 1, got {limit}")
+    params = {"tenant_id": str(tenant) if tenant else None, "limit": limit}
+    with unit_of_work(conn) as cur:
+        cur.execute(query(_QUERIES, "list_runs"), params)
+        headers = cur.fetchall()
+    return [_run_from_header(row, row_count=int(row[8])) for row in headers]

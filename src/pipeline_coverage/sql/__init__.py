@@ -1,0 +1,45 @@
+"""The package's SQL: named queries in ``queries/*.sql`` and migration scripts.
+
+A query file holds one or more queries, each introduced by a ``-- name: NAME`` line
+followed by a one-line ``--`` purpose. Files are read once, from inside the package,
+so nothing depends on the working directory.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from importlib import resources
+
+_NAME_LINE = re.compile(r"^--\s*name:\s*(?P<name>[a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
+
+
+def _parse(text: str, source: str) -> dict[str, str]:
+    marks = list(_NAME_LINE.finditer(text))
+    if not marks:
+        raise ValueError(f"{source}: no '-- name:' line")
+    queries: dict[str, str] = {}
+    for mark, following in zip(marks, [*marks[1:], None], strict=True):
+        end = following.start() if following else len(text)
+        name = mark.group("name")
+        if name in queries:
+            raise ValueError(f"{source}: query {name!r} defined twice")
+        queries[name] = text[mark.end() : end].strip() + "\n"
+    return queries
+
+
+@functools.cache
+def queries(file: str) -> dict[str, str]:
+    """All named queries of ``queries/<file>.sql``."""
+    resource = resources.files(__package__).joinpath("queries", f"{file}.sql")
+    return _parse(resource.read_text(encoding="utf-8"), f"{file}.sql")
+
+
+def query(file: str, name: str) -> str:
+    """One named query of ``queries/<file>.sql``."""
+    return queries(file)[name]
+
+
+def migration(filename: str) -> str:
+    """The text of one migration script in ``migrations/``."""
+    return resources.files(__package__).joinpath("migrations", filename).read_text("utf-8")
