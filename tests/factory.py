@@ -97,3 +97,67 @@ class Crm:
             period_end=end, target_amount=Decimal(amount),
         )
         return target_id
+
+
+STATES = ("NOT_STARTED", "IN_PROGRESS", "DONE_SUCCESS", "DONE_FAILED")
+
+
+def random_tenant(conn: psycopg.Connection[Any], seed: int, deals: int = 400,
+                  period: tuple[dt.date, dt.date] = (dt.date(2026, 1, 1), dt.date(2026, 4, 1)),
+                  ) -> uuid.UUID:
+    """A tenant full of edge cases, drawn from ``seed``: dates on and around the period
+    bounds, missing dates and amounts, owner = assignee, inactive reps, several and
+    zero targets, per-pipeline targets, targets for principals without any deal."""
+    import random
+
+    rng = random.Random(seed)
+    crm = Crm(conn)
+    tenant = crm.tenant(f"Random {seed}")
+    start, end = period
+    users = [crm.user(tenant, f"User {i}", active=rng.random() > 0.2) for i in range(12)]
+    groups = [crm.group(tenant, f"Group {i}") for i in range(4)]
+    pipelines = [crm.pipeline(tenant, f"Pipeline {i}") for i in range(3)]
+    stages = {p: [crm.stage(tenant, p, state) for state in STATES] for p in pipelines}
+    interesting = [start, start - dt.timedelta(days=1), end, end - dt.timedelta(days=1),
+                   start + dt.timedelta(days=40), end + dt.timedelta(days=30)]
+
+    def some_date() -> dt.date | None:
+        roll = rng.random()
+        if roll < 0.25:
+            return None
+        return rng.choice(interesting) if roll < 0.7 else start + dt.timedelta(
+            days=rng.randint(-100, 200))
+
+    def maybe(pool: list[uuid.UUID], p: float) -> uuid.UUID | None:
+        return rng.choice(pool) if rng.random() < p else None
+
+    rows = []
+    for n in range(deals):
+        pipeline = rng.choice(pipelines)
+        owner = maybe(users, 0.85)
+        assignee = owner if rng.random() < 0.3 else maybe(users, 0.5)
+        owner_group = maybe(groups, 0.6)
+        assignee_group = owner_group if rng.random() < 0.3 else maybe(groups, 0.4)
+        amount = None if rng.random() < 0.1 else Decimal(rng.randint(0, 10_000_000)) / 100
+        rows.append((tenant, uuid.uuid4(), pipeline, rng.choice(stages[pipeline]), f"D{n}",
+                     amount, some_date(), some_date(), owner, assignee, owner_group,
+                     assignee_group))
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO dyno_crm.deal (tenant_id, id, pipeline_id, stage_id, name, amount,"
+            " expected_close_date, close_date, owned_by_user_id, assigned_user_id,"
+            " owned_by_group_id, assigned_group_id)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            rows,
+        )
+    conn.commit()
+    periods = [period, (start, end + dt.timedelta(days=1)), (start - dt.timedelta(days=1), end)]
+    principals = [("USER", u) for u in users] + [("GROUP", g) for g in groups]
+    # A target for a principal that does not exist (targets have no principal foreign key).
+    principals.append(("USER", uuid.uuid4()))
+    for _ in range(40):
+        kind, who = rng.choice(principals)
+        amount = rng.choice([Decimal(0), Decimal(rng.randint(1, 5_000_000)) / 100])
+        crm.target(tenant, kind, who, *rng.choice(periods), amount,
+                   rng.choice([None, *pipelines]))
+    return tenant

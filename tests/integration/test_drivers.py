@@ -1,0 +1,162 @@
+"""Both drivers, every transaction state: one unit of work, nothing left behind."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import psycopg2
+import pytest
+
+from pipeline_coverage import (
+    InputError,
+    NotFoundError,
+    get_run,
+    list_runs,
+    run_pipeline_coverage_batch,
+    run_pipeline_coverage_report,
+)
+from tests.factory import Crm
+
+Q1 = (dt.date(2026, 1, 1), dt.date(2026, 4, 1))
+
+
+class Setup:
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        crm = Crm(conn)
+        self.tenant = crm.tenant("Acme")
+        self.rep = crm.user(self.tenant, "Rep")
+        pipeline = crm.pipeline(self.tenant)
+        stage = crm.stage(self.tenant, pipeline)
+        crm.deal(self.tenant, pipeline, stage, "123.45", expected=dt.date(2026, 2, 1),
+                 owner=self.rep)
+        crm.target(self.tenant, "USER", self.rep, *Q1, "100.00")
+
+
+@pytest.fixture
+def setup(conn: psycopg.Connection[Any]) -> Setup:
+    return Setup(conn)
+
+
+@pytest.fixture(params=["psycopg", "psycopg2"])
+def driver_conn(request: pytest.FixtureRequest, db_url: str) -> Iterator[Any]:
+    """A non-autocommit connection of either driver."""
+    if request.param == "psycopg":
+        connection: Any = psycopg.connect(db_url)
+    else:
+        connection = psycopg2.connect(db_url)
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+def runs_seen_from_outside(db_url: str) -> int:
+    with psycopg.connect(db_url) as other:
+        row = other.execute("SELECT count(*) FROM dyno_crm.report_run").fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def test_idle_connection_commits_the_run(driver_conn: Any, setup: Setup, db_url: str) -> None:
+    run_id = run_pipeline_coverage_report(driver_conn, setup.tenant, *Q1, "USER", setup.rep)
+    assert isinstance(run_id, uuid.UUID)
+    assert runs_seen_from_outside(db_url) == 1
+    stored = get_run(driver_conn, run_id)
+    assert stored.rows[0].open_amount == Decimal("123.45")
+    assert stored.rows[0].coverage_ratio == Decimal("1.2345")
+    assert stored.rows[0].principal_id == setup.rep
+
+
+@pytest.mark.parametrize("autocommit", [True, False])
+def test_both_drivers_in_both_commit_modes(driver_conn: Any, setup: Setup, db_url: str,
+                                           autocommit: bool) -> None:
+    driver_conn.autocommit = autocommit
+    single = run_pipeline_coverage_report(driver_conn, str(setup.tenant), "2026-01-01",
+                                          "2026-04-01", "USER", str(setup.rep))
+    batch = run_pipeline_coverage_batch(driver_conn, setup.tenant, *Q1)
+    assert runs_seen_from_outside(db_url) == 2
+    assert {r.run_id for r in list_runs(driver_conn, setup.tenant)} == {single, batch}
+    assert int(driver_conn.info.transaction_status) == 0  # idle: nothing left open
+
+
+def test_failure_leaves_nothing_and_connection_usable(driver_conn: Any, setup: Setup,
+                                                      db_url: str) -> None:
+    with pytest.raises(NotFoundError):
+        run_pipeline_coverage_report(driver_conn, setup.tenant, *Q1, "USER", uuid.uuid4())
+    assert runs_seen_from_outside(db_url) == 0
+    # The same connection works straight away.
+    run_pipeline_coverage_report(driver_conn, setup.tenant, *Q1, "USER", setup.rep)
+    assert runs_seen_from_outside(db_url) == 1
+
+
+def test_failure_inside_the_statement_rolls_back_the_header(
+    driver_conn: Any, setup: Setup, db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    # Make the fact insert fail after the header was written (a CHECK the data cannot meet).
+    conn.execute("ALTER TABLE dyno_crm.report_pipeline_coverage_fact"
+                 " ADD CONSTRAINT ck_test_fail CHECK (open_amount < 0)")
+    conn.commit()
+    with pytest.raises(Exception, match="ck_test_fail"):
+        run_pipeline_coverage_report(driver_conn, setup.tenant, *Q1, "USER", setup.rep)
+    assert runs_seen_from_outside(db_url) == 0
+    assert int(driver_conn.info.transaction_status) == 0
+
+
+def test_inside_callers_transaction_the_caller_commits(driver_conn: Any, setup: Setup,
+                                                      db_url: str) -> None:
+    cur = driver_conn.cursor()
+    cur.execute("UPDATE dyno_crm.tenant SET name = 'Renamed' WHERE id = %s", (str(setup.tenant),))
+    run_id = run_pipeline_coverage_report(driver_conn, setup.tenant, *Q1, "USER", setup.rep)
+    assert runs_seen_from_outside(db_url) == 0, "the caller's transaction is not ours to commit"
+    # A failing call inside the caller's transaction undoes only its own work.
+    with pytest.raises(NotFoundError):
+        run_pipeline_coverage_report(driver_conn, setup.tenant, *Q1, "GROUP", setup.rep)
+    cur.execute("SELECT name FROM dyno_crm.tenant WHERE id = %s", (str(setup.tenant),))
+    assert cur.fetchone()[0] == "Renamed"
+    driver_conn.commit()
+    assert runs_seen_from_outside(db_url) == 1
+    assert get_run(driver_conn, run_id).tenant_name == "Renamed"
+
+
+def test_failed_transaction_is_refused_clearly(driver_conn: Any, setup: Setup) -> None:
+    cur = driver_conn.cursor()
+    with pytest.raises(Exception, match="division by zero"):
+        cur.execute("SELECT 1/0")
+    with pytest.raises(InputError, match="failed transaction"):
+        run_pipeline_coverage_report(driver_conn, setup.tenant, *Q1, "USER", setup.rep)
+    driver_conn.rollback()
+    run_pipeline_coverage_report(driver_conn, setup.tenant, *Q1, "USER", setup.rep)
+
+
+def test_psycopg3_transaction_block_is_respected(conn: psycopg.Connection[Any], setup: Setup,
+                                                 db_url: str) -> None:
+    with conn.transaction():
+        run_pipeline_coverage_report(conn, setup.tenant, *Q1, "USER", setup.rep)
+        assert runs_seen_from_outside(db_url) == 0
+    assert runs_seen_from_outside(db_url) == 1
+
+
+def test_batch_runs_at_repeatable_read(driver_conn: Any, setup: Setup,
+                                       conn: psycopg.Connection[Any]) -> None:
+    # A statement trigger records the isolation level the fact rows were written under.
+    conn.execute("CREATE TABLE public.isolation_seen (level text)")
+    conn.execute(
+        "CREATE FUNCTION public.record_isolation() RETURNS trigger LANGUAGE plpgsql AS $$"
+        " BEGIN INSERT INTO public.isolation_seen"
+        " VALUES (current_setting('transaction_isolation')); RETURN NULL; END $$"
+    )
+    conn.execute(
+        "CREATE TRIGGER record_isolation AFTER INSERT ON dyno_crm.report_pipeline_coverage_fact"
+        " FOR EACH STATEMENT EXECUTE FUNCTION public.record_isolation()"
+    )
+    conn.commit()
+    run_pipeline_coverage_batch(driver_conn, setup.tenant, *Q1)
+    driver_conn.autocommit = True
+    run_pipeline_coverage_batch(driver_conn, setup.tenant, *Q1)
+    rows = conn.execute("SELECT level FROM public.isolation_seen").fetchall()
+    assert rows == [("repeatable read",), ("repeatable read",)]
