@@ -1,0 +1,171 @@
+"""Migrations: an empty database becomes the documented schema; repeating changes
+nothing; the offline SQL for a DBA builds the same schema; and the schema is ready
+to be distributed by tenant_id (Citus)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import psycopg
+import pytest
+
+from pipeline_coverage.db import migrate
+from pipeline_coverage.errors import SchemaError
+from pipeline_coverage.sql import queries
+
+# SPEC.md §3: the tables and the columns each must have, at least.
+CONTRACT = {
+    "tenant": {"id", "name"},
+    "crm_user": {"tenant_id", "id", "name", "email", "is_active"},
+    "crm_group": {"tenant_id", "id", "name"},
+    "group_member": {"tenant_id", "group_id", "user_id"},
+    "pipeline": {"tenant_id", "id", "name"},
+    "pipeline_stage": {"tenant_id", "id", "pipeline_id", "name", "stage_state", "probability",
+                       "position"},
+    "deal": {"tenant_id", "id", "pipeline_id", "stage_id", "name", "amount",
+             "expected_close_date", "close_date", "owned_by_user_id", "assigned_user_id",
+             "owned_by_group_id", "assigned_group_id"},
+    "sales_target": {"tenant_id", "id", "principal_type", "principal_id", "pipeline_id",
+                     "period_start", "period_end", "target_amount"},
+    "report_run": {"id", "tenant_id", "report_type", "generated_at", "period_start",
+                   "period_end", "parameters"},
+    "report_pipeline_coverage_fact": {"run_id", "tenant_id", "period_start", "period_end",
+                                      "principal_type", "principal_id", "pipeline_id",
+                                      "target_amount", "open_amount", "coverage_ratio"},
+}
+VERSION_TABLE = "pipeline_coverage_version"
+
+
+def catalog(url: str) -> dict[str, Any]:
+    """Everything that defines the dyno_crm schema, as comparable data."""
+    with psycopg.connect(url) as conn:
+        columns = conn.execute(
+            "SELECT table_name, column_name, data_type, numeric_precision, numeric_scale,"
+            " is_nullable, column_default FROM information_schema.columns"
+            " WHERE table_schema = 'dyno_crm' ORDER BY 1, 2").fetchall()
+        constraints = conn.execute(
+            "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)"
+            " FROM pg_constraint WHERE connamespace = 'dyno_crm'::regnamespace"
+            " ORDER BY 1, 2").fetchall()
+        indexes = conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'dyno_crm'"
+            " ORDER BY 1").fetchall()
+        version = conn.execute(f"SELECT version_num FROM dyno_crm.{VERSION_TABLE}").fetchall()  # noqa: S608
+    return {"columns": columns, "constraints": constraints, "indexes": indexes,
+            "version": version}
+
+
+def test_upgrade_builds_the_documented_schema(empty_db_url: str) -> None:
+    migrate.upgrade(empty_db_url)
+    found = catalog(empty_db_url)
+    tables: dict[str, set[str]] = {}
+    for table, column, *_ in found["columns"]:
+        tables.setdefault(table, set()).add(column)
+    assert set(tables) == set(CONTRACT) | {VERSION_TABLE}
+    for table, required in CONTRACT.items():
+        assert required <= tables[table], table
+    assert found["version"] == [(migrate.head_revision(),)]
+
+    types = {(t, c): (dtype, precision, scale)
+             for t, c, dtype, precision, scale, *_ in found["columns"]}
+    assert types[("deal", "amount")] == ("numeric", 18, 2)
+    assert types[("report_pipeline_coverage_fact", "open_amount")] == ("numeric", 38, 2)
+    assert types[("report_pipeline_coverage_fact", "target_amount")] == ("numeric", 38, 2)
+    assert types[("report_pipeline_coverage_fact", "coverage_ratio")] == ("numeric", 42, 4)
+    assert types[("deal", "id")][0] == "uuid"
+
+    names = [name for _, name, _ in found["constraints"]]
+    assert not [n for n in names if re.search(r"_(pkey|fkey|check|key)$", n)], \
+        "every constraint is named by the migration"
+    definitions = {name: definition for _, name, definition in found["constraints"]}
+    assert "NULLS NOT DISTINCT" in definitions["ux_rpc_unique_row"]
+    assert "DONE_FAILED" in definitions["ck_pipeline_stage_state"]
+    assert "REFERENCES dyno_crm.tenant(id)" in definitions["fk_rpc_tenant"]
+
+
+def test_upgrade_twice_changes_nothing(empty_db_url: str) -> None:
+    migrate.upgrade(empty_db_url)
+    first = catalog(empty_db_url)
+    migrate.upgrade(empty_db_url)
+    assert catalog(empty_db_url) == first
+
+
+def test_offline_sql_builds_the_same_schema(empty_db_url: str, db_url: str) -> None:
+    script = migrate.offline_sql()
+    assert script.startswith("BEGIN;")
+    assert script.rstrip().endswith("COMMIT;")
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute(script.encode())
+    assert catalog(empty_db_url) == catalog(db_url)
+
+
+def test_host_alembic_version_table_is_left_alone(empty_db_url: str) -> None:
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.alembic_version (version_num varchar(32) PRIMARY KEY)")
+        conn.execute("INSERT INTO public.alembic_version VALUES ('host_crm_rev_42')")
+    migrate.upgrade(empty_db_url)
+    with psycopg.connect(empty_db_url) as conn:
+        assert conn.execute("SELECT * FROM public.alembic_version").fetchall() == [
+            ("host_crm_rev_42",)]
+
+
+def test_status_and_require_current(empty_db_url: str) -> None:
+    with psycopg.connect(empty_db_url) as conn:
+        state = migrate.status(conn)
+        assert (state.current, state.up_to_date) == (None, False)
+        with pytest.raises(SchemaError, match="db upgrade"):
+            migrate.require_current(conn)
+    migrate.upgrade(empty_db_url)
+    with psycopg.connect(empty_db_url) as conn:
+        assert migrate.status(conn).up_to_date
+        migrate.require_current(conn)
+
+
+# --- Citus readiness -----------------------------------------------------------------
+
+
+def test_every_key_and_reference_includes_tenant_id(db_url: str) -> None:
+    """Distributed by tenant_id, a table's unique constraints and foreign keys must
+    include the distribution column (tenant.id is the tenant key itself)."""
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute(
+            "SELECT c.conrelid::regclass::text, c.conname, c.contype,"
+            " ARRAY(SELECT a.attname::text FROM unnest(c.conkey) AS k(n)"
+            "       JOIN pg_attribute AS a ON a.attrelid = c.conrelid AND a.attnum = k.n),"
+            " c.confrelid::regclass::text,"
+            " ARRAY(SELECT a.attname::text FROM unnest(c.confkey) AS k(n)"
+            "       JOIN pg_attribute AS a ON a.attrelid = c.confrelid AND a.attnum = k.n)"
+            " FROM pg_constraint AS c"
+            " WHERE c.connamespace = 'dyno_crm'::regnamespace AND c.contype IN ('p', 'u', 'f')"
+            "   AND c.conrelid <> 'dyno_crm.pipeline_coverage_version'::regclass").fetchall()
+    assert len(rows) > 20
+    for table, name, kind, columns, referenced, referenced_columns in rows:
+        key = "id" if table == "dyno_crm.tenant" else "tenant_id"
+        assert key in columns, f"{name} on {table} lacks {key}"
+        if kind == "f":
+            # The tenant column must map onto the referenced table's tenant key.
+            target_key = "id" if referenced == "dyno_crm.tenant" else "tenant_id"
+            pairs = dict(zip(columns, referenced_columns, strict=True))
+            assert pairs["tenant_id"] == target_key, f"{name} does not pair tenant_id"
+
+
+TABLE_REFERENCE = re.compile(r"(?:FROM|JOIN)\s+dyno_crm\.(\w+)\s+AS\s+(\w+)", re.IGNORECASE)
+#: Queries that may span tenants on purpose: an operator's `show RUN_ID` and `runs`
+#: without --tenant. Both still filter by tenant whenever one is given.
+CROSS_TENANT = {"get_run", "list_runs"}
+
+
+@pytest.mark.parametrize("name", sorted(queries("pipeline_coverage")))
+def test_every_report_query_filters_on_tenant(name: str) -> None:
+    text = queries("pipeline_coverage")[name]
+    references = TABLE_REFERENCE.findall(text)
+    for table, alias in references:
+        column = "id" if table == "tenant" else "tenant_id"
+        assert re.search(rf"\b{alias}\.{column}\s*=", text), f"{name}: {table} {alias}"
+    if "dyno_crm." in text:
+        assert "%(tenant_id)s::uuid" in text, f"{name} takes no tenant"
+    if name in CROSS_TENANT:
+        assert "%(tenant_id)s::uuid IS NULL OR" in text
+    else:
+        assert "%(tenant_id)s::uuid IS NULL OR" not in text, f"{name} must always filter"
