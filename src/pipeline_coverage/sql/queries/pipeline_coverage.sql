@@ -130,21 +130,32 @@ WITH open_deals AS (
       AND COALESCE(d.expected_close_date, d.close_date) >= %(period_start)s::date
       AND COALESCE(d.expected_close_date, d.close_date) < %(period_end)s::date
 ),
-open_sums AS (
+open_matches AS (
     -- Each deal counts once per principal: the assignee only when it is not the owner.
+    SELECT 'USER' AS principal_type, od.owned_by_user_id AS principal_id, od.pipeline_id,
+           od.amount
+    FROM open_deals AS od WHERE od.owned_by_user_id IS NOT NULL
+    UNION ALL
+    SELECT 'USER', od.assigned_user_id, od.pipeline_id, od.amount
+    FROM open_deals AS od
+    WHERE od.assigned_user_id IS NOT NULL
+      AND od.assigned_user_id IS DISTINCT FROM od.owned_by_user_id
+    UNION ALL
+    SELECT 'GROUP', od.owned_by_group_id, od.pipeline_id, od.amount
+    FROM open_deals AS od WHERE od.owned_by_group_id IS NOT NULL
+    UNION ALL
+    SELECT 'GROUP', od.assigned_group_id, od.pipeline_id, od.amount
+    FROM open_deals AS od
+    WHERE od.assigned_group_id IS NOT NULL
+      AND od.assigned_group_id IS DISTINCT FROM od.owned_by_group_id
+),
+open_sums AS (
     SELECT m.principal_type, m.principal_id,
-           COALESCE(CASE WHEN %(by_pipeline)s::boolean THEN od.pipeline_id
+           COALESCE(CASE WHEN %(by_pipeline)s::boolean THEN m.pipeline_id
                          ELSE %(pipeline_id)s::uuid END,
                     '00000000-0000-0000-0000-000000000000'::uuid) AS bucket,
-           SUM(od.amount) AS open_amount
-    FROM open_deals AS od
-    CROSS JOIN LATERAL (VALUES
-        ('USER', od.owned_by_user_id),
-        ('USER', NULLIF(od.assigned_user_id, od.owned_by_user_id)),
-        ('GROUP', od.owned_by_group_id),
-        ('GROUP', NULLIF(od.assigned_group_id, od.owned_by_group_id))
-    ) AS m (principal_type, principal_id)
-    WHERE m.principal_id IS NOT NULL
+           SUM(m.amount) AS open_amount
+    FROM open_matches AS m
     GROUP BY 1, 2, 3
 ),
 target_rows AS (
