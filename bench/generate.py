@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 STAGES = (
     ("Prospecting", "NOT_STARTED", 10, 10),
@@ -74,8 +75,9 @@ def generate(
     directory.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     new_id = _Ids(rng)
-    period_end = dt.date(period_start.year + (period_start.month + 2) // 12,
-                         (period_start.month + 2) % 12 + 1, 1)
+    period_end = dt.date(
+        period_start.year + (period_start.month + 2) // 12, (period_start.month + 2) % 12 + 1, 1
+    )
     generated: list[GeneratedTenant] = []
     writers = _Writers(directory)
     try:
@@ -87,26 +89,54 @@ def generate(
 
 
 class _Writers:
-    FILES = {
+    FILES: ClassVar[dict[str, tuple[str, ...]]] = {
         "tenants.csv": ("id", "name"),
         "users.csv": ("id", "tenant_id", "name", "email", "is_active"),
         "groups.csv": ("id", "tenant_id", "name"),
         "group_members.csv": ("tenant_id", "group_id", "user_id"),
         "pipelines.csv": ("id", "tenant_id", "name"),
-        "pipeline_stages.csv": ("id", "tenant_id", "pipeline_id", "name", "stage_state",
-                                "probability", "position"),
-        "deals.csv": ("id", "tenant_id", "pipeline_id", "stage_id", "name", "amount",
-                      "expected_close_date", "close_date", "owned_by_user_id",
-                      "assigned_user_id", "owned_by_group_id", "assigned_group_id"),
-        "sales_targets.csv": ("id", "tenant_id", "principal_type", "principal_id",
-                              "pipeline_id", "period_start", "period_end", "target_amount"),
+        "pipeline_stages.csv": (
+            "id",
+            "tenant_id",
+            "pipeline_id",
+            "name",
+            "stage_state",
+            "probability",
+            "position",
+        ),
+        "deals.csv": (
+            "id",
+            "tenant_id",
+            "pipeline_id",
+            "stage_id",
+            "name",
+            "amount",
+            "expected_close_date",
+            "close_date",
+            "owned_by_user_id",
+            "assigned_user_id",
+            "owned_by_group_id",
+            "assigned_group_id",
+        ),
+        "sales_targets.csv": (
+            "id",
+            "tenant_id",
+            "principal_type",
+            "principal_id",
+            "pipeline_id",
+            "period_start",
+            "period_end",
+            "target_amount",
+        ),
     }
 
     def __init__(self, directory: Path) -> None:
-        self.handles = {name: (directory / name).open("w", encoding="utf-8", newline="")
-                        for name in self.FILES}
-        self.writers = {name: csv.writer(handle, lineterminator="\n")
-                        for name, handle in self.handles.items()}
+        self.handles = {
+            name: (directory / name).open("w", encoding="utf-8", newline="") for name in self.FILES
+        }
+        self.writers = {
+            name: csv.writer(handle, lineterminator="\n") for name, handle in self.handles.items()
+        }
         for name, header in self.FILES.items():
             self.writers[name].writerow(header)
 
@@ -130,18 +160,33 @@ def _tenant(
     out.rows("tenants.csv", [(tenant, spec.name)])
     users = [new_id() for _ in range(spec.users)]
     groups = [new_id() for _ in range(spec.groups)]
-    out.rows("users.csv", [(u, tenant, f"Rep {i}", f"rep{i}@{spec.name}.example",
-                            "false" if i % 25 == 24 else "true") for i, u in enumerate(users)])
+    out.rows(
+        "users.csv",
+        [
+            (
+                u,
+                tenant,
+                f"Rep {i}",
+                f"rep{i}@{spec.name}.example",
+                "false" if i % 25 == 24 else "true",
+            )
+            for i, u in enumerate(users)
+        ],
+    )
     out.rows("groups.csv", [(g, tenant, f"Team {i}") for i, g in enumerate(groups)])
     team_of = [groups[i % len(groups)] for i in range(len(users))]
     out.rows("group_members.csv", [(tenant, team_of[i], u) for i, u in enumerate(users)])
     pipelines = [new_id() for _ in range(spec.pipelines)]
     out.rows("pipelines.csv", [(p, tenant, f"Pipeline {i}") for i, p in enumerate(pipelines)])
     stages = {p: [new_id() for _ in STAGES] for p in pipelines}
-    out.rows("pipeline_stages.csv", [
-        (stages[p][k], tenant, p, name, state, probability, k + 1)
-        for p in pipelines for k, (name, state, probability, _) in enumerate(STAGES)
-    ])
+    out.rows(
+        "pipeline_stages.csv",
+        [
+            (stages[p][k], tenant, p, name, state, probability, k + 1)
+            for p in pipelines
+            for k, (name, state, probability, _) in enumerate(STAGES)
+        ],
+    )
 
     # A few reps own most deals: Pareto-distributed weights.
     owner_weights = [rng.paretovariate(1.16) for _ in users]
@@ -166,20 +211,51 @@ def _tenant(
                 expected, close = "", ""  # no date at all
             assignee = users[rng.randrange(len(users))] if rng.random() < 0.2 else users[owner]
             amount = "" if rng.random() < 0.05 else f"{rng.lognormvariate(9, 1.2):.2f}"
-            yield (new_id(), tenant, pipeline, stages[pipeline][stage_picks[n]], f"Deal {n}",
-                   amount, expected, close, users[owner], assignee, team_of[owner],
-                   groups[rng.randrange(len(groups))] if rng.random() < 0.1 else "")
+            yield (
+                new_id(),
+                tenant,
+                pipeline,
+                stages[pipeline][stage_picks[n]],
+                f"Deal {n}",
+                amount,
+                expected,
+                close,
+                users[owner],
+                assignee,
+                team_of[owner],
+                groups[rng.randrange(len(groups))] if rng.random() < 0.1 else "",
+            )
 
     out.rows("deals.csv", deals())
     targets: list[Sequence[object]] = []
     for i, u in enumerate(users):
         if i % 10 != 9:  # some reps have no target
-            targets.append((new_id(), tenant, "USER", u, "", period_start, period_end,
-                            f"{rng.randint(50, 500) * 1000}.00"))
+            targets.append(
+                (
+                    new_id(),
+                    tenant,
+                    "USER",
+                    u,
+                    "",
+                    period_start,
+                    period_end,
+                    f"{rng.randint(50, 500) * 1000}.00",
+                )
+            )
     for g in groups:
         for p in pipelines:
-            targets.append((new_id(), tenant, "GROUP", g, p, period_start, period_end,
-                            f"{rng.randint(200, 2000) * 1000}.00"))
+            targets.append(
+                (
+                    new_id(),
+                    tenant,
+                    "GROUP",
+                    g,
+                    p,
+                    period_start,
+                    period_end,
+                    f"{rng.randint(200, 2000) * 1000}.00",
+                )
+            )
     out.rows("sales_targets.csv", targets)
     return GeneratedTenant(spec.name, tenant, spec.deals, users, groups, pipelines)
 
@@ -194,8 +270,10 @@ def main() -> None:
     parser.add_argument("--tenants", type=int, default=1)
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
-    specs = [TenantSpec(f"tenant{i}", args.deals, args.users, args.groups, args.pipelines)
-             for i in range(args.tenants)]
+    specs = [
+        TenantSpec(f"tenant{i}", args.deals, args.users, args.groups, args.pipelines)
+        for i in range(args.tenants)
+    ]
     for t in generate(args.directory, specs, quarter_start(dt.date.today()), args.seed):
         print(t.tenant_id, t.name, t.deals)
 

@@ -60,7 +60,9 @@ def template_db(server_url: str) -> Iterator[str]:
     migrate.upgrade(with_dbname(server_url, name))
     yield name
     with _admin(server_url) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 def _fresh_database(server_url: str, template: str | None) -> Iterator[str]:

@@ -32,8 +32,14 @@ class Crm:
 
     def user(self, tenant: uuid.UUID, name: str = "Rep", active: bool = True) -> uuid.UUID:
         user_id = uuid.uuid4()
-        self._insert("crm_user", tenant_id=tenant, id=user_id, name=name,
-                     email=f"{user_id.hex[:8]}@example.test", is_active=active)
+        self._insert(
+            "crm_user",
+            tenant_id=tenant,
+            id=user_id,
+            name=name,
+            email=f"{user_id.hex[:8]}@example.test",
+            is_active=active,
+        )
         return user_id
 
     def group(self, tenant: uuid.UUID, name: str = "Team") -> uuid.UUID:
@@ -49,11 +55,24 @@ class Crm:
         self._insert("pipeline", tenant_id=tenant, id=pipeline_id, name=name)
         return pipeline_id
 
-    def stage(self, tenant: uuid.UUID, pipeline: uuid.UUID, state: str = "IN_PROGRESS",
-              name: str | None = None) -> uuid.UUID:
+    def stage(
+        self,
+        tenant: uuid.UUID,
+        pipeline: uuid.UUID,
+        state: str = "IN_PROGRESS",
+        name: str | None = None,
+    ) -> uuid.UUID:
         stage_id = uuid.uuid4()
-        self._insert("pipeline_stage", tenant_id=tenant, id=stage_id, pipeline_id=pipeline,
-                     name=name or state.title(), stage_state=state, probability=50, position=1)
+        self._insert(
+            "pipeline_stage",
+            tenant_id=tenant,
+            id=stage_id,
+            pipeline_id=pipeline,
+            name=name or state.title(),
+            stage_state=state,
+            probability=50,
+            position=1,
+        )
         return stage_id
 
     def deal(
@@ -71,12 +90,19 @@ class Crm:
     ) -> uuid.UUID:
         deal_id = uuid.uuid4()
         self._insert(
-            "deal", tenant_id=tenant, id=deal_id, pipeline_id=pipeline, stage_id=stage,
+            "deal",
+            tenant_id=tenant,
+            id=deal_id,
+            pipeline_id=pipeline,
+            stage_id=stage,
             name=f"Deal {deal_id.hex[:6]}",
             amount=Decimal(amount) if isinstance(amount, str) else amount,
-            expected_close_date=expected, close_date=close,
-            owned_by_user_id=owner, assigned_user_id=assignee,
-            owned_by_group_id=owner_group, assigned_group_id=assignee_group,
+            expected_close_date=expected,
+            close_date=close,
+            owned_by_user_id=owner,
+            assigned_user_id=assignee,
+            owned_by_group_id=owner_group,
+            assigned_group_id=assignee_group,
         )
         return deal_id
 
@@ -92,9 +118,15 @@ class Crm:
     ) -> uuid.UUID:
         target_id = uuid.uuid4()
         self._insert(
-            "sales_target", tenant_id=tenant, id=target_id, principal_type=principal_type,
-            principal_id=principal_id, pipeline_id=pipeline, period_start=start,
-            period_end=end, target_amount=Decimal(amount),
+            "sales_target",
+            tenant_id=tenant,
+            id=target_id,
+            principal_type=principal_type,
+            principal_id=principal_id,
+            pipeline_id=pipeline,
+            period_start=start,
+            period_end=end,
+            target_amount=Decimal(amount),
         )
         return target_id
 
@@ -102,9 +134,12 @@ class Crm:
 STATES = ("NOT_STARTED", "IN_PROGRESS", "DONE_SUCCESS", "DONE_FAILED")
 
 
-def random_tenant(conn: psycopg.Connection[Any], seed: int, deals: int = 400,
-                  period: tuple[dt.date, dt.date] = (dt.date(2026, 1, 1), dt.date(2026, 4, 1)),
-                  ) -> uuid.UUID:
+def random_tenant(
+    conn: psycopg.Connection[Any],
+    seed: int,
+    deals: int = 400,
+    period: tuple[dt.date, dt.date] = (dt.date(2026, 1, 1), dt.date(2026, 4, 1)),
+) -> uuid.UUID:
     """A tenant full of edge cases, drawn from ``seed``: dates on and around the period
     bounds, missing dates and amounts, owner = assignee, inactive reps, several and
     zero targets, per-pipeline targets, targets for principals without any deal."""
@@ -118,15 +153,24 @@ def random_tenant(conn: psycopg.Connection[Any], seed: int, deals: int = 400,
     groups = [crm.group(tenant, f"Group {i}") for i in range(4)]
     pipelines = [crm.pipeline(tenant, f"Pipeline {i}") for i in range(3)]
     stages = {p: [crm.stage(tenant, p, state) for state in STATES] for p in pipelines}
-    interesting = [start, start - dt.timedelta(days=1), end, end - dt.timedelta(days=1),
-                   start + dt.timedelta(days=40), end + dt.timedelta(days=30)]
+    interesting = [
+        start,
+        start - dt.timedelta(days=1),
+        end,
+        end - dt.timedelta(days=1),
+        start + dt.timedelta(days=40),
+        end + dt.timedelta(days=30),
+    ]
 
     def some_date() -> dt.date | None:
         roll = rng.random()
         if roll < 0.25:
             return None
-        return rng.choice(interesting) if roll < 0.7 else start + dt.timedelta(
-            days=rng.randint(-100, 200))
+        return (
+            rng.choice(interesting)
+            if roll < 0.7
+            else start + dt.timedelta(days=rng.randint(-100, 200))
+        )
 
     def maybe(pool: list[uuid.UUID], p: float) -> uuid.UUID | None:
         return rng.choice(pool) if rng.random() < p else None
@@ -139,9 +183,22 @@ def random_tenant(conn: psycopg.Connection[Any], seed: int, deals: int = 400,
         owner_group = maybe(groups, 0.6)
         assignee_group = owner_group if rng.random() < 0.3 else maybe(groups, 0.4)
         amount = None if rng.random() < 0.1 else Decimal(rng.randint(0, 10_000_000)) / 100
-        rows.append((tenant, uuid.uuid4(), pipeline, rng.choice(stages[pipeline]), f"D{n}",
-                     amount, some_date(), some_date(), owner, assignee, owner_group,
-                     assignee_group))
+        rows.append(
+            (
+                tenant,
+                uuid.uuid4(),
+                pipeline,
+                rng.choice(stages[pipeline]),
+                f"D{n}",
+                amount,
+                some_date(),
+                some_date(),
+                owner,
+                assignee,
+                owner_group,
+                assignee_group,
+            )
+        )
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO dyno_crm.deal (tenant_id, id, pipeline_id, stage_id, name, amount,"
@@ -158,6 +215,5 @@ def random_tenant(conn: psycopg.Connection[Any], seed: int, deals: int = 400,
     for _ in range(40):
         kind, who = rng.choice(principals)
         amount = rng.choice([Decimal(0), Decimal(rng.randint(1, 5_000_000)) / 100])
-        crm.target(tenant, kind, who, *rng.choice(periods), amount,
-                   rng.choice([None, *pipelines]))
+        crm.target(tenant, kind, who, *rng.choice(periods), amount, rng.choice([None, *pipelines]))
     return tenant

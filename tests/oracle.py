@@ -32,8 +32,10 @@ class Oracle:
     def __init__(self, conn: psycopg.Connection[Any], tenant: uuid.UUID) -> None:
         self.tenant = tenant
         with conn.cursor() as cur:
-            cur.execute("SELECT id, stage_state FROM dyno_crm.pipeline_stage WHERE tenant_id = %s",
-                        (tenant,))
+            cur.execute(
+                "SELECT id, stage_state FROM dyno_crm.pipeline_stage WHERE tenant_id = %s",
+                (tenant,),
+            )
             self.stage_state = dict(cur.fetchall())
             cur.execute(
                 "SELECT pipeline_id, stage_id, amount, expected_close_date, close_date,"
@@ -48,8 +50,9 @@ class Oracle:
                 (tenant,),
             )
             self.targets = cur.fetchall()
-            cur.execute("SELECT id FROM dyno_crm.crm_user WHERE tenant_id = %s AND is_active",
-                        (tenant,))
+            cur.execute(
+                "SELECT id FROM dyno_crm.crm_user WHERE tenant_id = %s AND is_active", (tenant,)
+            )
             self.active_users = {row[0] for row in cur.fetchall()}
             cur.execute("SELECT id FROM dyno_crm.crm_group WHERE tenant_id = %s", (tenant,))
             self.groups = {row[0] for row in cur.fetchall()}
@@ -57,7 +60,9 @@ class Oracle:
             self.pipelines = {row[0] for row in cur.fetchall()}
         conn.commit()
 
-    def _open_in_period(self, start: dt.date, end: dt.date, pipeline: uuid.UUID | None) -> list[Any]:
+    def _open_in_period(
+        self, start: dt.date, end: dt.date, pipeline: uuid.UUID | None
+    ) -> list[Any]:
         chosen = []
         for deal in self.deals:
             pipeline_id, stage_id, _, expected, close = deal[:5]
@@ -77,11 +82,21 @@ class Oracle:
             return principal_id in (deal[5], deal[6])
         return principal_id in (deal[7], deal[8])
 
-    def coverage(self, start: dt.date, end: dt.date, principal_type: str,
-                 principal_id: uuid.UUID, pipeline: uuid.UUID | None = None) -> Expected:
+    def coverage(
+        self,
+        start: dt.date,
+        end: dt.date,
+        principal_type: str,
+        principal_id: uuid.UUID,
+        pipeline: uuid.UUID | None = None,
+    ) -> Expected:
         matching_targets = [
-            t[5] for t in self.targets
-            if t[0] == principal_type and t[1] == principal_id and t[3] == start and t[4] == end
+            t[5]
+            for t in self.targets
+            if t[0] == principal_type
+            and t[1] == principal_id
+            and t[3] == start
+            and t[4] == end
             and (pipeline is None or t[2] == pipeline)
         ]
         target = sum(matching_targets, Decimal(0)) if matching_targets else None
@@ -95,16 +110,21 @@ class Oracle:
                 ratio = (open_amount / target).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
         return Expected(target, open_amount, ratio)
 
-    def principals(self, start: dt.date, end: dt.date,
-                   pipeline: uuid.UUID | None = None) -> set[tuple[str, uuid.UUID]]:
+    def principals(
+        self, start: dt.date, end: dt.date, pipeline: uuid.UUID | None = None
+    ) -> set[tuple[str, uuid.UUID]]:
         """SPEC.md §5: active users, all groups, and anyone with a target or open deal."""
         found = {("USER", u) for u in self.active_users} | {("GROUP", g) for g in self.groups}
         for t in self.targets:
             if t[3] == start and t[4] == end and (pipeline is None or t[2] == pipeline):
                 found.add((t[0], t[1]))
         for deal in self._open_in_period(start, end, pipeline):
-            for kind, value in (("USER", deal[5]), ("USER", deal[6]),
-                                ("GROUP", deal[7]), ("GROUP", deal[8])):
+            for kind, value in (
+                ("USER", deal[5]),
+                ("USER", deal[6]),
+                ("GROUP", deal[7]),
+                ("GROUP", deal[8]),
+            ):
                 if value is not None:
                     found.add((kind, value))
         return found

@@ -1,7 +1,8 @@
 """Pipeline coverage reports for a multi-tenant CRM on PostgreSQL.
 
 Public API: the seed's ``run_pipeline_coverage_report``, the batch
-``run_pipeline_coverage_batch`` and the readers of stored runs. Each takes the caller's psycopg 3 or psycopg2 connection.
+``run_pipeline_coverage_batch`` and the readers of stored runs. Each takes the
+caller's psycopg 3 or psycopg2 connection.
 """
 
 from pipeline_coverage.errors import (

@@ -19,6 +19,8 @@ from types import FrameType
 from typing import Any
 
 import click
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pipeline_coverage import demo as demo_data
@@ -49,7 +51,7 @@ from pipeline_coverage.reports.pipeline_coverage import (
 PROG = "pipeline-coverage"
 
 
-class _IsoDate(click.ParamType):
+class _IsoDate(click.ParamType[dt.date, Any]):
     name = "YYYY-MM-DD"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
@@ -61,7 +63,11 @@ class _IsoDate(click.ParamType):
 
 ISO_DATE = _IsoDate()
 FORMAT_OPTION = click.option(
-    "--format", "output_format", type=click.Choice(FORMATS), default="table", show_default=True,
+    "--format",
+    "output_format",
+    type=click.Choice(FORMATS),
+    default="table",
+    show_default=True,
     help="Output format; json and csv carry amounts as exact decimal strings.",
 )
 
@@ -100,12 +106,13 @@ class _App:
 
 
 def _redact(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
+    """The connection target without its password (URI or key=value form)."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
+        params = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
         return "(database URL)"
+    shown = [f"{key}={params[key]}" for key in ("host", "port", "dbname", "user") if key in params]
+    return " ".join(shown) or "(default libpq connection)"
 
 
 def _app() -> _App:
@@ -114,7 +121,9 @@ def _app() -> _App:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option(
-    "--database-url", envvar="DATABASE_URL", metavar="URL",
+    "--database-url",
+    envvar="DATABASE_URL",
+    metavar="URL",
     help="PostgreSQL URL (else $DATABASE_URL; with neither, an embedded server is used).",
 )
 @click.version_option(package_name="pipeline-coverage", prog_name=PROG)
@@ -181,8 +190,7 @@ def _file_progress(console: Any) -> Iterator[Any]:
     if not console.is_terminal:
         yield None
         return
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-               TimeElapsedColumn())
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as bar:
         tasks: dict[str, Any] = {}
 
@@ -197,13 +205,24 @@ def _file_progress(console: Any) -> Iterator[Any]:
 @cli.command()
 @click.option("--tenant", "tenant_id", type=click.UUID, required=True, help="Tenant id.")
 @click.option("--period-start", type=ISO_DATE, required=True, help="First day of the period.")
-@click.option("--period-end", type=ISO_DATE, required=True,
-              help="Day after the period (periods are half-open: Q1 is 01-01 to 04-01).")
-@click.option("--principal-type", type=click.Choice(["USER", "GROUP"], case_sensitive=False),
-              help="USER (a rep) or GROUP (a team), with --principal-id.")
+@click.option(
+    "--period-end",
+    type=ISO_DATE,
+    required=True,
+    help="Day after the period (periods are half-open: Q1 is 01-01 to 04-01).",
+)
+@click.option(
+    "--principal-type",
+    type=click.Choice(["USER", "GROUP"], case_sensitive=False),
+    help="USER (a rep) or GROUP (a team), with --principal-id.",
+)
 @click.option("--principal-id", type=click.UUID, help="The user's or group's id.")
-@click.option("--all", "everyone", is_flag=True,
-              help="Every rep and team in scope, as one run (instead of one principal).")
+@click.option(
+    "--all",
+    "everyone",
+    is_flag=True,
+    help="Every rep and team in scope, as one run (instead of one principal).",
+)
 @click.option("--pipeline", "pipeline_id", type=click.UUID, help="Only this pipeline.")
 @click.option("--by-pipeline", is_flag=True, help="With --all: one row per principal and pipeline.")
 @FORMAT_OPTION
@@ -232,9 +251,15 @@ def run(
             conn, tenant_id, period_start, period_end, pipeline_id, by_pipeline=by_pipeline
         )
     else:
-        assert principal_type is not None and principal_id is not None
+        assert principal_type is not None
+        assert principal_id is not None
         run_id = run_pipeline_coverage_report(
-            conn, tenant_id, period_start, period_end, principal_type.upper(), principal_id,
+            conn,
+            tenant_id,
+            period_start,
+            period_end,
+            principal_type.upper(),
+            principal_id,
             pipeline_id,
         )
     _print_run(get_run(conn, run_id), output_format)
@@ -251,8 +276,13 @@ def show(run_id: uuid.UUID, output_format: str) -> None:
 
 @cli.command()
 @click.option("--tenant", "tenant_id", type=click.UUID, help="Only this tenant's runs.")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
-              help="At most this many runs.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="At most this many runs.",
+)
 @FORMAT_OPTION
 def runs(tenant_id: uuid.UUID | None, limit: int, output_format: str) -> None:
     """List stored runs, newest first."""
@@ -266,8 +296,13 @@ def runs(tenant_id: uuid.UUID | None, limit: int, output_format: str) -> None:
 
 
 @cli.command()
-@click.option("--deals", type=click.IntRange(min=1, max=1_000_000), default=4000,
-              show_default=True, help="How many deals the demo tenant gets.")
+@click.option(
+    "--deals",
+    type=click.IntRange(min=1, max=1_000_000),
+    default=4000,
+    show_default=True,
+    help="How many deals the demo tenant gets.",
+)
 def demo(deals: int) -> None:
     """Load a demo tenant and show coverage for every rep and team this quarter."""
     app = _app()
@@ -283,8 +318,9 @@ def demo(deals: int) -> None:
         f"{app.where}: {summary.users} reps, {summary.groups} teams, "
         f"{sum(item.rows for item in loads if item.table == 'deal')} deals."
     )
-    run_id = run_pipeline_coverage_batch(conn, summary.tenant_id, summary.period_start,
-                                         summary.period_end)
+    run_id = run_pipeline_coverage_batch(
+        conn, summary.tenant_id, summary.period_start, summary.period_end
+    )
     console.print(run_table(get_run(conn, run_id)))
     console.print(
         f"Next: pipeline-coverage show {run_id} --format json   |   "
@@ -316,38 +352,40 @@ def main(argv: list[str] | None = None) -> int:
     an expected error (set PIPELINE_COVERAGE_DEBUG=1 to see one for unexpected ones)."""
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _raise_on_signal)
-    err = click.get_text_stream("stderr")
     try:
         result = cli.main(args=argv, prog_name=PROG, standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except (click.exceptions.Abort, KeyboardInterrupt):
-        click.echo(f"{PROG}: interrupted", file=err)
+        click.echo(f"{PROG}: interrupted", err=True)
         return 130
     except click.ClickException as exc:
         hint = ""
         if isinstance(exc, click.UsageError) and exc.ctx is not None:
             hint = f" (see '{exc.ctx.command_path} --help')"
-        click.echo(f"{PROG}: error: {_one_line(exc.format_message())}{hint}", file=err)
+        click.echo(f"{PROG}: error: {_one_line(exc.format_message())}{hint}", err=True)
         return 2
     except LoadError as exc:
         # One located line per bad row, so every problem can be fixed in one go.
         for problem in exc.problems:
-            click.echo(f"{PROG}: error: {_one_line(problem)}", file=err)
+            click.echo(f"{PROG}: error: {_one_line(problem)}", err=True)
         if exc.total > len(exc.problems):
-            click.echo(f"{PROG}: error: ... and {exc.total - len(exc.problems)} more", file=err)
+            click.echo(f"{PROG}: error: ... and {exc.total - len(exc.problems)} more", err=True)
         return 2
     except InputError as exc:
-        click.echo(f"{PROG}: error: {_one_line(str(exc))}", file=err)
+        click.echo(f"{PROG}: error: {_one_line(str(exc))}", err=True)
         return 2
     except PipelineCoverageError as exc:
-        click.echo(f"{PROG}: error: {_one_line(str(exc))}", file=err)
+        click.echo(f"{PROG}: error: {_one_line(str(exc))}", err=True)
         return 1
     except Exception as exc:
         if os.environ.get("PIPELINE_COVERAGE_DEBUG"):
             raise
-        click.echo(f"{PROG}: unexpected error: {type(exc).__name__}: {_one_line(str(exc))} "
-                   "(set PIPELINE_COVERAGE_DEBUG=1 for a traceback)", file=err)
+        click.echo(
+            f"{PROG}: unexpected error: {type(exc).__name__}: {_one_line(str(exc))} "
+            "(set PIPELINE_COVERAGE_DEBUG=1 for a traceback)",
+            err=True,
+        )
         return 1
     return result if isinstance(result, int) else 0
 

@@ -28,11 +28,52 @@ _TEAMS = (
     ("Mid-Market", 30_000, 5),
     ("SMB", 8_000, 6),
 )
-_FIRST = ("Ava", "Ben", "Chloe", "Diego", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jonas",
-          "Kara", "Liam", "Maya", "Noah", "Olga", "Priya", "Quinn", "Rosa", "Sam", "Tariq", "Uma")
-_LAST = ("Andersen", "Becker", "Costa", "Dubois", "Eriksen", "Fischer", "Garcia", "Huang",
-         "Ivanova", "Jensen", "Kowalski", "Larsen", "Moreau", "Nakamura", "Okafor", "Petrov",
-         "Quinlan", "Rossi", "Silva", "Tanaka", "Ueda")
+_FIRST = (
+    "Ava",
+    "Ben",
+    "Chloe",
+    "Diego",
+    "Elena",
+    "Farid",
+    "Grace",
+    "Hiro",
+    "Ines",
+    "Jonas",
+    "Kara",
+    "Liam",
+    "Maya",
+    "Noah",
+    "Olga",
+    "Priya",
+    "Quinn",
+    "Rosa",
+    "Sam",
+    "Tariq",
+    "Uma",
+)
+_LAST = (
+    "Andersen",
+    "Becker",
+    "Costa",
+    "Dubois",
+    "Eriksen",
+    "Fischer",
+    "Garcia",
+    "Huang",
+    "Ivanova",
+    "Jensen",
+    "Kowalski",
+    "Larsen",
+    "Moreau",
+    "Nakamura",
+    "Okafor",
+    "Petrov",
+    "Quinlan",
+    "Rossi",
+    "Silva",
+    "Tanaka",
+    "Ueda",
+)
 _PIPELINES = ("New Business", "Renewals", "Expansion")
 _STAGES = (
     ("Prospecting", "NOT_STARTED", 10),
@@ -43,8 +84,22 @@ _STAGES = (
     ("Closed Lost", "DONE_FAILED", 0),
 )
 _PRODUCTS = ("Platform", "Analytics", "Support Plus", "Data Sync", "Seats", "Onboarding")
-_COMPANIES = ("Acme", "Globex", "Initech", "Umbrella", "Hooli", "Stark", "Wayne", "Wonka",
-              "Tyrell", "Cyberdyne", "Soylent", "Vandelay", "Pied Piper", "Massive Dynamic")
+_COMPANIES = (
+    "Acme",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Hooli",
+    "Stark",
+    "Wayne",
+    "Wonka",
+    "Tyrell",
+    "Cyberdyne",
+    "Soylent",
+    "Vandelay",
+    "Pied Piper",
+    "Massive Dynamic",
+)
 
 
 def quarter_of(day: dt.date) -> tuple[dt.date, dt.date]:
@@ -122,45 +177,98 @@ def write_demo(directory: Path, today: dt.date, deals: int = 4000) -> DemoSummar
         if rng.random() < 0.02:
             expected, actual = "", ""  # no date at all: never counted
         assignee = rng.choice(reps)[0] if rng.random() < 0.15 else owner
-        deal_rows.append((
-            _id("deal", n), tenant, _id("pipeline", pipeline), _id("stage", pipeline, stage[0]),
-            f"{rng.choice(_COMPANIES)} {rng.choice(_PRODUCTS)} #{n + 1}",
-            "" if rng.random() < 0.01 else str(amount),
-            expected, actual, owner, assignee, team_id,
-            rng.choice(groups)[0] if rng.random() < 0.05 else "",
-        ))
+        deal_rows.append(
+            (
+                _id("deal", n),
+                tenant,
+                _id("pipeline", pipeline),
+                _id("stage", pipeline, stage[0]),
+                f"{rng.choice(_COMPANIES)} {rng.choice(_PRODUCTS)} #{n + 1}",
+                "" if rng.random() < 0.01 else str(amount),
+                expected,
+                actual,
+                owner,
+                assignee,
+                team_id,
+                rng.choice(groups)[0] if rng.random() < 0.05 else "",
+            )
+        )
 
     targets = []
     for index, (user_id, _, size) in enumerate(reps):
         if index == len(reps) - 2:
             continue  # a new hire without a target yet
         quota = Decimal(size * rng.randint(4, 9)).quantize(Decimal("0.01"))
-        targets.append((_id("target", user_id, q_start), tenant, "USER", user_id, "",
-                        q_start.isoformat(), q_end.isoformat(), str(quota)))
+        targets.append(
+            (
+                _id("target", user_id, q_start),
+                tenant,
+                "USER",
+                user_id,
+                "",
+                q_start.isoformat(),
+                q_end.isoformat(),
+                str(quota),
+            )
+        )
     for group_id, _, team in groups:
         size = next(s for t, s, _ in _TEAMS if t == team)
         for pipeline_name, share in (("New Business", 20), ("Renewals", 8), ("Expansion", 5)):
-            targets.append((_id("target", group_id, pipeline_name, q_start), tenant, "GROUP",
-                            group_id, _id("pipeline", pipeline_name), q_start.isoformat(),
-                            q_end.isoformat(), str(Decimal(size * share).quantize(Decimal("0.01")))))
+            targets.append(
+                (
+                    _id("target", group_id, pipeline_name, q_start),
+                    tenant,
+                    "GROUP",
+                    group_id,
+                    _id("pipeline", pipeline_name),
+                    q_start.isoformat(),
+                    q_end.isoformat(),
+                    str(Decimal(size * share).quantize(Decimal("0.01"))),
+                )
+            )
 
     _write(directory / "tenants.csv", ("id", "name"), [(tenant, TENANT_NAME)])
     _write(directory / "users.csv", ("id", "tenant_id", "name", "email", "is_active"), users)
     _write(directory / "groups.csv", ("id", "tenant_id", "name"), groups)
     _write(directory / "group_members.csv", ("tenant_id", "group_id", "user_id"), members)
     _write(directory / "pipelines.csv", ("id", "tenant_id", "name"), pipelines)
-    _write(directory / "pipeline_stages.csv",
-           ("id", "tenant_id", "pipeline_id", "name", "stage_state", "probability", "position"),
-           stages)
-    _write(directory / "deals.csv",
-           ("id", "tenant_id", "pipeline_id", "stage_id", "name", "amount", "expected_close_date",
-            "close_date", "owned_by_user_id", "assigned_user_id", "owned_by_group_id",
-            "assigned_group_id"),
-           deal_rows)
-    _write(directory / "sales_targets.csv",
-           ("id", "tenant_id", "principal_type", "principal_id", "pipeline_id", "period_start",
-            "period_end", "target_amount"),
-           targets)
+    _write(
+        directory / "pipeline_stages.csv",
+        ("id", "tenant_id", "pipeline_id", "name", "stage_state", "probability", "position"),
+        stages,
+    )
+    _write(
+        directory / "deals.csv",
+        (
+            "id",
+            "tenant_id",
+            "pipeline_id",
+            "stage_id",
+            "name",
+            "amount",
+            "expected_close_date",
+            "close_date",
+            "owned_by_user_id",
+            "assigned_user_id",
+            "owned_by_group_id",
+            "assigned_group_id",
+        ),
+        deal_rows,
+    )
+    _write(
+        directory / "sales_targets.csv",
+        (
+            "id",
+            "tenant_id",
+            "principal_type",
+            "principal_id",
+            "pipeline_id",
+            "period_start",
+            "period_end",
+            "target_amount",
+        ),
+        targets,
+    )
     return DemoSummary(TENANT_ID, q_start, q_end, len(users), len(groups), len(deal_rows))
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import psycopg
 from psycopg import sql
 
 from pipeline_coverage.db.connection import Cursor, unit_of_work
@@ -114,7 +115,11 @@ TABLES: tuple[TableSpec, ...] = (
     TableSpec(
         "group_members.csv",
         "group_member",
-        (_TENANT, Column("group_id", "uuid", required=True), Column("user_id", "uuid", required=True)),
+        (
+            _TENANT,
+            Column("group_id", "uuid", required=True),
+            Column("user_id", "uuid", required=True),
+        ),
         ("tenant_id", "group_id", "user_id"),
         (
             _TENANT_REF,
@@ -166,8 +171,12 @@ TABLES: tuple[TableSpec, ...] = (
             _TENANT_REF,
             _PIPELINE_REF,
             Reference(("stage_id",), "pipeline_stage", ("id",), "stage"),
-            Reference(("pipeline_id", "stage_id"), "pipeline_stage", ("pipeline_id", "id"),
-                      "stage of that pipeline"),
+            Reference(
+                ("pipeline_id", "stage_id"),
+                "pipeline_stage",
+                ("pipeline_id", "id"),
+                "stage of that pipeline",
+            ),
             Reference(("owned_by_user_id",), "crm_user", ("id",), "user"),
             Reference(("assigned_user_id",), "crm_user", ("id",), "user"),
             Reference(("owned_by_group_id",), "crm_group", ("id",), "group"),
@@ -191,9 +200,12 @@ TABLES: tuple[TableSpec, ...] = (
         (
             _TENANT_REF,
             _PIPELINE_REF,
-            Reference(("principal_id",), "crm_user", ("id",), "user", when=("principal_type", "USER")),
-            Reference(("principal_id",), "crm_group", ("id",), "group",
-                      when=("principal_type", "GROUP")),
+            Reference(
+                ("principal_id",), "crm_user", ("id",), "user", when=("principal_type", "USER")
+            ),
+            Reference(
+                ("principal_id",), "crm_group", ("id",), "group", when=("principal_type", "GROUP")
+            ),
         ),
     ),
 )
@@ -229,9 +241,29 @@ def load_directory(conn: Any, directory: Path, progress: Progress | None = None)
     headers = {spec.file: _read_header(directory / spec.file, spec) for spec in files}
     loads: list[TableLoad] = []
     with unit_of_work(conn) as cur:
+        # A stage may move to another pipeline together with its deals: the deal→stage
+        # reference is checked once every file is in.
+        cur.execute("SET CONSTRAINTS dyno_crm.fk_deal_stage DEFERRED")
         for spec in files:
             loads.append(_load_file(cur, directory / spec.file, spec, headers[spec.file], progress))
+        if any(spec.table == "pipeline_stage" for spec in files):
+            _raise_problems(cur, _BY_FILE["pipeline_stages.csv"], _moved_stage_problems())
+        cur.execute("SET CONSTRAINTS dyno_crm.fk_deal_stage IMMEDIATE")
     return loads
+
+
+def _moved_stage_problems() -> sql.Composable:
+    """Deals left behind by a stage that this import moved to another pipeline."""
+    return sql.SQL(
+        "SELECT s.line, 'pipeline_id: stage ' || ps.id || ' moves to pipeline '"
+        " || ps.pipeline_id || ', but deal ' || d.id || ' of pipeline ' || d.pipeline_id"
+        " || ' uses it (move the deal too, in deals.csv)' AS problem"
+        " FROM {stage} AS s"
+        " JOIN dyno_crm.pipeline_stage AS ps"
+        "   ON ps.tenant_id = s.tenant_id::uuid AND ps.id = s.id::uuid"
+        " JOIN dyno_crm.deal AS d ON d.tenant_id = ps.tenant_id AND d.stage_id = ps.id"
+        " WHERE d.pipeline_id <> ps.pipeline_id"
+    ).format(stage=_stage_name(_BY_FILE["pipeline_stages.csv"]))
 
 
 def _import_files(directory: Path) -> list[TableSpec]:
@@ -244,8 +276,12 @@ def _import_files(directory: Path) -> list[TableSpec]:
         raise LoadError([f"{directory / unknown[0]}: unknown import file (expected: {expected})"])
     specs = [spec for spec in TABLES if spec.file in present]
     if not specs:
-        raise LoadError([f"{directory}: no import files (expected any of: "
-                         f"{', '.join(spec.file for spec in TABLES)})"])
+        raise LoadError(
+            [
+                f"{directory}: no import files (expected any of: "
+                f"{', '.join(spec.file for spec in TABLES)})"
+            ]
+        )
     return specs
 
 
@@ -261,14 +297,18 @@ def _read_header(path: Path, spec: TableSpec) -> list[str]:
     problems = []
     for name in header:
         if name not in expected:
-            problems.append(f"{spec.file}:1: {name or '(empty)'}: unknown column "
-                            f"(expected: {','.join(expected)})")
+            problems.append(
+                f"{spec.file}:1: {name or '(empty)'}: unknown column "
+                f"(expected: {','.join(expected)})"
+            )
     seen: set[str] = set()
     for name in header:
         if name in seen:
             problems.append(f"{spec.file}:1: {name}: column appears twice")
         seen.add(name)
-    problems += [f"{spec.file}:1: {name}: missing column" for name in expected if name not in header]
+    problems += [
+        f"{spec.file}:1: {name}: missing column" for name in expected if name not in header
+    ]
     if problems:
         raise LoadError(problems)
     return header
@@ -287,15 +327,22 @@ def _load_file(
         sql.SQL(
             "CREATE TEMP TABLE {} (line bigint GENERATED ALWAYS AS IDENTITY (START 2), {})"
             " ON COMMIT DROP"
-        ).format(stage, sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in header))
+        ).format(
+            stage, sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in header)
+        )
     )
     _copy(cur, path, spec, stage, header, progress)
     _raise_problems(cur, spec, _value_problems(spec, stage))
     _raise_problems(cur, spec, _duplicate_problems(spec, stage))
     for reference in spec.references:
         _raise_problems(cur, spec, _reference_problems(reference, stage))
-    rows, inserted, updated = _upsert(cur, spec, stage)
-    cur.execute(sql.SQL("DROP TABLE pg_temp.{}").format(stage))
+    try:
+        rows, inserted, updated = _upsert(cur, spec, stage)
+    except psycopg.errors.IntegrityError as exc:  # a rule only the database could see
+        detail = f" ({exc.diag.message_detail})" if exc.diag.message_detail else ""
+        raise LoadError([f"{spec.file}: {exc.diag.message_primary}{detail}"]) from exc
+    if spec.table != "pipeline_stage":  # kept for the moved-stage check at the end
+        cur.execute(sql.SQL("DROP TABLE pg_temp.{}").format(stage))
     return TableLoad(spec.file, spec.table, rows, inserted, updated)
 
 
@@ -354,11 +401,17 @@ def _column_checks(column: Column) -> list[sql.Composable]:
     shown = sql.SQL("quote_literal({})").format(c)
     checks: list[sql.Composable] = []
     if column.required:
-        checks.append(_problem(sql.SQL("{} IS NULL").format(c), column.name, sql.Literal("required")))
+        checks.append(
+            _problem(sql.SQL("{} IS NULL").format(c), column.name, sql.Literal("required"))
+        )
     if column.kind == "uuid":
-        checks.append(_problem(
-            sql.SQL("{} !~ {}").format(c, sql.Literal(_UUID_RE)), column.name,
-            sql.SQL("'not a UUID: ' || {}").format(shown)))
+        checks.append(
+            _problem(
+                sql.SQL("{} !~ {}").format(c, sql.Literal(_UUID_RE)),
+                column.name,
+                sql.SQL("'not a UUID: ' || {}").format(shown),
+            )
+        )
     elif column.kind == "date":
         # Shape first, then the calendar (nested CASEs fix the evaluation order, so
         # nothing is cast before its shape is known): year 1 or later, and the day
@@ -369,55 +422,103 @@ def _column_checks(column: Column) -> list[sql.Composable]:
             "make_date(substr({c}, 1, 4)::int, substr({c}, 6, 2)::int, 1)"
             " + interval '1 month - 1 day'))::int END"
         ).format(c=c, re=sql.Literal(_DATE_RE))
-        checks.append(_problem(
-            sql.SQL("NOT ({})").format(valid), column.name,
-            sql.SQL("'not a date (YYYY-MM-DD): ' || {}").format(shown)))
+        checks.append(
+            _problem(
+                sql.SQL("NOT ({})").format(valid),
+                column.name,
+                sql.SQL("'not a date (YYYY-MM-DD): ' || {}").format(shown),
+            )
+        )
     elif column.kind == "money":
-        checks.append(_problem(
-            sql.SQL("{} !~ {}").format(c, sql.Literal(_NUMBER_RE)), column.name,
-            sql.SQL("'not a number: ' || {}").format(shown)))
-        checks.append(_problem(
-            sql.SQL("CASE WHEN {c} ~ {num} THEN left({c}, 1) = '-' AND {c}::numeric <> 0 END").format(
-                c=c, num=sql.Literal(_NUMBER_RE)),
-            column.name, sql.SQL("'must be >= 0, got ' || {}").format(c)))
-        checks.append(_problem(
-            sql.SQL("CASE WHEN {c} ~ {num} THEN left({c}, 1) <> '-' AND {c} !~ {money} END").format(
-                c=c, num=sql.Literal(_NUMBER_RE), money=sql.Literal(_MONEY_RE)),
-            column.name,
-            sql.SQL("'at most 16 digits and 2 decimal places, got ' || {}").format(c)))
+        checks.append(
+            _problem(
+                sql.SQL("{} !~ {}").format(c, sql.Literal(_NUMBER_RE)),
+                column.name,
+                sql.SQL("'not a number: ' || {}").format(shown),
+            )
+        )
+        checks.append(
+            _problem(
+                sql.SQL(
+                    "CASE WHEN {c} ~ {num} THEN left({c}, 1) = '-' AND {c}::numeric <> 0 END"
+                ).format(c=c, num=sql.Literal(_NUMBER_RE)),
+                column.name,
+                sql.SQL("'must be >= 0, got ' || {}").format(c),
+            )
+        )
+        checks.append(
+            _problem(
+                sql.SQL(
+                    "CASE WHEN {c} ~ {num} THEN left({c}, 1) <> '-' AND {c} !~ {money} END"
+                ).format(c=c, num=sql.Literal(_NUMBER_RE), money=sql.Literal(_MONEY_RE)),
+                column.name,
+                sql.SQL("'at most 16 digits and 2 decimal places, got ' || {}").format(c),
+            )
+        )
     elif column.kind == "int":
-        checks.append(_problem(
-            sql.SQL("{} !~ {}").format(c, sql.Literal(_INT_RE)), column.name,
-            sql.SQL("'not an integer: ' || {}").format(shown)))
+        checks.append(
+            _problem(
+                sql.SQL("{} !~ {}").format(c, sql.Literal(_INT_RE)),
+                column.name,
+                sql.SQL("'not an integer: ' || {}").format(shown),
+            )
+        )
         if column.minimum is not None and column.maximum is not None:
-            checks.append(_problem(
-                sql.SQL("CASE WHEN {c} ~ {re} THEN {c}::int NOT BETWEEN {lo} AND {hi} END").format(
-                    c=c, re=sql.Literal(_INT_RE), lo=sql.Literal(column.minimum),
-                    hi=sql.Literal(column.maximum)),
+            checks.append(
+                _problem(
+                    sql.SQL(
+                        "CASE WHEN {c} ~ {re} THEN {c}::int NOT BETWEEN {lo} AND {hi} END"
+                    ).format(
+                        c=c,
+                        re=sql.Literal(_INT_RE),
+                        lo=sql.Literal(column.minimum),
+                        hi=sql.Literal(column.maximum),
+                    ),
+                    column.name,
+                    sql.SQL("{} || {}").format(
+                        sql.Literal(f"must be between {column.minimum} and {column.maximum}, got "),
+                        c,
+                    ),
+                )
+            )
+    elif column.kind == "bool":
+        checks.append(
+            _problem(
+                sql.SQL("lower({}) NOT IN ('true', 'false')").format(c),
+                column.name,
+                sql.SQL("'not true or false: ' || {}").format(shown),
+            )
+        )
+    elif column.kind == "enum":
+        checks.append(
+            _problem(
+                sql.SQL("{} NOT IN ({})").format(
+                    c, sql.SQL(", ").join(map(sql.Literal, column.choices))
+                ),
                 column.name,
                 sql.SQL("{} || {}").format(
-                    sql.Literal(f"must be between {column.minimum} and {column.maximum}, got "), c)))
-    elif column.kind == "bool":
-        checks.append(_problem(
-            sql.SQL("lower({}) NOT IN ('true', 'false')").format(c), column.name,
-            sql.SQL("'not true or false: ' || {}").format(shown)))
-    elif column.kind == "enum":
-        checks.append(_problem(
-            sql.SQL("{} NOT IN ({})").format(c, sql.SQL(", ").join(map(sql.Literal, column.choices))),
-            column.name,
-            sql.SQL("{} || {}").format(
-                sql.Literal(f"must be one of {', '.join(column.choices)}, got "), shown)))
+                    sql.Literal(f"must be one of {', '.join(column.choices)}, got "), shown
+                ),
+            )
+        )
     return checks
 
 
 def _row_checks(spec: TableSpec) -> list[sql.Composable]:
     if spec.table != "sales_target":
         return []
-    valid_dates = sql.SQL("period_start ~ {re} AND period_end ~ {re}").format(re=sql.Literal(_DATE_RE))
-    return [_problem(
-        sql.SQL("CASE WHEN {} THEN period_end <= period_start ELSE false END").format(valid_dates),
-        "period_end",
-        sql.SQL("'must be after period_start (' || period_start || '); periods are half-open'"))]
+    valid_dates = sql.SQL("period_start ~ {re} AND period_end ~ {re}").format(
+        re=sql.Literal(_DATE_RE)
+    )
+    return [
+        _problem(
+            sql.SQL("CASE WHEN {} THEN period_end <= period_start ELSE false END").format(
+                valid_dates
+            ),
+            "period_end",
+            sql.SQL("'must be after period_start (' || period_start || '); periods are half-open'"),
+        )
+    ]
 
 
 def _value_problems(spec: TableSpec, stage: sql.Identifier) -> sql.Composable:
@@ -431,8 +532,13 @@ def _value_problems(spec: TableSpec, stage: sql.Identifier) -> sql.Composable:
 
 def _cast(column: Column, source: sql.Composable | None = None) -> sql.Composable:
     value = source if source is not None else sql.Identifier(column.name)
-    cast = {"uuid": "uuid", "date": "date", "money": "numeric(18,2)", "int": "integer",
-            "bool": "boolean"}.get(column.kind)
+    cast = {
+        "uuid": "uuid",
+        "date": "date",
+        "money": "numeric(18,2)",
+        "int": "integer",
+        "bool": "boolean",
+    }.get(column.kind)
     return sql.SQL("{}::{}").format(value, sql.SQL(cast)) if cast else value
 
 
@@ -444,7 +550,7 @@ def _duplicate_problems(spec: TableSpec, stage: sql.Identifier) -> sql.Composabl
         " SELECT line, min(line) OVER (PARTITION BY {key}) AS first_line FROM {stage}) AS d"
         " WHERE line > first_line"
     ).format(
-        what=sql.Literal(f"{','.join(spec.key)}: duplicate key, "),
+        what=sql.Literal(f"{','.join(spec.key)}: duplicate key,"),
         key=key,
         stage=stage,
     )
@@ -452,19 +558,23 @@ def _duplicate_problems(spec: TableSpec, stage: sql.Identifier) -> sql.Composabl
 
 def _reference_problems(reference: Reference, stage: sql.Identifier) -> sql.Composable:
     target = sql.Identifier("dyno_crm", reference.table)
-    conditions = [] if reference.table == "tenant" else [
-        sql.SQL("t.tenant_id = s.tenant_id::uuid")
-    ]
+    conditions: list[sql.Composable] = []
+    if reference.table != "tenant":
+        conditions.append(sql.SQL("t.tenant_id = s.tenant_id::uuid"))
     conditions += [
         sql.SQL("t.{} = s.{}::uuid").format(sql.Identifier(t), sql.Identifier(c))
         for c, t in zip(reference.columns, reference.target, strict=True)
     ]
     present = [sql.SQL("s.{} IS NOT NULL").format(sql.Identifier(c)) for c in reference.columns]
     if reference.when is not None:
-        present.append(sql.SQL("s.{} = {}").format(
-            sql.Identifier(reference.when[0]), sql.Literal(reference.when[1])))
-    shown = sql.SQL(" || '/' || ").join(sql.SQL("s.{}").format(sql.Identifier(c))
-                                         for c in reference.columns)
+        present.append(
+            sql.SQL("s.{} = {}").format(
+                sql.Identifier(reference.when[0]), sql.Literal(reference.when[1])
+            )
+        )
+    shown = sql.SQL(" || '/' || ").join(
+        sql.SQL("s.{}").format(sql.Identifier(c)) for c in reference.columns
+    )
     in_tenant = "" if reference.table == "tenant" else " in tenant "
     reason = sql.SQL("{} || {} || {} || {}").format(
         sql.Literal(f"{'/'.join(reference.columns)}: no {reference.noun} "),
@@ -486,13 +596,15 @@ def _reference_problems(reference: Reference, stage: sql.Identifier) -> sql.Comp
 
 def _raise_problems(cur: Cursor, spec: TableSpec, problems: sql.Composable) -> None:
     cur.execute(
-        sql.SQL("SELECT line, problem, count(*) OVER () FROM ({}) AS q ORDER BY line, problem"
-                " LIMIT {}").format(problems, sql.Literal(MAX_PROBLEMS))
+        sql.SQL(
+            "SELECT line, problem, count(*) OVER () FROM ({}) AS q ORDER BY line, problem LIMIT {}"
+        ).format(problems, sql.Literal(MAX_PROBLEMS))
     )
     found = cur.fetchall()
     if found:
-        raise LoadError([f"{spec.file}:{line}: {problem}" for line, problem, _ in found],
-                        total=int(found[0][2]))
+        raise LoadError(
+            [f"{spec.file}:{line}: {problem}" for line, problem, _ in found], total=int(found[0][2])
+        )
 
 
 def _upsert(cur: Cursor, spec: TableSpec, stage: sql.Identifier) -> tuple[int, int, int]:
@@ -506,14 +618,17 @@ def _upsert(cur: Cursor, spec: TableSpec, stage: sql.Identifier) -> tuple[int, i
             "DO UPDATE SET {assign} WHERE ({current}) IS DISTINCT FROM ({incoming})"
         ).format(
             assign=sql.SQL(", ").join(
-                sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(n)) for n in updatable),
+                sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(n)) for n in updatable
+            ),
             current=sql.SQL(", ").join(
-                sql.SQL("{}.{}").format(target, sql.Identifier(n)) for n in updatable),
+                sql.SQL("{}.{}").format(target, sql.Identifier(n)) for n in updatable
+            ),
             incoming=sql.SQL(", ").join(
-                sql.SQL("EXCLUDED.{}").format(sql.Identifier(n)) for n in updatable),
+                sql.SQL("EXCLUDED.{}").format(sql.Identifier(n)) for n in updatable
+            ),
         )
     else:
-        on_conflict = sql.SQL("DO NOTHING")
+        on_conflict = sql.Composed([sql.SQL("DO NOTHING")])
     cur.execute(
         sql.SQL(
             "WITH written AS (INSERT INTO {target} ({columns}) SELECT {values} FROM {stage}"

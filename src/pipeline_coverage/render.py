@@ -82,8 +82,11 @@ def run_json(run: CoverageRun) -> str:
     """``{"run_id": ..., ..., "rows": [...]}`` as one JSON document."""
     document = run_header(run)
     document["rows"] = [
-        {k: v for k, v in row_dict(run, row).items() if k not in ("run_id", "tenant_id",
-                                                                 "period_start", "period_end")}
+        {
+            k: v
+            for k, v in row_dict(run, row).items()
+            if k not in ("run_id", "tenant_id", "period_start", "period_end")
+        }
         for row in run.rows
     ]
     return json.dumps(document, indent=2)
@@ -138,7 +141,11 @@ def run_table(run: CoverageRun) -> Table:
         ]
         if with_pipeline:
             cells.append(row.pipeline_name or _text(row.pipeline_id) or "all")
-        cells += [money(row.target_amount), money(row.open_amount), coverage_text(row.coverage_ratio)]
+        cells += [
+            money(row.target_amount),
+            money(row.open_amount),
+            coverage_text(row.coverage_ratio),
+        ]
         table.add_row(*cells)
     return table
 
@@ -153,7 +160,7 @@ def runs_table(runs: Sequence[CoverageRun]) -> Table:
             str(run.run_id),
             run.tenant_name,
             f"{run.generated_at:%Y-%m-%d %H:%M:%S}",
-            f"{run.period_start.isoformat()} – {run.period_end.isoformat()}",
+            f"{run.period_start.isoformat()} to {run.period_end.isoformat()}",
             describe_scope(run.parameters),
             str(run.row_count),
         )
@@ -179,8 +186,17 @@ def runs_json(runs: Sequence[CoverageRun]) -> str:
 def runs_csv(runs: Sequence[CoverageRun]) -> str:
     """One CSV line per stored run."""
     buffer = io.StringIO()
-    fields = ("run_id", "tenant_id", "tenant_name", "report_type", "generated_at",
-              "period_start", "period_end", "row_count", "parameters")
+    fields = (
+        "run_id",
+        "tenant_id",
+        "tenant_name",
+        "report_type",
+        "generated_at",
+        "period_start",
+        "period_end",
+        "row_count",
+        "parameters",
+    )
     writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for run in runs:

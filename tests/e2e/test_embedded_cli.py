@@ -35,7 +35,11 @@ def cli_env(data_dir: Path) -> dict[str, str]:
 def cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pipeline_coverage", *args],
-        env=cli_env(data_dir), capture_output=True, text=True, timeout=120, check=False,
+        env=cli_env(data_dir),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -66,7 +70,10 @@ def test_interrupted_command_stops_the_server(tmp_path: Path, signum: int) -> No
     # A large demo keeps the command busy long enough to be interrupted mid-way.
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline_coverage", "demo", "--deals", "1000000"],
-        env=cli_env(data_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=cli_env(data_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 60
     while not servers_for(pgdata):

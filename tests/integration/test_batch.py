@@ -30,7 +30,9 @@ def batch_rows(conn: psycopg.Connection[Any], run_id: uuid.UUID) -> dict[Key, tu
     rows = conn.execute(
         "SELECT principal_type, principal_id, pipeline_id, target_amount, open_amount,"
         " coverage_ratio, period_start, period_end FROM dyno_crm.report_pipeline_coverage_fact"
-        " WHERE run_id = %s", (run_id,)).fetchall()
+        " WHERE run_id = %s",
+        (run_id,),
+    ).fetchall()
     conn.commit()
     keyed = {(r[0], r[1], r[2]): tuple(r[3:]) for r in rows}
     assert len(keyed) == len(rows), "one row per principal (and pipeline)"
@@ -39,8 +41,9 @@ def batch_rows(conn: psycopg.Connection[Any], run_id: uuid.UUID) -> dict[Key, tu
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 @pytest.mark.parametrize("mode", ["all", "pipeline", "by_pipeline", "by_pipeline_filtered"])
-def test_batch_matches_oracle_and_single_report(conn: psycopg.Connection[Any], seed: int,
-                                                mode: str) -> None:
+def test_batch_matches_oracle_and_single_report(
+    conn: psycopg.Connection[Any], seed: int, mode: str
+) -> None:
     tenant = random_tenant(conn, seed)
     noise = random_tenant(conn, seed + 100)  # another tenant's data must not leak in
     oracle = Oracle(conn, tenant)
@@ -62,15 +65,20 @@ def test_batch_matches_oracle_and_single_report(conn: psycopg.Connection[Any], s
 
     for (kind, who, bucket), values in rows.items():
         expected = oracle.coverage(*Q1, kind, who, bucket)
-        assert values == (expected.target_amount, expected.open_amount,
-                          expected.coverage_ratio, *Q1), (kind, who, bucket)
+        assert values == (
+            expected.target_amount,
+            expected.open_amount,
+            expected.coverage_ratio,
+            *Q1,
+        ), (kind, who, bucket)
 
     # And each row is what the single-principal report stores for that principal.
     for kind, who, bucket in list(rows)[:12]:
         exists = conn.execute(
             "SELECT 1 FROM dyno_crm.crm_user WHERE tenant_id = %s AND id = %s"
             " UNION ALL SELECT 1 FROM dyno_crm.crm_group WHERE tenant_id = %s AND id = %s",
-            (tenant, who, tenant, who)).fetchone()
+            (tenant, who, tenant, who),
+        ).fetchone()
         conn.commit()
         if exists is None:
             continue  # a target for a principal that does not exist has no single report
@@ -92,11 +100,21 @@ def test_batch_roster_is_active_users_and_all_groups(conn: psycopg.Connection[An
     crm.target(tenant, "USER", inactive, *Q1, "10.00")
     run_id = run_pipeline_coverage_batch(conn, tenant, *Q1)
     assert ("USER", inactive, None) in batch_rows(conn, run_id)
-    crm.deal(tenant, pipeline, crm.stage(tenant, pipeline), "5.00",
-             expected=dt.date(2026, 2, 2), owner=inactive)
+    crm.deal(
+        tenant,
+        pipeline,
+        crm.stage(tenant, pipeline),
+        "5.00",
+        expected=dt.date(2026, 2, 2),
+        owner=inactive,
+    )
     run_id = run_pipeline_coverage_batch(conn, tenant, *Q1, pipeline)
     assert batch_rows(conn, run_id)[("USER", inactive, pipeline)] == (
-        None, Decimal("5.00"), None, *Q1)
+        None,
+        Decimal("5.00"),
+        None,
+        *Q1,
+    )
 
 
 def test_tenant_without_anyone_gives_an_empty_run(conn: psycopg.Connection[Any]) -> None:

@@ -32,11 +32,6 @@ from pipeline_coverage.render import CSV_COLUMNS
 from tests.factory import Crm
 from tests.oracle import Oracle
 
-#: src bug (reported): cli.main() reads ``click.get_text_stream``, deprecated since Click 8.5,
-#: so every in-process call warns; see test_main_emits_no_deprecation_warning.
-GET_TEXT_STREAM_DEPRECATED = "ignore:'get_text_stream' is deprecated:DeprecationWarning"
-pytestmark = pytest.mark.filterwarnings(GET_TEXT_STREAM_DEPRECATED)
-
 PREFIX = "pipeline-coverage: error:"
 #: Nothing listens on port 1: connecting fails at once.
 UNREACHABLE = "postgresql://nobody@127.0.0.1:1/x"
@@ -627,7 +622,7 @@ def test_validation_errors_exit_2_and_write_nothing(
     assert scalar(db_url, "SELECT count(*) FROM dyno_crm.report_pipeline_coverage_fact") == 0
 
 
-def test_show_of_another_databases_run_id_format_is_checked_before_connecting(
+def test_a_bad_run_id_is_a_usage_error_even_without_a_database(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A usage error wins over an unreachable database: nothing needs connecting."""
@@ -663,11 +658,6 @@ def test_every_command_fails_cleanly_without_a_database(
     assert result.out == ""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: cli.main() calls click.get_text_stream('stderr'), deprecated in Click 8.5"
-    " (DeprecationWarning; removed in Click 9.0)",
-)
 def test_main_emits_no_deprecation_warning(capsys: pytest.CaptureFixture[str]) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", DeprecationWarning)

@@ -32,8 +32,9 @@ class Setup:
         self.rep = crm.user(self.tenant, "Rep")
         pipeline = crm.pipeline(self.tenant)
         stage = crm.stage(self.tenant, pipeline)
-        crm.deal(self.tenant, pipeline, stage, "123.45", expected=dt.date(2026, 2, 1),
-                 owner=self.rep)
+        crm.deal(
+            self.tenant, pipeline, stage, "123.45", expected=dt.date(2026, 2, 1), owner=self.rep
+        )
         crm.target(self.tenant, "USER", self.rep, *Q1, "100.00")
 
 
@@ -73,19 +74,22 @@ def test_idle_connection_commits_the_run(driver_conn: Any, setup: Setup, db_url:
 
 
 @pytest.mark.parametrize("autocommit", [True, False])
-def test_both_drivers_in_both_commit_modes(driver_conn: Any, setup: Setup, db_url: str,
-                                           autocommit: bool) -> None:
+def test_both_drivers_in_both_commit_modes(
+    driver_conn: Any, setup: Setup, db_url: str, autocommit: bool
+) -> None:
     driver_conn.autocommit = autocommit
-    single = run_pipeline_coverage_report(driver_conn, str(setup.tenant), "2026-01-01",
-                                          "2026-04-01", "USER", str(setup.rep))
+    single = run_pipeline_coverage_report(
+        driver_conn, str(setup.tenant), "2026-01-01", "2026-04-01", "USER", str(setup.rep)
+    )
     batch = run_pipeline_coverage_batch(driver_conn, setup.tenant, *Q1)
     assert runs_seen_from_outside(db_url) == 2
     assert {r.run_id for r in list_runs(driver_conn, setup.tenant)} == {single, batch}
     assert int(driver_conn.info.transaction_status) == 0  # idle: nothing left open
 
 
-def test_failure_leaves_nothing_and_connection_usable(driver_conn: Any, setup: Setup,
-                                                      db_url: str) -> None:
+def test_failure_leaves_nothing_and_connection_usable(
+    driver_conn: Any, setup: Setup, db_url: str
+) -> None:
     with pytest.raises(NotFoundError):
         run_pipeline_coverage_report(driver_conn, setup.tenant, *Q1, "USER", uuid.uuid4())
     assert runs_seen_from_outside(db_url) == 0
@@ -98,8 +102,10 @@ def test_failure_inside_the_statement_rolls_back_the_header(
     driver_conn: Any, setup: Setup, db_url: str, conn: psycopg.Connection[Any]
 ) -> None:
     # Make the fact insert fail after the header was written (a CHECK the data cannot meet).
-    conn.execute("ALTER TABLE dyno_crm.report_pipeline_coverage_fact"
-                 " ADD CONSTRAINT ck_test_fail CHECK (open_amount < 0)")
+    conn.execute(
+        "ALTER TABLE dyno_crm.report_pipeline_coverage_fact"
+        " ADD CONSTRAINT ck_test_fail CHECK (open_amount < 0)"
+    )
     conn.commit()
     with pytest.raises(Exception, match="ck_test_fail"):
         run_pipeline_coverage_report(driver_conn, setup.tenant, *Q1, "USER", setup.rep)
@@ -107,8 +113,9 @@ def test_failure_inside_the_statement_rolls_back_the_header(
     assert int(driver_conn.info.transaction_status) == 0
 
 
-def test_inside_callers_transaction_the_caller_commits(driver_conn: Any, setup: Setup,
-                                                      db_url: str) -> None:
+def test_inside_callers_transaction_the_caller_commits(
+    driver_conn: Any, setup: Setup, db_url: str
+) -> None:
     cur = driver_conn.cursor()
     cur.execute("UPDATE dyno_crm.tenant SET name = 'Renamed' WHERE id = %s", (str(setup.tenant),))
     run_id = run_pipeline_coverage_report(driver_conn, setup.tenant, *Q1, "USER", setup.rep)
@@ -133,16 +140,18 @@ def test_failed_transaction_is_refused_clearly(driver_conn: Any, setup: Setup) -
     run_pipeline_coverage_report(driver_conn, setup.tenant, *Q1, "USER", setup.rep)
 
 
-def test_psycopg3_transaction_block_is_respected(conn: psycopg.Connection[Any], setup: Setup,
-                                                 db_url: str) -> None:
+def test_psycopg3_transaction_block_is_respected(
+    conn: psycopg.Connection[Any], setup: Setup, db_url: str
+) -> None:
     with conn.transaction():
         run_pipeline_coverage_report(conn, setup.tenant, *Q1, "USER", setup.rep)
         assert runs_seen_from_outside(db_url) == 0
     assert runs_seen_from_outside(db_url) == 1
 
 
-def test_batch_runs_at_repeatable_read(driver_conn: Any, setup: Setup,
-                                       conn: psycopg.Connection[Any]) -> None:
+def test_batch_runs_at_repeatable_read(
+    driver_conn: Any, setup: Setup, conn: psycopg.Connection[Any]
+) -> None:
     # A statement trigger records the isolation level the fact rows were written under.
     conn.execute("CREATE TABLE public.isolation_seen (level text)")
     conn.execute(

@@ -50,10 +50,17 @@ class World:
         stage = kwargs.pop("stage", self.open if pipeline == self.sales else self.renewal_open)
         return self.crm.deal(self.tenant, pipeline, stage, amount, **kwargs)
 
-    def target(self, principal_type: str, principal: uuid.UUID, amount: str,
-               period: tuple[dt.date, dt.date] = Q1, pipeline: uuid.UUID | None = None) -> None:
-        self.crm.target(self.tenant, principal_type, principal, period[0], period[1], amount,
-                        pipeline)
+    def target(
+        self,
+        principal_type: str,
+        principal: uuid.UUID,
+        amount: str,
+        period: tuple[dt.date, dt.date] = Q1,
+        pipeline: uuid.UUID | None = None,
+    ) -> None:
+        self.crm.target(
+            self.tenant, principal_type, principal, period[0], period[1], amount, pipeline
+        )
 
 
 @pytest.fixture
@@ -73,16 +80,25 @@ def fact(conn: psycopg.Connection[Any], run_id: uuid.UUID) -> tuple[Any, ...]:
     return tuple(rows[0])
 
 
-def report(conn: Any, world: World, principal_type: str, principal: uuid.UUID,
-           pipeline: uuid.UUID | None = None, period: tuple[dt.date, dt.date] = Q1) -> tuple[
-               Decimal | None, Decimal, Decimal | None]:
-    run_id = run_pipeline_coverage_report(conn, world.tenant, period[0], period[1],
-                                          principal_type, principal, pipeline)
+def report(
+    conn: Any,
+    world: World,
+    principal_type: str,
+    principal: uuid.UUID,
+    pipeline: uuid.UUID | None = None,
+    period: tuple[dt.date, dt.date] = Q1,
+) -> tuple[Decimal | None, Decimal, Decimal | None]:
+    run_id = run_pipeline_coverage_report(
+        conn, world.tenant, period[0], period[1], principal_type, principal, pipeline
+    )
     target, open_amount, ratio, *_ = fact(conn, run_id)
-    expected = Oracle(conn, world.tenant).coverage(period[0], period[1], principal_type,
-                                                    principal, pipeline)
+    expected = Oracle(conn, world.tenant).coverage(
+        period[0], period[1], principal_type, principal, pipeline
+    )
     assert (target, open_amount, ratio) == (
-        expected.target_amount, expected.open_amount, expected.coverage_ratio
+        expected.target_amount,
+        expected.open_amount,
+        expected.coverage_ratio,
     ), "the report disagrees with the independent computation"
     return target, open_amount, ratio
 
@@ -104,22 +120,39 @@ def test_hand_computed_scenario(conn: psycopg.Connection[Any], world: World) -> 
     world.target("USER", world.alice, "500.00")
 
     assert report(conn, world, "USER", world.alice) == (
-        Decimal("500.00"), Decimal("1250.50"), Decimal("2.5010"))
+        Decimal("500.00"),
+        Decimal("1250.50"),
+        Decimal("2.5010"),
+    )
     assert report(conn, world, "USER", world.bob) == (None, Decimal("350.49"), None)
 
 
-def test_run_header_and_fact_keep_the_seed_shape(conn: psycopg.Connection[Any],
-                                                 world: World) -> None:
-    run_id = run_pipeline_coverage_report(conn, str(world.tenant), "2026-01-01", "2026-04-01",
-                                          "USER", str(world.alice), str(world.sales))
+def test_run_header_and_fact_keep_the_seed_shape(
+    conn: psycopg.Connection[Any], world: World
+) -> None:
+    run_id = run_pipeline_coverage_report(
+        conn,
+        str(world.tenant),
+        "2026-01-01",
+        "2026-04-01",
+        "USER",
+        str(world.alice),
+        str(world.sales),
+    )
     assert isinstance(run_id, uuid.UUID)
     header = conn.execute(
         "SELECT tenant_id, report_type, period_start, period_end, parameters, generated_at"
-        " FROM dyno_crm.report_run WHERE id = %s", (run_id,)).fetchone()
+        " FROM dyno_crm.report_run WHERE id = %s",
+        (run_id,),
+    ).fetchone()
     assert header is not None
     assert header[:4] == (world.tenant, "PIPELINE_COVERAGE", *Q1)
-    assert header[4] == {"mode": "single", "principal_type": "USER",
-                         "principal_id": str(world.alice), "pipeline_id": str(world.sales)}
+    assert header[4] == {
+        "mode": "single",
+        "principal_type": "USER",
+        "principal_id": str(world.alice),
+        "pipeline_id": str(world.sales),
+    }
     assert header[5] is not None
     row = fact(conn, run_id)
     assert row[3:] == ("USER", world.alice, world.sales, *Q1, world.tenant)
@@ -133,8 +166,9 @@ def test_period_bounds_are_half_open(conn: psycopg.Connection[Any], world: World
     assert report(conn, world, "USER", world.alice)[1] == Decimal("110.00")
 
 
-def test_expected_close_date_wins_over_close_date(conn: psycopg.Connection[Any],
-                                                  world: World) -> None:
+def test_expected_close_date_wins_over_close_date(
+    conn: psycopg.Connection[Any], world: World
+) -> None:
     # Expected date outside the period: the close date inside it does not matter.
     world.deal("1.00", owner=world.alice, expected=dt.date(2026, 5, 1), close=dt.date(2026, 2, 1))
     # No expected date: the close date decides.
@@ -149,30 +183,34 @@ def test_null_amount_counts_as_zero(conn: psycopg.Connection[Any], world: World)
     world.deal(None, owner=world.alice)
     world.target("USER", world.alice, "100.00")
     assert report(conn, world, "USER", world.alice) == (
-        Decimal("100.00"), Decimal("0.00"), Decimal("0.0000"))
+        Decimal("100.00"),
+        Decimal("0.00"),
+        Decimal("0.0000"),
+    )
 
 
 def test_no_deal_gives_zero_not_null(conn: psycopg.Connection[Any], world: World) -> None:
     assert report(conn, world, "USER", world.alice) == (None, Decimal("0"), None)
 
 
-def test_owner_who_is_also_assignee_counts_once(conn: psycopg.Connection[Any],
-                                                world: World) -> None:
+def test_owner_who_is_also_assignee_counts_once(
+    conn: psycopg.Connection[Any], world: World
+) -> None:
     world.deal("500.00", owner=world.alice, assignee=world.alice)
     world.deal("70.00", owner_group=world.team, assignee_group=world.team)
     assert report(conn, world, "USER", world.alice)[1] == Decimal("500.00")
     assert report(conn, world, "GROUP", world.team)[1] == Decimal("70.00")
 
 
-def test_assignee_and_owner_each_get_the_deal(conn: psycopg.Connection[Any],
-                                              world: World) -> None:
+def test_assignee_and_owner_each_get_the_deal(conn: psycopg.Connection[Any], world: World) -> None:
     world.deal("300.00", owner=world.alice, assignee=world.bob)
     assert report(conn, world, "USER", world.alice)[1] == Decimal("300.00")
     assert report(conn, world, "USER", world.bob)[1] == Decimal("300.00")
 
 
-def test_group_matches_owning_or_assigned_group_only(conn: psycopg.Connection[Any],
-                                                    world: World) -> None:
+def test_group_matches_owning_or_assigned_group_only(
+    conn: psycopg.Connection[Any], world: World
+) -> None:
     other = world.crm.group(world.tenant, "West")
     world.deal("1.00", owner_group=world.team)
     world.deal("10.00", owner_group=other, assignee_group=world.team)
@@ -195,26 +233,41 @@ def test_several_target_rows_are_summed(conn: psycopg.Connection[Any], world: Wo
     world.target("USER", world.alice, "25.00", pipeline=world.renewals)
     # Other bounds, other principal types and other principals never count.
     world.target("USER", world.alice, "7000.00", period=(dt.date(2026, 1, 1), dt.date(2026, 2, 1)))
-    world.target("USER", world.alice, "8000.00", period=(dt.date(2025, 12, 31), dt.date(2026, 4, 1)))
+    world.target(
+        "USER", world.alice, "8000.00", period=(dt.date(2025, 12, 31), dt.date(2026, 4, 1))
+    )
     world.target("USER", world.bob, "9000.00")
     world.deal("350.00", owner=world.alice)
     assert report(conn, world, "USER", world.alice) == (
-        Decimal("175.00"), Decimal("350.00"), Decimal("2.0000"))
+        Decimal("175.00"),
+        Decimal("350.00"),
+        Decimal("2.0000"),
+    )
 
 
-def test_pipeline_filter_restricts_deals_and_targets(conn: psycopg.Connection[Any],
-                                                     world: World) -> None:
+def test_pipeline_filter_restricts_deals_and_targets(
+    conn: psycopg.Connection[Any], world: World
+) -> None:
     world.target("USER", world.alice, "100.00")  # pipeline-less: not counted with a pipeline
     world.target("USER", world.alice, "40.00", pipeline=world.sales)
     world.target("USER", world.alice, "30.00", pipeline=world.renewals)
     world.deal("10.00", owner=world.alice)
     world.deal("20.00", owner=world.alice, pipeline=world.renewals)
     assert report(conn, world, "USER", world.alice, world.sales) == (
-        Decimal("40.00"), Decimal("10.00"), Decimal("0.2500"))
+        Decimal("40.00"),
+        Decimal("10.00"),
+        Decimal("0.2500"),
+    )
     assert report(conn, world, "USER", world.alice, world.renewals) == (
-        Decimal("30.00"), Decimal("20.00"), Decimal("0.6667"))
+        Decimal("30.00"),
+        Decimal("20.00"),
+        Decimal("0.6667"),
+    )
     assert report(conn, world, "USER", world.alice) == (
-        Decimal("170.00"), Decimal("30.00"), Decimal("0.1765"))
+        Decimal("170.00"),
+        Decimal("30.00"),
+        Decimal("0.1765"),
+    )
 
 
 def test_zero_target_gives_no_ratio(conn: psycopg.Connection[Any], world: World) -> None:
@@ -236,15 +289,26 @@ def test_other_tenants_never_leak_in(conn: psycopg.Connection[Any], world: World
     crm = world.crm
     other = crm.tenant("Globex")
     # The same user id exists in both tenants (keys are per tenant).
-    conn.execute("INSERT INTO dyno_crm.crm_user (tenant_id, id, name) VALUES (%s, %s, 'Twin')",
-                 (other, world.alice))
-    conn.execute("INSERT INTO dyno_crm.crm_group (tenant_id, id, name) VALUES (%s, %s, 'Twin')",
-                 (other, world.team))
+    conn.execute(
+        "INSERT INTO dyno_crm.crm_user (tenant_id, id, name) VALUES (%s, %s, 'Twin')",
+        (other, world.alice),
+    )
+    conn.execute(
+        "INSERT INTO dyno_crm.crm_group (tenant_id, id, name) VALUES (%s, %s, 'Twin')",
+        (other, world.team),
+    )
     conn.commit()
     pipeline = crm.pipeline(other)
     stage = crm.stage(other, pipeline)
-    crm.deal(other, pipeline, stage, "999.00", expected=dt.date(2026, 2, 1), owner=world.alice,
-             owner_group=world.team)
+    crm.deal(
+        other,
+        pipeline,
+        stage,
+        "999.00",
+        expected=dt.date(2026, 2, 1),
+        owner=world.alice,
+        owner_group=world.team,
+    )
     crm.target(other, "USER", world.alice, *Q1, "5.00")
     world.deal("1.00", owner=world.alice)
     assert report(conn, world, "USER", world.alice) == (None, Decimal("1.00"), None)
@@ -299,12 +363,19 @@ def test_stored_run_is_a_snapshot(conn: psycopg.Connection[Any], world: World) -
     ],
 )
 def test_bad_arguments_raise_and_write_nothing(
-    conn: psycopg.Connection[Any], world: World, change: dict[str, Any],
-    error: type[Exception], message: str,
+    conn: psycopg.Connection[Any],
+    world: World,
+    change: dict[str, Any],
+    error: type[Exception],
+    message: str,
 ) -> None:
     arguments: dict[str, Any] = {
-        "tenant_id": world.tenant, "period_start": Q1[0], "period_end": Q1[1],
-        "principal_type": "USER", "principal_id": world.alice, "pipeline_id": None,
+        "tenant_id": world.tenant,
+        "period_start": Q1[0],
+        "period_end": Q1[1],
+        "principal_type": "USER",
+        "principal_id": world.alice,
+        "pipeline_id": None,
     }
     arguments.update(change)
     with pytest.raises(error, match=message):
@@ -312,16 +383,16 @@ def test_bad_arguments_raise_and_write_nothing(
     assert count_runs(conn) == (0, 0)
 
 
-def test_principal_of_another_tenant_is_not_found(conn: psycopg.Connection[Any],
-                                                  world: World) -> None:
+def test_principal_of_another_tenant_is_not_found(
+    conn: psycopg.Connection[Any], world: World
+) -> None:
     other = world.crm.tenant("Globex")
     stranger = world.crm.user(other, "Stranger")
     foreign_pipeline = world.crm.pipeline(other)
     with pytest.raises(NotFoundError, match="no user"):
         run_pipeline_coverage_report(conn, world.tenant, *Q1, "USER", stranger)
     with pytest.raises(NotFoundError, match="no pipeline"):
-        run_pipeline_coverage_report(conn, world.tenant, *Q1, "USER", world.alice,
-                                     foreign_pipeline)
+        run_pipeline_coverage_report(conn, world.tenant, *Q1, "USER", world.alice, foreign_pipeline)
     assert count_runs(conn) == (0, 0)
 
 

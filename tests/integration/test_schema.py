@@ -21,18 +21,60 @@ CONTRACT = {
     "crm_group": {"tenant_id", "id", "name"},
     "group_member": {"tenant_id", "group_id", "user_id"},
     "pipeline": {"tenant_id", "id", "name"},
-    "pipeline_stage": {"tenant_id", "id", "pipeline_id", "name", "stage_state", "probability",
-                       "position"},
-    "deal": {"tenant_id", "id", "pipeline_id", "stage_id", "name", "amount",
-             "expected_close_date", "close_date", "owned_by_user_id", "assigned_user_id",
-             "owned_by_group_id", "assigned_group_id"},
-    "sales_target": {"tenant_id", "id", "principal_type", "principal_id", "pipeline_id",
-                     "period_start", "period_end", "target_amount"},
-    "report_run": {"id", "tenant_id", "report_type", "generated_at", "period_start",
-                   "period_end", "parameters"},
-    "report_pipeline_coverage_fact": {"run_id", "tenant_id", "period_start", "period_end",
-                                      "principal_type", "principal_id", "pipeline_id",
-                                      "target_amount", "open_amount", "coverage_ratio"},
+    "pipeline_stage": {
+        "tenant_id",
+        "id",
+        "pipeline_id",
+        "name",
+        "stage_state",
+        "probability",
+        "position",
+    },
+    "deal": {
+        "tenant_id",
+        "id",
+        "pipeline_id",
+        "stage_id",
+        "name",
+        "amount",
+        "expected_close_date",
+        "close_date",
+        "owned_by_user_id",
+        "assigned_user_id",
+        "owned_by_group_id",
+        "assigned_group_id",
+    },
+    "sales_target": {
+        "tenant_id",
+        "id",
+        "principal_type",
+        "principal_id",
+        "pipeline_id",
+        "period_start",
+        "period_end",
+        "target_amount",
+    },
+    "report_run": {
+        "id",
+        "tenant_id",
+        "report_type",
+        "generated_at",
+        "period_start",
+        "period_end",
+        "parameters",
+    },
+    "report_pipeline_coverage_fact": {
+        "run_id",
+        "tenant_id",
+        "period_start",
+        "period_end",
+        "principal_type",
+        "principal_id",
+        "pipeline_id",
+        "target_amount",
+        "open_amount",
+        "coverage_ratio",
+    },
 }
 VERSION_TABLE = "pipeline_coverage_version"
 
@@ -43,17 +85,18 @@ def catalog(url: str) -> dict[str, Any]:
         columns = conn.execute(
             "SELECT table_name, column_name, data_type, numeric_precision, numeric_scale,"
             " is_nullable, column_default FROM information_schema.columns"
-            " WHERE table_schema = 'dyno_crm' ORDER BY 1, 2").fetchall()
+            " WHERE table_schema = 'dyno_crm' ORDER BY 1, 2"
+        ).fetchall()
         constraints = conn.execute(
             "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)"
             " FROM pg_constraint WHERE connamespace = 'dyno_crm'::regnamespace"
-            " ORDER BY 1, 2").fetchall()
+            " ORDER BY 1, 2"
+        ).fetchall()
         indexes = conn.execute(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'dyno_crm'"
-            " ORDER BY 1").fetchall()
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'dyno_crm' ORDER BY 1"
+        ).fetchall()
         version = conn.execute(f"SELECT version_num FROM dyno_crm.{VERSION_TABLE}").fetchall()  # noqa: S608
-    return {"columns": columns, "constraints": constraints, "indexes": indexes,
-            "version": version}
+    return {"columns": columns, "constraints": constraints, "indexes": indexes, "version": version}
 
 
 def test_upgrade_builds_the_documented_schema(empty_db_url: str) -> None:
@@ -67,8 +110,9 @@ def test_upgrade_builds_the_documented_schema(empty_db_url: str) -> None:
         assert required <= tables[table], table
     assert found["version"] == [(migrate.head_revision(),)]
 
-    types = {(t, c): (dtype, precision, scale)
-             for t, c, dtype, precision, scale, *_ in found["columns"]}
+    types = {
+        (t, c): (dtype, precision, scale) for t, c, dtype, precision, scale, *_ in found["columns"]
+    }
     assert types[("deal", "amount")] == ("numeric", 18, 2)
     assert types[("report_pipeline_coverage_fact", "open_amount")] == ("numeric", 38, 2)
     assert types[("report_pipeline_coverage_fact", "target_amount")] == ("numeric", 38, 2)
@@ -76,8 +120,9 @@ def test_upgrade_builds_the_documented_schema(empty_db_url: str) -> None:
     assert types[("deal", "id")][0] == "uuid"
 
     names = [name for _, name, _ in found["constraints"]]
-    assert not [n for n in names if re.search(r"_(pkey|fkey|check|key)$", n)], \
+    assert not [n for n in names if re.search(r"_(pkey|fkey|check|key)$", n)], (
         "every constraint is named by the migration"
+    )
     definitions = {name: definition for _, name, definition in found["constraints"]}
     assert "NULLS NOT DISTINCT" in definitions["ux_rpc_unique_row"]
     assert "DONE_FAILED" in definitions["ck_pipeline_stage_state"]
@@ -107,7 +152,8 @@ def test_host_alembic_version_table_is_left_alone(empty_db_url: str) -> None:
     migrate.upgrade(empty_db_url)
     with psycopg.connect(empty_db_url) as conn:
         assert conn.execute("SELECT * FROM public.alembic_version").fetchall() == [
-            ("host_crm_rev_42",)]
+            ("host_crm_rev_42",)
+        ]
 
 
 def test_status_and_require_current(empty_db_url: str) -> None:
@@ -138,7 +184,8 @@ def test_every_key_and_reference_includes_tenant_id(db_url: str) -> None:
             "       JOIN pg_attribute AS a ON a.attrelid = c.confrelid AND a.attnum = k.n)"
             " FROM pg_constraint AS c"
             " WHERE c.connamespace = 'dyno_crm'::regnamespace AND c.contype IN ('p', 'u', 'f')"
-            "   AND c.conrelid <> 'dyno_crm.pipeline_coverage_version'::regclass").fetchall()
+            "   AND c.conrelid <> 'dyno_crm.pipeline_coverage_version'::regclass"
+        ).fetchall()
     assert len(rows) > 20
     for table, name, kind, columns, referenced, referenced_columns in rows:
         key = "id" if table == "dyno_crm.tenant" else "tenant_id"

@@ -41,9 +41,15 @@ def connect(url: str) -> psycopg.Connection[tuple[Any, ...]]:
     """Open a psycopg 3 connection; a failure to connect is a :class:`DatabaseError`."""
     try:
         return psycopg.connect(url, application_name="pipeline-coverage")
+    except psycopg.ProgrammingError as exc:  # not a URL or key=value string at all
+        raise InputError(f"invalid database URL: {_first_line(exc)}") from exc
     except psycopg.OperationalError as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DatabaseError(f"cannot connect to the database: {reason}") from exc
+        raise DatabaseError(f"cannot connect to the database: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _transaction_status(conn: Any) -> int:
@@ -122,7 +128,7 @@ def translate(exc: Exception) -> PipelineCoverageError:
         return exc
     # Both drivers expose the SQLSTATE as ``sqlstate`` (psycopg 3) or ``pgcode`` (psycopg2).
     sqlstate = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    message = _first_line(exc)
     if sqlstate in ("3F000", "42P01"):  # schema or table missing
         return SchemaError(
             f"the database has no pipeline-coverage schema ({message}): "

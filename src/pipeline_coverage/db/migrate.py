@@ -9,15 +9,17 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
-from psycopg import sql
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from psycopg import sql
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
+from pipeline_coverage.db.connection import connect
 from pipeline_coverage.errors import SchemaError
 
 SCHEMA = "dyno_crm"
@@ -43,9 +45,8 @@ def head_revision() -> str:
 
 def upgrade(url: str) -> None:
     """Apply every pending migration to the database at ``url``, in one transaction."""
-    engine = create_engine(
-        "postgresql+psycopg://", creator=lambda: psycopg.connect(url), poolclass=NullPool
-    )
+    raw = connect(url)  # connection errors surface as the package's own
+    engine = create_engine("postgresql+psycopg://", creator=lambda: raw, poolclass=NullPool)
     try:
         with engine.begin() as connection:
             config = _config()
@@ -74,7 +75,7 @@ class Status:
         return self.current == self.head
 
 
-def status(conn: psycopg.Connection[object]) -> Status:
+def status(conn: psycopg.Connection[Any]) -> Status:
     """Read the applied revision without changing anything."""
     with conn.transaction(), conn.cursor() as cur:
         cur.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{SCHEMA}.{VERSION_TABLE}",))
@@ -91,11 +92,13 @@ def status(conn: psycopg.Connection[object]) -> Status:
     return Status(current=current, head=head_revision())
 
 
-def require_current(conn: psycopg.Connection[object]) -> None:
+def require_current(conn: psycopg.Connection[Any]) -> None:
     """Raise :class:`SchemaError` unless the database is at the shipped head revision."""
     state = status(conn)
     if state.current is None:
-        raise SchemaError("database has no pipeline-coverage schema: run 'pipeline-coverage db upgrade'")
+        raise SchemaError(
+            "database has no pipeline-coverage schema: run 'pipeline-coverage db upgrade'"
+        )
     if not state.up_to_date:
         raise SchemaError(
             f"database schema is at revision {state.current}, this version needs {state.head}: "

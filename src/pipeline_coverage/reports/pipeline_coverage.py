@@ -261,7 +261,9 @@ def get_run(
     return _run_from_header(header, rows=rows, row_count=len(rows))
 
 
-def list_runs(conn: Any, tenant_id: uuid.UUID | str | None = None, limit: int = 50) -> list[CoverageRun]:
+def list_runs(
+    conn: Any, tenant_id: uuid.UUID | str | None = None, limit: int = 50
+) -> list[CoverageRun]:
     """Stored runs, newest first (headers and row counts, without rows)."""
     tenant = parse_uuid(tenant_id, "tenant_id", optional=True)
     if limit < 1:

@@ -14,7 +14,8 @@ from importlib import resources
 _NAME_LINE = re.compile(r"^--\s*name:\s*(?P<name>[a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 
 
-def _parse(text: str, source: str) -> dict[str, str]:
+def parse_named_queries(text: str, source: str) -> dict[str, str]:
+    """Split a query file into its ``-- name: NAME`` sections."""
     marks = list(_NAME_LINE.finditer(text))
     if not marks:
         raise ValueError(f"{source}: no '-- name:' line")
@@ -32,7 +33,7 @@ def _parse(text: str, source: str) -> dict[str, str]:
 def queries(file: str) -> dict[str, str]:
     """All named queries of ``queries/<file>.sql``."""
     resource = resources.files(__package__).joinpath("queries", f"{file}.sql")
-    return _parse(resource.read_text(encoding="utf-8"), f"{file}.sql")
+    return parse_named_queries(resource.read_text(encoding="utf-8"), f"{file}.sql")
 
 
 def query(file: str, name: str) -> str:

@@ -92,8 +92,10 @@ CREATE TABLE dyno_crm.deal (
     CONSTRAINT pk_deal PRIMARY KEY (tenant_id, id),
     CONSTRAINT fk_deal_pipeline FOREIGN KEY (tenant_id, pipeline_id)
         REFERENCES dyno_crm.pipeline (tenant_id, id) ON DELETE CASCADE,
+    -- Deferrable, so that one import can move a stage and its deals to another pipeline.
     CONSTRAINT fk_deal_stage FOREIGN KEY (tenant_id, pipeline_id, stage_id)
-        REFERENCES dyno_crm.pipeline_stage (tenant_id, pipeline_id, id),
+        REFERENCES dyno_crm.pipeline_stage (tenant_id, pipeline_id, id)
+        DEFERRABLE INITIALLY IMMEDIATE,
     CONSTRAINT fk_deal_owned_by_user FOREIGN KEY (tenant_id, owned_by_user_id)
         REFERENCES dyno_crm.crm_user (tenant_id, id) ON DELETE SET NULL (owned_by_user_id),
     CONSTRAINT fk_deal_assigned_user FOREIGN KEY (tenant_id, assigned_user_id)

@@ -1,0 +1,381 @@
+"""``make bench``: measures the batch, the single report, the seed loop and the loader
+in one run on one database, and prints the figures with their goals and ratios.
+
+Timings are medians over repeated runs on warm caches; nothing here is a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+from rich.console import Console
+from rich.table import Table
+
+from bench.generate import GeneratedTenant, TenantSpec, generate, quarter_start
+from pipeline_coverage import run_pipeline_coverage_batch, run_pipeline_coverage_report
+from pipeline_coverage.config import Settings
+from pipeline_coverage.db import migrate
+from pipeline_coverage.db.embedded import embedded_server
+from pipeline_coverage.loader import load_directory
+from pipeline_coverage.sql import parse_named_queries
+
+HERE = Path(__file__).parent
+QUERIES = parse_named_queries((HERE / "queries.sql").read_text(), "queries.sql")
+SEED_QUERY = (HERE / "seed_query.sql").read_text()
+BENCH_DB = "pipeline_coverage_bench"
+
+
+@dataclass
+class Figure:
+    """One measured figure, its goal and whether the goal is met."""
+
+    name: str
+    value: str
+    goal: str = ""
+    met: bool | None = None
+
+
+@contextmanager
+def server(url: str | None) -> Iterator[str]:
+    if url:
+        yield url
+        return
+    data_dir = Settings.from_env().data_dir.parent / "pipeline-coverage-bench"
+    with embedded_server(data_dir) as embedded:
+        yield embedded
+
+
+def fresh_database(server_url: str) -> str:
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(BENCH_DB))
+        )
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(BENCH_DB)))
+    url = make_conninfo(server_url, dbname=BENCH_DB)
+    migrate.upgrade(url)
+    return url
+
+
+def median_ms(action: Callable[[], object], repeat: int) -> float:
+    action()  # warm-up
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        action()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples) * 1000
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def principals(tenant: GeneratedTenant) -> list[tuple[str, uuid.UUID]]:
+    return [("USER", u) for u in tenant.users] + [("GROUP", g) for g in tenant.groups]
+
+
+def single_latencies(
+    conn: psycopg.Connection[Any],
+    tenant: GeneratedTenant,
+    period: tuple[dt.date, dt.date],
+    sample: int,
+    rng: random.Random,
+) -> list[float]:
+    chosen = rng.sample(principals(tenant), min(sample, len(principals(tenant))))
+    samples = []
+    for kind, who in chosen:
+        start = time.perf_counter()
+        run_pipeline_coverage_report(conn, tenant.tenant_id, *period, kind, who)
+        samples.append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+def seed_loop_ms(
+    conn: psycopg.Connection[Any],
+    tenant: GeneratedTenant,
+    period: tuple[dt.date, dt.date],
+    sample: int,
+    rng: random.Random,
+) -> tuple[float, int]:
+    """Mean time of the seed's query per principal, times the number of principals."""
+    everyone = principals(tenant)
+    chosen = rng.sample(everyone, min(sample, len(everyone)))
+    start = time.perf_counter()
+    for kind, who in chosen:
+        conn.execute(
+            SEED_QUERY,
+            {
+                "run_id": str(uuid.uuid4()),
+                "tenant_id": str(tenant.tenant_id),
+                "period_start": period[0],
+                "period_end": period[1],
+                "principal_type": kind,
+                "principal_id": str(who),
+                "pipeline_id": None,
+            },
+        ).fetchall()
+    conn.commit()
+    per_principal = (time.perf_counter() - start) * 1000 / len(chosen)
+    return per_principal * len(everyone), len(chosen)
+
+
+def cli_peak_rss_mb(url: str, tenant: GeneratedTenant, period: tuple[dt.date, dt.date]) -> float:
+    """Peak RSS of a `pipeline-coverage run --all` process (its own, measured by the OS)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline_coverage",
+            "--database-url",
+            url,
+            "run",
+            "--tenant",
+            str(tenant.tenant_id),
+            "--period-start",
+            period[0].isoformat(),
+            "--period-end",
+            period[1].isoformat(),
+            "--all",
+            "--format",
+            "csv",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if peak_kb <= before:
+        raise RuntimeError("could not attribute the peak RSS to the CLI process")
+    return peak_kb / 1024
+
+
+def run(args: argparse.Namespace) -> list[Figure]:
+    console = Console(stderr=True)
+    rng = random.Random(7)
+    period_start = quarter_start(dt.date.today())
+    specs = [
+        TenantSpec("main", args.deals, args.users, args.groups, args.pipelines),
+        TenantSpec("small", args.small, args.users, args.groups, args.pipelines),
+        TenantSpec("large", args.large, args.users, args.groups, args.pipelines),
+    ]
+    specs += [
+        TenantSpec(f"other{i}", args.other_deals, 50, 5, args.pipelines)
+        for i in range(args.other_tenants)
+    ]
+    figures: list[Figure] = []
+    with server(args.database_url) as server_url, tempfile.TemporaryDirectory() as folder:
+        console.print(f"generating {sum(s.deals for s in specs):,} deals ...")
+        tenants = {t.name: t for t in generate(Path(folder), specs, period_start)}
+        url = fresh_database(server_url)
+        with psycopg.connect(url) as conn:
+            version = conn.execute("SHOW server_version").fetchone()
+            figures.append(Figure("PostgreSQL", str(version[0] if version else "?")))
+            conn.commit()
+            console.print("loading ...")
+            start = time.perf_counter()
+            loads = load_directory(conn, Path(folder))
+            seconds = time.perf_counter() - start
+            deals = next(item.rows for item in loads if item.table == "deal")
+            rate = deals / seconds
+            figures.append(
+                Figure(
+                    "load: deal rows/s (whole import)",
+                    f"{rate:,.0f} ({deals:,} deals in {seconds:.1f} s)",
+                    ">= 100,000",
+                    rate >= 100_000,
+                )
+            )
+            conn.autocommit = True
+            conn.execute("VACUUM ANALYZE")
+            conn.autocommit = False
+
+            main = tenants["main"]
+            period = (
+                period_start,
+                (
+                    dt.date(
+                        period_start.year + (period_start.month + 2) // 12,
+                        (period_start.month + 2) % 12 + 1,
+                        1,
+                    )
+                ),
+            )
+            params = {
+                "tenant_id": str(main.tenant_id),
+                "period_start": period[0],
+                "period_end": period[1],
+            }
+            console.print("floor, batch, seed loop ...")
+
+            def floor() -> None:
+                conn.execute(QUERIES["floor"], params).fetchall()
+                conn.commit()
+
+            floor_ms = median_ms(floor, args.repeat)
+            run_ids: list[uuid.UUID] = []
+
+            def batch() -> None:
+                run_ids.append(run_pipeline_coverage_batch(conn, main.tenant_id, *period))
+
+            batch_ms = median_ms(batch, args.repeat)
+            rows = conn.execute(
+                "SELECT count(*) FROM dyno_crm.report_pipeline_coverage_fact WHERE run_id = %s",
+                (run_ids[-1],),
+            ).fetchone()
+            row_count = int(rows[0]) if rows else 0
+
+            def write_floor() -> None:
+                run_id = conn.execute(
+                    "INSERT INTO dyno_crm.report_run (tenant_id, report_type, period_start,"
+                    " period_end) VALUES (%s, 'PIPELINE_COVERAGE', %s, %s) RETURNING id",
+                    (main.tenant_id, *period),
+                ).fetchone()
+                assert run_id is not None
+                conn.execute(
+                    QUERIES["write_floor"], {**params, "run_id": str(run_id[0]), "rows": row_count}
+                )
+                conn.commit()
+
+            write_ms = median_ms(write_floor, args.repeat)
+            seed_ms, sampled = seed_loop_ms(conn, main, period, args.seed_sample, rng)
+
+            figures.append(
+                Figure(
+                    f"floor: one pass over open in-period deals ({main.deals:,})",
+                    f"{floor_ms:.1f} ms",
+                )
+            )
+            figures.append(
+                Figure(f"write floor: insert {row_count:,} fact rows", f"{write_ms:.1f} ms")
+            )
+            figures.append(
+                Figure(
+                    f"batch: {row_count:,} principals, one run",
+                    f"{batch_ms:.1f} ms",
+                    "< 1 s",
+                    batch_ms < 1000,
+                )
+            )
+            figures.append(
+                Figure(
+                    "batch / floor",
+                    f"{batch_ms / floor_ms:.2f}x",
+                    "<= 1.5x",
+                    batch_ms / floor_ms <= 1.5,
+                )
+            )
+            figures.append(
+                Figure("batch / (floor + write floor)", f"{batch_ms / (floor_ms + write_ms):.2f}x")
+            )
+            figures.append(
+                Figure(
+                    f"seed loop: its query x {row_count:,} principals (sampled {sampled})",
+                    f"{seed_ms:,.0f} ms",
+                )
+            )
+            figures.append(
+                Figure(
+                    "seed loop / batch",
+                    f"{seed_ms / batch_ms:.1f}x faster",
+                    ">= 30x",
+                    seed_ms / batch_ms >= 30,
+                )
+            )
+
+            console.print("single-principal latency ...")
+            p50s = {}
+            for name in ("small", "large"):
+                tenant = tenants[name]
+                samples = single_latencies(conn, tenant, period, args.single_sample, rng)
+                p50s[name] = percentile(samples, 0.5)
+                figures.append(
+                    Figure(
+                        f"single report p50 / p95 at {tenant.deals:,} deals",
+                        f"{p50s[name]:.2f} / {percentile(samples, 0.95):.2f} ms",
+                        "p50 <= 5 ms",
+                        p50s[name] <= 5,
+                    )
+                )
+            figures.append(
+                Figure(
+                    "single p50: large / small",
+                    f"{p50s['large'] / p50s['small']:.2f}x",
+                    "flat (~1x)",
+                )
+            )
+
+        console.print("CLI peak RSS during a batch over the large tenant ...")
+        peak = cli_peak_rss_mb(url, tenants["large"], period)
+        figures.append(
+            Figure(
+                f"CLI peak RSS, batch over {tenants['large'].deals:,} deals",
+                f"{peak:.0f} MB",
+                "<= 150 MB",
+                peak <= 150,
+            )
+        )
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="make bench", description=__doc__)
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_DATABASE_URL"),
+        help="server to use (default: $BENCH_DATABASE_URL, else embedded)",
+    )
+    parser.add_argument("--deals", type=int, default=300_000, help="deals of the main tenant")
+    parser.add_argument("--small", type=int, default=10_000, help="deals of the small tenant")
+    parser.add_argument("--large", type=int, default=1_000_000, help="deals of the large tenant")
+    parser.add_argument("--users", type=int, default=2_000)
+    parser.add_argument("--groups", type=int, default=200)
+    parser.add_argument("--pipelines", type=int, default=3)
+    parser.add_argument(
+        "--other-tenants",
+        type=int,
+        default=2,
+        help="unmeasured tenants sharing the tables, --other-deals each",
+    )
+    parser.add_argument("--other-deals", type=int, default=20_000)
+    parser.add_argument("--repeat", type=int, default=9)
+    parser.add_argument("--seed-sample", type=int, default=100)
+    parser.add_argument("--single-sample", type=int, default=300)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    figures = run(args)
+    table = Table(
+        title=f"pipeline-coverage benchmark · {platform.node()} · "
+        f"{os.cpu_count()} cores · {dt.date.today()}"
+    )
+    for column in ("figure", "value", "goal", "met"):
+        table.add_column(column)
+    for f in figures:
+        table.add_row(f.name, f.value, f.goal, "" if f.met is None else ("yes" if f.met else "NO"))
+    Console(width=140).print(table)
+    if args.json:
+        args.json.write_text(json.dumps([f.__dict__ for f in figures], indent=2))
+
+
+if __name__ == "__main__":
+    main()
