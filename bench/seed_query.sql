@@ -1,5 +1,5 @@
 -- The seed's coverage query (seed part B) as written, with only what it takes to run:
--- its ":name" parameters spelled as psycopg's %(name)s with casts, and the GROUP BY
+-- its colon-prefixed parameters spelled the psycopg way, with casts, and the GROUP BY
 -- its final SELECT lacks. Its joins (pipeline_stage on id alone) and shape are kept.
 WITH target AS (
     SELECT SUM(st.target_amount) AS target_amount
