@@ -19,6 +19,7 @@ from pipeline_coverage.reports.pipeline_coverage import (
     CoverageRun,
     get_run,
     list_runs,
+    prune_runs,
     run_pipeline_coverage_batch,
     run_pipeline_coverage_report,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "ValidationError",
     "get_run",
     "list_runs",
+    "prune_runs",
     "run_pipeline_coverage_batch",
     "run_pipeline_coverage_report",
 ]

@@ -44,6 +44,7 @@ from pipeline_coverage.reports.pipeline_coverage import (
     get_run,
     list_runs,
     parse_date,
+    prune_runs,
     run_pipeline_coverage_batch,
     run_pipeline_coverage_report,
 )
@@ -86,9 +87,12 @@ class _App:
             if self.settings.database_url is not None:
                 self._url = self.settings.database_url
             else:
-                self._url = self._resources.enter_context(embedded_server(self.settings.data_dir))
-                if migrate_embedded:
-                    migrate.upgrade(self._url)
+                with _working(make_console(), "starting the embedded PostgreSQL"):
+                    self._url = self._resources.enter_context(
+                        embedded_server(self.settings.data_dir)
+                    )
+                    if migrate_embedded:
+                        migrate.upgrade(self._url)
         return self._url
 
     def connection(self, *, require_schema: bool = True) -> Any:
@@ -185,6 +189,16 @@ def load(directory: Path) -> None:
 
 
 @contextmanager
+def _working(console: Any, message: str) -> Iterator[None]:
+    """A spinner for one long step, on a terminal only."""
+    if not console.is_terminal:
+        yield
+        return
+    with console.status(message + " ..."):
+        yield
+
+
+@contextmanager
 def _file_progress(console: Any) -> Iterator[Any]:
     """A progress callback that draws bars on a terminal and stays silent elsewhere."""
     if not console.is_terminal:
@@ -247,9 +261,10 @@ def run(
         raise click.UsageError("--by-pipeline goes with --all")
     conn = _app().connection()
     if everyone:
-        run_id = run_pipeline_coverage_batch(
-            conn, tenant_id, period_start, period_end, pipeline_id, by_pipeline=by_pipeline
-        )
+        with _working(make_console(), "computing coverage for every rep and team"):
+            run_id = run_pipeline_coverage_batch(
+                conn, tenant_id, period_start, period_end, pipeline_id, by_pipeline=by_pipeline
+            )
     else:
         assert principal_type is not None
         assert principal_id is not None
@@ -297,6 +312,25 @@ def runs(tenant_id: uuid.UUID | None, limit: int, output_format: str) -> None:
 
 @cli.command()
 @click.option(
+    "--older-than",
+    "older_than_days",
+    type=click.IntRange(min=0),
+    required=True,
+    metavar="DAYS",
+    help="Delete runs generated more than DAYS days ago.",
+)
+@click.option("--tenant", "tenant_id", type=click.UUID, help="Only this tenant's runs.")
+def prune(older_than_days: int, tenant_id: uuid.UUID | None) -> None:
+    """Delete whole old runs (their fact rows go with them)."""
+    pruned = prune_runs(_app().connection(), older_than_days, tenant_id)
+    click.echo(
+        f"deleted {pruned.runs} runs ({pruned.fact_rows} fact rows) "
+        f"older than {older_than_days} days"
+    )
+
+
+@cli.command()
+@click.option(
     "--deals",
     type=click.IntRange(min=1, max=1_000_000),
     default=4000,
@@ -310,7 +344,8 @@ def demo(deals: int) -> None:
     conn = app.connection()
     today = dt.date.today()
     with tempfile.TemporaryDirectory(prefix="pipeline-coverage-demo-") as folder:
-        summary = demo_data.write_demo(Path(folder), today, deals=deals)
+        with _working(console, f"generating a demo tenant with {deals:,} deals"):
+            summary = demo_data.write_demo(Path(folder), today, deals=deals)
         with _file_progress(console) as progress:
             loads = load_directory(conn, Path(folder), progress=progress)
     console.print(
@@ -318,9 +353,10 @@ def demo(deals: int) -> None:
         f"{app.where}: {summary.users} reps, {summary.groups} teams, "
         f"{sum(item.rows for item in loads if item.table == 'deal')} deals."
     )
-    run_id = run_pipeline_coverage_batch(
-        conn, summary.tenant_id, summary.period_start, summary.period_end
-    )
+    with _working(console, "computing coverage for every rep and team"):
+        run_id = run_pipeline_coverage_batch(
+            conn, summary.tenant_id, summary.period_start, summary.period_end
+        )
     console.print(run_table(get_run(conn, run_id)))
     console.print(
         f"Next: pipeline-coverage show {run_id} --format json   |   "

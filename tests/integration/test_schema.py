@@ -198,9 +198,9 @@ def test_every_key_and_reference_includes_tenant_id(db_url: str) -> None:
 
 
 TABLE_REFERENCE = re.compile(r"(?:FROM|JOIN)\s+dyno_crm\.(\w+)\s+AS\s+(\w+)", re.IGNORECASE)
-#: Queries that may span tenants on purpose: an operator's `show RUN_ID` and `runs`
-#: without --tenant. Both still filter by tenant whenever one is given.
-CROSS_TENANT = {"get_run", "list_runs"}
+#: Queries that may span tenants on purpose: an operator's `show RUN_ID`, `runs` and
+#: `prune` without --tenant. Each still filters by tenant whenever one is given.
+CROSS_TENANT = {"get_run", "list_runs", "prune_runs"}
 
 
 @pytest.mark.parametrize("name", sorted(queries("pipeline_coverage")))

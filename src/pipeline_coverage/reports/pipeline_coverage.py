@@ -211,6 +211,32 @@ def run_pipeline_coverage_batch(
     return run_id
 
 
+@dataclass(frozen=True)
+class Pruned:
+    """What a prune deleted."""
+
+    runs: int
+    fact_rows: int
+
+
+def prune_runs(conn: Any, older_than_days: int, tenant_id: uuid.UUID | str | None = None) -> Pruned:
+    """Delete whole runs generated more than ``older_than_days`` days ago.
+
+    Deleting the header cascades to its fact rows, so a run is never left half gone.
+    Without ``tenant_id`` every tenant's old runs go (a retention job).
+    """
+    if isinstance(older_than_days, bool) or not isinstance(older_than_days, int):
+        raise ValidationError(f"older_than_days: not a whole number of days: {older_than_days!r}")
+    if older_than_days < 0:
+        raise ValidationError(f"older_than_days: must be >= 0, got {older_than_days}")
+    tenant = parse_uuid(tenant_id, "tenant_id", optional=True)
+    params = {"older_than_days": older_than_days, "tenant_id": str(tenant) if tenant else None}
+    with unit_of_work(conn) as cur:
+        cur.execute(query(_QUERIES, "prune_runs"), params)
+        runs, fact_rows = cur.fetchone()
+    return Pruned(runs=int(runs), fact_rows=int(fact_rows))
+
+
 # --- reading runs ------------------------------------------------------------------
 
 

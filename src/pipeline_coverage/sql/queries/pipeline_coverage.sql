@@ -225,3 +225,16 @@ LEFT JOIN targets AS t
 LEFT JOIN open_sums AS o
        ON o.principal_type = pr.principal_type AND o.principal_id = pr.principal_id
       AND o.bucket = b.bucket;
+
+-- name: prune_runs
+-- Deletes whole runs older than the cut-off (facts cascade); counts runs and fact rows.
+WITH gone AS (
+    DELETE FROM dyno_crm.report_run AS r
+    WHERE r.generated_at < now() - make_interval(days => %(older_than_days)s::integer)
+      AND (%(tenant_id)s::uuid IS NULL OR r.tenant_id = %(tenant_id)s::uuid)
+    RETURNING r.tenant_id, r.id
+)
+SELECT
+    (SELECT count(*) FROM gone) AS runs,
+    (SELECT count(*) FROM dyno_crm.report_pipeline_coverage_fact AS f
+     JOIN gone AS g ON f.tenant_id = g.tenant_id AND f.run_id = g.id) AS fact_rows;

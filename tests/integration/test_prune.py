@@ -1,0 +1,95 @@
+"""Retention: whole runs older than the cut-off go, with their fact rows; nothing else."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import psycopg
+import pytest
+
+from pipeline_coverage import (
+    ValidationError,
+    list_runs,
+    prune_runs,
+    run_pipeline_coverage_batch,
+)
+from pipeline_coverage.cli import main
+from tests.factory import Crm
+
+Q1 = (dt.date(2026, 1, 1), dt.date(2026, 4, 1))
+
+
+def make_run(conn: psycopg.Connection[Any], tenant: uuid.UUID, age_days: int) -> uuid.UUID:
+    run_id = run_pipeline_coverage_batch(conn, tenant, *Q1)
+    conn.execute(
+        "UPDATE dyno_crm.report_run SET generated_at = now() - make_interval(days => %s)"
+        " WHERE id = %s",
+        (age_days, run_id),
+    )
+    conn.commit()
+    return run_id
+
+
+def counts(conn: psycopg.Connection[Any]) -> tuple[int, int]:
+    row = conn.execute(
+        "SELECT (SELECT count(*) FROM dyno_crm.report_run),"
+        " (SELECT count(*) FROM dyno_crm.report_pipeline_coverage_fact)"
+    ).fetchone()
+    conn.commit()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+@pytest.fixture
+def tenants(conn: psycopg.Connection[Any]) -> tuple[uuid.UUID, uuid.UUID]:
+    crm = Crm(conn)
+    first, second = crm.tenant("A"), crm.tenant("B")
+    for tenant in (first, second):
+        crm.user(tenant, "Rep 1")
+        crm.user(tenant, "Rep 2")
+        crm.group(tenant, "Team")
+    return first, second
+
+
+def test_prune_deletes_old_runs_and_their_facts(
+    conn: psycopg.Connection[Any], tenants: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    first, second = tenants
+    old = make_run(conn, first, 40)
+    recent = make_run(conn, first, 5)
+    other_old = make_run(conn, second, 40)
+    assert counts(conn) == (3, 9)
+
+    pruned = prune_runs(conn, 30, first)
+    assert (pruned.runs, pruned.fact_rows) == (1, 3)
+    assert {r.run_id for r in list_runs(conn)} == {recent, other_old}
+    assert counts(conn) == (2, 6)
+
+    pruned = prune_runs(conn, 30)  # every tenant
+    assert (pruned.runs, pruned.fact_rows) == (1, 3)
+    assert {r.run_id for r in list_runs(conn)} == {recent}
+    assert old not in {r.run_id for r in list_runs(conn)}
+
+
+def test_prune_rejects_bad_ages(conn: psycopg.Connection[Any]) -> None:
+    with pytest.raises(ValidationError, match="older_than_days"):
+        prune_runs(conn, -1)
+    with pytest.raises(ValidationError, match="older_than_days"):
+        prune_runs(conn, 1.5)  # type: ignore[arg-type]
+
+
+def test_prune_command(
+    conn: psycopg.Connection[Any],
+    db_url: str,
+    tenants: tuple[uuid.UUID, uuid.UUID],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    make_run(conn, tenants[0], 10)
+    make_run(conn, tenants[0], 1)
+    assert main(["--database-url", db_url, "prune", "--older-than", "7"]) == 0
+    assert capsys.readouterr().out.strip() == "deleted 1 runs (3 fact rows) older than 7 days"
+    assert counts(conn) == (1, 3)
+    assert main(["--database-url", db_url, "prune", "--older-than", "-3"]) == 2
+    assert "--older-than" in capsys.readouterr().err
