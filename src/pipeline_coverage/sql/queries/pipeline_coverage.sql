@@ -119,8 +119,15 @@ LIMIT %(limit)s::integer;
 -- Rows are keyed by a bucket: the pipeline when by_pipeline, else the report's pipeline
 -- filter; the all-zero UUID stands for "no pipeline" so that every join stays a hash join.
 WITH open_deals AS (
-    SELECT d.pipeline_id, COALESCE(d.amount, 0) AS amount,
-           d.owned_by_user_id, d.assigned_user_id, d.owned_by_group_id, d.assigned_group_id
+    -- Each deal counts once per principal: an assignee only when it is not the owner.
+    SELECT COALESCE(d.amount, 0) AS amount,
+           d.owned_by_user_id AS owner_user,
+           NULLIF(d.assigned_user_id, d.owned_by_user_id) AS assignee_user,
+           d.owned_by_group_id AS owner_group,
+           NULLIF(d.assigned_group_id, d.owned_by_group_id) AS assignee_group,
+           COALESCE(CASE WHEN %(by_pipeline)s::boolean THEN d.pipeline_id
+                         ELSE %(pipeline_id)s::uuid END,
+                    '00000000-0000-0000-0000-000000000000'::uuid) AS bucket
     FROM dyno_crm.deal AS d
     JOIN dyno_crm.pipeline_stage AS ps
       ON ps.tenant_id = d.tenant_id AND ps.id = d.stage_id
@@ -130,32 +137,23 @@ WITH open_deals AS (
       AND COALESCE(d.expected_close_date, d.close_date) >= %(period_start)s::date
       AND COALESCE(d.expected_close_date, d.close_date) < %(period_end)s::date
 ),
-open_matches AS (
-    -- Each deal counts once per principal: the assignee only when it is not the owner.
-    SELECT 'USER' AS principal_type, od.owned_by_user_id AS principal_id, od.pipeline_id,
-           od.amount
-    FROM open_deals AS od WHERE od.owned_by_user_id IS NOT NULL
-    UNION ALL
-    SELECT 'USER', od.assigned_user_id, od.pipeline_id, od.amount
+open_sets AS (
+    -- One pass, summed four ways at once; in each grouping set only its own key is set.
+    SELECT CASE WHEN GROUPING(od.owner_group) = 0 OR GROUPING(od.assignee_group) = 0
+                THEN 'GROUP' ELSE 'USER' END AS principal_type,
+           COALESCE(od.owner_user, od.assignee_user, od.owner_group, od.assignee_group)
+               AS principal_id,
+           od.bucket,
+           SUM(od.amount) AS open_amount
     FROM open_deals AS od
-    WHERE od.assigned_user_id IS NOT NULL
-      AND od.assigned_user_id IS DISTINCT FROM od.owned_by_user_id
-    UNION ALL
-    SELECT 'GROUP', od.owned_by_group_id, od.pipeline_id, od.amount
-    FROM open_deals AS od WHERE od.owned_by_group_id IS NOT NULL
-    UNION ALL
-    SELECT 'GROUP', od.assigned_group_id, od.pipeline_id, od.amount
-    FROM open_deals AS od
-    WHERE od.assigned_group_id IS NOT NULL
-      AND od.assigned_group_id IS DISTINCT FROM od.owned_by_group_id
+    GROUP BY GROUPING SETS ((od.bucket, od.owner_user), (od.bucket, od.assignee_user),
+                            (od.bucket, od.owner_group), (od.bucket, od.assignee_group))
 ),
 open_sums AS (
-    SELECT m.principal_type, m.principal_id,
-           COALESCE(CASE WHEN %(by_pipeline)s::boolean THEN m.pipeline_id
-                         ELSE %(pipeline_id)s::uuid END,
-                    '00000000-0000-0000-0000-000000000000'::uuid) AS bucket,
-           SUM(m.amount) AS open_amount
-    FROM open_matches AS m
+    -- A rep's deals as owner and as assignee are disjoint sets: add them up.
+    SELECT os.principal_type, os.principal_id, os.bucket, SUM(os.open_amount) AS open_amount
+    FROM open_sets AS os
+    WHERE os.principal_id IS NOT NULL
     GROUP BY 1, 2, 3
 ),
 target_rows AS (
