@@ -1,0 +1,135 @@
+"""Pure functions: parsing, rendering, periods, settings (no database)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from pipeline_coverage.config import ROOT_DATA_DIR, Settings, default_data_dir
+from pipeline_coverage.demo import quarter_of
+from pipeline_coverage.errors import LoadError, ValidationError
+from pipeline_coverage.render import coverage_text, money, run_csv, run_json
+from pipeline_coverage.reports.pipeline_coverage import (
+    CoverageRow,
+    CoverageRun,
+    parse_date,
+    parse_period,
+    parse_uuid,
+)
+from pipeline_coverage.sql import parse_named_queries, queries
+
+
+def test_named_queries_split_on_name_lines() -> None:
+    text = "-- name: first\n-- Purpose.\nSELECT 1;\n\n-- name: second\nSELECT 2;\n"
+    assert parse_named_queries(text, "x.sql") == {
+        "first": "-- Purpose.\nSELECT 1;\n",
+        "second": "SELECT 2;\n",
+    }
+    with pytest.raises(ValueError, match="twice"):
+        parse_named_queries("-- name: a\nSELECT 1;\n-- name: a\nSELECT 2;\n", "x.sql")
+    with pytest.raises(ValueError, match="no '-- name:'"):
+        parse_named_queries("SELECT 1;", "x.sql")
+
+
+def test_shipped_queries_load_from_the_package() -> None:
+    assert {"insert_single_fact", "insert_batch_facts", "get_run", "prune_runs"} <= set(
+        queries("pipeline_coverage")
+    )
+
+
+@pytest.mark.parametrize(
+    ("day", "quarter"),
+    [
+        (dt.date(2026, 1, 1), (dt.date(2026, 1, 1), dt.date(2026, 4, 1))),
+        (dt.date(2026, 3, 31), (dt.date(2026, 1, 1), dt.date(2026, 4, 1))),
+        (dt.date(2026, 11, 25), (dt.date(2026, 10, 1), dt.date(2027, 1, 1))),
+        (dt.date(2026, 12, 31), (dt.date(2026, 10, 1), dt.date(2027, 1, 1))),
+    ],
+)
+def test_quarters_are_half_open(day: dt.date, quarter: tuple[dt.date, dt.date]) -> None:
+    assert quarter_of(day) == quarter
+
+
+def test_argument_parsing() -> None:
+    some = uuid.uuid4()
+    assert parse_uuid(str(some), "x") == some
+    assert parse_uuid(None, "x", optional=True) is None
+    with pytest.raises(ValidationError, match="x: required"):
+        parse_uuid(None, "x")
+    assert parse_date("2024-02-29", "d") == dt.date(2024, 2, 29)
+    for bad in ("2023-02-29", "20240101", "2024-1-01", 20240101):
+        with pytest.raises(ValidationError, match="d: not a date"):
+            parse_date(bad, "d")
+    with pytest.raises(ValidationError, match="half-open"):
+        parse_period("2026-04-01", "2026-04-01")
+
+
+def test_settings_prefer_the_flag_then_the_environment() -> None:
+    env = {"DATABASE_URL": "postgresql://env/db", "PIPELINE_COVERAGE_DATA_DIR": "/tmp/pc"}
+    assert Settings.from_env("postgresql://flag/db", env).database_url == "postgresql://flag/db"
+    assert Settings.from_env(None, env).database_url == "postgresql://env/db"
+    assert Settings.from_env(None, env).data_dir == Path("/tmp/pc")
+    assert Settings.from_env(None, {}).database_url is None
+
+
+def test_root_keeps_embedded_data_under_var_lib() -> None:
+    assert default_data_dir(euid=0) == ROOT_DATA_DIR
+    assert default_data_dir(euid=1000) != ROOT_DATA_DIR
+
+
+def test_money_and_coverage_rendering() -> None:
+    assert money(Decimal("1234567.5")) == "1,234,567.50"
+    assert money(None) == "—"
+    assert coverage_text(Decimal("2.5")).plain == "2.50x"
+    assert coverage_text(Decimal("0.5")).style == "red"
+    assert coverage_text(Decimal("3")).style == "green"
+    assert coverage_text(None).plain == "no target"
+
+
+def _run() -> CoverageRun:
+    row = CoverageRow(
+        "USER",
+        uuid.UUID(int=1),
+        "Alice",
+        None,
+        None,
+        Decimal("1000.00"),
+        Decimal("1250.50"),
+        Decimal("1.2505"),
+    )
+    return CoverageRun(
+        uuid.UUID(int=9),
+        uuid.UUID(int=8),
+        "Acme",
+        "PIPELINE_COVERAGE",
+        dt.datetime(2026, 1, 2, tzinfo=dt.UTC),
+        dt.date(2026, 1, 1),
+        dt.date(2026, 4, 1),
+        {"mode": "single"},
+        (row,),
+        1,
+    )
+
+
+def test_json_carries_money_as_decimal_strings() -> None:
+    document = json.loads(run_json(_run()), parse_float=lambda text: pytest.fail(text))
+    assert document["run_id"] == str(uuid.UUID(int=9))
+    assert document["rows"][0]["open_amount"] == "1250.50"
+    assert document["rows"][0]["target_amount"] == "1000.00"
+    assert document["rows"][0]["coverage_ratio"] == "1.2505"
+
+
+def test_csv_has_a_header_and_empty_fields_for_null() -> None:
+    lines = run_csv(_run()).splitlines()
+    assert lines[0].startswith("run_id,tenant_id,period_start,period_end,principal_type")
+    assert lines[1].endswith(",Alice,,,1000.00,1250.50,1.2505")
+
+
+def test_load_error_counts_what_it_does_not_list() -> None:
+    error = LoadError(["a.csv:2: x: bad"], total=5)
+    assert str(error) == "a.csv:2: x: bad (and 4 more problems)"
