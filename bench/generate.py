@@ -37,6 +37,10 @@ class TenantSpec:
     users: int
     groups: int
     pipelines: int
+    #: Extra reps with exactly ``probe_deals`` deals each, spread evenly over time, so the
+    #: single report can be timed on the same per-rep workload in tenants of any size.
+    probes: int = 20
+    probe_deals: int = 72
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class GeneratedTenant:
     users: list[uuid.UUID]
     groups: list[uuid.UUID]
     pipelines: list[uuid.UUID]
+    probes: list[uuid.UUID]
 
 
 class _Ids:
@@ -188,15 +193,47 @@ def _tenant(
         ],
     )
 
+    probes = [new_id() for _ in range(spec.probes)]
+    out.rows(
+        "users.csv",
+        [
+            (u, tenant, f"Probe {i}", f"probe{i}@{spec.name}.example", "true")
+            for i, u in enumerate(probes)
+        ],
+    )
+    out.rows("group_members.csv", [(tenant, groups[0], u) for u in probes])
+
     # A few reps own most deals: Pareto-distributed weights.
+    skewed = max(0, spec.deals - spec.probes * spec.probe_deals)
     owner_weights = [rng.paretovariate(1.16) for _ in users]
-    owners = rng.choices(range(len(users)), weights=owner_weights, k=spec.deals)
-    stage_picks = rng.choices(range(len(STAGES)), weights=[s[3] for s in STAGES], k=spec.deals)
+    owners = rng.choices(range(len(users)), weights=owner_weights, k=skewed)
+    stage_picks = rng.choices(range(len(STAGES)), weights=[s[3] for s in STAGES], k=skewed)
     first_day = dt.date(period_start.year - 2, 1, 1).toordinal()
     span = dt.date(period_start.year + 1, 1, 1).toordinal() - first_day
 
+    def probe_deals() -> Iterator[Sequence[object]]:
+        for i, probe in enumerate(probes):
+            for k in range(spec.probe_deals):
+                day = dt.date.fromordinal(first_day + k * span // spec.probe_deals).isoformat()
+                pipeline = pipelines[k % len(pipelines)]
+                yield (
+                    new_id(),
+                    tenant,
+                    pipeline,
+                    stages[pipeline][k % len(STAGES)],
+                    f"Probe deal {i}/{k}",
+                    "1000.00",
+                    day,
+                    "",
+                    probe,
+                    probe,
+                    groups[0],
+                    "",
+                )
+
     def deals() -> Iterator[Sequence[object]]:
-        for n in range(spec.deals):
+        yield from probe_deals()
+        for n in range(skewed):
             owner = owners[n]
             pipeline = pipelines[n % len(pipelines)]
             day = dt.date.fromordinal(first_day + rng.randrange(span)).isoformat()
@@ -257,7 +294,7 @@ def _tenant(
                 )
             )
     out.rows("sales_targets.csv", targets)
-    return GeneratedTenant(spec.name, tenant, spec.deals, users, groups, pipelines)
+    return GeneratedTenant(spec.name, tenant, spec.deals, users, groups, pipelines, probes)
 
 
 def main() -> None:
