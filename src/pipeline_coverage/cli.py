@@ -386,7 +386,9 @@ def _raise_on_signal(signum: int, frame: FrameType | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, map errors to exit codes, never show a traceback for
     an expected error (set PIPELINE_COVERAGE_DEBUG=1 to see one for unexpected ones)."""
-    for signum in (signal.SIGTERM, signal.SIGHUP):
+    # SIGINT too: a shell may start us with SIGINT ignored (a background job), and
+    # Python then installs no KeyboardInterrupt handler of its own.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _raise_on_signal)
     try:
         result = cli.main(args=argv, prog_name=PROG, standalone_mode=False)

