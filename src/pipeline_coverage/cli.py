@@ -22,9 +22,11 @@ import click
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from pipeline_coverage import demo as demo_data
-from pipeline_coverage.config import Settings
+from pipeline_coverage.apikeys import create_api_key, list_api_keys, revoke_api_key
+from pipeline_coverage.config import Settings, WebSettings
 from pipeline_coverage.db import migrate
 from pipeline_coverage.db.connection import connect
 from pipeline_coverage.db.embedded import embedded_server
@@ -308,6 +310,94 @@ def runs(tenant_id: uuid.UUID | None, limit: int, output_format: str) -> None:
         click.echo(runs_csv(found), nl=False)
     else:
         make_console().print(runs_table(found))
+
+
+@cli.group()
+def apikey() -> None:
+    """Tenant API keys for the HTTP API and dashboard."""
+
+
+@apikey.command("create")
+@click.option("--tenant", "tenant_id", type=click.UUID, required=True, help="Tenant id.")
+@click.option("--name", default="default", show_default=True, help="A label for the key.")
+def apikey_create(tenant_id: uuid.UUID, name: str) -> None:
+    """Create a key; it is printed once, alone on the last line (only a hash is kept)."""
+    key, secret = create_api_key(_app().connection(), tenant_id, name)
+    click.echo(f"created API key {key.id} ({key.name!r}) for tenant {key.tenant_id}")
+    click.echo("store it now: it cannot be shown again")
+    click.echo(secret)
+
+
+@apikey.command("list")
+@click.option("--tenant", "tenant_id", type=click.UUID, help="Only this tenant's keys.")
+def apikey_list(tenant_id: uuid.UUID | None) -> None:
+    """List keys (never the keys themselves), newest first."""
+    table = Table(title="API keys", title_justify="left")
+    for column in ("Key id", "Tenant", "Name", "Created", "Revoked"):
+        table.add_column(column)
+    for key in list_api_keys(_app().connection(), tenant_id):
+        table.add_row(
+            str(key.id),
+            str(key.tenant_id),
+            key.name,
+            f"{key.created_at:%Y-%m-%d %H:%M:%S}",
+            f"{key.revoked_at:%Y-%m-%d %H:%M:%S}" if key.revoked_at else "-",
+        )
+    make_console().print(table)
+
+
+@apikey.command("revoke")
+@click.argument("key_id", type=click.UUID)
+@click.option("--tenant", "tenant_id", type=click.UUID, help="The key's tenant (a safety check).")
+def apikey_revoke(key_id: uuid.UUID, tenant_id: uuid.UUID | None) -> None:
+    """Revoke a key; requests with it get 401 from now on."""
+    key = revoke_api_key(_app().connection(), key_id, tenant_id)
+    click.echo(f"revoked API key {key.id} ({key.name!r}) of tenant {key.tenant_id}")
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=8000,
+    show_default=True,
+    help="Port to listen on.",
+)
+def serve(host: str, port: int) -> None:
+    """Run the HTTP API and the dashboard until Ctrl-C / SIGTERM (graceful shutdown)."""
+    import uvicorn
+
+    from pipeline_coverage.web.app import create_app
+
+    app = _app()
+    migrate.require_current(app.connection())
+    web = create_app(app.url(), WebSettings.from_env())
+    _configure_access_log()
+    click.echo(
+        f"serving {app.where} on http://{host}:{port}/ (API at /v1, docs at /docs)", err=True
+    )
+    uvicorn.run(
+        web,
+        host=host,
+        port=port,
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=10,
+    )
+
+
+def _configure_access_log() -> None:
+    """Access lines are JSON already: print them as they are, on stderr."""
+    import logging
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    for name in ("pipeline_coverage.access", "pipeline_coverage.web"):
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
 
 
 @cli.command()

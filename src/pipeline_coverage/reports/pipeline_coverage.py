@@ -288,14 +288,86 @@ def get_run(
 
 
 def list_runs(
-    conn: Any, tenant_id: uuid.UUID | str | None = None, limit: int = 50
+    conn: Any,
+    tenant_id: uuid.UUID | str | None = None,
+    limit: int = 50,
+    *,
+    before: tuple[dt.datetime, uuid.UUID] | None = None,
+    period: tuple[dt.date, dt.date] | None = None,
+    mode: str | None = None,
 ) -> list[CoverageRun]:
-    """Stored runs, newest first (headers and row counts, without rows)."""
+    """Stored runs, newest first (headers and row counts, without rows).
+
+    ``before`` is a keyset cursor (the last run's ``generated_at`` and id) for
+    paging; ``period`` and ``mode`` ("single" or "batch") narrow the list.
+    """
     tenant = parse_uuid(tenant_id, "tenant_id", optional=True)
     if limit < 1:
         raise ValidationError(f"limit: must be at least 1, got {limit}")
-    params = {"tenant_id": str(tenant) if tenant else None, "limit": limit}
+    if mode not in (None, "single", "batch"):
+        raise ValidationError(f"mode: must be single or batch, got {mode!r}")
+    params = {
+        "tenant_id": str(tenant) if tenant else None,
+        "limit": limit,
+        "before_at": before[0] if before else None,
+        "before_id": str(before[1]) if before else None,
+        "period_start": period[0] if period else None,
+        "period_end": period[1] if period else None,
+        "mode": mode,
+    }
     with unit_of_work(conn) as cur:
         cur.execute(query(_QUERIES, "list_runs"), params)
         headers = cur.fetchall()
     return [_run_from_header(row, row_count=int(row[8])) for row in headers]
+
+
+@dataclass(frozen=True)
+class HistoryPoint:
+    """A principal's coverage in one stored run."""
+
+    run_id: uuid.UUID
+    generated_at: dt.datetime
+    pipeline_id: uuid.UUID | None
+    target_amount: Decimal | None
+    open_amount: Decimal
+    coverage_ratio: Decimal | None
+
+
+def principal_history(
+    conn: Any,
+    tenant_id: uuid.UUID | str,
+    principal_type: str,
+    principal_id: uuid.UUID | str,
+    period_start: dt.date | str,
+    period_end: dt.date | str,
+    pipeline_id: uuid.UUID | str | None = None,
+) -> list[HistoryPoint]:
+    """A principal's coverage for one period across the tenant's stored runs, oldest
+    first: the trend of how its pipeline built up (or drained) over time."""
+    tenant = parse_uuid(tenant_id, "tenant_id")
+    kind = parse_principal_type(principal_type)
+    principal = parse_uuid(principal_id, "principal_id")
+    start, end = parse_period(period_start, period_end)
+    pipeline = parse_uuid(pipeline_id, "pipeline_id", optional=True)
+    params = {
+        "tenant_id": str(tenant),
+        "principal_type": kind,
+        "principal_id": str(principal),
+        "period_start": start,
+        "period_end": end,
+        "pipeline_id": str(pipeline) if pipeline else None,
+    }
+    with unit_of_work(conn) as cur:
+        cur.execute(query(_QUERIES, "principal_history"), params)
+        rows = cur.fetchall()
+    return [
+        HistoryPoint(
+            run_id=as_uuid(r[0]),
+            generated_at=r[1],
+            pipeline_id=as_uuid(r[2]) if r[2] is not None else None,
+            target_amount=r[3],
+            open_amount=r[4],
+            coverage_ratio=r[5],
+        )
+        for r in rows
+    ]

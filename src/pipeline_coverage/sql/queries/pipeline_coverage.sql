@@ -103,7 +103,8 @@ ORDER BY f.coverage_ratio DESC NULLS LAST, f.open_amount DESC, f.principal_type,
          principal_name, f.principal_id, pipeline_name NULLS FIRST, f.pipeline_id;
 
 -- name: list_runs
--- Stored runs, newest first, optionally for one tenant, with their row counts.
+-- Stored runs, newest first, with their row counts; optionally one tenant's, one
+-- period's or one mode's, and (keyset pagination) only those before a cursor.
 SELECT r.id, r.tenant_id, tn.name, r.report_type, r.generated_at, r.period_start,
        r.period_end, r.parameters::text,
        (SELECT count(*) FROM dyno_crm.report_pipeline_coverage_fact AS f
@@ -111,8 +112,28 @@ SELECT r.id, r.tenant_id, tn.name, r.report_type, r.generated_at, r.period_start
 FROM dyno_crm.report_run AS r
 JOIN dyno_crm.tenant AS tn ON tn.id = r.tenant_id
 WHERE (%(tenant_id)s::uuid IS NULL OR r.tenant_id = %(tenant_id)s::uuid)
-ORDER BY r.generated_at DESC, r.id
+  AND (%(period_start)s::date IS NULL OR r.period_start = %(period_start)s::date)
+  AND (%(period_end)s::date IS NULL OR r.period_end = %(period_end)s::date)
+  AND (%(mode)s::text IS NULL OR r.parameters ->> 'mode' = %(mode)s::text)
+  AND (%(before_at)s::timestamptz IS NULL
+       OR (r.generated_at, r.id) < (%(before_at)s::timestamptz, %(before_id)s::uuid))
+ORDER BY r.generated_at DESC, r.id DESC
 LIMIT %(limit)s::integer;
+
+-- name: principal_history
+-- One principal's rows across the tenant's stored runs for one period, oldest first
+-- (rows for all pipelines, or for the one pipeline asked for).
+SELECT r.id, r.generated_at, f.pipeline_id, f.target_amount, f.open_amount,
+       f.coverage_ratio
+FROM dyno_crm.report_pipeline_coverage_fact AS f
+JOIN dyno_crm.report_run AS r ON r.tenant_id = f.tenant_id AND r.id = f.run_id
+WHERE f.tenant_id = %(tenant_id)s::uuid
+  AND f.principal_type = %(principal_type)s::text
+  AND f.principal_id = %(principal_id)s::uuid
+  AND f.period_start = %(period_start)s::date
+  AND f.period_end = %(period_end)s::date
+  AND f.pipeline_id IS NOT DISTINCT FROM %(pipeline_id)s::uuid
+ORDER BY r.generated_at, r.id, f.pipeline_id NULLS FIRST;
 
 -- name: insert_batch_facts
 -- Computes every in-scope principal's coverage (SPEC.md §5) in one pass and stores the rows.

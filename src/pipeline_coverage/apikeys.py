@@ -1,0 +1,125 @@
+"""Tenant API keys: the key decides the tenant of every HTTP request.
+
+A key reads ``pcov_<tenant id hex>_<secret>``. Only its SHA-256 is stored, so a
+database leak does not leak usable keys; the secret has 256 bits of entropy, so a
+plain (unsalted) hash is enough. The tenant id in the key lets every lookup be a
+``(tenant_id, key_hash)`` probe.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline_coverage.db.connection import as_uuid, unit_of_work
+from pipeline_coverage.errors import NotFoundError, ValidationError
+from pipeline_coverage.reports.pipeline_coverage import parse_uuid
+from pipeline_coverage.sql import query
+
+PREFIX = "pcov"
+_QUERIES = "api_keys"
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A stored key (never the secret itself)."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    name: str
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request acts for: the key's tenant."""
+
+    tenant_id: uuid.UUID
+    tenant_name: str
+
+
+def _hash(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+def _from_row(row: Any) -> ApiKey:
+    return ApiKey(as_uuid(row[0]), as_uuid(row[1]), row[2], row[3], row[4])
+
+
+def create_api_key(
+    conn: Any, tenant_id: uuid.UUID | str, name: str = "default"
+) -> tuple[ApiKey, str]:
+    """Create a key for a tenant; returns the stored key and the secret (shown once)."""
+    tenant = parse_uuid(tenant_id, "tenant_id")
+    assert tenant is not None
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise ValidationError("name: must be 1 to 200 characters")
+    key = f"{PREFIX}_{tenant.hex}_{secrets.token_urlsafe(32)}"
+    with unit_of_work(conn) as cur:
+        cur.execute(
+            query(_QUERIES, "insert_key"),
+            {"tenant_id": str(tenant), "name": name, "key_hash": _hash(key)},
+        )
+        row = cur.fetchone()
+        if row is None:
+            raise NotFoundError(f"tenant_id: no tenant {tenant}")
+    return _from_row(row), key
+
+
+def list_api_keys(conn: Any, tenant_id: uuid.UUID | str | None = None) -> list[ApiKey]:
+    """Keys, newest first (every tenant's when ``tenant_id`` is None)."""
+    tenant = parse_uuid(tenant_id, "tenant_id", optional=True)
+    with unit_of_work(conn) as cur:
+        cur.execute(query(_QUERIES, "list_keys"), {"tenant_id": str(tenant) if tenant else None})
+        return [_from_row(row) for row in cur.fetchall()]
+
+
+def revoke_api_key(
+    conn: Any, key_id: uuid.UUID | str, tenant_id: uuid.UUID | str | None = None
+) -> ApiKey:
+    """Revoke a key at once; revoking twice keeps the first revocation time."""
+    key = parse_uuid(key_id, "key_id")
+    tenant = parse_uuid(tenant_id, "tenant_id", optional=True)
+    with unit_of_work(conn) as cur:
+        cur.execute(
+            query(_QUERIES, "revoke_key"),
+            {"key_id": str(key), "tenant_id": str(tenant) if tenant else None},
+        )
+        row = cur.fetchone()
+    if row is None:
+        raise NotFoundError(f"key_id: no API key {key}")
+    return _from_row(row)
+
+
+def tenant_of_key(key: str) -> uuid.UUID | None:
+    """The tenant id a well-formed key carries (None for anything else)."""
+    parts = key.split("_", 2)
+    if len(parts) != 3 or parts[0] != PREFIX or len(parts[1]) != 32 or not parts[2]:
+        return None
+    try:
+        return uuid.UUID(hex=parts[1])
+    except ValueError:
+        return None
+
+
+def authenticate(conn: Any, key: str) -> Principal | None:
+    """The tenant an active key acts for; None for a missing, unknown or revoked key."""
+    tenant = tenant_of_key(key)
+    if tenant is None:
+        return None
+    with unit_of_work(conn) as cur:
+        cur.execute(
+            query(_QUERIES, "authenticate"), {"tenant_id": str(tenant), "key_hash": _hash(key)}
+        )
+        row = cur.fetchone()
+    return Principal(as_uuid(row[0]), row[1]) if row else None

@@ -1,0 +1,126 @@
+"""The FastAPI application: ``create_app(database_url, settings)``.
+
+Nothing is created at import time: the connection pool opens in the app's lifespan
+and closes (after in-flight requests finish) when the server shuts down.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.staticfiles import StaticFiles
+from psycopg_pool import ConnectionPool
+from starlette.middleware.sessions import SessionMiddleware
+
+from pipeline_coverage.config import WebSettings
+from pipeline_coverage.web import api, dashboard, problems
+from pipeline_coverage.web.deps import get_pool
+from pipeline_coverage.web.problems import ProblemError
+from pipeline_coverage.web.schemas import Health
+
+access_log = logging.getLogger("pipeline_coverage.access")
+SESSION_COOKIE = "pipeline_coverage_session"
+
+
+def create_app(database_url: str, settings: WebSettings, *, open_pool: bool = True) -> FastAPI:
+    """Build the app; the pool to ``database_url`` lives as long as the app runs."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool: ConnectionPool[Any] = ConnectionPool(
+            database_url,
+            min_size=1,
+            max_size=settings.pool_size,
+            kwargs={"application_name": "pipeline-coverage-api"},
+            open=False,
+        )
+        pool.open(wait=open_pool, timeout=10)
+        app.state.pool = pool
+        try:
+            yield
+        finally:
+            pool.close(timeout=10)
+
+    app = FastAPI(
+        title="pipeline-coverage",
+        version="1",
+        summary="Pipeline coverage (open pipeline vs. sales target) per rep and team.",
+        description=(
+            "Every request authenticates with `Authorization: Bearer <API key>`; the key "
+            "decides the tenant. Amounts are decimal strings. Errors are RFC 9457 problem "
+            "details."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    problems.install(app)
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=settings.secret_key,
+        session_cookie=SESSION_COOKIE,
+        max_age=8 * 3600,
+        same_site="strict",
+        https_only=settings.secure_cookies,
+    )
+    app.middleware("http")(_access_log)
+    app.include_router(api.router)
+    app.include_router(dashboard.router)
+    app.mount("/static", StaticFiles(packages=[("pipeline_coverage.web", "static")]), name="static")
+
+    @app.get("/healthz", response_model=Health, tags=["health"], summary="The process is up")
+    def healthz() -> Health:
+        return Health(status="ok")
+
+    @app.get(
+        "/readyz",
+        response_model=Health,
+        tags=["health"],
+        summary="The database is reachable",
+        responses={503: {"model": problems.Problem}},
+    )
+    def readyz(request: Request) -> Health:
+        try:
+            with get_pool(request).connection(timeout=2) as conn:
+                conn.execute("SELECT 1")
+        except Exception as exc:
+            raise ProblemError(503, "the database is not reachable") from exc
+        return Health(status="ok")
+
+    return app
+
+
+async def _access_log(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """One JSON line per request: what, who (tenant), how it went, how long it took."""
+    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await call_next(request)
+        status = response.status_code
+        response.headers["X-Request-ID"] = request_id
+        return response
+    finally:
+        tenant = getattr(request.state, "tenant_id", None)
+        access_log.info(
+            json.dumps(
+                {
+                    "ts": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "request_id": request_id,
+                    "method": request.method,
+                    "path": request.url.path,
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "tenant_id": str(tenant) if tenant else None,
+                    "client": request.client.host if request.client else None,
+                }
+            )
+        )
