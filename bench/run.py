@@ -32,6 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.generate import GeneratedTenant, TenantSpec, generate, quarter_start
+from bench.http_load import run_http_load
 from pipeline_coverage import run_pipeline_coverage_batch, run_pipeline_coverage_report
 from pipeline_coverage.config import Settings
 from pipeline_coverage.db import migrate
@@ -427,6 +428,14 @@ def run(args: argparse.Namespace) -> list[Figure]:
                 peak <= 150,
             )
         )
+        if not args.skip_http:
+            console.print(
+                f"HTTP load: {args.http_clients} clients for {args.http_seconds:.0f} s ..."
+            )
+            for name, value, goal, met in run_http_load(
+                server_url, args.http_clients, args.http_seconds
+            ):
+                figures.append(Figure(name, value, goal, met))
     return figures
 
 
@@ -454,6 +463,9 @@ def main() -> None:
     parser.add_argument("--seed-sample", type=int, default=100)
     parser.add_argument("--single-sample", type=int, default=300)
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--skip-http", action="store_true", help="skip the HTTP load test")
+    parser.add_argument("--http-clients", type=int, default=50)
+    parser.add_argument("--http-seconds", type=float, default=30)
     args = parser.parse_args()
     figures = run(args)
     table = Table(

@@ -106,3 +106,46 @@ def data_dir(tmp_path: Path) -> Path:
     folder = tmp_path / "import"
     folder.mkdir()
     return folder
+
+
+# --- the HTTP API --------------------------------------------------------------------
+
+
+@pytest.fixture
+def web_settings() -> Any:
+    from pipeline_coverage.config import WebSettings
+
+    return WebSettings(secret_key="test-secret-key", pool_size=4)
+
+
+@pytest.fixture
+def live_server(db_url: str, web_settings: Any) -> Iterator[str]:
+    """The app served by uvicorn on a free loopback port, in a thread; yields its URL."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from pipeline_coverage.web.app import create_app
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(db_url, web_settings), host="127.0.0.1", port=port, log_level="warning",
+        access_log=False,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        assert thread.is_alive(), "the server did not start"
+        assert time.monotonic() < deadline, "the server did not start in time"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)

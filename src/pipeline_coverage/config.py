@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 
@@ -64,6 +65,8 @@ class WebSettings:
     low: float = 1.0
     healthy: float = 3.0
     pool_size: int = 10
+    #: How long a rendered run may be served again (names, pruning show up after it).
+    run_cache_seconds: float = 30.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WebSettings:
@@ -75,8 +78,22 @@ class WebSettings:
             secure_cookies=env.get("PIPELINE_COVERAGE_SECURE_COOKIES", "") in ("1", "true"),
             low=low,
             healthy=healthy,
-            pool_size=int(env.get("PIPELINE_COVERAGE_POOL_SIZE", "10")),
+            pool_size=_number(env, "PIPELINE_COVERAGE_POOL_SIZE", 10, int),
+            run_cache_seconds=_number(env, "PIPELINE_COVERAGE_RUN_CACHE_SECONDS", 30.0, float),
         )
+
+
+def _number(env: Mapping[str, str], name: str, default: Any, kind: Callable[[str], Any]) -> Any:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise InputError(f"{name}: not a number: {raw!r}") from None
+    if value < 0:
+        raise InputError(f"{name}: must be >= 0, got {raw!r}")
+    return value
 
 
 def _bands(text: str) -> tuple[float, float]:

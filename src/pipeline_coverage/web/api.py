@@ -11,7 +11,6 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from fastapi.responses import PlainTextResponse
 
 from pipeline_coverage.db.connection import as_uuid
 from pipeline_coverage.render import run_csv
@@ -23,6 +22,7 @@ from pipeline_coverage.reports.pipeline_coverage import (
     run_pipeline_coverage_report,
 )
 from pipeline_coverage.sql import query
+from pipeline_coverage.web.cache import Rendered, RunCache
 from pipeline_coverage.web.deps import Caller, Conn
 from pipeline_coverage.web.problems import MEDIA_TYPE, ProblemError, field_problem
 from pipeline_coverage.web.schemas import (
@@ -176,16 +176,28 @@ def list_coverage_runs(
 @router.get(
     "/coverage-runs/{run_id}",
     response_model=RunWithRows,
-    responses={**_PROBLEMS, 200: {"content": {"text/csv": {}}}},
+    responses={**_PROBLEMS, 200: {"content": {"text/csv": {}}}, 304: {"description": "Unchanged"}},
     summary="A stored run with its rows (JSON, or CSV with Accept: text/csv)",
 )
 def read_coverage_run(run_id: uuid.UUID, caller: Caller, conn: Conn, request: Request) -> Any:
-    """A run of another tenant is not found, exactly like a missing one."""
-    run = get_run(conn, run_id, caller.tenant_id)
+    """A run of another tenant is not found, exactly like a missing one. Responses carry
+    an ETag; a run's rendering may be reused for a short while (see docs/api.md)."""
     accept = request.headers.get("accept", "")
-    if "text/csv" in accept and "application/json" not in accept:
-        return PlainTextResponse(run_csv(run), media_type="text/csv")
-    return RunWithRows.of(run)
+    fmt = "csv" if "text/csv" in accept and "application/json" not in accept else "json"
+    cache: RunCache = request.app.state.run_cache
+    rendered = cache.get(caller.tenant_id, run_id, fmt)
+    if rendered is None:
+        run = get_run(conn, run_id, caller.tenant_id)
+        if fmt == "csv":
+            body, media_type = run_csv(run).encode(), "text/csv; charset=utf-8"
+        else:
+            body, media_type = RunWithRows.of(run).model_dump_json().encode(), "application/json"
+        rendered = Rendered(body, media_type, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
+        cache.put(caller.tenant_id, run_id, fmt, rendered)
+    headers = {"ETag": rendered.etag, "Vary": "Accept"}
+    if request.headers.get("if-none-match") == rendered.etag:
+        return Response(status_code=304, headers=headers)
+    return Response(rendered.body, media_type=rendered.media_type, headers=headers)
 
 
 @router.get(

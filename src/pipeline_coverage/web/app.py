@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 from psycopg_pool import ConnectionPool
@@ -21,6 +22,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from pipeline_coverage.config import WebSettings
 from pipeline_coverage.web import api, dashboard, problems
+from pipeline_coverage.web.cache import RunCache
 from pipeline_coverage.web.deps import get_pool
 from pipeline_coverage.web.problems import ProblemError
 from pipeline_coverage.web.schemas import Health
@@ -43,6 +45,7 @@ def create_app(database_url: str, settings: WebSettings, *, open_pool: bool = Tr
         )
         pool.open(wait=open_pool, timeout=10)
         app.state.pool = pool
+        app.state.db_slots = anyio.Semaphore(settings.pool_size)
         try:
             yield
         finally:
@@ -60,6 +63,7 @@ def create_app(database_url: str, settings: WebSettings, *, open_pool: bool = Tr
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.run_cache = RunCache(settings.run_cache_seconds)
     problems.install(app)
     app.add_middleware(
         SessionMiddleware,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
 
 import psycopg
@@ -28,7 +28,22 @@ def get_settings(request: Request) -> WebSettings:
     return settings
 
 
-def get_conn(pool: Annotated[ConnectionPool[Any], Depends(get_pool)]) -> Iterator[Any]:
+async def admission(request: Request) -> AsyncIterator[None]:
+    """Wait (without holding a worker thread) for one of the pool's connections.
+
+    Sync routes run in a thread pool; if more requests than connections each took a
+    thread and then blocked on the pool, the requests holding connections could find
+    no thread left to run in. Admitting at most ``pool_size`` requests at a time to
+    the database part keeps threads for the ones that can make progress.
+    """
+    async with request.app.state.db_slots:
+        yield
+
+
+def get_conn(
+    _: Annotated[None, Depends(admission)],
+    pool: Annotated[ConnectionPool[Any], Depends(get_pool)],
+) -> Iterator[Any]:
     with pool.connection() as conn:
         yield conn
 
