@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from pipeline_coverage.reports.pipeline_coverage import add_months, quarter_of
+
 STAGES = (
     ("Prospecting", "NOT_STARTED", 10, 10),
     ("Qualification", "IN_PROGRESS", 25, 8),
@@ -67,7 +69,7 @@ class _Ids:
 
 
 def quarter_start(day: dt.date) -> dt.date:
-    return dt.date(day.year, 3 * ((day.month - 1) // 3) + 1, 1)
+    return quarter_of(day)[0]
 
 
 def generate(
@@ -80,9 +82,7 @@ def generate(
     directory.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     new_id = _Ids(rng)
-    period_end = dt.date(
-        period_start.year + (period_start.month + 2) // 12, (period_start.month + 2) % 12 + 1, 1
-    )
+    period_end = add_months(period_start, 3)
     generated: list[GeneratedTenant] = []
     writers = _Writers(directory)
     try:

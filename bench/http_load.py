@@ -27,6 +27,7 @@ from psycopg.conninfo import make_conninfo
 from pipeline_coverage import run_pipeline_coverage_batch
 from pipeline_coverage.apikeys import create_api_key
 from pipeline_coverage.db import migrate
+from pipeline_coverage.reports.pipeline_coverage import quarter_of
 
 HTTP_DB = "pipeline_coverage_bench_http"
 
@@ -52,9 +53,7 @@ def prepare(server_url: str, principals: int) -> tuple[str, uuid.UUID, uuid.UUID
     url = make_conninfo(server_url, dbname=HTTP_DB)
     migrate.upgrade(url)
     tenant = uuid.uuid4()
-    today = dt.date.today()
-    start = dt.date(today.year, 3 * ((today.month - 1) // 3) + 1, 1)
-    end = dt.date(start.year + (start.month + 2) // 12, (start.month + 2) % 12 + 1, 1)
+    start, end = quarter_of(dt.date.today())
     groups = principals // 25
     users = principals - groups
     with psycopg.connect(url) as conn:

@@ -38,6 +38,7 @@ from pipeline_coverage.config import Settings
 from pipeline_coverage.db import migrate
 from pipeline_coverage.db.embedded import embedded_server
 from pipeline_coverage.loader import load_directory
+from pipeline_coverage.reports.pipeline_coverage import quarter_of
 from pipeline_coverage.sql import parse_named_queries
 
 HERE = Path(__file__).parent
@@ -274,16 +275,7 @@ def run(args: argparse.Namespace) -> list[Figure]:
             conn.autocommit = False
 
             main = tenants["main"]
-            period = (
-                period_start,
-                (
-                    dt.date(
-                        period_start.year + (period_start.month + 2) // 12,
-                        (period_start.month + 2) % 12 + 1,
-                        1,
-                    )
-                ),
-            )
+            period = quarter_of(period_start)
             params = {
                 "tenant_id": str(main.tenant_id),
                 "period_start": period[0],

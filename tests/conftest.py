@@ -133,7 +133,10 @@ def live_server(db_url: str, web_settings: Any) -> Iterator[str]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     config = uvicorn.Config(
-        create_app(db_url, web_settings), host="127.0.0.1", port=port, log_level="warning",
+        create_app(db_url, web_settings),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
         access_log=False,
     )
     server = uvicorn.Server(config)

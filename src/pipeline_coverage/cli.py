@@ -449,9 +449,12 @@ def demo(deals: int) -> None:
         )
     console.print(run_table(get_run(conn, run_id)))
     console.print(
-        f"Next: pipeline-coverage show {run_id} --format json   |   "
-        f"pipeline-coverage run --tenant {summary.tenant_id} --period-start "
-        f"{summary.period_start} --period-end {summary.period_end} --all --by-pipeline"
+        f"Next: pipeline-coverage show {run_id} --format json\n"
+        f"      pipeline-coverage run --tenant {summary.tenant_id} --period-start "
+        f"{summary.period_start} --period-end {summary.period_end} --all --by-pipeline\n"
+        f"      pipeline-coverage apikey create --tenant {summary.tenant_id}   "
+        "# then: pipeline-coverage serve, and sign in at http://127.0.0.1:8000/",
+        soft_wrap=True,
     )
 
 

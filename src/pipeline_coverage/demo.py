@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
+from pipeline_coverage.reports.pipeline_coverage import add_months, quarter_of
+
 _NAMESPACE = uuid.UUID("6f1c7a52-3d0e-4b8e-9f51-2a7f0c9d4e11")
 
 TENANT_NAME = "Northwind Traders (demo)"
@@ -102,18 +104,6 @@ _COMPANIES = (
 )
 
 
-def quarter_of(day: dt.date) -> tuple[dt.date, dt.date]:
-    """The calendar quarter containing ``day``, half-open: ``[start, next quarter's start)``."""
-    first_month = 3 * ((day.month - 1) // 3) + 1
-    start = dt.date(day.year, first_month, 1)
-    return start, _add_months(start, 3)
-
-
-def _add_months(day: dt.date, months: int) -> dt.date:
-    index = day.year * 12 + day.month - 1 + months
-    return dt.date(index // 12, index % 12 + 1, 1)
-
-
 def _id(*parts: object) -> str:
     return str(uuid.uuid5(_NAMESPACE, "/".join(map(str, parts))))
 
@@ -167,8 +157,8 @@ def write_demo(directory: Path, today: dt.date, deals: int = 4000) -> DemoSummar
         owner, team_id, size = rng.choices(reps, weights=weights)[0]
         pipeline = rng.choices(_PIPELINES, weights=(6, 3, 2))[0]
         quarter_offset = rng.randint(-4, 2)
-        start = _add_months(q_start, 3 * quarter_offset)
-        close = start + dt.timedelta(days=rng.randrange((_add_months(start, 3) - start).days))
+        start = add_months(q_start, 3 * quarter_offset)
+        close = start + dt.timedelta(days=rng.randrange((add_months(start, 3) - start).days))
         stage = _pick_stage(rng, close, today)
         amount = Decimal(round(rng.lognormvariate(0, 0.7) * size, -2)).quantize(Decimal("0.01"))
         expected, actual = close.isoformat(), ""

@@ -15,7 +15,7 @@ import pytest
 
 from pipeline_coverage import run_pipeline_coverage_batch
 from pipeline_coverage.apikeys import create_api_key
-from pipeline_coverage.demo import quarter_of
+from pipeline_coverage.reports.pipeline_coverage import quarter_of
 from tests.factory import Crm
 
 pytestmark = pytest.mark.slow
@@ -34,8 +34,14 @@ def browser() -> Iterator[Any]:
         launched = playwright.chromium.launch(
             executable_path=CHROMIUM,
             headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
         )
         try:
             yield launched
@@ -55,8 +61,15 @@ def test_sign_in_see_chart_and_run_now(
     stage = crm.stage(tenant, pipeline)
     start, end = quarter_of(dt.date.today())
     for n, rep in enumerate(reps):
-        crm.deal(tenant, pipeline, stage, f"{(n + 1) * 1000}.00", expected=start, owner=rep,
-                 owner_group=team)
+        crm.deal(
+            tenant,
+            pipeline,
+            stage,
+            f"{(n + 1) * 1000}.00",
+            expected=start,
+            owner=rep,
+            owner_group=team,
+        )
         crm.target(tenant, "USER", rep, start, end, "1000.00")
     first_run = run_pipeline_coverage_batch(conn, tenant, start, end)
     _, key = create_api_key(conn, tenant, "browser test")

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from pipeline_coverage.config import ROOT_DATA_DIR, Settings, default_data_dir
-from pipeline_coverage.demo import quarter_of
 from pipeline_coverage.errors import LoadError, ValidationError
 from pipeline_coverage.render import coverage_text, money, run_csv, run_json
 from pipeline_coverage.reports.pipeline_coverage import (
@@ -20,6 +19,7 @@ from pipeline_coverage.reports.pipeline_coverage import (
     parse_date,
     parse_period,
     parse_uuid,
+    quarter_of,
 )
 from pipeline_coverage.sql import parse_named_queries, queries
 

@@ -107,6 +107,19 @@ def parse_principal_type(value: object) -> str:
     return str(value)
 
 
+def quarter_of(day: dt.date) -> tuple[dt.date, dt.date]:
+    """The calendar quarter containing ``day``, half-open: ``[start, next quarter's start)``."""
+    first_month = 3 * ((day.month - 1) // 3) + 1
+    start = dt.date(day.year, first_month, 1)
+    return start, add_months(start, 3)
+
+
+def add_months(day: dt.date, months: int) -> dt.date:
+    """The first day of the month ``months`` after ``day``'s month."""
+    index = day.year * 12 + day.month - 1 + months
+    return dt.date(index // 12, index % 12 + 1, 1)
+
+
 # --- writing runs ------------------------------------------------------------------
 
 

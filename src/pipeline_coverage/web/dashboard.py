@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
 from pipeline_coverage.apikeys import authenticate
-from pipeline_coverage.demo import quarter_of
+from pipeline_coverage.reports.pipeline_coverage import quarter_of
 from pipeline_coverage.web.deps import SESSION_KEY, Caller, Conn, Settings
 from pipeline_coverage.web.problems import ProblemError
 from pipeline_coverage.web.schemas import Session, SignIn
