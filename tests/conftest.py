@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -118,27 +119,19 @@ def web_settings() -> Any:
     return WebSettings(secret_key="test-secret-key", pool_size=4)
 
 
-@pytest.fixture
-def live_server(db_url: str, web_settings: Any) -> Iterator[str]:
-    """The app served by uvicorn on a free loopback port, in a thread; yields its URL."""
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn on a free loopback port, in a thread."""
     import socket
     import threading
     import time
 
     import uvicorn
 
-    from pipeline_coverage.web.app import create_app
-
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(db_url, web_settings),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        access_log=False,
-    )
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -152,3 +145,12 @@ def live_server(db_url: str, web_settings: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+@pytest.fixture
+def live_server(db_url: str, web_settings: Any) -> Iterator[str]:
+    """The app on this test's database, served on a free loopback port; yields its URL."""
+    from pipeline_coverage.web.app import create_app
+
+    with serving(create_app(db_url, web_settings)) as url:
+        yield url

@@ -112,14 +112,24 @@ def tenant_of_key(key: str) -> uuid.UUID | None:
         return None
 
 
+def key_hash(key: str) -> bytes:
+    """What is stored of a key (and all a dashboard session keeps of it)."""
+    return _hash(key)
+
+
 def authenticate(conn: Any, key: str) -> Principal | None:
     """The tenant an active key acts for; None for a missing, unknown or revoked key."""
     tenant = tenant_of_key(key)
     if tenant is None:
         return None
+    return authenticate_hash(conn, tenant, _hash(key))
+
+
+def authenticate_hash(conn: Any, tenant_id: uuid.UUID, hashed: bytes) -> Principal | None:
+    """Like ``authenticate``, from the tenant and hash of a key (a dashboard session)."""
     with unit_of_work(conn) as cur:
         cur.execute(
-            query(_QUERIES, "authenticate"), {"tenant_id": str(tenant), "key_hash": _hash(key)}
+            query(_QUERIES, "authenticate"), {"tenant_id": str(tenant_id), "key_hash": hashed}
         )
         row = cur.fetchone()
     return Principal(as_uuid(row[0]), row[1]) if row else None

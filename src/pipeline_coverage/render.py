@@ -92,13 +92,24 @@ def run_json(run: CoverageRun) -> str:
     return json.dumps(document, indent=2)
 
 
+def spreadsheet_safe(text: str | None) -> str | None:
+    """A name that a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``, tab,
+    CR) gets a leading apostrophe: CSV exports are opened in Excel by their readers."""
+    if text and text[0] in "=+-@\t\r":
+        return "'" + text
+    return text
+
+
 def run_csv(run: CoverageRun) -> str:
     """One CSV line per fact row, with a header; empty field for NULL."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in run.rows:
-        writer.writerow(row_dict(run, row))
+        values = row_dict(run, row)
+        for name in ("principal_name", "pipeline_name"):
+            values[name] = spreadsheet_safe(values[name])
+        writer.writerow(values)
     return buffer.getvalue()
 
 

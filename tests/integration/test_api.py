@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import contextlib
 import csv
 import datetime as dt
 import io
 import json
 import re
+import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,8 +24,11 @@ from typing import Any, NoReturn
 import httpx
 import psycopg
 import pytest
+import uvicorn
 
-from pipeline_coverage.apikeys import create_api_key, revoke_api_key
+from pipeline_coverage.apikeys import create_api_key, key_hash, revoke_api_key
+from pipeline_coverage.config import WebSettings
+from pipeline_coverage.web.app import create_app
 from tests.factory import Crm
 from tests.oracle import Expected, Oracle
 
@@ -98,17 +104,23 @@ def build_world(conn: psycopg.Connection[Any], name: str) -> World:
     sales_won = crm.stage(tenant, sales, "DONE_SUCCESS")
     renewals_open = crm.stage(tenant, renewals, "NOT_STARTED")
     big_deal = crm.deal(
-        tenant, sales, sales_open, "1000.50", expected=dt.date(2026, 2, 1), owner=ann,
-        owner_group=team,
-    )  # fmt: skip
+        tenant, sales, sales_open, "1000.50", dt.date(2026, 2, 1), owner=ann, owner_group=team
+    )
     # No expected date: the close date decides; assigned to Ann, owned by Bob.
-    crm.deal(tenant, sales, sales_open, "250.25", close=dt.date(2026, 3, 31), owner=bob, assignee=ann)
+    crm.deal(
+        tenant, sales, sales_open, "250.25", close=dt.date(2026, 3, 31), owner=bob, assignee=ann
+    )
     crm.deal(tenant, sales, sales_won, "5000", expected=dt.date(2026, 2, 1), owner=ann)  # won
     crm.deal(tenant, renewals, renewals_open, "300", expected=dt.date(2026, 4, 1), owner=ann)  # Q2
     crm.deal(
-        tenant, renewals, renewals_open, "99.99", expected=dt.date(2026, 1, 1), owner=ann,
+        tenant,
+        renewals,
+        renewals_open,
+        "99.99",
+        dt.date(2026, 1, 1),
+        owner=ann,
         assignee_group=team,
-    )  # fmt: skip
+    )
     crm.deal(tenant, renewals, renewals_open, None, expected=dt.date(2026, 2, 2), owner=bob)
     crm.target(tenant, "USER", ann, *Q1, "1000")
     crm.target(tenant, "USER", ann, *Q1, "500", pipeline=sales)
@@ -161,9 +173,12 @@ def problem_of(response: httpx.Response, status: int) -> Json:
     document = loads_exact(response.text)
     assert isinstance(document, dict)
     assert document["status"] == status
-    assert isinstance(document["type"], str) and document["type"]
-    assert isinstance(document["title"], str) and document["title"]
-    assert isinstance(document["detail"], str) and document["detail"]
+    assert isinstance(document["type"], str)
+    assert document["type"]
+    assert isinstance(document["title"], str)
+    assert document["title"]
+    assert isinstance(document["detail"], str)
+    assert document["detail"]
     assert document["instance"] == response.request.url.path
     return document
 
@@ -172,10 +187,12 @@ def invalid_fields(response: httpx.Response) -> set[str]:
     """The fields a 422 problem document names in its ``errors``."""
     document = problem_of(response, 422)
     errors = document["errors"]
-    assert isinstance(errors, list) and errors
+    assert isinstance(errors, list)
+    assert errors
     for error in errors:
         assert set(error) == {"field", "message"}
-        assert isinstance(error["message"], str) and error["message"]
+        assert isinstance(error["message"], str)
+        assert error["message"]
     return {error["field"] for error in errors}
 
 
@@ -230,7 +247,8 @@ def list_all(api: httpx.Client, world: World, **params: str | int) -> list[Json]
         cursor = page["next_cursor"]
         if cursor is None:
             return items
-        assert isinstance(cursor, str) and cursor
+        assert isinstance(cursor, str)
+        assert cursor
     raise AssertionError("pagination does not end")
 
 
@@ -245,6 +263,39 @@ def test_healthz_needs_no_key(api: httpx.Client) -> None:
 def test_readyz_reports_the_database_reachable(api: httpx.Client) -> None:
     response = api.get("/readyz")
     assert body_of(response, 200) == {"status": "ok"}
+
+
+@contextlib.contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """An app of the test's own, served like ``live_server``."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        assert thread.is_alive(), "the server did not start"
+        assert time.monotonic() < deadline, "the server did not start in time"
+        time.sleep(0.05)
+    try:
+        [listener] = server.servers
+        port = listener.sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+def test_readyz_is_503_when_the_database_is_unreachable(web_settings: WebSettings) -> None:
+    with socket.socket() as reserved:  # bound, never listening: connections are refused
+        reserved.bind(("127.0.0.1", 0))
+        port = reserved.getsockname()[1]
+        url = f"postgresql://postgres@127.0.0.1:{port}/nothing?connect_timeout=1"
+        with serving(create_app(url, web_settings, open_pool=False)) as base_url:
+            ready = httpx.get(f"{base_url}/readyz", timeout=30)
+            alive = httpx.get(f"{base_url}/healthz", timeout=30)
+    assert problem_of(ready, 503)["detail"] == "the database is not reachable"
+    assert body_of(alive, 200) == {"status": "ok"}
 
 
 def test_unknown_routes_and_methods_are_problem_documents(api: httpx.Client, world: World) -> None:
@@ -273,7 +324,7 @@ def assert_unauthorized(response: httpx.Response) -> None:
         pytest.param(None, id="no-header"),
         pytest.param("Basic dXNlcjpwYXNz", id="basic-scheme"),
         pytest.param("Bearer", id="bearer-without-key"),
-        pytest.param("Bearer ", id="bearer-empty-key"),
+        pytest.param("Token {key}", id="other-scheme-with-the-key"),
         pytest.param("{key}", id="key-without-scheme"),
         pytest.param("Bearerpcov_x", id="no-space"),
         pytest.param(f"Bearer pcov_{uuid.uuid4().hex}_xxx", id="unknown-well-formed-key"),
@@ -340,7 +391,10 @@ def test_single_run_is_201_with_the_oracle_amounts_as_strings(
     assert uuid.UUID(run["tenant_id"]) == world.tenant
     assert run["tenant_name"] == world.name
     assert run["report_type"] == "PIPELINE_COVERAGE"
-    assert (run["period_start"], run["period_end"]) == (PERIOD["period_start"], PERIOD["period_end"])
+    assert (run["period_start"], run["period_end"]) == (
+        PERIOD["period_start"],
+        PERIOD["period_end"],
+    )
     assert run["parameters"]["mode"] == "single"
     assert run["row_count"] == 1
     assert "Idempotent-Replayed" not in response.headers
@@ -349,7 +403,8 @@ def test_single_run_is_201_with_the_oracle_amounts_as_strings(
     assert row["principal_type"] == "USER"
     assert uuid.UUID(row["principal_id"]) == world.ann
     assert row["principal_name"] == "Acme Ann"
-    assert row["pipeline_id"] is None and row["pipeline_name"] is None
+    assert row["pipeline_id"] is None
+    assert row["pipeline_name"] is None
     expected = Oracle(conn, world.tenant).coverage(*Q1, "USER", world.ann)
     assert triple(row) == expected_triple(expected)
     # The scenario is not trivial: 1000.50 + 250.25 (assignee) + 99.99 against 1000 + 500.
@@ -562,7 +617,9 @@ def test_invalid_history_query_is_422_naming_the_field(
     assert field in invalid_fields(response)
 
 
-@pytest.mark.parametrize("missing", ["principal_type", "principal_id", "period_start", "period_end"])
+@pytest.mark.parametrize(
+    "missing", ["principal_type", "principal_id", "period_start", "period_end"]
+)
 def test_history_requires_every_parameter(api: httpx.Client, world: World, missing: str) -> None:
     params = {**PERIOD, "principal_type": "USER", "principal_id": str(world.ann)}
     del params[missing]
@@ -570,21 +627,24 @@ def test_history_requires_every_parameter(api: httpx.Client, world: World, missi
     assert invalid_fields(response) == {missing}
 
 
-def test_unknown_principal_or_pipeline_is_404_naming_the_field(
+def test_unknown_principal_or_pipeline_is_422_naming_the_field(
     api: httpx.Client, world: World, other: World, conn: psycopg.Connection[Any]
 ) -> None:
-    """The library's NotFoundError is a 404 problem whose detail starts with the field;
-    a principal or pipeline of another tenant is answered exactly like a random id."""
+    """A body naming a principal or pipeline the tenant does not have is invalid input:
+    422 naming the field; one of another tenant is answered exactly like a random id."""
 
     def attempt(body: Json) -> Json:
         response = api.post("/v1/coverage-runs", json=body, headers=world.auth)
-        return problem_of(response, 404)
+        document = problem_of(response, 422)
+        assert [e["field"] for e in document["errors"]] == [document["detail"].split(":")[0]]
+        return document
 
     def shape(document: Json, *ids: uuid.UUID) -> Json:
-        detail = document["detail"]
+        text = json.dumps(document)
         for value in ids:
-            detail = detail.replace(str(value), "<id>")
-        return {**document, "detail": detail}
+            text = text.replace(str(value), "<id>")
+        shaped: Json = json.loads(text)
+        return shaped
 
     stranger = uuid.uuid4()
     unknown_user = attempt(single(world, stranger))
@@ -622,9 +682,7 @@ def test_another_tenants_run_is_404_exactly_like_a_missing_one(
     missing = uuid.uuid4()
 
     def answer(run_id: uuid.UUID, accept: str) -> Json:
-        response = api.get(
-            f"/v1/coverage-runs/{run_id}", headers={**world.auth, "Accept": accept}
-        )
+        response = api.get(f"/v1/coverage-runs/{run_id}", headers={**world.auth, "Accept": accept})
         document = problem_of(response, 404)
         return {
             **document,
@@ -651,7 +709,8 @@ def test_lists_never_show_another_tenants_runs(
     assert {item["tenant_id"] for item in listed} == {str(world.tenant)}
     for mode in ("single", "batch"):
         ids = {item["run_id"] for item in list_all(api, world, mode=mode)}
-        assert ids and not ids & set(theirs)
+        assert ids
+        assert not ids & set(theirs)
     assert {item["run_id"] for item in list_all(api, other)} == set(theirs)
 
 
@@ -678,7 +737,7 @@ def test_a_key_cannot_create_runs_for_another_tenants_principals(
     ]
     for body in bodies:
         response = api.post("/v1/coverage-runs", json=body, headers=world.auth)
-        problem_of(response, 404)
+        problem_of(response, 422)
     assert run_count(conn) == 0
 
 
@@ -722,7 +781,8 @@ def test_list_is_newest_first_and_pages_cover_every_run_once(
     assert stamps == sorted(stamps, reverse=True)
     # Headers carry row counts; the list itself has no rows.
     first = pages[0]["items"][0]
-    assert first["row_count"] == 6 and "rows" not in first
+    assert first["row_count"] == 6
+    assert "rows" not in first
     # The whole list on one page has no next cursor either.
     whole = body_of(api.get("/v1/coverage-runs", params={"limit": 5}, headers=world.auth), 200)
     assert [item["run_id"] for item in whole["items"]] == listed
@@ -779,6 +839,40 @@ def test_a_run_as_csv(api: httpx.Client, world: World) -> None:
     assert body_of(as_json, 200)["rows"] == created["rows"]
 
 
+def test_a_run_has_an_etag_and_answers_if_none_match_with_304(
+    api: httpx.Client, world: World, other: World, conn: psycopg.Connection[Any]
+) -> None:
+    run_id = post_run(api, world, PERIOD)["run_id"]
+    url = f"/v1/coverage-runs/{run_id}"
+    as_json = api.get(url, headers=world.auth)
+    assert as_json.status_code == 200
+    etag = as_json.headers["etag"]
+    assert re.fullmatch(r'"[^"]+"', etag)
+    assert "accept" in as_json.headers["vary"].lower()
+
+    unchanged = api.get(url, headers={**world.auth, "If-None-Match": etag})
+    assert unchanged.status_code == 304
+    assert unchanged.content == b""
+    assert unchanged.headers["etag"] == etag
+    stale = api.get(url, headers={**world.auth, "If-None-Match": '"something-else"'})
+    assert body_of(stale, 200) == body_of(as_json, 200)
+
+    # CSV is another representation, with another tag.
+    as_csv = api.get(url, headers={**world.auth, "Accept": "text/csv"})
+    assert as_csv.status_code == 200
+    assert as_csv.headers["etag"] != etag
+    json_tag_for_csv = api.get(
+        url, headers={**world.auth, "Accept": "text/csv", "If-None-Match": etag}
+    )
+    assert json_tag_for_csv.status_code == 200
+    assert json_tag_for_csv.text == as_csv.text
+
+    # The tag opens nothing: another tenant still gets 404, a revoked key 401.
+    problem_of(api.get(url, headers={**other.auth, "If-None-Match": etag}), 404)
+    revoke_api_key(conn, world.key_id)
+    assert_unauthorized(api.get(url, headers={**world.auth, "If-None-Match": etag}))
+
+
 # --- history -------------------------------------------------------------------------
 
 
@@ -798,7 +892,9 @@ def test_history_follows_the_open_amount_across_runs(
     expected.append(set_amount("2000.50"))
     runs.append(post_run(api, world, PERIOD)["run_id"])  # a batch row counts as well
     post_run(api, world, single(world, world.ann, period=PERIOD_Q2))  # another period
-    pipeline_run = post_run(api, world, {**single(world, world.ann), "pipeline_id": str(world.sales)})
+    pipeline_run = post_run(
+        api, world, {**single(world, world.ann), "pipeline_id": str(world.sales)}
+    )
     expected.append(set_amount("0"))
     runs.append(post_run(api, world, single(world, world.ann))["run_id"])
 
@@ -810,7 +906,8 @@ def test_history_follows_the_open_amount_across_runs(
     points = history["points"]
     assert [point["run_id"] for point in points] == runs
     stamps = [dt.datetime.fromisoformat(point["generated_at"]) for point in points]
-    assert stamps == sorted(stamps) and len(set(stamps)) == 3
+    assert stamps == sorted(stamps)
+    assert len(set(stamps)) == 3
     assert [triple(point) for point in points] == [expected_triple(e) for e in expected]
     assert [amount(point["open_amount"]) for point in points] == [
         Decimal("1350.74"),
@@ -846,7 +943,9 @@ def test_same_idempotency_key_and_body_replays_the_first_run(
     api: httpx.Client, world: World, conn: psycopg.Connection[Any]
 ) -> None:
     body = {**PERIOD, "by_pipeline": True}
-    first = api.post("/v1/coverage-runs", json=body, headers={**world.auth, "Idempotency-Key": "k-1"})
+    first = api.post(
+        "/v1/coverage-runs", json=body, headers={**world.auth, "Idempotency-Key": "k-1"}
+    )
     created = body_of(first, 201)
     assert "Idempotent-Replayed" not in first.headers
     # The same body spelled differently (key order, an explicit default) is the same body.
@@ -884,7 +983,7 @@ def test_a_failed_request_does_not_use_up_its_idempotency_key(
 ) -> None:
     headers = {**world.auth, "Idempotency-Key": "k-3"}
     body = single(world, uuid.uuid4())
-    problem_of(api.post("/v1/coverage-runs", json=body, headers=headers), 404)
+    problem_of(api.post("/v1/coverage-runs", json=body, headers=headers), 422)
     assert run_count(conn) == 0
     created = api.post("/v1/coverage-runs", json=PERIOD, headers=headers)
     assert body_of(created, 201)["run"]["parameters"]["mode"] == "batch"
@@ -910,7 +1009,9 @@ def test_idempotency_keys_are_per_tenant(
         "/v1/coverage-runs", json=PERIOD_Q2, headers={**other.auth, "Idempotency-Key": "k2"}
     )
     assert response.status_code == 201
-    again = api.post("/v1/coverage-runs", json=PERIOD, headers={**world.auth, "Idempotency-Key": "k"})
+    again = api.post(
+        "/v1/coverage-runs", json=PERIOD, headers={**world.auth, "Idempotency-Key": "k"}
+    )
     assert body_of(again, 201)["run_id"] == mine["run_id"]
     assert run_count(conn, world.tenant) == 1
     assert run_count(conn, other.tenant) == 2
@@ -930,36 +1031,54 @@ def test_idempotency_key_length_is_checked(
 def test_concurrent_requests_with_one_idempotency_key_make_one_run(
     live_server: str, world: World, conn: psycopg.Connection[Any]
 ) -> None:
-    racers = 8
+    racers, rounds = 8, 3
     body = {**PERIOD, "by_pipeline": True}
-    start = threading.Barrier(racers)
 
-    def race(_: int) -> httpx.Response:
-        with httpx.Client(base_url=live_server, timeout=60) as client:
-            start.wait(timeout=30)
-            return client.post(
-                "/v1/coverage-runs",
-                json=body,
-                headers={**world.auth, "Idempotency-Key": "raced"},
-            )
+    def race(key: str) -> list[httpx.Response]:
+        start = threading.Barrier(racers)
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=racers) as pool:
-        responses = list(pool.map(race, range(racers)))
+        def one(_: int) -> httpx.Response:
+            with httpx.Client(base_url=live_server, timeout=60) as client:
+                client.get("/healthz").raise_for_status()  # connected before the start
+                start.wait(timeout=30)
+                return client.post(
+                    "/v1/coverage-runs", json=body, headers={**world.auth, "Idempotency-Key": key}
+                )
 
-    documents = [body_of(response, 201) for response in responses]
-    assert len({document["run_id"] for document in documents}) == 1
-    replayed = [response.headers.get("Idempotent-Replayed") for response in responses]
-    assert replayed.count("true") == racers - 1 and replayed.count(None) == 1
-    assert run_count(conn) == 1
+        with concurrent.futures.ThreadPoolExecutor(max_workers=racers) as pool:
+            return list(pool.map(one, range(racers)))
+
+    run_ids = set()
+    for round_ in range(rounds):
+        responses = race(f"raced-{round_}")
+        documents = [body_of(response, 201) for response in responses]
+        assert len({document["run_id"] for document in documents}) == 1
+        replayed = [response.headers.get("Idempotent-Replayed") for response in responses]
+        assert replayed.count("true") == racers - 1
+        assert replayed.count(None) == 1
+        assert len(documents[0]["rows"]) == 6
+        run_ids.add(documents[0]["run_id"])
+    assert len(run_ids) == rounds, "each key made its own run"
+    assert run_count(conn) == rounds
     facts = conn.execute("SELECT count(*) FROM dyno_crm.report_pipeline_coverage_fact").fetchone()
     conn.commit()
-    assert facts is not None and facts[0] == len(documents[0]["rows"]) == 6
+    assert facts is not None
+    assert facts[0] == 6 * rounds
 
 
 # --- the dashboard's session ---------------------------------------------------------
 
 
 SESSION_COOKIE = "pipeline_coverage_session"
+
+
+def session_of(response: httpx.Response) -> Json:
+    """``GET /session``: its coverage bands are plain JSON numbers (not amounts)."""
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].split(";")[0] == "application/json"
+    document = response.json()
+    assert isinstance(document, dict)
+    return document
 
 
 def test_sign_in_with_a_bad_key_is_401(api: httpx.Client, world: World) -> None:
@@ -981,16 +1100,28 @@ def test_session_cookie_signs_in_and_out(live_server: str, world: World) -> None
         assert "httponly" in flags
         assert "samesite=strict" in flags
         assert world.key not in cookie
-        assert world.key.split("_")[-1] not in cookie, "the key's secret is in the cookie"
+        assert world.key.split("_", 2)[2] not in cookie, "the key's secret is in the cookie"
         assert browser.cookies.get(SESSION_COOKIE)
+        # Signed, not encrypted: decoded, the payload must still not hold the key.
+        payload = browser.cookies[SESSION_COOKIE].split(".")[0]
+        decoded = base64.b64decode(payload + "=" * (-len(payload) % 4)).decode()
+        assert world.key.split("_", 2)[2] not in decoded
+        assert json.loads(decoded) == {
+            "tenant_id": str(world.tenant),
+            "key_hash": key_hash(world.key).hex(),
+        }
 
-        session = body_of(browser.get("/session"), 200)
+        answer = browser.get("/session")
+        assert world.key not in answer.text
+        session = session_of(answer)
         assert uuid.UUID(session["tenant_id"]) == world.tenant
         assert session["tenant_name"] == world.name
         assert (session["low"], session["healthy"]) == (1, 3)
         start = dt.date.fromisoformat(session["period_start"])
         end = dt.date.fromisoformat(session["period_end"])
-        assert start.day == 1 and start.month in (1, 4, 7, 10) and start < end
+        assert start.day == 1
+        assert start.month in (1, 4, 7, 10)
+        assert start < end
         assert start <= dt.date.today() < end
 
         # The /v1 API works with the cookie alone.
@@ -1023,17 +1154,19 @@ def test_a_forged_session_cookie_is_401(live_server: str, world: World, other: W
         assert browser.post("/session", json={"api_key": world.key}).status_code == 204
         value = browser.cookies[SESSION_COOKIE]
         _, *signature = value.split(".")
-        payload = base64.b64encode(json.dumps({"api_key": other.key}).encode()).decode()
+        payload = base64.b64encode(
+            json.dumps(
+                {"tenant_id": str(other.tenant), "key_hash": key_hash(other.key).hex()}
+            ).encode()
+        ).decode()
         forged = ".".join([payload, *signature])
     with httpx.Client(
         base_url=live_server, timeout=30, cookies={SESSION_COOKIE: forged}
     ) as attacker:
         assert_unauthorized(attacker.get("/session"))
         assert_unauthorized(attacker.get("/v1/coverage-runs"))
-    with httpx.Client(
-        base_url=live_server, timeout=30, cookies={SESSION_COOKIE: value}
-    ) as replay:
-        assert body_of(replay.get("/session"), 200)["tenant_id"] == str(world.tenant)
+    with httpx.Client(base_url=live_server, timeout=30, cookies={SESSION_COOKIE: value}) as replay:
+        assert session_of(replay.get("/session"))["tenant_id"] == str(world.tenant)
 
 
 def test_bearer_key_wins_over_the_session_cookie(

@@ -133,3 +133,12 @@ def test_csv_has_a_header_and_empty_fields_for_null() -> None:
 def test_load_error_counts_what_it_does_not_list() -> None:
     error = LoadError(["a.csv:2: x: bad"], total=5)
     assert str(error) == "a.csv:2: x: bad (and 4 more problems)"
+
+
+def test_csv_defuses_spreadsheet_formulas_in_names() -> None:
+    run = _run()
+    evil = CoverageRow(
+        "USER", uuid.UUID(int=2), "=HYPERLINK(1)", None, "+cmd", None, Decimal("1.00"), None
+    )
+    text = run_csv(CoverageRun(**{**run.__dict__, "rows": (evil,)}))
+    assert ",'=HYPERLINK(1),,'+cmd,,1.00," in text

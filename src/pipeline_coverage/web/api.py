@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from pipeline_coverage.db.connection import as_uuid
+from pipeline_coverage.errors import NotFoundError
 from pipeline_coverage.render import run_csv
 from pipeline_coverage.reports.pipeline_coverage import (
     get_run,
@@ -24,7 +25,7 @@ from pipeline_coverage.reports.pipeline_coverage import (
 from pipeline_coverage.sql import query
 from pipeline_coverage.web.cache import Rendered, RunCache
 from pipeline_coverage.web.deps import Caller, Conn
-from pipeline_coverage.web.problems import MEDIA_TYPE, ProblemError, field_problem
+from pipeline_coverage.web.problems import ProblemError, field_problem
 from pipeline_coverage.web.schemas import (
     CreatedRun,
     History,
@@ -40,7 +41,7 @@ from pipeline_coverage.web.schemas import (
 router = APIRouter(prefix="/v1", tags=["coverage"])
 
 _PROBLEMS: dict[int | str, dict[str, Any]] = {
-    status: {"model": Problem, "content": {MEDIA_TYPE: {}}} for status in (401, 404, 409, 422)
+    status: {"model": Problem} for status in (400, 401, 404, 409, 422, 503)
 }
 
 
@@ -103,10 +104,13 @@ def create_run(
 ) -> CreatedRun:
     """With ``principal_type`` and ``principal_id``: that principal's report. Without:
     every rep and team in scope (the batch), optionally ``by_pipeline``."""
-    if idempotency_key is None:
-        run_id = _compute(conn, caller.tenant_id, body)
-    else:
-        run_id = _idempotent(conn, caller.tenant_id, idempotency_key, body, response)
+    try:
+        if idempotency_key is None:
+            run_id = _compute(conn, caller.tenant_id, body)
+        else:
+            run_id = _idempotent(conn, caller.tenant_id, idempotency_key, body, response)
+    except NotFoundError as exc:  # the body names something the tenant does not have
+        raise _invalid(str(exc)) from exc
     created = RunWithRows.of(get_run(conn, run_id, caller.tenant_id))
     return CreatedRun.model_construct(run_id=run_id, run=created.run, rows=created.rows)
 
@@ -195,9 +199,17 @@ def read_coverage_run(run_id: uuid.UUID, caller: Caller, conn: Conn, request: Re
         rendered = Rendered(body, media_type, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
         cache.put(caller.tenant_id, run_id, fmt, rendered)
     headers = {"ETag": rendered.etag, "Vary": "Accept"}
-    if request.headers.get("if-none-match") == rendered.etag:
+    if _matches(request.headers.get("if-none-match"), rendered.etag):
         return Response(status_code=304, headers=headers)
     return Response(rendered.body, media_type=rendered.media_type, headers=headers)
+
+
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    """RFC 9110 weak comparison against an If-None-Match list (or ``*``)."""
+    if not if_none_match:
+        return False
+    tags = [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
+    return "*" in tags or etag in tags
 
 
 @router.get(

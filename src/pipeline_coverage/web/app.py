@@ -16,6 +16,7 @@ from typing import Any
 
 import anyio
 from fastapi import FastAPI, Request, Response
+from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
 from psycopg_pool import ConnectionPool
 from starlette.middleware.sessions import SessionMiddleware
@@ -97,7 +98,28 @@ def create_app(database_url: str, settings: WebSettings, *, open_pool: bool = Tr
             raise ProblemError(503, "the database is not reachable") from exc
         return Health(status="ok")
 
+    app.openapi = lambda: _openapi_with_problem_media_type(app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi_with_problem_media_type(app: FastAPI) -> dict[str, Any]:
+    """Error responses are sent as application/problem+json: document them so."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            summary=app.summary,
+            description=app.description,
+            routes=app.routes,
+        )
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                for status, response in operation.get("responses", {}).items():
+                    content = response.get("content", {})
+                    if status[:1] in ("4", "5") and "application/json" in content:
+                        content[problems.MEDIA_TYPE] = content.pop("application/json")
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 async def _access_log(

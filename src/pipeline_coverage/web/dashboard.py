@@ -1,7 +1,8 @@
 """The dashboard at ``/``: sign in with an API key, see and refresh coverage.
 
-The key is kept in the signed, HttpOnly, SameSite=Strict session cookie (never in a
-URL); the page's script then calls the same ``/v1`` API as any other client.
+Signing in with a key sets a signed, HttpOnly, SameSite=Strict session cookie that
+holds the key's tenant and hash (never the key, never in a URL); the page's script
+then calls the same ``/v1`` API as any other client.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from importlib import resources
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
-from pipeline_coverage.apikeys import authenticate
+from pipeline_coverage.apikeys import authenticate, key_hash
 from pipeline_coverage.reports.pipeline_coverage import quarter_of
-from pipeline_coverage.web.deps import SESSION_KEY, Caller, Conn, Settings
+from pipeline_coverage.web.deps import SESSION_KEY_HASH, SESSION_TENANT, Caller, Conn, Settings
 from pipeline_coverage.web.problems import ProblemError
 from pipeline_coverage.web.schemas import Session, SignIn
 
@@ -29,10 +30,14 @@ def page() -> HTMLResponse:
 
 @router.post("/session", status_code=204)
 def sign_in(body: SignIn, request: Request, conn: Conn) -> Response:
-    if authenticate(conn, body.api_key) is None:
+    principal = authenticate(conn, body.api_key)
+    if principal is None:
         raise ProblemError(401, "unknown or revoked API key")
+    # The signed cookie keeps the key's tenant and hash, never the key itself: a
+    # stolen cookie cannot be turned into a key, and revoking the key ends it.
     request.session.clear()
-    request.session[SESSION_KEY] = body.api_key
+    request.session[SESSION_TENANT] = str(principal.tenant_id)
+    request.session[SESSION_KEY_HASH] = key_hash(body.api_key).hex()
     return Response(status_code=204)
 
 
