@@ -16,8 +16,8 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
+from pipeline_coverage.loader import columns
 from pipeline_coverage.reports.pipeline_coverage import add_months, quarter_of
 
 STAGES = (
@@ -94,46 +94,16 @@ def generate(
 
 
 class _Writers:
-    FILES: ClassVar[dict[str, tuple[str, ...]]] = {
-        "tenants.csv": ("id", "name"),
-        "users.csv": ("id", "tenant_id", "name", "email", "is_active"),
-        "groups.csv": ("id", "tenant_id", "name"),
-        "group_members.csv": ("tenant_id", "group_id", "user_id"),
-        "pipelines.csv": ("id", "tenant_id", "name"),
-        "pipeline_stages.csv": (
-            "id",
-            "tenant_id",
-            "pipeline_id",
-            "name",
-            "stage_state",
-            "probability",
-            "position",
-        ),
-        "deals.csv": (
-            "id",
-            "tenant_id",
-            "pipeline_id",
-            "stage_id",
-            "name",
-            "amount",
-            "expected_close_date",
-            "close_date",
-            "owned_by_user_id",
-            "assigned_user_id",
-            "owned_by_group_id",
-            "assigned_group_id",
-        ),
-        "sales_targets.csv": (
-            "id",
-            "tenant_id",
-            "principal_type",
-            "principal_id",
-            "pipeline_id",
-            "period_start",
-            "period_end",
-            "target_amount",
-        ),
-    }
+    FILES = (
+        "tenants.csv",
+        "users.csv",
+        "groups.csv",
+        "group_members.csv",
+        "pipelines.csv",
+        "pipeline_stages.csv",
+        "deals.csv",
+        "sales_targets.csv",
+    )
 
     def __init__(self, directory: Path) -> None:
         self.handles = {
@@ -142,8 +112,8 @@ class _Writers:
         self.writers = {
             name: csv.writer(handle, lineterminator="\n") for name, handle in self.handles.items()
         }
-        for name, header in self.FILES.items():
-            self.writers[name].writerow(header)
+        for name in self.FILES:
+            self.writers[name].writerow(columns(name))
 
     def rows(self, name: str, rows: Iterator[Sequence[object]] | list[Sequence[object]]) -> None:
         self.writers[name].writerows(rows)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
+from pipeline_coverage.loader import columns
 from pipeline_coverage.reports.pipeline_coverage import add_months, quarter_of
 
 _NAMESPACE = uuid.UUID("6f1c7a52-3d0e-4b8e-9f51-2a7f0c9d4e11")
@@ -217,48 +218,17 @@ def write_demo(directory: Path, today: dt.date, deals: int = 4000) -> DemoSummar
                 )
             )
 
-    _write(directory / "tenants.csv", ("id", "name"), [(tenant, TENANT_NAME)])
-    _write(directory / "users.csv", ("id", "tenant_id", "name", "email", "is_active"), users)
-    _write(directory / "groups.csv", ("id", "tenant_id", "name"), groups)
-    _write(directory / "group_members.csv", ("tenant_id", "group_id", "user_id"), members)
-    _write(directory / "pipelines.csv", ("id", "tenant_id", "name"), pipelines)
-    _write(
-        directory / "pipeline_stages.csv",
-        ("id", "tenant_id", "pipeline_id", "name", "stage_state", "probability", "position"),
-        stages,
-    )
-    _write(
-        directory / "deals.csv",
-        (
-            "id",
-            "tenant_id",
-            "pipeline_id",
-            "stage_id",
-            "name",
-            "amount",
-            "expected_close_date",
-            "close_date",
-            "owned_by_user_id",
-            "assigned_user_id",
-            "owned_by_group_id",
-            "assigned_group_id",
-        ),
-        deal_rows,
-    )
-    _write(
-        directory / "sales_targets.csv",
-        (
-            "id",
-            "tenant_id",
-            "principal_type",
-            "principal_id",
-            "pipeline_id",
-            "period_start",
-            "period_end",
-            "target_amount",
-        ),
-        targets,
-    )
+    for file, rows in (
+        ("tenants.csv", [(tenant, TENANT_NAME)]),
+        ("users.csv", users),
+        ("groups.csv", groups),
+        ("group_members.csv", members),
+        ("pipelines.csv", pipelines),
+        ("pipeline_stages.csv", stages),
+        ("deals.csv", deal_rows),
+        ("sales_targets.csv", targets),
+    ):
+        _write(directory / file, columns(file), rows)
     return DemoSummary(TENANT_ID, q_start, q_end, len(users), len(groups), len(deal_rows))
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import codecs
 import csv
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -648,6 +648,6 @@ def _upsert(cur: Cursor, spec: TableSpec, stage: sql.Identifier) -> tuple[int, i
     return int(rows), int(inserted), int(updated)
 
 
-def table_specs() -> Iterable[TableSpec]:
-    """The import files in load order (for documentation and the CLI's help)."""
-    return TABLES
+def columns(file: str) -> tuple[str, ...]:
+    """The documented columns of an import file, e.g. ``columns("deals.csv")``."""
+    return _BY_FILE[file].column_names
