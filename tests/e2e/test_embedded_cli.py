@@ -92,3 +92,43 @@ def test_interrupted_command_stops_the_server(tmp_path: Path, signum: int, momen
     assert proc.returncode == 130, stderr
     assert stderr.strip().splitlines() == ["pipeline-coverage: interrupted"]
     assert servers_for(pgdata) == []
+
+
+def test_serve_runs_on_the_embedded_default_and_stops_cleanly(tmp_path: Path) -> None:
+    import socket
+
+    import httpx
+
+    data_dir = tmp_path / "data"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline_coverage", "serve", "--port", str(port)],
+        env=cli_env(data_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the server never became ready"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        unauthorized = httpx.get(f"http://127.0.0.1:{port}/v1/coverage-runs", timeout=5)
+        assert unauthorized.status_code == 401
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert servers_for(data_dir / "pg18") == []
