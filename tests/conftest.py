@@ -122,16 +122,12 @@ def web_settings() -> Any:
 @contextmanager
 def serving(app: Any) -> Iterator[str]:
     """Serve an ASGI app with uvicorn on a free loopback port, in a thread."""
-    import socket
     import threading
     import time
 
     import uvicorn
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -141,6 +137,8 @@ def serving(app: Any) -> Iterator[str]:
         assert time.monotonic() < deadline, "the server did not start in time"
         time.sleep(0.05)
     try:
+        [listener] = server.servers  # port 0: the system picked a free port
+        port = listener.sockets[0].getsockname()[1]
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
-import contextlib
 import csv
 import datetime as dt
 import io
@@ -14,7 +13,6 @@ import json
 import re
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,11 +22,11 @@ from typing import Any, NoReturn
 import httpx
 import psycopg
 import pytest
-import uvicorn
 
 from pipeline_coverage.apikeys import create_api_key, key_hash, revoke_api_key
 from pipeline_coverage.config import WebSettings
 from pipeline_coverage.web.app import create_app
+from tests.conftest import serving
 from tests.factory import Crm
 from tests.oracle import Expected, Oracle
 
@@ -263,27 +261,6 @@ def test_healthz_needs_no_key(api: httpx.Client) -> None:
 def test_readyz_reports_the_database_reachable(api: httpx.Client) -> None:
     response = api.get("/readyz")
     assert body_of(response, 200) == {"status": "ok"}
-
-
-@contextlib.contextmanager
-def serving(app: Any) -> Iterator[str]:
-    """An app of the test's own, served like ``live_server``."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert thread.is_alive(), "the server did not start"
-        assert time.monotonic() < deadline, "the server did not start in time"
-        time.sleep(0.05)
-    try:
-        [listener] = server.servers
-        port = listener.sockets[0].getsockname()[1]
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
 
 
 def test_readyz_is_503_when_the_database_is_unreachable(web_settings: WebSettings) -> None:

@@ -92,6 +92,8 @@ def catalog(url: str) -> dict[str, Any]:
         constraints = conn.execute(
             "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)"
             " FROM pg_constraint WHERE connamespace = 'dyno_crm'::regnamespace"
+            # PostgreSQL 18 also catalogs NOT NULL as constraints; the columns cover them.
+            " AND contype <> 'n'"
             " ORDER BY 1, 2"
         ).fetchall()
         indexes = conn.execute(
