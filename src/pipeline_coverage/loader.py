@@ -30,7 +30,9 @@ Kind = Literal["uuid", "text", "date", "money", "int", "bool", "enum"]
 #: At most this many problems are listed; the count of the rest is reported.
 MAX_PROBLEMS = 20
 _CHUNK = 1 << 20
-_UUID_RE = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+#: What PostgreSQL's uuid input accepts: 32 hex digits, a hyphen allowed after any
+#: group of four, optionally in braces (pg_input_is_valid says the same on PG >= 16).
+_UUID_RE = "^([0-9a-fA-F]{4}(-?[0-9a-fA-F]{4}){7}|[{][0-9a-fA-F]{4}(-?[0-9a-fA-F]{4}){7}[}])$"
 _DATE_RE = "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
 _NUMBER_RE = "^-?[0-9]+(\\.[0-9]+)?$"
 _MONEY_RE = "^[0-9]{1,16}(\\.[0-9]{1,2})?$"
@@ -55,6 +57,8 @@ class Reference:
 
     ``columns`` map onto ``target``; ``when`` restricts the check to rows whose
     column has a value (sales targets point at a user or a group by principal_type).
+    ``enforced`` says an immediate foreign key guards it: then the upsert itself
+    rejects a bad row, and this check runs only afterwards, to say where.
     """
 
     columns: tuple[str, ...]
@@ -62,6 +66,7 @@ class Reference:
     target: tuple[str, ...]
     noun: str
     when: tuple[str, str] | None = None
+    enforced: bool = True
 
 
 @dataclass(frozen=True)
@@ -170,12 +175,14 @@ TABLES: tuple[TableSpec, ...] = (
         (
             _TENANT_REF,
             _PIPELINE_REF,
-            Reference(("stage_id",), "pipeline_stage", ("id",), "stage"),
+            # fk_deal_stage is deferred (stages may move with their deals): check now.
+            Reference(("stage_id",), "pipeline_stage", ("id",), "stage", enforced=False),
             Reference(
                 ("pipeline_id", "stage_id"),
                 "pipeline_stage",
                 ("pipeline_id", "id"),
                 "stage of that pipeline",
+                enforced=False,
             ),
             Reference(("owned_by_user_id",), "crm_user", ("id",), "user"),
             Reference(("assigned_user_id",), "crm_user", ("id",), "user"),
@@ -200,11 +207,22 @@ TABLES: tuple[TableSpec, ...] = (
         (
             _TENANT_REF,
             _PIPELINE_REF,
+            # A principal is a user or a group: no foreign key can say which.
             Reference(
-                ("principal_id",), "crm_user", ("id",), "user", when=("principal_type", "USER")
+                ("principal_id",),
+                "crm_user",
+                ("id",),
+                "user",
+                when=("principal_type", "USER"),
+                enforced=False,
             ),
             Reference(
-                ("principal_id",), "crm_group", ("id",), "group", when=("principal_type", "GROUP")
+                ("principal_id",),
+                "crm_group",
+                ("id",),
+                "group",
+                when=("principal_type", "GROUP"),
+                enforced=False,
             ),
         ),
     ),
@@ -240,12 +258,16 @@ def load_directory(conn: Any, directory: Path, progress: Progress | None = None)
     files = _import_files(directory)
     headers = {spec.file: _read_header(directory / spec.file, spec) for spec in files}
     loads: list[TableLoad] = []
+    # PostgreSQL 16 checks input against a type without raising: cheaper than a regex.
+    modern = conn.info.server_version >= 160000
     with unit_of_work(conn) as cur:
         # A stage may move to another pipeline together with its deals: the deal→stage
         # reference is checked once every file is in.
         cur.execute("SET CONSTRAINTS dyno_crm.fk_deal_stage DEFERRED")
         for spec in files:
-            loads.append(_load_file(cur, directory / spec.file, spec, headers[spec.file], progress))
+            loads.append(
+                _load_file(cur, directory / spec.file, spec, headers[spec.file], progress, modern)
+            )
         if any(spec.table == "pipeline_stage" for spec in files):
             _raise_problems(cur, _BY_FILE["pipeline_stages.csv"], _moved_stage_problems())
         cur.execute("SET CONSTRAINTS dyno_crm.fk_deal_stage IMMEDIATE")
@@ -319,7 +341,12 @@ def _stage_name(spec: TableSpec) -> sql.Identifier:
 
 
 def _load_file(
-    cur: Cursor, path: Path, spec: TableSpec, header: list[str], progress: Progress | None
+    cur: Cursor,
+    path: Path,
+    spec: TableSpec,
+    header: list[str],
+    progress: Progress | None,
+    modern: bool,
 ) -> TableLoad:
     stage = _stage_name(spec)
     cur.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(stage))
@@ -332,15 +359,27 @@ def _load_file(
         )
     )
     _copy(cur, path, spec, stage, header, progress)
-    _raise_problems(cur, spec, _value_problems(spec, stage))
+    _raise_problems(cur, spec, _value_problems(spec, stage, modern=modern))
     _raise_problems(cur, spec, _duplicate_problems(spec, stage))
-    for reference in spec.references:
-        _raise_problems(cur, spec, _reference_problems(reference, stage))
+    # Foreign keys check most references row by row during the upsert anyway: only
+    # the others are checked first. When any reference fails, every check runs in
+    # declared order, so the root cause (a missing pipeline, say) is the one named.
+    if any(
+        _has_problems(cur, _reference_problems(reference, stage))
+        for reference in spec.references
+        if not reference.enforced
+    ):
+        _raise_reference_problems(cur, spec, stage)
+    cur.execute("SAVEPOINT pipeline_coverage_upsert")
     try:
         rows, inserted, updated = _upsert(cur, spec, stage)
-    except psycopg.errors.IntegrityError as exc:  # a rule only the database could see
+    except psycopg.errors.IntegrityError as exc:
+        cur.execute("ROLLBACK TO SAVEPOINT pipeline_coverage_upsert")
+        _raise_reference_problems(cur, spec, stage)
+        # A rule only the database could see.
         detail = f" ({exc.diag.message_detail})" if exc.diag.message_detail else ""
         raise LoadError([f"{spec.file}: {exc.diag.message_primary}{detail}"]) from exc
+    cur.execute("RELEASE SAVEPOINT pipeline_coverage_upsert")
     if spec.table != "pipeline_stage":  # kept for the moved-stage check at the end
         cur.execute(sql.SQL("DROP TABLE pg_temp.{}").format(stage))
     return TableLoad(spec.file, spec.table, rows, inserted, updated)
@@ -395,7 +434,7 @@ def _problem(line: sql.Composable, column: str, reason: sql.Composable) -> sql.C
     )
 
 
-def _column_checks(column: Column) -> list[sql.Composable]:
+def _column_checks(column: Column, modern: bool = False) -> list[sql.Composable]:
     """SQL expressions, each NULL or a 'column: reason' text, for one staged column."""
     c = sql.Identifier(column.name)
     shown = sql.SQL("quote_literal({})").format(c)
@@ -405,9 +444,14 @@ def _column_checks(column: Column) -> list[sql.Composable]:
             _problem(sql.SQL("{} IS NULL").format(c), column.name, sql.Literal("required"))
         )
     if column.kind == "uuid":
+        invalid = (
+            sql.SQL("NOT pg_input_is_valid({}, 'uuid')").format(c)
+            if modern
+            else sql.SQL("{} !~ {}").format(c, sql.Literal(_UUID_RE))
+        )
         checks.append(
             _problem(
-                sql.SQL("{} !~ {}").format(c, sql.Literal(_UUID_RE)),
+                invalid,
                 column.name,
                 sql.SQL("'not a UUID: ' || {}").format(shown),
             )
@@ -521,8 +565,8 @@ def _row_checks(spec: TableSpec) -> list[sql.Composable]:
     ]
 
 
-def _value_problems(spec: TableSpec, stage: sql.Identifier) -> sql.Composable:
-    checks = [check for column in spec.columns for check in _column_checks(column)]
+def _value_problems(spec: TableSpec, stage: sql.Identifier, *, modern: bool) -> sql.Composable:
+    checks = [check for column in spec.columns for check in _column_checks(column, modern)]
     checks += _row_checks(spec)
     return sql.SQL(
         "SELECT line, problem FROM (SELECT line, unnest(ARRAY[{}]) AS problem FROM {}) AS p"
@@ -592,6 +636,16 @@ def _reference_problems(reference: Reference, stage: sql.Identifier) -> sql.Comp
         target=target,
         conditions=sql.SQL(" AND ").join(conditions),
     )
+
+
+def _has_problems(cur: Cursor, problems: sql.Composable) -> bool:
+    cur.execute(sql.SQL("SELECT EXISTS ({})").format(problems))
+    return bool(cur.fetchone()[0])
+
+
+def _raise_reference_problems(cur: Cursor, spec: TableSpec, stage: sql.Identifier) -> None:
+    for reference in spec.references:
+        _raise_problems(cur, spec, _reference_problems(reference, stage))
 
 
 def _raise_problems(cur: Cursor, spec: TableSpec, problems: sql.Composable) -> None:

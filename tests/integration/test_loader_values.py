@@ -1,0 +1,46 @@
+"""The loader accepts exactly the UUIDs PostgreSQL accepts, on every server version."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import psycopg
+import pytest
+
+from pipeline_coverage import loader
+
+SAMPLES = [
+    "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+    "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11",
+    "{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}",
+    "a0eebc999c0b4ef8bb6d6bb9bd380a11",
+    "a0ee-bc99-9c0b-4ef8-bb6d-6bb9-bd38-0a11",
+    "{a0eebc999c0b4ef8bb6d6bb9bd380a11}",
+    "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a1",
+    "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a111",
+    "{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+    "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}",
+    "a0eebc99--9c0b-4ef8-bb6d-6bb9bd380a11",
+    "-a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+    "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a1g",
+    " a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+    "1234",
+]
+
+
+def postgres_accepts(conn: psycopg.Connection[Any], text: str) -> bool:
+    try:
+        with conn.transaction():
+            conn.execute("SELECT %s::text::uuid", (text,))
+    except psycopg.errors.InvalidTextRepresentation:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("text", SAMPLES)
+def test_uuid_check_agrees_with_postgresql(conn: psycopg.Connection[Any], text: str) -> None:
+    """The PostgreSQL 15 regex and PostgreSQL's own uuid input say the same."""
+    assert (re.fullmatch(loader._UUID_RE.strip("^$"), text) is not None) == postgres_accepts(
+        conn, text
+    )
