@@ -43,6 +43,8 @@ from pipeline_coverage.render import (
     runs_table,
 )
 from pipeline_coverage.reports.pipeline_coverage import (
+    MAX_LIST_LIMIT,
+    MAX_RETENTION_DAYS,
     get_run,
     list_runs,
     parse_date,
@@ -295,7 +297,7 @@ def show(run_id: uuid.UUID, output_format: str) -> None:
 @click.option("--tenant", "tenant_id", type=click.UUID, help="Only this tenant's runs.")
 @click.option(
     "--limit",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_LIST_LIMIT),
     default=50,
     show_default=True,
     help="At most this many runs.",
@@ -404,7 +406,7 @@ def _configure_access_log() -> None:
 @click.option(
     "--older-than",
     "older_than_days",
-    type=click.IntRange(min=0),
+    type=click.IntRange(0, MAX_RETENTION_DAYS),
     required=True,
     metavar="DAYS",
     help="Delete runs generated more than DAYS days ago.",
@@ -497,11 +499,10 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(f"{PROG}: error: {_one_line(exc.format_message())}{hint}", err=True)
         return 2
     except LoadError as exc:
-        # One located line per bad row, so every problem can be fixed in one go.
-        for problem in exc.problems:
-            click.echo(f"{PROG}: error: {_one_line(problem)}", err=True)
-        if exc.total > len(exc.problems):
-            click.echo(f"{PROG}: error: ... and {exc.total - len(exc.problems)} more", err=True)
+        # One line (SPEC.md §6), naming every bad row listed, so all can be fixed at once.
+        shown = "; ".join(_one_line(problem) for problem in exc.problems)
+        more = exc.total - len(exc.problems)
+        click.echo(f"{PROG}: error: {shown}" + (f"; and {more} more" if more else ""), err=True)
         return 2
     except InputError as exc:
         click.echo(f"{PROG}: error: {_one_line(str(exc))}", err=True)

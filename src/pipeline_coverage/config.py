@@ -78,12 +78,14 @@ class WebSettings:
             secure_cookies=env.get("PIPELINE_COVERAGE_SECURE_COOKIES", "") in ("1", "true"),
             low=low,
             healthy=healthy,
-            pool_size=_number(env, "PIPELINE_COVERAGE_POOL_SIZE", 10, int),
+            pool_size=_number(env, "PIPELINE_COVERAGE_POOL_SIZE", 10, int, minimum=1),
             run_cache_seconds=_number(env, "PIPELINE_COVERAGE_RUN_CACHE_SECONDS", 30.0, float),
         )
 
 
-def _number(env: Mapping[str, str], name: str, default: Any, kind: Callable[[str], Any]) -> Any:
+def _number(
+    env: Mapping[str, str], name: str, default: Any, kind: Callable[[str], Any], minimum: Any = 0
+) -> Any:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -91,8 +93,8 @@ def _number(env: Mapping[str, str], name: str, default: Any, kind: Callable[[str
         value = kind(raw)
     except ValueError:
         raise InputError(f"{name}: not a number: {raw!r}") from None
-    if value < 0:
-        raise InputError(f"{name}: must be >= 0, got {raw!r}")
+    if value < minimum:
+        raise InputError(f"{name}: must be >= {minimum}, got {raw!r}")
     return value
 
 

@@ -313,6 +313,10 @@ def _read_header(path: Path, spec: TableSpec) -> list[str]:
             header = next(csv.reader(handle), None)
     except UnicodeDecodeError as exc:
         raise LoadError([f"{spec.file}:1: not UTF-8 text ({exc.reason})"]) from exc
+    except csv.Error as exc:
+        raise LoadError([f"{spec.file}:1: malformed CSV header ({exc})"]) from exc
+    except OSError as exc:
+        raise LoadError([f"{spec.file}: cannot read ({exc.strerror or exc})"]) from exc
     if header is None:
         raise LoadError([f"{spec.file}:1: empty file (a header row is required)"])
     expected = spec.column_names

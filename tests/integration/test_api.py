@@ -520,6 +520,14 @@ BodyOf = Callable[[World], Json]
             lambda w: {**PERIOD, "by_pipeline": "sometimes"}, "by_pipeline", id="by-pipeline-text"
         ),
         pytest.param(lambda w: {**PERIOD, "colour": "red"}, "colour", id="unknown-field"),
+        pytest.param(lambda w: {**PERIOD, "by_pipeline": "yes"}, "by_pipeline", id="flag-yes"),
+        pytest.param(lambda w: {**PERIOD, "by_pipeline": 1}, "by_pipeline", id="flag-1"),
+        pytest.param(lambda w: {**PERIOD, "period_start": 0}, "period_start", id="date-0"),
+        pytest.param(
+            lambda w: {**PERIOD, "period_end": "2026-04-01T00:00:00"},
+            "period_end",
+            id="datetime-not-date",
+        ),
     ],
 )
 def test_invalid_run_request_is_422_naming_the_field(
@@ -537,7 +545,7 @@ def test_a_body_that_is_not_json_is_422(api: httpx.Client, world: World) -> None
         content=b"period_start=2026-01-01",
         headers={**world.auth, "Content-Type": "application/json"},
     )
-    assert invalid_fields(response)
+    assert invalid_fields(response) == {"body"}
 
 
 @pytest.mark.parametrize(
@@ -825,6 +833,12 @@ def test_a_run_has_an_etag_and_answers_if_none_match_with_304(
     assert as_json.status_code == 200
     etag = as_json.headers["etag"]
     assert re.fullmatch(r'"[^"]+"', etag)
+    # Never stored by a shared cache: it is one tenant's data.
+    assert as_json.headers["cache-control"].startswith("private")
+    assert "Authorization" in as_json.headers["vary"]
+    assert (
+        api.get(url, headers={**world.auth, "If-None-Match": f'W/{etag}, "x"'}).status_code == 304
+    )
     assert "accept" in as_json.headers["vary"].lower()
 
     unchanged = api.get(url, headers={**world.auth, "If-None-Match": etag})

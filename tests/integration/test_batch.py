@@ -136,3 +136,20 @@ def test_batch_rejects_bad_arguments(conn: psycopg.Connection[Any]) -> None:
         run_pipeline_coverage_batch(conn, tenant, *Q1, by_pipeline="yes")  # type: ignore[arg-type]
     row = conn.execute("SELECT count(*) FROM dyno_crm.report_run").fetchone()
     assert row == (0,)
+
+
+def test_a_pipeline_whose_id_is_the_nil_uuid_keeps_its_id(conn: psycopg.Connection[Any]) -> None:
+    """No pipeline id is reserved: the batch must not mistake one for "all pipelines"."""
+    crm = Crm(conn)
+    tenant = crm.tenant()
+    rep = crm.user(tenant, "Rep")
+    nil = uuid.UUID(int=0)
+    conn.execute("INSERT INTO dyno_crm.pipeline VALUES (%s, %s, 'Nil')", (tenant, nil))
+    conn.commit()
+    crm.deal(tenant, nil, crm.stage(tenant, nil), "100.00", expected=dt.date(2026, 2, 1), owner=rep)
+    by_pipeline = batch_rows(conn, run_pipeline_coverage_batch(conn, tenant, *Q1, by_pipeline=True))
+    assert by_pipeline == {("USER", rep, nil): (None, Decimal("100.00"), None, *Q1)}
+    filtered = batch_rows(conn, run_pipeline_coverage_batch(conn, tenant, *Q1, nil))
+    assert filtered == {("USER", rep, nil): (None, Decimal("100.00"), None, *Q1)}
+    everything = batch_rows(conn, run_pipeline_coverage_batch(conn, tenant, *Q1))
+    assert everything == {("USER", rep, None): (None, Decimal("100.00"), None, *Q1)}

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
 from pipeline_coverage import loader
+from pipeline_coverage.errors import LoadError
 
 SAMPLES = [
     "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
@@ -44,3 +46,18 @@ def test_uuid_check_agrees_with_postgresql(conn: psycopg.Connection[Any], text: 
     assert (re.fullmatch(loader._UUID_RE.strip("^$"), text) is not None) == postgres_accepts(
         conn, text
     )
+
+
+def test_an_unreadable_or_malformed_header_is_a_located_rejection(
+    conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    folder = tmp_path / "import"
+    (folder / "users.csv").mkdir(parents=True)  # a folder where a file should be
+    with pytest.raises(LoadError, match=r"users\.csv: cannot read"):
+        loader.load_directory(conn, folder)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "tenants.csv").write_text('"id,name\n' + "x" * 200_000 + "\n")
+    with pytest.raises(LoadError, match=r"tenants\.csv:1: "):
+        loader.load_directory(conn, other)
+    assert conn.execute("SELECT count(*) FROM dyno_crm.tenant").fetchone() == (0,)

@@ -78,6 +78,8 @@ def test_prune_rejects_bad_ages(conn: psycopg.Connection[Any]) -> None:
         prune_runs(conn, -1)
     with pytest.raises(ValidationError, match="older_than_days"):
         prune_runs(conn, 1.5)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="older_than_days"):
+        prune_runs(conn, 3_000_000)
 
 
 def test_prune_command(
@@ -93,3 +95,7 @@ def test_prune_command(
     assert counts(conn) == (1, 3)
     assert main(["--database-url", db_url, "prune", "--older-than", "-3"]) == 2
     assert "--older-than" in capsys.readouterr().err
+    assert main(["--database-url", db_url, "prune", "--older-than", "3000000"]) == 2
+    assert "--older-than" in capsys.readouterr().err
+    assert main(["--database-url", db_url, "runs", "--limit", "3000000000"]) == 2
+    assert "--limit" in capsys.readouterr().err

@@ -62,7 +62,7 @@ def test_argument_parsing() -> None:
     with pytest.raises(ValidationError, match="x: required"):
         parse_uuid(None, "x")
     assert parse_date("2024-02-29", "d") == dt.date(2024, 2, 29)
-    for bad in ("2023-02-29", "20240101", "2024-1-01", 20240101):
+    for bad in ("2023-02-29", "20240101", "2024-1-01", 20240101, "2026-W01-1", "2026-001"):
         with pytest.raises(ValidationError, match="d: not a date"):
             parse_date(bad, "d")
     with pytest.raises(ValidationError, match="half-open"):
@@ -142,3 +142,23 @@ def test_csv_defuses_spreadsheet_formulas_in_names() -> None:
     )
     text = run_csv(CoverageRun(**{**run.__dict__, "rows": (evil,)}))
     assert ",'=HYPERLINK(1),,'+cmd,,1.00," in text
+
+
+def test_run_cache_expires_and_bounds_its_size() -> None:
+    from pipeline_coverage.web.cache import Rendered, RunCache
+
+    tenant, other = uuid.UUID(int=1), uuid.UUID(int=2)
+    small = Rendered(b"x" * 10, "application/json", '"a"')
+    cache = RunCache(ttl=60, max_entries=2, max_bytes=100)
+    cache.put(tenant, uuid.UUID(int=10), "json", small)
+    assert cache.get(tenant, uuid.UUID(int=10), "json") == small
+    assert cache.get(other, uuid.UUID(int=10), "json") is None  # keyed by tenant
+    cache.put(tenant, uuid.UUID(int=11), "json", small)
+    cache.put(tenant, uuid.UUID(int=12), "json", small)
+    assert cache.get(tenant, uuid.UUID(int=10), "json") is None  # evicted: 2 entries at most
+    cache.put(tenant, uuid.UUID(int=13), "json", Rendered(b"x" * 26, "text/csv", '"b"'))
+    assert cache.get(tenant, uuid.UUID(int=13), "json") is None  # over a quarter: not kept
+    assert RunCache(ttl=0).get(tenant, uuid.UUID(int=10), "json") is None
+    expired = RunCache(ttl=-1)
+    expired.put(tenant, uuid.UUID(int=10), "json", small)
+    assert expired.get(tenant, uuid.UUID(int=10), "json") is None

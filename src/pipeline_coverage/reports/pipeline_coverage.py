@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,10 @@ from pipeline_coverage.sql import query
 
 REPORT_TYPE = "PIPELINE_COVERAGE"
 PRINCIPAL_TYPES = ("USER", "GROUP")
+#: The longest retention ``prune`` takes (a century), and the longest list of runs.
+MAX_RETENTION_DAYS = 36_500
+MAX_LIST_LIMIT = 10_000
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _QUERIES = "pipeline_coverage"
 
 
@@ -79,10 +84,9 @@ def parse_date(value: object, name: str) -> dt.date:
         raise ValidationError(f"{name}: expected a date, got a datetime: {value!r}")
     if isinstance(value, dt.date):
         return value
-    if isinstance(value, str):
+    if isinstance(value, str) and _ISO_DATE.fullmatch(value):
         try:
-            if len(value) == 10:
-                return dt.date.fromisoformat(value)
+            return dt.date.fromisoformat(value)
         except ValueError:
             pass
     raise ValidationError(f"{name}: not a date (YYYY-MM-DD): {value!r}")
@@ -240,8 +244,10 @@ def prune_runs(conn: Any, older_than_days: int, tenant_id: uuid.UUID | str | Non
     """
     if isinstance(older_than_days, bool) or not isinstance(older_than_days, int):
         raise ValidationError(f"older_than_days: not a whole number of days: {older_than_days!r}")
-    if older_than_days < 0:
-        raise ValidationError(f"older_than_days: must be >= 0, got {older_than_days}")
+    if not 0 <= older_than_days <= MAX_RETENTION_DAYS:
+        raise ValidationError(
+            f"older_than_days: must be 0 to {MAX_RETENTION_DAYS}, got {older_than_days}"
+        )
     tenant = parse_uuid(tenant_id, "tenant_id", optional=True)
     params = {"older_than_days": older_than_days, "tenant_id": str(tenant) if tenant else None}
     with unit_of_work(conn) as cur:
@@ -315,8 +321,8 @@ def list_runs(
     paging; ``period`` and ``mode`` ("single" or "batch") narrow the list.
     """
     tenant = parse_uuid(tenant_id, "tenant_id", optional=True)
-    if limit < 1:
-        raise ValidationError(f"limit: must be at least 1, got {limit}")
+    if not 1 <= limit <= MAX_LIST_LIMIT:
+        raise ValidationError(f"limit: must be 1 to {MAX_LIST_LIMIT}, got {limit}")
     if mode not in (None, "single", "batch"):
         raise ValidationError(f"mode: must be single or batch, got {mode!r}")
     params = {

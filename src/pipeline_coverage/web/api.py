@@ -10,9 +10,10 @@ import json
 import uuid
 from typing import Annotated, Any
 
+import psycopg
 from fastapi import APIRouter, Header, Query, Request, Response
 
-from pipeline_coverage.db.connection import as_uuid
+from pipeline_coverage.db.connection import as_uuid, translate
 from pipeline_coverage.errors import NotFoundError
 from pipeline_coverage.render import run_csv
 from pipeline_coverage.reports.pipeline_coverage import (
@@ -121,6 +122,15 @@ def _idempotent(
     """The first run for this key, computing it if there is none. Concurrent requests
     with one key queue on an advisory lock, so exactly one of them computes."""
     params = {"tenant_id": str(tenant_id), "key": key, "request_hash": _request_hash(body)}
+    try:
+        return _idempotent_run(conn, tenant_id, body, params, response)
+    except psycopg.Error as exc:  # as everywhere else: the package's own errors
+        raise translate(exc) from exc
+
+
+def _idempotent_run(
+    conn: Any, tenant_id: uuid.UUID, body: RunRequest, params: dict[str, Any], response: Response
+) -> uuid.UUID:
     with conn.transaction():
         conn.execute(query("idempotency", "lock_key"), params)
         found = conn.execute(query("idempotency", "find_key"), params).fetchone()
@@ -198,7 +208,12 @@ def read_coverage_run(run_id: uuid.UUID, caller: Caller, conn: Conn, request: Re
             body, media_type = RunWithRows.of(run).model_dump_json().encode(), "application/json"
         rendered = Rendered(body, media_type, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
         cache.put(caller.tenant_id, run_id, fmt, rendered)
-    headers = {"ETag": rendered.etag, "Vary": "Accept"}
+    # Private: a shared cache must never hand one tenant's run to another caller.
+    headers = {
+        "ETag": rendered.etag,
+        "Vary": "Accept, Authorization, Cookie",
+        "Cache-Control": "private, no-cache",
+    }
     if _matches(request.headers.get("if-none-match"), rendered.etag):
         return Response(status_code=304, headers=headers)
     return Response(rendered.body, media_type=rendered.media_type, headers=headers)

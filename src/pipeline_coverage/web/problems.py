@@ -14,6 +14,7 @@ from pipeline_coverage.errors import (
     InputError,
     NotFoundError,
     PipelineCoverageError,
+    SchemaError,
 )
 from pipeline_coverage.web.schemas import FieldProblem, Problem
 
@@ -97,7 +98,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
-            FieldProblem(field=_location(tuple(error.get("loc", ()))), message=error["msg"])
+            FieldProblem(
+                field="body"
+                if error.get("type") == "json_invalid"
+                else _location(tuple(error.get("loc", ()))),
+                message=error["msg"],
+            )
             for error in exc.errors()
         ]
         detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
@@ -106,6 +112,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(NotFoundError)
     async def _not_found(request: Request, exc: NotFoundError) -> JSONResponse:
         return problem_response(request, 404, str(exc))
+
+    @app.exception_handler(SchemaError)
+    async def _schema(request: Request, exc: SchemaError) -> JSONResponse:
+        log.error("database not migrated: %s", exc)
+        return problem_response(request, 503, "the database schema is not ready")
 
     @app.exception_handler(InputError)
     async def _input(request: Request, exc: InputError) -> JSONResponse:

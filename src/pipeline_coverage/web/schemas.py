@@ -7,15 +7,28 @@ rounds money through a float.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from pipeline_coverage.reports.pipeline_coverage import CoverageRow, CoverageRun, HistoryPoint
 
 Amount = Annotated[str, Field(pattern=r"^\d+(\.\d+)?$", examples=["1250.50"])]
 PrincipalType = Literal["USER", "GROUP"]
+
+
+def _iso_date_text(value: Any) -> Any:
+    """Only "YYYY-MM-DD" text (or a date) is a date here: not 0, not a datetime."""
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        return value
+    raise ValueError("must be a date as YYYY-MM-DD")
+
+
+IsoDate = Annotated[dt.date, BeforeValidator(_iso_date_text)]
 
 
 def _text(value: object) -> str | None:
@@ -27,14 +40,17 @@ class RunRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    period_start: dt.date = Field(examples=["2026-10-01"])
-    period_end: dt.date = Field(
+    # Strict: a date is "YYYY-MM-DD" and a flag is true/false, not 0, "yes" or a datetime.
+    period_start: IsoDate = Field(examples=["2026-10-01"])
+    period_end: IsoDate = Field(
         description="Exclusive: Q4 2026 ends 2027-01-01.", examples=["2027-01-01"]
     )
     principal_type: PrincipalType | None = None
     principal_id: uuid.UUID | None = None
     pipeline_id: uuid.UUID | None = None
-    by_pipeline: bool = Field(False, description="Batch only: one row per principal and pipeline.")
+    by_pipeline: bool = Field(
+        False, description="Batch only: one row per principal and pipeline.", strict=True
+    )
 
 
 class Run(BaseModel):

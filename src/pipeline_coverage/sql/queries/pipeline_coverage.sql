@@ -137,8 +137,9 @@ ORDER BY r.generated_at, r.id, f.pipeline_id NULLS FIRST;
 
 -- name: insert_batch_facts
 -- Computes every in-scope principal's coverage (SPEC.md §5) in one pass and stores the rows.
--- Rows are keyed by a bucket: the pipeline when by_pipeline, else the report's pipeline
--- filter; the all-zero UUID stands for "no pipeline" so that every join stays a hash join.
+-- Rows are keyed by a bucket: the pipeline (as text) when by_pipeline, else the report's
+-- pipeline filter; '' stands for "no pipeline", a value no pipeline id can take, so
+-- that every join stays a plain (hash) equality.
 WITH open_deals AS (
     -- Each deal counts once per principal: an assignee only when it is not the owner.
     SELECT COALESCE(d.amount, 0) AS amount,
@@ -146,9 +147,8 @@ WITH open_deals AS (
            NULLIF(d.assigned_user_id, d.owned_by_user_id) AS assignee_user,
            d.owned_by_group_id AS owner_group,
            NULLIF(d.assigned_group_id, d.owned_by_group_id) AS assignee_group,
-           COALESCE(CASE WHEN %(by_pipeline)s::boolean THEN d.pipeline_id
-                         ELSE %(pipeline_id)s::uuid END,
-                    '00000000-0000-0000-0000-000000000000'::uuid) AS bucket
+           COALESCE((CASE WHEN %(by_pipeline)s::boolean THEN d.pipeline_id
+                          ELSE %(pipeline_id)s::uuid END)::text, '') AS bucket
     FROM dyno_crm.deal AS d
     JOIN dyno_crm.pipeline_stage AS ps
       ON ps.tenant_id = d.tenant_id AND ps.id = d.stage_id
@@ -189,9 +189,8 @@ target_rows AS (
 targets AS (
     -- By pipeline, a pipeline-less target belongs to no pipeline's row.
     SELECT tr.principal_type, tr.principal_id,
-           COALESCE(CASE WHEN %(by_pipeline)s::boolean THEN tr.pipeline_id
-                         ELSE %(pipeline_id)s::uuid END,
-                    '00000000-0000-0000-0000-000000000000'::uuid) AS bucket,
+           COALESCE((CASE WHEN %(by_pipeline)s::boolean THEN tr.pipeline_id
+                          ELSE %(pipeline_id)s::uuid END)::text, '') AS bucket,
            SUM(tr.target_amount) AS target_amount
     FROM target_rows AS tr
     WHERE NOT %(by_pipeline)s::boolean OR tr.pipeline_id IS NOT NULL
@@ -211,13 +210,13 @@ principals AS (
     SELECT os.principal_type, os.principal_id FROM open_sums AS os
 ),
 buckets AS (
-    SELECT p.id AS bucket
+    SELECT p.id::text AS bucket
     FROM dyno_crm.pipeline AS p
     WHERE %(by_pipeline)s::boolean
       AND p.tenant_id = %(tenant_id)s::uuid
       AND (%(pipeline_id)s::uuid IS NULL OR p.id = %(pipeline_id)s::uuid)
     UNION ALL
-    SELECT COALESCE(%(pipeline_id)s::uuid, '00000000-0000-0000-0000-000000000000'::uuid)
+    SELECT COALESCE(%(pipeline_id)s::uuid::text, '')
     WHERE NOT %(by_pipeline)s::boolean
 )
 INSERT INTO dyno_crm.report_pipeline_coverage_fact
@@ -230,7 +229,7 @@ SELECT
     %(period_end)s::date,
     pr.principal_type,
     pr.principal_id,
-    NULLIF(b.bucket, '00000000-0000-0000-0000-000000000000'::uuid),
+    NULLIF(b.bucket, '')::uuid,
     t.target_amount,
     COALESCE(o.open_amount, 0),
     CASE WHEN t.target_amount IS NULL OR t.target_amount = 0 THEN NULL
