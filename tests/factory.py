@@ -131,6 +131,17 @@ class Crm:
         return target_id
 
 
+def stored_runs(conn: psycopg.Connection[Any]) -> tuple[int, int]:
+    """How many runs and fact rows the database holds (to prove nothing was written)."""
+    row = conn.execute(
+        "SELECT (SELECT count(*) FROM dyno_crm.report_run),"
+        " (SELECT count(*) FROM dyno_crm.report_pipeline_coverage_fact)"
+    ).fetchone()
+    conn.commit()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
 STATES = ("NOT_STARTED", "IN_PROGRESS", "DONE_SUCCESS", "DONE_FAILED")
 
 

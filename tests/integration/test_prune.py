@@ -16,7 +16,7 @@ from pipeline_coverage import (
     run_pipeline_coverage_batch,
 )
 from pipeline_coverage.cli import main
-from tests.factory import Crm
+from tests.factory import Crm, stored_runs
 
 Q1 = (dt.date(2026, 1, 1), dt.date(2026, 4, 1))
 
@@ -30,16 +30,6 @@ def make_run(conn: psycopg.Connection[Any], tenant: uuid.UUID, age_days: int) ->
     )
     conn.commit()
     return run_id
-
-
-def counts(conn: psycopg.Connection[Any]) -> tuple[int, int]:
-    row = conn.execute(
-        "SELECT (SELECT count(*) FROM dyno_crm.report_run),"
-        " (SELECT count(*) FROM dyno_crm.report_pipeline_coverage_fact)"
-    ).fetchone()
-    conn.commit()
-    assert row is not None
-    return int(row[0]), int(row[1])
 
 
 @pytest.fixture
@@ -60,12 +50,12 @@ def test_prune_deletes_old_runs_and_their_facts(
     old = make_run(conn, first, 40)
     recent = make_run(conn, first, 5)
     other_old = make_run(conn, second, 40)
-    assert counts(conn) == (3, 9)
+    assert stored_runs(conn) == (3, 9)
 
     pruned = prune_runs(conn, 30, first)
     assert (pruned.runs, pruned.fact_rows) == (1, 3)
     assert {r.run_id for r in list_runs(conn)} == {recent, other_old}
-    assert counts(conn) == (2, 6)
+    assert stored_runs(conn) == (2, 6)
 
     pruned = prune_runs(conn, 30)  # every tenant
     assert (pruned.runs, pruned.fact_rows) == (1, 3)
@@ -92,7 +82,7 @@ def test_prune_command(
     make_run(conn, tenants[0], 1)
     assert main(["--database-url", db_url, "prune", "--older-than", "7"]) == 0
     assert capsys.readouterr().out.strip() == "deleted 1 runs (3 fact rows) older than 7 days"
-    assert counts(conn) == (1, 3)
+    assert stored_runs(conn) == (1, 3)
     assert main(["--database-url", db_url, "prune", "--older-than", "-3"]) == 2
     assert "--older-than" in capsys.readouterr().err
     assert main(["--database-url", db_url, "prune", "--older-than", "3000000"]) == 2

@@ -21,7 +21,7 @@ from pipeline_coverage import (
     get_run,
     run_pipeline_coverage_report,
 )
-from tests.factory import Crm
+from tests.factory import Crm, stored_runs
 from tests.oracle import Oracle
 
 Q1 = (dt.date(2026, 1, 1), dt.date(2026, 4, 1))
@@ -101,16 +101,6 @@ def report(
         expected.coverage_ratio,
     ), "the report disagrees with the independent computation"
     return target, open_amount, ratio
-
-
-def count_runs(conn: psycopg.Connection[Any]) -> tuple[int, int]:
-    row = conn.execute(
-        "SELECT (SELECT count(*) FROM dyno_crm.report_run),"
-        " (SELECT count(*) FROM dyno_crm.report_pipeline_coverage_fact)"
-    ).fetchone()
-    conn.commit()
-    assert row is not None
-    return int(row[0]), int(row[1])
 
 
 def test_hand_computed_scenario(conn: psycopg.Connection[Any], world: World) -> None:
@@ -380,7 +370,7 @@ def test_bad_arguments_raise_and_write_nothing(
     arguments.update(change)
     with pytest.raises(error, match=message):
         run_pipeline_coverage_report(conn, **arguments)
-    assert count_runs(conn) == (0, 0)
+    assert stored_runs(conn) == (0, 0)
 
 
 def test_principal_of_another_tenant_is_not_found(
@@ -393,7 +383,7 @@ def test_principal_of_another_tenant_is_not_found(
         run_pipeline_coverage_report(conn, world.tenant, *Q1, "USER", stranger)
     with pytest.raises(NotFoundError, match="no pipeline"):
         run_pipeline_coverage_report(conn, world.tenant, *Q1, "USER", world.alice, foreign_pipeline)
-    assert count_runs(conn) == (0, 0)
+    assert stored_runs(conn) == (0, 0)
 
 
 def test_errors_are_one_package_tree(world: World, conn: psycopg.Connection[Any]) -> None:
