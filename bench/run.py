@@ -112,6 +112,25 @@ def single_latencies(
     return samples
 
 
+def seed_params(
+    run_id: uuid.UUID,
+    tenant: GeneratedTenant,
+    period: tuple[dt.date, dt.date],
+    kind: str,
+    who: uuid.UUID,
+) -> dict[str, Any]:
+    """The seed query's parameters for one principal, over all pipelines."""
+    return {
+        "run_id": str(run_id),
+        "tenant_id": str(tenant.tenant_id),
+        "period_start": period[0],
+        "period_end": period[1],
+        "principal_type": kind,
+        "principal_id": str(who),
+        "pipeline_id": None,
+    }
+
+
 def seed_loop_ms(
     conn: psycopg.Connection[Any],
     tenant: GeneratedTenant,
@@ -124,18 +143,7 @@ def seed_loop_ms(
     chosen = rng.sample(everyone, min(sample, len(everyone)))
     start = time.perf_counter()
     for kind, who in chosen:
-        conn.execute(
-            SEED_QUERY,
-            {
-                "run_id": str(uuid.uuid4()),
-                "tenant_id": str(tenant.tenant_id),
-                "period_start": period[0],
-                "period_end": period[1],
-                "principal_type": kind,
-                "principal_id": str(who),
-                "pipeline_id": None,
-            },
-        ).fetchall()
+        conn.execute(SEED_QUERY, seed_params(uuid.uuid4(), tenant, period, kind, who)).fetchall()
     conn.commit()
     per_principal = (time.perf_counter() - start) * 1000 / len(chosen)
     return per_principal * len(everyone), len(chosen)
@@ -164,18 +172,7 @@ def seed_runner_ms(
             (tenant.tenant_id, "PIPELINE_COVERAGE", *period, parameters),
         ).fetchone()
         assert header is not None
-        row = conn.execute(
-            SEED_QUERY,
-            {
-                "run_id": str(header[0]),
-                "tenant_id": str(tenant.tenant_id),
-                "period_start": period[0],
-                "period_end": period[1],
-                "principal_type": kind,
-                "principal_id": str(who),
-                "pipeline_id": None,
-            },
-        ).fetchone()
+        row = conn.execute(SEED_QUERY, seed_params(header[0], tenant, period, kind, who)).fetchone()
         conn.execute(
             "INSERT INTO dyno_crm.report_pipeline_coverage_fact (run_id, tenant_id,"
             " period_start, period_end, principal_type, principal_id, pipeline_id,"

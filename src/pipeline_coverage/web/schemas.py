@@ -35,6 +35,15 @@ def _text(value: object) -> str | None:
     return None if value is None else str(value)
 
 
+def _amounts(source: CoverageRow | HistoryPoint) -> dict[str, Any]:
+    """Target, open amount and ratio as exact decimal strings (None stays None)."""
+    return {
+        "target_amount": _text(source.target_amount),
+        "open_amount": str(source.open_amount),
+        "coverage_ratio": _text(source.coverage_ratio),
+    }
+
+
 class RunRequest(BaseModel):
     """What to compute. With a principal: one principal's report; without: the batch."""
 
@@ -101,9 +110,7 @@ class Row(BaseModel):
             principal_name=row.principal_name,
             pipeline_id=row.pipeline_id,
             pipeline_name=row.pipeline_name,
-            target_amount=_text(row.target_amount),
-            open_amount=str(row.open_amount),
-            coverage_ratio=_text(row.coverage_ratio),
+            **_amounts(row),
         )
 
 
@@ -149,9 +156,7 @@ class Point(BaseModel):
             run_id=point.run_id,
             generated_at=point.generated_at,
             pipeline_id=point.pipeline_id,
-            target_amount=_text(point.target_amount),
-            open_amount=str(point.open_amount),
-            coverage_ratio=_text(point.coverage_ratio),
+            **_amounts(point),
         )
 
 
