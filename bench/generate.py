@@ -68,10 +68,6 @@ class _Ids:
         return uuid.UUID(int=self.rng.getrandbits(128), version=4)
 
 
-def quarter_start(day: dt.date) -> dt.date:
-    return quarter_of(day)[0]
-
-
 def generate(
     directory: Path,
     tenants: Sequence[TenantSpec],
@@ -281,7 +277,7 @@ def main() -> None:
         TenantSpec(f"tenant{i}", args.deals, args.users, args.groups, args.pipelines)
         for i in range(args.tenants)
     ]
-    for t in generate(args.directory, specs, quarter_start(dt.date.today()), args.seed):
+    for t in generate(args.directory, specs, quarter_of(dt.date.today())[0], args.seed):
         print(t.tenant_id, t.name, t.deals)
 
 

@@ -31,7 +31,7 @@ from psycopg.conninfo import make_conninfo
 from rich.console import Console
 from rich.table import Table
 
-from bench.generate import GeneratedTenant, TenantSpec, generate, quarter_start
+from bench.generate import GeneratedTenant, TenantSpec, generate
 from bench.http_load import run_http_load
 from pipeline_coverage import run_pipeline_coverage_batch, run_pipeline_coverage_report
 from pipeline_coverage.config import Settings
@@ -217,7 +217,7 @@ def cli_peak_rss_mb(url: str, tenant: GeneratedTenant, period: tuple[dt.date, dt
 def run(args: argparse.Namespace) -> list[Figure]:
     console = Console(stderr=True)
     rng = random.Random(7)
-    period_start = quarter_start(dt.date.today())
+    period = quarter_of(dt.date.today())
     specs = [
         TenantSpec("main", args.deals, args.users, args.groups, args.pipelines),
         TenantSpec("small", args.small, args.users, args.groups, args.pipelines),
@@ -230,7 +230,7 @@ def run(args: argparse.Namespace) -> list[Figure]:
     figures: list[Figure] = []
     with server(args.database_url) as server_url, tempfile.TemporaryDirectory() as folder:
         console.print(f"generating {sum(s.deals for s in specs):,} deals ...")
-        tenants = {t.name: t for t in generate(Path(folder), specs, period_start)}
+        tenants = {t.name: t for t in generate(Path(folder), specs, period[0])}
         url = fresh_database(server_url)
         with psycopg.connect(url) as conn:
             version = conn.execute("SHOW server_version").fetchone()
@@ -255,7 +255,6 @@ def run(args: argparse.Namespace) -> list[Figure]:
             conn.autocommit = False
 
             main = tenants["main"]
-            period = quarter_of(period_start)
             params = {
                 "tenant_id": str(main.tenant_id),
                 "period_start": period[0],
