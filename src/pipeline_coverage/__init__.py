@@ -6,6 +6,7 @@ caller's psycopg 3 or psycopg2 connection.
 """
 
 from pipeline_coverage.errors import (
+    ConnectionLostError,
     DatabaseError,
     InputError,
     LoadError,
@@ -25,6 +26,7 @@ from pipeline_coverage.reports.pipeline_coverage import (
 )
 
 __all__ = [
+    "ConnectionLostError",
     "CoverageRow",
     "CoverageRun",
     "DatabaseError",

@@ -43,3 +43,11 @@ class SchemaError(InputError):
 
 class DatabaseError(PipelineCoverageError):
     """The database failed in a way the caller could not have prevented."""
+
+
+class ConnectionLostError(DatabaseError):
+    """The connection to the database broke (the server went away or ended it).
+
+    Nothing of the failed unit of work was committed, so an idempotent operation may
+    be retried once on a fresh connection.
+    """

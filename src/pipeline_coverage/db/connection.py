@@ -18,11 +18,20 @@ from typing import Any, Literal, Protocol
 
 import psycopg
 
-from pipeline_coverage.errors import DatabaseError, InputError, PipelineCoverageError, SchemaError
+from pipeline_coverage.errors import (
+    ConnectionLostError,
+    DatabaseError,
+    InputError,
+    PipelineCoverageError,
+    SchemaError,
+)
 
 # libpq PGTransactionStatusType values, shared by psycopg 3 and psycopg2.
 _IDLE, _ACTIVE, _INTRANS, _INERROR = 0, 1, 2, 3
 _SAVEPOINT = "pipeline_coverage_unit"
+#: SQLSTATEs of a connection the server ended: admin_shutdown, crash_shutdown,
+#: cannot_connect_now (class 08, connection exceptions, is matched as a class).
+_CONNECTION_ENDED = ("57P01", "57P02", "57P03")
 
 Isolation = Literal["READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"]
 
@@ -134,4 +143,13 @@ def translate(exc: Exception) -> PipelineCoverageError:
             f"the database has no pipeline-coverage schema ({message}): "
             "run 'pipeline-coverage db upgrade'"
         )
+    if _connection_lost(exc, sqlstate):
+        return ConnectionLostError(f"database connection lost: {message}")
     return DatabaseError(f"database error: {message}")
+
+
+def _connection_lost(exc: Exception, sqlstate: str | None) -> bool:
+    """Whether a driver error means the connection itself is gone (either driver)."""
+    if not any(cls.__name__ == "OperationalError" for cls in type(exc).__mro__):
+        return False
+    return sqlstate is None or sqlstate.startswith("08") or sqlstate in _CONNECTION_ENDED

@@ -25,6 +25,9 @@ PRINCIPAL_TYPES = ("USER", "GROUP")
 #: The longest retention ``prune`` takes (a century), and the longest list of runs.
 MAX_RETENTION_DAYS = 36_500
 MAX_LIST_LIMIT = 10_000
+#: The longest period a run may span: a year (a leap year, or any fiscal year). A
+#: longer run is almost certainly a mistake, and one over all time reads every deal.
+MAX_PERIOD_DAYS = 366
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _QUERIES = "pipeline_coverage"
 
@@ -104,6 +107,17 @@ def parse_period(period_start: object, period_end: object) -> tuple[dt.date, dt.
     return start, end
 
 
+def parse_run_period(period_start: object, period_end: object) -> tuple[dt.date, dt.date]:
+    """A period a run may be computed for: valid, and at most ``MAX_PERIOD_DAYS`` long."""
+    start, end = parse_period(period_start, period_end)
+    if (end - start).days > MAX_PERIOD_DAYS:
+        raise ValidationError(
+            f"period_end: a run spans at most {MAX_PERIOD_DAYS} days, got "
+            f"{(end - start).days} ({start.isoformat()} to {end.isoformat()})"
+        )
+    return start, end
+
+
 def parse_principal_type(value: object) -> str:
     """``USER`` or ``GROUP`` (exactly, as stored)."""
     if value not in PRINCIPAL_TYPES:
@@ -160,7 +174,7 @@ def run_pipeline_coverage_report(
     Returns the new run's id.
     """
     tenant = parse_uuid(tenant_id, "tenant_id")
-    start, end = parse_period(period_start, period_end)
+    start, end = parse_run_period(period_start, period_end)
     kind = parse_principal_type(principal_type)
     principal = parse_uuid(principal_id, "principal_id")
     pipeline = parse_uuid(pipeline_id, "pipeline_id", optional=True)
@@ -204,7 +218,7 @@ def run_pipeline_coverage_batch(
     work runs at REPEATABLE READ, so header and rows see one snapshot. Returns the id.
     """
     tenant = parse_uuid(tenant_id, "tenant_id")
-    start, end = parse_period(period_start, period_end)
+    start, end = parse_run_period(period_start, period_end)
     pipeline = parse_uuid(pipeline_id, "pipeline_id", optional=True)
     if not isinstance(by_pipeline, bool):
         raise ValidationError(f"by_pipeline: must be true or false, got {by_pipeline!r}")
@@ -325,6 +339,8 @@ def list_runs(
         raise ValidationError(f"limit: must be 1 to {MAX_LIST_LIMIT}, got {limit}")
     if mode not in (None, "single", "batch"):
         raise ValidationError(f"mode: must be single or batch, got {mode!r}")
+    if period is not None:
+        period = parse_period(*period)
     params = {
         "tenant_id": str(tenant) if tenant else None,
         "limit": limit,
