@@ -21,6 +21,8 @@ from pipeline_coverage.reports.pipeline_coverage import parse_uuid
 from pipeline_coverage.sql import query
 
 PREFIX = "pcov"
+#: How long a dashboard session lasts at most (signing out or revoking ends it sooner).
+SESSION_LIFETIME_SECONDS = 8 * 3600
 _QUERIES = "api_keys"
 
 
@@ -133,3 +135,49 @@ def authenticate_hash(conn: Any, tenant_id: uuid.UUID, hashed: bytes) -> Princip
         )
         row = cur.fetchone()
     return Principal(as_uuid(row[0]), row[1]) if row else None
+
+
+@dataclass(frozen=True)
+class Session:
+    """A dashboard session: what its cookie holds is ``(tenant_id, id)``."""
+
+    id: uuid.UUID
+    principal: Principal
+
+
+def start_session(conn: Any, key: str) -> Session | None:
+    """Open a server-side session for an active key; None for a bad or revoked key."""
+    tenant = tenant_of_key(key)
+    if tenant is None:
+        return None
+    params = {
+        "tenant_id": str(tenant),
+        "key_hash": _hash(key),
+        "lifetime_seconds": SESSION_LIFETIME_SECONDS,
+    }
+    with unit_of_work(conn) as cur:
+        cur.execute(query(_QUERIES, "start_session"), params)
+        row = cur.fetchone()
+    return Session(as_uuid(row[2]), Principal(as_uuid(row[0]), row[1])) if row else None
+
+
+def authenticate_session(
+    conn: Any, tenant_id: uuid.UUID, session_id: uuid.UUID
+) -> Principal | None:
+    """The tenant of a live session; None once it ended, expired or lost its key."""
+    with unit_of_work(conn) as cur:
+        cur.execute(
+            query(_QUERIES, "authenticate_session"),
+            {"tenant_id": str(tenant_id), "session_id": str(session_id)},
+        )
+        row = cur.fetchone()
+    return Principal(as_uuid(row[0]), row[1]) if row else None
+
+
+def end_session(conn: Any, tenant_id: uuid.UUID, session_id: uuid.UUID) -> None:
+    """End a session at once (signing out); ending an unknown or ended one is a no-op."""
+    with unit_of_work(conn) as cur:
+        cur.execute(
+            query(_QUERIES, "end_session"),
+            {"tenant_id": str(tenant_id), "session_id": str(session_id)},
+        )

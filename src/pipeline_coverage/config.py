@@ -67,6 +67,13 @@ class WebSettings:
     pool_size: int = 10
     #: How long a rendered run may be served again (names, pruning show up after it).
     run_cache_seconds: float = 30.0
+    #: The largest request body accepted; a larger one is refused with 413 unread.
+    max_body_bytes: int = 64 * 1024
+    #: How many runs one tenant may be computing at once; more wait, then get 429.
+    tenant_runs: int = 2
+    #: How long a request may queue for a database slot (or its tenant's run slot)
+    #: before it is answered 429 with Retry-After.
+    queue_seconds: float = 10.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WebSettings:
@@ -80,6 +87,11 @@ class WebSettings:
             healthy=healthy,
             pool_size=_number(env, "PIPELINE_COVERAGE_POOL_SIZE", 10, int, minimum=1),
             run_cache_seconds=_number(env, "PIPELINE_COVERAGE_RUN_CACHE_SECONDS", 30.0, float),
+            max_body_bytes=_number(
+                env, "PIPELINE_COVERAGE_MAX_BODY_BYTES", 64 * 1024, int, minimum=1024
+            ),
+            tenant_runs=_number(env, "PIPELINE_COVERAGE_TENANT_RUNS", 2, int, minimum=1),
+            queue_seconds=_number(env, "PIPELINE_COVERAGE_QUEUE_SECONDS", 10.0, float),
         )
 
 

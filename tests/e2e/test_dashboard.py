@@ -75,7 +75,14 @@ def test_sign_in_see_chart_and_run_now(
     _, key = create_api_key(conn, tenant, "browser test")
 
     page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.goto(f"{live_server}/")
+    # Record anything the Content-Security-Policy blocks (scripts, styles, requests).
+    page.add_init_script(
+        "window.cspViolations = [];"
+        " document.addEventListener('securitypolicyviolation',"
+        " e => window.cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));"
+    )
+    loaded = page.goto(f"{live_server}/")
+    assert loaded is not None
     page.fill("#api-key", key)
     page.click("#login-form button[type=submit]")
     page.wait_for_function(
@@ -108,10 +115,22 @@ def test_sign_in_see_chart_and_run_now(
 
     # The trend of a rep over both runs.
     page.click("#coverage-table tbody tr >> nth=0")
-    page.wait_for_function("window.trendChart && window.trendChart.data.labels.length === 2")
+    # A function, not an expression: an expression would need eval, which the page's
+    # Content-Security-Policy forbids.
+    page.wait_for_function("() => window.trendChart && window.trendChart.data.labels.length === 2")
 
     screenshot = tmp_path / "dashboard.png"
     page.screenshot(path=str(screenshot), full_page=True)
     assert screenshot.stat().st_size > 10_000
     # The API key is never put in the page's URL.
     assert key not in page.url
+    # The dashboard needs nothing its Content-Security-Policy forbids ...
+    assert "script-src 'self'" in loaded.headers["content-security-policy"]
+    assert page.evaluate("() => window.cspViolations") == []
+    # ... and the policy is in force: an injected inline script does not run.
+    ran = page.evaluate(
+        "() => { const s = document.createElement('script');"
+        " s.textContent = 'window.injected = true'; document.body.appendChild(s);"
+        " return window.injected === true; }"
+    )
+    assert ran is False

@@ -1081,7 +1081,20 @@ def test_sign_in_with_a_bad_key_is_401(api: httpx.Client, world: World) -> None:
     assert invalid_fields(api.post("/session", json={"key": world.key})) >= {"api_key"}
 
 
-def test_session_cookie_signs_in_and_out(live_server: str, world: World) -> None:
+def session_rows(conn: psycopg.Connection[Any], world: World) -> list[tuple[uuid.UUID, bool]]:
+    """The tenant's server-side sessions: (id, ended)."""
+    rows = conn.execute(
+        "SELECT id, ended_at IS NOT NULL FROM dyno_crm.api_session WHERE tenant_id = %s"
+        " ORDER BY created_at",
+        (world.tenant,),
+    ).fetchall()
+    conn.rollback()
+    return [(row[0], row[1]) for row in rows]
+
+
+def test_session_cookie_signs_in_and_out(
+    live_server: str, world: World, conn: psycopg.Connection[Any]
+) -> None:
     with httpx.Client(base_url=live_server, timeout=30) as browser:
         signed_in = browser.post("/session", json={"api_key": world.key})
         assert signed_in.status_code == 204
@@ -1097,10 +1110,12 @@ def test_session_cookie_signs_in_and_out(live_server: str, world: World) -> None
         payload = browser.cookies[SESSION_COOKIE].split(".")[0]
         decoded = base64.b64decode(payload + "=" * (-len(payload) % 4)).decode()
         assert world.key.split("_", 2)[2] not in decoded
-        assert json.loads(decoded) == {
-            "tenant_id": str(world.tenant),
-            "key_hash": key_hash(world.key).hex(),
-        }
+        # It names a session kept on the server: no key, no hash of one.
+        content = json.loads(decoded)
+        assert set(content) == {"tenant_id", "session_id"}
+        assert content["tenant_id"] == str(world.tenant)
+        assert key_hash(world.key).hex() not in decoded
+        assert session_rows(conn, world) == [(uuid.UUID(content["session_id"]), False)]
 
         answer = browser.get("/session")
         assert world.key not in answer.text
@@ -1121,11 +1136,20 @@ def test_session_cookie_signs_in_and_out(live_server: str, world: World) -> None
         listed = body_of(browser.get("/v1/coverage-runs"), 200)
         assert [item["run_id"] for item in listed["items"]] == [created["run_id"]]
 
+        kept = browser.cookies[SESSION_COOKIE]
         signed_out = browser.delete("/session")
         assert signed_out.status_code == 204
         assert not browser.cookies.get(SESSION_COOKIE)
         assert_unauthorized(browser.get("/session"))
         assert_unauthorized(browser.get("/v1/coverage-runs"))
+        assert session_rows(conn, world) == [(uuid.UUID(content["session_id"]), True)]
+
+    # Signing out ended the session on the server: a copy of the cookie taken before
+    # is worth nothing, although its signature is still valid.
+    with httpx.Client(base_url=live_server, timeout=30, cookies={SESSION_COOKIE: kept}) as copy:
+        assert_unauthorized(copy.get("/session"))
+        assert_unauthorized(copy.get("/v1/coverage-runs"))
+        assert_unauthorized(copy.post("/v1/coverage-runs", json=PERIOD))
 
 
 def test_session_ends_when_its_key_is_revoked(
@@ -1137,20 +1161,20 @@ def test_session_ends_when_its_key_is_revoked(
         revoke_api_key(conn, world.key_id)
         assert_unauthorized(browser.get("/v1/coverage-runs"))
         assert_unauthorized(browser.get("/session"))
+    # Revoking the key ended its sessions on the server too.
+    assert [ended for _, ended in session_rows(conn, world)] == [True]
 
 
 def test_a_forged_session_cookie_is_401(live_server: str, world: World, other: World) -> None:
-    """Swapping another tenant's key into a signed cookie breaks the signature."""
+    """Swapping another tenant's live session into a signed cookie breaks the signature."""
+    with httpx.Client(base_url=live_server, timeout=30) as theirs:
+        assert theirs.post("/session", json={"api_key": other.key}).status_code == 204
+        their_payload = theirs.cookies[SESSION_COOKIE].split(".")[0]
     with httpx.Client(base_url=live_server, timeout=30) as browser:
         assert browser.post("/session", json={"api_key": world.key}).status_code == 204
         value = browser.cookies[SESSION_COOKIE]
         _, *signature = value.split(".")
-        payload = base64.b64encode(
-            json.dumps(
-                {"tenant_id": str(other.tenant), "key_hash": key_hash(other.key).hex()}
-            ).encode()
-        ).decode()
-        forged = ".".join([payload, *signature])
+        forged = ".".join([their_payload, *signature])
     with httpx.Client(
         base_url=live_server, timeout=30, cookies={SESSION_COOKIE: forged}
     ) as attacker:

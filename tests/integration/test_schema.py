@@ -65,6 +65,7 @@ CONTRACT = {
     },
     "api_key": {"tenant_id", "id", "name", "key_hash", "created_at", "revoked_at"},
     "idempotency_key": {"tenant_id", "key", "request_hash", "run_id", "created_at"},
+    "api_session": {"tenant_id", "id", "key_id", "created_at", "expires_at", "ended_at"},
     "report_pipeline_coverage_fact": {
         "run_id",
         "tenant_id",

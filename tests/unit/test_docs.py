@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,3 +60,12 @@ def test_global_options_and_settings_are_in_the_readme() -> None:
         "TEST_DATABASE_URL",
     ):
         assert text in README
+
+
+def test_every_setting_of_the_server_is_in_the_api_docs() -> None:
+    config = (ROOT / "src" / "pipeline_coverage" / "config.py").read_text(encoding="utf-8")
+    api_docs = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+    names = set(re.findall(r'"(PIPELINE_COVERAGE_[A-Z_]+)"', config))
+    assert "PIPELINE_COVERAGE_MAX_BODY_BYTES" in names
+    for name in sorted(names - {"PIPELINE_COVERAGE_DATA_DIR"}):
+        assert f"`{name}`" in api_docs, f"docs/api.md does not document {name}"

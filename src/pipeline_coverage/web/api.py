@@ -25,11 +25,12 @@ from pipeline_coverage.reports.pipeline_coverage import (
 )
 from pipeline_coverage.sql import query
 from pipeline_coverage.web.cache import Rendered, RunCache
-from pipeline_coverage.web.deps import Caller, Conn
+from pipeline_coverage.web.deps import Caller, Conn, RunSlot
 from pipeline_coverage.web.problems import ProblemError, field_problem
 from pipeline_coverage.web.schemas import (
     CreatedRun,
     History,
+    IsoDate,
     Point,
     PrincipalType,
     Problem,
@@ -42,7 +43,7 @@ from pipeline_coverage.web.schemas import (
 router = APIRouter(prefix="/v1", tags=["coverage"])
 
 _PROBLEMS: dict[int | str, dict[str, Any]] = {
-    status: {"model": Problem} for status in (400, 401, 404, 409, 422, 503)
+    status: {"model": Problem} for status in (400, 401, 404, 409, 413, 422, 429, 503)
 }
 
 
@@ -91,6 +92,7 @@ def _compute(conn: Any, tenant_id: uuid.UUID, body: RunRequest) -> uuid.UUID:
 def create_run(
     body: RunRequest,
     caller: Caller,
+    _slot: RunSlot,
     conn: Conn,
     response: Response,
     idempotency_key: Annotated[
@@ -172,8 +174,8 @@ def list_coverage_runs(
     conn: Conn,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
-    period_start: dt.date | None = None,
-    period_end: dt.date | None = None,
+    period_start: IsoDate | None = None,
+    period_end: IsoDate | None = None,
     mode: Annotated[str | None, Query(pattern="^(single|batch)$")] = None,
 ) -> RunPage:
     """Cursor pagination: pass the previous page's ``next_cursor`` as ``cursor``."""
@@ -238,8 +240,8 @@ def coverage_history(
     conn: Conn,
     principal_type: PrincipalType,
     principal_id: uuid.UUID,
-    period_start: dt.date,
-    period_end: dt.date,
+    period_start: IsoDate,
+    period_end: IsoDate,
     pipeline_id: uuid.UUID | None = None,
 ) -> History:
     """Rows for all pipelines unless ``pipeline_id`` picks one, oldest run first."""

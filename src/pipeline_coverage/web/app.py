@@ -15,21 +15,27 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import psycopg
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
-from psycopg_pool import ConnectionPool
+from psycopg_pool import PoolTimeout
 from starlette.middleware.sessions import SessionMiddleware
 
+from pipeline_coverage.apikeys import SESSION_LIFETIME_SECONDS
 from pipeline_coverage.config import WebSettings
 from pipeline_coverage.web import api, dashboard, problems
 from pipeline_coverage.web.cache import RunCache
 from pipeline_coverage.web.deps import get_pool
+from pipeline_coverage.web.limits import BodyLimit, RetryLostConnection, SecurityHeaders, TenantRuns
+from pipeline_coverage.web.pool import LivePool
 from pipeline_coverage.web.problems import ProblemError
 from pipeline_coverage.web.schemas import Health
 
 access_log = logging.getLogger("pipeline_coverage.access")
 SESSION_COOKIE = "pipeline_coverage_session"
+#: The pool's connections say who they are in pg_stat_activity.
+APPLICATION_NAME = "pipeline-coverage-api"
 
 
 def create_app(database_url: str, settings: WebSettings, *, open_pool: bool = True) -> FastAPI:
@@ -37,16 +43,19 @@ def create_app(database_url: str, settings: WebSettings, *, open_pool: bool = Tr
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool: ConnectionPool[Any] = ConnectionPool(
+        # A connection the server ended (a restart, pg_terminate_backend) is found and
+        # replaced when it is taken from the pool, not by the request using it.
+        pool = LivePool(
             database_url,
             min_size=1,
             max_size=settings.pool_size,
-            kwargs={"application_name": "pipeline-coverage-api"},
+            kwargs={"application_name": APPLICATION_NAME},
             open=False,
         )
         pool.open(wait=open_pool, timeout=10)
         app.state.pool = pool
         app.state.db_slots = anyio.Semaphore(settings.pool_size)
+        app.state.tenant_runs = TenantRuns(settings.tenant_runs, settings.queue_seconds)
         try:
             yield
         finally:
@@ -66,15 +75,19 @@ def create_app(database_url: str, settings: WebSettings, *, open_pool: bool = Tr
     app.state.settings = settings
     app.state.run_cache = RunCache(settings.run_cache_seconds)
     problems.install(app)
+    # Innermost first: a lost connection is retried inside everything else.
+    app.add_middleware(RetryLostConnection)
     app.add_middleware(
         SessionMiddleware,
         secret_key=settings.secret_key,
         session_cookie=SESSION_COOKIE,
-        max_age=8 * 3600,
+        max_age=SESSION_LIFETIME_SECONDS,
         same_site="strict",
         https_only=settings.secure_cookies,
     )
     app.middleware("http")(_access_log)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders)
     app.include_router(api.router)
     app.include_router(dashboard.router)
     app.mount("/static", StaticFiles(packages=[("pipeline_coverage.web", "static")]), name="static")
@@ -91,12 +104,17 @@ def create_app(database_url: str, settings: WebSettings, *, open_pool: bool = Tr
         responses={503: {"model": problems.Problem}},
     )
     def readyz(request: Request) -> Health:
-        try:
-            with get_pool(request).connection(timeout=2) as conn:
-                conn.execute("SELECT 1")
-        except Exception as exc:
-            raise ProblemError(503, "the database is not reachable") from exc
-        return Health(status="ok")
+        # Twice: a pooled connection the server has just ended is no sign of an outage.
+        for _ in range(2):
+            try:
+                with get_pool(request).connection(timeout=2) as conn:
+                    conn.execute("SELECT 1")
+                return Health(status="ok")
+            except PoolTimeout as exc:
+                raise ProblemError(503, "the database is not reachable") from exc
+            except psycopg.Error:
+                continue
+        raise ProblemError(503, "the database is not reachable")
 
     app.openapi = lambda: _openapi_with_problem_media_type(app)  # type: ignore[method-assign]
     return app

@@ -1,8 +1,9 @@
 """The dashboard at ``/``: sign in with an API key, see and refresh coverage.
 
-Signing in with a key sets a signed, HttpOnly, SameSite=Strict session cookie that
-holds the key's tenant and hash (never the key, never in a URL); the page's script
-then calls the same ``/v1`` API as any other client.
+Signing in with a key opens a session kept on the server and sets a signed, HttpOnly,
+SameSite=Strict cookie that names it (never the key, never in a URL); the page's
+script then calls the same ``/v1`` API as any other client. Signing out, or revoking
+the key, ends the session at once.
 """
 
 from __future__ import annotations
@@ -13,9 +14,16 @@ from importlib import resources
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
-from pipeline_coverage.apikeys import authenticate, key_hash
+from pipeline_coverage.apikeys import end_session, start_session
 from pipeline_coverage.reports.pipeline_coverage import quarter_of
-from pipeline_coverage.web.deps import SESSION_KEY_HASH, SESSION_TENANT, Caller, Conn, Settings
+from pipeline_coverage.web.deps import (
+    SESSION_ID,
+    SESSION_TENANT,
+    Caller,
+    Conn,
+    Settings,
+    session_of,
+)
 from pipeline_coverage.web.problems import ProblemError
 from pipeline_coverage.web.schemas import Session, SignIn
 
@@ -30,14 +38,14 @@ def page() -> HTMLResponse:
 
 @router.post("/session", status_code=204)
 def sign_in(body: SignIn, request: Request, conn: Conn) -> Response:
-    principal = authenticate(conn, body.api_key)
-    if principal is None:
+    session = start_session(conn, body.api_key)
+    if session is None:
         raise ProblemError(401, "unknown or revoked API key")
-    # The signed cookie keeps the key's tenant and hash, never the key itself: a
-    # stolen cookie cannot be turned into a key, and revoking the key ends it.
+    # The signed cookie names a session kept on the server, never the key: a stolen
+    # cookie cannot be turned into a key, and signing out or revoking the key ends it.
     request.session.clear()
-    request.session[SESSION_TENANT] = str(principal.tenant_id)
-    request.session[SESSION_KEY_HASH] = key_hash(body.api_key).hex()
+    request.session[SESSION_TENANT] = str(session.principal.tenant_id)
+    request.session[SESSION_ID] = str(session.id)
     return Response(status_code=204)
 
 
@@ -55,6 +63,9 @@ def session(caller: Caller, settings: Settings) -> Session:
 
 
 @router.delete("/session", status_code=204)
-def sign_out(request: Request) -> Response:
+def sign_out(request: Request, conn: Conn) -> Response:
+    found = session_of(request)
+    if found is not None:
+        end_session(conn, *found)
     request.session.clear()
     return Response(status_code=204)

@@ -6,17 +6,19 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
 
+import anyio
 import psycopg
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from pipeline_coverage.apikeys import Principal, authenticate, authenticate_hash
+from pipeline_coverage.apikeys import Principal, authenticate, authenticate_session
 from pipeline_coverage.config import WebSettings
+from pipeline_coverage.web.limits import TenantRuns, admitted
 from pipeline_coverage.web.problems import ProblemError
 
 SESSION_TENANT = "tenant_id"
-SESSION_KEY_HASH = "key_hash"
+SESSION_ID = "session_id"
 #: How long a request waits for a database connection before answering 503.
 POOL_TIMEOUT = 5.0
 bearer = HTTPBearer(auto_error=False, description="A tenant API key: `pcov_...`.")
@@ -33,27 +35,26 @@ def get_settings(request: Request) -> WebSettings:
 
 
 async def admission(request: Request) -> AsyncIterator[None]:
-    """Wait (without holding a worker thread) for one of the pool's connections.
-
-    Sync routes run in a thread pool; if more requests than connections each took a
-    thread and then blocked on the pool, the requests holding connections could find
-    no thread left to run in. Admitting at most ``pool_size`` requests at a time to
-    the database part keeps threads for the ones that can make progress.
-    """
-    async with request.app.state.db_slots:
+    """One of the database slots for the rest of the request (see ``limits.admitted``)."""
+    async with admitted(request):
         yield
+
+
+def _connection(pool: ConnectionPool[Any]) -> psycopg.Connection[Any]:
+    try:
+        conn: psycopg.Connection[Any] = pool.getconn(timeout=POOL_TIMEOUT)
+    except PoolTimeout as exc:
+        raise ProblemError(
+            503, "the database is not available right now", headers={"Retry-After": "5"}
+        ) from exc
+    return conn
 
 
 def get_conn(
     _: Annotated[None, Depends(admission)],
     pool: Annotated[ConnectionPool[Any], Depends(get_pool)],
 ) -> Iterator[Any]:
-    try:
-        conn = pool.getconn(timeout=POOL_TIMEOUT)
-    except PoolTimeout as exc:
-        raise ProblemError(
-            503, "the database is not available right now", headers={"Retry-After": "5"}
-        ) from exc
+    conn = _connection(pool)
     try:
         yield conn
     finally:
@@ -64,15 +65,15 @@ Conn = Annotated[psycopg.Connection[Any], Depends(get_conn)]
 Settings = Annotated[WebSettings, Depends(get_settings)]
 
 
-def _session_key(request: Request) -> tuple[uuid.UUID, bytes] | None:
-    """The tenant and key hash a dashboard session holds, if it holds any."""
+def session_of(request: Request) -> tuple[uuid.UUID, uuid.UUID] | None:
+    """The tenant and session id a dashboard cookie holds, if it holds any."""
     if "session" not in request.scope:
         return None
-    tenant, hashed = request.session.get(SESSION_TENANT), request.session.get(SESSION_KEY_HASH)
-    if not isinstance(tenant, str) or not isinstance(hashed, str):
+    tenant, session = request.session.get(SESSION_TENANT), request.session.get(SESSION_ID)
+    if not isinstance(tenant, str) or not isinstance(session, str):
         return None
     try:
-        return uuid.UUID(tenant), bytes.fromhex(hashed)
+        return uuid.UUID(tenant), uuid.UUID(session)
     except ValueError:
         return None
 
@@ -81,23 +82,51 @@ def _unauthorized(detail: str) -> ProblemError:
     return ProblemError(401, detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-def get_principal(
+async def get_principal(
     request: Request,
-    conn: Conn,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
-    """The tenant of the Bearer key, or of the dashboard's session; 401 otherwise."""
-    if credentials is not None:
-        principal = authenticate(conn, credentials.credentials)
-    else:
-        session = _session_key(request)
+    """The tenant of the Bearer key, or of the dashboard's session; 401 otherwise.
+
+    Authentication takes a database slot and a connection of its own and gives both
+    back at once, so a request that then waits (for its tenant's run slot, say) holds
+    nothing anyone else needs.
+    """
+    session = None
+    if credentials is None:
+        session = session_of(request)
         if session is None:
             raise _unauthorized("an API key is required: 'Authorization: Bearer <key>'")
-        principal = authenticate_hash(conn, *session)
+
+    def check() -> Principal | None:
+        pool = get_pool(request)
+        conn = _connection(pool)
+        try:
+            if credentials is not None:
+                return authenticate(conn, credentials.credentials)
+            assert session is not None
+            return authenticate_session(conn, *session)
+        finally:
+            pool.putconn(conn)
+
+    async with admitted(request):
+        principal = await anyio.to_thread.run_sync(check)
     if principal is None:
-        raise _unauthorized("unknown or revoked API key")
+        raise _unauthorized(
+            "unknown or revoked API key" if session is None else "the session has ended"
+        )
     request.state.tenant_id = principal.tenant_id
     return principal
 
 
 Caller = Annotated[Principal, Depends(get_principal)]
+
+
+async def run_slot(request: Request, caller: Caller) -> AsyncIterator[None]:
+    """One of the caller's tenant's run slots, for computing a run (429 when busy)."""
+    runs: TenantRuns = request.app.state.tenant_runs
+    async with runs.slot(caller.tenant_id):
+        yield
+
+
+RunSlot = Annotated[None, Depends(run_slot)]

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipeline_coverage.errors import (
+    ConnectionLostError,
     InputError,
     NotFoundError,
     PipelineCoverageError,
@@ -18,9 +19,22 @@ from pipeline_coverage.errors import (
 )
 from pipeline_coverage.web.schemas import FieldProblem, Problem
 
-__all__ = ["MEDIA_TYPE", "Problem", "ProblemError", "field_problem", "install"]
+__all__ = [
+    "CONNECTION_LOST",
+    "MAX_REPORTED_ERRORS",
+    "MEDIA_TYPE",
+    "Problem",
+    "ProblemError",
+    "field_problem",
+    "install",
+]
 
 MEDIA_TYPE = "application/problem+json"
+#: At most this many invalid fields are listed in a 422; ``detail`` counts the rest.
+MAX_REPORTED_ERRORS = 20
+#: Set in the request scope when the answer is a 503 for a lost database connection
+#: (``limits.RetryLostConnection`` then runs a GET once more).
+CONNECTION_LOST = "pipeline_coverage.connection_lost"
 _TITLES = {
     400: "Bad request",
     401: "Unauthorized",
@@ -28,8 +42,10 @@ _TITLES = {
     405: "Method not allowed",
     406: "Not acceptable",
     409: "Conflict",
+    413: "Content too large",
     415: "Unsupported media type",
     422: "Unprocessable content",
+    429: "Too many requests",
     500: "Internal server error",
     503: "Service unavailable",
 }
@@ -85,7 +101,7 @@ def field_problem(message: str) -> FieldProblem:
 
 def _location(loc: tuple[Any, ...]) -> str:
     parts = [str(part) for part in loc if part not in ("body", "query", "path", "header")]
-    return ".".join(parts) or "body"
+    return (".".join(parts) or "body")[:100]  # an unknown key may be any length
 
 
 def install(app: FastAPI) -> None:
@@ -97,16 +113,19 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        found = exc.errors()
         errors = [
             FieldProblem(
                 field="body"
                 if error.get("type") == "json_invalid"
                 else _location(tuple(error.get("loc", ()))),
-                message=error["msg"],
+                message=str(error["msg"])[:200],
             )
-            for error in exc.errors()
+            for error in found[:MAX_REPORTED_ERRORS]
         ]
         detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
+        if len(found) > len(errors):
+            detail += f" (and {len(found) - len(errors)} more)"
         return problem_response(request, 422, detail, errors)
 
     @app.exception_handler(NotFoundError)
@@ -121,6 +140,14 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(InputError)
     async def _input(request: Request, exc: InputError) -> JSONResponse:
         return problem_response(request, 422, str(exc), [field_problem(str(exc))])
+
+    @app.exception_handler(ConnectionLostError)
+    async def _lost(request: Request, exc: ConnectionLostError) -> JSONResponse:
+        log.warning("database connection lost: %s", exc)
+        request.scope[CONNECTION_LOST] = True
+        return problem_response(
+            request, 503, "the database is not available right now", headers={"Retry-After": "1"}
+        )
 
     @app.exception_handler(PipelineCoverageError)
     async def _failure(request: Request, exc: PipelineCoverageError) -> JSONResponse:

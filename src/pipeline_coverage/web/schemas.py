@@ -7,28 +7,33 @@ rounds money through a float.
 from __future__ import annotations
 
 import datetime as dt
-import re
 import uuid
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from pipeline_coverage.reports.pipeline_coverage import CoverageRow, CoverageRun, HistoryPoint
+from pipeline_coverage.errors import ValidationError
+from pipeline_coverage.reports.pipeline_coverage import (
+    CoverageRow,
+    CoverageRun,
+    HistoryPoint,
+    parse_date,
+)
 
 Amount = Annotated[str, Field(pattern=r"^\d+(\.\d+)?$", examples=["1250.50"])]
 PrincipalType = Literal["USER", "GROUP"]
 
 
-def _iso_date_text(value: Any) -> Any:
-    """Only "YYYY-MM-DD" text (or a date) is a date here: not 0, not a datetime."""
-    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-        return value
-    if isinstance(value, str) and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
-        return value
-    raise ValueError("must be a date as YYYY-MM-DD")
+def _iso_date(value: Any) -> dt.date:
+    """The core's one date parser: "YYYY-MM-DD" text (or a date); not 0, not a datetime."""
+    try:
+        return parse_date(value, "date")
+    except ValidationError:
+        raise ValueError("must be a date as YYYY-MM-DD") from None
 
 
-IsoDate = Annotated[dt.date, BeforeValidator(_iso_date_text)]
+#: A date in a body or a query string alike.
+IsoDate = Annotated[dt.date, BeforeValidator(_iso_date)]
 
 
 def _text(value: object) -> str | None:

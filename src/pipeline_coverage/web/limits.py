@@ -1,0 +1,228 @@
+"""What keeps one bad or greedy client from hurting the others.
+
+- ``BodyLimit``: a request body over ``max_body_bytes`` is refused with 413 before
+  anything parses it (by its Content-Length, or as soon as a streamed body passes it).
+- ``admitted``: at most ``pool_size`` requests use the database at once; the others
+  queue (without holding a thread) for at most ``queue_seconds``, then get 429.
+- ``TenantRuns``: one tenant computes at most ``tenant_runs`` runs at once, so a burst
+  of heavy requests from one tenant queues on its own slots, not on everyone's.
+- ``RetryLostConnection``: a GET or HEAD that failed because its database connection
+  broke is run once more, on a fresh connection.
+- ``SecurityHeaders``: nosniff, no referrer, no framing, and a Content-Security-Policy
+  that lets pages load only the package's own scripts and styles.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pipeline_coverage.web.problems import CONNECTION_LOST, ProblemError, problem_response
+
+log = logging.getLogger("pipeline_coverage.web")
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_SAFE_METHODS = frozenset({"GET", "HEAD"})
+
+
+def too_many(detail: str, retry_after: float) -> ProblemError:
+    return ProblemError(429, detail, headers={"Retry-After": str(max(1, math.ceil(retry_after)))})
+
+
+class BodyLimit:
+    """Refuse request bodies over ``limit`` bytes with 413, reading no more than that."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > self.limit:
+            await self._refuse(scope, receive, send)
+            return
+        # Read the body here (at most ``limit`` bytes), then hand it on unchanged.
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                await self._refuse(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem_response(
+            Request(scope),
+            413,
+            f"the request body is larger than {self.limit} bytes",
+            headers={"Connection": "close"},
+        )
+        await response(scope, receive, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+@asynccontextmanager
+async def admitted(request: Request) -> AsyncIterator[None]:
+    """Hold one of the ``pool_size`` database slots; 429 after ``queue_seconds``.
+
+    Sync routes run in a thread pool; if more requests than connections each took a
+    thread and then blocked on the pool, the requests holding connections could find
+    no thread left to run in. Queuing here, in the event loop, keeps threads for the
+    requests that can make progress, and the bounded wait keeps the queue short.
+    """
+    slots: anyio.Semaphore = request.app.state.db_slots
+    wait: float = request.app.state.settings.queue_seconds
+    await _acquire(slots, wait, "the server is busy; retry later")
+    try:
+        yield
+    finally:
+        slots.release()
+
+
+async def _acquire(semaphore: anyio.Semaphore, wait: float, busy: str) -> None:
+    """Take ``semaphore``, waiting at most ``wait`` seconds; 429 past that."""
+    with anyio.move_on_after(wait) as waiting:
+        await semaphore.acquire()
+    if waiting.cancelled_caught:
+        raise too_many(busy, wait)
+
+
+class TenantRuns:
+    """At most ``limit`` runs in progress per tenant; others wait up to ``wait`` seconds.
+
+    All state lives on the event loop's thread, so no lock is needed; a tenant's entry
+    is dropped when nobody holds or waits for it.
+    """
+
+    def __init__(self, limit: int, wait: float) -> None:
+        self.limit = limit
+        self.wait = wait
+        self._slots: dict[uuid.UUID, anyio.Semaphore] = {}
+        self._users: dict[uuid.UUID, int] = {}
+
+    @asynccontextmanager
+    async def slot(self, tenant_id: uuid.UUID) -> AsyncIterator[None]:
+        semaphore = self._slots.setdefault(tenant_id, anyio.Semaphore(self.limit))
+        self._users[tenant_id] = self._users.get(tenant_id, 0) + 1
+        try:
+            busy = f"this tenant already has {self.limit} runs in progress; retry later"
+            await _acquire(semaphore, self.wait, busy)
+            try:
+                yield
+            finally:
+                semaphore.release()
+        finally:
+            self._users[tenant_id] -= 1
+            if not self._users[tenant_id]:
+                del self._users[tenant_id], self._slots[tenant_id]
+
+    def in_use(self) -> int:
+        """How many tenants hold or wait for a slot (for tests and diagnostics)."""
+        return len(self._slots)
+
+
+class RetryLostConnection:
+    """Run a GET or HEAD once more when its answer was a 503 for a lost connection.
+
+    The first attempt's response is held back, never sent: the client sees only the
+    retry's. By then the first attempt has returned its broken connection to the pool,
+    which discards it.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in _SAFE_METHODS:
+            await self.app(scope, receive, send)
+            return
+
+        async def first_send(message: Message) -> None:
+            if not scope.get(CONNECTION_LOST):
+                await send(message)
+
+        await self.app(scope, receive, first_send)
+        if scope.pop(CONNECTION_LOST, False):
+            log.warning(
+                "retrying %s %s: its database connection was lost", scope["method"], scope["path"]
+            )
+            await self.app(scope, receive, send)
+
+
+#: Pages may load only the package's own scripts, styles and images, talk only to
+#: this origin, and never be framed.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+#: The interactive API docs load Swagger UI from a CDN with inline scripts: they keep
+#: only the framing rule.
+_DOCS_PATHS = ("/docs", "/redoc")
+
+
+class SecurityHeaders:
+    """Add the security headers to every response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        docs = scope["path"].startswith(_DOCS_PATHS)
+        policy = "frame-ancestors 'none'" if docs else CONTENT_SECURITY_POLICY
+        extra = [
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"no-referrer"),
+            (b"x-frame-options", b"DENY"),
+            (b"content-security-policy", policy.encode()),
+        ]
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", ())}
+                headers: list[Any] = list(message.get("headers", ()))
+                headers += [(name, value) for name, value in extra if name not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
