@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline_coverage.loader import columns
-from pipeline_coverage.reports.pipeline_coverage import add_months, quarter_of
+from pipeline_coverage.periods import add_months, quarter_of
 
 STAGES = (
     ("Prospecting", "NOT_STARTED", 10, 10),

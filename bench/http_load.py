@@ -15,8 +15,10 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import httpx
@@ -27,7 +29,8 @@ from psycopg.conninfo import make_conninfo
 from pipeline_coverage import run_pipeline_coverage_batch
 from pipeline_coverage.apikeys import create_api_key
 from pipeline_coverage.db import migrate
-from pipeline_coverage.reports.pipeline_coverage import quarter_of
+from pipeline_coverage.periods import quarter_of
+from pipeline_coverage.web.app import APPLICATION_NAME
 
 HTTP_DB = "pipeline_coverage_bench_http"
 
@@ -212,6 +215,8 @@ def run_http_load(
                 raise RuntimeError("the server did not become ready")
             time.sleep(0.2)
         results = asyncio.run(_load(base, key, run_id, users, (start, end), clients, seconds))
+        healthz_ms, refused_ms = _healthz_while_refusing(base)
+        lost_errors = _errors_after_connections_end(base, url, key, run_id)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -244,8 +249,70 @@ def run_http_load(
             "0",
             not results.errors,
         ),
+        (
+            "HTTP /healthz while a 5 MB body is refused: p50 / max",
+            f"{pct(healthz_ms, 0.5):.1f} / {max(healthz_ms):.1f} ms ({len(healthz_ms)}); "
+            f"413 in {refused_ms:.0f} ms",
+            "max <= 100 ms",
+            max(healthz_ms) <= 100,
+        ),
+        (
+            "HTTP errors in the 20 requests after every pooled connection is terminated",
+            str(lost_errors),
+            "0",
+            lost_errors == 0,
+        ),
     ]
     return figures
+
+
+def _healthz_while_refusing(base: str) -> tuple[list[float], float]:
+    """Time /healthz while a 5 MB body streams in and is refused (no Content-Length,
+    so the server reads up to its limit before it can refuse)."""
+    refused_ms: list[float] = []
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(80):
+            yield b"k" * 65_536
+
+    def refuse() -> None:
+        started = time.perf_counter()
+        response = httpx.post(f"{base}/session", content=chunks(), timeout=60)
+        refused_ms.append((time.perf_counter() - started) * 1000)
+        if response.status_code != 413:
+            raise RuntimeError(f"a 5 MB body got {response.status_code}, not 413")
+
+    samples: list[float] = []
+    with httpx.Client(base_url=base, timeout=30) as client:
+        for _ in range(5):
+            refusing = threading.Thread(target=refuse)
+            refusing.start()
+            while refusing.is_alive():
+                started = time.perf_counter()
+                client.get("/healthz").raise_for_status()
+                samples.append((time.perf_counter() - started) * 1000)
+            refusing.join()
+    return samples, statistics.median(refused_ms)
+
+
+def _errors_after_connections_end(base: str, url: str, key: str, run_id: uuid.UUID) -> int:
+    """Terminate every connection of the server, then count failures among the next 20
+    requests (reads of a run, run lists, /readyz)."""
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND application_name = %s",
+            (APPLICATION_NAME,),
+        )
+    errors = 0
+    with httpx.Client(
+        base_url=base, timeout=30, headers={"Authorization": f"Bearer {key}"}
+    ) as client:
+        for n in range(20):
+            path = ("/readyz", f"/v1/coverage-runs/{run_id}", "/v1/coverage-runs")[n % 3]
+            if client.get(path, headers={"Cache-Control": "no-cache"}).status_code >= 300:
+                errors += 1
+    return errors
 
 
 def main() -> None:

@@ -1,8 +1,9 @@
 """Pipeline coverage reports for a multi-tenant CRM on PostgreSQL.
 
 Public API: the seed's ``run_pipeline_coverage_report``, the batch
-``run_pipeline_coverage_batch`` and the readers of stored runs. Each takes the
-caller's psycopg 3 or psycopg2 connection.
+``run_pipeline_coverage_batch``, ``run_coverage`` (either, from a validated
+``coverage_request``, with an optional idempotency key), and the readers of stored
+runs and their drill-down. Each takes the caller's psycopg 3 or psycopg2 connection.
 """
 
 from pipeline_coverage.errors import (
@@ -15,30 +16,52 @@ from pipeline_coverage.errors import (
     SchemaError,
     ValidationError,
 )
-from pipeline_coverage.reports.pipeline_coverage import (
-    CoverageRow,
-    CoverageRun,
-    get_run,
-    list_runs,
-    prune_runs,
+from pipeline_coverage.reports.coverage import (
+    CoverageRequest,
+    IdempotencyConflictError,
+    RunOutcome,
+    coverage_request,
+    run_coverage,
     run_pipeline_coverage_batch,
     run_pipeline_coverage_report,
+)
+from pipeline_coverage.store import (
+    CoverageRow,
+    CoverageRun,
+    DealCredit,
+    Exclusion,
+    HistoryPoint,
+    get_run,
+    list_runs,
+    principal_history,
+    prune_runs,
+    run_deals,
 )
 
 __all__ = [
     "ConnectionLostError",
+    "CoverageRequest",
     "CoverageRow",
     "CoverageRun",
     "DatabaseError",
+    "DealCredit",
+    "Exclusion",
+    "HistoryPoint",
+    "IdempotencyConflictError",
     "InputError",
     "LoadError",
     "NotFoundError",
     "PipelineCoverageError",
+    "RunOutcome",
     "SchemaError",
     "ValidationError",
+    "coverage_request",
     "get_run",
     "list_runs",
+    "principal_history",
     "prune_runs",
+    "run_coverage",
+    "run_deals",
     "run_pipeline_coverage_batch",
     "run_pipeline_coverage_report",
 ]

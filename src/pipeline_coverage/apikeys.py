@@ -17,8 +17,8 @@ from typing import Any
 
 from pipeline_coverage.db.connection import as_uuid, unit_of_work
 from pipeline_coverage.errors import NotFoundError, ValidationError
-from pipeline_coverage.reports.pipeline_coverage import parse_uuid
 from pipeline_coverage.sql import query
+from pipeline_coverage.validation import parse_uuid
 
 PREFIX = "pcov"
 #: How long a dashboard session lasts at most (signing out or revoking ends it sooner).

@@ -12,7 +12,7 @@ import signal
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from types import FrameType
@@ -32,8 +32,13 @@ from pipeline_coverage.db.connection import connect
 from pipeline_coverage.db.embedded import embedded_server
 from pipeline_coverage.errors import InputError, LoadError, PipelineCoverageError, ValidationError
 from pipeline_coverage.loader import load_directory
+from pipeline_coverage.metrics import HEADLINE, NAMES, parse_columns
 from pipeline_coverage.render import (
     FORMATS,
+    deals_csv,
+    deals_json,
+    deals_table,
+    exclusion_lines,
     make_console,
     run_csv,
     run_json,
@@ -42,15 +47,24 @@ from pipeline_coverage.render import (
     runs_json,
     runs_table,
 )
-from pipeline_coverage.reports.pipeline_coverage import (
+from pipeline_coverage.reports.coverage import (
+    coverage_request,
+    run_coverage,
+    run_pipeline_coverage_batch,
+)
+from pipeline_coverage.store import (
     MAX_LIST_LIMIT,
     MAX_RETENTION_DAYS,
     get_run,
     list_runs,
-    parse_date,
     prune_runs,
-    run_pipeline_coverage_batch,
-    run_pipeline_coverage_report,
+    run_deals,
+)
+from pipeline_coverage.validation import (
+    DEFAULT_LOOKBACK_DAYS,
+    MAX_LOOKBACK_DAYS,
+    TARGET_MATCHES,
+    parse_date,
 )
 
 PROG = "pipeline-coverage"
@@ -220,6 +234,17 @@ def _file_progress(console: Any) -> Iterator[Any]:
         yield update
 
 
+COLUMNS_OPTION = click.option(
+    "--columns",
+    metavar="NAMES",
+    help="Table columns: metric names, comma-separated (default: "
+    + ",".join(HEADLINE)
+    + "; every metric: "
+    + ",".join(NAMES)
+    + ").",
+)
+
+
 @cli.command()
 @click.option("--tenant", "tenant_id", type=click.UUID, required=True, help="Tenant id.")
 @click.option("--period-start", type=ISO_DATE, required=True, help="First day of the period.")
@@ -243,6 +268,27 @@ def _file_progress(console: Any) -> Iterator[Any]:
 )
 @click.option("--pipeline", "pipeline_id", type=click.UUID, help="Only this pipeline.")
 @click.option("--by-pipeline", is_flag=True, help="With --all: one row per principal and pipeline.")
+@click.option(
+    "--as-of",
+    type=ISO_DATE,
+    help="The day the run is as of: open deals dated before it are past due [default: today].",
+)
+@click.option(
+    "--target-match",
+    type=click.Choice(TARGET_MATCHES),
+    default="exact",
+    show_default=True,
+    help="exact: targets of exactly this period; within: every target inside it "
+    "(monthly targets for a quarter).",
+)
+@click.option(
+    "--win-rate-lookback-days",
+    type=click.IntRange(1, MAX_LOOKBACK_DAYS),
+    default=DEFAULT_LOOKBACK_DAYS,
+    show_default=True,
+    help="The win rate counts deals closed this many days before the period.",
+)
+@COLUMNS_OPTION
 @FORMAT_OPTION
 def run(
     tenant_id: uuid.UUID,
@@ -253,6 +299,10 @@ def run(
     everyone: bool,
     pipeline_id: uuid.UUID | None,
     by_pipeline: bool,
+    as_of: dt.date | None,
+    target_match: str,
+    win_rate_lookback_days: int,
+    columns: str | None,
     output_format: str,
 ) -> None:
     """Compute a coverage run, store it, and print it."""
@@ -263,34 +313,70 @@ def run(
         raise click.UsageError("give --principal-type and --principal-id, or --all")
     if by_pipeline and not everyone:
         raise click.UsageError("--by-pipeline goes with --all")
+    chosen = parse_columns(columns) if columns else HEADLINE
+    request = coverage_request(
+        tenant_id,
+        period_start,
+        period_end,
+        principal_type.upper() if principal_type else None,
+        principal_id,
+        pipeline_id,
+        by_pipeline=by_pipeline,
+        as_of=as_of,
+        target_match=target_match,
+        win_rate_lookback_days=win_rate_lookback_days,
+    )
     conn = _app().connection()
-    if everyone:
-        with _working(make_console(), "computing coverage for every rep and team"):
-            run_id = run_pipeline_coverage_batch(
-                conn, tenant_id, period_start, period_end, pipeline_id, by_pipeline=by_pipeline
-            )
-    else:
-        assert principal_type is not None
-        assert principal_id is not None
-        run_id = run_pipeline_coverage_report(
-            conn,
-            tenant_id,
-            period_start,
-            period_end,
-            principal_type.upper(),
-            principal_id,
-            pipeline_id,
-        )
-    _print_run(get_run(conn, run_id), output_format)
+    with _working(make_console(), "computing coverage"):
+        outcome = run_coverage(conn, request)
+    _print_run(get_run(conn, outcome.run_id, tenant_id), output_format, chosen)
 
 
 @cli.command()
 @click.argument("run_id", type=click.UUID)
+@click.option("--tenant", "tenant_id", type=click.UUID, help="The run's tenant (a safety check).")
+@click.option("--deals", is_flag=True, help="List the deals behind the run's rows instead.")
+@click.option(
+    "--principal-type",
+    type=click.Choice(["USER", "GROUP"], case_sensitive=False),
+    help="With --deals: only this principal's deals (with --principal-id).",
+)
+@click.option("--principal-id", type=click.UUID, help="With --deals: the user's or group's id.")
+@COLUMNS_OPTION
 @FORMAT_OPTION
-def show(run_id: uuid.UUID, output_format: str) -> None:
-    """Print a stored run."""
+def show(
+    run_id: uuid.UUID,
+    tenant_id: uuid.UUID | None,
+    deals: bool,
+    principal_type: str | None,
+    principal_id: uuid.UUID | None,
+    columns: str | None,
+    output_format: str,
+) -> None:
+    """Print a stored run, or (--deals) the deals behind it."""
+    if (principal_type or principal_id) and not deals:
+        raise click.UsageError("--principal-type/--principal-id go with --deals")
+    if (principal_type is None) != (principal_id is None):
+        raise click.UsageError("--principal-type and --principal-id go together")
+    chosen = parse_columns(columns) if columns else HEADLINE
     conn = _app().connection()
-    _print_run(get_run(conn, run_id), output_format)
+    found = get_run(conn, run_id, tenant_id)
+    if not deals:
+        _print_run(found, output_format, chosen)
+        return
+    behind = run_deals(
+        conn,
+        run_id,
+        found.tenant_id,
+        principal_type=principal_type.upper() if principal_type else None,
+        principal_id=principal_id,
+    )
+    if output_format == "json":
+        click.echo(deals_json(run_id, behind))
+    elif output_format == "csv":
+        click.echo(deals_csv(behind), nl=False)
+    else:
+        make_console().print(deals_table(found, behind))
 
 
 @cli.command()
@@ -460,13 +546,17 @@ def demo(deals: int) -> None:
     )
 
 
-def _print_run(found: Any, output_format: str) -> None:
+def _print_run(found: Any, output_format: str, columns: Sequence[str] = HEADLINE) -> None:
     if output_format == "json":
         click.echo(run_json(found))
     elif output_format == "csv":
         click.echo(run_csv(found), nl=False)
     else:
-        make_console().print(run_table(found))
+        console = make_console()
+        console.print(run_table(found, columns))
+        # What the numbers leave out, whenever anything was left out (SPEC.md §8).
+        for line in exclusion_lines(found):
+            console.print(f"Note: {line}", soft_wrap=True, highlight=False)
 
 
 def _one_line(message: str) -> str:

@@ -18,7 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from pipeline_coverage.loader import columns
-from pipeline_coverage.reports.pipeline_coverage import add_months, quarter_of
+from pipeline_coverage.periods import add_months, quarter_of
 
 _NAMESPACE = uuid.UUID("6f1c7a52-3d0e-4b8e-9f51-2a7f0c9d4e11")
 

@@ -1,7 +1,8 @@
-"""One run, several shapes: a terminal table, JSON and CSV.
+"""One run, several shapes: a terminal table, JSON and CSV — all from the metric
+registry (``pipeline_coverage.metrics``), so a new metric shows everywhere at once.
 
 Money stays ``Decimal`` throughout; JSON and CSV carry it as decimal strings
-(``"1234.50"``), never floats.
+(``"1234.50"``), never floats; counts are integers.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -17,27 +18,35 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from pipeline_coverage.reports.pipeline_coverage import CoverageRow, CoverageRun
+from pipeline_coverage.metrics import BY_NAME, HEADLINE, IDENTITY, NAMES, Metric
+from pipeline_coverage.store import CoverageRow, CoverageRun, DealCredit
 
 FORMATS = ("table", "json", "csv")
 
 #: Coverage bands used to colour the table: below 1x is short, 3x and above is healthy.
 LOW_COVERAGE = Decimal(1)
 HEALTHY_COVERAGE = Decimal(3)
-
-CSV_COLUMNS = (
-    "run_id",
-    "tenant_id",
-    "period_start",
-    "period_end",
+#: The run's identity on every CSV line.
+RUN_COLUMNS = ("run_id", "tenant_id", "period_start", "period_end")
+CSV_COLUMNS = (*RUN_COLUMNS, *IDENTITY, *NAMES, "flags")
+#: A drill-down row's fields, in JSON and CSV (SPEC names).
+DEAL_COLUMNS = (
     "principal_type",
     "principal_id",
-    "principal_name",
     "pipeline_id",
-    "pipeline_name",
-    "target_amount",
-    "open_amount",
-    "coverage_ratio",
+    "deal_id",
+    "deal_name",
+    "class",
+    "credit_reason",
+    "forecast_category",
+    "probability",
+    "amount",
+    "currency",
+    "reporting_amount",
+    "placed_on",
+    "flags",
+    "stage_name",
+    "deal_pipeline_name",
 )
 
 
@@ -45,22 +54,26 @@ def _text(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-def row_dict(run: CoverageRun, row: CoverageRow) -> dict[str, str | None]:
-    """A fact row as strings (amounts as exact decimal strings), keyed like CSV_COLUMNS."""
-    return {
-        "run_id": str(run.run_id),
-        "tenant_id": str(run.tenant_id),
-        "period_start": run.period_start.isoformat(),
-        "period_end": run.period_end.isoformat(),
+def metric_value(metric: Metric, value: Any) -> Any:
+    """A metric as JSON carries it: counts as integers, money and ratios as strings."""
+    if value is None:
+        return None
+    return int(value) if metric.kind == "count" else str(value)
+
+
+def row_values(row: CoverageRow) -> dict[str, Any]:
+    """A fact row as JSON-ready values: identity, every metric, flags."""
+    values: dict[str, Any] = {
         "principal_type": row.principal_type,
         "principal_id": str(row.principal_id),
         "principal_name": row.principal_name,
         "pipeline_id": _text(row.pipeline_id),
         "pipeline_name": row.pipeline_name,
-        "target_amount": _text(row.target_amount),
-        "open_amount": str(row.open_amount),
-        "coverage_ratio": _text(row.coverage_ratio),
     }
+    for name in NAMES:
+        values[name] = metric_value(BY_NAME[name], row.values.get(name))
+    values["flags"] = list(row.flags)
+    return values
 
 
 def run_header(run: CoverageRun) -> dict[str, Any]:
@@ -78,17 +91,23 @@ def run_header(run: CoverageRun) -> dict[str, Any]:
     }
 
 
+def exclusions_values(run: CoverageRun) -> list[dict[str, Any]]:
+    return [
+        {
+            "flag": item.flag,
+            "count": item.count,
+            "amount": _text(item.amount),
+            "message": item.describe(run.currency),
+        }
+        for item in run.exclusions
+    ]
+
+
 def run_json(run: CoverageRun) -> str:
     """``{"run_id": ..., ..., "rows": [...]}`` as one JSON document."""
     document = run_header(run)
-    document["rows"] = [
-        {
-            k: v
-            for k, v in row_dict(run, row).items()
-            if k not in ("run_id", "tenant_id", "period_start", "period_end")
-        }
-        for row in run.rows
-    ]
+    document["exclusions"] = exclusions_values(run)
+    document["rows"] = [row_values(row) for row in run.rows]
     return json.dumps(document, indent=2)
 
 
@@ -100,17 +119,71 @@ def spreadsheet_safe(text: str | None) -> str | None:
     return text
 
 
+def _csv(columns: Sequence[str], lines: Iterable[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for line in lines:
+        writer.writerow({k: "|".join(v) if isinstance(v, list) else v for k, v in line.items()})
+    return buffer.getvalue()
+
+
 def run_csv(run: CoverageRun) -> str:
     """One CSV line per fact row, with a header; empty field for NULL."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in run.rows:
-        values = row_dict(run, row)
-        for name in ("principal_name", "pipeline_name"):
-            values[name] = spreadsheet_safe(values[name])
-        writer.writerow(values)
-    return buffer.getvalue()
+
+    def lines() -> Iterable[dict[str, Any]]:
+        identity = {
+            "run_id": str(run.run_id),
+            "tenant_id": str(run.tenant_id),
+            "period_start": run.period_start.isoformat(),
+            "period_end": run.period_end.isoformat(),
+        }
+        for row in run.rows:
+            values = row_values(row)
+            for name in ("principal_name", "pipeline_name"):
+                values[name] = spreadsheet_safe(values[name])
+            yield {**identity, **values}
+
+    return _csv(CSV_COLUMNS, lines())
+
+
+def deal_values(deal: DealCredit) -> dict[str, Any]:
+    """A drill-down row as JSON-ready values (SPEC names)."""
+    return {
+        "principal_type": deal.principal_type,
+        "principal_id": str(deal.principal_id),
+        "pipeline_id": _text(deal.pipeline_id),
+        "deal_id": str(deal.deal_id),
+        "deal_name": deal.deal_name,
+        "class": deal.deal_class,
+        "credit_reason": deal.credit_reason,
+        "forecast_category": deal.forecast_category,
+        "probability": deal.probability,
+        "amount": _text(deal.amount),
+        "currency": deal.currency,
+        "reporting_amount": str(deal.reporting_amount),
+        "placed_on": deal.placed_on.isoformat() if deal.placed_on else None,
+        "flags": list(deal.flags),
+        "stage_name": deal.stage_name,
+        "deal_pipeline_name": deal.pipeline_name,
+    }
+
+
+def deals_json(run_id: Any, deals: Sequence[DealCredit]) -> str:
+    return json.dumps(
+        {"run_id": str(run_id), "deals": [deal_values(deal) for deal in deals]}, indent=2
+    )
+
+
+def deals_csv(deals: Sequence[DealCredit]) -> str:
+    def lines() -> Iterable[dict[str, Any]]:
+        for deal in deals:
+            values = deal_values(deal)
+            for name in ("deal_name", "stage_name", "deal_pipeline_name"):
+                values[name] = spreadsheet_safe(values[name])
+            yield values
+
+    return _csv(DEAL_COLUMNS, lines())
 
 
 def money(value: Decimal | None) -> str:
@@ -126,12 +199,34 @@ def coverage_text(ratio: Decimal | None) -> Text:
     return Text(f"{ratio:,.2f}x", style=style)
 
 
-def run_table(run: CoverageRun) -> Table:
-    """The run as a Rich table: names first, amounts right-aligned, coverage coloured."""
+def metric_cell(metric: Metric, row: CoverageRow) -> str | Text:
+    """How the terminal shows one metric of a row."""
+    value = row.values.get(metric.name)
+    if metric.kind == "count":
+        return "—" if value is None else f"{value:,}"
+    if metric.kind == "money":
+        assert value is None or isinstance(value, Decimal)
+        return money(value)
+    assert value is None or isinstance(value, Decimal)
+    if metric.name == "remaining_coverage_ratio" and value is None:
+        if row.values.get("remaining_target") == 0:
+            return Text("quota met", style="green")
+        return Text("no target", style="dim")
+    if metric.unit == "x" and metric.name in ("coverage_ratio", "remaining_coverage_ratio"):
+        return coverage_text(value)
+    if value is None:
+        return "—"
+    return f"{value * 100:,.1f}%" if metric.unit == "%" else f"{value:,.2f}x"
+
+
+def run_table(run: CoverageRun, columns: Sequence[str] = HEADLINE) -> Table:
+    """The run as a Rich table: names first, then the chosen metrics (by default what a
+    sales manager reads first: target, won, open, coverage of the remaining quota, gap)."""
     scope = run.parameters.get("pipeline_id")
+    currency = f" · amounts in {run.currency}" if run.currency else ""
     title = (
         f"Pipeline coverage · {run.tenant_name} · {run.period_start.isoformat()} to "
-        f"{run.period_end.isoformat()} (end exclusive)"
+        f"{run.period_end.isoformat()} (end exclusive){currency}"
     )
     caption = f"run {run.run_id} · generated {run.generated_at:%Y-%m-%d %H:%M:%S %Z}"
     if scope:
@@ -142,9 +237,9 @@ def run_table(run: CoverageRun) -> Table:
     table.add_column("Principal")
     if with_pipeline:
         table.add_column("Pipeline")
-    table.add_column("Target", justify="right")
-    table.add_column("Open pipeline", justify="right")
-    table.add_column("Coverage", justify="right")
+    metrics = [BY_NAME[name] for name in columns]
+    for metric in metrics:
+        table.add_column(metric.label, justify="right")
     for row in run.rows:
         cells: list[str | Text] = [
             row.principal_type,
@@ -152,12 +247,37 @@ def run_table(run: CoverageRun) -> Table:
         ]
         if with_pipeline:
             cells.append(row.pipeline_name or _text(row.pipeline_id) or "all")
-        cells += [
-            money(row.target_amount),
-            money(row.open_amount),
-            coverage_text(row.coverage_ratio),
-        ]
+        cells += [metric_cell(metric, row) for metric in metrics]
         table.add_row(*cells)
+    return table
+
+
+def exclusion_lines(run: CoverageRun) -> list[str]:
+    """The exclusions report, one sentence per flag (empty when nothing was flagged)."""
+    return [item.describe(run.currency) for item in run.exclusions]
+
+
+def deals_table(run: CoverageRun, deals: Sequence[DealCredit]) -> Table:
+    """A run's drill-down as a table: who, which deal, why, and its amount."""
+    names = {(row.principal_type, row.principal_id): row.principal_name for row in run.rows}
+    table = Table(
+        title=f"Deals behind run {run.run_id} ({len(deals):,})",
+        title_justify="left",
+    )
+    for column in ("Principal", "Deal", "Class", "Reason", "Category", "Placed on", "Amount",
+                   "Flags"):  # fmt: skip
+        table.add_column(column, justify="right" if column == "Amount" else "left")
+    for deal in deals:
+        table.add_row(
+            names.get((deal.principal_type, deal.principal_id)) or str(deal.principal_id),
+            deal.deal_name,
+            deal.deal_class,
+            deal.credit_reason,
+            deal.forecast_category,
+            deal.placed_on.isoformat() if deal.placed_on else "—",
+            money(deal.reporting_amount),
+            ", ".join(deal.flags),
+        )
     return table
 
 
@@ -196,7 +316,6 @@ def runs_json(runs: Sequence[CoverageRun]) -> str:
 
 def runs_csv(runs: Sequence[CoverageRun]) -> str:
     """One CSV line per stored run."""
-    buffer = io.StringIO()
     fields = (
         "run_id",
         "tenant_id",
@@ -208,13 +327,14 @@ def runs_csv(runs: Sequence[CoverageRun]) -> str:
         "row_count",
         "parameters",
     )
-    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
-    for run in runs:
-        header = run_header(run)
-        header["parameters"] = json.dumps(header["parameters"], sort_keys=True)
-        writer.writerow(header)
-    return buffer.getvalue()
+
+    def lines() -> Iterable[dict[str, Any]]:
+        for run in runs:
+            header = run_header(run)
+            header["parameters"] = json.dumps(header["parameters"], sort_keys=True)
+            yield {name: header[name] for name in fields}
+
+    return _csv(fields, lines())
 
 
 def make_console(file: Any = None) -> Console:

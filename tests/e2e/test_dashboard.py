@@ -15,7 +15,7 @@ import pytest
 
 from pipeline_coverage import run_pipeline_coverage_batch
 from pipeline_coverage.apikeys import create_api_key
-from pipeline_coverage.reports.pipeline_coverage import quarter_of
+from pipeline_coverage.periods import quarter_of
 from tests.factory import Crm
 
 pytestmark = pytest.mark.slow

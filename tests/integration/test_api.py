@@ -25,6 +25,7 @@ import pytest
 
 from pipeline_coverage.apikeys import create_api_key, key_hash, revoke_api_key
 from pipeline_coverage.config import WebSettings
+from pipeline_coverage.metrics import NAMES
 from pipeline_coverage.web.app import create_app
 from tests.conftest import serving
 from tests.factory import Crm
@@ -37,20 +38,12 @@ PERIOD_Q2 = {"period_start": "2026-04-01", "period_end": "2026-07-01"}
 PROBLEM = "application/problem+json"
 AMOUNT = re.compile(r"^\d+(\.\d+)?$")
 AMOUNT_FIELDS = ("target_amount", "open_amount", "coverage_ratio")
+#: The CSV header: the run's identity, the row's, every metric of SPEC.md §8 by its
+#: name (the registry), and the row's flags.
 CSV_HEADER = [
-    "run_id",
-    "tenant_id",
-    "period_start",
-    "period_end",
-    "principal_type",
-    "principal_id",
-    "principal_name",
-    "pipeline_id",
-    "pipeline_name",
-    "target_amount",
-    "open_amount",
-    "coverage_ratio",
-]
+    "run_id", "tenant_id", "period_start", "period_end", "principal_type", "principal_id",
+    "principal_name", "pipeline_id", "pipeline_name", *NAMES, "flags",
+]  # fmt: skip
 
 Json = dict[str, Any]
 
@@ -361,7 +354,7 @@ def test_single_run_is_201_with_the_oracle_amounts_as_strings(
 ) -> None:
     response = api.post("/v1/coverage-runs", json=single(world, world.ann), headers=world.auth)
     created = body_of(response, 201)
-    assert set(created) == {"run_id", "run", "rows"}
+    assert set(created) == {"run_id", "run", "exclusions", "rows"}
     run_id = uuid.UUID(created["run_id"])
     run = created["run"]
     assert uuid.UUID(run["run_id"]) == run_id

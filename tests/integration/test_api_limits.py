@@ -21,10 +21,8 @@ import psycopg
 import pytest
 
 from pipeline_coverage.config import WebSettings
-from pipeline_coverage.reports.pipeline_coverage import (
-    MAX_PERIOD_DAYS,
-    run_pipeline_coverage_batch,
-)
+from pipeline_coverage.reports.coverage import run_pipeline_coverage_batch
+from pipeline_coverage.validation import MAX_PERIOD_DAYS
 from pipeline_coverage.web.app import APPLICATION_NAME, create_app
 from pipeline_coverage.web.limits import CONTENT_SECURITY_POLICY
 from pipeline_coverage.web.problems import MAX_REPORTED_ERRORS

@@ -121,7 +121,17 @@ def test_tenant_without_anyone_gives_an_empty_run(conn: psycopg.Connection[Any])
     tenant = Crm(conn).tenant()
     run = get_run(conn, run_pipeline_coverage_batch(conn, tenant, *Q1))
     assert run.rows == ()
-    assert run.parameters == {"mode": "batch", "pipeline_id": None, "by_pipeline": False}
+    assert run.parameters == {
+        "mode": "batch",
+        "pipeline_id": None,
+        "by_pipeline": False,
+        "rollup": False,
+        "target_match": "exact",
+        "win_rate_lookback_days": 365,
+        "as_of": dt.date.today().isoformat(),
+        "currency": "USD",
+        "rates": {},
+    }
 
 
 def test_batch_rejects_bad_arguments(conn: psycopg.Connection[Any]) -> None:

@@ -721,7 +721,7 @@ def test_demo_loads_once_and_prints_a_table(
     assert first.code == 0, first
     assert demo_data.TENANT_NAME in first.out
     assert "Pipeline coverage" in first.out
-    assert "Open pipeline" in first.out  # a column header of the table
+    assert "Coverage of remaining" in first.out  # a column header of the table
     assert "Enterprise East" in first.out  # a team, by name
     assert scalar(db_url, tenant_by_name, (demo_data.TENANT_NAME,)) == 1
     assert scalar(db_url, "SELECT count(*) FROM dyno_crm.deal") == 300

@@ -22,7 +22,7 @@ from schemathesis.core.result import Ok
 from schemathesis.generation import GenerationMode
 
 from pipeline_coverage.apikeys import create_api_key
-from pipeline_coverage.reports.pipeline_coverage import (
+from pipeline_coverage.reports.coverage import (
     run_pipeline_coverage_batch,
     run_pipeline_coverage_report,
 )
@@ -32,6 +32,7 @@ V1_OPERATIONS = {
     ("POST", "/v1/coverage-runs"),
     ("GET", "/v1/coverage-runs"),
     ("GET", "/v1/coverage-runs/{run_id}"),
+    ("GET", "/v1/coverage-runs/{run_id}/deals"),
     ("GET", "/v1/coverage/history"),
 }
 Q1 = (dt.date(2026, 1, 1), dt.date(2026, 4, 1))
@@ -158,6 +159,12 @@ def test_no_generated_request_gets_a_server_error(
     # Besides free generation: a stored run's id, and a principal with history.
     pinned: dict[tuple[str, str], dict[str, Any]] = {
         ("GET", "/v1/coverage-runs/{run_id}"): {"path_parameters": {"run_id": str(seeded.run_id)}},
+        ("GET", "/v1/coverage-runs/{run_id}/deals"): {
+            "path_parameters": {"run_id": str(seeded.run_id)}
+        },
+        ("POST", "/v1/coverage-runs"): {
+            "body": {"period_start": Q1[0].isoformat(), "period_end": Q1[1].isoformat()}
+        },
         ("GET", "/v1/coverage/history"): {
             "query": {
                 "principal_type": "USER",

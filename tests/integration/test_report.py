@@ -137,11 +137,18 @@ def test_run_header_and_fact_keep_the_seed_shape(
     ).fetchone()
     assert header is not None
     assert header[:4] == (world.tenant, "PIPELINE_COVERAGE", *Q1)
+    # The seed's parameters, and the run options SPEC.md §8 adds.
     assert header[4] == {
         "mode": "single",
         "principal_type": "USER",
         "principal_id": str(world.alice),
         "pipeline_id": str(world.sales),
+        "rollup": False,
+        "target_match": "exact",
+        "win_rate_lookback_days": 365,
+        "as_of": dt.date.today().isoformat(),
+        "currency": "USD",
+        "rates": {},
     }
     assert header[5] is not None
     row = fact(conn, run_id)

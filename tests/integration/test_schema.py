@@ -12,6 +12,7 @@ import pytest
 
 from pipeline_coverage.db import migrate
 from pipeline_coverage.errors import SchemaError
+from pipeline_coverage.metrics import IDENTITY, METRICS, NAMES
 from pipeline_coverage.sql import queries
 
 # SPEC.md §3: the tables and the columns each must have, at least.
@@ -66,6 +67,35 @@ CONTRACT = {
     "api_key": {"tenant_id", "id", "name", "key_hash", "created_at", "revoked_at"},
     "idempotency_key": {"tenant_id", "key", "request_hash", "run_id", "created_at"},
     "api_session": {"tenant_id", "id", "key_id", "created_at", "expires_at", "ended_at"},
+    "report_run_deal": {
+        "tenant_id",
+        "run_id",
+        "deal_id",
+        "deal_name",
+        "pipeline_id",
+        "pipeline_name",
+        "stage_id",
+        "stage_name",
+        "deal_class",
+        "forecast_category",
+        "probability",
+        "amount",
+        "currency",
+        "reporting_amount",
+        "weighted_amount",
+        "placed_on",
+        "owner_user_id",
+        "flags",
+    },
+    "report_run_credit": {
+        "tenant_id",
+        "run_id",
+        "principal_type",
+        "principal_id",
+        "pipeline_id",
+        "deal_ids",
+        "credit_reasons",
+    },
     "report_pipeline_coverage_fact": {
         "run_id",
         "tenant_id",
@@ -133,6 +163,22 @@ def test_upgrade_builds_the_documented_schema(empty_db_url: str) -> None:
     assert "NULLS NOT DISTINCT" in definitions["ux_rpc_unique_row"]
     assert "DONE_FAILED" in definitions["ck_pipeline_stage_state"]
     assert "REFERENCES dyno_crm.tenant(id)" in definitions["fk_rpc_tenant"]
+
+
+def test_the_fact_table_has_a_column_per_metric_of_the_registry(db_url: str) -> None:
+    """The registry and the table agree: every metric is a column, every column beyond
+    the run's keys and the row's identity is a metric."""
+    with psycopg.connect(db_url) as conn:
+        found = conn.execute(
+            "SELECT column_name, data_type FROM information_schema.columns"
+            " WHERE table_schema = 'dyno_crm' AND table_name = 'report_pipeline_coverage_fact'"
+        ).fetchall()
+    columns: dict[str, str] = dict(found)
+    keys = {"run_id", "tenant_id", "period_start", "period_end", "flags"}
+    assert set(columns) == keys | set(IDENTITY) | set(NAMES)
+    for metric in METRICS:
+        expected = "integer" if metric.kind == "count" else "numeric"
+        assert columns[metric.name] == expected, metric.name
 
 
 def test_upgrade_twice_changes_nothing(empty_db_url: str) -> None:
@@ -210,7 +256,7 @@ TABLE_REFERENCE = re.compile(r"(?:FROM|JOIN)\s+dyno_crm\.(\w+)\s+AS\s+(\w+)", re
 #: `prune` and `apikey list/revoke` without --tenant. Each still filters by tenant
 #: whenever one is given.
 CROSS_TENANT = {"get_run", "list_runs", "prune_runs", "list_keys", "revoke_key"}
-QUERY_FILES = ("pipeline_coverage", "api_keys", "idempotency")
+QUERY_FILES = ("coverage", "runs", "api_keys", "idempotency")
 ALL_QUERIES = [(file, name) for file in QUERY_FILES for name in sorted(queries(file))]
 
 

@@ -12,16 +12,12 @@ import pytest
 
 from pipeline_coverage.config import ROOT_DATA_DIR, Settings, default_data_dir
 from pipeline_coverage.errors import LoadError, ValidationError
-from pipeline_coverage.render import coverage_text, money, run_csv, run_json
-from pipeline_coverage.reports.pipeline_coverage import (
-    CoverageRow,
-    CoverageRun,
-    parse_date,
-    parse_period,
-    parse_uuid,
-    quarter_of,
-)
+from pipeline_coverage.metrics import NAMES
+from pipeline_coverage.periods import quarter_of
+from pipeline_coverage.render import CSV_COLUMNS, coverage_text, money, run_csv, run_json
 from pipeline_coverage.sql import parse_named_queries, queries
+from pipeline_coverage.store import CoverageRow, CoverageRun
+from pipeline_coverage.validation import parse_date, parse_period, parse_uuid
 
 
 def test_named_queries_split_on_name_lines() -> None:
@@ -37,9 +33,8 @@ def test_named_queries_split_on_name_lines() -> None:
 
 
 def test_shipped_queries_load_from_the_package() -> None:
-    assert {"insert_single_fact", "insert_batch_facts", "get_run", "prune_runs"} <= set(
-        queries("pipeline_coverage")
-    )
+    assert {"check_scope", "insert_coverage"} <= set(queries("coverage"))
+    assert {"insert_run", "get_run", "run_deals", "prune_runs"} <= set(queries("runs"))
 
 
 @pytest.mark.parametrize(
@@ -91,6 +86,15 @@ def test_money_and_coverage_rendering() -> None:
     assert coverage_text(None).plain == "no target"
 
 
+def _values(
+    target: Decimal | None, open_amount: Decimal, coverage: Decimal | None
+) -> dict[str, Decimal | int | None]:
+    """The seed's three metrics set, every other one of the registry left empty."""
+    values: dict[str, Decimal | int | None] = dict.fromkeys(NAMES)
+    values.update(target_amount=target, open_amount=open_amount, coverage_ratio=coverage)
+    return values
+
+
 def _run() -> CoverageRun:
     row = CoverageRow(
         "USER",
@@ -98,9 +102,7 @@ def _run() -> CoverageRun:
         "Alice",
         None,
         None,
-        Decimal("1000.00"),
-        Decimal("1250.50"),
-        Decimal("1.2505"),
+        _values(Decimal("1000.00"), Decimal("1250.50"), Decimal("1.2505")),
     )
     return CoverageRun(
         uuid.UUID(int=9),
@@ -127,7 +129,9 @@ def test_json_carries_money_as_decimal_strings() -> None:
 def test_csv_has_a_header_and_empty_fields_for_null() -> None:
     lines = run_csv(_run()).splitlines()
     assert lines[0].startswith("run_id,tenant_id,period_start,period_end,principal_type")
-    assert lines[1].endswith(",Alice,,,1000.00,1250.50,1.2505")
+    assert lines[0].split(",") == list(CSV_COLUMNS)
+    assert ",Alice,,,1000.00,1250.50,1.2505," in lines[1]
+    assert lines[1].endswith("," * (len(NAMES) - 3))  # the other metrics and flags: empty
 
 
 def test_load_error_counts_what_it_does_not_list() -> None:
@@ -138,7 +142,12 @@ def test_load_error_counts_what_it_does_not_list() -> None:
 def test_csv_defuses_spreadsheet_formulas_in_names() -> None:
     run = _run()
     evil = CoverageRow(
-        "USER", uuid.UUID(int=2), "=HYPERLINK(1)", None, "+cmd", None, Decimal("1.00"), None
+        "USER",
+        uuid.UUID(int=2),
+        "=HYPERLINK(1)",
+        None,
+        "+cmd",
+        _values(None, Decimal("1.00"), None),
     )
     text = run_csv(CoverageRun(**{**run.__dict__, "rows": (evil,)}))
     assert ",'=HYPERLINK(1),,'+cmd,,1.00," in text

@@ -25,6 +25,7 @@ from pipeline_coverage.errors import (
     PipelineCoverageError,
     SchemaError,
 )
+from pipeline_coverage.sql import query
 
 # libpq PGTransactionStatusType values, shared by psycopg 3 and psycopg2.
 _IDLE, _ACTIVE, _INTRANS, _INERROR = 0, 1, 2, 3
@@ -114,6 +115,30 @@ def unit_of_work(conn: Any, isolation: Isolation | None = None) -> Iterator[Curs
         raise
 
 
+@contextmanager
+def advisory_lock(conn: Any, key: str) -> Iterator[None]:
+    """Hold an advisory lock on ``key`` (any text) for the block.
+
+    On an idle connection it is a session lock, taken and released in transactions of
+    their own, so a transaction the block starts — and its snapshot — begins only once
+    the lock is held: a REPEATABLE READ block then sees what the previous holder
+    committed. Inside the caller's transaction it is a transaction lock.
+    """
+    if _transaction_status(conn) == _INTRANS:
+        with unit_of_work(conn) as cur:
+            cur.execute(query("locks", "lock_for_transaction"), {"key": key})
+        yield
+        return
+    with unit_of_work(conn) as cur:
+        cur.execute(query("locks", "lock"), {"key": key})
+    try:
+        yield
+    finally:
+        # A broken connection took its session's locks with it.
+        with contextlib.suppress(PipelineCoverageError), unit_of_work(conn) as cur:
+            cur.execute(query("locks", "unlock"), {"key": key})
+
+
 def _undo(conn: Any, cur: Cursor, *, nested: bool, explicit: bool) -> None:
     if _transaction_status(conn) not in (_INTRANS, _INERROR):
         return  # the connection is broken or nothing was started: nothing to undo
@@ -124,6 +149,12 @@ def _undo(conn: Any, cur: Cursor, *, nested: bool, explicit: bool) -> None:
         cur.execute("ROLLBACK")
     else:
         conn.rollback()
+
+
+def records(cur: Any) -> list[dict[str, Any]]:
+    """The cursor's remaining rows as dicts keyed by column name (either driver)."""
+    names = [column[0] for column in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
 def as_uuid(value: Any) -> uuid.UUID:

@@ -10,25 +10,29 @@ import json
 import uuid
 from typing import Annotated, Any
 
-import psycopg
 from fastapi import APIRouter, Header, Query, Request, Response
 
-from pipeline_coverage.db.connection import as_uuid, translate
 from pipeline_coverage.errors import NotFoundError
-from pipeline_coverage.render import run_csv
-from pipeline_coverage.reports.pipeline_coverage import (
+from pipeline_coverage.render import deal_values, deals_csv, run_csv
+from pipeline_coverage.reports.coverage import (
+    IdempotencyConflictError,
+    coverage_request,
+    run_coverage,
+)
+from pipeline_coverage.store import (
+    DealCredit,
+    DealCursor,
     get_run,
     list_runs,
     principal_history,
-    run_pipeline_coverage_batch,
-    run_pipeline_coverage_report,
+    run_deals,
 )
-from pipeline_coverage.sql import query
 from pipeline_coverage.web.cache import Rendered, RunCache
 from pipeline_coverage.web.deps import Caller, Conn, RunSlot
 from pipeline_coverage.web.problems import ProblemError, field_problem
 from pipeline_coverage.web.schemas import (
     CreatedRun,
+    DealPage,
     History,
     IsoDate,
     Point,
@@ -41,6 +45,8 @@ from pipeline_coverage.web.schemas import (
 )
 
 router = APIRouter(prefix="/v1", tags=["coverage"])
+#: The most drill-down rows one page holds.
+MAX_DEALS_PAGE = 10_000
 
 _PROBLEMS: dict[int | str, dict[str, Any]] = {
     status: {"model": Problem} for status in (400, 401, 404, 409, 413, 422, 429, 503)
@@ -49,37 +55,6 @@ _PROBLEMS: dict[int | str, dict[str, Any]] = {
 
 def _invalid(message: str) -> ProblemError:
     return ProblemError(422, message, [field_problem(message)])
-
-
-def _request_hash(body: RunRequest) -> bytes:
-    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).digest()
-
-
-def _compute(conn: Any, tenant_id: uuid.UUID, body: RunRequest) -> uuid.UUID:
-    if (body.principal_type is None) != (body.principal_id is None):
-        missing = "principal_id" if body.principal_id is None else "principal_type"
-        raise _invalid(f"{missing}: principal_type and principal_id go together")
-    if body.principal_type is not None and body.principal_id is not None:
-        if body.by_pipeline:
-            raise _invalid("by_pipeline: only for a batch (a run without a principal)")
-        return run_pipeline_coverage_report(
-            conn,
-            tenant_id,
-            body.period_start,
-            body.period_end,
-            body.principal_type,
-            body.principal_id,
-            body.pipeline_id,
-        )
-    return run_pipeline_coverage_batch(
-        conn,
-        tenant_id,
-        body.period_start,
-        body.period_end,
-        body.pipeline_id,
-        by_pipeline=body.by_pipeline,
-    )
 
 
 @router.post(
@@ -108,42 +83,18 @@ def create_run(
     """With ``principal_type`` and ``principal_id``: that principal's report. Without:
     every rep and team in scope (the batch), optionally ``by_pipeline``."""
     try:
-        if idempotency_key is None:
-            run_id = _compute(conn, caller.tenant_id, body)
-        else:
-            run_id = _idempotent(conn, caller.tenant_id, idempotency_key, body, response)
+        request = coverage_request(caller.tenant_id, **body.model_dump())
+        outcome = run_coverage(conn, request, idempotency_key=idempotency_key)
+    except IdempotencyConflictError as exc:
+        raise ProblemError(409, "this Idempotency-Key was used with another request body") from exc
     except NotFoundError as exc:  # the body names something the tenant does not have
         raise _invalid(str(exc)) from exc
-    created = RunWithRows.of(get_run(conn, run_id, caller.tenant_id))
-    return CreatedRun.model_construct(run_id=run_id, run=created.run, rows=created.rows)
-
-
-def _idempotent(
-    conn: Any, tenant_id: uuid.UUID, key: str, body: RunRequest, response: Response
-) -> uuid.UUID:
-    """The first run for this key, computing it if there is none. Concurrent requests
-    with one key queue on an advisory lock, so exactly one of them computes."""
-    params = {"tenant_id": str(tenant_id), "key": key, "request_hash": _request_hash(body)}
-    try:
-        return _idempotent_run(conn, tenant_id, body, params, response)
-    except psycopg.Error as exc:  # as everywhere else: the package's own errors
-        raise translate(exc) from exc
-
-
-def _idempotent_run(
-    conn: Any, tenant_id: uuid.UUID, body: RunRequest, params: dict[str, Any], response: Response
-) -> uuid.UUID:
-    with conn.transaction():
-        conn.execute(query("idempotency", "lock_key"), params)
-        found = conn.execute(query("idempotency", "find_key"), params).fetchone()
-        if found is not None:
-            if bytes(found[0]) != params["request_hash"]:
-                raise ProblemError(409, "this Idempotency-Key was used with another request body")
-            response.headers["Idempotent-Replayed"] = "true"
-            return as_uuid(found[1])
-        run_id = _compute(conn, tenant_id, body)
-        conn.execute(query("idempotency", "insert_key"), {**params, "run_id": str(run_id)})
-    return run_id
+    if outcome.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    created = RunWithRows.of(get_run(conn, outcome.run_id, caller.tenant_id))
+    return CreatedRun.model_construct(
+        run_id=outcome.run_id, run=created.run, exclusions=created.exclusions, rows=created.rows
+    )
 
 
 def _encode_cursor(run: Run) -> str:
@@ -254,5 +205,74 @@ def coverage_history(
         period_start=period_start,
         period_end=period_end,
         pipeline_id=pipeline_id,
-        points=[Point.of(p) for p in points],
+        points=[Point.of(point) for point in points],
     )
+
+
+def _encode_deal_cursor(deal: DealCredit) -> str:
+    raw = "|".join(
+        [
+            deal.principal_type,
+            str(deal.principal_id),
+            str(deal.pipeline_id or ""),
+            str(deal.deal_id),
+        ]
+    )
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_deal_cursor(cursor: str) -> DealCursor:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        kind, principal, pipeline, deal = raw.split("|")
+        if kind not in ("USER", "GROUP"):
+            raise ValueError(kind)
+        return (
+            kind,
+            uuid.UUID(principal),
+            uuid.UUID(pipeline) if pipeline else None,
+            uuid.UUID(deal),
+        )
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise _invalid("cursor: not a cursor from this API") from None
+
+
+@router.get(
+    "/coverage-runs/{run_id}/deals",
+    response_model=DealPage,
+    responses={**_PROBLEMS, 200: {"content": {"text/csv": {}}}},
+    summary="The deals behind a run's rows (the drill-down; JSON, or CSV with Accept: text/csv)",
+)
+def read_run_deals(
+    run_id: uuid.UUID,
+    caller: Caller,
+    conn: Conn,
+    request: Request,
+    principal_type: PrincipalType | None = None,
+    principal_id: uuid.UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_DEALS_PAGE)] = 1000,
+    cursor: Annotated[str | None, Query(max_length=300)] = None,
+) -> Any:
+    """Every deal credited to the run's rows, or to one principal's (``principal_type``
+    + ``principal_id``), with its class, credit reason, amounts, date and flags,
+    ordered by principal, pipeline and deal. A run of another tenant is not found."""
+    if (principal_type is None) != (principal_id is None):
+        raise _invalid("principal_id: principal_type and principal_id go together")
+    after = _decode_deal_cursor(cursor) if cursor else None
+    found = run_deals(
+        conn,
+        run_id,
+        caller.tenant_id,
+        principal_type=principal_type,
+        principal_id=principal_id,
+        after=after,
+        limit=limit + 1,
+    )
+    page = found[:limit]
+    accept = request.headers.get("accept", "")
+    if "text/csv" in accept and "application/json" not in accept:
+        return Response(deals_csv(page), media_type="text/csv; charset=utf-8")
+    next_cursor = _encode_deal_cursor(page[-1]) if len(found) > limit else None
+    document = {"run_id": str(run_id), "deals": [deal_values(d) for d in page],
+                "next_cursor": next_cursor}  # fmt: skip
+    return Response(json.dumps(document), media_type="application/json")

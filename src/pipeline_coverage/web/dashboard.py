@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
 from pipeline_coverage.apikeys import end_session, start_session
-from pipeline_coverage.reports.pipeline_coverage import quarter_of
+from pipeline_coverage.periods import quarter_of
 from pipeline_coverage.web.deps import (
     SESSION_ID,
     SESSION_TENANT,

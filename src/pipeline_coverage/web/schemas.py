@@ -8,20 +8,21 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from pipeline_coverage.errors import ValidationError
-from pipeline_coverage.reports.pipeline_coverage import (
-    CoverageRow,
-    CoverageRun,
-    HistoryPoint,
-    parse_date,
-)
+from pipeline_coverage.metrics import METRICS
+from pipeline_coverage.render import exclusions_values, metric_value
+from pipeline_coverage.store import CoverageRow, CoverageRun, HistoryPoint
+from pipeline_coverage.validation import DEFAULT_LOOKBACK_DAYS, MAX_LOOKBACK_DAYS, parse_date
 
-Amount = Annotated[str, Field(pattern=r"^\d+(\.\d+)?$", examples=["1250.50"])]
+#: Money and ratios: exact decimal strings. Signed: a pipeline gap below zero is a surplus.
+Amount = Annotated[str, Field(pattern=r"^-?\d+(\.\d+)?$", examples=["1250.50"])]
 PrincipalType = Literal["USER", "GROUP"]
+TargetMatch = Literal["exact", "within"]
 
 
 def _iso_date(value: Any) -> dt.date:
@@ -36,17 +37,19 @@ def _iso_date(value: Any) -> dt.date:
 IsoDate = Annotated[dt.date, BeforeValidator(_iso_date)]
 
 
-def _text(value: object) -> str | None:
-    return None if value is None else str(value)
+def _metric_fields() -> dict[str, Any]:
+    """One field per metric of the registry: counts are integers, the rest strings."""
+    fields: dict[str, Any] = {}
+    for metric in METRICS:
+        kind: Any = int if metric.kind == "count" else Amount
+        if metric.nullable:
+            kind = kind | None
+        fields[metric.name] = (kind, Field(description=f"{metric.label}: {metric.description}"))
+    return fields
 
 
-def _amounts(source: CoverageRow | HistoryPoint) -> dict[str, Any]:
-    """Target, open amount and ratio as exact decimal strings (None stays None)."""
-    return {
-        "target_amount": _text(source.target_amount),
-        "open_amount": str(source.open_amount),
-        "coverage_ratio": _text(source.coverage_ratio),
-    }
+def _metric_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {metric.name: metric_value(metric, values.get(metric.name)) for metric in METRICS}
 
 
 class RunRequest(BaseModel):
@@ -64,6 +67,20 @@ class RunRequest(BaseModel):
     pipeline_id: uuid.UUID | None = None
     by_pipeline: bool = Field(
         False, description="Batch only: one row per principal and pipeline.", strict=True
+    )
+    as_of: IsoDate | None = Field(
+        None, description="Open deals dated before this day are past due (default: today)."
+    )
+    target_match: TargetMatch = Field(
+        "exact",
+        description="exact: targets of exactly this period; within: every target inside it.",
+    )
+    win_rate_lookback_days: int = Field(
+        DEFAULT_LOOKBACK_DAYS,
+        ge=1,
+        le=MAX_LOOKBACK_DAYS,
+        strict=True,
+        description="The win rate counts deals closed this many days before the period.",
     )
 
 
@@ -95,39 +112,81 @@ class Run(BaseModel):
         )
 
 
-class Row(BaseModel):
-    """One principal's (and pipeline's) coverage in a run."""
+class RowBase(BaseModel):
+    """One principal's (and pipeline's) numbers in a run: every metric of SPEC.md §8
+    under its column name (amounts and ratios as decimal strings, counts as integers),
+    and the row's flags."""
 
     principal_type: PrincipalType
     principal_id: uuid.UUID
     principal_name: str | None
     pipeline_id: uuid.UUID | None
     pipeline_name: str | None
-    target_amount: Amount | None
-    open_amount: Amount
-    coverage_ratio: Amount | None
+    flags: list[str]
 
     @classmethod
-    def of(cls, row: CoverageRow) -> Row:
+    def of(cls, row: CoverageRow) -> Self:
         return cls.model_construct(
             principal_type=row.principal_type,
             principal_id=row.principal_id,
             principal_name=row.principal_name,
             pipeline_id=row.pipeline_id,
             pipeline_name=row.pipeline_name,
-            **_amounts(row),
+            flags=list(row.flags),
+            **_metric_values(row.values),
         )
 
 
+class PointBase(BaseModel):
+    """The principal's numbers in one stored run (every metric, by name)."""
+
+    run_id: uuid.UUID
+    generated_at: dt.datetime
+    pipeline_id: uuid.UUID | None
+
+    @classmethod
+    def of(cls, point: HistoryPoint) -> Self:
+        return cls.model_construct(
+            run_id=point.run_id,
+            generated_at=point.generated_at,
+            pipeline_id=point.pipeline_id,
+            **_metric_values(point.values),
+        )
+
+
+# The models with the metric fields are made from the registry; type checkers see
+# their bases, which carry everything but the metrics.
+if TYPE_CHECKING:
+    Row = RowBase
+    Point = PointBase
+else:
+    Row = create_model("Row", __base__=RowBase, __doc__=RowBase.__doc__, **_metric_fields())
+    Point = create_model("Point", __base__=PointBase, __doc__=PointBase.__doc__, **_metric_fields())
+
+
+class ExclusionItem(BaseModel):
+    """One line of a run's exclusions report (SPEC.md §8)."""
+
+    flag: str
+    count: int
+    amount: Amount | None
+    message: str
+
+
 class RunWithRows(BaseModel):
-    """A run and its rows, best coverage first."""
+    """A run, its exclusions report, and its rows, best coverage first."""
 
     run: Run
+    exclusions: list[ExclusionItem]
     rows: list[Row]
 
     @classmethod
     def of(cls, run: CoverageRun) -> RunWithRows:
-        return cls(run=Run.of(run), rows=[Row.of(row) for row in run.rows])
+        return cls.model_construct(
+            run=Run.of(run),
+            exclusions=[ExclusionItem(**item) for item in exclusions_values(run)],
+            rows=[Row.of(row) for row in run.rows],
+        )
 
 
 class CreatedRun(BaseModel):
@@ -135,7 +194,37 @@ class CreatedRun(BaseModel):
 
     run_id: uuid.UUID
     run: Run
+    exclusions: list[ExclusionItem]
     rows: list[Row]
+
+
+class Deal(BaseModel):
+    """A deal behind a run's row, as the run saw it (SPEC.md §7)."""
+
+    principal_type: PrincipalType
+    principal_id: uuid.UUID
+    pipeline_id: uuid.UUID | None
+    deal_id: uuid.UUID
+    deal_name: str
+    class_: str = Field(alias="class", serialization_alias="class")
+    credit_reason: str
+    forecast_category: str
+    probability: int | None
+    amount: Amount | None
+    currency: str
+    reporting_amount: Amount
+    placed_on: dt.date | None
+    flags: list[str]
+    stage_name: str
+    deal_pipeline_name: str
+
+
+class DealPage(BaseModel):
+    """Deals behind a run's rows; pass ``next_cursor`` as ``cursor`` for the next page."""
+
+    run_id: uuid.UUID
+    deals: list[Deal]
+    next_cursor: str | None
 
 
 class RunPage(BaseModel):
@@ -143,26 +232,6 @@ class RunPage(BaseModel):
 
     items: list[Run]
     next_cursor: str | None
-
-
-class Point(BaseModel):
-    """The principal's coverage in one stored run."""
-
-    run_id: uuid.UUID
-    generated_at: dt.datetime
-    pipeline_id: uuid.UUID | None
-    target_amount: Amount | None
-    open_amount: Amount
-    coverage_ratio: Amount | None
-
-    @classmethod
-    def of(cls, point: HistoryPoint) -> Point:
-        return cls(
-            run_id=point.run_id,
-            generated_at=point.generated_at,
-            pipeline_id=point.pipeline_id,
-            **_amounts(point),
-        )
 
 
 class History(BaseModel):

@@ -1,8 +1,3 @@
--- name: lock_key
--- Serialises requests that share an Idempotency-Key (released at commit).
-SELECT pg_advisory_xact_lock(
-    hashtextextended(%(tenant_id)s::text || '/' || %(key)s::text, 0));
-
 -- name: find_key
 -- The body hash and run of an Idempotency-Key already used by this tenant.
 SELECT k.request_hash, k.run_id

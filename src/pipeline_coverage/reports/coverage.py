@@ -1,0 +1,285 @@
+"""The pipeline coverage report: compute a run and store it (SPEC.md §1, §5, §7, §8).
+
+``run_coverage`` is the one entry point the CLI and the HTTP API call: it decides
+single or batch from the request, takes care of idempotency keys, and writes the run
+(header, drill-down and fact rows) in one unit of work. The seed's
+``run_pipeline_coverage_report`` and the batch's ``run_pipeline_coverage_batch`` are
+thin wrappers over it. Every number is computed by one SQL statement
+(``sql/queries/coverage.sql``), in which the credit rule is written once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline_coverage.db.connection import (
+    Isolation,
+    advisory_lock,
+    as_uuid,
+    records,
+    unit_of_work,
+)
+from pipeline_coverage.errors import InputError, NotFoundError, ValidationError
+from pipeline_coverage.sql import query
+from pipeline_coverage.store import insert_run
+from pipeline_coverage.validation import (
+    DEFAULT_LOOKBACK_DAYS,
+    MAX_LOOKBACK_DAYS,
+    TARGET_MATCHES,
+    parse_choice,
+    parse_date,
+    parse_flag,
+    parse_principal_type,
+    parse_run_period,
+    parse_uuid,
+    parse_whole,
+    required_uuid,
+)
+
+_QUERIES = "coverage"
+
+
+class IdempotencyConflictError(InputError):
+    """An idempotency key was used before with a different request."""
+
+
+@dataclass(frozen=True)
+class CoverageRequest:
+    """What to compute: one principal's run (principal set) or everyone's (batch).
+
+    Build it with :func:`coverage_request`, which validates every field.
+    """
+
+    tenant_id: uuid.UUID
+    period_start: dt.date
+    period_end: dt.date
+    principal_type: str | None = None
+    principal_id: uuid.UUID | None = None
+    pipeline_id: uuid.UUID | None = None
+    by_pipeline: bool = False
+    #: The day the run is "as of" (past-due deals); None: the day it is computed.
+    as_of: dt.date | None = None
+    target_match: str = "exact"
+    win_rate_lookback_days: int = DEFAULT_LOOKBACK_DAYS
+
+    @property
+    def mode(self) -> str:
+        return "single" if self.principal_id is not None else "batch"
+
+    def fingerprint(self) -> bytes:
+        """A digest of the request, to tell a replay from another use of a key."""
+        fields = {k: str(v) for k, v in dataclasses.asdict(self).items()}
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).digest()
+
+
+def coverage_request(
+    tenant_id: uuid.UUID | str,
+    period_start: dt.date | str,
+    period_end: dt.date | str,
+    principal_type: str | None = None,
+    principal_id: uuid.UUID | str | None = None,
+    pipeline_id: uuid.UUID | str | None = None,
+    *,
+    by_pipeline: bool = False,
+    as_of: dt.date | str | None = None,
+    target_match: str = "exact",
+    win_rate_lookback_days: int = DEFAULT_LOOKBACK_DAYS,
+) -> CoverageRequest:
+    """Validate a run's arguments (before the database is touched)."""
+    tenant = required_uuid(tenant_id, "tenant_id")
+    start, end = parse_run_period(period_start, period_end)
+    if (principal_type is None) != (principal_id is None):
+        missing = "principal_id" if principal_id is None else "principal_type"
+        raise ValidationError(f"{missing}: principal_type and principal_id go together")
+    kind = parse_principal_type(principal_type) if principal_type is not None else None
+    principal = parse_uuid(principal_id, "principal_id", optional=True)
+    by_pipeline = parse_flag(by_pipeline, "by_pipeline")
+    if by_pipeline and principal is not None:
+        raise ValidationError("by_pipeline: only for a batch (a run without a principal)")
+    return CoverageRequest(
+        tenant_id=tenant,
+        period_start=start,
+        period_end=end,
+        principal_type=kind,
+        principal_id=principal,
+        pipeline_id=parse_uuid(pipeline_id, "pipeline_id", optional=True),
+        by_pipeline=by_pipeline,
+        as_of=parse_date(as_of, "as_of") if as_of is not None else None,
+        target_match=parse_choice(target_match, "target_match", TARGET_MATCHES),
+        win_rate_lookback_days=parse_whole(
+            win_rate_lookback_days, "win_rate_lookback_days", 1, MAX_LOOKBACK_DAYS
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """The run a request made, or (an idempotency key's replay) the one it made before."""
+
+    run_id: uuid.UUID
+    replayed: bool = False
+
+
+def run_coverage(
+    conn: Any, request: CoverageRequest, *, idempotency_key: str | None = None
+) -> RunOutcome:
+    """Compute and store a run for ``request``; one unit of work (see ``unit_of_work``).
+
+    A batch runs at REPEATABLE READ when it owns the transaction, so all its rows see
+    one snapshot. With ``idempotency_key``, the first request with that key computes
+    the run and a repeat of the same request returns it (``replayed``); the same key
+    with another request is an :class:`IdempotencyConflictError`. Concurrent requests
+    with one key queue on a lock taken before the run's snapshot, so exactly one
+    computes and the others see its run.
+    """
+    isolation: Isolation | None = "REPEATABLE READ" if request.mode == "batch" else None
+    if idempotency_key is None:
+        with unit_of_work(conn, isolation=isolation) as cur:
+            return RunOutcome(_write(cur, request))
+    if not 1 <= len(idempotency_key) <= 255:
+        raise ValidationError("idempotency_key: must be 1 to 255 characters")
+    params = {
+        "tenant_id": str(request.tenant_id),
+        "key": idempotency_key,
+        "request_hash": request.fingerprint(),
+    }
+    with (
+        advisory_lock(conn, f"{request.tenant_id}/{idempotency_key}"),
+        unit_of_work(conn, isolation=isolation) as cur,
+    ):
+        cur.execute(query("idempotency", "find_key"), params)
+        found = records(cur)
+        if found:
+            if bytes(found[0]["request_hash"]) != params["request_hash"]:
+                raise IdempotencyConflictError("idempotency_key: used before with another request")
+            return RunOutcome(as_uuid(found[0]["run_id"]), replayed=True)
+        run_id = _write(cur, request)
+        cur.execute(query("idempotency", "insert_key"), {**params, "run_id": str(run_id)})
+    return RunOutcome(run_id)
+
+
+def _write(cur: Any, request: CoverageRequest) -> uuid.UUID:
+    """Check the scope, then write the header, the drill-down and the fact rows."""
+    params: dict[str, Any] = {
+        "tenant_id": str(request.tenant_id),
+        "principal_type": request.principal_type,
+        "principal_id": str(request.principal_id) if request.principal_id else None,
+        "pipeline_id": str(request.pipeline_id) if request.pipeline_id else None,
+    }
+    currency = _check_scope(cur, params)
+    as_of = request.as_of or dt.date.today()
+    run_id = insert_run(
+        cur, request.tenant_id, (request.period_start, request.period_end),
+        _parameters(request, as_of, currency),
+    )  # fmt: skip
+    cur.execute(
+        query(_QUERIES, "insert_coverage"),
+        {
+            **params,
+            "run_id": str(run_id),
+            "period_start": request.period_start,
+            "period_end": request.period_end,
+            "history_start": request.period_start
+            - dt.timedelta(days=request.win_rate_lookback_days),
+            "by_pipeline": request.by_pipeline,
+            "as_of": as_of,
+            "target_match": request.target_match,
+            "currency": currency,
+        },
+    )
+    return run_id
+
+
+def _parameters(request: CoverageRequest, as_of: dt.date, currency: str) -> Mapping[str, Any]:
+    """What a run records of how it was asked for (SPEC.md §8)."""
+    chosen: dict[str, Any] = {"mode": request.mode}
+    if request.mode == "single":
+        chosen["principal_type"] = request.principal_type
+        chosen["principal_id"] = str(request.principal_id)
+    chosen["pipeline_id"] = str(request.pipeline_id) if request.pipeline_id else None
+    if request.mode == "batch":
+        chosen["by_pipeline"] = request.by_pipeline
+    return {
+        **chosen,
+        "rollup": False,
+        "target_match": request.target_match,
+        "win_rate_lookback_days": request.win_rate_lookback_days,
+        "as_of": as_of.isoformat(),
+        "currency": currency,
+        "rates": {},
+    }
+
+
+def _check_scope(cur: Any, params: Mapping[str, Any]) -> str:
+    """The tenant's reporting currency, once the tenant, principal and pipeline exist."""
+    cur.execute(query(_QUERIES, "check_scope"), params)
+    [found] = records(cur)
+    if not found["tenant_exists"]:
+        raise NotFoundError(f"tenant_id: no tenant {params['tenant_id']}")
+    if not found["principal_exists"]:
+        kind = "user" if params["principal_type"] == "USER" else "group"
+        raise NotFoundError(
+            f"principal_id: no {kind} {params['principal_id']} in tenant {params['tenant_id']}"
+        )
+    if not found["pipeline_exists"]:
+        raise NotFoundError(
+            f"pipeline_id: no pipeline {params['pipeline_id']} in tenant {params['tenant_id']}"
+        )
+    return str(found["currency"])
+
+
+def run_pipeline_coverage_report(
+    conn: Any,
+    tenant_id: uuid.UUID | str,
+    period_start: dt.date | str,
+    period_end: dt.date | str,
+    principal_type: str,
+    principal_id: uuid.UUID | str,
+    pipeline_id: uuid.UUID | str | None = None,
+    **options: Any,
+) -> uuid.UUID:
+    """Compute one principal's pipeline coverage for a period and store it as a run.
+
+    The seed's entry point, with its signature and meaning. ``conn`` is a psycopg 3
+    or psycopg2 connection. Arguments are validated before the database is touched;
+    the run is written in one unit of work (see ``unit_of_work``). ``options`` are
+    :func:`coverage_request`'s keywords (``as_of``, ``target_match``,
+    ``win_rate_lookback_days``). Returns the new run's id.
+    """
+    if principal_type is None or principal_id is None:
+        missing = "principal_type" if principal_type is None else "principal_id"
+        raise ValidationError(f"{missing}: required")
+    request = coverage_request(
+        tenant_id, period_start, period_end, principal_type, principal_id, pipeline_id,
+        **options,
+    )  # fmt: skip
+    return run_coverage(conn, request).run_id
+
+
+def run_pipeline_coverage_batch(
+    conn: Any,
+    tenant_id: uuid.UUID | str,
+    period_start: dt.date | str,
+    period_end: dt.date | str,
+    pipeline_id: uuid.UUID | str | None = None,
+    by_pipeline: bool = False,
+    **options: Any,
+) -> uuid.UUID:
+    """Compute coverage for every principal in scope (SPEC.md §5) and store it as one run.
+
+    One fact row per principal (with ``by_pipeline``: per principal and pipeline of the
+    tenant), each equal to what ``run_pipeline_coverage_report`` gives for it, all from
+    one snapshot. ``options`` as for ``run_pipeline_coverage_report``. Returns the id.
+    """
+    request = coverage_request(
+        tenant_id, period_start, period_end, None, None, pipeline_id,
+        by_pipeline=by_pipeline, **options,
+    )  # fmt: skip
+    return run_coverage(conn, request).run_id

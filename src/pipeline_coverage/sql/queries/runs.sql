@@ -1,0 +1,132 @@
+-- name: insert_run
+-- Writes a run header (the seed's report_run row) and returns its id.
+INSERT INTO dyno_crm.report_run
+    (tenant_id, report_type, generated_at, period_start, period_end, parameters)
+VALUES
+    (%(tenant_id)s::uuid, %(report_type)s::text, now(), %(period_start)s::date,
+     %(period_end)s::date, %(parameters)s::jsonb)
+RETURNING id;
+
+-- name: get_run
+-- One run's header, looked up by id (and tenant, when the caller scopes it).
+SELECT r.id AS run_id, r.tenant_id, tn.name AS tenant_name, r.report_type,
+       r.generated_at, r.period_start, r.period_end, r.parameters::text AS parameters
+FROM dyno_crm.report_run AS r
+JOIN dyno_crm.tenant AS tn ON tn.id = r.tenant_id
+WHERE r.id = %(run_id)s::uuid
+  AND (%(tenant_id)s::uuid IS NULL OR r.tenant_id = %(tenant_id)s::uuid);
+
+-- name: get_run_rows
+-- A run's fact rows, every column, with the names the run saw; best coverage first.
+SELECT f.*
+FROM dyno_crm.report_pipeline_coverage_fact AS f
+WHERE f.tenant_id = %(tenant_id)s::uuid
+  AND f.run_id = %(run_id)s::uuid
+ORDER BY f.coverage_ratio DESC NULLS LAST, f.open_amount DESC, f.principal_type,
+         f.principal_name, f.principal_id, f.pipeline_name NULLS FIRST, f.pipeline_id;
+
+-- name: run_exclusions
+-- What a run flagged (SPEC.md §8): per deal flag, its deals and their amount; and the
+-- rows whose target period did not match.
+SELECT fl.flag, count(*) AS deals, SUM(d.reporting_amount) AS amount
+FROM dyno_crm.report_run_deal AS d
+CROSS JOIN LATERAL unnest(d.flags) AS fl (flag)
+WHERE d.tenant_id = %(tenant_id)s::uuid
+  AND d.run_id = %(run_id)s::uuid
+GROUP BY fl.flag
+UNION ALL
+SELECT 'TARGET_PERIOD_MISMATCH', count(*), NULL
+FROM dyno_crm.report_pipeline_coverage_fact AS f
+WHERE f.tenant_id = %(tenant_id)s::uuid
+  AND f.run_id = %(run_id)s::uuid
+  AND 'TARGET_PERIOD_MISMATCH' = ANY (f.flags)
+HAVING count(*) > 0;
+
+-- name: run_deals
+-- A run's drill-down: each row's deals with their credit reason, as the run saw them;
+-- optionally one principal's; keyset-paged by (principal, bucket, deal). Within one
+-- run the buckets are all NULL or all pipelines, so the nil UUID orders NULL safely.
+SELECT c.principal_type, c.principal_id, c.pipeline_id, d.deal_id, d.deal_name,
+       d.deal_class, c.credit_reasons[u.ord] AS credit_reason, d.forecast_category,
+       d.probability, d.amount, d.currency, d.reporting_amount, d.weighted_amount,
+       d.placed_on, d.flags, d.pipeline_id AS deal_pipeline_id, d.pipeline_name,
+       d.stage_id, d.stage_name, d.owner_user_id
+FROM dyno_crm.report_run_credit AS c
+CROSS JOIN LATERAL unnest(c.deal_ids) WITH ORDINALITY AS u (deal_id, ord)
+JOIN dyno_crm.report_run_deal AS d
+  ON d.tenant_id = c.tenant_id AND d.run_id = c.run_id AND d.deal_id = u.deal_id
+WHERE c.tenant_id = %(tenant_id)s::uuid
+  AND c.run_id = %(run_id)s::uuid
+  AND (%(principal_type)s::text IS NULL OR c.principal_type = %(principal_type)s::text)
+  AND (%(principal_id)s::uuid IS NULL OR c.principal_id = %(principal_id)s::uuid)
+  AND (%(after_type)s::text IS NULL
+       OR (c.principal_type, c.principal_id,
+           COALESCE(c.pipeline_id, '00000000-0000-0000-0000-000000000000'::uuid), u.deal_id)
+          > (%(after_type)s::text, %(after_principal)s::uuid,
+             COALESCE(%(after_pipeline)s::uuid, '00000000-0000-0000-0000-000000000000'::uuid),
+             %(after_deal)s::uuid))
+ORDER BY c.principal_type, c.principal_id,
+         COALESCE(c.pipeline_id, '00000000-0000-0000-0000-000000000000'::uuid), u.deal_id
+LIMIT %(limit)s::bigint;
+
+-- name: list_runs
+-- Stored runs, newest first, with their row counts; optionally one tenant's, one
+-- period's or one mode's, and (keyset pagination) only those before a cursor. The
+-- count joins on the tenant too, so one tenant's list stays on its shard (Citus).
+SELECT r.id AS run_id, r.tenant_id, tn.name AS tenant_name, r.report_type,
+       r.generated_at, r.period_start, r.period_end, r.parameters::text AS parameters,
+       (SELECT count(*) FROM dyno_crm.report_pipeline_coverage_fact AS f
+        WHERE f.tenant_id = r.tenant_id AND f.run_id = r.id
+          AND (%(tenant_id)s::uuid IS NULL OR f.tenant_id = %(tenant_id)s::uuid))
+           AS row_count
+FROM dyno_crm.report_run AS r
+JOIN dyno_crm.tenant AS tn ON tn.id = r.tenant_id
+WHERE (%(tenant_id)s::uuid IS NULL OR r.tenant_id = %(tenant_id)s::uuid)
+  AND r.report_type = %(report_type)s::text
+  AND (%(period_start)s::date IS NULL OR r.period_start = %(period_start)s::date)
+  AND (%(period_end)s::date IS NULL OR r.period_end = %(period_end)s::date)
+  AND (%(mode)s::text IS NULL OR r.parameters ->> 'mode' = %(mode)s::text)
+  AND (%(before_at)s::timestamptz IS NULL
+       OR (r.generated_at, r.id) < (%(before_at)s::timestamptz, %(before_id)s::uuid))
+ORDER BY r.generated_at DESC, r.id DESC
+LIMIT %(limit)s::integer;
+
+-- name: principal_history
+-- One principal's rows across the tenant's stored runs for one period, oldest first
+-- (rows for all pipelines, or for the one pipeline asked for).
+SELECT r.id AS run_id, r.generated_at, f.*
+FROM dyno_crm.report_pipeline_coverage_fact AS f
+JOIN dyno_crm.report_run AS r ON r.tenant_id = f.tenant_id AND r.id = f.run_id
+WHERE f.tenant_id = %(tenant_id)s::uuid
+  AND f.principal_type = %(principal_type)s::text
+  AND f.principal_id = %(principal_id)s::uuid
+  AND f.period_start = %(period_start)s::date
+  AND f.period_end = %(period_end)s::date
+  AND f.pipeline_id IS NOT DISTINCT FROM %(pipeline_id)s::uuid
+ORDER BY r.generated_at, r.id, f.pipeline_id NULLS FIRST;
+
+-- name: prune_runs
+-- Deletes whole runs older than the cut-off and counts their runs and fact rows. The
+-- rows are counted before anything is deleted (on Citus a cascade may already have
+-- run when a later part of the statement looks); facts cascade, the drill-down goes
+-- with its run (a trigger).
+WITH doomed AS (
+    SELECT r.tenant_id, r.id
+    FROM dyno_crm.report_run AS r
+    WHERE r.generated_at < now() - make_interval(days => %(older_than_days)s::integer)
+      AND (%(tenant_id)s::uuid IS NULL OR r.tenant_id = %(tenant_id)s::uuid)
+),
+counted AS (
+    SELECT count(*) AS fact_rows
+    FROM dyno_crm.report_pipeline_coverage_fact AS f
+    JOIN doomed AS dm ON f.tenant_id = dm.tenant_id AND f.run_id = dm.id
+    WHERE (%(tenant_id)s::uuid IS NULL OR f.tenant_id = %(tenant_id)s::uuid)
+),
+gone AS (
+    DELETE FROM dyno_crm.report_run AS r
+    USING doomed AS dm
+    WHERE r.tenant_id = dm.tenant_id AND r.id = dm.id
+      AND (%(tenant_id)s::uuid IS NULL OR r.tenant_id = %(tenant_id)s::uuid)
+    RETURNING r.id
+)
+SELECT (SELECT count(*) FROM gone) AS runs, (SELECT c.fact_rows FROM counted AS c) AS fact_rows;

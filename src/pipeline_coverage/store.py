@@ -1,0 +1,438 @@
+"""The run store: stored runs (``report_run`` + fact rows + drill-down), read back.
+
+Runs are immutable snapshots: once written (by ``reports.coverage``) they are only
+listed, read, explained (their deals and exclusions) and pruned. Every reader takes
+the caller's connection (psycopg 3 or psycopg2) and reads rows by column name.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from pipeline_coverage.db.connection import as_uuid, records, unit_of_work
+from pipeline_coverage.errors import NotFoundError, ValidationError
+from pipeline_coverage.metrics import NAMES
+from pipeline_coverage.sql import query
+from pipeline_coverage.validation import (
+    parse_period,
+    parse_principal_type,
+    parse_uuid,
+    parse_whole,
+    required_uuid,
+)
+
+REPORT_TYPE = "PIPELINE_COVERAGE"
+#: The longest retention ``prune`` takes (a century), and the longest list of runs.
+MAX_RETENTION_DAYS = 36_500
+MAX_LIST_LIMIT = 10_000
+#: The most drill-down rows one read returns (page through the rest).
+MAX_DEALS_LIMIT = 100_000
+_QUERIES = "runs"
+
+Value = Decimal | int | None
+
+
+@dataclass(frozen=True)
+class CoverageRow:
+    """One fact row: a principal's (and optionally a pipeline's) numbers in a run.
+
+    ``values`` holds every metric of the registry (``pipeline_coverage.metrics``) by
+    name; the seed's three are also attributes.
+    """
+
+    principal_type: str
+    principal_id: uuid.UUID
+    principal_name: str | None
+    pipeline_id: uuid.UUID | None
+    pipeline_name: str | None
+    values: Mapping[str, Value] = field(default_factory=dict)
+    flags: tuple[str, ...] = ()
+
+    def __getitem__(self, metric: str) -> Value:
+        return self.values[metric]
+
+    @property
+    def target_amount(self) -> Decimal | None:
+        return self._money("target_amount")
+
+    @property
+    def open_amount(self) -> Decimal:
+        value = self._money("open_amount")
+        assert value is not None
+        return value
+
+    @property
+    def coverage_ratio(self) -> Decimal | None:
+        return self._money("coverage_ratio")
+
+    def _money(self, name: str) -> Decimal | None:
+        value = self.values.get(name)
+        assert value is None or isinstance(value, Decimal)
+        return value
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """One line of a run's exclusions report: a flag, how many, and the amount."""
+
+    flag: str
+    count: int
+    amount: Decimal | None
+
+    def describe(self, currency: str = "") -> str:
+        money = f"{self.amount:,.2f}{' ' + currency if currency else ''}"
+        deals = f"{self.count:,} open deal{'s' if self.count != 1 else ''}"
+        if self.flag == "UNDATED":
+            return f"{deals} worth {money} have no close date and count in no period"
+        if self.flag == "NO_AMOUNT":
+            return f"{deals} in the period have no amount and count as 0"
+        if self.flag == "NO_PROBABILITY":
+            return f"{deals} worth {money} sit in stages without a probability and weigh 0"
+        if self.flag == "PAST_DUE":
+            return f"{deals} worth {money} are past their close date and still count as open"
+        if self.flag == "NO_RATE":
+            return f"{self.count:,} deals have no exchange rate in force and are left out"
+        if self.flag == "TARGET_PERIOD_MISMATCH":
+            rows = f"{self.count:,} row{'s' if self.count != 1 else ''}"
+            return (
+                f"{rows} have no target for exactly this period but targets overlapping it "
+                "(use target_match=within, or the targets' own period)"
+            )
+        return f"{self.flag}: {self.count:,}"
+
+
+@dataclass(frozen=True)
+class CoverageRun:
+    """A stored run: its header and (when read with rows) its fact rows."""
+
+    run_id: uuid.UUID
+    tenant_id: uuid.UUID
+    tenant_name: str
+    report_type: str
+    generated_at: dt.datetime
+    period_start: dt.date
+    period_end: dt.date
+    parameters: Mapping[str, Any]
+    rows: tuple[CoverageRow, ...] = field(default=())
+    row_count: int | None = None
+    exclusions: tuple[Exclusion, ...] = ()
+
+    @property
+    def currency(self) -> str:
+        return str(self.parameters.get("currency") or "")
+
+
+@dataclass(frozen=True)
+class DealCredit:
+    """One drill-down row: a deal behind a fact row, as the run saw it (SPEC.md §7)."""
+
+    principal_type: str
+    principal_id: uuid.UUID
+    pipeline_id: uuid.UUID | None
+    deal_id: uuid.UUID
+    deal_name: str
+    deal_class: str
+    credit_reason: str
+    forecast_category: str
+    probability: int | None
+    amount: Decimal | None
+    currency: str
+    reporting_amount: Decimal
+    weighted_amount: Decimal
+    placed_on: dt.date | None
+    flags: tuple[str, ...]
+    deal_pipeline_id: uuid.UUID
+    pipeline_name: str
+    stage_id: uuid.UUID
+    stage_name: str
+    owner_user_id: uuid.UUID | None
+
+
+@dataclass(frozen=True)
+class HistoryPoint:
+    """A principal's numbers in one stored run."""
+
+    run_id: uuid.UUID
+    generated_at: dt.datetime
+    pipeline_id: uuid.UUID | None
+    values: Mapping[str, Value]
+
+    @property
+    def target_amount(self) -> Decimal | None:
+        value = self.values.get("target_amount")
+        assert value is None or isinstance(value, Decimal)
+        return value
+
+    @property
+    def open_amount(self) -> Decimal:
+        value = self.values["open_amount"]
+        assert isinstance(value, Decimal)
+        return value
+
+    @property
+    def coverage_ratio(self) -> Decimal | None:
+        value = self.values.get("coverage_ratio")
+        assert value is None or isinstance(value, Decimal)
+        return value
+
+
+def _optional_uuid(value: Any) -> uuid.UUID | None:
+    return None if value is None else as_uuid(value)
+
+
+def _flags(value: Any) -> tuple[str, ...]:
+    """A text[] (a list from psycopg 3; psycopg2 too) as a tuple."""
+    return tuple(value or ())
+
+
+def row_from_record(record: Mapping[str, Any]) -> CoverageRow:
+    return CoverageRow(
+        principal_type=record["principal_type"],
+        principal_id=as_uuid(record["principal_id"]),
+        principal_name=record["principal_name"],
+        pipeline_id=_optional_uuid(record["pipeline_id"]),
+        pipeline_name=record["pipeline_name"],
+        values={name: record[name] for name in NAMES},
+        flags=_flags(record["flags"]),
+    )
+
+
+def _run_from_header(record: Mapping[str, Any], **extra: Any) -> CoverageRun:
+    return CoverageRun(
+        run_id=as_uuid(record["run_id"]),
+        tenant_id=as_uuid(record["tenant_id"]),
+        tenant_name=record["tenant_name"],
+        report_type=record["report_type"],
+        generated_at=record["generated_at"],
+        period_start=record["period_start"],
+        period_end=record["period_end"],
+        parameters=json.loads(record["parameters"]),
+        **extra,
+    )
+
+
+# --- writing -------------------------------------------------------------------------
+
+
+def insert_run(
+    cur: Any,
+    tenant_id: uuid.UUID,
+    period: tuple[dt.date, dt.date],
+    parameters: Mapping[str, Any],
+    report_type: str = REPORT_TYPE,
+) -> uuid.UUID:
+    """Write a run's header inside the caller's unit of work; returns the new id."""
+    cur.execute(
+        query(_QUERIES, "insert_run"),
+        {
+            "tenant_id": str(tenant_id),
+            "report_type": report_type,
+            "period_start": period[0],
+            "period_end": period[1],
+            "parameters": json.dumps(parameters),
+        },
+    )
+    return as_uuid(cur.fetchone()[0])
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What a prune deleted."""
+
+    runs: int
+    fact_rows: int
+
+
+def prune_runs(conn: Any, older_than_days: int, tenant_id: uuid.UUID | str | None = None) -> Pruned:
+    """Delete whole runs generated more than ``older_than_days`` days ago.
+
+    Deleting the header takes its fact rows and drill-down with it, so a run is never
+    left half gone. Without ``tenant_id`` every tenant's old runs go (a retention job).
+    """
+    days = parse_whole(older_than_days, "older_than_days", 0, MAX_RETENTION_DAYS)
+    tenant = parse_uuid(tenant_id, "tenant_id", optional=True)
+    params = {"older_than_days": days, "tenant_id": str(tenant) if tenant else None}
+    with unit_of_work(conn) as cur:
+        cur.execute(query(_QUERIES, "prune_runs"), params)
+        runs, fact_rows = cur.fetchone()
+    return Pruned(runs=int(runs), fact_rows=int(fact_rows))
+
+
+# --- reading -------------------------------------------------------------------------
+
+
+def _header(cur: Any, run: uuid.UUID, tenant: uuid.UUID | None) -> Mapping[str, Any]:
+    cur.execute(
+        query(_QUERIES, "get_run"),
+        {"run_id": str(run), "tenant_id": str(tenant) if tenant else None},
+    )
+    found = records(cur)
+    if not found:
+        raise NotFoundError(f"run_id: no run {run}")
+    return found[0]
+
+
+def get_run(
+    conn: Any, run_id: uuid.UUID | str, tenant_id: uuid.UUID | str | None = None
+) -> CoverageRun:
+    """A stored run with its rows (best coverage first) and its exclusions report.
+
+    With ``tenant_id``, a run of another tenant is reported as not found.
+    """
+    run = required_uuid(run_id, "run_id")
+    tenant = parse_uuid(tenant_id, "tenant_id", optional=True)
+    with unit_of_work(conn) as cur:
+        header = _header(cur, run, tenant)
+        params = {"run_id": str(run), "tenant_id": str(header["tenant_id"])}
+        cur.execute(query(_QUERIES, "get_run_rows"), params)
+        rows = tuple(row_from_record(record) for record in records(cur))
+        cur.execute(query(_QUERIES, "run_exclusions"), params)
+        exclusions = tuple(Exclusion(r["flag"], int(r["deals"]), r["amount"]) for r in records(cur))
+    return _run_from_header(header, rows=rows, row_count=len(rows), exclusions=exclusions)
+
+
+def list_runs(
+    conn: Any,
+    tenant_id: uuid.UUID | str | None = None,
+    limit: int = 50,
+    *,
+    before: tuple[dt.datetime, uuid.UUID] | None = None,
+    period: tuple[dt.date, dt.date] | None = None,
+    mode: str | None = None,
+    report_type: str = REPORT_TYPE,
+) -> list[CoverageRun]:
+    """Stored runs of one report type, newest first (headers and row counts).
+
+    ``before`` is a keyset cursor (the last run's ``generated_at`` and id) for
+    paging; ``period`` and ``mode`` ("single" or "batch") narrow the list.
+    """
+    tenant = parse_uuid(tenant_id, "tenant_id", optional=True)
+    parse_whole(limit, "limit", 1, MAX_LIST_LIMIT)
+    if mode not in (None, "single", "batch"):
+        raise ValidationError(f"mode: must be single or batch, got {mode!r}")
+    if period is not None:
+        period = parse_period(*period)
+    params = {
+        "tenant_id": str(tenant) if tenant else None,
+        "report_type": report_type,
+        "limit": limit,
+        "before_at": before[0] if before else None,
+        "before_id": str(before[1]) if before else None,
+        "period_start": period[0] if period else None,
+        "period_end": period[1] if period else None,
+        "mode": mode,
+    }
+    with unit_of_work(conn) as cur:
+        cur.execute(query(_QUERIES, "list_runs"), params)
+        found = records(cur)
+    return [_run_from_header(r, row_count=int(r["row_count"])) for r in found]
+
+
+#: A drill-down page's position: after this (principal type, principal, bucket, deal).
+DealCursor = tuple[str, uuid.UUID, uuid.UUID | None, uuid.UUID]
+
+
+def run_deals(
+    conn: Any,
+    run_id: uuid.UUID | str,
+    tenant_id: uuid.UUID | str | None = None,
+    *,
+    principal_type: str | None = None,
+    principal_id: uuid.UUID | str | None = None,
+    after: DealCursor | None = None,
+    limit: int = MAX_DEALS_LIMIT,
+) -> list[DealCredit]:
+    """The deals behind a run's rows (all rows', or one principal's), ordered by
+    principal, bucket and deal; ``after`` continues a page. A run of another tenant
+    (when ``tenant_id`` is given) is not found."""
+    run = required_uuid(run_id, "run_id")
+    tenant = parse_uuid(tenant_id, "tenant_id", optional=True)
+    kind = parse_principal_type(principal_type) if principal_type is not None else None
+    principal = parse_uuid(principal_id, "principal_id", optional=True)
+    parse_whole(limit, "limit", 1, MAX_DEALS_LIMIT)
+    with unit_of_work(conn) as cur:
+        header = _header(cur, run, tenant)
+        cur.execute(
+            query(_QUERIES, "run_deals"),
+            {
+                "tenant_id": str(header["tenant_id"]),
+                "run_id": str(run),
+                "principal_type": kind,
+                "principal_id": str(principal) if principal else None,
+                "after_type": after[0] if after else None,
+                "after_principal": str(after[1]) if after else None,
+                "after_pipeline": str(after[2]) if after and after[2] else None,
+                "after_deal": str(after[3]) if after else None,
+                "limit": limit,
+            },
+        )
+        found = records(cur)
+    return [
+        DealCredit(
+            principal_type=r["principal_type"],
+            principal_id=as_uuid(r["principal_id"]),
+            pipeline_id=_optional_uuid(r["pipeline_id"]),
+            deal_id=as_uuid(r["deal_id"]),
+            deal_name=r["deal_name"],
+            deal_class=r["deal_class"],
+            credit_reason=r["credit_reason"],
+            forecast_category=r["forecast_category"],
+            probability=r["probability"],
+            amount=r["amount"],
+            currency=r["currency"],
+            reporting_amount=r["reporting_amount"],
+            weighted_amount=r["weighted_amount"],
+            placed_on=r["placed_on"],
+            flags=_flags(r["flags"]),
+            deal_pipeline_id=as_uuid(r["deal_pipeline_id"]),
+            pipeline_name=r["pipeline_name"],
+            stage_id=as_uuid(r["stage_id"]),
+            stage_name=r["stage_name"],
+            owner_user_id=_optional_uuid(r["owner_user_id"]),
+        )
+        for r in found
+    ]
+
+
+def principal_history(
+    conn: Any,
+    tenant_id: uuid.UUID | str,
+    principal_type: str,
+    principal_id: uuid.UUID | str,
+    period_start: dt.date | str,
+    period_end: dt.date | str,
+    pipeline_id: uuid.UUID | str | None = None,
+) -> list[HistoryPoint]:
+    """A principal's numbers for one period across the tenant's stored runs, oldest
+    first: the trend of how its pipeline built up (or drained) over time."""
+    tenant = required_uuid(tenant_id, "tenant_id")
+    kind = parse_principal_type(principal_type)
+    principal = required_uuid(principal_id, "principal_id")
+    start, end = parse_period(period_start, period_end)
+    pipeline = parse_uuid(pipeline_id, "pipeline_id", optional=True)
+    params = {
+        "tenant_id": str(tenant),
+        "principal_type": kind,
+        "principal_id": str(principal),
+        "period_start": start,
+        "period_end": end,
+        "pipeline_id": str(pipeline) if pipeline else None,
+    }
+    with unit_of_work(conn) as cur:
+        cur.execute(query(_QUERIES, "principal_history"), params)
+        found = records(cur)
+    return [
+        HistoryPoint(
+            run_id=as_uuid(r["run_id"]),
+            generated_at=r["generated_at"],
+            pipeline_id=_optional_uuid(r["pipeline_id"]),
+            values={name: r[name] for name in NAMES},
+        )
+        for r in found
+    ]
