@@ -22,6 +22,7 @@ from psycopg.conninfo import make_conninfo
 
 from pipeline_coverage.db import migrate
 from pipeline_coverage.db.embedded import embedded_server
+from tests import reconcile
 
 
 def with_dbname(url: str, dbname: str) -> str:
@@ -84,8 +85,19 @@ def _fresh_database(server_url: str, template: str | None) -> Iterator[str]:
 
 @pytest.fixture
 def db_url(server_url: str, template_db: str) -> Iterator[str]:
-    """A fresh, migrated database of this test's own."""
-    yield from _fresh_database(server_url, template_db)
+    """A fresh, migrated database of this test's own.
+
+    Whatever runs the test stored, the reconciliation invariant is checked on them
+    before the database goes: every fact row equals the sum of its drill-down rows.
+    """
+    database = _fresh_database(server_url, template_db)
+    url = next(database)
+    try:
+        yield url
+        broken = reconcile.problems(url)
+        assert not broken, "reconciliation failed:\n" + "\n".join(broken[:20])
+    finally:
+        database.close()  # drops it
 
 
 @pytest.fixture

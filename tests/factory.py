@@ -219,7 +219,36 @@ def random_tenant(
             rows,
         )
     conn.commit()
-    periods = [period, (start, end + dt.timedelta(days=1)), (start - dt.timedelta(days=1), end)]
+    # Probabilities (some missing) and forecast categories on stages and deals, from
+    # an RNG of their own so the rows above stay what they were for a seed.
+    extra = random.Random(seed * 7919)
+    categories = [None, "COMMIT", "BEST_CASE", "PIPELINE", "OMITTED"]
+    for pipeline_stages in stages.values():
+        for stage in pipeline_stages:
+            conn.execute(
+                "UPDATE dyno_crm.pipeline_stage SET probability = %s, forecast_category = %s"
+                " WHERE tenant_id = %s AND id = %s",
+                (
+                    extra.choice([None, 0, 10, 33, 50, 75, 100]),
+                    extra.choice(categories),
+                    tenant,
+                    stage,
+                ),
+            )
+    with conn.cursor() as cur:
+        cur.executemany(
+            "UPDATE dyno_crm.deal SET forecast_category = %s WHERE tenant_id = %s AND id = %s",
+            [(extra.choice(categories + [None] * 5), tenant, row[1]) for row in rows],
+        )
+    conn.commit()
+    periods = [
+        period,
+        (start, end + dt.timedelta(days=1)),
+        (start - dt.timedelta(days=1), end),
+        # Monthly targets inside the period, for target_match=within.
+        (start, start + dt.timedelta(days=31)),
+        (start + dt.timedelta(days=31), start + dt.timedelta(days=59)),
+    ]
     principals = [("USER", u) for u in users] + [("GROUP", g) for g in groups]
     # A target for a principal that does not exist (targets have no principal foreign key).
     principals.append(("USER", uuid.uuid4()))

@@ -1,0 +1,79 @@
+"""The reconciliation invariant (SPEC.md §7), checked on every database the suite
+used: every amount and count of every fact row equals the sum over the drill-down
+rows behind it, to the cent. Plain Python over plain queries, independent of the
+SQL that wrote the runs."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+
+SUMMED = (
+    "open_amount", "open_count", "weighted_amount", "commit_amount", "best_case_amount",
+    "pipeline_amount", "omitted_amount", "won_amount", "won_count", "lost_amount",
+    "lost_count", "past_due_amount", "past_due_count", "undated_amount", "undated_count",
+)  # fmt: skip
+
+
+def _expected(deals: list[dict[str, Any]]) -> dict[str, Any]:
+    sums: dict[str, Any] = {name: Decimal(0) if "amount" in name else 0 for name in SUMMED}
+    for deal in deals:
+        amount = deal["reporting_amount"]
+        if deal["deal_class"] == "OPEN":
+            sums["open_amount"] += amount
+            sums["open_count"] += 1
+            sums["weighted_amount"] += deal["weighted_amount"]
+            sums[f"{deal['forecast_category'].lower()}_amount"] += amount
+            if "PAST_DUE" in deal["flags"]:
+                sums["past_due_amount"] += amount
+                sums["past_due_count"] += 1
+        elif deal["deal_class"] == "WON":
+            sums["won_amount"] += amount
+            sums["won_count"] += 1
+        elif deal["deal_class"] == "LOST":
+            sums["lost_amount"] += amount
+            sums["lost_count"] += 1
+        else:
+            sums["undated_amount"] += amount
+            sums["undated_count"] += 1
+    return sums
+
+
+def problems(url: str) -> list[str]:
+    """What breaks the invariant in the database at ``url`` (empty when it holds)."""
+    with psycopg.connect(url) as conn:
+        present = conn.execute("SELECT to_regclass('dyno_crm.report_run_deal')").fetchone()
+        if present is None or present[0] is None:
+            return []
+        with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+            facts = cur.execute(
+                "SELECT * FROM dyno_crm.report_pipeline_coverage_fact WHERE open_count IS NOT NULL"
+            ).fetchall()
+            credits = cur.execute("SELECT * FROM dyno_crm.report_run_credit").fetchall()
+            deals = cur.execute("SELECT * FROM dyno_crm.report_run_deal").fetchall()
+    by_deal = {(d["tenant_id"], d["run_id"], d["deal_id"]): d for d in deals}
+    behind: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+    used = set()
+    for credit in credits:
+        key = (credit["tenant_id"], credit["run_id"], credit["principal_type"],
+               credit["principal_id"], credit["pipeline_id"])  # fmt: skip
+        for deal_id in credit["deal_ids"]:
+            deal_key = (credit["tenant_id"], credit["run_id"], deal_id)
+            used.add(deal_key)
+            behind[key].append(by_deal[deal_key])
+    found = []
+    fact_keys = set()
+    for fact in facts:
+        key = (fact["tenant_id"], fact["run_id"], fact["principal_type"], fact["principal_id"],
+               fact["pipeline_id"])  # fmt: skip
+        fact_keys.add(key)
+        expected = _expected(behind.get(key, []))
+        for name in SUMMED:
+            if fact[name] != expected[name]:
+                found.append(f"{key}: {name} is {fact[name]}, its deals sum to {expected[name]}")
+    found += [f"{key}: drill-down without a fact row" for key in set(behind) - fact_keys]
+    found += [f"{key}: a stored deal no row credits" for key in set(by_deal) - used]
+    return found
