@@ -43,6 +43,9 @@ class TenantSpec:
     #: single report can be timed on the same per-rep workload in tenants of any size.
     probes: int = 20
     probe_deals: int = 72
+    #: The share of deals that are open and close in the reported period (a *dense*
+    #: tenant); 0: dates spread over three years like every other deal.
+    open_in_period: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -197,12 +200,20 @@ def _tenant(
                     "",
                 )
 
+    open_stages = [k for k, stage in enumerate(STAGES) if not stage[1].startswith("DONE")]
+    period_days = (period_end - period_start).days
+
     def deals() -> Iterator[Sequence[object]]:
         yield from probe_deals()
         for n in range(skewed):
             owner = owners[n]
             pipeline = pipelines[n % len(pipelines)]
             day = dt.date.fromordinal(first_day + rng.randrange(span)).isoformat()
+            stage = stage_picks[n]
+            dense = bool(spec.open_in_period) and rng.random() < spec.open_in_period
+            if dense:
+                day = (period_start + dt.timedelta(days=rng.randrange(period_days))).isoformat()
+                stage = open_stages[n % len(open_stages)]
             roll = rng.random()
             if roll < 0.55:
                 expected, close = day, ""
@@ -212,13 +223,15 @@ def _tenant(
                 expected, close = "", day  # only the actual close date
             else:
                 expected, close = "", ""  # no date at all
+            if dense:
+                expected, close = day, ""
             assignee = users[rng.randrange(len(users))] if rng.random() < 0.2 else users[owner]
             amount = "" if rng.random() < 0.05 else f"{rng.lognormvariate(9, 1.2):.2f}"
             yield (
                 new_id(),
                 tenant,
                 pipeline,
-                stages[pipeline][stage_picks[n]],
+                stages[pipeline][stage],
                 f"Deal {n}",
                 amount,
                 expected,

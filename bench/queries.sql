@@ -19,3 +19,113 @@ INSERT INTO dyno_crm.report_pipeline_coverage_fact
 SELECT %(run_id)s::uuid, %(tenant_id)s::uuid, %(period_start)s::date, %(period_end)s::date,
        'USER', gen_random_uuid(), NULL, NULL, 0, NULL
 FROM generate_series(1, %(rows)s::integer);
+
+-- name: previous_batch
+-- The batch as it was before the drill-down and the §8 metrics (the seed's three
+-- columns only), kept here to time today's batch against it in the same run.
+-- Rows are keyed by a bucket: the pipeline (as text) when by_pipeline, else the report's
+-- pipeline filter; '' stands for "no pipeline", a value no pipeline id can take, so
+-- that every join stays a plain (hash) equality.
+WITH open_deals AS (
+    -- Each deal counts once per principal: an assignee only when it is not the owner.
+    SELECT COALESCE(d.amount, 0) AS amount,
+           d.owned_by_user_id AS owner_user,
+           NULLIF(d.assigned_user_id, d.owned_by_user_id) AS assignee_user,
+           d.owned_by_group_id AS owner_group,
+           NULLIF(d.assigned_group_id, d.owned_by_group_id) AS assignee_group,
+           COALESCE((CASE WHEN %(by_pipeline)s::boolean THEN d.pipeline_id
+                          ELSE %(pipeline_id)s::uuid END)::text, '') AS bucket
+    FROM dyno_crm.deal AS d
+    JOIN dyno_crm.pipeline_stage AS ps
+      ON ps.tenant_id = d.tenant_id AND ps.id = d.stage_id
+    WHERE d.tenant_id = %(tenant_id)s::uuid
+      AND (%(pipeline_id)s::uuid IS NULL OR d.pipeline_id = %(pipeline_id)s::uuid)
+      AND ps.stage_state NOT IN ('DONE_SUCCESS', 'DONE_FAILED')
+      AND COALESCE(d.expected_close_date, d.close_date) >= %(period_start)s::date
+      AND COALESCE(d.expected_close_date, d.close_date) < %(period_end)s::date
+),
+open_sets AS (
+    -- One pass, summed four ways at once; in each grouping set only its own key is set.
+    SELECT CASE WHEN GROUPING(od.owner_group) = 0 OR GROUPING(od.assignee_group) = 0
+                THEN 'GROUP' ELSE 'USER' END AS principal_type,
+           COALESCE(od.owner_user, od.assignee_user, od.owner_group, od.assignee_group)
+               AS principal_id,
+           od.bucket,
+           SUM(od.amount) AS open_amount
+    FROM open_deals AS od
+    GROUP BY GROUPING SETS ((od.bucket, od.owner_user), (od.bucket, od.assignee_user),
+                            (od.bucket, od.owner_group), (od.bucket, od.assignee_group))
+),
+open_sums AS (
+    -- A rep's deals as owner and as assignee are disjoint sets: add them up.
+    SELECT os.principal_type, os.principal_id, os.bucket, SUM(os.open_amount) AS open_amount
+    FROM open_sets AS os
+    WHERE os.principal_id IS NOT NULL
+    GROUP BY 1, 2, 3
+),
+target_rows AS (
+    SELECT st.principal_type::text AS principal_type, st.principal_id, st.pipeline_id,
+           st.target_amount
+    FROM dyno_crm.sales_target AS st
+    WHERE st.tenant_id = %(tenant_id)s::uuid
+      AND st.period_start = %(period_start)s::date
+      AND st.period_end = %(period_end)s::date
+      AND (%(pipeline_id)s::uuid IS NULL OR st.pipeline_id = %(pipeline_id)s::uuid)
+),
+targets AS (
+    -- By pipeline, a pipeline-less target belongs to no pipeline's row.
+    SELECT tr.principal_type, tr.principal_id,
+           COALESCE((CASE WHEN %(by_pipeline)s::boolean THEN tr.pipeline_id
+                          ELSE %(pipeline_id)s::uuid END)::text, '') AS bucket,
+           SUM(tr.target_amount) AS target_amount
+    FROM target_rows AS tr
+    WHERE NOT %(by_pipeline)s::boolean OR tr.pipeline_id IS NOT NULL
+    GROUP BY 1, 2, 3
+),
+principals AS (
+    SELECT 'USER' AS principal_type, u.id AS principal_id
+    FROM dyno_crm.crm_user AS u
+    WHERE u.tenant_id = %(tenant_id)s::uuid AND u.is_active
+    UNION
+    SELECT 'GROUP', g.id
+    FROM dyno_crm.crm_group AS g
+    WHERE g.tenant_id = %(tenant_id)s::uuid
+    UNION
+    SELECT tr.principal_type, tr.principal_id FROM target_rows AS tr
+    UNION
+    SELECT os.principal_type, os.principal_id FROM open_sums AS os
+),
+buckets AS (
+    SELECT p.id::text AS bucket
+    FROM dyno_crm.pipeline AS p
+    WHERE %(by_pipeline)s::boolean
+      AND p.tenant_id = %(tenant_id)s::uuid
+      AND (%(pipeline_id)s::uuid IS NULL OR p.id = %(pipeline_id)s::uuid)
+    UNION ALL
+    SELECT COALESCE(%(pipeline_id)s::uuid::text, '')
+    WHERE NOT %(by_pipeline)s::boolean
+)
+INSERT INTO dyno_crm.report_pipeline_coverage_fact
+    (run_id, tenant_id, period_start, period_end, principal_type, principal_id,
+     pipeline_id, target_amount, open_amount, coverage_ratio)
+SELECT
+    %(run_id)s::uuid,
+    %(tenant_id)s::uuid,
+    %(period_start)s::date,
+    %(period_end)s::date,
+    pr.principal_type,
+    pr.principal_id,
+    NULLIF(b.bucket, '')::uuid,
+    t.target_amount,
+    COALESCE(o.open_amount, 0),
+    CASE WHEN t.target_amount IS NULL OR t.target_amount = 0 THEN NULL
+         ELSE ROUND(COALESCE(o.open_amount, 0) / t.target_amount, 4)
+    END
+FROM principals AS pr
+CROSS JOIN buckets AS b
+LEFT JOIN targets AS t
+       ON t.principal_type = pr.principal_type AND t.principal_id = pr.principal_id
+      AND t.bucket = b.bucket
+LEFT JOIN open_sums AS o
+       ON o.principal_type = pr.principal_type AND o.principal_id = pr.principal_id
+      AND o.bucket = b.bucket;

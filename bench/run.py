@@ -40,6 +40,7 @@ from pipeline_coverage.db.embedded import embedded_server
 from pipeline_coverage.loader import load_directory
 from pipeline_coverage.periods import quarter_of
 from pipeline_coverage.sql import parse_named_queries
+from pipeline_coverage.store import run_deals
 
 HERE = Path(__file__).parent
 QUERIES = parse_named_queries((HERE / "queries.sql").read_text(), "queries.sql")
@@ -91,6 +92,135 @@ def median_ms(action: Callable[[], object], repeat: int) -> float:
 def percentile(samples: list[float], fraction: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def previous_batch_ms(
+    conn: psycopg.Connection[Any], tenant: GeneratedTenant, period: tuple[dt.date, dt.date],
+    repeat: int,
+) -> float:  # fmt: skip
+    """The batch as it was before the drill-down (the seed's three columns only)."""
+
+    def previous() -> None:
+        run_id = conn.execute(
+            "INSERT INTO dyno_crm.report_run (tenant_id, report_type, period_start,"
+            " period_end) VALUES (%s, 'PIPELINE_COVERAGE', %s, %s) RETURNING id",
+            (tenant.tenant_id, *period),
+        ).fetchone()
+        assert run_id is not None
+        conn.execute(
+            QUERIES["previous_batch"],
+            {
+                "tenant_id": str(tenant.tenant_id),
+                "period_start": period[0],
+                "period_end": period[1],
+                "pipeline_id": None,
+                "by_pipeline": False,
+                "run_id": str(run_id[0]),
+            },
+        )
+        conn.commit()
+
+    return median_ms(previous, repeat)
+
+
+DRILLDOWN_TABLES = ("report_run", "report_pipeline_coverage_fact", "report_run_deal",
+                    "report_run_credit")  # fmt: skip
+
+
+def _stored_bytes(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute(
+        "SELECT sum(pg_total_relation_size(('dyno_crm.' || t)::regclass))::bigint"
+        " FROM unnest(%s::text[]) AS t",
+        (list(DRILLDOWN_TABLES),),
+    ).fetchone()
+    conn.commit()
+    return int(row[0]) if row else 0
+
+
+def drilldown_figures(
+    conn: psycopg.Connection[Any], tenant: GeneratedTenant, period: tuple[dt.date, dt.date],
+    repeat: int,
+) -> list[Figure]:  # fmt: skip
+    """Today's batch (numbers + drill-down) against the previous one and the floor:
+    time, rows written, bytes per run; and the drill-down of the largest principal."""
+    params = {"tenant_id": str(tenant.tenant_id), "period_start": period[0],
+              "period_end": period[1]}  # fmt: skip
+
+    def floor() -> None:
+        conn.execute(QUERIES["floor"], params).fetchall()
+        conn.commit()
+
+    floor_ms = median_ms(floor, repeat)
+    previous_ms = previous_batch_ms(conn, tenant, period, repeat)
+    run_ids: list[uuid.UUID] = []
+
+    def batch() -> None:
+        run_ids.append(run_pipeline_coverage_batch(conn, tenant.tenant_id, *period))
+
+    batch_ms = median_ms(batch, repeat)
+    before = _stored_bytes(conn)
+    for _ in range(3):
+        batch()
+    per_run = (_stored_bytes(conn) - before) / 3
+    counts = conn.execute(
+        "SELECT (SELECT count(*) FROM dyno_crm.report_pipeline_coverage_fact"
+        "        WHERE tenant_id = %(t)s AND run_id = %(r)s),"
+        " (SELECT count(*) FROM dyno_crm.report_run_deal WHERE tenant_id = %(t)s"
+        "  AND run_id = %(r)s),"
+        " (SELECT count(*) FROM dyno_crm.report_run_credit WHERE tenant_id = %(t)s"
+        "  AND run_id = %(r)s),"
+        " (SELECT COALESCE(sum(cardinality(deal_ids)), 0) FROM dyno_crm.report_run_credit"
+        "  WHERE tenant_id = %(t)s AND run_id = %(r)s)",
+        {"t": tenant.tenant_id, "r": run_ids[-1]},
+    ).fetchone()
+    largest = conn.execute(
+        "SELECT principal_type, principal_id, cardinality(deal_ids)"
+        " FROM dyno_crm.report_run_credit WHERE tenant_id = %s AND run_id = %s"
+        " ORDER BY cardinality(deal_ids) DESC LIMIT 1",
+        (tenant.tenant_id, run_ids[-1]),
+    ).fetchone()
+    conn.commit()
+    assert counts is not None
+    assert largest is not None
+    show_ms = median_ms(
+        lambda: run_deals(conn, run_ids[-1], tenant.tenant_id, principal_type=largest[0],
+                          principal_id=largest[1]),
+        repeat,
+    )  # fmt: skip
+    name = f"{tenant.name} ({tenant.deals:,} deals)"
+    ratio = batch_ms / previous_ms
+    drill_share = max(0.0, (batch_ms - previous_ms) / batch_ms)
+    figures = [
+        Figure(f"{name}: floor (one pass over open in-period deals)", f"{floor_ms:.1f} ms"),
+        Figure(f"{name}: previous batch (3 seed columns, no drill-down)",
+               f"{previous_ms:.1f} ms ({previous_ms / floor_ms:.2f}x floor)"),
+        Figure(
+            f"{name}: batch with drill-down and every metric",
+            f"{batch_ms:.1f} ms ({batch_ms / floor_ms:.2f}x floor)",
+            "<= 150 ms" if tenant.name == "main" else "",
+            batch_ms <= 150 if tenant.name == "main" else None,
+        ),
+        Figure(f"{name}: batch / previous batch", f"{ratio:.2f}x",
+               "<= 3x" if tenant.name == "main" else "",
+               ratio <= 3 if tenant.name == "main" else None),
+        Figure(f"{name}: drill-down's share of the batch (beyond the previous batch)",
+               f"{drill_share:.0%}"),
+        Figure(
+            f"{name}: rows written per run (fact / deal / credit rows / credits)",
+            f"{counts[0]:,} / {counts[1]:,} / {counts[2]:,} / {counts[3]:,}",
+        ),
+        Figure(f"{name}: bytes per run (tables + indexes)", f"{per_run / 1e6:.1f} MB"),
+        Figure(
+            f"{name}: show --deals of the largest principal ({largest[2]:,} deals)",
+            f"{show_ms:.1f} ms",
+            "<= 50 ms",
+            show_ms <= 50,
+        ),
+    ]  # fmt: skip
+    if tenant.name == "dense":
+        figures.insert(3, Figure(f"{name}: batch / floor", f"{batch_ms / floor_ms:.2f}x",
+                                 "<= 2.5x", batch_ms / floor_ms <= 2.5))  # fmt: skip
+    return figures
 
 
 def principals(tenant: GeneratedTenant) -> list[tuple[str, uuid.UUID]]:
@@ -222,6 +352,9 @@ def run(args: argparse.Namespace) -> list[Figure]:
         TenantSpec("main", args.deals, args.users, args.groups, args.pipelines),
         TenantSpec("small", args.small, args.users, args.groups, args.pipelines),
         TenantSpec("large", args.large, args.users, args.groups, args.pipelines),
+        TenantSpec(
+            "dense", args.deals, args.users, args.groups, args.pipelines, open_in_period=1 / 6
+        ),
     ]
     specs += [
         TenantSpec(f"other{i}", args.other_deals, 50, 5, args.pipelines)
@@ -343,6 +476,10 @@ def run(args: argparse.Namespace) -> list[Figure]:
             figures.append(
                 Figure("seed runner loop / batch", f"{runner_ms / batch_ms:.1f}x faster")
             )
+
+            console.print("batch with drill-down vs the previous batch, main and dense ...")
+            figures += drilldown_figures(conn, tenants["main"], period, args.repeat)
+            figures += drilldown_figures(conn, tenants["dense"], period, args.repeat)
 
             console.print("single-principal latency ...")
             p50s = {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -67,7 +67,7 @@ def template_db(server_url: str) -> Iterator[str]:
         )
 
 
-def _fresh_database(server_url: str, template: str | None) -> Iterator[str]:
+def _fresh_database(server_url: str, template: str | None) -> Generator[str, None, None]:
     name = f"pc_test_{uuid.uuid4().hex[:16]}"
     with _admin(server_url) as conn:
         statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))

@@ -1116,6 +1116,10 @@ def test_session_cookie_signs_in_and_out(
         assert uuid.UUID(session["tenant_id"]) == world.tenant
         assert session["tenant_name"] == world.name
         assert (session["low"], session["healthy"]) == (1, 3)
+        # The metrics the dashboard can show: every column of a row, headline first.
+        assert [m["name"] for m in session["metrics"]] == list(NAMES)
+        assert session["headline"][0] == "target_amount"
+        assert set(session["headline"]) <= set(NAMES)
         start = dt.date.fromisoformat(session["period_start"])
         end = dt.date.fromisoformat(session["period_end"])
         assert start.day == 1

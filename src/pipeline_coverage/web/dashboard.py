@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
 from pipeline_coverage.apikeys import end_session, start_session
+from pipeline_coverage.metrics import HEADLINE, METRICS
 from pipeline_coverage.periods import quarter_of
 from pipeline_coverage.web.deps import (
     SESSION_ID,
@@ -25,7 +26,7 @@ from pipeline_coverage.web.deps import (
     session_of,
 )
 from pipeline_coverage.web.problems import ProblemError
-from pipeline_coverage.web.schemas import Session, SignIn
+from pipeline_coverage.web.schemas import MetricInfo, Session, SignIn
 
 router = APIRouter(include_in_schema=False)
 STATIC = resources.files("pipeline_coverage.web").joinpath("static")
@@ -59,6 +60,13 @@ def session(caller: Caller, settings: Settings) -> Session:
         healthy=settings.healthy,
         period_start=start,
         period_end=end,
+        metrics=[
+            MetricInfo(
+                name=m.name, kind=m.kind, label=m.label, description=m.description, unit=m.unit
+            )
+            for m in METRICS
+        ],
+        headline=list(HEADLINE),
     )
 
 

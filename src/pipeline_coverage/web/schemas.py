@@ -267,8 +267,19 @@ class Health(BaseModel):
     status: Literal["ok"]
 
 
+class MetricInfo(BaseModel):
+    """A metric of the registry, for clients that show them (the dashboard)."""
+
+    name: str
+    kind: Literal["money", "count", "ratio"]
+    label: str
+    description: str
+    unit: Literal["", "x", "%"]
+
+
 class Session(BaseModel):
-    """The dashboard's signed-in tenant and display settings."""
+    """The dashboard's signed-in tenant and display settings, and the metrics it can
+    show (``headline``: the default columns, in order)."""
 
     tenant_id: uuid.UUID
     tenant_name: str
@@ -276,6 +287,8 @@ class Session(BaseModel):
     healthy: float
     period_start: dt.date
     period_end: dt.date
+    metrics: list[MetricInfo]
+    headline: list[str]
 
 
 class SignIn(BaseModel):

@@ -63,6 +63,12 @@ SET principal_name = CASE f.principal_type
     pipeline_name = (SELECT p.name FROM dyno_crm.pipeline AS p
                      WHERE p.tenant_id = f.tenant_id AND p.id = f.pipeline_id);
 
+-- insert_coverage: a run reads, besides the deals dated in its period (by
+-- ix_deal_tenant_close), the deals closed in the period and in the win rate's
+-- lookback window, which a closed deal's close date places (SPEC.md §7).
+CREATE INDEX ix_deal_tenant_closed_on
+    ON dyno_crm.deal (tenant_id, (COALESCE(close_date, expected_close_date)));
+
 -- The deals of a run, once each, as the run saw them (SPEC.md §7): class, the date
 -- that placed the deal, amounts, category, probability, names, and flags. Only deals
 -- credited to at least one row of the run are kept. The amounts a fact row carries
