@@ -308,15 +308,28 @@ def _import_files(directory: Path) -> list[TableSpec]:
 
 
 def _read_header(path: Path, spec: TableSpec) -> list[str]:
+    # Only the header line is decoded here: COPY checks the encoding of the rest and
+    # names the line of a bad byte.
     try:
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            header = next(csv.reader(handle), None)
-    except UnicodeDecodeError as exc:
-        raise LoadError([f"{spec.file}:1: not UTF-8 text ({exc.reason})"]) from exc
-    except csv.Error as exc:
-        raise LoadError([f"{spec.file}:1: malformed CSV header ({exc})"]) from exc
+        with path.open("rb") as handle:
+            data = handle.read(_CHUNK)
     except OSError as exc:
         raise LoadError([f"{spec.file}: cannot read ({exc.strerror or exc})"]) from exc
+    complete = len(data) < _CHUNK
+    data = data.removeprefix(codecs.BOM_UTF8)
+    end = _first_record_end(data)
+    if end < 0 and not complete:
+        raise LoadError(
+            [f"{spec.file}:1: malformed CSV header (no end of line in its first {_CHUNK:,} bytes)"]
+        )
+    try:
+        text = data[: end if end >= 0 else len(data)].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise LoadError([f"{spec.file}:1: not UTF-8 text ({exc.reason})"]) from exc
+    try:
+        header = next(csv.reader([text]), None) if data else None
+    except csv.Error as exc:
+        raise LoadError([f"{spec.file}:1: malformed CSV header ({exc})"]) from exc
     if header is None:
         raise LoadError([f"{spec.file}:1: empty file (a header row is required)"])
     expected = spec.column_names
@@ -338,6 +351,24 @@ def _read_header(path: Path, spec: TableSpec) -> list[str]:
     if problems:
         raise LoadError(problems)
     return header
+
+
+_QUOTE_OR_BREAK = re.compile(rb'["\r\n]')
+
+
+def _first_record_end(data: bytes) -> int:
+    """Where the first CSV record of ``data`` ends: its first line break outside quotes.
+
+    -1 if there is none. Like PostgreSQL's COPY, every ``"`` toggles quoting (``""``
+    inside a quoted field toggles twice).
+    """
+    quoted = False
+    for found in _QUOTE_OR_BREAK.finditer(data):
+        if found.group() == b'"':
+            quoted = not quoted
+        elif not quoted:
+            return found.start()
+    return -1
 
 
 def _stage_name(spec: TableSpec) -> sql.Identifier:
@@ -423,12 +454,15 @@ def _copy(
                     progress(spec.file, sent, size)
     except Exception as exc:  # a malformed CSV record: PostgreSQL names the line
         diag = getattr(exc, "diag", None)
-        if diag is None or getattr(exc, "sqlstate", None) is None:
+        sqlstate = getattr(exc, "sqlstate", None)
+        if diag is None or sqlstate is None:
             raise
         context = diag.context or ""
         found = _COPY_LINE.search(context)
         where = f"{spec.file}:{found.group(1)}" if found else spec.file
         reason = (diag.message_primary or str(exc)).strip()
+        if sqlstate == "22021":  # character_not_in_repertoire: a byte that is not UTF-8
+            raise LoadError([f"{where}: not UTF-8 text ({reason})"]) from exc
         raise LoadError([f"{where}: malformed CSV: {reason}"]) from exc
 
 

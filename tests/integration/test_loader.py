@@ -845,6 +845,35 @@ def test_a_file_that_is_not_utf8_is_rejected(
     assert dump(db_url)["tenant"] == []
 
 
+@pytest.mark.parametrize("bad_line", [2, 50, 400])
+def test_a_byte_that_is_not_utf8_names_its_own_line(
+    bad_line: int, conn: psycopg.Connection[Any], db_url: str, data_dir: Path
+) -> None:
+    """Only the header is decoded in Python: a bad byte further down, in the first 8 KB
+    (lines 2 and 50) or past it (line 400), is reported on its own line."""
+    lines = [b"id,name"] + [f"{new_id()},Tenant {n}".encode() for n in range(2, 420)]
+    lines[bad_line - 1] = f"{new_id()},M".encode() + b"\xfc" + b"ller"  # Latin-1 "ü"
+    (data_dir / "tenants.csv").write_bytes(b"\n".join(lines) + b"\n")
+    assert (bad_line < 100) == (len(b"\n".join(lines[:bad_line])) < 8192)
+
+    error = reject(conn, data_dir)
+
+    assert len(error.problems) == 1, error.problems
+    assert error.problems[0].startswith(f"tenants.csv:{bad_line}: not UTF-8 text ("), error.problems
+    assert dump(db_url)["tenant"] == []
+
+
+def test_a_header_that_is_not_utf8_is_line_1(
+    conn: psycopg.Connection[Any], db_url: str, data_dir: Path
+) -> None:
+    (data_dir / "tenants.csv").write_bytes(b"id,n\xe4me\n" + f"{new_id()},A\n".encode())
+
+    error = reject(conn, data_dir)
+
+    assert error.problems == ["tenants.csv:1: not UTF-8 text (invalid continuation byte)"]
+    assert dump(db_url)["tenant"] == []
+
+
 # --- a stage that changes pipeline ---------------------------------------------------
 
 
