@@ -307,7 +307,17 @@ def _import_files(directory: Path) -> list[TableSpec]:
     return specs
 
 
-def _read_header(path: Path, spec: TableSpec) -> list[str]:
+@dataclass(frozen=True)
+class _Header:
+    """A file's header: its column names, and the line break that ends its records."""
+
+    names: list[str]
+    #: b"\n" (for "\n" and "\r\n" files) or b"\r": COPY takes the header's line break
+    #: for the whole file.
+    eol: bytes
+
+
+def _read_header(path: Path, spec: TableSpec) -> _Header:
     # Only the header line is decoded here: COPY checks the encoding of the rest and
     # names the line of a bad byte.
     try:
@@ -350,7 +360,8 @@ def _read_header(path: Path, spec: TableSpec) -> list[str]:
     ]
     if problems:
         raise LoadError(problems)
-    return header
+    bare_cr = data[end : end + 1] == b"\r" and data[end + 1 : end + 2] != b"\n"
+    return _Header(header, b"\r" if end >= 0 and bare_cr else b"\n")
 
 
 _QUOTE_OR_BREAK = re.compile(rb'["\r\n]')
@@ -379,7 +390,7 @@ def _load_file(
     cur: Cursor,
     path: Path,
     spec: TableSpec,
-    header: list[str],
+    header: _Header,
     progress: Progress | None,
     modern: bool,
 ) -> TableLoad:
@@ -390,7 +401,8 @@ def _load_file(
             "CREATE TEMP TABLE {} (line bigint GENERATED ALWAYS AS IDENTITY (START 2), {})"
             " ON COMMIT DROP"
         ).format(
-            stage, sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in header)
+            stage,
+            sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in header.names),
         )
     )
     _copy(cur, path, spec, stage, header, progress)
@@ -429,6 +441,102 @@ def _chunks(path: Path) -> Iterator[bytes]:
 
 
 _COPY_LINE = re.compile(r"\bline (\d+)")
+#: A line holding only these (COPY's end-of-data marker) is rejected.
+_MARKERS = (b"\\.", b"\\.\r")
+#: Such a line between two line breaks, by the file's line break.
+_MARKER_LINE = {
+    eol: re.compile(re.escape(eol) + rb"\\\.\r?" + re.escape(eol)) for eol in (b"\n", b"\r")
+}
+
+
+class _Records:
+    """Counts the CSV records of a file as COPY splits them, chunk by chunk, and finds
+    the lines that hold only ``\\.``.
+
+    A record ends at a line break outside quotes; like COPY, every ``"`` toggles quoting
+    (``""`` inside a quoted field toggles twice). A line holding only ``\\.`` (or
+    ``\\.\\r``) at the start of a record is COPY's end-of-data marker: PostgreSQL 15
+    silently stops reading there, PostgreSQL 18 reads it as a bad record. It is found
+    here, before its chunk is sent, so that both reject it alike; inside a quoted field
+    it is data on both. Chunks without a ``"`` (outside a quoted field) are counted with
+    ``bytes.count``; only chunks with quotes are walked line by line.
+    """
+
+    def __init__(self, eol: bytes) -> None:
+        self.eol = eol
+        #: Line breaks outside quotes so far: records ended (the header is the first).
+        self.ended = 0
+        self.quoted = False
+        #: Bytes after the last record's line break (a last line without one counts).
+        self.open = False
+        #: The current line so far while it may still be a marker (it started a record
+        #: and has at most 3 bytes), else None.
+        self.head: bytes | None = b""
+
+    @property
+    def records(self) -> int:
+        """Records so far, the header included."""
+        return self.ended + int(self.open)
+
+    def feed(self, chunk: bytes) -> int | None:
+        """Count ``chunk``; the line number of a marker line it completes, if any."""
+        eol = self.eol
+        if self.quoted or b'"' in chunk:
+            return self._feed_lines(chunk)
+        first = chunk.find(eol)
+        if first < 0:
+            self._extend(chunk)
+            return None
+        if first <= 3 and self._is_marker(chunk[:first]):
+            return self.ended + 1
+        # A one-byte search is fast (memchr); backslashes are rare in CRM data.
+        if b"\\" in chunk and (found := _MARKER_LINE[eol].search(chunk)):
+            return self.ended + chunk.count(eol, 0, found.start() + 1) + 1
+        self.ended += chunk.count(eol)
+        last = chunk[chunk.rfind(eol) + 1 :]
+        self.head = last if len(last) <= 3 else None
+        self.open = bool(last)
+        return None
+
+    def finish(self) -> int | None:
+        """At the end of the file: the line number of a last line that is a marker."""
+        return self.ended + 1 if self.head in _MARKERS else None
+
+    def _is_marker(self, rest: bytes) -> bool:
+        """Whether the current line, ending after ``rest``, is a marker line."""
+        head = self.head
+        return head is not None and len(head) + len(rest) <= 3 and head + rest in _MARKERS
+
+    def _extend(self, part: bytes) -> None:
+        """The current line goes on with ``part`` (no line break in it)."""
+        head = self.head
+        self.head = head + part if head is not None and len(head) + len(part) <= 3 else None
+        self.open = self.open or bool(part)
+
+    def _feed_lines(self, chunk: bytes) -> int | None:
+        *lines, last = chunk.split(self.eol)
+        quoted, ended, head = self.quoted, self.ended, self.head
+        marker = None
+        for line in lines:
+            if head is not None and len(head) + len(line) <= 3 and head + line in _MARKERS:
+                marker = ended + 1
+                break
+            if line.count(b'"') & 1:
+                quoted = not quoted
+            if quoted:  # a line break inside a quoted field: the record goes on
+                head = None
+            else:
+                ended += 1
+                head = b""
+        self.quoted, self.ended, self.head = quoted, ended, head
+        if marker is not None:
+            return marker
+        if lines:  # after a line break inside quotes, the record is still open
+            self.open = quoted
+        self._extend(last)
+        if last.count(b'"') & 1:
+            self.quoted = not self.quoted
+        return None
 
 
 def _copy(
@@ -436,22 +544,27 @@ def _copy(
     path: Path,
     spec: TableSpec,
     stage: sql.Identifier,
-    header: list[str],
+    header: _Header,
     progress: Progress | None,
 ) -> None:
-    columns = sql.SQL(", ").join(sql.Identifier(c) for c in header)
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in header.names)
     statement = sql.SQL(
         "COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER true, ENCODING 'UTF8', FORCE_NULL ({}))"
     ).format(stage, columns, columns)
     size = path.stat().st_size
     sent = 0
+    records = _Records(header.eol)
     try:
         with cur.copy(statement) as copy:
             for chunk in _chunks(path):
+                if (marker := records.feed(chunk)) is not None:
+                    raise _marker_error(spec, marker)
                 copy.write(chunk)
                 sent += len(chunk)
                 if progress is not None:
                     progress(spec.file, sent, size)
+            if (marker := records.finish()) is not None:
+                raise _marker_error(spec, marker)
     except Exception as exc:  # a malformed CSV record: PostgreSQL names the line
         diag = getattr(exc, "diag", None)
         sqlstate = getattr(exc, "sqlstate", None)
@@ -464,6 +577,24 @@ def _copy(
         if sqlstate == "22021":  # character_not_in_repertoire: a byte that is not UTF-8
             raise LoadError([f"{where}: not UTF-8 text ({reason})"]) from exc
         raise LoadError([f"{where}: malformed CSV: {reason}"]) from exc
+    # Whatever ended COPY's input, it must have read every record of the file.
+    expected = max(records.records - 1, 0)
+    if cur.rowcount != expected:
+        raise LoadError(
+            [
+                f"{spec.file}: malformed CSV: the file holds {expected} records after its"
+                f" header, but COPY read {cur.rowcount}"
+            ]
+        )
+
+
+def _marker_error(spec: TableSpec, line: int) -> LoadError:
+    return LoadError(
+        [
+            f"{spec.file}:{line}: malformed CSV: a line holding only \\. (the end-of-data"
+            " marker of COPY) is not a record"
+        ]
+    )
 
 
 def _problem(line: sql.Composable, column: str, reason: sql.Composable) -> sql.Composable:

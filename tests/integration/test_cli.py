@@ -369,6 +369,20 @@ def test_load_of_a_bad_folder_writes_nothing(
     assert scalar(db_url, "SELECT count(*) FROM dyno_crm.tenant") == 0
 
 
+def test_load_of_a_file_cut_short_by_an_end_marker_exits_2(
+    capsys: pytest.CaptureFixture[str], db_url: str, data_dir: Path
+) -> None:
+    """On PostgreSQL 15 a line holding only \\. ended COPY: 2 of 5 rows, exit 0."""
+    lines = ["id,name"] + [f"{uuid.uuid4()},Tenant {n}" for n in range(5)]
+    lines.insert(3, "\\.")
+    (data_dir / "tenants.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    line = assert_one_error_line(cli(capsys, db_url, "load", str(data_dir)))
+
+    assert line.startswith(f"{PREFIX} tenants.csv:4: malformed CSV: a line holding only \\.")
+    assert scalar(db_url, "SELECT count(*) FROM dyno_crm.tenant") == 0
+
+
 def test_load_of_a_missing_folder_is_an_input_error(
     capsys: pytest.CaptureFixture[str], db_url: str, data_dir: Path
 ) -> None:

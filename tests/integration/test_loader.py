@@ -9,6 +9,7 @@ from __future__ import annotations
 import codecs
 import csv
 import datetime as dt
+import io
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -793,6 +794,131 @@ def test_a_row_with_a_missing_field_names_its_line(
     assert error.problems[0].startswith("users.csv:4: malformed CSV: "), error.problems
     assert "missing data" in error.problems[0]
     assert dump(db_url) == before
+
+
+def csv_bytes(header: Sequence[str], rows: Sequence[Sequence[str]], eol: str = "\n") -> bytes:
+    """A CSV file's bytes (UTF-8, quoting only where needed), records ended by ``eol``."""
+    text = io.StringIO(newline="")
+    csv.writer(text, lineterminator=eol).writerows([header, *rows])
+    return text.getvalue().encode("utf-8")
+
+
+#: What the loader says about a line holding only ``\.``.
+END_MARKER = (
+    "malformed CSV: a line holding only \\. (the end-of-data marker of COPY) is not a record"
+)
+
+
+@pytest.mark.parametrize(
+    ("eol", "marker", "last"),
+    [
+        pytest.param("\n", "\\.\n", False, id="lf"),
+        pytest.param("\n", "\\.\r\n", False, id="lf-marker-with-cr"),
+        pytest.param("\r\n", "\\.\r\n", False, id="crlf"),
+        pytest.param("\r", "\\.\r", False, id="cr"),
+        pytest.param("\n", "\\.", True, id="last-line-without-line-break"),
+    ],
+)
+def test_a_line_holding_only_the_end_marker_is_rejected(
+    eol: str, marker: str, last: bool, conn: psycopg.Connection[Any], db_url: str, data_dir: Path
+) -> None:
+    """PostgreSQL 15 ends COPY at such a line (a 5-deal file loaded 2 deals, with
+    success); PostgreSQL 18 reads it as a bad record. Both must reject it, located."""
+    ids = Ids()
+    rows = valid_rows(ids)
+    write_folder(data_dir, {name: r for name, r in rows.items() if name != "deals.csv"})
+    deals = [*rows["deals.csv"], [new_id(), *rows["deals.csv"][0][1:]]]
+    assert len(deals) == 5
+    if last:  # after the fifth deal, on line 7, with no line break after it
+        content = csv_bytes(HEADERS["deals.csv"], deals, eol) + marker.encode()
+        line = 7
+    else:  # after the second deal: line 4
+        content = (
+            csv_bytes(HEADERS["deals.csv"], deals[:2], eol)
+            + marker.encode()
+            + csv_bytes(HEADERS["deals.csv"], deals[2:], eol).split(eol.encode(), 1)[1]
+        )
+        line = 4
+    (data_dir / "deals.csv").write_bytes(content)
+    before = dump(db_url)
+
+    error = reject(conn, data_dir)
+
+    assert error.problems == [f"deals.csv:{line}: {END_MARKER}"]
+    assert dump(db_url) == before
+
+
+def test_an_end_marker_early_in_a_large_file_is_rejected(
+    conn: psycopg.Connection[Any], db_url: str, data_dir: Path
+) -> None:
+    rows = [[new_id(), f"Tenant {n}"] for n in range(6_000)]
+    content = csv_bytes(HEADERS["tenants.csv"], rows)
+    lines = content.split(b"\n")
+    (data_dir / "tenants.csv").write_bytes(b"\n".join([*lines[:10], b"\\.", *lines[10:]]))
+    before = dump(db_url)
+
+    error = reject(conn, data_dir)
+
+    assert error.problems == [f"tenants.csv:11: {END_MARKER}"]
+    assert dump(db_url) == before
+
+
+@pytest.mark.parametrize("eol", ["\n", "\r\n", "\r"], ids=["lf", "crlf", "cr"])
+def test_a_backslash_dot_inside_quotes_is_a_value(
+    eol: str, conn: psycopg.Connection[Any], db_url: str, data_dir: Path
+) -> None:
+    """``"\\."`` as a field, and a ``\\.`` line inside a multi-line quoted field, are data."""
+    first, multi, last = new_id(), new_id(), new_id()
+    multi_line = f"first{eol}\\.{eol}last"
+    content = (
+        csv_bytes(("name", "id"), [["Before", new_id()]], eol)
+        + f'"\\.",{first}{eol}'.encode()
+        + csv_bytes(("name", "id"), [[multi_line, multi], ["After", last]], eol).split(
+            eol.encode(), 1
+        )[1]
+    )
+    assert f"{eol}\\.{eol}".encode() in content  # a physical line holding only \.
+    (data_dir / "tenants.csv").write_bytes(content)
+
+    assert counts(load(conn, data_dir)) == [("tenants.csv", "tenant", 4, 4, 0, 0)]
+    names = dict(fetch(db_url, "SELECT id::text, name FROM dyno_crm.tenant"))
+    assert sorted(names.values()) == sorted(["Before", "\\.", multi_line, "After"])
+    assert (names[first], names[multi], names[last]) == ("\\.", multi_line, "After")
+
+
+@pytest.mark.parametrize(
+    ("eol", "final_break", "bom"),
+    [("\r\n", True, False), ("\r\n", False, True), ("\r", True, True), ("\r", False, False),
+     ("\n", False, False)],
+    ids=["crlf", "crlf-no-final-break-bom", "cr-bom", "cr-no-final-break", "lf-no-final-break"],
+)  # fmt: skip
+def test_every_line_break_style_loads_every_record(
+    eol: str,
+    final_break: bool,
+    bom: bool,
+    conn: psycopg.Connection[Any],
+    db_url: str,
+    data_dir: Path,
+) -> None:
+    """The loader counts a file's records itself and compares with what COPY read: the
+    count must agree with COPY's for every line break style COPY accepts."""
+    ids = Ids()
+    rows = valid_rows(ids)
+    set_value(rows, "deals.csv", 1, "name", f"Two{eol}lines, quoted")
+    for name, file_rows in rows.items():
+        content = csv_bytes(HEADERS[name], file_rows, eol)
+        if not final_break:
+            content = content.removesuffix(eol.encode())
+        (data_dir / name).write_bytes((codecs.BOM_UTF8 if bom else b"") + content)
+
+    loads = load(conn, data_dir)
+
+    assert [(x.file, x.rows, x.inserted) for x in loads] == [
+        (name, len(file_rows), len(file_rows)) for name, file_rows in rows.items()
+    ]
+    assert fetch_one(db_url, "SELECT name FROM dyno_crm.deal WHERE id = %s", [ids.deal2]) == (
+        f"Two{eol}lines, quoted",
+    )
 
 
 def test_an_unknown_file_name_is_rejected(
