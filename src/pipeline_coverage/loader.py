@@ -755,16 +755,20 @@ def _cast(column: Column, source: sql.Composable | None = None) -> sql.Composabl
     return sql.SQL("{}::{}").format(value, sql.SQL(cast)) if cast else value
 
 
-def _duplicate_problems(spec: TableSpec, stage: sql.Identifier) -> sql.Composable:
+def _key(spec: TableSpec) -> sql.Composable:
+    """A staged row's key, cast to the table's types (as the key is compared there)."""
     by_name = {column.name: column for column in spec.columns}
-    key = sql.SQL(", ").join(_cast(by_name[name]) for name in spec.key)
+    return sql.SQL(", ").join(_cast(by_name[name]) for name in spec.key)
+
+
+def _duplicate_problems(spec: TableSpec, stage: sql.Identifier) -> sql.Composable:
     return sql.SQL(
         "SELECT line, {what} || ' first on line ' || first_line AS problem FROM ("
         " SELECT line, min(line) OVER (PARTITION BY {key}) AS first_line FROM {stage}) AS d"
         " WHERE line > first_line"
     ).format(
         what=sql.Literal(f"{','.join(spec.key)}: duplicate key,"),
-        key=key,
+        key=_key(spec),
         stage=stage,
     )
 
@@ -852,10 +856,14 @@ def _upsert(cur: Cursor, spec: TableSpec, stage: sql.Identifier) -> tuple[int, i
         )
     else:
         on_conflict = sql.Composed([sql.SQL("DO NOTHING")])
+    # In key order, not line order: two loads of the same rows then lock them in the
+    # same order, so one waits for the other instead of each holding a row the other
+    # needs (a deadlock, and one of them fails).
     cur.execute(
         sql.SQL(
             "WITH written AS (INSERT INTO {target} ({columns}) SELECT {values} FROM {stage}"
-            " ORDER BY line ON CONFLICT ({key}) {on_conflict} RETURNING (xmax = 0) AS inserted)"
+            " ORDER BY {order} ON CONFLICT ({key}) {on_conflict}"
+            " RETURNING (xmax = 0) AS inserted)"
             " SELECT (SELECT count(*) FROM {stage}),"
             " count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written"
         ).format(
@@ -863,6 +871,7 @@ def _upsert(cur: Cursor, spec: TableSpec, stage: sql.Identifier) -> tuple[int, i
             columns=columns,
             values=values,
             stage=stage,
+            order=_key(spec),
             key=sql.SQL(", ").join(map(sql.Identifier, spec.key)),
             on_conflict=on_conflict,
         )

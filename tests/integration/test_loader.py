@@ -10,6 +10,8 @@ import codecs
 import csv
 import datetime as dt
 import io
+import threading
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -1064,3 +1066,70 @@ def test_moving_a_stage_together_with_its_deals_loads(
     assert fetch_one(
         db_url, "SELECT pipeline_id FROM dyno_crm.deal WHERE id = %s", [ids.deal1]
     ) == (uuid.UUID(ids.renewals),)
+
+
+# --- concurrent loads ----------------------------------------------------------------
+
+
+def wait_until_waiting_for_a_lock(db_url: str, pid: int, thread: threading.Thread) -> None:
+    """Until the server process ``pid`` waits for a lock (it is blocked, not done)."""
+    deadline = time.monotonic() + 20
+    while fetch_one(
+        db_url, "SELECT wait_event_type IS NOT DISTINCT FROM 'Lock' FROM pg_stat_activity"
+        " WHERE pid = %s", [pid]
+    ) != (True,):  # fmt: skip
+        assert thread.is_alive(), "the other load ended without waiting for a lock"
+        assert time.monotonic() < deadline, "the other load never waited for a lock"
+        time.sleep(0.02)
+
+
+def test_concurrent_loads_of_the_same_rows_in_another_order_do_not_deadlock(
+    conn: psycopg.Connection[Any], db_url: str, tmp_path: Path
+) -> None:
+    """Rows are upserted in key order, whatever their order in the file: two loads of
+    the same rows take their locks in the same order, so one waits for the other.
+
+    A loads k1 inside its own open transaction and keeps the row lock. B loads k2
+    and k1, in that line order: B must block on k1 *before* it writes k2. A then
+    loads k2: in line order B would hold k2 and wait for k1, A would wait for k2,
+    and PostgreSQL would abort one of them ("deadlock detected")."""
+    k1, k2 = "00000000-0000-4000-8000-000000000001", "ffffffff-ffff-4fff-bfff-ffffffffffff"
+    folders = {}
+    for name, rows in {
+        "a1": [[k1, "One (A)"]],
+        "a2": [[k2, "Two (A)"]],
+        "b": [[k2, "Two (B)"], [k1, "One (B)"]],
+    }.items():
+        folders[name] = tmp_path / name
+        folders[name].mkdir()
+        write_csv(folders[name], "tenants.csv", HEADERS["tenants.csv"], rows)
+
+    conn.execute("SELECT 1")  # A's own transaction: the load runs in a savepoint of it
+    assert counts(load_directory(conn, folders["a1"])) == [("tenants.csv", "tenant", 1, 1, 0, 0)]
+    assert conn.info.transaction_status == TransactionStatus.INTRANS
+
+    outcome: dict[str, Any] = {}
+    with psycopg.connect(db_url, options="-c lock_timeout=20s") as other:
+
+        def load_b() -> None:
+            try:
+                outcome["loads"] = load_directory(other, folders["b"])
+            except Exception as exc:  # reported by the assertions below
+                outcome["error"] = exc
+
+        b = threading.Thread(target=load_b)
+        b.start()
+        try:
+            wait_until_waiting_for_a_lock(db_url, other.info.backend_pid, b)
+            load_directory(conn, folders["a2"])  # blocks here in line order, then deadlocks
+            conn.commit()
+        finally:
+            conn.rollback()
+            b.join(timeout=30)
+        assert not b.is_alive()
+
+    assert "error" not in outcome, outcome
+    assert counts(outcome["loads"]) == [("tenants.csv", "tenant", 2, 0, 2, 0)]
+    assert sorted(fetch(db_url, "SELECT id::text, name FROM dyno_crm.tenant")) == [
+        (k1, "One (B)"), (k2, "Two (B)"),
+    ]  # fmt: skip
