@@ -29,6 +29,10 @@ Kind = Literal["uuid", "text", "date", "money", "int", "bool", "enum"]
 
 #: At most this many problems are listed; the count of the rest is reported.
 MAX_PROBLEMS = 20
+#: A value echoed in a problem is cut after this many characters (then "…" and its
+#: length), so that a huge field cannot flood the report. No valid value is that long
+#: (the longest, a UUID in braces with a hyphen after every group of four, has 41).
+SHOWN_CHARS = 60
 _CHUNK = 1 << 20
 #: What PostgreSQL's uuid input accepts: 32 hex digits, a hyphen allowed after any
 #: group of four, optionally in braces (pg_input_is_valid says the same on PG >= 16).
@@ -307,6 +311,14 @@ def _import_files(directory: Path) -> list[TableSpec]:
     return specs
 
 
+def _shorten(text: str, limit: int = SHOWN_CHARS) -> str:
+    """``text`` as a problem echoes it: cut after ``limit`` characters, with its length.
+
+    :func:`_shown` is the same rule in SQL.
+    """
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
 @dataclass(frozen=True)
 class _Header:
     """A file's header: its column names, and the line break that ends its records."""
@@ -347,13 +359,13 @@ def _read_header(path: Path, spec: TableSpec) -> _Header:
     for name in header:
         if name not in expected:
             problems.append(
-                f"{spec.file}:1: {name or '(empty)'}: unknown column "
+                f"{spec.file}:1: {_shorten(name) or '(empty)'}: unknown column "
                 f"(expected: {','.join(expected)})"
             )
     seen: set[str] = set()
     for name in header:
         if name in seen:
-            problems.append(f"{spec.file}:1: {name}: column appears twice")
+            problems.append(f"{spec.file}:1: {_shorten(name)}: column appears twice")
         seen.add(name)
     problems += [
         f"{spec.file}:1: {name}: missing column" for name in expected if name not in header
@@ -424,7 +436,8 @@ def _load_file(
         cur.execute("ROLLBACK TO SAVEPOINT pipeline_coverage_upsert")
         _raise_reference_problems(cur, spec, stage)
         # A rule only the database could see.
-        detail = f" ({exc.diag.message_detail})" if exc.diag.message_detail else ""
+        detail = exc.diag.message_detail
+        detail = f" ({_shorten(detail, 4 * SHOWN_CHARS)})" if detail else ""
         raise LoadError([f"{spec.file}: {exc.diag.message_primary}{detail}"]) from exc
     cur.execute("RELEASE SAVEPOINT pipeline_coverage_upsert")
     if spec.table != "pipeline_stage":  # kept for the moved-stage check at the end
@@ -597,6 +610,23 @@ def _marker_error(spec: TableSpec, line: int) -> LoadError:
     )
 
 
+def _shown(value: sql.Composable, *, quote: bool = True) -> sql.Composable:
+    """SQL text echoing ``value`` in a problem (quoted as a literal, or not), cut after
+    SHOWN_CHARS characters with its length: the rule of :func:`_shorten`."""
+    show = "quote_literal({})" if quote else "{}"
+    return sql.SQL(
+        "CASE WHEN length({value}) <= {limit} THEN {whole}"
+        " ELSE {cut} || ' (' || length({value}) || ' characters)' END"
+    ).format(
+        value=value,
+        limit=sql.Literal(SHOWN_CHARS),
+        whole=sql.SQL(show).format(value),
+        cut=sql.SQL(show).format(
+            sql.SQL("left({}, {}) || '…'").format(value, sql.Literal(SHOWN_CHARS))
+        ),
+    )
+
+
 def _problem(line: sql.Composable, column: str, reason: sql.Composable) -> sql.Composable:
     return sql.SQL("CASE WHEN {} THEN {} END").format(
         line, sql.SQL("{} || ': ' || {}").format(sql.Literal(column), reason)
@@ -606,7 +636,7 @@ def _problem(line: sql.Composable, column: str, reason: sql.Composable) -> sql.C
 def _column_checks(column: Column, modern: bool = False) -> list[sql.Composable]:
     """SQL expressions, each NULL or a 'column: reason' text, for one staged column."""
     c = sql.Identifier(column.name)
-    shown = sql.SQL("quote_literal({})").format(c)
+    shown = _shown(c)
     checks: list[sql.Composable] = []
     if column.required:
         checks.append(
@@ -652,11 +682,12 @@ def _column_checks(column: Column, modern: bool = False) -> list[sql.Composable]
         )
         checks.append(
             _problem(
+                # Not cast: a number of a million digits is still a number here.
                 sql.SQL(
-                    "CASE WHEN {c} ~ {num} THEN left({c}, 1) = '-' AND {c}::numeric <> 0 END"
+                    "CASE WHEN {c} ~ {num} THEN left({c}, 1) = '-' AND {c} ~ '[1-9]' END"
                 ).format(c=c, num=sql.Literal(_NUMBER_RE)),
                 column.name,
-                sql.SQL("'must be >= 0, got ' || {}").format(c),
+                sql.SQL("'must be >= 0, got ' || {}").format(_shown(c, quote=False)),
             )
         )
         checks.append(
@@ -665,7 +696,9 @@ def _column_checks(column: Column, modern: bool = False) -> list[sql.Composable]
                     "CASE WHEN {c} ~ {num} THEN left({c}, 1) <> '-' AND {c} !~ {money} END"
                 ).format(c=c, num=sql.Literal(_NUMBER_RE), money=sql.Literal(_MONEY_RE)),
                 column.name,
-                sql.SQL("'at most 16 digits and 2 decimal places, got ' || {}").format(c),
+                sql.SQL("'at most 16 digits and 2 decimal places, got ' || {}").format(
+                    _shown(c, quote=False)
+                ),
             )
         )
     elif column.kind == "int":
@@ -690,7 +723,7 @@ def _column_checks(column: Column, modern: bool = False) -> list[sql.Composable]
                     column.name,
                     sql.SQL("{} || {}").format(
                         sql.Literal(f"must be between {column.minimum} and {column.maximum}, got "),
-                        c,
+                        _shown(c, quote=False),
                     ),
                 )
             )
@@ -729,7 +762,9 @@ def _row_checks(spec: TableSpec) -> list[sql.Composable]:
                 valid_dates
             ),
             "period_end",
-            sql.SQL("'must be after period_start (' || period_start || '); periods are half-open'"),
+            sql.SQL("'must be after period_start (' || {} || '); periods are half-open'").format(
+                _shown(sql.Identifier("period_start"), quote=False)
+            ),
         )
     ]
 
@@ -790,14 +825,16 @@ def _reference_problems(reference: Reference, stage: sql.Identifier) -> sql.Comp
             )
         )
     shown = sql.SQL(" || '/' || ").join(
-        sql.SQL("s.{}").format(sql.Identifier(c)) for c in reference.columns
+        _shown(sql.SQL("s.{}").format(sql.Identifier(c)), quote=False) for c in reference.columns
     )
     in_tenant = "" if reference.table == "tenant" else " in tenant "
     reason = sql.SQL("{} || {} || {} || {}").format(
         sql.Literal(f"{'/'.join(reference.columns)}: no {reference.noun} "),
         shown,
         sql.Literal(in_tenant),
-        sql.SQL("''") if reference.table == "tenant" else sql.SQL("s.tenant_id"),
+        sql.SQL("''")
+        if reference.table == "tenant"
+        else _shown(sql.SQL("s.tenant_id"), quote=False),
     )
     return sql.SQL(
         "SELECT s.line, {reason} AS problem FROM {stage} AS s WHERE {present}"

@@ -383,6 +383,20 @@ def test_load_of_a_file_cut_short_by_an_end_marker_exits_2(
     assert scalar(db_url, "SELECT count(*) FROM dyno_crm.tenant") == 0
 
 
+def test_load_of_huge_bad_values_prints_a_short_line(
+    capsys: pytest.CaptureFixture[str], db_url: str, data_dir: Path
+) -> None:
+    """Two 1 MB ids that are not UUIDs: two problems, not 2 MB of error output."""
+    huge = ["x" * (1 << 20), "y" * (1 << 20)]
+    write_csv(data_dir / "tenants.csv", ("id", "name"), [[value, "T"] for value in huge])
+
+    line = assert_one_error_line(cli(capsys, db_url, "load", str(data_dir)))
+
+    assert len(line) < 300, len(line)
+    assert line.count("(1048576 characters)") == 2
+    assert scalar(db_url, "SELECT count(*) FROM dyno_crm.tenant") == 0
+
+
 def test_load_of_a_missing_folder_is_an_input_error(
     capsys: pytest.CaptureFixture[str], db_url: str, data_dir: Path
 ) -> None:

@@ -25,7 +25,7 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 
 from pipeline_coverage.errors import InputError, LoadError, PipelineCoverageError
-from pipeline_coverage.loader import MAX_PROBLEMS, TableLoad, load_directory
+from pipeline_coverage.loader import MAX_PROBLEMS, SHOWN_CHARS, TableLoad, load_directory
 from tests.factory import Crm
 
 Rows = list[list[str]]
@@ -725,6 +725,59 @@ def test_many_bad_rows_are_capped_and_counted(
     assert error.problems[0] == "tenants.csv:2: id: not a UUID: 'bad-0'"
     assert error.problems[-1].startswith(f"tenants.csv:{MAX_PROBLEMS + 1}: id: ")
     assert str(error).endswith(f"(and {bad - 1} more problems)")
+
+
+MEGABYTE = 1 << 20
+
+
+def test_huge_bad_values_are_echoed_cut_to_a_readable_length(
+    conn: psycopg.Connection[Any], db_url: str, data_dir: Path
+) -> None:
+    """Each echoed value is cut after SHOWN_CHARS characters, with its length."""
+    assert SHOWN_CHARS == 60
+    rows = valid_rows(Ids())
+    set_value(rows, "deals.csv", 0, "id", "x" * MEGABYTE)
+    set_value(rows, "deals.csv", 1, "id", "y" * MEGABYTE)
+    set_value(rows, "deals.csv", 2, "amount", "9" * MEGABYTE)
+    set_value(rows, "deals.csv", 3, "amount", "-" + "9" * MEGABYTE)
+    write_folder(data_dir, rows)
+    before = dump(db_url)
+
+    error = reject(conn, data_dir)
+
+    assert error.problems == [
+        f"deals.csv:2: id: not a UUID: '{'x' * 60}…' (1048576 characters)",
+        f"deals.csv:3: id: not a UUID: '{'y' * 60}…' (1048576 characters)",
+        "deals.csv:4: amount: at most 16 digits and 2 decimal places, got "
+        f"{'9' * 60}… (1048576 characters)",
+        f"deals.csv:5: amount: must be >= 0, got -{'9' * 59}… (1048577 characters)",
+    ]
+    assert dump(db_url) == before
+
+
+def test_a_value_as_long_as_the_cut_is_echoed_whole(
+    conn: psycopg.Connection[Any], data_dir: Path
+) -> None:
+    rows = valid_rows(Ids())
+    set_value(rows, "deals.csv", 0, "amount", "x" * 60)
+    set_value(rows, "deals.csv", 1, "amount", "y" * 61)
+    write_folder(data_dir, rows)
+
+    assert reject(conn, data_dir).problems == [
+        f"deals.csv:2: amount: not a number: '{'x' * 60}'",
+        f"deals.csv:3: amount: not a number: '{'y' * 60}…' (61 characters)",
+    ]
+
+
+def test_a_huge_header_name_is_echoed_cut(conn: psycopg.Connection[Any], data_dir: Path) -> None:
+    huge = "c" * 100_000  # Python's csv module reads fields of up to 128 KiB
+    write_csv(data_dir, "tenants.csv", ("id", "name", huge, huge), [])
+
+    assert reject(conn, data_dir).problems == [
+        f"tenants.csv:1: {'c' * 60}… (100000 characters): unknown column (expected: id,name)",
+        f"tenants.csv:1: {'c' * 60}… (100000 characters): unknown column (expected: id,name)",
+        f"tenants.csv:1: {'c' * 60}… (100000 characters): column appears twice",
+    ]
 
 
 def test_an_unknown_column_is_rejected(
