@@ -4,9 +4,10 @@ Each file is streamed unparsed into a text-typed staging table with COPY; every 
 then runs as set-based SQL over the staging table, and rows are upserted by key.
 Files load in dependency order inside one unit of work, so a reference may point at
 a row loaded earlier in the same import, and one bad row anywhere rolls everything
-back. Problems are reported as ``file:line: column: reason``; ``line`` is the CSV
-record's number counting the header as line 1 (it equals the physical line unless a
-quoted field spans several lines).
+back. Every file is checked (each in a savepoint) before the problems of all files
+are reported together. Problems are reported as ``file:line: column: reason``;
+``line`` is the CSV record's number counting the header as line 1 (it equals the
+physical line unless a quoted field spans several lines).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import codecs
 import csv
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -257,11 +258,21 @@ Progress = Callable[[str, int, int], None]
 def load_directory(conn: Any, directory: Path, progress: Progress | None = None) -> list[TableLoad]:
     """Import every known CSV file of ``directory``, all or nothing.
 
-    Raises :class:`LoadError` (nothing written) when any row or header is bad.
+    Raises :class:`LoadError` (nothing written) when any row or header is bad. Every
+    file is checked, also after another one had problems, and the problems of all
+    files are reported together (at most MAX_PROBLEMS listed per file, all counted).
     """
     files = _import_files(directory)
-    headers = {spec.file: _read_header(directory / spec.file, spec) for spec in files}
+    rejected: dict[str, LoadError] = {}
+    headers: dict[str, _Header] = {}
+    for spec in files:
+        try:
+            headers[spec.file] = _read_header(directory / spec.file, spec)
+        except LoadError as exc:
+            rejected[spec.file] = exc
     loads: list[TableLoad] = []
+    # Tables whose file is not written: references to them cannot be checked.
+    unloaded = {spec.table for spec in files if spec.file in rejected}
     # PostgreSQL 16 checks input against a type without raising: cheaper than a regex.
     modern = conn.info.server_version >= 160000
     with unit_of_work(conn) as cur:
@@ -269,11 +280,35 @@ def load_directory(conn: Any, directory: Path, progress: Progress | None = None)
         # reference is checked once every file is in.
         cur.execute("SET CONSTRAINTS dyno_crm.fk_deal_stage DEFERRED")
         for spec in files:
-            loads.append(
-                _load_file(cur, directory / spec.file, spec, headers[spec.file], progress, modern)
+            if spec.file in rejected:
+                continue
+            # A COPY error aborts the transaction: the next file goes on from here.
+            cur.execute("SAVEPOINT pipeline_coverage_file")
+            try:
+                loaded = _load_file(
+                    cur, directory / spec.file, spec, headers[spec.file], progress, modern, unloaded
+                )
+            except LoadError as exc:
+                rejected[spec.file] = exc
+                loaded = None
+            if loaded is None:
+                cur.execute("ROLLBACK TO SAVEPOINT pipeline_coverage_file")
+                unloaded.add(spec.table)
+            else:
+                loads.append(loaded)
+            cur.execute("RELEASE SAVEPOINT pipeline_coverage_file")
+        # Deals that were to move with their stage only moved if deals.csv is written.
+        if any(x.table == "pipeline_stage" for x in loads) and "deal" not in unloaded:
+            try:
+                _raise_problems(cur, _BY_FILE["pipeline_stages.csv"], _moved_stage_problems())
+            except LoadError as exc:
+                rejected["pipeline_stages.csv"] = exc
+        if rejected:
+            errors = [rejected[spec.file] for spec in files if spec.file in rejected]
+            raise LoadError(
+                [problem for error in errors for problem in error.problems],
+                total=sum(error.total for error in errors),
             )
-        if any(spec.table == "pipeline_stage" for spec in files):
-            _raise_problems(cur, _BY_FILE["pipeline_stages.csv"], _moved_stage_problems())
         cur.execute("SET CONSTRAINTS dyno_crm.fk_deal_stage IMMEDIATE")
     return loads
 
@@ -297,9 +332,11 @@ def _import_files(directory: Path) -> list[TableSpec]:
         raise InputError(f"{directory}: not a directory")
     present = {path.name for path in directory.iterdir() if path.suffix.lower() == ".csv"}
     unknown = sorted(present - set(_BY_FILE))
-    if unknown:
+    if unknown:  # a typo, most likely: checking the others could only mislead
         expected = ", ".join(spec.file for spec in TABLES)
-        raise LoadError([f"{directory / unknown[0]}: unknown import file (expected: {expected})"])
+        raise LoadError(
+            [f"{directory / name}: unknown import file (expected: {expected})" for name in unknown]
+        )
     specs = [spec for spec in TABLES if spec.file in present]
     if not specs:
         raise LoadError(
@@ -371,7 +408,7 @@ def _read_header(path: Path, spec: TableSpec) -> _Header:
         f"{spec.file}:1: {name}: missing column" for name in expected if name not in header
     ]
     if problems:
-        raise LoadError(problems)
+        raise LoadError(problems[:MAX_PROBLEMS], total=len(problems))
     bare_cr = data[end : end + 1] == b"\r" and data[end + 1 : end + 2] != b"\n"
     return _Header(header, b"\r" if end >= 0 and bare_cr else b"\n")
 
@@ -405,7 +442,14 @@ def _load_file(
     header: _Header,
     progress: Progress | None,
     modern: bool,
-) -> TableLoad:
+    unloaded: set[str],
+) -> TableLoad | None:
+    """Stage, check and upsert one file; :class:`LoadError` if it has problems.
+
+    None (nothing written) when a table it refers to is not written: its rows are
+    checked on their own and against the tables that are, but not written, since every
+    reference to the missing table would fail.
+    """
     stage = _stage_name(spec)
     cur.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(stage))
     cur.execute(
@@ -420,6 +464,10 @@ def _load_file(
     _copy(cur, path, spec, stage, header, progress)
     _raise_problems(cur, spec, _value_problems(spec, stage, modern=modern))
     _raise_problems(cur, spec, _duplicate_problems(spec, stage))
+    checkable = [reference for reference in spec.references if reference.table not in unloaded]
+    if len(checkable) < len(spec.references):
+        _raise_reference_problems(cur, spec, stage, checkable)
+        return None
     # Foreign keys check most references row by row during the upsert anyway: only
     # the others are checked first. When any reference fails, every check runs in
     # declared order, so the root cause (a missing pipeline, say) is the one named.
@@ -428,13 +476,13 @@ def _load_file(
         for reference in spec.references
         if not reference.enforced
     ):
-        _raise_reference_problems(cur, spec, stage)
+        _raise_reference_problems(cur, spec, stage, spec.references)
     cur.execute("SAVEPOINT pipeline_coverage_upsert")
     try:
         rows, inserted, updated = _upsert(cur, spec, stage)
     except psycopg.errors.IntegrityError as exc:
         cur.execute("ROLLBACK TO SAVEPOINT pipeline_coverage_upsert")
-        _raise_reference_problems(cur, spec, stage)
+        _raise_reference_problems(cur, spec, stage, spec.references)
         # A rule only the database could see.
         detail = exc.diag.message_detail
         detail = f" ({_shorten(detail, 4 * SHOWN_CHARS)})" if detail else ""
@@ -853,8 +901,11 @@ def _has_problems(cur: Cursor, problems: sql.Composable) -> bool:
     return bool(cur.fetchone()[0])
 
 
-def _raise_reference_problems(cur: Cursor, spec: TableSpec, stage: sql.Identifier) -> None:
-    for reference in spec.references:
+def _raise_reference_problems(
+    cur: Cursor, spec: TableSpec, stage: sql.Identifier, references: Sequence[Reference]
+) -> None:
+    """The problems of the first of ``references`` (in declared order) that has any."""
+    for reference in references:
         _raise_problems(cur, spec, _reference_problems(reference, stage))
 
 

@@ -397,6 +397,27 @@ def test_load_of_huge_bad_values_prints_a_short_line(
     assert scalar(db_url, "SELECT count(*) FROM dyno_crm.tenant") == 0
 
 
+def test_load_reports_the_problems_of_every_file_in_one_line(
+    capsys: pytest.CaptureFixture[str], db_url: str, data_dir: Path
+) -> None:
+    tenant = str(uuid.uuid4())
+    write_csv(data_dir / "tenants.csv", ("id", "name"), [[tenant, "T"], ["not-a-uuid", "U"]])
+    write_csv(data_dir / "users.csv", ("id", "tenant_id", "name", "mail", "is_active"), [])
+    write_csv(
+        data_dir / "groups.csv", ("id", "tenant_id", "name"), [[str(uuid.uuid4()), tenant, ""]]
+    )
+
+    line = assert_one_error_line(cli(capsys, db_url, "load", str(data_dir)))
+
+    assert line.removeprefix(f"{PREFIX} ").split("; ") == [
+        "tenants.csv:3: id: not a UUID: 'not-a-uuid'",
+        "users.csv:1: mail: unknown column (expected: id,tenant_id,name,email,is_active)",
+        "users.csv:1: email: missing column",
+        "groups.csv:2: name: required",
+    ]
+    assert scalar(db_url, "SELECT count(*) FROM dyno_crm.tenant") == 0
+
+
 def test_load_of_a_missing_folder_is_an_input_error(
     capsys: pytest.CaptureFixture[str], db_url: str, data_dir: Path
 ) -> None:

@@ -992,6 +992,23 @@ def test_an_unknown_file_name_is_rejected(
     assert dump(db_url) == before
 
 
+def test_every_unknown_file_name_is_reported(
+    conn: psycopg.Connection[Any], db_url: str, data_dir: Path
+) -> None:
+    rows = valid_rows(Ids())
+    write_folder(data_dir, rows)
+    write_csv(data_dir, "deal.csv", HEADERS["deals.csv"], rows["deals.csv"])
+    write_csv(data_dir, "Users.csv", HEADERS["users.csv"], rows["users.csv"])
+
+    error = reject(conn, data_dir)
+
+    assert [problem.split(": ")[:2] for problem in error.problems] == [
+        [str(data_dir / "Users.csv"), "unknown import file (expected"],
+        [str(data_dir / "deal.csv"), "unknown import file (expected"],
+    ]
+    assert dump(db_url)["tenant"] == []
+
+
 def test_a_folder_without_csv_files_is_rejected(
     conn: psycopg.Connection[Any], db_url: str, data_dir: Path
 ) -> None:
@@ -1119,6 +1136,135 @@ def test_moving_a_stage_together_with_its_deals_loads(
     assert fetch_one(
         db_url, "SELECT pipeline_id FROM dyno_crm.deal WHERE id = %s", [ids.deal1]
     ) == (uuid.UUID(ids.renewals),)
+
+
+def test_a_stage_moved_with_deals_that_are_rejected_is_not_blamed(
+    conn: psycopg.Connection[Any], db_url: str, data_dir: Path, tmp_path: Path
+) -> None:
+    """deals.csv moves the deal with its stage but has a bad row: it is not written, so
+    the stored deal still has the old pipeline. The stage is not blamed for that."""
+    ids = Ids()
+    write_folder(data_dir, valid_rows(ids))
+    load(conn, data_dir)
+    before = dump(db_url)
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    rows = _moved_stage(ids, with_deal=True)
+    set_value(rows, "deals.csv", 3, "amount", "lots")
+    write_folder(moved, rows)
+
+    assert reject(conn, moved).problems == ["deals.csv:5: amount: not a number: 'lots'"]
+    assert dump(db_url) == before
+
+
+# --- every file's problems at once ---------------------------------------------------
+
+
+def test_problems_of_every_file_are_reported_together(
+    conn: psycopg.Connection[Any], db_url: str, data_dir: Path
+) -> None:
+    """A bad header in users.csv, bad rows in deals.csv and sales_targets.csv: all are
+    reported at once, in load order. Nothing else is: the references of deals.csv and
+    sales_targets.csv to users are not checked while users.csv cannot load."""
+    rows = valid_rows(Ids())
+    write_folder(data_dir, rows)
+    write_csv(
+        data_dir,
+        "users.csv",
+        (*HEADERS["users.csv"], "colour"),
+        [[*row, "red"] for row in rows["users.csv"]],
+    )
+    set_value(rows, "deals.csv", 1, "amount", "lots")
+    set_value(rows, "deals.csv", 3, "close_date", "2026-02-30")
+    set_value(rows, "sales_targets.csv", 2, "period_start", "01/01/2026")
+    write_csv(data_dir, "deals.csv", HEADERS["deals.csv"], rows["deals.csv"])
+    write_csv(
+        data_dir, "sales_targets.csv", HEADERS["sales_targets.csv"], rows["sales_targets.csv"]
+    )
+    existing_data(conn)
+    before = dump(db_url)
+
+    error = reject(conn, data_dir)
+
+    assert error.problems == [
+        "users.csv:1: colour: unknown column (expected: id,tenant_id,name,email,is_active)",
+        "deals.csv:3: amount: not a number: 'lots'",
+        "deals.csv:5: close_date: not a date (YYYY-MM-DD): '2026-02-30'",
+        "sales_targets.csv:4: period_start: not a date (YYYY-MM-DD): '01/01/2026'",
+    ]
+    assert error.total == 4
+    assert str(error) == f"{error.problems[0]} (and 3 more problems)"
+    assert dump(db_url) == before
+
+
+def test_a_file_after_a_rejected_one_is_checked_against_the_tables_that_load(
+    conn: psycopg.Connection[Any], db_url: str, data_dir: Path
+) -> None:
+    """users.csv has a bad row, so no user loads. deals.csv is still checked against
+    the pipelines (which load): its missing pipeline is reported. Its users are not
+    checked, as every one would seem missing."""
+    ids = Ids()
+    rows = valid_rows(ids)
+    set_value(rows, "users.csv", 2, "is_active", "yes")
+    set_value(rows, "deals.csv", 1, "pipeline_id", ids.tenant_a)
+    write_folder(data_dir, rows)
+    before = dump(db_url)
+
+    error = reject(conn, data_dir)
+
+    assert error.problems == [
+        "users.csv:4: is_active: not true or false: 'yes'",
+        f"deals.csv:3: pipeline_id: no pipeline {ids.tenant_a} in tenant {ids.tenant_a}",
+    ]
+    assert dump(db_url) == before
+
+
+def test_a_malformed_file_does_not_stop_the_checks_of_the_next(
+    conn: psycopg.Connection[Any], db_url: str, data_dir: Path
+) -> None:
+    """A COPY error aborts the transaction: each file has its own savepoint."""
+    rows = valid_rows(Ids())
+    rows["pipelines.csv"][1].append("surplus")
+    set_value(rows, "pipeline_stages.csv", 1, "stage_state", "OPEN")
+    set_value(rows, "deals.csv", 2, "expected_close_date", "2026-13-01")
+    write_folder(data_dir, rows)
+    write_csv(data_dir, "groups.csv", ("id", "name", "tenant"), [])
+    before = dump(db_url)
+
+    error = reject(conn, data_dir)
+
+    assert [problem.split(":")[:3] for problem in error.problems] == [
+        ["groups.csv", "1", " tenant"],
+        ["groups.csv", "1", " tenant_id"],
+        ["pipelines.csv", "3", " malformed CSV"],
+        ["pipeline_stages.csv", "3", " stage_state"],
+        ["deals.csv", "4", " expected_close_date"],
+    ]
+    assert dump(db_url) == before
+
+
+def test_the_cap_is_per_file_and_the_total_counts_all(
+    conn: psycopg.Connection[Any], db_url: str, data_dir: Path
+) -> None:
+    """A file with many problems does not hide the problems of the next one."""
+    bad = MAX_PROBLEMS + 5
+    rows = valid_rows(Ids())
+    rows["tenants.csv"] += [[f"bad-{n}", f"T{n}"] for n in range(bad)]
+    set_value(rows, "users.csv", 0, "is_active", "yes")
+    set_value(rows, "users.csv", 2, "is_active", "no")
+    write_folder(data_dir, rows)
+
+    error = reject(conn, data_dir)
+
+    assert [problem.split(":")[0] for problem in error.problems] == [
+        *["tenants.csv"] * MAX_PROBLEMS, "users.csv", "users.csv",
+    ]  # fmt: skip
+    assert error.problems[-2:] == [
+        "users.csv:2: is_active: not true or false: 'yes'",
+        "users.csv:4: is_active: not true or false: 'no'",
+    ]
+    assert error.total == bad + 2
+    assert dump(db_url)["tenant"] == []
 
 
 # --- concurrent loads ----------------------------------------------------------------
