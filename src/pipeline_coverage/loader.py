@@ -4,9 +4,10 @@ Each file is streamed unparsed into a text-typed staging table with COPY; every 
 then runs as set-based SQL over the staging table, and rows are upserted by key.
 Files load in dependency order inside one unit of work, so a reference may point at
 a row loaded earlier in the same import, and one bad row anywhere rolls everything
-back. Problems are reported as ``file:line: column: reason``; ``line`` is the CSV
-record's number counting the header as line 1 (it equals the physical line unless a
-quoted field spans several lines).
+back. Every file is checked (each in a savepoint) before the problems of all files
+are reported together. Problems are reported as ``file:line: column: reason``;
+``line`` is the CSV record's number counting the header as line 1 (it equals the
+physical line unless a quoted field spans several lines).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import codecs
 import csv
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +30,10 @@ Kind = Literal["uuid", "text", "date", "money", "int", "bool", "enum"]
 
 #: At most this many problems are listed; the count of the rest is reported.
 MAX_PROBLEMS = 20
+#: A value echoed in a problem is cut after this many characters (then "…" and its
+#: length), so that a huge field cannot flood the report. No valid value is that long
+#: (the longest, a UUID in braces with a hyphen after every group of four, has 41).
+SHOWN_CHARS = 60
 _CHUNK = 1 << 20
 #: What PostgreSQL's uuid input accepts: 32 hex digits, a hyphen allowed after any
 #: group of four, optionally in braces (pg_input_is_valid says the same on PG >= 16).
@@ -253,11 +258,21 @@ Progress = Callable[[str, int, int], None]
 def load_directory(conn: Any, directory: Path, progress: Progress | None = None) -> list[TableLoad]:
     """Import every known CSV file of ``directory``, all or nothing.
 
-    Raises :class:`LoadError` (nothing written) when any row or header is bad.
+    Raises :class:`LoadError` (nothing written) when any row or header is bad. Every
+    file is checked, also after another one had problems, and the problems of all
+    files are reported together (at most MAX_PROBLEMS listed per file, all counted).
     """
     files = _import_files(directory)
-    headers = {spec.file: _read_header(directory / spec.file, spec) for spec in files}
+    rejected: dict[str, LoadError] = {}
+    headers: dict[str, _Header] = {}
+    for spec in files:
+        try:
+            headers[spec.file] = _read_header(directory / spec.file, spec)
+        except LoadError as exc:
+            rejected[spec.file] = exc
     loads: list[TableLoad] = []
+    # Tables whose file is not written: references to them cannot be checked.
+    unloaded = {spec.table for spec in files if spec.file in rejected}
     # PostgreSQL 16 checks input against a type without raising: cheaper than a regex.
     modern = conn.info.server_version >= 160000
     with unit_of_work(conn) as cur:
@@ -265,11 +280,35 @@ def load_directory(conn: Any, directory: Path, progress: Progress | None = None)
         # reference is checked once every file is in.
         cur.execute("SET CONSTRAINTS dyno_crm.fk_deal_stage DEFERRED")
         for spec in files:
-            loads.append(
-                _load_file(cur, directory / spec.file, spec, headers[spec.file], progress, modern)
+            if spec.file in rejected:
+                continue
+            # A COPY error aborts the transaction: the next file goes on from here.
+            cur.execute("SAVEPOINT pipeline_coverage_file")
+            try:
+                loaded = _load_file(
+                    cur, directory / spec.file, spec, headers[spec.file], progress, modern, unloaded
+                )
+            except LoadError as exc:
+                rejected[spec.file] = exc
+                loaded = None
+            if loaded is None:
+                cur.execute("ROLLBACK TO SAVEPOINT pipeline_coverage_file")
+                unloaded.add(spec.table)
+            else:
+                loads.append(loaded)
+            cur.execute("RELEASE SAVEPOINT pipeline_coverage_file")
+        # Deals that were to move with their stage only moved if deals.csv is written.
+        if any(x.table == "pipeline_stage" for x in loads) and "deal" not in unloaded:
+            try:
+                _raise_problems(cur, _BY_FILE["pipeline_stages.csv"], _moved_stage_problems())
+            except LoadError as exc:
+                rejected["pipeline_stages.csv"] = exc
+        if rejected:
+            errors = [rejected[spec.file] for spec in files if spec.file in rejected]
+            raise LoadError(
+                [problem for error in errors for problem in error.problems],
+                total=sum(error.total for error in errors),
             )
-        if any(spec.table == "pipeline_stage" for spec in files):
-            _raise_problems(cur, _BY_FILE["pipeline_stages.csv"], _moved_stage_problems())
         cur.execute("SET CONSTRAINTS dyno_crm.fk_deal_stage IMMEDIATE")
     return loads
 
@@ -293,9 +332,11 @@ def _import_files(directory: Path) -> list[TableSpec]:
         raise InputError(f"{directory}: not a directory")
     present = {path.name for path in directory.iterdir() if path.suffix.lower() == ".csv"}
     unknown = sorted(present - set(_BY_FILE))
-    if unknown:
+    if unknown:  # a typo, most likely: checking the others could only mislead
         expected = ", ".join(spec.file for spec in TABLES)
-        raise LoadError([f"{directory / unknown[0]}: unknown import file (expected: {expected})"])
+        raise LoadError(
+            [f"{directory / name}: unknown import file (expected: {expected})" for name in unknown]
+        )
     specs = [spec for spec in TABLES if spec.file in present]
     if not specs:
         raise LoadError(
@@ -307,16 +348,47 @@ def _import_files(directory: Path) -> list[TableSpec]:
     return specs
 
 
-def _read_header(path: Path, spec: TableSpec) -> list[str]:
+def _shorten(text: str, limit: int = SHOWN_CHARS) -> str:
+    """``text`` as a problem echoes it: cut after ``limit`` characters, with its length.
+
+    :func:`_shown` is the same rule in SQL.
+    """
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
+@dataclass(frozen=True)
+class _Header:
+    """A file's header: its column names, and the line break that ends its records."""
+
+    names: list[str]
+    #: b"\n" (for "\n" and "\r\n" files) or b"\r": COPY takes the header's line break
+    #: for the whole file.
+    eol: bytes
+
+
+def _read_header(path: Path, spec: TableSpec) -> _Header:
+    # Only the header line is decoded here: COPY checks the encoding of the rest and
+    # names the line of a bad byte.
     try:
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            header = next(csv.reader(handle), None)
-    except UnicodeDecodeError as exc:
-        raise LoadError([f"{spec.file}:1: not UTF-8 text ({exc.reason})"]) from exc
-    except csv.Error as exc:
-        raise LoadError([f"{spec.file}:1: malformed CSV header ({exc})"]) from exc
+        with path.open("rb") as handle:
+            data = handle.read(_CHUNK)
     except OSError as exc:
         raise LoadError([f"{spec.file}: cannot read ({exc.strerror or exc})"]) from exc
+    complete = len(data) < _CHUNK
+    data = data.removeprefix(codecs.BOM_UTF8)
+    end = _first_record_end(data)
+    if end < 0 and not complete:
+        raise LoadError(
+            [f"{spec.file}:1: malformed CSV header (no end of line in its first {_CHUNK:,} bytes)"]
+        )
+    try:
+        text = data[: end if end >= 0 else len(data)].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise LoadError([f"{spec.file}:1: not UTF-8 text ({exc.reason})"]) from exc
+    try:
+        header = next(csv.reader([text]), None) if data else None
+    except csv.Error as exc:
+        raise LoadError([f"{spec.file}:1: malformed CSV header ({exc})"]) from exc
     if header is None:
         raise LoadError([f"{spec.file}:1: empty file (a header row is required)"])
     expected = spec.column_names
@@ -324,20 +396,39 @@ def _read_header(path: Path, spec: TableSpec) -> list[str]:
     for name in header:
         if name not in expected:
             problems.append(
-                f"{spec.file}:1: {name or '(empty)'}: unknown column "
+                f"{spec.file}:1: {_shorten(name) or '(empty)'}: unknown column "
                 f"(expected: {','.join(expected)})"
             )
     seen: set[str] = set()
     for name in header:
         if name in seen:
-            problems.append(f"{spec.file}:1: {name}: column appears twice")
+            problems.append(f"{spec.file}:1: {_shorten(name)}: column appears twice")
         seen.add(name)
     problems += [
         f"{spec.file}:1: {name}: missing column" for name in expected if name not in header
     ]
     if problems:
-        raise LoadError(problems)
-    return header
+        raise LoadError(problems[:MAX_PROBLEMS], total=len(problems))
+    bare_cr = data[end : end + 1] == b"\r" and data[end + 1 : end + 2] != b"\n"
+    return _Header(header, b"\r" if end >= 0 and bare_cr else b"\n")
+
+
+_QUOTE_OR_BREAK = re.compile(rb'["\r\n]')
+
+
+def _first_record_end(data: bytes) -> int:
+    """Where the first CSV record of ``data`` ends: its first line break outside quotes.
+
+    -1 if there is none. Like PostgreSQL's COPY, every ``"`` toggles quoting (``""``
+    inside a quoted field toggles twice).
+    """
+    quoted = False
+    for found in _QUOTE_OR_BREAK.finditer(data):
+        if found.group() == b'"':
+            quoted = not quoted
+        elif not quoted:
+            return found.start()
+    return -1
 
 
 def _stage_name(spec: TableSpec) -> sql.Identifier:
@@ -348,10 +439,17 @@ def _load_file(
     cur: Cursor,
     path: Path,
     spec: TableSpec,
-    header: list[str],
+    header: _Header,
     progress: Progress | None,
     modern: bool,
-) -> TableLoad:
+    unloaded: set[str],
+) -> TableLoad | None:
+    """Stage, check and upsert one file; :class:`LoadError` if it has problems.
+
+    None (nothing written) when a table it refers to is not written: its rows are
+    checked on their own and against the tables that are, but not written, since every
+    reference to the missing table would fail.
+    """
     stage = _stage_name(spec)
     cur.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(stage))
     cur.execute(
@@ -359,12 +457,17 @@ def _load_file(
             "CREATE TEMP TABLE {} (line bigint GENERATED ALWAYS AS IDENTITY (START 2), {})"
             " ON COMMIT DROP"
         ).format(
-            stage, sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in header)
+            stage,
+            sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in header.names),
         )
     )
     _copy(cur, path, spec, stage, header, progress)
     _raise_problems(cur, spec, _value_problems(spec, stage, modern=modern))
     _raise_problems(cur, spec, _duplicate_problems(spec, stage))
+    checkable = [reference for reference in spec.references if reference.table not in unloaded]
+    if len(checkable) < len(spec.references):
+        _raise_reference_problems(cur, spec, stage, checkable)
+        return None
     # Foreign keys check most references row by row during the upsert anyway: only
     # the others are checked first. When any reference fails, every check runs in
     # declared order, so the root cause (a missing pipeline, say) is the one named.
@@ -373,15 +476,16 @@ def _load_file(
         for reference in spec.references
         if not reference.enforced
     ):
-        _raise_reference_problems(cur, spec, stage)
+        _raise_reference_problems(cur, spec, stage, spec.references)
     cur.execute("SAVEPOINT pipeline_coverage_upsert")
     try:
         rows, inserted, updated = _upsert(cur, spec, stage)
     except psycopg.errors.IntegrityError as exc:
         cur.execute("ROLLBACK TO SAVEPOINT pipeline_coverage_upsert")
-        _raise_reference_problems(cur, spec, stage)
+        _raise_reference_problems(cur, spec, stage, spec.references)
         # A rule only the database could see.
-        detail = f" ({exc.diag.message_detail})" if exc.diag.message_detail else ""
+        detail = exc.diag.message_detail
+        detail = f" ({_shorten(detail, 4 * SHOWN_CHARS)})" if detail else ""
         raise LoadError([f"{spec.file}: {exc.diag.message_primary}{detail}"]) from exc
     cur.execute("RELEASE SAVEPOINT pipeline_coverage_upsert")
     if spec.table != "pipeline_stage":  # kept for the moved-stage check at the end
@@ -398,6 +502,102 @@ def _chunks(path: Path) -> Iterator[bytes]:
 
 
 _COPY_LINE = re.compile(r"\bline (\d+)")
+#: A line holding only these (COPY's end-of-data marker) is rejected.
+_MARKERS = (b"\\.", b"\\.\r")
+#: Such a line between two line breaks, by the file's line break.
+_MARKER_LINE = {
+    eol: re.compile(re.escape(eol) + rb"\\\.\r?" + re.escape(eol)) for eol in (b"\n", b"\r")
+}
+
+
+class _Records:
+    """Counts the CSV records of a file as COPY splits them, chunk by chunk, and finds
+    the lines that hold only ``\\.``.
+
+    A record ends at a line break outside quotes; like COPY, every ``"`` toggles quoting
+    (``""`` inside a quoted field toggles twice). A line holding only ``\\.`` (or
+    ``\\.\\r``) at the start of a record is COPY's end-of-data marker: PostgreSQL 15
+    silently stops reading there, PostgreSQL 18 reads it as a bad record. It is found
+    here, before its chunk is sent, so that both reject it alike; inside a quoted field
+    it is data on both. Chunks without a ``"`` (outside a quoted field) are counted with
+    ``bytes.count``; only chunks with quotes are walked line by line.
+    """
+
+    def __init__(self, eol: bytes) -> None:
+        self.eol = eol
+        #: Line breaks outside quotes so far: records ended (the header is the first).
+        self.ended = 0
+        self.quoted = False
+        #: Bytes after the last record's line break (a last line without one counts).
+        self.open = False
+        #: The current line so far while it may still be a marker (it started a record
+        #: and has at most 3 bytes), else None.
+        self.head: bytes | None = b""
+
+    @property
+    def records(self) -> int:
+        """Records so far, the header included."""
+        return self.ended + int(self.open)
+
+    def feed(self, chunk: bytes) -> int | None:
+        """Count ``chunk``; the line number of a marker line it completes, if any."""
+        eol = self.eol
+        if self.quoted or b'"' in chunk:
+            return self._feed_lines(chunk)
+        first = chunk.find(eol)
+        if first < 0:
+            self._extend(chunk)
+            return None
+        if first <= 3 and self._is_marker(chunk[:first]):
+            return self.ended + 1
+        # A one-byte search is fast (memchr); backslashes are rare in CRM data.
+        if b"\\" in chunk and (found := _MARKER_LINE[eol].search(chunk)):
+            return self.ended + chunk.count(eol, 0, found.start() + 1) + 1
+        self.ended += chunk.count(eol)
+        last = chunk[chunk.rfind(eol) + 1 :]
+        self.head = last if len(last) <= 3 else None
+        self.open = bool(last)
+        return None
+
+    def finish(self) -> int | None:
+        """At the end of the file: the line number of a last line that is a marker."""
+        return self.ended + 1 if self.head in _MARKERS else None
+
+    def _is_marker(self, rest: bytes) -> bool:
+        """Whether the current line, ending after ``rest``, is a marker line."""
+        head = self.head
+        return head is not None and len(head) + len(rest) <= 3 and head + rest in _MARKERS
+
+    def _extend(self, part: bytes) -> None:
+        """The current line goes on with ``part`` (no line break in it)."""
+        head = self.head
+        self.head = head + part if head is not None and len(head) + len(part) <= 3 else None
+        self.open = self.open or bool(part)
+
+    def _feed_lines(self, chunk: bytes) -> int | None:
+        *lines, last = chunk.split(self.eol)
+        quoted, ended, head = self.quoted, self.ended, self.head
+        marker = None
+        for line in lines:
+            if head is not None and len(head) + len(line) <= 3 and head + line in _MARKERS:
+                marker = ended + 1
+                break
+            if line.count(b'"') & 1:
+                quoted = not quoted
+            if quoted:  # a line break inside a quoted field: the record goes on
+                head = None
+            else:
+                ended += 1
+                head = b""
+        self.quoted, self.ended, self.head = quoted, ended, head
+        if marker is not None:
+            return marker
+        if lines:  # after a line break inside quotes, the record is still open
+            self.open = quoted
+        self._extend(last)
+        if last.count(b'"') & 1:
+            self.quoted = not self.quoted
+        return None
 
 
 def _copy(
@@ -405,31 +605,74 @@ def _copy(
     path: Path,
     spec: TableSpec,
     stage: sql.Identifier,
-    header: list[str],
+    header: _Header,
     progress: Progress | None,
 ) -> None:
-    columns = sql.SQL(", ").join(sql.Identifier(c) for c in header)
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in header.names)
     statement = sql.SQL(
         "COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER true, ENCODING 'UTF8', FORCE_NULL ({}))"
     ).format(stage, columns, columns)
     size = path.stat().st_size
     sent = 0
+    records = _Records(header.eol)
     try:
         with cur.copy(statement) as copy:
             for chunk in _chunks(path):
+                if (marker := records.feed(chunk)) is not None:
+                    raise _marker_error(spec, marker)
                 copy.write(chunk)
                 sent += len(chunk)
                 if progress is not None:
                     progress(spec.file, sent, size)
+            if (marker := records.finish()) is not None:
+                raise _marker_error(spec, marker)
     except Exception as exc:  # a malformed CSV record: PostgreSQL names the line
         diag = getattr(exc, "diag", None)
-        if diag is None or getattr(exc, "sqlstate", None) is None:
+        sqlstate = getattr(exc, "sqlstate", None)
+        if diag is None or sqlstate is None:
             raise
         context = diag.context or ""
         found = _COPY_LINE.search(context)
         where = f"{spec.file}:{found.group(1)}" if found else spec.file
         reason = (diag.message_primary or str(exc)).strip()
+        if sqlstate == "22021":  # character_not_in_repertoire: a byte that is not UTF-8
+            raise LoadError([f"{where}: not UTF-8 text ({reason})"]) from exc
         raise LoadError([f"{where}: malformed CSV: {reason}"]) from exc
+    # Whatever ended COPY's input, it must have read every record of the file.
+    expected = max(records.records - 1, 0)
+    if cur.rowcount != expected:
+        raise LoadError(
+            [
+                f"{spec.file}: malformed CSV: the file holds {expected} records after its"
+                f" header, but COPY read {cur.rowcount}"
+            ]
+        )
+
+
+def _marker_error(spec: TableSpec, line: int) -> LoadError:
+    return LoadError(
+        [
+            f"{spec.file}:{line}: malformed CSV: a line holding only \\. (the end-of-data"
+            " marker of COPY) is not a record"
+        ]
+    )
+
+
+def _shown(value: sql.Composable, *, quote: bool = True) -> sql.Composable:
+    """SQL text echoing ``value`` in a problem (quoted as a literal, or not), cut after
+    SHOWN_CHARS characters with its length: the rule of :func:`_shorten`."""
+    show = "quote_literal({})" if quote else "{}"
+    return sql.SQL(
+        "CASE WHEN length({value}) <= {limit} THEN {whole}"
+        " ELSE {cut} || ' (' || length({value}) || ' characters)' END"
+    ).format(
+        value=value,
+        limit=sql.Literal(SHOWN_CHARS),
+        whole=sql.SQL(show).format(value),
+        cut=sql.SQL(show).format(
+            sql.SQL("left({}, {}) || '…'").format(value, sql.Literal(SHOWN_CHARS))
+        ),
+    )
 
 
 def _problem(line: sql.Composable, column: str, reason: sql.Composable) -> sql.Composable:
@@ -441,7 +684,7 @@ def _problem(line: sql.Composable, column: str, reason: sql.Composable) -> sql.C
 def _column_checks(column: Column, modern: bool = False) -> list[sql.Composable]:
     """SQL expressions, each NULL or a 'column: reason' text, for one staged column."""
     c = sql.Identifier(column.name)
-    shown = sql.SQL("quote_literal({})").format(c)
+    shown = _shown(c)
     checks: list[sql.Composable] = []
     if column.required:
         checks.append(
@@ -487,11 +730,12 @@ def _column_checks(column: Column, modern: bool = False) -> list[sql.Composable]
         )
         checks.append(
             _problem(
+                # Not cast: a number of a million digits is still a number here.
                 sql.SQL(
-                    "CASE WHEN {c} ~ {num} THEN left({c}, 1) = '-' AND {c}::numeric <> 0 END"
+                    "CASE WHEN {c} ~ {num} THEN left({c}, 1) = '-' AND {c} ~ '[1-9]' END"
                 ).format(c=c, num=sql.Literal(_NUMBER_RE)),
                 column.name,
-                sql.SQL("'must be >= 0, got ' || {}").format(c),
+                sql.SQL("'must be >= 0, got ' || {}").format(_shown(c, quote=False)),
             )
         )
         checks.append(
@@ -500,7 +744,9 @@ def _column_checks(column: Column, modern: bool = False) -> list[sql.Composable]
                     "CASE WHEN {c} ~ {num} THEN left({c}, 1) <> '-' AND {c} !~ {money} END"
                 ).format(c=c, num=sql.Literal(_NUMBER_RE), money=sql.Literal(_MONEY_RE)),
                 column.name,
-                sql.SQL("'at most 16 digits and 2 decimal places, got ' || {}").format(c),
+                sql.SQL("'at most 16 digits and 2 decimal places, got ' || {}").format(
+                    _shown(c, quote=False)
+                ),
             )
         )
     elif column.kind == "int":
@@ -525,7 +771,7 @@ def _column_checks(column: Column, modern: bool = False) -> list[sql.Composable]
                     column.name,
                     sql.SQL("{} || {}").format(
                         sql.Literal(f"must be between {column.minimum} and {column.maximum}, got "),
-                        c,
+                        _shown(c, quote=False),
                     ),
                 )
             )
@@ -564,7 +810,9 @@ def _row_checks(spec: TableSpec) -> list[sql.Composable]:
                 valid_dates
             ),
             "period_end",
-            sql.SQL("'must be after period_start (' || period_start || '); periods are half-open'"),
+            sql.SQL("'must be after period_start (' || {} || '); periods are half-open'").format(
+                _shown(sql.Identifier("period_start"), quote=False)
+            ),
         )
     ]
 
@@ -590,16 +838,20 @@ def _cast(column: Column, source: sql.Composable | None = None) -> sql.Composabl
     return sql.SQL("{}::{}").format(value, sql.SQL(cast)) if cast else value
 
 
-def _duplicate_problems(spec: TableSpec, stage: sql.Identifier) -> sql.Composable:
+def _key(spec: TableSpec) -> sql.Composable:
+    """A staged row's key, cast to the table's types (as the key is compared there)."""
     by_name = {column.name: column for column in spec.columns}
-    key = sql.SQL(", ").join(_cast(by_name[name]) for name in spec.key)
+    return sql.SQL(", ").join(_cast(by_name[name]) for name in spec.key)
+
+
+def _duplicate_problems(spec: TableSpec, stage: sql.Identifier) -> sql.Composable:
     return sql.SQL(
         "SELECT line, {what} || ' first on line ' || first_line AS problem FROM ("
         " SELECT line, min(line) OVER (PARTITION BY {key}) AS first_line FROM {stage}) AS d"
         " WHERE line > first_line"
     ).format(
         what=sql.Literal(f"{','.join(spec.key)}: duplicate key,"),
-        key=key,
+        key=_key(spec),
         stage=stage,
     )
 
@@ -621,14 +873,16 @@ def _reference_problems(reference: Reference, stage: sql.Identifier) -> sql.Comp
             )
         )
     shown = sql.SQL(" || '/' || ").join(
-        sql.SQL("s.{}").format(sql.Identifier(c)) for c in reference.columns
+        _shown(sql.SQL("s.{}").format(sql.Identifier(c)), quote=False) for c in reference.columns
     )
     in_tenant = "" if reference.table == "tenant" else " in tenant "
     reason = sql.SQL("{} || {} || {} || {}").format(
         sql.Literal(f"{'/'.join(reference.columns)}: no {reference.noun} "),
         shown,
         sql.Literal(in_tenant),
-        sql.SQL("''") if reference.table == "tenant" else sql.SQL("s.tenant_id"),
+        sql.SQL("''")
+        if reference.table == "tenant"
+        else _shown(sql.SQL("s.tenant_id"), quote=False),
     )
     return sql.SQL(
         "SELECT s.line, {reason} AS problem FROM {stage} AS s WHERE {present}"
@@ -647,8 +901,11 @@ def _has_problems(cur: Cursor, problems: sql.Composable) -> bool:
     return bool(cur.fetchone()[0])
 
 
-def _raise_reference_problems(cur: Cursor, spec: TableSpec, stage: sql.Identifier) -> None:
-    for reference in spec.references:
+def _raise_reference_problems(
+    cur: Cursor, spec: TableSpec, stage: sql.Identifier, references: Sequence[Reference]
+) -> None:
+    """The problems of the first of ``references`` (in declared order) that has any."""
+    for reference in references:
         _raise_problems(cur, spec, _reference_problems(reference, stage))
 
 
@@ -687,10 +944,14 @@ def _upsert(cur: Cursor, spec: TableSpec, stage: sql.Identifier) -> tuple[int, i
         )
     else:
         on_conflict = sql.Composed([sql.SQL("DO NOTHING")])
+    # In key order, not line order: two loads of the same rows then lock them in the
+    # same order, so one waits for the other instead of each holding a row the other
+    # needs (a deadlock, and one of them fails).
     cur.execute(
         sql.SQL(
             "WITH written AS (INSERT INTO {target} ({columns}) SELECT {values} FROM {stage}"
-            " ORDER BY line ON CONFLICT ({key}) {on_conflict} RETURNING (xmax = 0) AS inserted)"
+            " ORDER BY {order} ON CONFLICT ({key}) {on_conflict}"
+            " RETURNING (xmax = 0) AS inserted)"
             " SELECT (SELECT count(*) FROM {stage}),"
             " count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written"
         ).format(
@@ -698,6 +959,7 @@ def _upsert(cur: Cursor, spec: TableSpec, stage: sql.Identifier) -> tuple[int, i
             columns=columns,
             values=values,
             stage=stage,
+            order=_key(spec),
             key=sql.SQL(", ").join(map(sql.Identifier, spec.key)),
             on_conflict=on_conflict,
         )

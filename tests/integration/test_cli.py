@@ -369,6 +369,55 @@ def test_load_of_a_bad_folder_writes_nothing(
     assert scalar(db_url, "SELECT count(*) FROM dyno_crm.tenant") == 0
 
 
+def test_load_of_a_file_cut_short_by_an_end_marker_exits_2(
+    capsys: pytest.CaptureFixture[str], db_url: str, data_dir: Path
+) -> None:
+    """On PostgreSQL 15 a line holding only \\. ended COPY: 2 of 5 rows, exit 0."""
+    lines = ["id,name"] + [f"{uuid.uuid4()},Tenant {n}" for n in range(5)]
+    lines.insert(3, "\\.")
+    (data_dir / "tenants.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    line = assert_one_error_line(cli(capsys, db_url, "load", str(data_dir)))
+
+    assert line.startswith(f"{PREFIX} tenants.csv:4: malformed CSV: a line holding only \\.")
+    assert scalar(db_url, "SELECT count(*) FROM dyno_crm.tenant") == 0
+
+
+def test_load_of_huge_bad_values_prints_a_short_line(
+    capsys: pytest.CaptureFixture[str], db_url: str, data_dir: Path
+) -> None:
+    """Two 1 MB ids that are not UUIDs: two problems, not 2 MB of error output."""
+    huge = ["x" * (1 << 20), "y" * (1 << 20)]
+    write_csv(data_dir / "tenants.csv", ("id", "name"), [[value, "T"] for value in huge])
+
+    line = assert_one_error_line(cli(capsys, db_url, "load", str(data_dir)))
+
+    assert len(line) < 300, len(line)
+    assert line.count("(1048576 characters)") == 2
+    assert scalar(db_url, "SELECT count(*) FROM dyno_crm.tenant") == 0
+
+
+def test_load_reports_the_problems_of_every_file_in_one_line(
+    capsys: pytest.CaptureFixture[str], db_url: str, data_dir: Path
+) -> None:
+    tenant = str(uuid.uuid4())
+    write_csv(data_dir / "tenants.csv", ("id", "name"), [[tenant, "T"], ["not-a-uuid", "U"]])
+    write_csv(data_dir / "users.csv", ("id", "tenant_id", "name", "mail", "is_active"), [])
+    write_csv(
+        data_dir / "groups.csv", ("id", "tenant_id", "name"), [[str(uuid.uuid4()), tenant, ""]]
+    )
+
+    line = assert_one_error_line(cli(capsys, db_url, "load", str(data_dir)))
+
+    assert line.removeprefix(f"{PREFIX} ").split("; ") == [
+        "tenants.csv:3: id: not a UUID: 'not-a-uuid'",
+        "users.csv:1: mail: unknown column (expected: id,tenant_id,name,email,is_active)",
+        "users.csv:1: email: missing column",
+        "groups.csv:2: name: required",
+    ]
+    assert scalar(db_url, "SELECT count(*) FROM dyno_crm.tenant") == 0
+
+
 def test_load_of_a_missing_folder_is_an_input_error(
     capsys: pytest.CaptureFixture[str], db_url: str, data_dir: Path
 ) -> None:

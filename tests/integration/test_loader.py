@@ -9,6 +9,9 @@ from __future__ import annotations
 import codecs
 import csv
 import datetime as dt
+import io
+import threading
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +25,7 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 
 from pipeline_coverage.errors import InputError, LoadError, PipelineCoverageError
-from pipeline_coverage.loader import MAX_PROBLEMS, TableLoad, load_directory
+from pipeline_coverage.loader import MAX_PROBLEMS, SHOWN_CHARS, TableLoad, load_directory
 from tests.factory import Crm
 
 Rows = list[list[str]]
@@ -724,6 +727,59 @@ def test_many_bad_rows_are_capped_and_counted(
     assert str(error).endswith(f"(and {bad - 1} more problems)")
 
 
+MEGABYTE = 1 << 20
+
+
+def test_huge_bad_values_are_echoed_cut_to_a_readable_length(
+    conn: psycopg.Connection[Any], db_url: str, data_dir: Path
+) -> None:
+    """Each echoed value is cut after SHOWN_CHARS characters, with its length."""
+    assert SHOWN_CHARS == 60
+    rows = valid_rows(Ids())
+    set_value(rows, "deals.csv", 0, "id", "x" * MEGABYTE)
+    set_value(rows, "deals.csv", 1, "id", "y" * MEGABYTE)
+    set_value(rows, "deals.csv", 2, "amount", "9" * MEGABYTE)
+    set_value(rows, "deals.csv", 3, "amount", "-" + "9" * MEGABYTE)
+    write_folder(data_dir, rows)
+    before = dump(db_url)
+
+    error = reject(conn, data_dir)
+
+    assert error.problems == [
+        f"deals.csv:2: id: not a UUID: '{'x' * 60}…' (1048576 characters)",
+        f"deals.csv:3: id: not a UUID: '{'y' * 60}…' (1048576 characters)",
+        "deals.csv:4: amount: at most 16 digits and 2 decimal places, got "
+        f"{'9' * 60}… (1048576 characters)",
+        f"deals.csv:5: amount: must be >= 0, got -{'9' * 59}… (1048577 characters)",
+    ]
+    assert dump(db_url) == before
+
+
+def test_a_value_as_long_as_the_cut_is_echoed_whole(
+    conn: psycopg.Connection[Any], data_dir: Path
+) -> None:
+    rows = valid_rows(Ids())
+    set_value(rows, "deals.csv", 0, "amount", "x" * 60)
+    set_value(rows, "deals.csv", 1, "amount", "y" * 61)
+    write_folder(data_dir, rows)
+
+    assert reject(conn, data_dir).problems == [
+        f"deals.csv:2: amount: not a number: '{'x' * 60}'",
+        f"deals.csv:3: amount: not a number: '{'y' * 60}…' (61 characters)",
+    ]
+
+
+def test_a_huge_header_name_is_echoed_cut(conn: psycopg.Connection[Any], data_dir: Path) -> None:
+    huge = "c" * 100_000  # Python's csv module reads fields of up to 128 KiB
+    write_csv(data_dir, "tenants.csv", ("id", "name", huge, huge), [])
+
+    assert reject(conn, data_dir).problems == [
+        f"tenants.csv:1: {'c' * 60}… (100000 characters): unknown column (expected: id,name)",
+        f"tenants.csv:1: {'c' * 60}… (100000 characters): unknown column (expected: id,name)",
+        f"tenants.csv:1: {'c' * 60}… (100000 characters): column appears twice",
+    ]
+
+
 def test_an_unknown_column_is_rejected(
     conn: psycopg.Connection[Any], db_url: str, data_dir: Path
 ) -> None:
@@ -795,6 +851,131 @@ def test_a_row_with_a_missing_field_names_its_line(
     assert dump(db_url) == before
 
 
+def csv_bytes(header: Sequence[str], rows: Sequence[Sequence[str]], eol: str = "\n") -> bytes:
+    """A CSV file's bytes (UTF-8, quoting only where needed), records ended by ``eol``."""
+    text = io.StringIO(newline="")
+    csv.writer(text, lineterminator=eol).writerows([header, *rows])
+    return text.getvalue().encode("utf-8")
+
+
+#: What the loader says about a line holding only ``\.``.
+END_MARKER = (
+    "malformed CSV: a line holding only \\. (the end-of-data marker of COPY) is not a record"
+)
+
+
+@pytest.mark.parametrize(
+    ("eol", "marker", "last"),
+    [
+        pytest.param("\n", "\\.\n", False, id="lf"),
+        pytest.param("\n", "\\.\r\n", False, id="lf-marker-with-cr"),
+        pytest.param("\r\n", "\\.\r\n", False, id="crlf"),
+        pytest.param("\r", "\\.\r", False, id="cr"),
+        pytest.param("\n", "\\.", True, id="last-line-without-line-break"),
+    ],
+)
+def test_a_line_holding_only_the_end_marker_is_rejected(
+    eol: str, marker: str, last: bool, conn: psycopg.Connection[Any], db_url: str, data_dir: Path
+) -> None:
+    """PostgreSQL 15 ends COPY at such a line (a 5-deal file loaded 2 deals, with
+    success); PostgreSQL 18 reads it as a bad record. Both must reject it, located."""
+    ids = Ids()
+    rows = valid_rows(ids)
+    write_folder(data_dir, {name: r for name, r in rows.items() if name != "deals.csv"})
+    deals = [*rows["deals.csv"], [new_id(), *rows["deals.csv"][0][1:]]]
+    assert len(deals) == 5
+    if last:  # after the fifth deal, on line 7, with no line break after it
+        content = csv_bytes(HEADERS["deals.csv"], deals, eol) + marker.encode()
+        line = 7
+    else:  # after the second deal: line 4
+        content = (
+            csv_bytes(HEADERS["deals.csv"], deals[:2], eol)
+            + marker.encode()
+            + csv_bytes(HEADERS["deals.csv"], deals[2:], eol).split(eol.encode(), 1)[1]
+        )
+        line = 4
+    (data_dir / "deals.csv").write_bytes(content)
+    before = dump(db_url)
+
+    error = reject(conn, data_dir)
+
+    assert error.problems == [f"deals.csv:{line}: {END_MARKER}"]
+    assert dump(db_url) == before
+
+
+def test_an_end_marker_early_in_a_large_file_is_rejected(
+    conn: psycopg.Connection[Any], db_url: str, data_dir: Path
+) -> None:
+    rows = [[new_id(), f"Tenant {n}"] for n in range(6_000)]
+    content = csv_bytes(HEADERS["tenants.csv"], rows)
+    lines = content.split(b"\n")
+    (data_dir / "tenants.csv").write_bytes(b"\n".join([*lines[:10], b"\\.", *lines[10:]]))
+    before = dump(db_url)
+
+    error = reject(conn, data_dir)
+
+    assert error.problems == [f"tenants.csv:11: {END_MARKER}"]
+    assert dump(db_url) == before
+
+
+@pytest.mark.parametrize("eol", ["\n", "\r\n", "\r"], ids=["lf", "crlf", "cr"])
+def test_a_backslash_dot_inside_quotes_is_a_value(
+    eol: str, conn: psycopg.Connection[Any], db_url: str, data_dir: Path
+) -> None:
+    """``"\\."`` as a field, and a ``\\.`` line inside a multi-line quoted field, are data."""
+    first, multi, last = new_id(), new_id(), new_id()
+    multi_line = f"first{eol}\\.{eol}last"
+    content = (
+        csv_bytes(("name", "id"), [["Before", new_id()]], eol)
+        + f'"\\.",{first}{eol}'.encode()
+        + csv_bytes(("name", "id"), [[multi_line, multi], ["After", last]], eol).split(
+            eol.encode(), 1
+        )[1]
+    )
+    assert f"{eol}\\.{eol}".encode() in content  # a physical line holding only \.
+    (data_dir / "tenants.csv").write_bytes(content)
+
+    assert counts(load(conn, data_dir)) == [("tenants.csv", "tenant", 4, 4, 0, 0)]
+    names = dict(fetch(db_url, "SELECT id::text, name FROM dyno_crm.tenant"))
+    assert sorted(names.values()) == sorted(["Before", "\\.", multi_line, "After"])
+    assert (names[first], names[multi], names[last]) == ("\\.", multi_line, "After")
+
+
+@pytest.mark.parametrize(
+    ("eol", "final_break", "bom"),
+    [("\r\n", True, False), ("\r\n", False, True), ("\r", True, True), ("\r", False, False),
+     ("\n", False, False)],
+    ids=["crlf", "crlf-no-final-break-bom", "cr-bom", "cr-no-final-break", "lf-no-final-break"],
+)  # fmt: skip
+def test_every_line_break_style_loads_every_record(
+    eol: str,
+    final_break: bool,
+    bom: bool,
+    conn: psycopg.Connection[Any],
+    db_url: str,
+    data_dir: Path,
+) -> None:
+    """The loader counts a file's records itself and compares with what COPY read: the
+    count must agree with COPY's for every line break style COPY accepts."""
+    ids = Ids()
+    rows = valid_rows(ids)
+    set_value(rows, "deals.csv", 1, "name", f"Two{eol}lines, quoted")
+    for name, file_rows in rows.items():
+        content = csv_bytes(HEADERS[name], file_rows, eol)
+        if not final_break:
+            content = content.removesuffix(eol.encode())
+        (data_dir / name).write_bytes((codecs.BOM_UTF8 if bom else b"") + content)
+
+    loads = load(conn, data_dir)
+
+    assert [(x.file, x.rows, x.inserted) for x in loads] == [
+        (name, len(file_rows), len(file_rows)) for name, file_rows in rows.items()
+    ]
+    assert fetch_one(db_url, "SELECT name FROM dyno_crm.deal WHERE id = %s", [ids.deal2]) == (
+        f"Two{eol}lines, quoted",
+    )
+
+
 def test_an_unknown_file_name_is_rejected(
     conn: psycopg.Connection[Any], db_url: str, data_dir: Path
 ) -> None:
@@ -809,6 +990,23 @@ def test_an_unknown_file_name_is_rejected(
     assert "deal.csv: unknown import file" in error.problems[0]
     assert "deals.csv" in error.problems[0]  # the expected names are listed
     assert dump(db_url) == before
+
+
+def test_every_unknown_file_name_is_reported(
+    conn: psycopg.Connection[Any], db_url: str, data_dir: Path
+) -> None:
+    rows = valid_rows(Ids())
+    write_folder(data_dir, rows)
+    write_csv(data_dir, "deal.csv", HEADERS["deals.csv"], rows["deals.csv"])
+    write_csv(data_dir, "Users.csv", HEADERS["users.csv"], rows["users.csv"])
+
+    error = reject(conn, data_dir)
+
+    assert [problem.split(": ")[:2] for problem in error.problems] == [
+        [str(data_dir / "Users.csv"), "unknown import file (expected"],
+        [str(data_dir / "deal.csv"), "unknown import file (expected"],
+    ]
+    assert dump(db_url)["tenant"] == []
 
 
 def test_a_folder_without_csv_files_is_rejected(
@@ -842,6 +1040,35 @@ def test_a_file_that_is_not_utf8_is_rejected(
     error = reject(conn, data_dir)
 
     assert error.problems[0].startswith("tenants.csv:"), error.problems
+    assert dump(db_url)["tenant"] == []
+
+
+@pytest.mark.parametrize("bad_line", [2, 50, 400])
+def test_a_byte_that_is_not_utf8_names_its_own_line(
+    bad_line: int, conn: psycopg.Connection[Any], db_url: str, data_dir: Path
+) -> None:
+    """Only the header is decoded in Python: a bad byte further down, in the first 8 KB
+    (lines 2 and 50) or past it (line 400), is reported on its own line."""
+    lines = [b"id,name"] + [f"{new_id()},Tenant {n}".encode() for n in range(2, 420)]
+    lines[bad_line - 1] = f"{new_id()},M".encode() + b"\xfc" + b"ller"  # Latin-1 "ü"
+    (data_dir / "tenants.csv").write_bytes(b"\n".join(lines) + b"\n")
+    assert (bad_line < 100) == (len(b"\n".join(lines[:bad_line])) < 8192)
+
+    error = reject(conn, data_dir)
+
+    assert len(error.problems) == 1, error.problems
+    assert error.problems[0].startswith(f"tenants.csv:{bad_line}: not UTF-8 text ("), error.problems
+    assert dump(db_url)["tenant"] == []
+
+
+def test_a_header_that_is_not_utf8_is_line_1(
+    conn: psycopg.Connection[Any], db_url: str, data_dir: Path
+) -> None:
+    (data_dir / "tenants.csv").write_bytes(b"id,n\xe4me\n" + f"{new_id()},A\n".encode())
+
+    error = reject(conn, data_dir)
+
+    assert error.problems == ["tenants.csv:1: not UTF-8 text (invalid continuation byte)"]
     assert dump(db_url)["tenant"] == []
 
 
@@ -909,3 +1136,199 @@ def test_moving_a_stage_together_with_its_deals_loads(
     assert fetch_one(
         db_url, "SELECT pipeline_id FROM dyno_crm.deal WHERE id = %s", [ids.deal1]
     ) == (uuid.UUID(ids.renewals),)
+
+
+def test_a_stage_moved_with_deals_that_are_rejected_is_not_blamed(
+    conn: psycopg.Connection[Any], db_url: str, data_dir: Path, tmp_path: Path
+) -> None:
+    """deals.csv moves the deal with its stage but has a bad row: it is not written, so
+    the stored deal still has the old pipeline. The stage is not blamed for that."""
+    ids = Ids()
+    write_folder(data_dir, valid_rows(ids))
+    load(conn, data_dir)
+    before = dump(db_url)
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    rows = _moved_stage(ids, with_deal=True)
+    set_value(rows, "deals.csv", 3, "amount", "lots")
+    write_folder(moved, rows)
+
+    assert reject(conn, moved).problems == ["deals.csv:5: amount: not a number: 'lots'"]
+    assert dump(db_url) == before
+
+
+# --- every file's problems at once ---------------------------------------------------
+
+
+def test_problems_of_every_file_are_reported_together(
+    conn: psycopg.Connection[Any], db_url: str, data_dir: Path
+) -> None:
+    """A bad header in users.csv, bad rows in deals.csv and sales_targets.csv: all are
+    reported at once, in load order. Nothing else is: the references of deals.csv and
+    sales_targets.csv to users are not checked while users.csv cannot load."""
+    rows = valid_rows(Ids())
+    write_folder(data_dir, rows)
+    write_csv(
+        data_dir,
+        "users.csv",
+        (*HEADERS["users.csv"], "colour"),
+        [[*row, "red"] for row in rows["users.csv"]],
+    )
+    set_value(rows, "deals.csv", 1, "amount", "lots")
+    set_value(rows, "deals.csv", 3, "close_date", "2026-02-30")
+    set_value(rows, "sales_targets.csv", 2, "period_start", "01/01/2026")
+    write_csv(data_dir, "deals.csv", HEADERS["deals.csv"], rows["deals.csv"])
+    write_csv(
+        data_dir, "sales_targets.csv", HEADERS["sales_targets.csv"], rows["sales_targets.csv"]
+    )
+    existing_data(conn)
+    before = dump(db_url)
+
+    error = reject(conn, data_dir)
+
+    assert error.problems == [
+        "users.csv:1: colour: unknown column (expected: id,tenant_id,name,email,is_active)",
+        "deals.csv:3: amount: not a number: 'lots'",
+        "deals.csv:5: close_date: not a date (YYYY-MM-DD): '2026-02-30'",
+        "sales_targets.csv:4: period_start: not a date (YYYY-MM-DD): '01/01/2026'",
+    ]
+    assert error.total == 4
+    assert str(error) == f"{error.problems[0]} (and 3 more problems)"
+    assert dump(db_url) == before
+
+
+def test_a_file_after_a_rejected_one_is_checked_against_the_tables_that_load(
+    conn: psycopg.Connection[Any], db_url: str, data_dir: Path
+) -> None:
+    """users.csv has a bad row, so no user loads. deals.csv is still checked against
+    the pipelines (which load): its missing pipeline is reported. Its users are not
+    checked, as every one would seem missing."""
+    ids = Ids()
+    rows = valid_rows(ids)
+    set_value(rows, "users.csv", 2, "is_active", "yes")
+    set_value(rows, "deals.csv", 1, "pipeline_id", ids.tenant_a)
+    write_folder(data_dir, rows)
+    before = dump(db_url)
+
+    error = reject(conn, data_dir)
+
+    assert error.problems == [
+        "users.csv:4: is_active: not true or false: 'yes'",
+        f"deals.csv:3: pipeline_id: no pipeline {ids.tenant_a} in tenant {ids.tenant_a}",
+    ]
+    assert dump(db_url) == before
+
+
+def test_a_malformed_file_does_not_stop_the_checks_of_the_next(
+    conn: psycopg.Connection[Any], db_url: str, data_dir: Path
+) -> None:
+    """A COPY error aborts the transaction: each file has its own savepoint."""
+    rows = valid_rows(Ids())
+    rows["pipelines.csv"][1].append("surplus")
+    set_value(rows, "pipeline_stages.csv", 1, "stage_state", "OPEN")
+    set_value(rows, "deals.csv", 2, "expected_close_date", "2026-13-01")
+    write_folder(data_dir, rows)
+    write_csv(data_dir, "groups.csv", ("id", "name", "tenant"), [])
+    before = dump(db_url)
+
+    error = reject(conn, data_dir)
+
+    assert [problem.split(":")[:3] for problem in error.problems] == [
+        ["groups.csv", "1", " tenant"],
+        ["groups.csv", "1", " tenant_id"],
+        ["pipelines.csv", "3", " malformed CSV"],
+        ["pipeline_stages.csv", "3", " stage_state"],
+        ["deals.csv", "4", " expected_close_date"],
+    ]
+    assert dump(db_url) == before
+
+
+def test_the_cap_is_per_file_and_the_total_counts_all(
+    conn: psycopg.Connection[Any], db_url: str, data_dir: Path
+) -> None:
+    """A file with many problems does not hide the problems of the next one."""
+    bad = MAX_PROBLEMS + 5
+    rows = valid_rows(Ids())
+    rows["tenants.csv"] += [[f"bad-{n}", f"T{n}"] for n in range(bad)]
+    set_value(rows, "users.csv", 0, "is_active", "yes")
+    set_value(rows, "users.csv", 2, "is_active", "no")
+    write_folder(data_dir, rows)
+
+    error = reject(conn, data_dir)
+
+    assert [problem.split(":")[0] for problem in error.problems] == [
+        *["tenants.csv"] * MAX_PROBLEMS, "users.csv", "users.csv",
+    ]  # fmt: skip
+    assert error.problems[-2:] == [
+        "users.csv:2: is_active: not true or false: 'yes'",
+        "users.csv:4: is_active: not true or false: 'no'",
+    ]
+    assert error.total == bad + 2
+    assert dump(db_url)["tenant"] == []
+
+
+# --- concurrent loads ----------------------------------------------------------------
+
+
+def wait_until_waiting_for_a_lock(db_url: str, pid: int, thread: threading.Thread) -> None:
+    """Until the server process ``pid`` waits for a lock (it is blocked, not done)."""
+    deadline = time.monotonic() + 20
+    while fetch_one(
+        db_url, "SELECT wait_event_type IS NOT DISTINCT FROM 'Lock' FROM pg_stat_activity"
+        " WHERE pid = %s", [pid]
+    ) != (True,):  # fmt: skip
+        assert thread.is_alive(), "the other load ended without waiting for a lock"
+        assert time.monotonic() < deadline, "the other load never waited for a lock"
+        time.sleep(0.02)
+
+
+def test_concurrent_loads_of_the_same_rows_in_another_order_do_not_deadlock(
+    conn: psycopg.Connection[Any], db_url: str, tmp_path: Path
+) -> None:
+    """Rows are upserted in key order, whatever their order in the file: two loads of
+    the same rows take their locks in the same order, so one waits for the other.
+
+    A loads k1 inside its own open transaction and keeps the row lock. B loads k2
+    and k1, in that line order: B must block on k1 *before* it writes k2. A then
+    loads k2: in line order B would hold k2 and wait for k1, A would wait for k2,
+    and PostgreSQL would abort one of them ("deadlock detected")."""
+    k1, k2 = "00000000-0000-4000-8000-000000000001", "ffffffff-ffff-4fff-bfff-ffffffffffff"
+    folders = {}
+    for name, rows in {
+        "a1": [[k1, "One (A)"]],
+        "a2": [[k2, "Two (A)"]],
+        "b": [[k2, "Two (B)"], [k1, "One (B)"]],
+    }.items():
+        folders[name] = tmp_path / name
+        folders[name].mkdir()
+        write_csv(folders[name], "tenants.csv", HEADERS["tenants.csv"], rows)
+
+    conn.execute("SELECT 1")  # A's own transaction: the load runs in a savepoint of it
+    assert counts(load_directory(conn, folders["a1"])) == [("tenants.csv", "tenant", 1, 1, 0, 0)]
+    assert conn.info.transaction_status == TransactionStatus.INTRANS
+
+    outcome: dict[str, Any] = {}
+    with psycopg.connect(db_url, options="-c lock_timeout=20s") as other:
+
+        def load_b() -> None:
+            try:
+                outcome["loads"] = load_directory(other, folders["b"])
+            except Exception as exc:  # reported by the assertions below
+                outcome["error"] = exc
+
+        b = threading.Thread(target=load_b)
+        b.start()
+        try:
+            wait_until_waiting_for_a_lock(db_url, other.info.backend_pid, b)
+            load_directory(conn, folders["a2"])  # blocks here in line order, then deadlocks
+            conn.commit()
+        finally:
+            conn.rollback()
+            b.join(timeout=30)
+        assert not b.is_alive()
+
+    assert "error" not in outcome, outcome
+    assert counts(outcome["loads"]) == [("tenants.csv", "tenant", 2, 0, 2, 0)]
+    assert sorted(fetch(db_url, "SELECT id::text, name FROM dyno_crm.tenant")) == [
+        (k1, "One (B)"), (k2, "Two (B)"),
+    ]  # fmt: skip

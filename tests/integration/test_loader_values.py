@@ -1,4 +1,5 @@
-"""The loader accepts exactly the UUIDs PostgreSQL accepts, on every server version."""
+"""The loader accepts exactly the UUIDs PostgreSQL accepts, on every server version, and
+cuts echoed values alike in SQL and in Python."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from pipeline_coverage import loader
 from pipeline_coverage.errors import LoadError
@@ -61,3 +63,22 @@ def test_an_unreadable_or_malformed_header_is_a_located_rejection(
     with pytest.raises(LoadError, match=r"tenants\.csv:1: "):
         loader.load_directory(conn, other)
     assert conn.execute("SELECT count(*) FROM dyno_crm.tenant").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("length", [0, 1, 59, 60, 61, 1 << 20])
+def test_values_are_cut_alike_in_sql_and_in_python(
+    conn: psycopg.Connection[Any], length: int
+) -> None:
+    """One rule for every echoed value, whether a problem is worded in SQL or Python."""
+    value = ("ü'x" * length)[:length]  # characters, not bytes; a quote to escape
+    shown = conn.execute(
+        sql.SQL("SELECT {}, {}").format(
+            loader._shown(sql.Literal(value), quote=False), loader._shown(sql.Literal(value))
+        )
+    ).fetchone()
+
+    assert shown is not None
+    cut = value if length <= loader.SHOWN_CHARS else value[: loader.SHOWN_CHARS] + "…"
+    note = f" ({length} characters)" if length > loader.SHOWN_CHARS else ""
+    assert shown[0] == loader._shorten(value) == cut + note
+    assert shown[1] == "'" + cut.replace("'", "''") + "'" + note
