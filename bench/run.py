@@ -123,7 +123,7 @@ def previous_batch_ms(
     return median_ms(previous, repeat)
 
 
-DRILLDOWN_TABLES = ("report_run", "report_pipeline_coverage_fact", "report_run_deal",
+DRILLDOWN_TABLES = ("report_run", "report_pipeline_coverage_fact", "report_run_deals",
                     "report_run_credit")  # fmt: skip
 
 
@@ -165,7 +165,8 @@ def drilldown_figures(
     counts = conn.execute(
         "SELECT (SELECT count(*) FROM dyno_crm.report_pipeline_coverage_fact"
         "        WHERE tenant_id = %(t)s AND run_id = %(r)s),"
-        " (SELECT count(*) FROM dyno_crm.report_run_deal WHERE tenant_id = %(t)s"
+        " (SELECT COALESCE(sum(cardinality(deal_ids)), 0) FROM dyno_crm.report_run_deals"
+        "  WHERE tenant_id = %(t)s"
         "  AND run_id = %(r)s),"
         " (SELECT count(*) FROM dyno_crm.report_run_credit WHERE tenant_id = %(t)s"
         "  AND run_id = %(r)s),"

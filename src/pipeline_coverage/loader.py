@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import dataclasses
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from psycopg import sql
 from pipeline_coverage.db.connection import Cursor, unit_of_work
 from pipeline_coverage.errors import InputError, LoadError
 
-Kind = Literal["uuid", "text", "date", "money", "int", "bool", "enum"]
+Kind = Literal["uuid", "text", "date", "money", "int", "bool", "enum", "currency"]
 
 #: At most this many problems are listed; the count of the rest is reported.
 MAX_PROBLEMS = 20
@@ -54,6 +55,11 @@ class Column:
     choices: tuple[str, ...] = ()
     minimum: int | None = None
     maximum: int | None = None
+    #: A column added after the first release: a file may leave it out, and then the
+    #: rows it loads keep their value of it (new rows get the table's default).
+    optional: bool = False
+    #: What an empty field stores (None: NULL).
+    default: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,12 @@ class TableSpec:
     def column_names(self) -> tuple[str, ...]:
         return tuple(column.name for column in self.columns)
 
+    def present(self, names: list[str]) -> TableSpec:
+        """This spec with only the columns a file has (optional ones may be absent)."""
+        return dataclasses.replace(
+            self, columns=tuple(column for column in self.columns if column.name in names)
+        )
+
 
 def _id(required: bool = True) -> Column:
     return Column("id", "uuid", required=required)
@@ -97,11 +109,24 @@ _TENANT = Column("tenant_id", "uuid", required=True)
 _TENANT_REF = Reference(("tenant_id",), "tenant", ("id",), "tenant")
 _PIPELINE_REF = Reference(("pipeline_id",), "pipeline", ("id",), "pipeline")
 _STAGE_STATES = ("NOT_STARTED", "IN_PROGRESS", "DONE_SUCCESS", "DONE_FAILED")
+_FORECAST_CATEGORIES = ("COMMIT", "BEST_CASE", "PIPELINE", "OMITTED")
+_FORECAST_CATEGORY = Column(
+    "forecast_category", "enum", choices=_FORECAST_CATEGORIES, optional=True
+)
 _PRINCIPAL_TYPES = ("USER", "GROUP")
 
 #: The import files, in the order they load (parents before children).
 TABLES: tuple[TableSpec, ...] = (
-    TableSpec("tenants.csv", "tenant", (_id(), Column("name", "text", required=True)), ("id",)),
+    TableSpec(
+        "tenants.csv",
+        "tenant",
+        (
+            _id(),
+            Column("name", "text", required=True),
+            Column("currency", "currency", optional=True, default="USD"),
+        ),
+        ("id",),
+    ),
     TableSpec(
         "users.csv",
         "crm_user",
@@ -155,6 +180,7 @@ TABLES: tuple[TableSpec, ...] = (
             Column("stage_state", "enum", required=True, choices=_STAGE_STATES),
             Column("probability", "int", minimum=0, maximum=100),
             Column("position", "int"),
+            _FORECAST_CATEGORY,
         ),
         ("tenant_id", "id"),
         (_TENANT_REF, _PIPELINE_REF),
@@ -175,6 +201,7 @@ TABLES: tuple[TableSpec, ...] = (
             Column("assigned_user_id", "uuid"),
             Column("owned_by_group_id", "uuid"),
             Column("assigned_group_id", "uuid"),
+            _FORECAST_CATEGORY,
         ),
         ("tenant_id", "id"),
         (
@@ -405,7 +432,9 @@ def _read_header(path: Path, spec: TableSpec) -> _Header:
             problems.append(f"{spec.file}:1: {_shorten(name)}: column appears twice")
         seen.add(name)
     problems += [
-        f"{spec.file}:1: {name}: missing column" for name in expected if name not in header
+        f"{spec.file}:1: {column.name}: missing column"
+        for column in spec.columns
+        if column.name not in header and not column.optional
     ]
     if problems:
         raise LoadError(problems[:MAX_PROBLEMS], total=len(problems))
@@ -450,6 +479,7 @@ def _load_file(
     checked on their own and against the tables that are, but not written, since every
     reference to the missing table would fail.
     """
+    spec = spec.present(header.names)
     stage = _stage_name(spec)
     cur.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(stage))
     cur.execute(
@@ -783,6 +813,16 @@ def _column_checks(column: Column, modern: bool = False) -> list[sql.Composable]
                 sql.SQL("'not true or false: ' || {}").format(shown),
             )
         )
+    elif column.kind == "currency":
+        checks.append(
+            _problem(
+                sql.SQL("{} !~ '^[A-Z]{{3}}$'").format(c),
+                column.name,
+                sql.SQL("'not an ISO 4217 currency code (three capital letters): ' || {}").format(
+                    shown
+                ),
+            )
+        )
     elif column.kind == "enum":
         checks.append(
             _problem(
@@ -835,6 +875,8 @@ def _cast(column: Column, source: sql.Composable | None = None) -> sql.Composabl
         "int": "integer",
         "bool": "boolean",
     }.get(column.kind)
+    if column.default is not None:
+        value = sql.SQL("COALESCE({}, {})").format(value, sql.Literal(column.default))
     return sql.SQL("{}::{}").format(value, sql.SQL(cast)) if cast else value
 
 
@@ -968,6 +1010,9 @@ def _upsert(cur: Cursor, spec: TableSpec, stage: sql.Identifier) -> tuple[int, i
     return int(rows), int(inserted), int(updated)
 
 
-def columns(file: str) -> tuple[str, ...]:
-    """The documented columns of an import file, e.g. ``columns("deals.csv")``."""
-    return _BY_FILE[file].column_names
+def columns(file: str, *, optional: bool = False) -> tuple[str, ...]:
+    """The columns of an import file, e.g. ``columns("deals.csv")``: those every file
+    has; with ``optional``, also those a file may leave out."""
+    return tuple(
+        column.name for column in _BY_FILE[file].columns if optional or not column.optional
+    )

@@ -1332,3 +1332,93 @@ def test_concurrent_loads_of_the_same_rows_in_another_order_do_not_deadlock(
     assert sorted(fetch(db_url, "SELECT id::text, name FROM dyno_crm.tenant")) == [
         (k1, "One (B)"), (k2, "Two (B)"),
     ]  # fmt: skip
+
+
+# --- columns added later (SPEC.md §9): optional, and old files still load ---------------
+
+
+def test_forecast_categories_and_currency_load_when_given(
+    conn: psycopg.Connection[Any], db_url: str, data_dir: Path
+) -> None:
+    ids = Ids()
+    rows = valid_rows(ids)
+    write_folder(data_dir, rows)
+    tenant_header = (*HEADERS["tenants.csv"], "currency")
+    write_csv(
+        data_dir,
+        "tenants.csv",
+        tenant_header,
+        [[*row, "EUR" if n == 0 else ""] for n, row in enumerate(rows["tenants.csv"])],
+    )
+    stage_header = (*HEADERS["pipeline_stages.csv"], "forecast_category")
+    write_csv(
+        data_dir,
+        "pipeline_stages.csv",
+        stage_header,
+        [[*row, "COMMIT"] for row in rows["pipeline_stages.csv"]],
+    )
+    deal_header = (*HEADERS["deals.csv"], "forecast_category")
+    write_csv(
+        data_dir,
+        "deals.csv",
+        deal_header,
+        [[*row, "BEST_CASE" if n == 0 else ""] for n, row in enumerate(rows["deals.csv"])],
+    )
+    load(conn, data_dir)
+
+    currencies = fetch(db_url, "SELECT currency FROM dyno_crm.tenant ORDER BY currency")
+    assert currencies[0] == ("EUR",)
+    assert set(currencies[1:]) <= {("USD",)}  # an empty field is the default
+    assert {
+        row[0] for row in fetch(db_url, "SELECT forecast_category FROM dyno_crm.pipeline_stage")
+    } == {"COMMIT"}
+    deal_categories = [
+        row[0]
+        for row in fetch(
+            db_url, "SELECT forecast_category FROM dyno_crm.deal ORDER BY forecast_category"
+        )
+    ]
+    assert deal_categories[0] == "BEST_CASE"
+    assert set(deal_categories[1:]) == {None}
+
+    # A file without the column (an old export) leaves the stored values alone.
+    write_folder(data_dir, rows)
+    load(conn, data_dir)
+    assert fetch(db_url, "SELECT currency FROM dyno_crm.tenant ORDER BY currency")[0] == ("EUR",)
+    assert {
+        row[0] for row in fetch(db_url, "SELECT forecast_category FROM dyno_crm.pipeline_stage")
+    } == {"COMMIT"}
+    assert "BEST_CASE" in {row[0] for row in fetch(
+        db_url, "SELECT forecast_category FROM dyno_crm.deal")}  # fmt: skip
+
+
+def test_bad_forecast_categories_and_currencies_are_located(
+    conn: psycopg.Connection[Any], db_url: str, data_dir: Path
+) -> None:
+    ids = Ids()
+    rows = valid_rows(ids)
+    write_folder(data_dir, rows)
+    write_csv(
+        data_dir,
+        "tenants.csv",
+        (*HEADERS["tenants.csv"], "currency"),
+        [[*row, "usd"] for row in rows["tenants.csv"]][:1]
+        + [[*row, ""] for row in rows["tenants.csv"][1:]],
+    )
+    write_csv(
+        data_dir,
+        "deals.csv",
+        (*HEADERS["deals.csv"], "forecast_category"),
+        [[*rows["deals.csv"][0], "MAYBE"]] + [[*row, ""] for row in rows["deals.csv"][1:]],
+    )
+    before = dump(db_url)
+    error = reject(conn, data_dir)
+    assert (
+        "tenants.csv:2: currency: not an ISO 4217 currency code (three capital letters): "
+        "'usd'" in error.problems
+    )
+    assert (
+        "deals.csv:2: forecast_category: must be one of COMMIT, BEST_CASE, PIPELINE, "
+        "OMITTED, got 'MAYBE'" in error.problems
+    )
+    assert dump(db_url) == before

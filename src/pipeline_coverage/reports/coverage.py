@@ -179,6 +179,7 @@ def _write(cur: Any, request: CoverageRequest) -> uuid.UUID:
         cur, request.tenant_id, (request.period_start, request.period_end),
         _parameters(request, as_of, currency),
     )  # fmt: skip
+    cur.execute(query(_QUERIES, "run_settings"))
     cur.execute(
         query(_QUERIES, "insert_coverage"),
         {

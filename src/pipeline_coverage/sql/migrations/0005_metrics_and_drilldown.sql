@@ -70,41 +70,75 @@ CREATE INDEX ix_deal_tenant_closed_on
     ON dyno_crm.deal (tenant_id, (COALESCE(close_date, expected_close_date)));
 
 -- The deals of a run, once each, as the run saw them (SPEC.md §7): class, the date
--- that placed the deal, amounts, category, probability, names, and flags. Only deals
--- credited to at least one row of the run are kept. The amounts a fact row carries
--- are sums over its deals here, computed from exactly these rows when the run is
--- written. No foreign keys: a run's rows are written once, with their run, in one
--- statement, and a per-row key check would cost more than the rows themselves; a
--- trigger on report_run deletes them with their run.
-CREATE TABLE dyno_crm.report_run_deal (
-    tenant_id         uuid          NOT NULL,
-    run_id            uuid          NOT NULL,
-    deal_id           uuid          NOT NULL,
-    deal_name         text          NOT NULL,
-    pipeline_id       uuid          NOT NULL,
-    pipeline_name     text          NOT NULL,
-    stage_id          uuid          NOT NULL,
-    stage_name        text          NOT NULL,
-    deal_class        text          NOT NULL,
-    forecast_category text          NOT NULL,
-    probability       smallint,
-    amount            numeric(18,2),
-    currency          text          NOT NULL,
-    reporting_amount  numeric(18,2) NOT NULL,
-    weighted_amount   numeric(18,2) NOT NULL,
-    placed_on         date,
-    owner_user_id     uuid,
-    flags             text[]        NOT NULL,
-    CONSTRAINT pk_report_run_deal PRIMARY KEY (tenant_id, run_id, deal_id),
-    CONSTRAINT ck_report_run_deal_class
-        CHECK (deal_class IN ('OPEN', 'WON', 'LOST', 'UNDATED'))
+-- that placed the deal, amounts, category, probability, names, and flags (a comma-
+-- separated list per deal). Only deals credited to at least one row of the run are
+-- kept. Stored by column: one row per run, a parallel array per field, element i of
+-- every array describing the same deal. A row per deal (and its index entry) costs
+-- several times the run's computation for a 300k-deal tenant's 30k deals; one row
+-- of arrays is written and read in one piece (docs/decisions.md has the figures).
+-- EXTERNAL storage: out of line without compression, which costs more time than it
+-- saves space on uuids and amounts. The amounts a fact row carries are sums over
+-- its deals here, computed from exactly these values when the run is written. No
+-- foreign keys: the row is written once, with its run, in one statement; a trigger
+-- on report_run deletes it with its run.
+CREATE TABLE dyno_crm.report_run_deals (
+    tenant_id          uuid      NOT NULL,
+    run_id             uuid      NOT NULL,
+    deal_ids           uuid[]    NOT NULL,
+    deal_names         text[]    NOT NULL,
+    pipeline_ids       uuid[]    NOT NULL,
+    pipeline_names     text[]    NOT NULL,
+    stage_ids          uuid[]    NOT NULL,
+    stage_names        text[]    NOT NULL,
+    deal_classes       text[]    NOT NULL,
+    forecast_categories text[]   NOT NULL,
+    probabilities      smallint[] NOT NULL,
+    amounts            numeric[] NOT NULL,
+    currencies         text[]    NOT NULL,
+    reporting_amounts  numeric[] NOT NULL,
+    weighted_amounts   numeric[] NOT NULL,
+    placed_on          date[]    NOT NULL,
+    owner_user_ids     uuid[]    NOT NULL,
+    flags              text[]    NOT NULL,
+    CONSTRAINT pk_report_run_deals PRIMARY KEY (tenant_id, run_id),
+    CONSTRAINT ck_report_run_deals_parallel CHECK (
+        cardinality(deal_names) = cardinality(deal_ids)
+        AND cardinality(pipeline_ids) = cardinality(deal_ids)
+        AND cardinality(pipeline_names) = cardinality(deal_ids)
+        AND cardinality(stage_ids) = cardinality(deal_ids)
+        AND cardinality(stage_names) = cardinality(deal_ids)
+        AND cardinality(deal_classes) = cardinality(deal_ids)
+        AND cardinality(forecast_categories) = cardinality(deal_ids)
+        AND cardinality(probabilities) = cardinality(deal_ids)
+        AND cardinality(amounts) = cardinality(deal_ids)
+        AND cardinality(currencies) = cardinality(deal_ids)
+        AND cardinality(reporting_amounts) = cardinality(deal_ids)
+        AND cardinality(weighted_amounts) = cardinality(deal_ids)
+        AND cardinality(placed_on) = cardinality(deal_ids)
+        AND cardinality(owner_user_ids) = cardinality(deal_ids)
+        AND cardinality(flags) = cardinality(deal_ids))
 );
+ALTER TABLE dyno_crm.report_run_deals
+    ALTER COLUMN deal_ids SET STORAGE EXTERNAL,
+    ALTER COLUMN deal_names SET STORAGE EXTERNAL,
+    ALTER COLUMN pipeline_ids SET STORAGE EXTERNAL,
+    ALTER COLUMN pipeline_names SET STORAGE EXTERNAL,
+    ALTER COLUMN stage_ids SET STORAGE EXTERNAL,
+    ALTER COLUMN stage_names SET STORAGE EXTERNAL,
+    ALTER COLUMN deal_classes SET STORAGE EXTERNAL,
+    ALTER COLUMN forecast_categories SET STORAGE EXTERNAL,
+    ALTER COLUMN probabilities SET STORAGE EXTERNAL,
+    ALTER COLUMN amounts SET STORAGE EXTERNAL,
+    ALTER COLUMN currencies SET STORAGE EXTERNAL,
+    ALTER COLUMN reporting_amounts SET STORAGE EXTERNAL,
+    ALTER COLUMN weighted_amounts SET STORAGE EXTERNAL,
+    ALTER COLUMN placed_on SET STORAGE EXTERNAL,
+    ALTER COLUMN owner_user_ids SET STORAGE EXTERNAL,
+    ALTER COLUMN flags SET STORAGE EXTERNAL;
 
 -- Who a run credits each deal to, and why: one row per fact row that has deals, its
--- deals and their credit reasons as parallel arrays (SPEC.md §7's reasons, in the
--- order of the arrays). Arrays instead of a row per credit: a 300k-deal tenant's run
--- credits ~75k (principal, deal) pairs, and a row each (with its index entry) costs
--- several times the run's computation; see docs/decisions.md for the measurements.
+-- deals and their credit reasons as parallel arrays (SPEC.md §7's reasons). Arrays
+-- for the same reason as above: a 300k-deal tenant's run credits ~70k pairs.
 CREATE TABLE dyno_crm.report_run_credit (
     tenant_id      uuid   NOT NULL,
     run_id         uuid   NOT NULL,
@@ -126,7 +160,7 @@ LANGUAGE plpgsql AS $$
 BEGIN
     DELETE FROM dyno_crm.report_run_credit AS c
     USING gone AS g WHERE c.tenant_id = g.tenant_id AND c.run_id = g.id;
-    DELETE FROM dyno_crm.report_run_deal AS d
+    DELETE FROM dyno_crm.report_run_deals AS d
     USING gone AS g WHERE d.tenant_id = g.tenant_id AND d.run_id = g.id;
     RETURN NULL;
 END;

@@ -18,29 +18,34 @@ SELECT
     ) AS pipeline_exists,
     (SELECT t.currency FROM dyno_crm.tenant AS t WHERE t.id = %(tenant_id)s::uuid) AS currency;
 
+-- name: run_settings
+-- For the rest of the run's transaction: room for its aggregations in memory (they
+-- spill to disk at the 4 MB default on a large tenant), and a plan made for the
+-- run's own parameters (the statement's "principal_id IS NULL OR ..." branches fold
+-- away only in a custom plan; a cached generic plan would scan every deal).
+SELECT set_config('work_mem', '64MB', true),
+       set_config('plan_cache_mode', 'force_custom_plan', true);
+
 -- name: insert_coverage
 -- A run's drill-down and fact rows (SPEC.md §7, §8), in one statement, for one
 -- principal (principal_id set) or everyone in scope (principal_id NULL), per pipeline
 -- when by_pipeline. The credit rule — which deal counts for whom, and why — is
--- written once, in `credited`; the fact rows are sums over exactly the drill-down
--- rows this statement stores (the RETURNING of both inserts), so every amount and
--- count of a row equals its deals, by construction.
-WITH candidate AS (
-    -- The tenant's deals a run may count: in the pipeline scope; for one principal,
-    -- only deals naming it (the owner/assignee indexes find them); dated in the
-    -- period or the win rate's lookback window, or undated. One pass, no rule yet.
+-- written once, in `credited`. A row's drill-down (its deals and credit reasons)
+-- and its amounts and counts come out of one aggregation over the same credited
+-- deals, whose values are the ones stored for the run: every amount and count of a
+-- row equals the sum over its deals, by construction.
+WITH scoped AS NOT MATERIALIZED (
+    -- The tenant's deals a run may count, with their stages: in the pipeline scope,
+    -- and for one principal only the deals naming it (the owner/assignee indexes find
+    -- them). Not materialized: each use below adds its own date window, which the
+    -- planner pushes down to the date indexes.
     SELECT d.id AS deal_id, d.name AS deal_name, d.pipeline_id, d.stage_id, d.amount,
+           d.expected_close_date, d.close_date, d.forecast_category,
            d.owned_by_user_id, d.assigned_user_id, d.owned_by_group_id, d.assigned_group_id,
-           ps.name AS stage_name, ps.probability,
-           COALESCE(d.forecast_category, ps.forecast_category, 'PIPELINE') AS forecast_category,
-           ps.stage_state IN ('DONE_SUCCESS', 'DONE_FAILED') AS done,
-           ps.stage_state = 'DONE_SUCCESS' AS won,
-           -- An open deal is placed by its expected close date, a closed one by the
-           -- date it closed (SPEC.md §7).
-           CASE WHEN ps.stage_state IN ('DONE_SUCCESS', 'DONE_FAILED')
-                THEN COALESCE(d.close_date, d.expected_close_date)
-                ELSE COALESCE(d.expected_close_date, d.close_date)
-           END AS placed_on
+           ps.name AS stage_name, ps.probability, ps.forecast_category AS stage_category,
+           ps.stage_state,
+           CASE WHEN %(by_pipeline)s::boolean THEN d.pipeline_id ELSE %(pipeline_id)s::uuid END
+               AS bucket
     FROM dyno_crm.deal AS d
     JOIN dyno_crm.pipeline_stage AS ps
       ON ps.tenant_id = d.tenant_id AND ps.id = d.stage_id
@@ -53,75 +58,175 @@ WITH candidate AS (
            OR (%(principal_type)s::text = 'GROUP'
                AND (d.owned_by_group_id = %(principal_id)s::uuid
                     OR d.assigned_group_id = %(principal_id)s::uuid)))
-      AND ((COALESCE(d.expected_close_date, d.close_date) >= %(period_start)s::date
-            AND COALESCE(d.expected_close_date, d.close_date) < %(period_end)s::date)
-           OR (COALESCE(d.close_date, d.expected_close_date) >= %(history_start)s::date
-               AND COALESCE(d.close_date, d.expected_close_date) < %(period_end)s::date)
-           OR COALESCE(d.expected_close_date, d.close_date) IS NULL)
+),
+placed AS (
+    -- The period's candidates, each with the date that places it (SPEC.md §7): an
+    -- open deal its expected close date, a closed one the date it closed.
+    SELECT s.*,
+           s.stage_state IN ('DONE_SUCCESS', 'DONE_FAILED') AS done,
+           CASE WHEN s.stage_state IN ('DONE_SUCCESS', 'DONE_FAILED')
+                THEN COALESCE(s.close_date, s.expected_close_date)
+                ELSE COALESCE(s.expected_close_date, s.close_date)
+           END AS placed_on
+    FROM scoped AS s
+    WHERE (COALESCE(s.expected_close_date, s.close_date) >= %(period_start)s::date
+           AND COALESCE(s.expected_close_date, s.close_date) < %(period_end)s::date)
+       OR (COALESCE(s.close_date, s.expected_close_date) >= %(period_start)s::date
+           AND COALESCE(s.close_date, s.expected_close_date) < %(period_end)s::date)
+       OR COALESCE(s.expected_close_date, s.close_date) IS NULL
+    OFFSET 0  -- computed once per deal, not inlined into every use of placed_on
 ),
 classified AS (
-    -- SPEC.md §7's classes; HISTORY_* are the lookback window's closed deals, which
-    -- only the win rate counts (they are no part of the drill-down).
-    SELECT c.*,
-           CASE
-               WHEN NOT c.done AND c.placed_on IS NULL THEN 'UNDATED'
-               WHEN c.placed_on >= %(period_start)s::date AND c.placed_on < %(period_end)s::date
-                   THEN CASE WHEN NOT c.done THEN 'OPEN' WHEN c.won THEN 'WON' ELSE 'LOST' END
-               WHEN c.done AND c.placed_on >= %(history_start)s::date
-                        AND c.placed_on < %(period_start)s::date
-                   THEN CASE WHEN c.won THEN 'HISTORY_WON' ELSE 'HISTORY_LOST' END
-           END AS deal_class,
-           CASE WHEN %(by_pipeline)s::boolean THEN c.pipeline_id ELSE %(pipeline_id)s::uuid END
-               AS bucket
-    FROM candidate AS c
+    -- SPEC.md §7's classes of the period's deals (NULL: dated outside the period),
+    -- with the values the drill-down stores and the sums add up.
+    SELECT c.deal_id, c.deal_name, c.pipeline_id, c.stage_id, c.stage_name, c.amount,
+           c.probability, c.owned_by_user_id, c.assigned_user_id, c.owned_by_group_id,
+           c.assigned_group_id, c.bucket, c.placed_on, c.deal_class,
+           COALESCE(c.forecast_category, c.stage_category, 'PIPELINE') AS forecast_category,
+           COALESCE(c.amount, 0) AS reporting_amount,
+           CASE WHEN c.deal_class = 'OPEN'
+                THEN ROUND(COALESCE(c.amount, 0) * COALESCE(c.probability, 0) / 100.0, 2)
+                ELSE 0 END AS weighted_amount,
+           c.deal_class = 'OPEN' AND c.placed_on < %(as_of)s::date AS past_due,
+           concat_ws(',',
+               CASE WHEN c.deal_class = 'UNDATED' THEN 'UNDATED' END,
+               CASE WHEN c.deal_class = 'OPEN' AND c.amount IS NULL THEN 'NO_AMOUNT' END,
+               CASE WHEN c.deal_class = 'OPEN' AND c.probability IS NULL
+                    THEN 'NO_PROBABILITY' END,
+               CASE WHEN c.deal_class = 'OPEN' AND c.placed_on < %(as_of)s::date
+                    THEN 'PAST_DUE' END) AS flags
+    FROM (
+        SELECT pl.*,
+               CASE
+                   WHEN NOT pl.done AND pl.placed_on IS NULL THEN 'UNDATED'
+                   WHEN pl.placed_on >= %(period_start)s::date
+                        AND pl.placed_on < %(period_end)s::date
+                       THEN CASE WHEN NOT pl.done THEN 'OPEN'
+                                 WHEN pl.stage_state = 'DONE_SUCCESS' THEN 'WON'
+                                 ELSE 'LOST' END
+               END AS deal_class
+        FROM placed AS pl
+        OFFSET 0  -- the class is computed once per deal, not inlined into every use
+    ) AS c
+    WHERE c.deal_class IS NOT NULL
+),
+units AS (
+    -- What the credit rule is applied to: each deal of the period (and each undated
+    -- one) with its values; and the closed deals of the win rate's lookback window,
+    -- grouped by the principals they name (the win rate only counts them, and they
+    -- are most of what a run reads).
+    SELECT k.deal_id, k.deal_class, k.bucket, k.owned_by_user_id, k.assigned_user_id,
+           k.owned_by_group_id, k.assigned_group_id, 1 AS deals, k.forecast_category,
+           k.reporting_amount, k.weighted_amount, k.past_due
+    FROM classified AS k
+    UNION ALL
+    SELECT NULL,
+           CASE WHEN h.stage_state = 'DONE_SUCCESS' THEN 'HISTORY_WON' ELSE 'HISTORY_LOST' END,
+           h.bucket, h.owned_by_user_id, h.assigned_user_id, h.owned_by_group_id,
+           h.assigned_group_id, count(*), NULL, NULL, NULL, NULL
+    FROM scoped AS h
+    WHERE h.stage_state IN ('DONE_SUCCESS', 'DONE_FAILED')
+      AND COALESCE(h.close_date, h.expected_close_date) >= %(history_start)s::date
+      AND COALESCE(h.close_date, h.expected_close_date) < %(period_start)s::date
+    GROUP BY 2, h.bucket, h.owned_by_user_id, h.assigned_user_id, h.owned_by_group_id,
+             h.assigned_group_id
 ),
 credited AS (
     -- THE CREDIT RULE (SPEC.md §7): a user for the deals it owns or is assigned, a
     -- group for the deals it owns or is assigned; once per principal, with the first
     -- reason that applies (an assignee who is also the owner is credited as OWNER).
-    SELECT cr.principal_type, cr.principal_id, cr.credit_reason, k.deal_id, k.deal_class,
-           k.bucket
-    FROM classified AS k
-    CROSS JOIN LATERAL (VALUES
-        ('USER', k.owned_by_user_id, 'OWNER'),
-        ('USER', NULLIF(k.assigned_user_id, k.owned_by_user_id), 'ASSIGNEE'),
-        ('GROUP', k.owned_by_group_id, 'OWNER_GROUP'),
-        ('GROUP', NULLIF(k.assigned_group_id, k.owned_by_group_id), 'ASSIGNED_GROUP')
-    ) AS cr (principal_type, principal_id, credit_reason)
-    WHERE k.deal_class IS NOT NULL
-      AND cr.principal_id IS NOT NULL
+    -- (Four arms of one UNION ALL rather than a LATERAL unpivot: a plain scan each,
+    -- instead of a rescan of a VALUES list per deal.)
+    SELECT cr.principal_type, cr.principal_id, cr.credit_reason, cr.deal_id,
+           cr.deal_class, cr.bucket, cr.deals, cr.forecast_category, cr.reporting_amount,
+           cr.weighted_amount, cr.past_due
+    FROM (
+        SELECT 'USER' AS principal_type, n.owned_by_user_id AS principal_id,
+               'OWNER' AS credit_reason, n.*
+        FROM units AS n
+        UNION ALL
+        SELECT 'USER', NULLIF(n.assigned_user_id, n.owned_by_user_id), 'ASSIGNEE', n.*
+        FROM units AS n
+        UNION ALL
+        SELECT 'GROUP', n.owned_by_group_id, 'OWNER_GROUP', n.*
+        FROM units AS n
+        UNION ALL
+        SELECT 'GROUP', NULLIF(n.assigned_group_id, n.owned_by_group_id), 'ASSIGNED_GROUP',
+               n.*
+        FROM units AS n
+    ) AS cr
+    WHERE cr.principal_id IS NOT NULL
       AND (%(principal_id)s::uuid IS NULL
            OR (cr.principal_type = %(principal_type)s::text
                AND cr.principal_id = %(principal_id)s::uuid))
 ),
 stored_deals AS (
-    -- The drill-down's deals: each credited deal of the period (and each undated open
-    -- one) once, with what the run saw of it.
-    INSERT INTO dyno_crm.report_run_deal
-        (tenant_id, run_id, deal_id, deal_name, pipeline_id, pipeline_name, stage_id,
-         stage_name, deal_class, forecast_category, probability, amount, currency,
-         reporting_amount, weighted_amount, placed_on, owner_user_id, flags)
-    SELECT %(tenant_id)s::uuid, %(run_id)s::uuid, k.deal_id, k.deal_name, k.pipeline_id,
-           p.name, k.stage_id, k.stage_name, k.deal_class, k.forecast_category,
-           k.probability, k.amount, %(currency)s::text,
-           COALESCE(k.amount, 0),
-           CASE WHEN k.deal_class = 'OPEN'
-                THEN ROUND(COALESCE(k.amount, 0) * COALESCE(k.probability, 0) / 100.0, 2)
-                ELSE 0 END,
-           k.placed_on, k.owned_by_user_id,
-           array_remove(ARRAY[
-               CASE WHEN k.deal_class = 'UNDATED' THEN 'UNDATED' END,
-               CASE WHEN k.deal_class = 'OPEN' AND k.amount IS NULL THEN 'NO_AMOUNT' END,
-               CASE WHEN k.deal_class = 'OPEN' AND k.probability IS NULL
-                    THEN 'NO_PROBABILITY' END,
-               CASE WHEN k.deal_class = 'OPEN' AND k.placed_on < %(as_of)s::date
-                    THEN 'PAST_DUE' END
-           ], NULL)
+    -- The run's deals of the period (each once, credited to a row or not), as the run
+    -- saw them. Stored by column, one row per run: element i of every array is one
+    -- deal (the arrays are aggregated in one pass, so they line up).
+    INSERT INTO dyno_crm.report_run_deals
+        (tenant_id, run_id, deal_ids, deal_names, pipeline_ids, pipeline_names, stage_ids,
+         stage_names, deal_classes, forecast_categories, probabilities, amounts, currencies,
+         reporting_amounts, weighted_amounts, placed_on, owner_user_ids, flags)
+    SELECT %(tenant_id)s::uuid, %(run_id)s::uuid, array_agg(k.deal_id),
+           array_agg(k.deal_name), array_agg(k.pipeline_id), array_agg(p.name),
+           array_agg(k.stage_id), array_agg(k.stage_name), array_agg(k.deal_class),
+           array_agg(k.forecast_category), array_agg(k.probability), array_agg(k.amount),
+           array_agg(%(currency)s::text), array_agg(k.reporting_amount),
+           array_agg(k.weighted_amount), array_agg(k.placed_on),
+           array_agg(k.owned_by_user_id), array_agg(k.flags)
     FROM classified AS k
     JOIN dyno_crm.pipeline AS p ON p.tenant_id = %(tenant_id)s::uuid AND p.id = k.pipeline_id
-    WHERE k.deal_class IN ('OPEN', 'WON', 'LOST', 'UNDATED')
-      AND k.deal_id IN (SELECT cd.deal_id FROM credited AS cd)
-    RETURNING deal_id, deal_class, forecast_category, reporting_amount, weighted_amount, flags
+    HAVING count(*) > 0
+    RETURNING run_id
+),
+per_row AS (
+    -- Every amount and count a row gets from its credited deals — over exactly the
+    -- values stored for those deals — and the win rate's counts, in one pass.
+    SELECT cd.principal_type, cd.principal_id, cd.bucket,
+           count(*) FILTER (WHERE cd.deal_class = 'OPEN') AS open_count,
+           COALESCE(SUM(cd.reporting_amount) FILTER (WHERE cd.deal_class = 'OPEN'), 0)
+               AS open_amount,
+           COALESCE(SUM(cd.weighted_amount) FILTER (WHERE cd.deal_class = 'OPEN'), 0)
+               AS weighted_amount,
+           COALESCE(SUM(cd.reporting_amount) FILTER (
+               WHERE cd.deal_class = 'OPEN' AND cd.forecast_category = 'COMMIT'), 0)
+               AS commit_amount,
+           COALESCE(SUM(cd.reporting_amount) FILTER (
+               WHERE cd.deal_class = 'OPEN' AND cd.forecast_category = 'BEST_CASE'), 0)
+               AS best_case_amount,
+           COALESCE(SUM(cd.reporting_amount) FILTER (
+               WHERE cd.deal_class = 'OPEN' AND cd.forecast_category = 'PIPELINE'), 0)
+               AS pipeline_amount,
+           COALESCE(SUM(cd.reporting_amount) FILTER (
+               WHERE cd.deal_class = 'OPEN' AND cd.forecast_category = 'OMITTED'), 0)
+               AS omitted_amount,
+           COALESCE(SUM(cd.reporting_amount) FILTER (WHERE cd.deal_class = 'WON'), 0)
+               AS won_amount,
+           count(*) FILTER (WHERE cd.deal_class = 'WON') AS won_count,
+           COALESCE(SUM(cd.reporting_amount) FILTER (WHERE cd.deal_class = 'LOST'), 0)
+               AS lost_amount,
+           count(*) FILTER (WHERE cd.deal_class = 'LOST') AS lost_count,
+           COALESCE(SUM(cd.reporting_amount) FILTER (WHERE cd.past_due), 0)
+               AS past_due_amount,
+           count(*) FILTER (WHERE cd.past_due) AS past_due_count,
+           COALESCE(SUM(cd.reporting_amount) FILTER (WHERE cd.deal_class = 'UNDATED'), 0)
+               AS undated_amount,
+           count(*) FILTER (WHERE cd.deal_class = 'UNDATED') AS undated_count
+    FROM credited AS cd
+    WHERE cd.deal_id IS NOT NULL
+    GROUP BY cd.principal_type, cd.principal_id, cd.bucket
+),
+history AS (
+    -- The win rate's closed deals before the period, by the same credit rule.
+    SELECT cd.principal_type, cd.principal_id, cd.bucket,
+           COALESCE(SUM(cd.deals) FILTER (WHERE cd.deal_class = 'HISTORY_WON'), 0)
+               AS history_won_count,
+           COALESCE(SUM(cd.deals) FILTER (WHERE cd.deal_class = 'HISTORY_LOST'), 0)
+               AS history_lost_count
+    FROM credited AS cd
+    WHERE cd.deal_id IS NULL
+    GROUP BY cd.principal_type, cd.principal_id, cd.bucket
 ),
 stored_credits AS (
     -- Who each stored deal counts for, and why: one row per (principal, bucket).
@@ -129,60 +234,11 @@ stored_credits AS (
         (tenant_id, run_id, principal_type, principal_id, pipeline_id, deal_ids,
          credit_reasons)
     SELECT %(tenant_id)s::uuid, %(run_id)s::uuid, cd.principal_type, cd.principal_id,
-           cd.bucket, array_agg(cd.deal_id ORDER BY cd.deal_id),
-           array_agg(cd.credit_reason ORDER BY cd.deal_id)
+           cd.bucket, array_agg(cd.deal_id), array_agg(cd.credit_reason)
     FROM credited AS cd
-    WHERE cd.deal_class IN ('OPEN', 'WON', 'LOST', 'UNDATED')
+    WHERE cd.deal_id IS NOT NULL
     GROUP BY cd.principal_type, cd.principal_id, cd.bucket
-    RETURNING principal_type, principal_id, pipeline_id AS bucket, deal_ids
-),
-sums AS (
-    -- Every amount and count of a row, from the stored drill-down rows.
-    SELECT sc.principal_type, sc.principal_id, sc.bucket,
-           count(*) FILTER (WHERE sd.deal_class = 'OPEN') AS open_count,
-           COALESCE(SUM(sd.reporting_amount) FILTER (WHERE sd.deal_class = 'OPEN'), 0)
-               AS open_amount,
-           COALESCE(SUM(sd.weighted_amount) FILTER (WHERE sd.deal_class = 'OPEN'), 0)
-               AS weighted_amount,
-           COALESCE(SUM(sd.reporting_amount) FILTER (
-               WHERE sd.deal_class = 'OPEN' AND sd.forecast_category = 'COMMIT'), 0)
-               AS commit_amount,
-           COALESCE(SUM(sd.reporting_amount) FILTER (
-               WHERE sd.deal_class = 'OPEN' AND sd.forecast_category = 'BEST_CASE'), 0)
-               AS best_case_amount,
-           COALESCE(SUM(sd.reporting_amount) FILTER (
-               WHERE sd.deal_class = 'OPEN' AND sd.forecast_category = 'PIPELINE'), 0)
-               AS pipeline_amount,
-           COALESCE(SUM(sd.reporting_amount) FILTER (
-               WHERE sd.deal_class = 'OPEN' AND sd.forecast_category = 'OMITTED'), 0)
-               AS omitted_amount,
-           COALESCE(SUM(sd.reporting_amount) FILTER (WHERE sd.deal_class = 'WON'), 0)
-               AS won_amount,
-           count(*) FILTER (WHERE sd.deal_class = 'WON') AS won_count,
-           COALESCE(SUM(sd.reporting_amount) FILTER (WHERE sd.deal_class = 'LOST'), 0)
-               AS lost_amount,
-           count(*) FILTER (WHERE sd.deal_class = 'LOST') AS lost_count,
-           COALESCE(SUM(sd.reporting_amount) FILTER (
-               WHERE sd.deal_class = 'OPEN' AND 'PAST_DUE' = ANY (sd.flags)), 0)
-               AS past_due_amount,
-           count(*) FILTER (WHERE sd.deal_class = 'OPEN' AND 'PAST_DUE' = ANY (sd.flags))
-               AS past_due_count,
-           COALESCE(SUM(sd.reporting_amount) FILTER (WHERE sd.deal_class = 'UNDATED'), 0)
-               AS undated_amount,
-           count(*) FILTER (WHERE sd.deal_class = 'UNDATED') AS undated_count
-    FROM stored_credits AS sc
-    CROSS JOIN LATERAL unnest(sc.deal_ids) AS u (deal_id)
-    JOIN stored_deals AS sd ON sd.deal_id = u.deal_id
-    GROUP BY sc.principal_type, sc.principal_id, sc.bucket
-),
-history AS (
-    -- The win rate's closed deals before the period, by the same credit rule.
-    SELECT cd.principal_type, cd.principal_id, cd.bucket,
-           count(*) FILTER (WHERE cd.deal_class = 'HISTORY_WON') AS history_won_count,
-           count(*) FILTER (WHERE cd.deal_class = 'HISTORY_LOST') AS history_lost_count
-    FROM credited AS cd
-    WHERE cd.deal_class IN ('HISTORY_WON', 'HISTORY_LOST')
-    GROUP BY cd.principal_type, cd.principal_id, cd.bucket
+    RETURNING run_id
 ),
 target_rows AS (
     -- The principal's target rows overlapping the period; `matched` per target_match
@@ -231,7 +287,7 @@ principals AS (
     UNION
     SELECT t.principal_type, t.principal_id FROM targets AS t WHERE t.matched
     UNION
-    SELECT s.principal_type, s.principal_id FROM sums AS s
+    SELECT r.principal_type, r.principal_id FROM per_row AS r
 ),
 buckets AS (
     SELECT p.id AS bucket
@@ -275,7 +331,7 @@ base AS (
     LEFT JOIN targets AS t
            ON t.principal_type = pr.principal_type AND t.principal_id = pr.principal_id
           AND t.bucket IS NOT DISTINCT FROM b.bucket
-    LEFT JOIN sums AS s
+    LEFT JOIN per_row AS s
            ON s.principal_type = pr.principal_type AND s.principal_id = pr.principal_id
           AND s.bucket IS NOT DISTINCT FROM b.bucket
     LEFT JOIN history AS h

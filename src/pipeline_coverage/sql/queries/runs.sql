@@ -28,9 +28,10 @@ ORDER BY f.coverage_ratio DESC NULLS LAST, f.open_amount DESC, f.principal_type,
 -- name: run_exclusions
 -- What a run flagged (SPEC.md §8): per deal flag, its deals and their amount; and the
 -- rows whose target period did not match.
-SELECT fl.flag, count(*) AS deals, SUM(d.reporting_amount) AS amount
-FROM dyno_crm.report_run_deal AS d
-CROSS JOIN LATERAL unnest(d.flags) AS fl (flag)
+SELECT fl.flag, count(*) AS deals, SUM(u.reporting_amount) AS amount
+FROM dyno_crm.report_run_deals AS d
+CROSS JOIN LATERAL unnest(d.reporting_amounts, d.flags) AS u (reporting_amount, flags)
+CROSS JOIN LATERAL unnest(string_to_array(NULLIF(u.flags, ''), ',')) AS fl (flag)
 WHERE d.tenant_id = %(tenant_id)s::uuid
   AND d.run_id = %(run_id)s::uuid
 GROUP BY fl.flag
@@ -46,27 +47,44 @@ HAVING count(*) > 0;
 -- A run's drill-down: each row's deals with their credit reason, as the run saw them;
 -- optionally one principal's; keyset-paged by (principal, bucket, deal). Within one
 -- run the buckets are all NULL or all pipelines, so the nil UUID orders NULL safely.
-SELECT c.principal_type, c.principal_id, c.pipeline_id, d.deal_id, d.deal_name,
-       d.deal_class, c.credit_reasons[u.ord] AS credit_reason, d.forecast_category,
-       d.probability, d.amount, d.currency, d.reporting_amount, d.weighted_amount,
-       d.placed_on, d.flags, d.pipeline_id AS deal_pipeline_id, d.pipeline_name,
-       d.stage_id, d.stage_name, d.owner_user_id
-FROM dyno_crm.report_run_credit AS c
-CROSS JOIN LATERAL unnest(c.deal_ids) WITH ORDINALITY AS u (deal_id, ord)
-JOIN dyno_crm.report_run_deal AS d
-  ON d.tenant_id = c.tenant_id AND d.run_id = c.run_id AND d.deal_id = u.deal_id
-WHERE c.tenant_id = %(tenant_id)s::uuid
-  AND c.run_id = %(run_id)s::uuid
-  AND (%(principal_type)s::text IS NULL OR c.principal_type = %(principal_type)s::text)
-  AND (%(principal_id)s::uuid IS NULL OR c.principal_id = %(principal_id)s::uuid)
-  AND (%(after_type)s::text IS NULL
-       OR (c.principal_type, c.principal_id,
-           COALESCE(c.pipeline_id, '00000000-0000-0000-0000-000000000000'::uuid), u.deal_id)
-          > (%(after_type)s::text, %(after_principal)s::uuid,
-             COALESCE(%(after_pipeline)s::uuid, '00000000-0000-0000-0000-000000000000'::uuid),
-             %(after_deal)s::uuid))
-ORDER BY c.principal_type, c.principal_id,
-         COALESCE(c.pipeline_id, '00000000-0000-0000-0000-000000000000'::uuid), u.deal_id
+WITH deals AS (
+    SELECT u.*
+    FROM dyno_crm.report_run_deals AS d
+    CROSS JOIN LATERAL unnest(
+        d.deal_ids, d.deal_names, d.pipeline_ids, d.pipeline_names, d.stage_ids,
+        d.stage_names, d.deal_classes, d.forecast_categories, d.probabilities, d.amounts,
+        d.currencies, d.reporting_amounts, d.weighted_amounts, d.placed_on,
+        d.owner_user_ids, d.flags
+    ) AS u (deal_id, deal_name, deal_pipeline_id, pipeline_name, stage_id, stage_name,
+            deal_class, forecast_category, probability, amount, currency, reporting_amount,
+            weighted_amount, placed_on, owner_user_id, flags)
+    WHERE d.tenant_id = %(tenant_id)s::uuid
+      AND d.run_id = %(run_id)s::uuid
+),
+credits AS (
+    SELECT c.principal_type, c.principal_id, c.pipeline_id, cr.deal_id, cr.credit_reason
+    FROM dyno_crm.report_run_credit AS c
+    CROSS JOIN LATERAL unnest(c.deal_ids, c.credit_reasons) AS cr (deal_id, credit_reason)
+    WHERE c.tenant_id = %(tenant_id)s::uuid
+      AND c.run_id = %(run_id)s::uuid
+      AND (%(principal_type)s::text IS NULL OR c.principal_type = %(principal_type)s::text)
+      AND (%(principal_id)s::uuid IS NULL OR c.principal_id = %(principal_id)s::uuid)
+)
+SELECT cr.principal_type, cr.principal_id, cr.pipeline_id, dl.deal_id, dl.deal_name,
+       dl.deal_class, cr.credit_reason, dl.forecast_category, dl.probability, dl.amount,
+       dl.currency, dl.reporting_amount, dl.weighted_amount, dl.placed_on,
+       string_to_array(NULLIF(dl.flags, ''), ',') AS flags, dl.deal_pipeline_id,
+       dl.pipeline_name, dl.stage_id, dl.stage_name, dl.owner_user_id
+FROM credits AS cr
+JOIN deals AS dl ON dl.deal_id = cr.deal_id
+WHERE %(after_type)s::text IS NULL
+   OR (cr.principal_type, cr.principal_id,
+       COALESCE(cr.pipeline_id, '00000000-0000-0000-0000-000000000000'::uuid), cr.deal_id)
+      > (%(after_type)s::text, %(after_principal)s::uuid,
+         COALESCE(%(after_pipeline)s::uuid, '00000000-0000-0000-0000-000000000000'::uuid),
+         %(after_deal)s::uuid)
+ORDER BY cr.principal_type, cr.principal_id,
+         COALESCE(cr.pipeline_id, '00000000-0000-0000-0000-000000000000'::uuid), cr.deal_id
 LIMIT %(limit)s::bigint;
 
 -- name: list_runs

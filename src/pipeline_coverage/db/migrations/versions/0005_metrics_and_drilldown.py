@@ -23,7 +23,7 @@ def downgrade() -> None:
     op.execute("DROP TRIGGER tr_report_run_drop_drilldown ON dyno_crm.report_run")
     op.execute("DROP FUNCTION dyno_crm.report_run_drop_drilldown()")
     op.execute("DROP TABLE dyno_crm.report_run_credit")
-    op.execute("DROP TABLE dyno_crm.report_run_deal")
+    op.execute("DROP TABLE dyno_crm.report_run_deals")
     op.execute(
         "ALTER TABLE dyno_crm.report_pipeline_coverage_fact "
         + ", ".join(
