@@ -364,8 +364,10 @@ def build_acme(conn: psycopg.Connection[Any]) -> Acme:
     # Cy: 1,000 won of 5,000, 10,000 open: 2.5x the remaining 4,000.
     deal(new_business, "DONE_SUCCESS", "1000.00", close=start, owner=cy)
     deal(new_business, "IN_PROGRESS", "10000.00", expected=late, owner=cy)
-    # Partners: a team without a target, with open pipeline.
+    # Partners: a team without a target for the period (only one overlapping it, which
+    # flags the row), with open pipeline.
     deal(renewals, "IN_PROGRESS", "7500.00", expected=late, owner_group=partners)
+    crm.target(tenant, "GROUP", partners, start, end + dt.timedelta(days=31), "60000.00")
     # Targets per pipeline (a plain run adds them up; a by-pipeline run splits them).
     for principal_type, who, pipeline, amount in (
         ("USER", ada, new_business, "8000.00"),
@@ -427,10 +429,13 @@ def test_dashboard_shows_remaining_coverage_deals_teams_and_pipelines(
     )
     assert sizes[1] * 1.5 < sizes[0]
 
-    # The exclusions banner: the undated deal, in the run's own words.
+    # The exclusions banner: the undated deal and the team's target period, in the
+    # run's own words.
     assert page.locator("#exclusions").is_visible()
     assert page.locator("#exclusion-list li").all_inner_texts() == [
-        "1 open deal worth 2,500.00 USD have no close date and count in no period"
+        "1 open deal worth 2,500.00 USD have no close date and count in no period",
+        "1 row have no target for exactly this period but targets overlapping it"
+        " (use target_match=within, or the targets' own period)",
     ]
 
     # Reps and teams in separate views.
@@ -461,7 +466,7 @@ def test_dashboard_shows_remaining_coverage_deals_teams_and_pipelines(
             for name in names
         ]
 
-    assert headers(page) == ["Rep", *labels(HEADLINE)]
+    assert headers(page) == ["Rep", *labels(HEADLINE)]  # no rep's row has a flag
     rows = table(page)
     assert list(rows) == ["Ada", "Cy", "Bo"]
     assert rows["Ada"] == {
@@ -581,6 +586,9 @@ def test_dashboard_shows_remaining_coverage_deals_teams_and_pipelines(
     assert page.locator("#no-target-box").is_visible()
     rows = table(page)
     assert rows["Partners"]["Coverage of remaining"] == "no target"
+    # Its row's flag: a target exists, for another period.
+    assert rows["Partners"]["Flags"] == "target period mismatch"
+    assert rows["East"]["Flags"] == ""
     assert rows["Partners"]["Open (USD)"] == "7,500.00"
     assert rows["East"]["Open (USD)"] == "13,000.25"
     page.evaluate("() => document.querySelector('.tabs').scrollIntoView({ block: 'start' })")

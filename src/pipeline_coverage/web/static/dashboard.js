@@ -17,6 +17,13 @@ const CLASS_LABEL = { OPEN: "Open", WON: "Won", LOST: "Lost", UNDATED: "Undated"
 const DEALS_PAGE = 1000;
 const DEALS_SHOWN = 500;
 const COLUMNS_KEY = "pipeline-coverage.columns";
+// A row's own flags (the deals' are in the drill-down), as the table shows them.
+const ROW_FLAGS = {
+  TARGET_PERIOD_MISMATCH: {
+    text: "target period mismatch",
+    title: "No target for exactly this period, but targets overlapping it: use target_match=within, or the targets' own period",
+  },
+};
 
 const state = {
   session: null,
@@ -638,7 +645,7 @@ function drawColumnPicker() {
   }));
 }
 
-function tableColumns() {
+function tableColumns(rows) {
   const columns = [{ key: "principal", label: state.view === "USER" ? "Rep" : "Team", text: true }];
   if (byPipeline()) columns.push({ key: "pipeline", label: "Pipeline", text: true });
   for (const name of state.columns) {
@@ -646,12 +653,14 @@ function tableColumns() {
     const unit = metric.kind === "money" && currency() ? ` (${currency()})` : "";
     columns.push({ key: name, label: metric.label + unit, metric });
   }
+  if (rows.some((row) => row.flags.length)) columns.push({ key: "flags", label: "Flags", text: true });
   return columns;
 }
 
 function sortValue(row, key) {
   if (key === "principal") return `${principalName(row)}\u0000${pipelineName(row)}`.toLowerCase();
   if (key === "pipeline") return `${pipelineName(row)}\u0000${principalName(row)}`.toLowerCase();
+  if (key === "flags") return row.flags.join(",");
   const value = row[key];
   if (value === null || value === undefined) {
     // Quota met is the best coverage of the remaining quota there is.
@@ -702,7 +711,7 @@ function metricCell(metric, row) {
 }
 
 function drawTable(all) {
-  const columns = tableColumns();
+  const columns = tableColumns(all);
   const head = $("coverage-table").querySelector("thead tr");
   head.replaceChildren(...columns.map((column) => {
     const th = document.createElement("th");
@@ -743,9 +752,20 @@ function drawTable(all) {
         continue;
       }
       const cell = document.createElement(column.key === "principal" ? "th" : "td");
-      if (column.key === "principal") cell.scope = "row";
-      cell.textContent = column.key === "principal" ? principalName(row) : pipelineName(row);
       cell.dataset.key = column.key;
+      if (column.key === "principal") {
+        cell.scope = "row";
+        cell.textContent = principalName(row);
+      } else if (column.key === "pipeline") {
+        cell.textContent = pipelineName(row);
+      } else {
+        for (const flag of row.flags) {
+          const known = ROW_FLAGS[flag] || { text: flag.toLowerCase().replaceAll("_", " "), title: flag };
+          const tag = pill(known.text, "flag");
+          tag.title = known.title;
+          cell.append(tag);
+        }
+      }
       tr.append(cell);
     }
     tr.addEventListener("click", () => select(row));
