@@ -86,7 +86,10 @@ class Exclusion:
     amount: Decimal | None
 
     def describe(self, currency: str = "") -> str:
-        money = f"{self.amount:,.2f}{' ' + currency if currency else ''}"
+        # TARGET_PERIOD_MISMATCH counts rows, not deals: it has no amount.
+        money = (
+            "" if self.amount is None else f"{self.amount:,.2f}{' ' + currency if currency else ''}"
+        )
         deals = f"{self.count:,} open deal{'s' if self.count != 1 else ''}"
         if self.flag == "UNDATED":
             return f"{deals} worth {money} have no close date and count in no period"

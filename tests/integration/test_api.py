@@ -793,6 +793,28 @@ def test_list_filters_by_period_and_mode(api: httpx.Client, world: World) -> Non
 # --- reading a run as CSV ------------------------------------------------------------
 
 
+def test_a_run_whose_target_misses_its_period_is_served_with_the_exclusion(
+    api: httpx.Client, world: World, conn: psycopg.Connection[Any]
+) -> None:
+    """A target overlapping the period without matching it flags the row, and the
+    exclusions report says so: that line counts rows and has no amount, and the run
+    is still served (it was a 500 when its message formatted the missing amount)."""
+    Crm(conn).target(world.tenant, "USER", world.bob, dt.date(2026, 2, 1), dt.date(2026, 5, 1), "9")
+    created = api.post("/v1/coverage-runs", json=PERIOD, headers=world.auth)
+    assert created.status_code == 201, created.text
+    run = created.json()
+    [bob] = [row for row in run["rows"] if row["principal_id"] == str(world.bob)]
+    assert bob["flags"] == ["TARGET_PERIOD_MISMATCH"]
+    assert bob["target_amount"] is None
+    [mismatch] = [item for item in run["exclusions"] if item["flag"] == "TARGET_PERIOD_MISMATCH"]
+    assert mismatch["count"] == 1
+    assert mismatch["amount"] is None
+    assert mismatch["message"].startswith("1 row have no target for exactly this period")
+    read = api.get(f"/v1/coverage-runs/{run['run_id']}", headers=world.auth)
+    assert read.status_code == 200
+    assert read.json()["exclusions"] == run["exclusions"]
+
+
 def test_a_run_as_csv(api: httpx.Client, world: World) -> None:
     created = post_run(api, world, {**PERIOD, "by_pipeline": True})
     run_id = created["run_id"]

@@ -1,11 +1,42 @@
 // The dashboard: signs in with an API key (kept by the server in a signed, HttpOnly
 // cookie), then reads and creates runs through the same /v1 API as any client.
+//
+// Columns come from the metric registry the session lists (GET /session: `metrics`,
+// `headline`), so a new metric shows here without touching this file. Amounts arrive
+// as decimal strings; they are formatted and summed as integers (BigInt), never as
+// floats, so a total of deals equals its row to the cent. Floats are only used to
+// draw bars.
 "use strict";
 
-const COLORS = { short: "#d64545", watch: "#e0a100", healthy: "#2f9e44", none: "#adb5bd" };
-const state = { session: null, run: null, rows: [], sort: { key: "coverage_ratio", dir: -1 } };
+const COLORS = { short: "#d64545", watch: "#e0a100", healthy: "#2f9e44", met: "#2f9e44", none: "#adb5bd" };
+const INK = "#1f2a44";
+const CLASS_ORDER = ["OPEN", "WON", "LOST", "UNDATED"];
+// Which metric of a row each drill-down class adds up to.
+const CLASS_METRIC = { OPEN: "open_amount", WON: "won_amount", LOST: "lost_amount", UNDATED: "undated_amount" };
+const CLASS_LABEL = { OPEN: "Open", WON: "Won", LOST: "Lost", UNDATED: "Undated" };
+const DEALS_PAGE = 1000;
+const DEALS_SHOWN = 500;
+const COLUMNS_KEY = "pipeline-coverage.columns";
+// A row's own flags (the deals' are in the drill-down), as the table shows them.
+const ROW_FLAGS = {
+  TARGET_PERIOD_MISMATCH: {
+    text: "target period mismatch",
+    title: "No target for exactly this period, but targets overlapping it: use target_match=within, or the targets' own period",
+  },
+};
+
+const state = {
+  session: null,
+  metrics: new Map(), // name -> {name, kind, label, description, unit}
+  columns: [], // the metric names shown in the table, in order
+  runs: [],
+  result: null, // {run, exclusions, rows} of the run on screen
+  view: "USER",
+  sort: null, // {key, dir}; null: the default order (see defaultOrder)
+  selected: null, // the row whose deals and trend are shown
+  request: 0, // the newest drill-down request; older answers are dropped
+};
 const $ = (id) => document.getElementById(id);
-const money = new Intl.NumberFormat(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
 
 class ApiError extends Error {}
 
@@ -19,7 +50,7 @@ async function api(path, options = {}) {
     body: options.body === undefined ? undefined : JSON.stringify(options.body),
   });
   if (response.status === 401 && path !== "/session") {
-    showLogin();
+    showLogin("Your session has ended: sign in again.");
   }
   if (!response.ok) {
     const problem = await response.json().catch(() => ({}));
@@ -28,11 +59,143 @@ async function api(path, options = {}) {
   return response.status === 204 ? null : response.json();
 }
 
+// --- exact decimals -----------------------------------------------------------------
+
+const DECIMAL = /^([+-]?)(\d+)(?:\.(\d+))?$/;
+
+/** A decimal string as a BigInt with `places` decimals, rounded half away from zero
+ *  ("1234.567", 2 -> 123457n). */
+function scaled(text, places) {
+  const match = DECIMAL.exec(String(text).trim());
+  if (!match) throw new Error(`not a decimal: ${text}`);
+  const [, sign, whole, fraction = ""] = match;
+  const digits = (fraction + "0".repeat(places + 1)).slice(0, places + 1);
+  const tenfold = BigInt(whole) * 10n ** BigInt(places + 1) + BigInt(digits);
+  const magnitude = (tenfold + 5n) / 10n;
+  return sign === "-" ? -magnitude : magnitude;
+}
+
+const cents = (text) => scaled(text, 2);
+
+function grouped(digits) {
+  return digits.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+}
+
+/** A scaled BigInt as text with thousands separators: (123457n, 2) -> "1,234.57". */
+function formatScaled(value, places) {
+  const negative = value < 0n;
+  const text = (negative ? -value : value).toString().padStart(places + 1, "0");
+  const whole = grouped(text.slice(0, text.length - places));
+  const fraction = places ? "." + text.slice(text.length - places) : "";
+  return (negative ? "-" : "") + whole + fraction;
+}
+
+/** a / b rounded half away from zero, for b > 0. */
+function divided(a, b) {
+  const negative = a < 0n;
+  const magnitude = ((negative ? -a : a) * 2n + b) / (2n * b);
+  return negative ? -magnitude : magnitude;
+}
+
+const formatMoney = (text) => formatScaled(cents(text), 2);
+
+/** A metric's value as people read it: money 1,234.50, ratios 2.35x or 112.0%, counts 1,234. */
+function formatValue(metric, value) {
+  if (value === null || value === undefined) return "—";
+  if (metric.kind === "count") return grouped(String(value));
+  if (metric.kind === "money") return formatMoney(value);
+  if (metric.unit === "%") return formatScaled(scaled(value, 3), 1) + "%";
+  if (metric.unit === "x") return formatScaled(scaled(value, 2), 2) + "x";
+  return formatScaled(scaled(value, 4), 4);
+}
+
+const isZero = (text) => text !== null && text !== undefined && cents(text) === 0n;
+
+// --- rows -----------------------------------------------------------------------------
+
+function currency() {
+  return (state.result && state.result.run.parameters.currency) || "";
+}
+
+function byPipeline() {
+  return Boolean(state.result && state.result.run.parameters.by_pipeline);
+}
+
+function principalName(row) {
+  return row.principal_name || row.principal_id.slice(0, 8);
+}
+
+function pipelineName(row) {
+  return row.pipeline_name || (row.pipeline_id ? row.pipeline_id.slice(0, 8) : "");
+}
+
+/** "Ann", or "Ann · Renewals" for a row of a by-pipeline run. */
+function rowLabel(row) {
+  return byPipeline() && row.pipeline_id ? `${principalName(row)} · ${pipelineName(row)}` : principalName(row);
+}
+
+function rowKey(row) {
+  return `${row.principal_type}:${row.principal_id}:${row.pipeline_id || ""}`;
+}
+
+/** none: no target; met: the target is won; ratio: coverage of what remains;
+ *  legacy: a run stored before remaining_target existed (its seed coverage is used). */
+function status(row) {
+  if (row.target_amount === null) return "none";
+  if (row.remaining_coverage_ratio !== null) return "ratio";
+  if (isZero(row.remaining_target)) return "met";
+  return row.coverage_ratio !== null && row.remaining_target === null ? "legacy" : "none";
+}
+
+function ratioOf(row) {
+  const kind = status(row);
+  if (kind === "ratio") return Number(row.remaining_coverage_ratio);
+  if (kind === "legacy") return Number(row.coverage_ratio);
+  return null;
+}
+
+function band(ratio) {
+  if (ratio < state.session.low) return "short";
+  return ratio < state.session.healthy ? "watch" : "healthy";
+}
+
+function colorOf(row) {
+  const kind = status(row);
+  if (kind === "met" || kind === "none") return COLORS[kind];
+  return COLORS[band(ratioOf(row))];
+}
+
+function rowsOf(type) {
+  return state.result ? state.result.rows.filter((row) => row.principal_type === type) : [];
+}
+
+function byName(a, b) {
+  return principalName(a).localeCompare(principalName(b)) || pipelineName(a).localeCompare(pipelineName(b))
+    || a.principal_id.localeCompare(b.principal_id);
+}
+
+/** By pipeline: grouped by principal, then pipeline. Otherwise: quota met first, then
+ *  the best coverage of the remaining quota, principals without a target last. */
+function defaultOrder(rows) {
+  if (byPipeline()) return [...rows].sort(byName);
+  const rank = { met: 0, ratio: 1, legacy: 1, none: 2 };
+  return [...rows].sort((a, b) => rank[status(a)] - rank[status(b)]
+    || (ratioOf(b) ?? 0) - (ratioOf(a) ?? 0) || byName(a, b));
+}
+
+// --- sign in, period, runs --------------------------------------------------------------
+
 function showLogin(message = "") {
   $("dashboard").hidden = true;
   $("who").hidden = true;
   $("login").hidden = false;
   $("login-error").textContent = message;
+  state.session = null;
+  state.result = null;
+  for (const name of ["coverageChart", "noTargetChart", "trendChart"]) {
+    if (window[name]) window[name].destroy();
+    window[name] = null;
+  }
 }
 
 async function start() {
@@ -42,6 +205,8 @@ async function start() {
     showLogin();
     return;
   }
+  state.metrics = new Map(state.session.metrics.map((metric) => [metric.name, metric]));
+  state.columns = savedColumns();
   $("login").hidden = true;
   $("who").hidden = false;
   $("dashboard").hidden = false;
@@ -50,7 +215,8 @@ async function start() {
   for (const el of document.querySelectorAll(".band-healthy")) el.textContent = state.session.healthy;
   $("period-start").value = state.session.period_start;
   $("period-end").value = state.session.period_end;
-  await loadLatest();
+  drawColumnPicker();
+  await loadRuns();
 }
 
 function period() {
@@ -63,20 +229,46 @@ function shiftQuarter(step) {
   const next = new Date(Date.UTC(first.getUTCFullYear(), first.getUTCMonth() + 3, 1));
   $("period-start").value = first.toISOString().slice(0, 10);
   $("period-end").value = next.toISOString().slice(0, 10);
-  loadLatest();
+  loadRuns();
 }
 
-async function loadLatest() {
+function when(timestamp) {
+  return new Date(timestamp).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+}
+
+/** The period's batch runs, newest first, in the run picker; then one of them on screen
+ *  (`preferred`, else the newest). `loaded` is that run when the caller has it already. */
+async function loadRuns(preferred = null, loaded = null) {
   $("dashboard-error").textContent = "";
-  const { period_start, period_end } = period();
-  const query = new URLSearchParams({ period_start, period_end, mode: "batch", limit: "1" });
+  const query = new URLSearchParams({ ...period(), mode: "batch", limit: "20" });
   try {
     const page = await api(`/v1/coverage-runs?${query}`);
-    if (page.items.length === 0) {
-      show(null);
+    state.runs = page.items;
+    const select = $("run-select");
+    select.replaceChildren(...state.runs.map((run) => {
+      const option = document.createElement("option");
+      option.value = run.run_id;
+      option.textContent = `${when(run.generated_at)}${run.parameters.by_pipeline ? " · by pipeline" : ""}`;
+      return option;
+    }));
+    select.disabled = state.runs.length === 0;
+    const chosen = state.runs.some((run) => run.run_id === preferred) ? preferred
+      : state.runs.length ? state.runs[0].run_id : null;
+    if (chosen === null) {
+      show(loaded);
       return;
     }
-    show(await api(`/v1/coverage-runs/${page.items[0].run_id}`));
+    select.value = chosen;
+    show(loaded && loaded.run.run_id === chosen ? loaded : await api(`/v1/coverage-runs/${chosen}`));
+  } catch (error) {
+    $("dashboard-error").textContent = error.message;
+  }
+}
+
+async function showRun(runId) {
+  $("dashboard-error").textContent = "";
+  try {
+    show(await api(`/v1/coverage-runs/${runId}`));
   } catch (error) {
     $("dashboard-error").textContent = error.message;
   }
@@ -86,169 +278,698 @@ async function runNow() {
   const button = $("run-now");
   button.disabled = true;
   $("dashboard-error").textContent = "";
+  $("run-status").textContent = "Computing a new run…";
   try {
-    show(await api("/v1/coverage-runs", { method: "POST", body: period() }));
+    const body = { ...period(), by_pipeline: $("run-by-pipeline").checked };
+    const created = await api("/v1/coverage-runs", { method: "POST", body });
+    await loadRuns(created.run_id, { run: created.run, exclusions: created.exclusions, rows: created.rows });
   } catch (error) {
     $("dashboard-error").textContent = error.message;
+    if (state.result) describeRun(state.result);
   } finally {
     button.disabled = false;
   }
 }
 
-function band(ratio) {
-  if (ratio === null) return "none";
-  if (ratio < state.session.low) return "short";
-  return ratio < state.session.healthy ? "watch" : "healthy";
+// --- a run on screen ----------------------------------------------------------------------
+
+function periodLabel(startText, endText) {
+  const start = new Date(`${startText}T00:00:00Z`);
+  const end = new Date(`${endText}T00:00:00Z`);
+  const last = new Date(end.getTime() - 86_400_000).toISOString().slice(0, 10);
+  const month = start.getUTCMonth();
+  const quarter = start.getUTCDate() === 1 && month % 3 === 0
+    && end.getTime() === Date.UTC(start.getUTCFullYear(), month + 3, 1);
+  const range = `${startText} – ${last}`;
+  return quarter ? `Q${month / 3 + 1} ${start.getUTCFullYear()} · ${range}` : range;
 }
 
-function ratioOf(row) {
-  return row.coverage_ratio === null ? null : Number(row.coverage_ratio);
-}
-
-function label(row) {
-  const name = row.principal_name || row.principal_id.slice(0, 8);
-  return row.principal_type === "GROUP" ? `${name} (team)` : name;
+function describeRun(result) {
+  const { run, rows } = result;
+  const parameters = run.parameters;
+  const reps = new Set(rows.filter((r) => r.principal_type === "USER").map((r) => r.principal_id)).size;
+  const teams = new Set(rows.filter((r) => r.principal_type === "GROUP").map((r) => r.principal_id)).size;
+  const parts = [`generated ${when(run.generated_at)}`];
+  if (parameters.as_of) parts.push(`as of ${parameters.as_of}`);
+  if (parameters.currency) parts.push(`amounts in ${parameters.currency}`);
+  if (parameters.by_pipeline) parts.push("by pipeline");
+  else if (parameters.pipeline_id) {
+    const scoped = rows.find((r) => r.pipeline_id === parameters.pipeline_id);
+    parts.push(`pipeline ${scoped ? pipelineName(scoped) : parameters.pipeline_id.slice(0, 8)} only`);
+  }
+  if (parameters.target_match === "within") parts.push("targets within the period");
+  parts.push(`${reps} rep${reps === 1 ? "" : "s"}, ${teams} team${teams === 1 ? "" : "s"}`);
+  $("run-status").textContent = parts.join(" · ");
 }
 
 function show(result) {
-  state.run = result ? result.run : null;
-  state.rows = result ? result.rows : [];
+  closeSelection();
+  state.result = result;
   const status = $("run-status");
   if (!result) {
-    status.textContent = "No run for this period yet: press “Run now”.";
+    $("run-title").textContent = `No run for ${periodLabel(period().period_start, period().period_end)} yet`;
+    status.textContent = "Press “Run now” to compute one.";
     status.dataset.runId = "";
-  } else {
-    const when = new Date(result.run.generated_at).toLocaleString();
-    status.textContent = `Run ${result.run.run_id} · generated ${when} · ${result.rows.length} reps and teams`;
-    status.dataset.runId = result.run.run_id;
+    $("run-id").textContent = "";
+    $("run-header").classList.add("empty");
+    $("exclusions").hidden = true;
+    $("content").hidden = true;
+    return;
   }
-  drawChart();
-  drawTable();
+  $("run-header").classList.remove("empty");
+  $("run-title").textContent = periodLabel(result.run.period_start, result.run.period_end);
+  describeRun(result);
+  status.dataset.runId = result.run.run_id;
+  $("run-id").textContent = result.run.run_id;
+  drawExclusions(result.exclusions);
+  $("content").hidden = false;
+  drawTotal();
+  drawView();
 }
 
-function drawChart() {
-  const rows = [...state.rows].sort((a, b) => (ratioOf(b) ?? -1) - (ratioOf(a) ?? -1));
-  const labels = rows.map(label);
-  const ratios = rows.map((row) => ratioOf(row) ?? 0);
-  const colors = rows.map((row) => COLORS[band(ratioOf(row))]);
+function drawExclusions(exclusions) {
+  $("exclusions").hidden = exclusions.length === 0;
+  $("exclusion-list").replaceChildren(...exclusions.map((item) => {
+    const li = document.createElement("li");
+    li.textContent = item.message;
+    li.dataset.flag = item.flag;
+    return li;
+  }));
+}
+
+function figure(term, value, key) {
+  const dt = document.createElement("dt");
+  dt.textContent = term;
+  const dd = document.createElement("dd");
+  dd.textContent = value;
+  dd.dataset.key = key;
+  return [dt, dd];
+}
+
+/** The reps' rows added up: target, won and open, and what follows from them. */
+function drawTotal() {
+  const reps = rowsOf("USER");
+  let target = 0n;
+  let won = 0n;
+  let open = 0n;
+  let withTarget = 0;
+  for (const row of reps) {
+    if (row.target_amount !== null) {
+      target += cents(row.target_amount);
+      withTarget += 1;
+    }
+    if (row.won_amount !== null) won += cents(row.won_amount);
+    open += cents(row.open_amount);
+  }
+  const remaining = target > won ? target - won : 0n;
+  const unit = currency() ? ` ${currency()}` : "";
+  const attainment = target > 0n ? formatScaled(divided(won * 1000n, target), 1) + "%" : "—";
+  const coverage = target === 0n ? "no target"
+    : remaining === 0n ? "quota met" : formatScaled(divided(open * 100n, remaining), 2) + "x";
+  $("total").replaceChildren(
+    ...figure("Target", formatScaled(target, 2) + unit, "target_amount"),
+    ...figure("Won", formatScaled(won, 2) + unit, "won_amount"),
+    ...figure("Open", formatScaled(open, 2) + unit, "open_amount"),
+    ...figure("Attainment", attainment, "attainment_ratio"),
+    ...figure("Remaining", formatScaled(remaining, 2) + unit, "remaining_target"),
+    ...figure("Coverage of remaining", coverage, "remaining_coverage_ratio"),
+  );
+  const count = new Set(reps.map((r) => r.principal_id)).size;
+  $("total-scope").textContent = `(${count} rep${count === 1 ? "" : "s"})`;
+  $("total-note").textContent =
+    `The sum of the reps' rows in this run${byPipeline() ? " (every rep's every pipeline)" : ""}: `
+    + `target (${withTarget} of ${reps.length} row${reps.length === 1 ? "" : "s"} have one), won and open. `
+    + "Teams are not added in, since a team's deals are its reps' deals too; "
+    + "a deal credited to two reps (owner and assignee) counts for both.";
+}
+
+// --- reps and teams ----------------------------------------------------------------------
+
+function setView(type) {
+  if (type !== state.view) closeSelection();
+  state.view = type;
+  state.sort = null;
+  drawView();
+}
+
+function closeSelection() {
+  state.request += 1;
+  state.selected = null;
+  $("deals-card").hidden = true;
+  $("trend-card").hidden = true;
+  for (const tr of $("coverage-table").querySelectorAll("tbody tr.selected")) tr.classList.remove("selected");
+}
+
+function drawView() {
+  for (const type of ["USER", "GROUP"]) {
+    const tab = $(`tab-${type}`);
+    const count = new Set(rowsOf(type).map((r) => r.principal_id)).size;
+    tab.textContent = `${type === "USER" ? "Reps" : "Teams"} (${count})`;
+    const selected = type === state.view;
+    tab.setAttribute("aria-selected", String(selected));
+    tab.tabIndex = selected ? 0 : -1;
+  }
+  $("view").setAttribute("aria-labelledby", `tab-${state.view}`);
+  const who = state.view === "USER" ? "Reps" : "Teams";
+  $("chart-title").textContent = `${who}${byPipeline() ? " by pipeline" : ""}: coverage of the remaining quota`;
+  const rows = rowsOf(state.view);
+  drawCoverageChart(rows);
+  drawNoTargetChart(rows);
+  drawTable(rows);
+}
+
+/** A Chart.js plugin (an object, no eval): writes a text above or beside each bar. */
+function barTexts(texts) {
+  return {
+    id: "barTexts",
+    afterDatasetsDraw(chart) {
+      const { ctx } = chart;
+      const horizontal = chart.options.indexAxis === "y";
+      ctx.save();
+      ctx.font = "11px system-ui, sans-serif";
+      ctx.fillStyle = INK;
+      ctx.textAlign = horizontal ? "left" : "center";
+      ctx.textBaseline = horizontal ? "middle" : "bottom";
+      chart.getDatasetMeta(0).data.forEach((bar, index) => {
+        if (texts[index]) ctx.fillText(texts[index], horizontal ? bar.x + 6 : bar.x, horizontal ? bar.y : bar.y - 4);
+      });
+      ctx.restore();
+    },
+  };
+}
+
+/** A Chart.js plugin: the dashed reference line at `value` on the y axis, across the
+ *  whole plot (a line dataset would need two bars to show). */
+function referenceLine(value) {
+  return {
+    id: "referenceLine",
+    value,
+    afterDatasetsDraw(chart) {
+      const { ctx, chartArea } = chart;
+      const y = chart.scales.y.getPixelForValue(value);
+      if (y < chartArea.top || y > chartArea.bottom) return;
+      ctx.save();
+      ctx.strokeStyle = INK;
+      ctx.lineWidth = 2;
+      ctx.setLineDash([6, 4]);
+      ctx.beginPath();
+      ctx.moveTo(chartArea.left, y);
+      ctx.lineTo(chartArea.right, y);
+      ctx.stroke();
+      ctx.restore();
+    },
+  };
+}
+
+function money(text) {
+  return text === null ? "—" : `${formatMoney(text)}${currency() ? " " + currency() : ""}`;
+}
+
+function coverageTooltip(row) {
+  const kind = status(row);
+  if (kind === "met") {
+    return `quota met · won ${money(row.won_amount)} of ${money(row.target_amount)} · open ${money(row.open_amount)}`;
+  }
+  if (kind === "legacy") return `coverage ${formatValue(state.metrics.get("coverage_ratio"), row.coverage_ratio)}`;
+  return `${formatValue(state.metrics.get("remaining_coverage_ratio"), row.remaining_coverage_ratio)}`
+    + ` of the remaining quota · open ${money(row.open_amount)} / remaining ${money(row.remaining_target)}`;
+}
+
+function drawCoverageChart(all) {
+  const rows = defaultOrder(all.filter((row) => status(row) !== "none"));
   const healthy = state.session.healthy;
+  const attainment = state.metrics.get("attainment_ratio");
+  $("chart-empty").hidden = rows.length > 0;
+  $("chart-empty").textContent = `No ${state.view === "USER" ? "rep" : "team"} in this run has a target.`;
+  $("coverage-chart").parentElement.hidden = rows.length === 0;
   const data = {
-    labels,
+    labels: rows.map(rowLabel),
     datasets: [
-      { type: "bar", label: "Coverage", data: ratios, backgroundColor: colors, order: 2 },
       {
-        type: "line", label: `${healthy}× reference`, data: labels.map(() => healthy),
-        borderColor: "#1f2a44", borderDash: [6, 4], borderWidth: 2, pointRadius: 0, order: 1,
+        type: "bar", label: "Coverage of the remaining quota", yAxisID: "y", order: 3,
+        data: rows.map((row) => (status(row) === "met" ? healthy : ratioOf(row))),
+        backgroundColor: rows.map(colorOf), maxBarThickness: 90,
+      },
+      {
+        type: "line", label: "Attainment (won / target)", yAxisID: "attainment", order: 1, showLine: false,
+        data: rows.map((row) => (row.attainment_ratio === null ? null : Number(row.attainment_ratio) * 100)),
+        pointStyle: "rectRot", pointRadius: 6, pointHoverRadius: 8,
+        backgroundColor: INK, borderColor: "#fff", borderWidth: 1,
       },
     ],
   };
-  if (window.coverageChart) {
-    window.coverageChart.data = data;
-    window.coverageChart.update();
-    return;
-  }
+  const texts = rows.map((row) => (status(row) === "met" ? "quota met"
+    : formatValue(state.metrics.get("remaining_coverage_ratio"), row.remaining_coverage_ratio ?? row.coverage_ratio)));
+  if (window.coverageChart) window.coverageChart.destroy();
   window.coverageChart = new Chart($("coverage-chart"), {
     data,
+    plugins: [barTexts(texts), referenceLine(healthy)],
     options: {
       maintainAspectRatio: false,
       animation: false,
+      interaction: { mode: "index", intersect: false },
       plugins: {
         legend: { display: false },
         tooltip: {
           callbacks: {
             label: (item) => {
-              if (item.datasetIndex === 1) return item.dataset.label;
               const row = rows[item.dataIndex];
-              return row.coverage_ratio === null
-                ? `no target · open ${money.format(Number(row.open_amount))}`
-                : `${Number(row.coverage_ratio).toFixed(2)}× · open ${money.format(Number(row.open_amount))} / target ${money.format(Number(row.target_amount))}`;
+              if (item.datasetIndex === 1) {
+                return `attainment ${formatValue(attainment, row.attainment_ratio)} (won ${money(row.won_amount)})`;
+              }
+              return coverageTooltip(row);
             },
           },
         },
       },
-      scales: { y: { beginAtZero: true, title: { display: true, text: "coverage (×)" } } },
-      onClick: (_event, elements) => {
-        if (elements.length) trend(rows[elements[0].index]);
+      scales: {
+        y: {
+          beginAtZero: true, suggestedMax: healthy * 1.25,
+          title: { display: true, text: "coverage of the remaining quota (x)" },
+        },
+        attainment: {
+          position: "right", beginAtZero: true, suggestedMax: 100, grid: { drawOnChartArea: false },
+          title: { display: true, text: "attainment (%)" },
+          ticks: { callback: (value) => `${value}%` },
+        },
+      },
+      onClick: (event, _elements, chart) => {
+        const found = chart.getElementsAtEventForMode(event, "index", { intersect: false }, true);
+        if (found.length) select(rows[found[0].index]);
+      },
+      onHover: (event, elements) => {
+        event.native.target.classList.toggle("clickable", elements.length > 0);
       },
     },
   });
 }
 
-function sortValue(row, key) {
-  const value = row[key];
-  if (["target_amount", "open_amount", "coverage_ratio"].includes(key)) {
-    return value === null ? -Infinity : Number(value);
-  }
-  return (value || "").toString().toLowerCase();
+function drawNoTargetChart(all) {
+  // Rows without a target but with something open: their open pipeline, in grey.
+  const rows = defaultOrder(all.filter((row) => status(row) === "none" && !isZero(row.open_amount)))
+    .sort((a, b) => Number(b.open_amount) - Number(a.open_amount));
+  const box = $("no-target-box");
+  box.hidden = rows.length === 0;
+  if (window.noTargetChart) window.noTargetChart.destroy();
+  window.noTargetChart = null;
+  if (!rows.length) return;
+  box.querySelector(".chart-box").style.height = `${Math.max(90, 34 * rows.length + 50)}px`;
+  window.noTargetChart = new Chart($("no-target-chart"), {
+    type: "bar",
+    data: {
+      labels: rows.map(rowLabel),
+      datasets: [{
+        label: "Open pipeline (no target)", data: rows.map((row) => Number(row.open_amount)),
+        backgroundColor: COLORS.none, maxBarThickness: 22,
+      }],
+    },
+    plugins: [barTexts(rows.map((row) => `no target · open ${money(row.open_amount)}`))],
+    options: {
+      indexAxis: "y",
+      maintainAspectRatio: false,
+      animation: false,
+      layout: { padding: { right: 200 } },
+      plugins: {
+        legend: { display: false },
+        tooltip: { callbacks: { label: (item) => `no target · open ${money(rows[item.dataIndex].open_amount)}` } },
+      },
+      scales: { x: { beginAtZero: true, title: { display: true, text: `open pipeline${currency() ? " (" + currency() + ")" : ""}` } } },
+      onClick: (event, _elements, chart) => {
+        const found = chart.getElementsAtEventForMode(event, "index", { intersect: false, axis: "y" }, true);
+        if (found.length) select(rows[found[0].index]);
+      },
+    },
+  });
 }
 
-function drawTable() {
+// --- the table ------------------------------------------------------------------------------
+
+function savedColumns() {
+  try {
+    const saved = JSON.parse(window.localStorage.getItem(COLUMNS_KEY) || "null");
+    if (Array.isArray(saved)) {
+      const known = saved.filter((name) => state.metrics.has(name));
+      if (known.length) return known;
+    }
+  } catch (_error) {
+    // Storage may be unavailable or hold something else: fall back to the default.
+  }
+  return state.session.headline.filter((name) => state.metrics.has(name));
+}
+
+function setColumns(columns) {
+  state.columns = columns;
+  try {
+    window.localStorage.setItem(COLUMNS_KEY, JSON.stringify(columns));
+  } catch (_error) {
+    // Not remembered: still shown.
+  }
+  for (const box of $("column-options").querySelectorAll("input")) box.checked = columns.includes(box.value);
+  if (state.result) drawTable(rowsOf(state.view));
+}
+
+function drawColumnPicker() {
+  $("column-options").replaceChildren(...state.session.metrics.map((metric) => {
+    const label = document.createElement("label");
+    label.title = metric.description;
+    const box = document.createElement("input");
+    box.type = "checkbox";
+    box.value = metric.name;
+    box.checked = state.columns.includes(metric.name);
+    box.addEventListener("change", () => {
+      const rest = state.columns.filter((name) => name !== metric.name);
+      setColumns(box.checked ? [...rest, metric.name] : rest);
+    });
+    label.append(box, ` ${metric.label}`);
+    return label;
+  }));
+}
+
+function tableColumns(rows) {
+  const columns = [{ key: "principal", label: state.view === "USER" ? "Rep" : "Team", text: true }];
+  if (byPipeline()) columns.push({ key: "pipeline", label: "Pipeline", text: true });
+  for (const name of state.columns) {
+    const metric = state.metrics.get(name);
+    const unit = metric.kind === "money" && currency() ? ` (${currency()})` : "";
+    columns.push({ key: name, label: metric.label + unit, metric });
+  }
+  if (rows.some((row) => row.flags.length)) columns.push({ key: "flags", label: "Flags", text: true });
+  return columns;
+}
+
+function sortValue(row, key) {
+  if (key === "principal") return `${principalName(row)}\u0000${pipelineName(row)}`.toLowerCase();
+  if (key === "pipeline") return `${pipelineName(row)}\u0000${principalName(row)}`.toLowerCase();
+  if (key === "flags") return row.flags.join(",");
+  const value = row[key];
+  if (value === null || value === undefined) {
+    // Quota met is the best coverage of the remaining quota there is.
+    return key === "remaining_coverage_ratio" && status(row) === "met" ? Infinity : -Infinity;
+  }
+  return Number(value);
+}
+
+function sortedRows(rows) {
+  if (!state.sort) return defaultOrder(rows);
   const { key, dir } = state.sort;
-  const rows = [...state.rows].sort((a, b) => {
+  return [...rows].sort((a, b) => {
     const x = sortValue(a, key);
     const y = sortValue(b, key);
-    return x < y ? -dir : x > y ? dir : 0;
+    return (x < y ? -dir : x > y ? dir : 0) || byName(a, b);
   });
-  for (const th of document.querySelectorAll("#coverage-table th")) {
-    th.classList.toggle("sorted-asc", th.dataset.key === key && dir === 1);
-    th.classList.toggle("sorted-desc", th.dataset.key === key && dir === -1);
+}
+
+function pill(text, kind) {
+  const span = document.createElement("span");
+  span.className = `pill ${kind}`;
+  span.textContent = text;
+  return span;
+}
+
+function metricCell(metric, row) {
+  const td = document.createElement("td");
+  td.className = "num";
+  td.dataset.metric = metric.name;
+  const value = row[metric.name];
+  if (metric.name === "remaining_coverage_ratio" || metric.name === "coverage_ratio") {
+    if (value !== null) {
+      td.append(pill(formatValue(metric, value), band(Number(value))));
+    } else if (row.target_amount === null) {
+      td.append(pill("no target", "none"));
+    } else if (metric.name === "remaining_coverage_ratio" && status(row) === "met") {
+      td.append(pill("quota met", "met"));
+    } else {
+      td.textContent = "—";
+    }
+    return td;
   }
-  const body = $("coverage-table").querySelector("tbody");
-  body.replaceChildren(...rows.map((row) => {
-    const tr = document.createElement("tr");
-    const ratio = ratioOf(row);
-    const cells = [
-      row.principal_type,
-      label(row),
-      row.target_amount === null ? "—" : money.format(Number(row.target_amount)),
-      money.format(Number(row.open_amount)),
-      null,
-    ];
-    cells.forEach((text, index) => {
-      const td = document.createElement("td");
-      if (index >= 2) td.className = "num";
-      if (text === null) {
-        const pill = document.createElement("span");
-        pill.className = "pill";
-        pill.style.background = COLORS[band(ratio)];
-        pill.textContent = ratio === null ? "no target" : `${ratio.toFixed(2)}×`;
-        td.append(pill);
-      } else {
-        td.textContent = text;
-      }
-      tr.append(td);
+  td.textContent = formatValue(metric, value);
+  if (metric.kind !== "count" && value !== null && value !== undefined && String(value).startsWith("-")) {
+    td.classList.add("negative");
+  }
+  return td;
+}
+
+function drawTable(all) {
+  const columns = tableColumns(all);
+  const head = $("coverage-table").querySelector("thead tr");
+  head.replaceChildren(...columns.map((column) => {
+    const th = document.createElement("th");
+    th.scope = "col";
+    th.dataset.key = column.key;
+    if (!column.text) th.className = "num";
+    if (column.metric) th.title = column.metric.description;
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "sort";
+    button.textContent = column.label;
+    button.addEventListener("click", () => {
+      const same = state.sort && state.sort.key === column.key;
+      state.sort = { key: column.key, dir: same ? -state.sort.dir : column.text ? 1 : -1 };
+      drawTable(rowsOf(state.view));
+      $("coverage-table").querySelector(`th[data-key="${column.key}"] button`).focus();
     });
-    tr.addEventListener("click", () => trend(row));
+    th.append(button);
+    if (state.sort && state.sort.key === column.key) {
+      th.setAttribute("aria-sort", state.sort.dir === 1 ? "ascending" : "descending");
+    }
+    return th;
+  }));
+  const rows = sortedRows(all);
+  // By pipeline, in the default order: a line above each principal's group of rows.
+  const grouping = byPipeline() && !state.sort;
+  $("coverage-table").querySelector("tbody").replaceChildren(...rows.map((row, index) => {
+    const tr = document.createElement("tr");
+    tr.tabIndex = 0;
+    tr.dataset.key = rowKey(row);
+    if (grouping && index > 0 && rows[index - 1].principal_id !== row.principal_id) {
+      tr.classList.add("group-start");
+    }
+    tr.classList.toggle("selected", state.selected !== null && rowKey(state.selected) === rowKey(row));
+    for (const column of columns) {
+      if (column.metric) {
+        tr.append(metricCell(column.metric, row));
+        continue;
+      }
+      const cell = document.createElement(column.key === "principal" ? "th" : "td");
+      cell.dataset.key = column.key;
+      if (column.key === "principal") {
+        cell.scope = "row";
+        cell.textContent = principalName(row);
+      } else if (column.key === "pipeline") {
+        cell.textContent = pipelineName(row);
+      } else {
+        for (const flag of row.flags) {
+          const known = ROW_FLAGS[flag] || { text: flag.toLowerCase().replaceAll("_", " "), title: flag };
+          const tag = pill(known.text, "flag");
+          tag.title = known.title;
+          cell.append(tag);
+        }
+      }
+      tr.append(cell);
+    }
+    tr.addEventListener("click", () => select(row));
+    tr.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" || event.key === " ") {
+        event.preventDefault();
+        select(row);
+      }
+    });
     return tr;
   }));
 }
 
-async function trend(row) {
+// --- a principal: its deals and trend -----------------------------------------------------------
+
+function select(row) {
+  state.selected = row;
+  for (const tr of $("coverage-table").querySelectorAll("tbody tr")) {
+    tr.classList.toggle("selected", tr.dataset.key === rowKey(row));
+  }
+  const request = ++state.request;
+  openDeals(row, request);
+  trend(row, request);
+}
+
+function whoText(row) {
+  return `${rowLabel(row)}${row.principal_type === "GROUP" ? " (team)" : ""}`;
+}
+
+async function allDeals(run, row, request) {
+  const deals = [];
+  let cursor = null;
+  do {
+    const query = new URLSearchParams({
+      principal_type: row.principal_type, principal_id: row.principal_id, limit: String(DEALS_PAGE),
+    });
+    if (cursor) query.set("cursor", cursor);
+    const page = await api(`/v1/coverage-runs/${run.run_id}/deals?${query}`);
+    if (request !== state.request) return null;
+    // The endpoint lists the principal's deals in every pipeline: keep the row's.
+    for (const deal of page.deals) if (deal.pipeline_id === row.pipeline_id) deals.push(deal);
+    cursor = page.next_cursor;
+    if (cursor) $("deals-status").textContent = `Loading deals… ${deals.length} so far`;
+  } while (cursor);
+  return deals;
+}
+
+async function openDeals(row, request) {
+  const run = state.result.run;
+  $("deals-card").hidden = false;
+  $("deals-title").textContent = `Deals behind ${whoText(row)}`;
+  $("deals-status").textContent = "Loading deals…";
+  $("deals-totals").replaceChildren();
+  $("deals-table").querySelector("tbody").replaceChildren();
+  $("deals-card").dataset.key = rowKey(row);
+  $("deals-card").dataset.loaded = "";
+  $("deals-card").scrollIntoView({ block: "nearest" });
+  let deals;
+  try {
+    deals = await allDeals(run, row, request);
+  } catch (error) {
+    $("deals-status").textContent = `Could not load the deals: ${error.message}`;
+    return;
+  }
+  if (deals === null) return; // another principal was picked meanwhile
+  if (deals.length === 0 && row.open_count === null) {
+    // A run stored before the metrics and the drill-down existed: no deals were kept.
+    $("deals-status").textContent = "This run was stored before deals were kept with runs: run it again to see them.";
+    $("deals-card").dataset.loaded = "true";
+    return;
+  }
+  drawDeals(row, deals);
+  $("deals-card").dataset.loaded = "true";
+  $("deals-title").focus({ preventScroll: true });
+}
+
+function drawDeals(row, deals) {
+  const order = (deal) => CLASS_ORDER.indexOf(deal.class);
+  deals.sort((a, b) => order(a) - order(b) || (a.placed_on || "").localeCompare(b.placed_on || "")
+    || a.deal_name.localeCompare(b.deal_name));
+  const totals = new Map(CLASS_ORDER.map((name) => [name, { count: 0, cents: 0n }]));
+  for (const deal of deals) {
+    const total = totals.get(deal.class);
+    if (!total) continue;
+    total.count += 1;
+    total.cents += cents(deal.reporting_amount);
+  }
+  const unit = currency() ? ` ${currency()}` : "";
+  const figures = [];
+  for (const name of CLASS_ORDER) {
+    const total = totals.get(name);
+    const metric = CLASS_METRIC[name];
+    const rowValue = row[metric];
+    if (total.count === 0 && (rowValue === null || rowValue === undefined || isZero(rowValue))) continue;
+    const dt = document.createElement("dt");
+    dt.textContent = `${CLASS_LABEL[name]} · ${total.count} deal${total.count === 1 ? "" : "s"}`;
+    const dd = document.createElement("dd");
+    const amount = document.createElement("span");
+    amount.className = "amount";
+    amount.dataset.total = name;
+    amount.textContent = formatScaled(total.cents, 2) + unit;
+    const check = document.createElement("small");
+    const label = state.metrics.get(metric) ? state.metrics.get(metric).label : metric;
+    if (rowValue !== null && rowValue !== undefined && cents(rowValue) === total.cents) {
+      check.textContent = `= the row's ${label}`;
+    } else {
+      check.textContent = `≠ the row's ${label} (${rowValue === null || rowValue === undefined ? "—" : formatMoney(rowValue)})`;
+      check.className = "mismatch";
+    }
+    dd.append(amount, " ", check);
+    figures.push(dt, dd);
+  }
+  $("deals-totals").replaceChildren(...figures);
+  const shown = deals.slice(0, DEALS_SHOWN);
+  $("deals-table").querySelector("tbody").replaceChildren(...shown.map((deal) => dealRow(deal)));
+  const where = byPipeline() && row.pipeline_id ? ` in ${pipelineName(row)}` : "";
+  $("deals-status").textContent = deals.length === 0
+    ? `No deal is credited to ${whoText(row)} in this run.`
+    : `${deals.length} deal${deals.length === 1 ? "" : "s"}${where} as the run saw them`
+      + (deals.length > shown.length ? ` (the first ${shown.length} listed; the totals cover all)` : "");
+}
+
+function dealRow(deal) {
+  const tr = document.createElement("tr");
+  const cell = (text, className = "") => {
+    const td = document.createElement("td");
+    td.textContent = text;
+    if (className) td.className = className;
+    tr.append(td);
+    return td;
+  };
+  cell(deal.deal_name);
+  cell("").append(pill(CLASS_LABEL[deal.class] || deal.class, `class-${deal.class.toLowerCase()}`));
+  cell(deal.credit_reason.toLowerCase().replaceAll("_", " "));
+  cell(deal.forecast_category.toLowerCase().replaceAll("_", " "));
+  cell(deal.stage_name);
+  cell(deal.placed_on || "no date");
+  const amount = cell(formatMoney(deal.reporting_amount), "num");
+  amount.dataset.cents = cents(deal.reporting_amount).toString();
+  if (deal.amount === null) {
+    amount.append(" ", Object.assign(document.createElement("small"), { textContent: "(no amount)" }));
+  } else if (deal.currency !== currency()) {
+    amount.append(" ", Object.assign(document.createElement("small"), {
+      textContent: `(${formatMoney(deal.amount)} ${deal.currency})`,
+    }));
+  }
+  const flags = cell("");
+  for (const flag of deal.flags) flags.append(pill(flag.toLowerCase().replaceAll("_", " "), "flag"));
+  return tr;
+}
+
+async function trend(row, request) {
+  const run = state.result.run;
   const query = new URLSearchParams({
-    principal_type: row.principal_type, principal_id: row.principal_id, ...period(),
+    principal_type: row.principal_type, principal_id: row.principal_id,
+    period_start: run.period_start, period_end: run.period_end,
   });
+  if (row.pipeline_id) query.set("pipeline_id", row.pipeline_id);
   try {
     const history = await api(`/v1/coverage/history?${query}`);
+    if (request !== state.request) return;
+    // Runs of the same shape only: a plain run's trend leaves out by-pipeline rows.
+    const points = history.points.filter((point) => point.pipeline_id === row.pipeline_id);
     $("trend-card").hidden = false;
-    $("trend-title").textContent = `Trend: ${label(row)}`;
-    const points = history.points;
+    $("trend-title").textContent =
+      `Trend: ${whoText(row)} over ${points.length} run${points.length === 1 ? "" : "s"} of this period`;
+    const ratio = (text) => (text === null ? null : Number(text));
     const data = {
-      labels: points.map((p) => new Date(p.generated_at).toLocaleString()),
-      datasets: [{
-        label: "Coverage (×)", data: points.map((p) => (p.coverage_ratio === null ? null : Number(p.coverage_ratio))),
-        borderColor: "#1f2a44", backgroundColor: "#1f2a44", tension: 0.2,
-      }],
+      labels: points.map((point) => when(point.generated_at)),
+      datasets: [
+        {
+          label: "Coverage of the remaining quota (x)", yAxisID: "y", tension: 0.2, spanGaps: true,
+          data: points.map((point) => ratio(point.remaining_coverage_ratio ?? (point.remaining_target === null ? point.coverage_ratio : null))),
+          borderColor: INK, backgroundColor: INK,
+        },
+        {
+          label: "Attainment (%)", yAxisID: "attainment", tension: 0.2, spanGaps: true,
+          data: points.map((point) => (point.attainment_ratio === null ? null : Number(point.attainment_ratio) * 100)),
+          borderColor: COLORS.healthy, backgroundColor: COLORS.healthy, borderDash: [4, 3],
+        },
+      ],
     };
     if (window.trendChart) window.trendChart.destroy();
     window.trendChart = new Chart($("trend-chart"), {
       type: "line", data,
-      options: { maintainAspectRatio: false, animation: false, plugins: { legend: { display: false } },
-                 scales: { y: { beginAtZero: true } } },
+      options: {
+        maintainAspectRatio: false, animation: false,
+        plugins: { legend: { display: true, position: "bottom" } },
+        scales: {
+          x: { offset: true },
+          y: { beginAtZero: true, title: { display: true, text: "x" } },
+          attainment: {
+            position: "right", beginAtZero: true, suggestedMax: 100, grid: { drawOnChartArea: false },
+            ticks: { callback: (value) => `${value}%` },
+          },
+        },
+      },
     });
   } catch (error) {
     $("dashboard-error").textContent = error.message;
   }
 }
+
+// --- wiring -----------------------------------------------------------------------------------------
 
 document.addEventListener("DOMContentLoaded", () => {
   $("login-form").addEventListener("submit", async (event) => {
@@ -262,18 +983,25 @@ document.addEventListener("DOMContentLoaded", () => {
     }
   });
   $("sign-out").addEventListener("click", async () => {
-    await api("/session", { method: "DELETE" });
+    await api("/session", { method: "DELETE" }).catch(() => null);
     showLogin();
   });
-  $("period-form").addEventListener("submit", (event) => { event.preventDefault(); loadLatest(); });
+  $("period-form").addEventListener("submit", (event) => { event.preventDefault(); loadRuns(); });
   $("previous-quarter").addEventListener("click", () => shiftQuarter(-1));
   $("next-quarter").addEventListener("click", () => shiftQuarter(1));
+  $("run-select").addEventListener("change", () => showRun($("run-select").value));
   $("run-now").addEventListener("click", runNow);
-  for (const th of document.querySelectorAll("#coverage-table th")) {
-    th.addEventListener("click", () => {
-      const same = state.sort.key === th.dataset.key;
-      state.sort = { key: th.dataset.key, dir: same ? -state.sort.dir : 1 };
-      drawTable();
+  $("reset-columns").addEventListener("click", () => setColumns([...state.session.headline]));
+  $("close-deals").addEventListener("click", closeSelection);
+  const tabs = ["USER", "GROUP"];
+  for (const type of tabs) {
+    const tab = $(`tab-${type}`);
+    tab.addEventListener("click", () => setView(type));
+    tab.addEventListener("keydown", (event) => {
+      if (event.key !== "ArrowLeft" && event.key !== "ArrowRight") return;
+      const other = tabs[(tabs.indexOf(type) + 1) % tabs.length];
+      setView(other);
+      $(`tab-${other}`).focus();
     });
   }
   start();
