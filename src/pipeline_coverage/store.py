@@ -86,26 +86,40 @@ class Exclusion:
     amount: Decimal | None
 
     def describe(self, currency: str = "") -> str:
+        """The report's sentence for this flag, in the reporting currency."""
+        one = self.count == 1
         # TARGET_PERIOD_MISMATCH counts rows, not deals: it has no amount.
         money = (
             "" if self.amount is None else f"{self.amount:,.2f}{' ' + currency if currency else ''}"
         )
-        deals = f"{self.count:,} open deal{'s' if self.count != 1 else ''}"
+        deals = f"{self.count:,} open deal{'' if one else 's'}"
+        have, sit, are = ("has", "sits", "is") if one else ("have", "sit", "are")
         if self.flag == "UNDATED":
-            return f"{deals} worth {money} have no close date and count in no period"
-        if self.flag == "NO_AMOUNT":
-            return f"{deals} in the period have no amount and count as 0"
-        if self.flag == "NO_PROBABILITY":
-            return f"{deals} worth {money} sit in stages without a probability and weigh 0"
-        if self.flag == "PAST_DUE":
-            return f"{deals} worth {money} are past their close date and still count as open"
-        if self.flag == "NO_RATE":
-            return f"{self.count:,} deals have no exchange rate in force and are left out"
-        if self.flag == "TARGET_PERIOD_MISMATCH":
-            rows = f"{self.count:,} row{'s' if self.count != 1 else ''}"
             return (
-                f"{rows} have no target for exactly this period but targets overlapping it "
-                "(use target_match=within, or the targets' own period)"
+                f"{deals} worth {money} {have} no close date and "
+                f"count{'s' if one else ''} in no period"
+            )
+        if self.flag == "NO_AMOUNT":
+            return f"{deals} in the period {have} no amount and count{'s' if one else ''} as 0"
+        if self.flag == "NO_PROBABILITY":
+            return (
+                f"{deals} worth {money} {sit} in stages without a probability and "
+                f"weigh{'s' if one else ''} 0"
+            )
+        if self.flag == "PAST_DUE":
+            return (
+                f"{deals} worth {money} {are} past {'its' if one else 'their'} close date "
+                f"and still count{'s' if one else ''} as open"
+            )
+        if self.flag == "NO_RATE":
+            return (
+                f"{self.count:,} deal{'' if one else 's'} {have} no exchange rate in force "
+                f"and {are} left out"
+            )
+        if self.flag == "TARGET_PERIOD_MISMATCH":
+            return (
+                f"{self.count:,} row{'' if one else 's'} {have} no target for exactly this period "
+                "but targets overlapping it (use target_match=within, or the targets' own period)"
             )
         return f"{self.flag}: {self.count:,}"
 

@@ -208,7 +208,7 @@ def make_legacy(conn: psycopg.Connection[Any], tenant: uuid.UUID, run: uuid.UUID
         ).format(sql.SQL(", ").join(sql.SQL("{} = NULL").format(sql.Identifier(n)) for n in newer)),
         (tenant, run),
     )
-    for table in ("report_run_credit", "report_run_deal"):
+    for table in ("report_run_credit", "report_run_deals"):
         conn.execute(
             sql.SQL("DELETE FROM dyno_crm.{} WHERE tenant_id = %s AND run_id = %s").format(
                 sql.Identifier(table)
@@ -433,8 +433,8 @@ def test_dashboard_shows_remaining_coverage_deals_teams_and_pipelines(
     # run's own words.
     assert page.locator("#exclusions").is_visible()
     assert page.locator("#exclusion-list li").all_inner_texts() == [
-        "1 open deal worth 2,500.00 USD have no close date and count in no period",
-        "1 row have no target for exactly this period but targets overlapping it"
+        "1 open deal worth 2,500.00 USD has no close date and counts in no period",
+        "1 row has no target for exactly this period but targets overlapping it"
         " (use target_match=within, or the targets' own period)",
     ]
 

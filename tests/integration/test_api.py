@@ -809,7 +809,7 @@ def test_a_run_whose_target_misses_its_period_is_served_with_the_exclusion(
     [mismatch] = [item for item in run["exclusions"] if item["flag"] == "TARGET_PERIOD_MISMATCH"]
     assert mismatch["count"] == 1
     assert mismatch["amount"] is None
-    assert mismatch["message"].startswith("1 row have no target for exactly this period")
+    assert mismatch["message"].startswith("1 row has no target for exactly this period")
     read = api.get(f"/v1/coverage-runs/{run['run_id']}", headers=world.auth)
     assert read.status_code == 200
     assert read.json()["exclusions"] == run["exclusions"]
