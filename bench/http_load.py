@@ -15,11 +15,13 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import psycopg
@@ -174,6 +176,39 @@ async def _load(
     return results
 
 
+def _serve_and_load(
+    url: str, port: int, env: dict[str, str], server_log: Any, key: str, run_id: uuid.UUID,
+    users: list[str], period: tuple[str, str], clients: int, seconds: float,
+) -> tuple[Results, list[float], float, int]:  # fmt: skip
+    """Start ``serve`` (its stderr into ``server_log``), load it, stop it."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "pipeline_coverage", "--database-url", url, "serve",
+         "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=server_log,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError("the server did not become ready")
+            time.sleep(0.2)
+        results = asyncio.run(_load(base, key, run_id, users, period, clients, seconds))
+        healthz_ms, refused_ms = _healthz_while_refusing(base)
+        lost_errors = _errors_after_connections_end(base, url, key, run_id)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return results, healthz_ms, refused_ms, lost_errors
+
+
 def pct(samples: list[float], fraction: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))] if ordered else 0.0
@@ -187,39 +222,16 @@ def run_http_load(
     key, start, end = packed.split("|")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pipeline_coverage",
-            "--database-url",
-            url,
-            "serve",
-            "--port",
-            str(port),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError("the server did not become ready")
-            time.sleep(0.2)
-        results = asyncio.run(_load(base, key, run_id, users, (start, end), clients, seconds))
-        healthz_ms, refused_ms = _healthz_while_refusing(base)
-        lost_errors = _errors_after_connections_end(base, url, key, run_id)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    # The server's log (one JSON line per request): kept to explain any error.
+    with tempfile.TemporaryFile("w+") as server_log:
+        results, healthz_ms, refused_ms, lost_errors = _serve_and_load(
+            url, port, env, server_log, key, run_id, users, (start, end), clients, seconds
+        )
+        if results.errors:
+            server_log.seek(0)
+            failed = [line.strip() for line in server_log if '"status": 2' not in line]
+            print(f"server log: {len(failed)} lines other than 2xx: {failed[-5:]}",
+                  file=sys.stderr)  # fmt: skip
     gets, posts = results.latencies["GET"], results.latencies["POST"]
     total = len(gets) + len(posts) + len(results.errors)
     get_p99 = pct(gets, 0.99)
