@@ -29,25 +29,14 @@ from pipeline_coverage.web.problems import MAX_REPORTED_ERRORS
 from tests.conftest import serving
 from tests.integration.test_api import (
     PERIOD,
-    World,
     body_of,
-    build_world,
     invalid_fields,
     problem_of,
     run_count,
 )
+from tests.worlds import World
 
 Json = dict[str, Any]
-
-
-@pytest.fixture
-def world(conn: psycopg.Connection[Any]) -> World:
-    return build_world(conn, "Acme")
-
-
-@pytest.fixture
-def other(conn: psycopg.Connection[Any]) -> World:
-    return build_world(conn, "Globex")
 
 
 @pytest.fixture
@@ -268,12 +257,6 @@ def test_every_response_carries_the_security_headers(api: httpx.Client, world: W
     # The interactive docs load Swagger UI from elsewhere; they still cannot be framed.
     docs = api.get("/docs")
     assert docs.headers["content-security-policy"] == "frame-ancestors 'none'"
-
-
-@pytest.fixture
-def api(live_server: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=live_server, timeout=30) as client:
-        yield client
 
 
 # --- one strict date parser ----------------------------------------------------------
