@@ -393,6 +393,13 @@ class _Header:
     eol: bytes
 
 
+def _expected_columns(spec: TableSpec) -> str:
+    """``id,name`` — and ``; optional: currency`` where a file may leave some out."""
+    required = [column.name for column in spec.columns if not column.optional]
+    optional = [column.name for column in spec.columns if column.optional]
+    return ",".join(required) + (f"; optional: {','.join(optional)}" if optional else "")
+
+
 def _read_header(path: Path, spec: TableSpec) -> _Header:
     # Only the header line is decoded here: COPY checks the encoding of the rest and
     # names the line of a bad byte.
@@ -424,7 +431,7 @@ def _read_header(path: Path, spec: TableSpec) -> _Header:
         if name not in expected:
             problems.append(
                 f"{spec.file}:1: {_shorten(name) or '(empty)'}: unknown column "
-                f"(expected: {','.join(expected)})"
+                f"(expected: {_expected_columns(spec)})"
             )
     seen: set[str] = set()
     for name in header:
