@@ -535,7 +535,7 @@ def demo(deals: int) -> None:
         run_id = run_pipeline_coverage_batch(
             conn, summary.tenant_id, summary.period_start, summary.period_end
         )
-    console.print(run_table(get_run(conn, run_id)))
+    _print_run(get_run(conn, run_id, summary.tenant_id), "table")
     console.print(
         f"Next: pipeline-coverage show {run_id} --format json\n"
         f"      pipeline-coverage run --tenant {summary.tenant_id} --period-start "

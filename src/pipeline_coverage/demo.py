@@ -189,7 +189,9 @@ def write_demo(directory: Path, today: dt.date, deals: int = 4000) -> DemoSummar
     for index, (user_id, _, size) in enumerate(reps):
         if index == len(reps) - 2:
             continue  # a new hire without a target yet
-        quota = Decimal(size * rng.randint(4, 9)).quantize(Decimal("0.01"))
+        # Sized so that mid-quarter a typical rep has won part of the quota and needs
+        # the open pipeline for the rest (won + open in a quarter is ~8x size).
+        quota = Decimal(size * rng.randint(20, 50)).quantize(Decimal("0.01"))
         targets.append(
             (
                 _id("target", user_id, q_start),
@@ -204,7 +206,7 @@ def write_demo(directory: Path, today: dt.date, deals: int = 4000) -> DemoSummar
         )
     for group_id, _, team in groups:
         size = next(s for t, s, _ in _TEAMS if t == team)
-        for pipeline_name, share in (("New Business", 20), ("Renewals", 8), ("Expansion", 5)):
+        for pipeline_name, share in (("New Business", 100), ("Renewals", 40), ("Expansion", 25)):
             targets.append(
                 (
                     _id("target", group_id, pipeline_name, q_start),

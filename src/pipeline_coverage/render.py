@@ -240,7 +240,7 @@ def run_table(run: CoverageRun, columns: Sequence[str] = HEADLINE) -> Table:
     metrics = [BY_NAME[name] for name in columns]
     for metric in metrics:
         table.add_column(metric.label, justify="right")
-    for row in run.rows:
+    for row in _ordered(run.rows, metrics):
         cells: list[str | Text] = [
             row.principal_type,
             row.principal_name or str(row.principal_id),
@@ -250,6 +250,23 @@ def run_table(run: CoverageRun, columns: Sequence[str] = HEADLINE) -> Table:
         cells += [metric_cell(metric, row) for metric in metrics]
         table.add_row(*cells)
     return table
+
+
+def _ordered(rows: Sequence[CoverageRow], metrics: Sequence[Metric]) -> list[CoverageRow]:
+    """Best first by the first ratio shown (a met quota is best, no target last); the
+    stored order (best seed coverage first) when no ratio is shown."""
+    ratio = next((metric.name for metric in metrics if metric.kind == "ratio"), None)
+    if ratio is None:
+        return list(rows)
+
+    def rank(row: CoverageRow) -> tuple[int, Decimal]:
+        value = row.values.get(ratio)
+        if isinstance(value, Decimal):
+            return (1, -value)
+        met = ratio == "remaining_coverage_ratio" and row.values.get("remaining_target") == 0
+        return (0, Decimal(0)) if met else (2, Decimal(0))
+
+    return sorted(rows, key=rank)  # stable: ties keep the stored order
 
 
 def exclusion_lines(run: CoverageRun) -> list[str]:

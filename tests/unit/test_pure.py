@@ -9,12 +9,20 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from pipeline_coverage.config import ROOT_DATA_DIR, Settings, default_data_dir
 from pipeline_coverage.errors import LoadError, ValidationError
 from pipeline_coverage.metrics import NAMES
 from pipeline_coverage.periods import quarter_of
-from pipeline_coverage.render import CSV_COLUMNS, coverage_text, money, run_csv, run_json
+from pipeline_coverage.render import (
+    CSV_COLUMNS,
+    coverage_text,
+    money,
+    run_csv,
+    run_json,
+    run_table,
+)
 from pipeline_coverage.sql import parse_named_queries, queries
 from pipeline_coverage.store import CoverageRow, CoverageRun
 from pipeline_coverage.validation import parse_date, parse_period, parse_uuid
@@ -171,3 +179,22 @@ def test_run_cache_expires_and_bounds_its_size() -> None:
     expired = RunCache(ttl=-1)
     expired.put(tenant, uuid.UUID(int=10), "json", small)
     assert expired.get(tenant, uuid.UUID(int=10), "json") is None
+
+
+def test_the_table_orders_rows_by_the_first_ratio_it_shows() -> None:
+    def row(n: int, remaining: str | None, ratio: str | None) -> CoverageRow:
+        values = _values(Decimal("100.00"), Decimal("50.00"), Decimal("0.5000"))
+        values["remaining_target"] = None if remaining is None else Decimal(remaining)
+        values["remaining_coverage_ratio"] = None if ratio is None else Decimal(ratio)
+        return CoverageRow("USER", uuid.UUID(int=n), f"Rep {n}", None, None, values)
+
+    rows = (row(1, "10.00", "0.5000"), row(2, None, None), row(3, "0.00", None),
+            row(4, "10.00", "2.0000"))  # fmt: skip
+    run = CoverageRun(**{**_run().__dict__, "rows": rows})
+    console = Console(width=200, record=True)
+    console.print(run_table(run))
+    text = console.export_text()
+    order = [text.index(f"Rep {n}") for n in (3, 4, 1, 2)]
+    assert order == sorted(order), "quota met, then 2.00x, then 0.50x, then no target"
+    assert "quota met" in text
+    assert "no target" in text
