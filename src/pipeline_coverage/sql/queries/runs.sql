@@ -127,7 +127,7 @@ ORDER BY r.generated_at, r.id, f.pipeline_id NULLS FIRST;
 -- Deletes whole runs older than the cut-off and counts their runs and fact rows. The
 -- rows are counted before anything is deleted (on Citus a cascade may already have
 -- run when a later part of the statement looks); facts cascade, the drill-down goes
--- with its run (a trigger).
+-- with its run (fk_report_run_deals_run and fk_report_run_credit_run cascade).
 WITH doomed AS (
     SELECT r.tenant_id, r.id
     FROM dyno_crm.report_run AS r
