@@ -256,7 +256,7 @@ TABLE_REFERENCE = re.compile(r"(?:FROM|JOIN)\s+dyno_crm\.(\w+)\s+AS\s+(\w+)", re
 #: Queries that may span tenants on purpose: an operator's `show RUN_ID`, `runs`,
 #: `prune` and `apikey list/revoke` without --tenant. Each still filters by tenant
 #: whenever one is given.
-CROSS_TENANT = {"get_run", "list_runs", "prune_runs", "list_keys", "revoke_key"}
+CROSS_TENANT = {"get_run", "list_runs", "prune_facts", "prune_runs", "list_keys", "revoke_key"}
 QUERY_FILES = ("coverage", "runs", "api_keys", "idempotency")
 ALL_QUERIES = [(file, name) for file in QUERY_FILES for name in sorted(queries(file))]
 
