@@ -216,10 +216,11 @@ TABLES: tuple[TableSpec, ...] = (
                 "stage of that pipeline",
                 enforced=False,
             ),
-            Reference(("owned_by_user_id",), "crm_user", ("id",), "user"),
-            Reference(("assigned_user_id",), "crm_user", ("id",), "user"),
-            Reference(("owned_by_group_id",), "crm_group", ("id",), "group"),
-            Reference(("assigned_group_id",), "crm_group", ("id",), "group"),
+            # Deferred keys (migration 0006): checked at commit, so checked here first.
+            Reference(("owned_by_user_id",), "crm_user", ("id",), "user", enforced=False),
+            Reference(("assigned_user_id",), "crm_user", ("id",), "user", enforced=False),
+            Reference(("owned_by_group_id",), "crm_group", ("id",), "group", enforced=False),
+            Reference(("assigned_group_id",), "crm_group", ("id",), "group", enforced=False),
         ),
     ),
     TableSpec(

@@ -6,7 +6,9 @@
 --   * any trigger on a table to distribute (report_run's statement-level trigger
 --     that deleted a run's drill-down).
 -- The same behaviour, in a form both plain PostgreSQL and Citus accept:
---   * deal's user/group references become plain foreign keys (NO ACTION), and
+--   * deal's user/group references become plain foreign keys (NO ACTION), checked
+--     at commit (DEFERRABLE INITIALLY DEFERRED: a tenant's cascade deletes its users
+--     before its deals, which an immediate check would refuse), and
 --     dyno_crm.delete_crm_user / dyno_crm.delete_crm_group clear a deal's references
 --     to the user or group before deleting it (what SET NULL did);
 --   * the drill-down tables reference their run ON DELETE CASCADE, so a run deleted
@@ -23,18 +25,23 @@ ALTER TABLE dyno_crm.deal DROP CONSTRAINT fk_deal_assigned_user;
 ALTER TABLE dyno_crm.deal DROP CONSTRAINT fk_deal_owned_by_group;
 ALTER TABLE dyno_crm.deal DROP CONSTRAINT fk_deal_assigned_group;
 ALTER TABLE dyno_crm.deal ADD CONSTRAINT fk_deal_owned_by_user
-    FOREIGN KEY (tenant_id, owned_by_user_id) REFERENCES dyno_crm.crm_user (tenant_id, id);
+    FOREIGN KEY (tenant_id, owned_by_user_id) REFERENCES dyno_crm.crm_user (tenant_id, id)
+    DEFERRABLE INITIALLY DEFERRED;
 ALTER TABLE dyno_crm.deal ADD CONSTRAINT fk_deal_assigned_user
-    FOREIGN KEY (tenant_id, assigned_user_id) REFERENCES dyno_crm.crm_user (tenant_id, id);
+    FOREIGN KEY (tenant_id, assigned_user_id) REFERENCES dyno_crm.crm_user (tenant_id, id)
+    DEFERRABLE INITIALLY DEFERRED;
 ALTER TABLE dyno_crm.deal ADD CONSTRAINT fk_deal_owned_by_group
-    FOREIGN KEY (tenant_id, owned_by_group_id) REFERENCES dyno_crm.crm_group (tenant_id, id);
+    FOREIGN KEY (tenant_id, owned_by_group_id) REFERENCES dyno_crm.crm_group (tenant_id, id)
+    DEFERRABLE INITIALLY DEFERRED;
 ALTER TABLE dyno_crm.deal ADD CONSTRAINT fk_deal_assigned_group
-    FOREIGN KEY (tenant_id, assigned_group_id) REFERENCES dyno_crm.crm_group (tenant_id, id);
+    FOREIGN KEY (tenant_id, assigned_group_id) REFERENCES dyno_crm.crm_group (tenant_id, id)
+    DEFERRABLE INITIALLY DEFERRED;
 
 -- Deletes a user of a tenant, clearing every deal's reference to it first (the deals
 -- stay, owner/assignee NULL); memberships go with it (fk_group_member_user cascades).
 -- True when the user existed. A host CRM deletes users through this function; a
--- plain DELETE of a user that deals still name fails with a foreign key violation.
+-- plain DELETE of a user that deals still name fails (at commit) with a foreign key
+-- violation.
 CREATE FUNCTION dyno_crm.delete_crm_user(p_tenant_id uuid, p_user_id uuid)
 RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE
