@@ -27,6 +27,7 @@ from rich.table import Table
 from pipeline_coverage import demo as demo_data
 from pipeline_coverage.apikeys import create_api_key, list_api_keys, revoke_api_key
 from pipeline_coverage.config import Settings, WebSettings
+from pipeline_coverage.db import distribute as citus
 from pipeline_coverage.db import migrate
 from pipeline_coverage.db.connection import connect
 from pipeline_coverage.db.embedded import embedded_server
@@ -183,6 +184,17 @@ def db_status() -> None:
     verdict = "up to date" if state.up_to_date else "run 'pipeline-coverage db upgrade'"
     click.echo(f"database: {app.where}")
     click.echo(f"schema revision: {current}; this version needs {state.head}: {verdict}")
+
+
+@db.command("distribute")
+def db_distribute() -> None:
+    """On a Citus coordinator: shard every table by tenant, co-located (safe to repeat)."""
+    app = _app()
+    done = citus.distribute(app.connection(require_schema=False))
+    if done.distributed:
+        click.echo(f"distributed {len(done.distributed)} tables by tenant on {app.where}")
+    else:
+        click.echo(f"nothing to do: every table is distributed by tenant on {app.where}")
 
 
 @db.command("sql")

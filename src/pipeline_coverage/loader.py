@@ -216,10 +216,11 @@ TABLES: tuple[TableSpec, ...] = (
                 "stage of that pipeline",
                 enforced=False,
             ),
-            Reference(("owned_by_user_id",), "crm_user", ("id",), "user"),
-            Reference(("assigned_user_id",), "crm_user", ("id",), "user"),
-            Reference(("owned_by_group_id",), "crm_group", ("id",), "group"),
-            Reference(("assigned_group_id",), "crm_group", ("id",), "group"),
+            # Deferred keys (migration 0006): checked at commit, so checked here first.
+            Reference(("owned_by_user_id",), "crm_user", ("id",), "user", enforced=False),
+            Reference(("assigned_user_id",), "crm_user", ("id",), "user", enforced=False),
+            Reference(("owned_by_group_id",), "crm_group", ("id",), "group", enforced=False),
+            Reference(("assigned_group_id",), "crm_group", ("id",), "group", enforced=False),
         ),
     ),
     TableSpec(
@@ -303,6 +304,10 @@ def load_directory(conn: Any, directory: Path, progress: Progress | None = None)
     # PostgreSQL 16 checks input against a type without raising: cheaper than a regex.
     modern = conn.info.server_version >= 160000
     with unit_of_work(conn) as cur:
+        # On Citus, a local (staging) table cannot be joined with a distributed one:
+        # the checks then compare with keys pulled from the cluster first.
+        cur.execute("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')")
+        citus = bool(cur.fetchone()[0])
         # A stage may move to another pipeline together with its deals: the deal→stage
         # reference is checked once every file is in.
         cur.execute("SET CONSTRAINTS dyno_crm.fk_deal_stage DEFERRED")
@@ -313,7 +318,14 @@ def load_directory(conn: Any, directory: Path, progress: Progress | None = None)
             cur.execute("SAVEPOINT pipeline_coverage_file")
             try:
                 loaded = _load_file(
-                    cur, directory / spec.file, spec, headers[spec.file], progress, modern, unloaded
+                    cur,
+                    directory / spec.file,
+                    spec,
+                    headers[spec.file],
+                    progress,
+                    modern,
+                    unloaded,
+                    citus=citus,
                 )
             except LoadError as exc:
                 rejected[spec.file] = exc
@@ -327,7 +339,9 @@ def load_directory(conn: Any, directory: Path, progress: Progress | None = None)
         # Deals that were to move with their stage only moved if deals.csv is written.
         if any(x.table == "pipeline_stage" for x in loads) and "deal" not in unloaded:
             try:
-                _raise_problems(cur, _BY_FILE["pipeline_stages.csv"], _moved_stage_problems())
+                _raise_problems(
+                    cur, _BY_FILE["pipeline_stages.csv"], _moved_stage_problems(cur, citus=citus)
+                )
             except LoadError as exc:
                 rejected["pipeline_stages.csv"] = exc
         if rejected:
@@ -340,8 +354,33 @@ def load_directory(conn: Any, directory: Path, progress: Progress | None = None)
     return loads
 
 
-def _moved_stage_problems() -> sql.Composable:
-    """Deals left behind by a stage that this import moved to another pipeline."""
+def _moved_stage_problems(cur: Cursor, *, citus: bool = False) -> sql.Composable:
+    """Deals left behind by a stage that this import moved to another pipeline.
+
+    On Citus, the deals whose pipeline differs from their stage's (a join of
+    co-located tables, on the shards) are pulled first, for the staged tenants only.
+    """
+    stage = _stage_name(_BY_FILE["pipeline_stages.csv"])
+    if citus:
+        cur.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.pipeline_coverage_moved"))
+        cur.execute(
+            sql.SQL(
+                "CREATE TEMP TABLE pipeline_coverage_moved ON COMMIT DROP AS"
+                " SELECT d.tenant_id, d.id, d.pipeline_id, d.stage_id,"
+                " ps.pipeline_id AS stage_pipeline_id"
+                " FROM dyno_crm.deal AS d JOIN dyno_crm.pipeline_stage AS ps"
+                "   ON ps.tenant_id = d.tenant_id AND ps.id = d.stage_id"
+                " WHERE d.tenant_id = ANY({tenants}) AND d.pipeline_id <> ps.pipeline_id"
+            ).format(tenants=_staged_tenants(cur, stage))
+        )
+        return sql.SQL(
+            "SELECT s.line, 'pipeline_id: stage ' || m.stage_id || ' moves to pipeline '"
+            " || m.stage_pipeline_id || ', but deal ' || m.id || ' of pipeline ' || m.pipeline_id"
+            " || ' uses it (move the deal too, in deals.csv)' AS problem"
+            " FROM {stage} AS s"
+            " JOIN pg_temp.pipeline_coverage_moved AS m"
+            "   ON m.tenant_id = s.tenant_id::uuid AND m.stage_id = s.id::uuid"
+        ).format(stage=stage)
     return sql.SQL(
         "SELECT s.line, 'pipeline_id: stage ' || ps.id || ' moves to pipeline '"
         " || ps.pipeline_id || ', but deal ' || d.id || ' of pipeline ' || d.pipeline_id"
@@ -351,7 +390,46 @@ def _moved_stage_problems() -> sql.Composable:
         "   ON ps.tenant_id = s.tenant_id::uuid AND ps.id = s.id::uuid"
         " JOIN dyno_crm.deal AS d ON d.tenant_id = ps.tenant_id AND d.stage_id = ps.id"
         " WHERE d.pipeline_id <> ps.pipeline_id"
-    ).format(stage=_stage_name(_BY_FILE["pipeline_stages.csv"]))
+    ).format(stage=stage)
+
+
+def _staged_tenants(cur: Cursor, stage: sql.Identifier) -> sql.Composable:
+    """The tenant ids of a staged file (checked to be UUIDs), as an array literal."""
+    cur.execute(
+        sql.SQL("SELECT COALESCE(array_agg(DISTINCT tenant_id::uuid), '{{}}') FROM {}").format(
+            stage
+        )
+    )
+    return sql.SQL("{}::uuid[]").format(sql.Literal([str(t) for t in cur.fetchone()[0]]))
+
+
+def _pulled_keys(cur: Cursor, spec: TableSpec, stage: sql.Identifier) -> dict[str, sql.Composable]:
+    """On Citus: the keys of every table ``spec`` refers to, for the tenants of the
+    staged file, pulled into temporary tables (a router or multi-shard SELECT); the
+    reference checks then anti-join them locally. Maps a table to its keys' table."""
+    tenants = _staged_tenants(cur, stage)
+    pulled: dict[str, sql.Composable] = {}
+    for table in dict.fromkeys(reference.table for reference in spec.references):
+        tenant_key = "id" if table == "tenant" else "tenant_id"
+        columns = dict.fromkeys(
+            [tenant_key] + [c for r in spec.references if r.table == table for c in r.target]
+        )
+        keys = sql.Identifier(f"pipeline_coverage_keys_{table}")
+        cur.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(keys))
+        cur.execute(
+            sql.SQL(
+                "CREATE TEMP TABLE {keys} ON COMMIT DROP AS SELECT {columns} FROM {table}"
+                " WHERE {tenant_key} = ANY({tenants})"
+            ).format(
+                keys=keys,
+                columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
+                table=sql.Identifier("dyno_crm", table),
+                tenant_key=sql.Identifier(tenant_key),
+                tenants=tenants,
+            )
+        )
+        pulled[table] = sql.SQL("pg_temp.{}").format(keys)
+    return pulled
 
 
 def _import_files(directory: Path) -> list[TableSpec]:
@@ -479,6 +557,8 @@ def _load_file(
     progress: Progress | None,
     modern: bool,
     unloaded: set[str],
+    *,
+    citus: bool = False,
 ) -> TableLoad | None:
     """Stage, check and upsert one file; :class:`LoadError` if it has problems.
 
@@ -501,25 +581,26 @@ def _load_file(
     _copy(cur, path, spec, stage, header, progress)
     _raise_problems(cur, spec, _value_problems(spec, stage, modern=modern))
     _raise_problems(cur, spec, _duplicate_problems(spec, stage))
+    targets = _pulled_keys(cur, spec, stage) if citus and spec.references else {}
     checkable = [reference for reference in spec.references if reference.table not in unloaded]
     if len(checkable) < len(spec.references):
-        _raise_reference_problems(cur, spec, stage, checkable)
+        _raise_reference_problems(cur, spec, stage, checkable, targets)
         return None
     # Foreign keys check most references row by row during the upsert anyway: only
     # the others are checked first. When any reference fails, every check runs in
     # declared order, so the root cause (a missing pipeline, say) is the one named.
     if any(
-        _has_problems(cur, _reference_problems(reference, stage))
+        _has_problems(cur, _reference_problems(reference, stage, targets))
         for reference in spec.references
         if not reference.enforced
     ):
-        _raise_reference_problems(cur, spec, stage, spec.references)
+        _raise_reference_problems(cur, spec, stage, spec.references, targets)
     cur.execute("SAVEPOINT pipeline_coverage_upsert")
     try:
         rows, inserted, updated = _upsert(cur, spec, stage)
     except psycopg.errors.IntegrityError as exc:
         cur.execute("ROLLBACK TO SAVEPOINT pipeline_coverage_upsert")
-        _raise_reference_problems(cur, spec, stage, spec.references)
+        _raise_reference_problems(cur, spec, stage, spec.references, targets)
         # A rule only the database could see.
         detail = exc.diag.message_detail
         detail = f" ({_shorten(detail, 4 * SHOWN_CHARS)})" if detail else ""
@@ -905,8 +986,14 @@ def _duplicate_problems(spec: TableSpec, stage: sql.Identifier) -> sql.Composabl
     )
 
 
-def _reference_problems(reference: Reference, stage: sql.Identifier) -> sql.Composable:
-    target = sql.Identifier("dyno_crm", reference.table)
+def _reference_problems(
+    reference: Reference,
+    stage: sql.Identifier,
+    targets: dict[str, sql.Composable] | None = None,
+) -> sql.Composable:
+    """A reference's problems; ``targets`` may name, per table, the relation to look
+    the keys up in instead (on Citus: keys pulled from the distributed table)."""
+    target = (targets or {}).get(reference.table, sql.Identifier("dyno_crm", reference.table))
     conditions: list[sql.Composable] = []
     if reference.table != "tenant":
         conditions.append(sql.SQL("t.tenant_id = s.tenant_id::uuid"))
@@ -951,11 +1038,15 @@ def _has_problems(cur: Cursor, problems: sql.Composable) -> bool:
 
 
 def _raise_reference_problems(
-    cur: Cursor, spec: TableSpec, stage: sql.Identifier, references: Sequence[Reference]
+    cur: Cursor,
+    spec: TableSpec,
+    stage: sql.Identifier,
+    references: Sequence[Reference],
+    targets: dict[str, sql.Composable] | None = None,
 ) -> None:
     """The problems of the first of ``references`` (in declared order) that has any."""
     for reference in references:
-        _raise_problems(cur, spec, _reference_problems(reference, stage))
+        _raise_problems(cur, spec, _reference_problems(reference, stage, targets))
 
 
 def _raise_problems(cur: Cursor, spec: TableSpec, problems: sql.Composable) -> None:

@@ -276,9 +276,11 @@ def prune_runs(conn: Any, older_than_days: int, tenant_id: uuid.UUID | str | Non
     tenant = parse_uuid(tenant_id, "tenant_id", optional=True)
     params = {"older_than_days": days, "tenant_id": str(tenant) if tenant else None}
     with unit_of_work(conn) as cur:
+        cur.execute(query(_QUERIES, "prune_facts"), params)
+        fact_rows = cur.rowcount
         cur.execute(query(_QUERIES, "prune_runs"), params)
-        runs, fact_rows = cur.fetchone()
-    return Pruned(runs=int(runs), fact_rows=int(fact_rows))
+        runs = cur.rowcount
+    return Pruned(runs=runs, fact_rows=fact_rows)
 
 
 # --- reading -------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from pipeline_coverage.db import migrate
 from pipeline_coverage.errors import SchemaError
 from pipeline_coverage.metrics import IDENTITY, METRICS, NAMES
 from pipeline_coverage.sql import queries
+from tests.factory import Crm
 
 # SPEC.md §3: the tables and the columns each must have, at least.
 CONTRACT = {
@@ -255,7 +256,7 @@ TABLE_REFERENCE = re.compile(r"(?:FROM|JOIN)\s+dyno_crm\.(\w+)\s+AS\s+(\w+)", re
 #: Queries that may span tenants on purpose: an operator's `show RUN_ID`, `runs`,
 #: `prune` and `apikey list/revoke` without --tenant. Each still filters by tenant
 #: whenever one is given.
-CROSS_TENANT = {"get_run", "list_runs", "prune_runs", "list_keys", "revoke_key"}
+CROSS_TENANT = {"get_run", "list_runs", "prune_facts", "prune_runs", "list_keys", "revoke_key"}
 QUERY_FILES = ("coverage", "runs", "api_keys", "idempotency")
 ALL_QUERIES = [(file, name) for file in QUERY_FILES for name in sorted(queries(file))]
 
@@ -273,3 +274,50 @@ def test_every_report_query_filters_on_tenant(file: str, name: str) -> None:
         assert "%(tenant_id)s::uuid IS NULL OR" in text
     else:
         assert "%(tenant_id)s::uuid IS NULL OR" not in text, f"{name} must always filter"
+
+
+def test_deleting_a_user_or_group_clears_the_deals_references(
+    conn: psycopg.Connection[Any],
+) -> None:
+    """docs/decisions.md: deal's user/group references have no ON DELETE action (Citus
+    refuses SET NULL on a key with the distribution column); a plain DELETE of a user
+    or group that deals name fails, dyno_crm.delete_crm_user/_group clear the deals'
+    references (the deals stay) and delete it, its memberships with it."""
+    crm = Crm(conn)
+    tenant = crm.tenant()
+    rep, other = crm.user(tenant, "Rep"), crm.user(tenant, "Other")
+    team = crm.group(tenant, "Team")
+    crm.member(tenant, team, rep)
+    pipeline = crm.pipeline(tenant)
+    stage = crm.stage(tenant, pipeline)
+    deal = crm.deal(tenant, pipeline, stage, "100", owner=rep, assignee=other, owner_group=team)
+    mine = crm.deal(tenant, pipeline, stage, "5", owner=other, assignee=rep, assignee_group=team)
+    conn.commit()
+
+    conn.execute("DELETE FROM dyno_crm.crm_user WHERE tenant_id = %s AND id = %s", (tenant, rep))
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):
+        conn.commit()  # the keys are checked at commit
+
+    def references() -> list[tuple[Any, ...]]:
+        return conn.execute(
+            "SELECT id, owned_by_user_id, assigned_user_id, owned_by_group_id,"
+            " assigned_group_id FROM dyno_crm.deal ORDER BY amount DESC"
+        ).fetchall()
+
+    assert conn.execute("SELECT dyno_crm.delete_crm_user(%s, %s)", (tenant, rep)).fetchone() == (
+        True,
+    )
+    assert references() == [(deal, None, other, team, None), (mine, other, None, None, team)]
+    assert conn.execute("SELECT count(*) FROM dyno_crm.group_member").fetchone() == (0,)
+    assert conn.execute("SELECT dyno_crm.delete_crm_group(%s, %s)", (tenant, team)).fetchone() == (
+        True,
+    )
+    assert references() == [(deal, None, other, None, None), (mine, other, None, None, None)]
+    assert conn.execute("SELECT dyno_crm.delete_crm_user(%s, %s)", (tenant, rep)).fetchone() == (
+        False,
+    )
+    conn.commit()
+    # A tenant's cascade deletes its users before its deals: the deferred check passes.
+    conn.execute("DELETE FROM dyno_crm.tenant WHERE id = %s", (tenant,))
+    conn.commit()
+    assert references() == []

@@ -43,15 +43,16 @@ def head_revision() -> str:
     return head
 
 
-def upgrade(url: str) -> None:
-    """Apply every pending migration to the database at ``url``, in one transaction."""
+def upgrade(url: str, revision: str = "head") -> None:
+    """Apply every pending migration (up to ``revision``) to the database at ``url``,
+    in one transaction."""
     raw = connect(url)  # connection errors surface as the package's own
     engine = create_engine("postgresql+psycopg://", creator=lambda: raw, poolclass=NullPool)
     try:
         with engine.begin() as connection:
             config = _config()
             config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+            command.upgrade(config, revision)
     finally:
         engine.dispose()
 

@@ -123,28 +123,23 @@ WHERE f.tenant_id = %(tenant_id)s::uuid
   AND f.pipeline_id IS NOT DISTINCT FROM %(pipeline_id)s::uuid
 ORDER BY r.generated_at, r.id, f.pipeline_id NULLS FIRST;
 
+-- name: prune_facts
+-- Deletes the fact rows of whole runs older than the cut-off, and counts them: the
+-- first of prune's two statements (one transaction). Deleted explicitly rather than
+-- counted beside a cascading DELETE: on Citus a multi-shard statement's CTE that
+-- counts them may run after the cascade, and report 0.
+DELETE FROM dyno_crm.report_pipeline_coverage_fact AS f
+USING dyno_crm.report_run AS r
+WHERE f.tenant_id = r.tenant_id AND f.run_id = r.id
+  AND r.generated_at < now() - make_interval(days => %(older_than_days)s::integer)
+  AND (%(tenant_id)s::uuid IS NULL OR f.tenant_id = %(tenant_id)s::uuid)
+  AND (%(tenant_id)s::uuid IS NULL OR r.tenant_id = %(tenant_id)s::uuid);
+
 -- name: prune_runs
--- Deletes whole runs older than the cut-off and counts their runs and fact rows. The
--- rows are counted before anything is deleted (on Citus a cascade may already have
--- run when a later part of the statement looks); facts cascade, the drill-down goes
--- with its run (a trigger).
-WITH doomed AS (
-    SELECT r.tenant_id, r.id
-    FROM dyno_crm.report_run AS r
-    WHERE r.generated_at < now() - make_interval(days => %(older_than_days)s::integer)
-      AND (%(tenant_id)s::uuid IS NULL OR r.tenant_id = %(tenant_id)s::uuid)
-),
-counted AS (
-    SELECT count(*) AS fact_rows
-    FROM dyno_crm.report_pipeline_coverage_fact AS f
-    JOIN doomed AS dm ON f.tenant_id = dm.tenant_id AND f.run_id = dm.id
-    WHERE (%(tenant_id)s::uuid IS NULL OR f.tenant_id = %(tenant_id)s::uuid)
-),
-gone AS (
-    DELETE FROM dyno_crm.report_run AS r
-    USING doomed AS dm
-    WHERE r.tenant_id = dm.tenant_id AND r.id = dm.id
-      AND (%(tenant_id)s::uuid IS NULL OR r.tenant_id = %(tenant_id)s::uuid)
-    RETURNING r.id
-)
-SELECT (SELECT count(*) FROM gone) AS runs, (SELECT c.fact_rows FROM counted AS c) AS fact_rows;
+-- Deletes whole runs older than the cut-off (the same cut-off as prune_facts: now()
+-- is the transaction's start), and counts them. Their drill-down (and any fact row
+-- stored since prune_facts) goes with them: fk_report_run_deals_run,
+-- fk_report_run_credit_run and fk_rpc_run cascade.
+DELETE FROM dyno_crm.report_run AS r
+WHERE r.generated_at < now() - make_interval(days => %(older_than_days)s::integer)
+  AND (%(tenant_id)s::uuid IS NULL OR r.tenant_id = %(tenant_id)s::uuid);

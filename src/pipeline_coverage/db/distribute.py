@@ -1,0 +1,144 @@
+"""``pipeline-coverage db distribute``: shard every table by tenant on a Citus cluster.
+
+On a Citus coordinator, every table of the ``dyno_crm`` schema becomes a distributed
+table: ``tenant`` by ``id`` (the co-location anchor), every other table by
+``tenant_id``, co-located with ``tenant``, so that each tenant's rows of every table
+live on one worker and each report is a router query. The migrations' version table
+stays local. Tables already distributed that way are left alone, so a second run
+changes nothing; tables are distributed parents before children (a foreign key may
+only point at a table that is already distributed). All in one transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline_coverage.db.connection import unit_of_work
+from pipeline_coverage.db.migrate import SCHEMA, VERSION_TABLE, require_current
+from pipeline_coverage.errors import InputError
+from pipeline_coverage.sql import query
+
+ANCHOR = f"{SCHEMA}.tenant"
+ANCHOR_COLUMN = "id"
+TENANT_COLUMN = "tenant_id"
+
+
+class DistributionError(InputError):
+    """The database cannot be distributed: no Citus, not the coordinator, or a table
+    that cannot be sharded by tenant."""
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """What a run did: the tables it distributed now, and those that already were."""
+
+    distributed: tuple[str, ...]
+    unchanged: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Table:
+    name: str
+    has_tenant_id: bool
+    references: tuple[str, ...]
+    column: str | None
+    colocation_id: int | None
+    kind: str | None
+
+
+def distribute(conn: Any) -> Distribution:
+    """Distribute every table of the schema by tenant; see the module's docstring.
+
+    Raises :class:`DistributionError` (nothing changed) on a server without Citus, on
+    a worker, or when a table cannot be sharded by tenant, and
+    :class:`~pipeline_coverage.errors.SchemaError` unless the schema is at head.
+    """
+    with unit_of_work(conn) as cur:
+        cur.execute(query("citus", "citus_version"))
+        if cur.fetchone() is None:
+            raise DistributionError(
+                "the Citus extension is not installed in this database: 'db distribute'"
+                " needs a Citus coordinator (CREATE EXTENSION citus)"
+            )
+        cur.execute(query("citus", "is_coordinator"))
+        coordinator = bool(cur.fetchone()[0])
+    if not coordinator:
+        raise DistributionError("this is a Citus worker: run 'db distribute' on the coordinator")
+    require_current(conn)
+    with unit_of_work(conn) as cur:
+        cur.execute(query("citus", "schema_tables"), {"version_table": VERSION_TABLE})
+        tables = {
+            row[0]: _Table(row[0], bool(row[2]), tuple(row[3]), row[4], row[5], row[6])
+            for row in cur.fetchall()
+        }
+        if ANCHOR not in tables:
+            raise DistributionError(f"{ANCHOR} does not exist: run 'db upgrade' first")
+        anchor = tables[ANCHOR]
+        for table in tables.values():
+            _check(table, anchor)
+        done: list[str] = []
+        unchanged: list[str] = []
+        for table in _parents_first(tables):
+            if table.kind == "distributed":
+                unchanged.append(table.name)
+                continue
+            is_anchor = table.name == ANCHOR
+            cur.execute(
+                query("citus", "distribute_table"),
+                {
+                    "table_name": table.name,
+                    "column": ANCHOR_COLUMN if is_anchor else TENANT_COLUMN,
+                    "colocate_with": None if is_anchor else ANCHOR,
+                },
+            )
+            done.append(table.name)
+    return Distribution(tuple(done), tuple(unchanged))
+
+
+def _check(table: _Table, anchor: _Table) -> None:
+    column = ANCHOR_COLUMN if table.name == ANCHOR else TENANT_COLUMN
+    if table.name != ANCHOR and not table.has_tenant_id:
+        raise DistributionError(f"{table.name} has no {TENANT_COLUMN} column: cannot shard it")
+    if table.kind == "reference":
+        raise DistributionError(
+            f"{table.name} is a Citus reference table: undistribute it first"
+            f" (SELECT undistribute_table('{table.name}'))"
+        )
+    if table.kind != "distributed":
+        return
+    if table.column != column:
+        raise DistributionError(
+            f"{table.name} is distributed by {table.column}, not {column}: undistribute it"
+            f" first (SELECT undistribute_table('{table.name}'))"
+        )
+    if (
+        table.name != ANCHOR
+        and anchor.kind == "distributed"
+        and table.colocation_id != anchor.colocation_id
+    ):
+        raise DistributionError(
+            f"{table.name} is not co-located with {ANCHOR}: run SELECT"
+            f" update_distributed_table_colocation('{table.name}', colocate_with =>"
+            f" '{ANCHOR}')"
+        )
+
+
+def _parents_first(tables: dict[str, _Table]) -> list[_Table]:
+    """The tables in an order where each comes after the tables it references; the
+    anchor first."""
+    ordered: list[_Table] = []
+    placed: set[str] = set()
+
+    def place(name: str, path: tuple[str, ...]) -> None:
+        if name in placed or name not in tables or name in path:
+            return  # placed, outside the schema, or a cycle (Citus will say)
+        for parent in sorted(tables[name].references):
+            place(parent, (*path, name))
+        placed.add(name)
+        ordered.append(tables[name])
+
+    place(ANCHOR, ())
+    for name in sorted(tables):
+        place(name, ())
+    return ordered
