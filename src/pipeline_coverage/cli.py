@@ -6,7 +6,10 @@ Expected errors print one line on stderr and write nothing.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
+import json
 import os
 import signal
 import sys
@@ -31,6 +34,13 @@ from pipeline_coverage.db import distribute as citus
 from pipeline_coverage.db import migrate
 from pipeline_coverage.db.connection import connect
 from pipeline_coverage.db.embedded import embedded_server
+from pipeline_coverage.directory import (
+    list_principals,
+    list_tenants,
+    resolve_pipeline,
+    resolve_principal,
+    resolve_tenant,
+)
 from pipeline_coverage.errors import InputError, LoadError, PipelineCoverageError, ValidationError
 from pipeline_coverage.loader import load_directory
 from pipeline_coverage.metrics import HEADLINE, NAMES, parse_columns
@@ -47,6 +57,7 @@ from pipeline_coverage.render import (
     runs_csv,
     runs_json,
     runs_table,
+    spreadsheet_safe,
 )
 from pipeline_coverage.reports.coverage import (
     coverage_request,
@@ -216,6 +227,11 @@ def load(directory: Path) -> None:
             f"{item.file}: {item.rows} rows -> {item.table} "
             f"({item.inserted} new, {item.updated} updated, {item.unchanged} unchanged)"
         )
+    touched = {tenant for item in loads for tenant in item.tenant_ids}
+    for tenant in list_tenants(conn):
+        if tenant.id in touched:
+            click.echo(f"tenant {tenant.name}: {tenant.id} ({tenant.users} reps, "
+                       f"{tenant.groups} teams, {tenant.deals} deals)")  # fmt: skip
 
 
 @contextmanager
@@ -257,8 +273,11 @@ COLUMNS_OPTION = click.option(
 )
 
 
+TENANT_HELP = "Tenant: its id or its name."
+
+
 @cli.command()
-@click.option("--tenant", "tenant_id", type=click.UUID, required=True, help="Tenant id.")
+@click.option("--tenant", "tenant_text", required=True, metavar="NAME|ID", help=TENANT_HELP)
 @click.option("--period-start", type=ISO_DATE, required=True, help="First day of the period.")
 @click.option(
     "--period-end",
@@ -273,12 +292,20 @@ COLUMNS_OPTION = click.option(
 )
 @click.option("--principal-id", type=click.UUID, help="The user's or group's id.")
 @click.option(
+    "--principal",
+    "principal_text",
+    metavar="NAME",
+    help="A rep or team by name (instead of --principal-id; --principal-type narrows it).",
+)
+@click.option(
     "--all",
     "everyone",
     is_flag=True,
     help="Every rep and team in scope, as one run (instead of one principal).",
 )
-@click.option("--pipeline", "pipeline_id", type=click.UUID, help="Only this pipeline.")
+@click.option(
+    "--pipeline", "pipeline_text", metavar="NAME|ID", help="Only this pipeline (name or id)."
+)
 @click.option("--by-pipeline", is_flag=True, help="With --all: one row per principal and pipeline.")
 @click.option(
     "--as-of",
@@ -303,13 +330,14 @@ COLUMNS_OPTION = click.option(
 @COLUMNS_OPTION
 @FORMAT_OPTION
 def run(
-    tenant_id: uuid.UUID,
+    tenant_text: str,
     period_start: dt.date,
     period_end: dt.date,
     principal_type: str | None,
     principal_id: uuid.UUID | None,
+    principal_text: str | None,
     everyone: bool,
-    pipeline_id: uuid.UUID | None,
+    pipeline_text: str | None,
     by_pipeline: bool,
     as_of: dt.date | None,
     target_match: str,
@@ -318,19 +346,29 @@ def run(
     output_format: str,
 ) -> None:
     """Compute a coverage run, store it, and print it."""
-    single = principal_type is not None or principal_id is not None
+    single = principal_type is not None or principal_id is not None or principal_text is not None
     if everyone and single:
-        raise click.UsageError("--all cannot be combined with --principal-type/--principal-id")
-    if not everyone and (principal_type is None or principal_id is None):
-        raise click.UsageError("give --principal-type and --principal-id, or --all")
+        raise click.UsageError("--all cannot be combined with a principal")
+    if principal_text is not None and principal_id is not None:
+        raise click.UsageError("give --principal or --principal-id, not both")
+    if not everyone and principal_text is None and (principal_type is None or principal_id is None):
+        raise click.UsageError(
+            "give --principal NAME, or --principal-type and --principal-id, or --all"
+        )
     if by_pipeline and not everyone:
         raise click.UsageError("--by-pipeline goes with --all")
     chosen = parse_columns(columns) if columns else HEADLINE
+    kind = principal_type.upper() if principal_type else None
+    conn = _app().connection()
+    tenant_id = resolve_tenant(conn, tenant_text)
+    if principal_text is not None:
+        kind, principal_id = resolve_principal(conn, tenant_id, principal_text, kind)
+    pipeline_id = resolve_pipeline(conn, tenant_id, pipeline_text) if pipeline_text else None
     request = coverage_request(
         tenant_id,
         period_start,
         period_end,
-        principal_type.upper() if principal_type else None,
+        kind,
         principal_id,
         pipeline_id,
         by_pipeline=by_pipeline,
@@ -338,7 +376,6 @@ def run(
         target_match=target_match,
         win_rate_lookback_days=win_rate_lookback_days,
     )
-    conn = _app().connection()
     with _working(make_console(), "computing coverage"):
         outcome = run_coverage(conn, request)
     _print_run(get_run(conn, outcome.run_id, tenant_id), output_format, chosen)
@@ -346,7 +383,9 @@ def run(
 
 @cli.command()
 @click.argument("run_id", type=click.UUID)
-@click.option("--tenant", "tenant_id", type=click.UUID, help="The run's tenant (a safety check).")
+@click.option(
+    "--tenant", "tenant_text", metavar="NAME|ID", help="The run's tenant (a safety check)."
+)
 @click.option("--deals", is_flag=True, help="List the deals behind the run's rows instead.")
 @click.option(
     "--principal-type",
@@ -358,7 +397,7 @@ def run(
 @FORMAT_OPTION
 def show(
     run_id: uuid.UUID,
-    tenant_id: uuid.UUID | None,
+    tenant_text: str | None,
     deals: bool,
     principal_type: str | None,
     principal_id: uuid.UUID | None,
@@ -372,6 +411,7 @@ def show(
         raise click.UsageError("--principal-type and --principal-id go together")
     chosen = parse_columns(columns) if columns else HEADLINE
     conn = _app().connection()
+    tenant_id = resolve_tenant(conn, tenant_text) if tenant_text else None
     found = get_run(conn, run_id, tenant_id)
     if not deals:
         _print_run(found, output_format, chosen)
@@ -392,7 +432,7 @@ def show(
 
 
 @cli.command()
-@click.option("--tenant", "tenant_id", type=click.UUID, help="Only this tenant's runs.")
+@click.option("--tenant", "tenant_text", metavar="NAME|ID", help="Only this tenant's runs.")
 @click.option(
     "--limit",
     type=click.IntRange(1, MAX_LIST_LIMIT),
@@ -401,9 +441,11 @@ def show(
     help="At most this many runs.",
 )
 @FORMAT_OPTION
-def runs(tenant_id: uuid.UUID | None, limit: int, output_format: str) -> None:
+def runs(tenant_text: str | None, limit: int, output_format: str) -> None:
     """List stored runs, newest first."""
-    found = list_runs(_app().connection(), tenant_id, limit=limit)
+    conn = _app().connection()
+    tenant_id = resolve_tenant(conn, tenant_text) if tenant_text else None
+    found = list_runs(conn, tenant_id, limit=limit)
     if output_format == "json":
         click.echo(runs_json(found))
     elif output_format == "csv":
@@ -412,30 +454,83 @@ def runs(tenant_id: uuid.UUID | None, limit: int, output_format: str) -> None:
         make_console().print(runs_table(found))
 
 
+@cli.command()
+@FORMAT_OPTION
+def tenants(output_format: str) -> None:
+    """List the tenants: ids, names, reporting currency and sizes."""
+    found = list_tenants(_app().connection())
+    columns = ("id", "name", "currency", "users", "groups", "deals")
+    rows = [[str(t.id), t.name, t.currency, t.users, t.groups, t.deals] for t in found]
+    _print_listing("Tenants", columns, rows, output_format, "tenants")
+
+
+@cli.command()
+@click.option("--tenant", "tenant_text", required=True, metavar="NAME|ID", help=TENANT_HELP)
+@click.option(
+    "--type",
+    "kind",
+    type=click.Choice(["USER", "GROUP"], case_sensitive=False),
+    help="Only reps (USER) or only teams (GROUP).",
+)
+@FORMAT_OPTION
+def principals(tenant_text: str, kind: str | None, output_format: str) -> None:
+    """List a tenant's reps and teams: type, id, name, active."""
+    conn = _app().connection()
+    tenant_id = resolve_tenant(conn, tenant_text)
+    found = list_principals(conn, tenant_id, kind.upper() if kind else None)
+    columns = ("principal_type", "id", "name", "active")
+    rows = [[p.principal_type, str(p.id), p.name, p.active] for p in found]
+    _print_listing("Reps and teams", columns, rows, output_format, "principals")
+
+
+def _print_listing(
+    title: str, columns: Sequence[str], rows: list[list[Any]], output_format: str, key: str
+) -> None:
+    if output_format == "json":
+        click.echo(json.dumps({key: [dict(zip(columns, row, strict=True)) for row in rows]},
+                              indent=2))  # fmt: skip
+    elif output_format == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([[spreadsheet_safe(str(v)) for v in row] for row in rows])
+        click.echo(buffer.getvalue(), nl=False)
+    else:
+        table = Table(title=title, title_justify="left")
+        for column in columns:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*(str(value) for value in row))
+        make_console().print(table)
+
+
 @cli.group()
 def apikey() -> None:
     """Tenant API keys for the HTTP API and dashboard."""
 
 
 @apikey.command("create")
-@click.option("--tenant", "tenant_id", type=click.UUID, required=True, help="Tenant id.")
+@click.option("--tenant", "tenant_text", required=True, metavar="NAME|ID", help=TENANT_HELP)
 @click.option("--name", default="default", show_default=True, help="A label for the key.")
-def apikey_create(tenant_id: uuid.UUID, name: str) -> None:
+def apikey_create(tenant_text: str, name: str) -> None:
     """Create a key; it is printed once, alone on the last line (only a hash is kept)."""
-    key, secret = create_api_key(_app().connection(), tenant_id, name)
+    conn = _app().connection()
+    key, secret = create_api_key(conn, resolve_tenant(conn, tenant_text), name)
     click.echo(f"created API key {key.id} ({key.name!r}) for tenant {key.tenant_id}")
     click.echo("store it now: it cannot be shown again")
     click.echo(secret)
 
 
 @apikey.command("list")
-@click.option("--tenant", "tenant_id", type=click.UUID, help="Only this tenant's keys.")
-def apikey_list(tenant_id: uuid.UUID | None) -> None:
+@click.option("--tenant", "tenant_text", metavar="NAME|ID", help="Only this tenant's keys.")
+def apikey_list(tenant_text: str | None) -> None:
     """List keys (never the keys themselves), newest first."""
     table = Table(title="API keys", title_justify="left")
     for column in ("Key id", "Tenant", "Name", "Created", "Revoked"):
         table.add_column(column)
-    for key in list_api_keys(_app().connection(), tenant_id):
+    conn = _app().connection()
+    tenant_id = resolve_tenant(conn, tenant_text) if tenant_text else None
+    for key in list_api_keys(conn, tenant_id):
         table.add_row(
             str(key.id),
             str(key.tenant_id),
@@ -448,10 +543,14 @@ def apikey_list(tenant_id: uuid.UUID | None) -> None:
 
 @apikey.command("revoke")
 @click.argument("key_id", type=click.UUID)
-@click.option("--tenant", "tenant_id", type=click.UUID, help="The key's tenant (a safety check).")
-def apikey_revoke(key_id: uuid.UUID, tenant_id: uuid.UUID | None) -> None:
+@click.option(
+    "--tenant", "tenant_text", metavar="NAME|ID", help="The key's tenant (a safety check)."
+)
+def apikey_revoke(key_id: uuid.UUID, tenant_text: str | None) -> None:
     """Revoke a key; requests with it get 401 from now on."""
-    key = revoke_api_key(_app().connection(), key_id, tenant_id)
+    conn = _app().connection()
+    tenant_id = resolve_tenant(conn, tenant_text) if tenant_text else None
+    key = revoke_api_key(conn, key_id, tenant_id)
     click.echo(f"revoked API key {key.id} ({key.name!r}) of tenant {key.tenant_id}")
 
 
@@ -509,10 +608,12 @@ def _configure_access_log() -> None:
     metavar="DAYS",
     help="Delete runs generated more than DAYS days ago.",
 )
-@click.option("--tenant", "tenant_id", type=click.UUID, help="Only this tenant's runs.")
-def prune(older_than_days: int, tenant_id: uuid.UUID | None) -> None:
+@click.option("--tenant", "tenant_text", metavar="NAME|ID", help="Only this tenant's runs.")
+def prune(older_than_days: int, tenant_text: str | None) -> None:
     """Delete whole old runs (their fact rows go with them)."""
-    pruned = prune_runs(_app().connection(), older_than_days, tenant_id)
+    conn = _app().connection()
+    tenant_id = resolve_tenant(conn, tenant_text) if tenant_text else None
+    pruned = prune_runs(conn, older_than_days, tenant_id)
     click.echo(
         f"deleted {pruned.runs} runs ({pruned.fact_rows} fact rows) "
         f"older than {older_than_days} days"

@@ -16,6 +16,7 @@ import codecs
 import csv
 import dataclasses
 import re
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Any, Literal
 import psycopg
 from psycopg import sql
 
-from pipeline_coverage.db.connection import Cursor, unit_of_work
+from pipeline_coverage.db.connection import Cursor, as_uuid, unit_of_work
 from pipeline_coverage.errors import InputError, LoadError
 
 Kind = Literal["uuid", "text", "date", "money", "int", "bool", "enum", "currency"]
@@ -273,6 +274,8 @@ class TableLoad:
     rows: int
     inserted: int
     updated: int
+    #: The tenants the file's rows belong to.
+    tenant_ids: tuple[uuid.UUID, ...] = ()
 
     @property
     def unchanged(self) -> int:
@@ -606,9 +609,12 @@ def _load_file(
         detail = f" ({_shorten(detail, 4 * SHOWN_CHARS)})" if detail else ""
         raise LoadError([f"{spec.file}: {exc.diag.message_primary}{detail}"]) from exc
     cur.execute("RELEASE SAVEPOINT pipeline_coverage_upsert")
+    tenant_column = sql.Identifier("id" if spec.table == "tenant" else "tenant_id")
+    cur.execute(sql.SQL("SELECT DISTINCT {}::uuid FROM {}").format(tenant_column, stage))
+    tenant_ids = tuple(as_uuid(row[0]) for row in cur.fetchall())
     if spec.table != "pipeline_stage":  # kept for the moved-stage check at the end
         cur.execute(sql.SQL("DROP TABLE pg_temp.{}").format(stage))
-    return TableLoad(spec.file, spec.table, rows, inserted, updated)
+    return TableLoad(spec.file, spec.table, rows, inserted, updated, tenant_ids)
 
 
 def _chunks(path: Path) -> Iterator[bytes]:

@@ -289,6 +289,7 @@ def test_load_prints_one_line_per_file(
     assert first.out.splitlines() == [
         "tenants.csv: 1 rows -> tenant (1 new, 0 updated, 0 unchanged)",
         "users.csv: 2 rows -> crm_user (2 new, 0 updated, 0 unchanged)",
+        f"tenant Loaded Co: {tenant} (2 reps, 0 teams, 0 deals)",  # the id, to use next
     ]
     assert first.err == ""
     assert scalar(db_url, "SELECT name FROM dyno_crm.tenant WHERE id = %s", (tenant,)) == (
@@ -306,6 +307,7 @@ def test_load_prints_one_line_per_file(
     assert second.out.splitlines() == [
         "tenants.csv: 1 rows -> tenant (0 new, 0 updated, 1 unchanged)",
         "users.csv: 2 rows -> crm_user (0 new, 1 updated, 1 unchanged)",
+        f"tenant Loaded Co: {tenant} (2 reps, 0 teams, 0 deals)",
     ]
 
 
@@ -598,7 +600,7 @@ def test_run_all_prints_one_row_per_principal(
     "args",
     [
         pytest.param(("run", *Q1, "--all"), id="missing-tenant"),
-        pytest.param(("run", "--tenant", "not-a-uuid", *Q1, "--all"), id="bad-tenant-uuid"),
+        pytest.param(("run", "--tenant", "not-a-uuid", *Q1, "--all"), id="unknown-tenant-name"),
         pytest.param(("run", "--tenant", "{tenant}", "--period-start", "2026-13-01",
                       "--period-end", "2026-04-01", "--all"), id="bad-date"),
         pytest.param(("run", "--tenant", "{tenant}", "--period-start", "2026-02-30",
@@ -841,3 +843,71 @@ def test_subprocess_database_url_from_the_environment(
     assert env_run.stderr == ""
     assert parse_json(env_run.stdout)["rows"][0]["open_amount"] == "1250.50"
     assert run_count(db_url) == 1
+
+
+# --- names instead of ids -------------------------------------------------------------
+
+
+def test_tenants_and_principals_list_names_and_ids(
+    capsys: pytest.CaptureFixture[str], db_url: str, scenario: Scenario
+) -> None:
+    listed = cli(capsys, db_url, "tenants", "--format", "json")
+    assert listed.code == 0, listed
+    tenants = parse_json(listed.out)["tenants"]
+    acme = next(t for t in tenants if t["id"] == str(scenario.tenant))
+    assert (acme["name"], acme["currency"]) == ("Acme Corp", "USD")
+    assert acme["users"] >= 2
+
+    people = cli(capsys, db_url, "principals", "--tenant", "acme corp", "--type", "USER",
+                 "--format", "json")  # fmt: skip
+    assert people.code == 0, people
+    found = {(p["name"], p["id"]) for p in parse_json(people.out)["principals"]}
+    assert ("Alice Andersen", str(scenario.alice)) in found
+    assert all(p["principal_type"] == "USER" for p in parse_json(people.out)["principals"])
+    table = cli(capsys, db_url, "principals", "--tenant", str(scenario.tenant))
+    assert "East Team" in table.out
+    assert str(scenario.east) in table.out
+
+
+def test_run_takes_names_for_tenant_principal_and_pipeline(
+    capsys: pytest.CaptureFixture[str], db_url: str, scenario: Scenario
+) -> None:
+    by_name = cli(capsys, db_url, "run", "--tenant", "Acme Corp", *Q1, "--principal", "alice",
+                  "--format", "json")  # fmt: skip
+    assert by_name.code == 0, by_name
+    [row] = parse_json(by_name.out)["rows"]
+    assert (row["principal_type"], row["principal_id"]) == ("USER", str(scenario.alice))
+    by_id = single_run(capsys, db_url, scenario, "--format", "json")
+    assert parse_json(by_id.out)["rows"][0]["open_amount"] == row["open_amount"]
+
+    team = cli(capsys, db_url, "run", "--tenant", "acme", *Q1, "--principal", "East Team",
+               "--format", "json")  # fmt: skip
+    assert parse_json(team.out)["rows"][0]["principal_id"] == str(scenario.east)
+
+
+@pytest.mark.parametrize(
+    ("args", "mentions"),
+    [
+        pytest.param(("run", "--tenant", "Nobody Inc", *Q1, "--all"),
+                     ["no tenant named 'Nobody Inc'", "Acme Corp ("], id="unknown-tenant"),
+        pytest.param(("run", "--tenant", "Acme Corp", *Q1, "--principal", "Team"),
+                     ["could be 2 rep or teams", "East Team (GROUP", "West Team (GROUP"],
+                     id="ambiguous-principal"),
+        pytest.param(("run", "--tenant", "Acme Corp", *Q1, "--principal", "Zed"),
+                     ["no rep or team named 'Zed'", "Alice Andersen"], id="unknown-principal"),
+        pytest.param(("run", "--tenant", "Acme Corp", *Q1, "--all", "--pipeline", "Nope"),
+                     ["no pipeline named 'Nope'"], id="unknown-pipeline"),
+    ],
+)  # fmt: skip
+def test_unknown_or_ambiguous_names_exit_2_listing_the_candidates(
+    args: tuple[str, ...],
+    mentions: list[str],
+    capsys: pytest.CaptureFixture[str],
+    db_url: str,
+    scenario: Scenario,
+) -> None:
+    result = cli(capsys, db_url, *args)
+    line = assert_one_error_line(result)
+    for text in mentions:
+        assert text in line
+    assert run_count(db_url) == 0

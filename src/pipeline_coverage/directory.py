@@ -1,0 +1,159 @@
+"""Who is who: tenants, reps, teams and pipelines by name, so nobody has to dig
+UUIDs out of CSV files. The CLI resolves ``--tenant Acme``, ``--principal "Ann Lee"``
+and ``--pipeline Renewals`` here; an id is taken as it is."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline_coverage.db.connection import as_uuid, records, unit_of_work
+from pipeline_coverage.errors import NotFoundError, ValidationError
+from pipeline_coverage.sql import query
+from pipeline_coverage.validation import parse_principal_type, shown
+
+_QUERIES = "directory"
+#: At most this many candidates are named when a name is unknown or ambiguous.
+MAX_CANDIDATES = 10
+
+
+@dataclass(frozen=True)
+class TenantInfo:
+    id: uuid.UUID
+    name: str
+    currency: str
+    users: int
+    groups: int
+    deals: int
+
+
+@dataclass(frozen=True)
+class PrincipalInfo:
+    principal_type: str
+    id: uuid.UUID
+    name: str
+    active: bool
+
+
+def list_tenants(conn: Any) -> list[TenantInfo]:
+    """Every tenant, by name, with its reporting currency and sizes."""
+    with unit_of_work(conn) as cur:
+        cur.execute(query(_QUERIES, "list_tenants"), {"tenant_id": None})
+        found = records(cur)
+    return [
+        TenantInfo(as_uuid(r["id"]), r["name"], r["currency"], int(r["users"]),
+                   int(r["groups"]), int(r["deals"]))
+        for r in found
+    ]  # fmt: skip
+
+
+def list_principals(
+    conn: Any, tenant_id: uuid.UUID, kind: str | None = None
+) -> list[PrincipalInfo]:
+    """A tenant's reps and teams (``kind``: USER or GROUP only), by name."""
+    params = {
+        "tenant_id": str(tenant_id),
+        "kind": parse_principal_type(kind) if kind is not None else None,
+    }
+    with unit_of_work(conn) as cur:
+        cur.execute(query(_QUERIES, "list_principals"), params)
+        found = records(cur)
+    return [
+        PrincipalInfo(r["principal_type"], as_uuid(r["id"]), r["name"], bool(r["active"]))
+        for r in found
+    ]
+
+
+def _as_id(text: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
+
+
+def _one(
+    field: str,
+    what: str,
+    text: str,
+    hits: list[dict[str, Any]],
+    label: Callable[[dict[str, Any]], str],
+    known: Callable[[], list[str]],
+) -> dict[str, Any]:
+    """The one hit, or an error naming the candidates (exit 2 in the CLI): the hits
+    when the name is ambiguous, what there is when it matches nothing."""
+    if len(hits) == 1:
+        return hits[0]
+    if not hits:
+        there = known()
+        listed = "; ".join(there[:MAX_CANDIDATES]) + (" …" if len(there) > MAX_CANDIDATES else "")
+        raise NotFoundError(
+            f"{field}: no {what} named {shown(text)}" + (f" (there are: {listed})" if there else "")
+        )
+    count = str(len(hits)) if len(hits) <= MAX_CANDIDATES else f"more than {MAX_CANDIDATES}"
+    names = "; ".join(label(hit) for hit in hits[:MAX_CANDIDATES])
+    raise ValidationError(
+        f"{field}: {shown(text)} could be {count} {what}s: {names}; give the id or the exact name"
+    )
+
+
+def resolve_tenant(conn: Any, text: str) -> uuid.UUID:
+    """A tenant by id or name (any case; a unique part of a name will do)."""
+    found = _as_id(text)
+    if found is not None:
+        return found
+    with unit_of_work(conn) as cur:
+        cur.execute(query(_QUERIES, "find_tenants"), {"text": text})
+        hits = records(cur)
+    hit = _one(
+        "tenant", "tenant", text, hits, lambda h: f"{h['name']} ({h['id']})",
+        lambda: [f"{t.name} ({t.id})" for t in list_tenants(conn)],
+    )  # fmt: skip
+    return as_uuid(hit["id"])
+
+
+def resolve_principal(
+    conn: Any, tenant_id: uuid.UUID, text: str, kind: str | None = None
+) -> tuple[str, uuid.UUID]:
+    """A rep or team of the tenant by name (or id, with ``kind``): (type, id)."""
+    found = _as_id(text)
+    if found is not None:
+        if kind is None:
+            raise ValidationError("principal: give --principal-type with an id")
+        return parse_principal_type(kind), found
+    params = {
+        "tenant_id": str(tenant_id),
+        "text": text,
+        "kind": parse_principal_type(kind) if kind is not None else None,
+    }
+    with unit_of_work(conn) as cur:
+        cur.execute(query(_QUERIES, "find_principals"), params)
+        hits = records(cur)
+    hit = _one(
+        "principal", "rep or team", text, hits,
+        lambda h: f"{h['name']} ({h['principal_type']} {h['id']})",
+        lambda: [p.name for p in list_principals(conn, tenant_id, kind)],
+    )  # fmt: skip
+    return hit["principal_type"], as_uuid(hit["id"])
+
+
+def resolve_pipeline(conn: Any, tenant_id: uuid.UUID, text: str) -> uuid.UUID:
+    """A pipeline of the tenant by id or name."""
+    found = _as_id(text)
+    if found is not None:
+        return found
+    with unit_of_work(conn) as cur:
+        cur.execute(query(_QUERIES, "find_pipelines"), {"tenant_id": str(tenant_id), "text": text})
+        hits = records(cur)
+    hit = _one(
+        "pipeline", "pipeline", text, hits, lambda h: f"{h['name']} ({h['id']})",
+        lambda: [p["name"] for p in _pipelines(conn, tenant_id)],
+    )  # fmt: skip
+    return as_uuid(hit["id"])
+
+
+def _pipelines(conn: Any, tenant_id: uuid.UUID) -> list[dict[str, Any]]:
+    with unit_of_work(conn) as cur:
+        cur.execute(query(_QUERIES, "find_pipelines"), {"tenant_id": str(tenant_id), "text": ""})
+        return records(cur)

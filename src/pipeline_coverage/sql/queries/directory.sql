@@ -1,0 +1,68 @@
+-- name: list_tenants
+-- Every tenant with its reporting currency and how many reps, teams and deals it has.
+SELECT t.id, t.name, t.currency,
+       (SELECT count(*) FROM dyno_crm.crm_user AS u WHERE u.tenant_id = t.id) AS users,
+       (SELECT count(*) FROM dyno_crm.crm_group AS g WHERE g.tenant_id = t.id) AS groups,
+       (SELECT count(*) FROM dyno_crm.deal AS d WHERE d.tenant_id = t.id) AS deals
+FROM dyno_crm.tenant AS t
+WHERE (%(tenant_id)s::uuid IS NULL OR t.id = %(tenant_id)s::uuid)
+ORDER BY lower(t.name), t.id;
+
+-- name: find_tenants
+-- Tenants whose name is the text (any case), or contains it when none is exactly it.
+WITH hits AS (
+    SELECT t.id, t.name, lower(t.name) = lower(%(text)s::text) AS exact
+    FROM dyno_crm.tenant AS t
+    WHERE strpos(lower(t.name), lower(%(text)s::text)) > 0
+)
+SELECT h.id, h.name FROM hits AS h
+WHERE h.exact OR NOT EXISTS (SELECT 1 FROM hits AS e WHERE e.exact)
+ORDER BY lower(h.name), h.id
+LIMIT 11;
+
+-- name: list_principals
+-- A tenant's reps and teams (one kind or both), by name.
+SELECT 'USER' AS principal_type, u.id, u.name, u.is_active AS active
+FROM dyno_crm.crm_user AS u
+WHERE u.tenant_id = %(tenant_id)s::uuid AND (%(kind)s::text IS NULL OR %(kind)s::text = 'USER')
+UNION ALL
+SELECT 'GROUP', g.id, g.name, true
+FROM dyno_crm.crm_group AS g
+WHERE g.tenant_id = %(tenant_id)s::uuid AND (%(kind)s::text IS NULL OR %(kind)s::text = 'GROUP')
+ORDER BY 1 DESC, 3, 2;
+
+-- name: find_principals
+-- A tenant's reps and teams whose name is the text (any case), or contains it when
+-- none is exactly it.
+WITH hits AS (
+    SELECT 'USER' AS principal_type, u.id, u.name,
+           lower(u.name) = lower(%(text)s::text) AS exact
+    FROM dyno_crm.crm_user AS u
+    WHERE u.tenant_id = %(tenant_id)s::uuid
+      AND (%(kind)s::text IS NULL OR %(kind)s::text = 'USER')
+      AND strpos(lower(u.name), lower(%(text)s::text)) > 0
+    UNION ALL
+    SELECT 'GROUP', g.id, g.name, lower(g.name) = lower(%(text)s::text)
+    FROM dyno_crm.crm_group AS g
+    WHERE g.tenant_id = %(tenant_id)s::uuid
+      AND (%(kind)s::text IS NULL OR %(kind)s::text = 'GROUP')
+      AND strpos(lower(g.name), lower(%(text)s::text)) > 0
+)
+SELECT h.principal_type, h.id, h.name FROM hits AS h
+WHERE h.exact OR NOT EXISTS (SELECT 1 FROM hits AS e WHERE e.exact)
+ORDER BY 1 DESC, lower(h.name), h.id
+LIMIT 11;
+
+-- name: find_pipelines
+-- A tenant's pipelines whose name is the text (any case), or contains it when none
+-- is exactly it.
+WITH hits AS (
+    SELECT p.id, p.name, lower(p.name) = lower(%(text)s::text) AS exact
+    FROM dyno_crm.pipeline AS p
+    WHERE p.tenant_id = %(tenant_id)s::uuid
+      AND strpos(lower(p.name), lower(%(text)s::text)) > 0
+)
+SELECT h.id, h.name FROM hits AS h
+WHERE h.exact OR NOT EXISTS (SELECT 1 FROM hits AS e WHERE e.exact)
+ORDER BY lower(h.name), h.id
+LIMIT 11;
