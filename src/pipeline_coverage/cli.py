@@ -52,6 +52,7 @@ from pipeline_coverage.render import (
     exclusion_lines,
     make_console,
     run_csv,
+    run_heading,
     run_json,
     run_table,
     runs_csv,
@@ -195,6 +196,9 @@ def db_status() -> None:
     verdict = "up to date" if state.up_to_date else "run 'pipeline-coverage db upgrade'"
     click.echo(f"database: {app.where}")
     click.echo(f"schema revision: {current}; this version needs {state.head}: {verdict}")
+    if not state.up_to_date:
+        # For scripts and health checks: a schema that is not current is a failure.
+        raise click.exceptions.Exit(1)
 
 
 @db.command("distribute")
@@ -609,15 +613,27 @@ def _configure_access_log() -> None:
     help="Delete runs generated more than DAYS days ago.",
 )
 @click.option("--tenant", "tenant_text", metavar="NAME|ID", help="Only this tenant's runs.")
-def prune(older_than_days: int, tenant_text: str | None) -> None:
-    """Delete whole old runs (their fact rows go with them)."""
+@click.option("--dry-run", is_flag=True, help="Only say what would be deleted.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation on a terminal.")
+def prune(older_than_days: int, tenant_text: str | None, dry_run: bool, yes: bool) -> None:
+    """Delete whole old runs (their fact rows and deals go with them)."""
     conn = _app().connection()
     tenant_id = resolve_tenant(conn, tenant_text) if tenant_text else None
+    scope = f"older than {older_than_days} days" + (f" of tenant {tenant_id}" if tenant_id else "")
+    if dry_run or (not yes and sys.stdin.isatty()):
+        would = prune_runs(conn, older_than_days, tenant_id, dry_run=True)
+        what = f"{would.runs} runs ({would.fact_rows} fact rows) {scope}"
+        if dry_run:
+            click.echo(f"would delete {what}")
+            return
+        if would.runs == 0:
+            click.echo(f"no runs {scope}")
+            return
+        if not click.confirm(f"delete {what}?", default=False):
+            click.echo("nothing deleted")
+            return
     pruned = prune_runs(conn, older_than_days, tenant_id)
-    click.echo(
-        f"deleted {pruned.runs} runs ({pruned.fact_rows} fact rows) "
-        f"older than {older_than_days} days"
-    )
+    click.echo(f"deleted {pruned.runs} runs ({pruned.fact_rows} fact rows) {scope}")
 
 
 @cli.command()
@@ -666,7 +682,10 @@ def _print_run(found: Any, output_format: str, columns: Sequence[str] = HEADLINE
         click.echo(run_csv(found), nl=False)
     else:
         console = make_console()
+        title, caption = run_heading(found)
+        console.print(title, style="bold", soft_wrap=True, highlight=False)
         console.print(run_table(found, columns))
+        console.print(caption, style="dim", soft_wrap=True, highlight=False)
         # What the numbers leave out, whenever anything was left out (SPEC.md §8).
         for line in exclusion_lines(found):
             console.print(f"Note: {line}", soft_wrap=True, highlight=False)

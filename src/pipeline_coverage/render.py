@@ -219,9 +219,9 @@ def metric_cell(metric: Metric, row: CoverageRow) -> str | Text:
     return f"{value * 100:,.1f}%" if metric.unit == "%" else f"{value:,.2f}x"
 
 
-def run_table(run: CoverageRun, columns: Sequence[str] = HEADLINE) -> Table:
-    """The run as a Rich table: names first, then the chosen metrics (by default what a
-    sales manager reads first: target, won, open, coverage of the remaining quota, gap)."""
+def run_heading(run: CoverageRun) -> tuple[str, str]:
+    """What a run's table is (printed above it) and where it comes from (below it) —
+    lines of their own, so that a narrow table does not wrap them."""
     scope = run.parameters.get("pipeline_id")
     currency = f" · amounts in {run.currency}" if run.currency else ""
     title = (
@@ -231,7 +231,13 @@ def run_table(run: CoverageRun, columns: Sequence[str] = HEADLINE) -> Table:
     caption = f"run {run.run_id} · generated {run.generated_at:%Y-%m-%d %H:%M:%S %Z}"
     if scope:
         caption += f" · pipeline {scope}"
-    table = Table(title=title, caption=caption, title_justify="left", caption_justify="left")
+    return title, caption
+
+
+def run_table(run: CoverageRun, columns: Sequence[str] = HEADLINE) -> Table:
+    """The run as a Rich table: names first, then the chosen metrics (by default what a
+    sales manager reads first: target, won, open, coverage of the remaining quota, gap)."""
+    table = Table()
     with_pipeline = any(row.pipeline_id is not None for row in run.rows)
     table.add_column("Type")
     table.add_column("Principal")

@@ -266,8 +266,15 @@ class Pruned:
     fact_rows: int
 
 
-def prune_runs(conn: Any, older_than_days: int, tenant_id: uuid.UUID | str | None = None) -> Pruned:
-    """Delete whole runs generated more than ``older_than_days`` days ago.
+def prune_runs(
+    conn: Any,
+    older_than_days: int,
+    tenant_id: uuid.UUID | str | None = None,
+    *,
+    dry_run: bool = False,
+) -> Pruned:
+    """Delete whole runs generated more than ``older_than_days`` days ago (with
+    ``dry_run``: only count what would go).
 
     Deleting the header takes its fact rows and drill-down with it, so a run is never
     left half gone. Without ``tenant_id`` every tenant's old runs go (a retention job).
@@ -276,6 +283,10 @@ def prune_runs(conn: Any, older_than_days: int, tenant_id: uuid.UUID | str | Non
     tenant = parse_uuid(tenant_id, "tenant_id", optional=True)
     params = {"older_than_days": days, "tenant_id": str(tenant) if tenant else None}
     with unit_of_work(conn) as cur:
+        if dry_run:
+            cur.execute(query(_QUERIES, "prune_count"), params)
+            [counted] = records(cur)
+            return Pruned(runs=int(counted["runs"]), fact_rows=int(counted["fact_rows"]))
         cur.execute(query(_QUERIES, "prune_facts"), params)
         fact_rows = cur.rowcount
         cur.execute(query(_QUERIES, "prune_runs"), params)

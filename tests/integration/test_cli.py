@@ -209,7 +209,8 @@ def test_db_status_on_an_empty_database(
 ) -> None:
     result = cli(capsys, empty_db_url, "db", "status")
 
-    assert result.code == 0, result
+    # Not current is a failure, for scripts and health checks.
+    assert result.code == 1, result
     assert "none (not migrated)" in result.out
     assert "db upgrade" in result.out
 
@@ -443,6 +444,11 @@ def test_run_single_principal_as_a_table(
     assert "Acme Corp" in result.out
     for cell in ("1,000.00", "1,250.50", "1.25x"):
         assert cell in result.out
+    # The title is one line, however narrow the table (piped output does not wrap it).
+    assert (
+        "Pipeline coverage · Acme Corp · 2026-01-01 to 2026-04-01 (end exclusive) · amounts"
+        " in USD" in result.out.splitlines()
+    )
     assert run_count(db_url) == 1
     run_id = scalar(db_url, "SELECT id FROM dyno_crm.report_run")
     assert str(run_id) in result.out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import uuid
 from typing import Any
 
@@ -89,3 +90,43 @@ def test_prune_command(
     assert "--older-than" in capsys.readouterr().err
     assert main(["--database-url", db_url, "runs", "--limit", "3000000000"]) == 2
     assert "--limit" in capsys.readouterr().err
+
+
+class _Terminal(io.StringIO):
+    """A stdin that is a terminal, with the answers typed in advance."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_prune_dry_run_and_confirmation(
+    conn: psycopg.Connection[Any],
+    db_url: str,
+    tenants: tuple[uuid.UUID, uuid.UUID],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    make_run(conn, tenants[0], 10)
+    make_run(conn, tenants[1], 10)
+    assert main(["--database-url", db_url, "prune", "--older-than", "7", "--dry-run"]) == 0
+    assert capsys.readouterr().out.strip() == (
+        "would delete 2 runs (6 fact rows) older than 7 days"
+    )
+    assert stored_runs(conn) == (2, 6)
+
+    # On a terminal it asks; "no" deletes nothing.
+    monkeypatch.setattr("sys.stdin", _Terminal("n\n"))
+    assert main(["--database-url", db_url, "prune", "--older-than", "7"]) == 0
+    asked = capsys.readouterr().out
+    assert "delete 2 runs (6 fact rows) older than 7 days?" in asked
+    assert asked.rstrip().endswith("nothing deleted")
+    assert stored_runs(conn) == (2, 6)
+    monkeypatch.setattr("sys.stdin", _Terminal("y\n"))
+    assert main(["--database-url", db_url, "prune", "--older-than", "7", "--tenant",
+                 str(tenants[0])]) == 0  # fmt: skip
+    assert "deleted 1 runs (3 fact rows)" in capsys.readouterr().out
+    assert stored_runs(conn) == (1, 3)
+    # --yes does not ask.
+    monkeypatch.setattr("sys.stdin", _Terminal(""))
+    assert main(["--database-url", db_url, "prune", "--older-than", "7", "--yes"]) == 0
+    assert stored_runs(conn) == (0, 0)

@@ -257,7 +257,8 @@ TABLE_REFERENCE = re.compile(r"(?:FROM|JOIN)\s+dyno_crm\.(\w+)\s+AS\s+(\w+)", re
 #: `prune` and `apikey list/revoke` without --tenant. Each still filters by tenant
 #: whenever one is given.
 CROSS_TENANT = {
-    "get_run", "list_runs", "prune_facts", "prune_runs", "list_keys", "revoke_key",
+    "get_run", "list_runs", "prune_count", "prune_facts", "prune_runs", "list_keys",
+    "revoke_key",
     "list_tenants",
 }  # fmt: skip
 #: Finding a tenant by its name looks at every tenant's name, and nothing else.

@@ -123,6 +123,17 @@ WHERE f.tenant_id = %(tenant_id)s::uuid
   AND f.pipeline_id IS NOT DISTINCT FROM %(pipeline_id)s::uuid
 ORDER BY r.generated_at, r.id, f.pipeline_id NULLS FIRST;
 
+-- name: prune_count
+-- What prune would delete (its --dry-run, and the question it asks on a terminal).
+SELECT
+    (SELECT count(*) FROM dyno_crm.report_run AS r
+     WHERE r.generated_at < now() - make_interval(days => %(older_than_days)s::integer)
+       AND (%(tenant_id)s::uuid IS NULL OR r.tenant_id = %(tenant_id)s::uuid)) AS runs,
+    (SELECT count(*) FROM dyno_crm.report_pipeline_coverage_fact AS f
+     JOIN dyno_crm.report_run AS r2 ON r2.tenant_id = f.tenant_id AND r2.id = f.run_id
+     WHERE r2.generated_at < now() - make_interval(days => %(older_than_days)s::integer)
+       AND (%(tenant_id)s::uuid IS NULL OR f.tenant_id = %(tenant_id)s::uuid)) AS fact_rows;
+
 -- name: prune_facts
 -- Deletes the fact rows of whole runs older than the cut-off, and counts them: the
 -- first of prune's two statements (one transaction). Deleted explicitly rather than
