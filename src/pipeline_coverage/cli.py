@@ -40,10 +40,12 @@ from pipeline_coverage.directory import (
     resolve_pipeline,
     resolve_principal,
     resolve_tenant,
+    tenant_period,
 )
 from pipeline_coverage.errors import InputError, LoadError, PipelineCoverageError, ValidationError
 from pipeline_coverage.loader import load_directory
 from pipeline_coverage.metrics import HEADLINE, NAMES, parse_columns
+from pipeline_coverage.periods import EXAMPLES
 from pipeline_coverage.render import (
     FORMATS,
     deals_csv,
@@ -282,11 +284,16 @@ TENANT_HELP = "Tenant: its id or its name."
 
 @cli.command()
 @click.option("--tenant", "tenant_text", required=True, metavar="NAME|ID", help=TENANT_HELP)
-@click.option("--period-start", type=ISO_DATE, required=True, help="First day of the period.")
+@click.option(
+    "--period",
+    "period_text",
+    metavar="EXPR",
+    help=f"The period as an expression, in the tenant's fiscal calendar ({EXAMPLES}).",
+)
+@click.option("--period-start", type=ISO_DATE, help="First day of the period (or --period).")
 @click.option(
     "--period-end",
     type=ISO_DATE,
-    required=True,
     help="Day after the period (periods are half-open: Q1 is 01-01 to 04-01).",
 )
 @click.option(
@@ -335,8 +342,9 @@ TENANT_HELP = "Tenant: its id or its name."
 @FORMAT_OPTION
 def run(
     tenant_text: str,
-    period_start: dt.date,
-    period_end: dt.date,
+    period_text: str | None,
+    period_start: dt.date | None,
+    period_end: dt.date | None,
     principal_type: str | None,
     principal_id: uuid.UUID | None,
     principal_text: str | None,
@@ -361,10 +369,18 @@ def run(
         )
     if by_pipeline and not everyone:
         raise click.UsageError("--by-pipeline goes with --all")
+    if period_text is not None and (period_start is not None or period_end is not None):
+        raise click.UsageError("give --period, or --period-start and --period-end, not both")
+    if period_text is None and (period_start is None or period_end is None):
+        raise click.UsageError("give --period, or --period-start and --period-end")
     chosen = parse_columns(columns) if columns else HEADLINE
     kind = principal_type.upper() if principal_type else None
     conn = _app().connection()
     tenant_id = resolve_tenant(conn, tenant_text)
+    if period_text is not None:
+        period_start, period_end = tenant_period(conn, tenant_id, period_text, as_of)
+    assert period_start is not None
+    assert period_end is not None
     if principal_text is not None:
         kind, principal_id = resolve_principal(conn, tenant_id, principal_text, kind)
     pipeline_id = resolve_pipeline(conn, tenant_id, pipeline_text) if pipeline_text else None
@@ -379,6 +395,7 @@ def run(
         as_of=as_of,
         target_match=target_match,
         win_rate_lookback_days=win_rate_lookback_days,
+        period_expression=period_text,
     )
     with _working(make_console(), "computing coverage"):
         outcome = run_coverage(conn, request)

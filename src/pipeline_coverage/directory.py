@@ -4,6 +4,7 @@ and ``--pipeline Renewals`` here; an id is taken as it is."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from typing import Any
 
 from pipeline_coverage.db.connection import as_uuid, records, unit_of_work
 from pipeline_coverage.errors import NotFoundError, ValidationError
+from pipeline_coverage.periods import resolve_period
 from pipeline_coverage.sql import query
 from pipeline_coverage.validation import parse_principal_type, shown
 
@@ -157,3 +159,16 @@ def _pipelines(conn: Any, tenant_id: uuid.UUID) -> list[dict[str, Any]]:
     with unit_of_work(conn) as cur:
         cur.execute(query(_QUERIES, "find_pipelines"), {"tenant_id": str(tenant_id), "text": ""})
         return records(cur)
+
+
+def tenant_period(
+    conn: Any, tenant_id: uuid.UUID, expression: str, as_of: dt.date | None = None
+) -> tuple[dt.date, dt.date]:
+    """The period an expression names in the tenant's fiscal calendar (SPEC.md §10)."""
+    with unit_of_work(conn) as cur:
+        cur.execute(query(_QUERIES, "tenant_calendar"), {"tenant_id": str(tenant_id)})
+        found = records(cur)
+    if not found:
+        raise NotFoundError(f"tenant_id: no tenant {tenant_id}")
+    month = int(found[0]["fiscal_year_start_month"])
+    return resolve_period(expression, fiscal_year_start_month=month, as_of=as_of)

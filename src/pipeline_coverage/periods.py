@@ -1,9 +1,25 @@
-"""Periods: half-open date ranges ``[start, end)`` and the calendar arithmetic behind
-them (quarters today; the fiscal calendar grows here)."""
+"""Periods: half-open date ranges ``[start, end)``, the calendar arithmetic behind
+them, and period expressions in the calendar and a tenant's fiscal calendar
+(SPEC.md §10).
+
+Expressions: ``2026-Q3``, ``2026-11``, ``2026`` (calendar quarter, month, year);
+``FY2027``, ``FY2027-Q1``, ``FY2027-H2`` (fiscal year, quarter, half; a fiscal year
+is named by the calendar year in which it ends); ``this-quarter``, ``last-quarter``,
+``next-quarter``, ``this-fiscal-year`` (fiscal, relative to a day, the run's
+``as_of``).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
+
+from pipeline_coverage.errors import ValidationError
+
+RELATIVE = ("this-quarter", "last-quarter", "next-quarter", "this-fiscal-year")
+_CALENDAR = re.compile(r"(?P<year>[0-9]{4})(?:-Q(?P<quarter>[1-4])|-(?P<month>0[1-9]|1[0-2]))?")
+_FISCAL = re.compile(r"FY(?P<year>[0-9]{4})(?:-Q(?P<quarter>[1-4])|-H(?P<half>[12]))?")
+EXAMPLES = "2026-Q3, 2026-11, 2026, FY2027, FY2027-Q1, FY2027-H2, " + ", ".join(RELATIVE)
 
 
 def add_months(day: dt.date, months: int) -> dt.date:
@@ -17,3 +33,78 @@ def quarter_of(day: dt.date) -> tuple[dt.date, dt.date]:
     first_month = 3 * ((day.month - 1) // 3) + 1
     start = dt.date(day.year, first_month, 1)
     return start, add_months(start, 3)
+
+
+def fiscal_year_start(fiscal_year: int, start_month: int) -> dt.date:
+    """The first day of fiscal year ``fiscal_year`` (named by the year it ends in)."""
+    if start_month == 1:
+        return dt.date(fiscal_year, 1, 1)
+    return dt.date(fiscal_year - 1, start_month, 1)
+
+
+def fiscal_year_of(day: dt.date, start_month: int) -> int:
+    """The fiscal year ``day`` falls in."""
+    if start_month == 1:
+        return day.year
+    return day.year + 1 if day.month >= start_month else day.year
+
+
+def fiscal_quarter_of(day: dt.date, start_month: int) -> tuple[dt.date, dt.date]:
+    """The fiscal quarter containing ``day``."""
+    year_start = fiscal_year_start(fiscal_year_of(day, start_month), start_month)
+    months = (day.year - year_start.year) * 12 + day.month - year_start.month
+    start = add_months(year_start, 3 * (months // 3))
+    return start, add_months(start, 3)
+
+
+def resolve_period(
+    expression: str, *, fiscal_year_start_month: int = 1, as_of: dt.date | None = None
+) -> tuple[dt.date, dt.date]:
+    """The half-open period an expression names (see the module's docstring)."""
+    try:
+        return _resolve(expression.strip(), fiscal_year_start_month, as_of)
+    except (ValueError, OverflowError):  # a year the calendar has no room for
+        raise ValidationError(f"period: out of range: {expression!r}") from None
+
+
+def _resolve(
+    text: str, fiscal_year_start_month: int, as_of: dt.date | None
+) -> tuple[dt.date, dt.date]:
+    expression = text
+    month = fiscal_year_start_month
+    if not 1 <= month <= 12:
+        raise ValidationError(f"fiscal_year_start_month: must be 1 to 12, got {month}")
+    if text in RELATIVE:
+        day = as_of or dt.date.today()
+        quarter = fiscal_quarter_of(day, month)
+        if text == "this-quarter":
+            return quarter
+        if text == "last-quarter":
+            return add_months(quarter[0], -3), quarter[0]
+        if text == "next-quarter":
+            return quarter[1], add_months(quarter[1], 3)
+        start = fiscal_year_start(fiscal_year_of(day, month), month)
+        return start, add_months(start, 12)
+    found = _FISCAL.fullmatch(text)
+    if found:
+        start = fiscal_year_start(int(found["year"]), month)
+        if found["quarter"]:
+            start = add_months(start, 3 * (int(found["quarter"]) - 1))
+            return start, add_months(start, 3)
+        if found["half"]:
+            start = add_months(start, 6 * (int(found["half"]) - 1))
+            return start, add_months(start, 6)
+        return start, add_months(start, 12)
+    found = _CALENDAR.fullmatch(text)
+    if found and int(found["year"]) >= 1:
+        year = int(found["year"])
+        if found["quarter"]:
+            start = dt.date(year, 3 * (int(found["quarter"]) - 1) + 1, 1)
+            return start, add_months(start, 3)
+        if found["month"]:
+            start = dt.date(year, int(found["month"]), 1)
+            return start, add_months(start, 1)
+        return dt.date(year, 1, 1), dt.date(year + 1, 1, 1)
+    raise ValidationError(
+        f"period: not a period expression: {expression[:60]!r} (for example: {EXAMPLES})"
+    )

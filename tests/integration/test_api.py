@@ -1149,3 +1149,24 @@ def test_dashboard_page_and_its_assets_are_served_locally(api: httpx.Client) -> 
 
 def test_missing_static_file_is_404(api: httpx.Client) -> None:
     assert api.get("/static/vendor/nothing.js").status_code == 404
+
+
+def test_a_run_can_name_its_period_in_the_fiscal_calendar(
+    api: httpx.Client, world: World, conn: psycopg.Connection[Any]
+) -> None:
+    conn.execute(
+        "UPDATE dyno_crm.tenant SET fiscal_year_start_month = 7 WHERE id = %s", (world.tenant,)
+    )
+    conn.commit()
+    created = post_run(api, world, {"period": "FY2027-Q1"})
+    assert (created["run"]["period_start"], created["run"]["period_end"]) == (
+        "2026-07-01",
+        "2026-10-01",
+    )
+    assert created["run"]["parameters"]["period"] == "FY2027-Q1"
+    both = api.post("/v1/coverage-runs", json={**PERIOD, "period": "2026-Q1"}, headers=world.auth)
+    assert invalid_fields(both) == {"period"}
+    neither = api.post("/v1/coverage-runs", json={"by_pipeline": True}, headers=world.auth)
+    assert invalid_fields(neither) == {"period_start"}
+    bad = api.post("/v1/coverage-runs", json={"period": "Q5"}, headers=world.auth)
+    assert invalid_fields(bad) == {"period"}

@@ -917,3 +917,31 @@ def test_unknown_or_ambiguous_names_exit_2_listing_the_candidates(
     for text in mentions:
         assert text in line
     assert run_count(db_url) == 0
+
+
+def test_run_takes_a_period_expression_in_the_fiscal_calendar(
+    capsys: pytest.CaptureFixture[str], db_url: str, scenario: Scenario
+) -> None:
+    with psycopg.connect(db_url) as conn:
+        conn.execute(
+            "UPDATE dyno_crm.tenant SET fiscal_year_start_month = 7 WHERE id = %s",
+            (scenario.tenant,),
+        )
+    fiscal = cli(capsys, db_url, "run", "--tenant", "Acme Corp", "--period", "FY2027-Q1",
+                 "--all", "--format", "json")  # fmt: skip
+    assert fiscal.code == 0, fiscal
+    document = parse_json(fiscal.out)
+    assert (document["period_start"], document["period_end"]) == ("2026-07-01", "2026-10-01")
+    assert document["parameters"]["period"] == "FY2027-Q1"
+    calendar = cli(capsys, db_url, "run", "--tenant", "Acme Corp", "--period", "2026-Q1",
+                   "--principal", "Alice Andersen", "--format", "json")  # fmt: skip
+    assert parse_json(calendar.out)["rows"][0]["open_amount"] == "1250.50"  # as with dates
+    relative = cli(capsys, db_url, "run", "--tenant", "Acme Corp", "--period", "this-quarter",
+                   "--as-of", "2026-08-15", "--all", "--format", "json")  # fmt: skip
+    assert parse_json(relative.out)["period_start"] == "2026-07-01"
+
+    both = cli(capsys, db_url, "run", "--tenant", "Acme Corp", "--period", "2026-Q1", *Q1,
+               "--all")  # fmt: skip
+    assert "not both" in assert_one_error_line(both)
+    bad = cli(capsys, db_url, "run", "--tenant", "Acme Corp", "--period", "Q5", "--all")
+    assert "not a period expression" in assert_one_error_line(bad)

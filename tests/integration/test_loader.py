@@ -52,7 +52,7 @@ HEADERS: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 
 #: How an unknown column's message lists what tenants.csv may have.
-TENANT_COLUMNS = "expected: id,name; optional: currency"
+TENANT_COLUMNS = "expected: id,name; optional: currency,fiscal_year_start_month"
 
 #: The files in the order the loader loads them (and reports them).
 LOAD_ORDER = tuple(HEADERS)
@@ -1346,12 +1346,15 @@ def test_forecast_categories_and_currency_load_when_given(
     ids = Ids()
     rows = valid_rows(ids)
     write_folder(data_dir, rows)
-    tenant_header = (*HEADERS["tenants.csv"], "currency")
+    tenant_header = (*HEADERS["tenants.csv"], "currency", "fiscal_year_start_month")
     write_csv(
         data_dir,
         "tenants.csv",
         tenant_header,
-        [[*row, "EUR" if n == 0 else ""] for n, row in enumerate(rows["tenants.csv"])],
+        [
+            [*row, "EUR" if n == 0 else "", "7" if n == 0 else ""]
+            for n, row in enumerate(rows["tenants.csv"])
+        ],
     )
     stage_header = (*HEADERS["pipeline_stages.csv"], "forecast_category")
     write_csv(
@@ -1369,6 +1372,11 @@ def test_forecast_categories_and_currency_load_when_given(
     )
     load(conn, data_dir)
 
+    calendars = fetch(
+        db_url, "SELECT currency, fiscal_year_start_month FROM dyno_crm.tenant ORDER BY 1"
+    )
+    assert calendars[0] == ("EUR", 7)
+    assert {month for _, month in calendars[1:]} <= {1}  # empty is January
     currencies = fetch(db_url, "SELECT currency FROM dyno_crm.tenant ORDER BY currency")
     assert currencies[0] == ("EUR",)
     assert set(currencies[1:]) <= {("USD",)}  # an empty field is the default

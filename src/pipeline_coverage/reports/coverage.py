@@ -68,6 +68,8 @@ class CoverageRequest:
     as_of: dt.date | None = None
     target_match: str = "exact"
     win_rate_lookback_days: int = DEFAULT_LOOKBACK_DAYS
+    #: The period expression the dates came from (``FY2027-Q1``), if any.
+    period_expression: str | None = None
 
     @property
     def mode(self) -> str:
@@ -91,8 +93,11 @@ def coverage_request(
     as_of: dt.date | str | None = None,
     target_match: str = "exact",
     win_rate_lookback_days: int = DEFAULT_LOOKBACK_DAYS,
+    period_expression: str | None = None,
 ) -> CoverageRequest:
-    """Validate a run's arguments (before the database is touched)."""
+    """Validate a run's arguments (before the database is touched). The dates of a
+    period expression are resolved first (``directory.tenant_period``); the expression
+    is recorded with the run."""
     tenant = required_uuid(tenant_id, "tenant_id")
     start, end = parse_run_period(period_start, period_end)
     if (principal_type is None) != (principal_id is None):
@@ -116,6 +121,7 @@ def coverage_request(
         win_rate_lookback_days=parse_whole(
             win_rate_lookback_days, "win_rate_lookback_days", 1, MAX_LOOKBACK_DAYS
         ),
+        period_expression=period_expression,
     )
 
 
@@ -209,6 +215,9 @@ def _parameters(request: CoverageRequest, as_of: dt.date, currency: str) -> Mapp
         chosen["by_pipeline"] = request.by_pipeline
     return {
         **chosen,
+        "period": request.period_expression,
+        "period_start": request.period_start.isoformat(),
+        "period_end": request.period_end.isoformat(),
         "rollup": False,
         "target_match": request.target_match,
         "win_rate_lookback_days": request.win_rate_lookback_days,

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
+from pipeline_coverage.directory import tenant_period
 from pipeline_coverage.errors import NotFoundError
 from pipeline_coverage.render import deal_values, deals_csv, run_csv
 from pipeline_coverage.reports.coverage import (
@@ -83,7 +84,18 @@ def create_run(
     """With ``principal_type`` and ``principal_id``: that principal's report. Without:
     every rep and team in scope (the batch), optionally ``by_pipeline``."""
     try:
-        request = coverage_request(caller.tenant_id, **body.model_dump())
+        fields = body.model_dump()
+        expression = fields.pop("period")
+        if expression is not None and (body.period_start or body.period_end):
+            raise _invalid("period: give period, or period_start and period_end, not both")
+        if expression is not None:
+            fields["period_start"], fields["period_end"] = tenant_period(
+                conn, caller.tenant_id, expression, body.as_of
+            )
+        elif body.period_start is None or body.period_end is None:
+            missing = "period_start" if body.period_start is None else "period_end"
+            raise _invalid(f"{missing}: required (or give period)")
+        request = coverage_request(caller.tenant_id, **fields, period_expression=expression)
         outcome = run_coverage(conn, request, idempotency_key=idempotency_key)
     except IdempotencyConflictError as exc:
         raise ProblemError(409, "this Idempotency-Key was used with another request body") from exc

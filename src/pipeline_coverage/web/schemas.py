@@ -15,6 +15,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from pipeline_coverage.errors import ValidationError
 from pipeline_coverage.metrics import METRICS
+from pipeline_coverage.periods import EXAMPLES
 from pipeline_coverage.render import exclusions_values, metric_value
 from pipeline_coverage.store import CoverageRow, CoverageRun, HistoryPoint
 from pipeline_coverage.validation import DEFAULT_LOOKBACK_DAYS, MAX_LOOKBACK_DAYS, parse_date
@@ -58,9 +59,19 @@ class RunRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # Strict: a date is "YYYY-MM-DD" and a flag is true/false, not 0, "yes" or a datetime.
-    period_start: IsoDate = Field(examples=["2026-10-01"])
-    period_end: IsoDate = Field(
-        description="Exclusive: Q4 2026 ends 2027-01-01.", examples=["2027-01-01"]
+    period_start: IsoDate | None = Field(
+        None, description="With period_end, or give `period`.", examples=["2026-10-01"]
+    )
+    period_end: IsoDate | None = Field(
+        None, description="Exclusive: Q4 2026 ends 2027-01-01.", examples=["2027-01-01"]
+    )
+    period: str | None = Field(
+        None,
+        min_length=1,
+        max_length=40,
+        description="Instead of the dates: a period expression in the tenant's fiscal "
+        f"calendar ({EXAMPLES}).",
+        examples=["FY2027-Q1"],
     )
     principal_type: PrincipalType | None = None
     principal_id: uuid.UUID | None = None

@@ -66,3 +66,9 @@ SELECT h.id, h.name FROM hits AS h
 WHERE h.exact OR NOT EXISTS (SELECT 1 FROM hits AS e WHERE e.exact)
 ORDER BY lower(h.name), h.id
 LIMIT 11;
+
+-- name: tenant_calendar
+-- A tenant's fiscal year start month (for period expressions).
+SELECT t.fiscal_year_start_month
+FROM dyno_crm.tenant AS t
+WHERE t.id = %(tenant_id)s::uuid;
