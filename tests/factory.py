@@ -235,10 +235,27 @@ def random_tenant(
                     stage,
                 ),
             )
+    # Currencies (SPEC.md §9): most deals in the tenant's own (USD, or no currency at
+    # all), some in EUR (rates in force on any as_of), GBP (a rate only from June
+    # 2026: NO_RATE before) and JPY (never a rate: NO_RATE).
+    currencies = [None] * 14 + ["USD"] * 2 + ["EUR"] * 2 + ["GBP", "JPY"]
     with conn.cursor() as cur:
         cur.executemany(
-            "UPDATE dyno_crm.deal SET forecast_category = %s WHERE tenant_id = %s AND id = %s",
-            [(extra.choice(categories + [None] * 5), tenant, row[1]) for row in rows],
+            "UPDATE dyno_crm.deal SET forecast_category = %s, currency = %s"
+            " WHERE tenant_id = %s AND id = %s",
+            [
+                (extra.choice(categories + [None] * 5), extra.choice(currencies), tenant, row[1])
+                for row in rows
+            ],
+        )
+        cur.executemany(
+            "INSERT INTO dyno_crm.exchange_rate (tenant_id, currency, valid_from, rate)"
+            " VALUES (%s, %s, %s, %s)",
+            [
+                (tenant, "EUR", dt.date(2024, 1, 1), Decimal("1.1")),
+                (tenant, "EUR", start + dt.timedelta(days=31), Decimal("1.08315")),
+                (tenant, "GBP", dt.date(2026, 6, 1), Decimal("1.25")),
+            ],
         )
     conn.commit()
     periods = [

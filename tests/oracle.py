@@ -40,6 +40,7 @@ class Deal:
     owner_group: uuid.UUID | None
     assignee_group: uuid.UUID | None
     forecast_category: str | None
+    currency: str | None
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ class Oracle:
             cur.execute(
                 "SELECT id, pipeline_id, stage_id, amount, expected_close_date, close_date,"
                 " owned_by_user_id, assigned_user_id, owned_by_group_id, assigned_group_id,"
-                " forecast_category FROM dyno_crm.deal WHERE tenant_id = %s",
+                " forecast_category, currency FROM dyno_crm.deal WHERE tenant_id = %s",
                 (tenant,),
             )
             self.all_deals = [Deal(*row) for row in cur.fetchall()]
@@ -109,7 +110,32 @@ class Oracle:
             self.groups = {row[0] for row in cur.fetchall()}
             cur.execute("SELECT id FROM dyno_crm.pipeline WHERE tenant_id = %s", (tenant,))
             self.pipelines = {row[0] for row in cur.fetchall()}
+            cur.execute("SELECT currency FROM dyno_crm.tenant WHERE id = %s", (tenant,))
+            self.currency = cur.fetchall()[0][0]
+            cur.execute(
+                "SELECT currency, valid_from, rate FROM dyno_crm.exchange_rate"
+                " WHERE tenant_id = %s",
+                (tenant,),
+            )
+            self.rates = cur.fetchall()
         conn.commit()
+
+    # --- SPEC.md §9: currency ----------------------------------------------------------
+
+    def rate(self, deal: Deal, as_of: dt.date) -> Decimal | None:
+        """1 for the reporting currency; else the rate with the latest valid_from on or
+        before as_of; None when there is none (NO_RATE)."""
+        if deal.currency is None or deal.currency == self.currency:
+            return Decimal(1)
+        in_force = [(valid, rate) for cur, valid, rate in self.rates
+                    if cur == deal.currency and valid <= as_of]  # fmt: skip
+        return max(in_force)[1] if in_force else None
+
+    def reporting(self, deal: Deal, as_of: dt.date) -> Decimal | None:
+        rate = self.rate(deal, as_of)
+        if rate is None:
+            return None
+        return _money((deal.amount if deal.amount is not None else ZERO) * rate)
 
     # --- SPEC.md §7: classes and credit ----------------------------------------------
 
@@ -173,6 +199,8 @@ class Oracle:
         flags = set()
         if kind_of == "UNDATED":
             flags.add("UNDATED")
+        if kind_of in ("OPEN", "WON", "LOST", "UNDATED") and self.rate(deal, o.as_of) is None:
+            flags.add("NO_RATE")
         if kind_of == "OPEN":
             if deal.amount is None:
                 flags.add("NO_AMOUNT")
@@ -231,7 +259,10 @@ class Oracle:
                 continue
             if (kind, who) not in {(k, w) for k, w, _ in self.credits(deal)}:
                 continue
-            amount = deal.amount if deal.amount is not None else ZERO
+            reported = self.reporting(deal, o.as_of)
+            if reported is None:
+                continue  # NO_RATE: left out of every amount and count
+            amount = reported
             if kind_of == "OPEN":
                 sums["open_amount"] += amount
                 sums["open_count"] += 1
@@ -241,7 +272,7 @@ class Oracle:
                     deal.forecast_category or self.stage_category[deal.stage_id] or "PIPELINE"
                 )
                 sums[f"{category.lower()}_amount"] += amount
-                if "PAST_DUE" in self.deal_flags(deal, o):
+                if "PAST_DUE" in self.deal_flags(deal, o):  # (not for NO_RATE deals: see above)
                     sums["past_due_amount"] += amount
                     sums["past_due_count"] += 1
             elif kind_of == "WON":

@@ -22,6 +22,8 @@ def _expected(deals: list[dict[str, Any]]) -> dict[str, Any]:
     sums: dict[str, Any] = {name: Decimal(0) if "amount" in name else 0 for name in SUMMED}
     for deal in deals:
         amount = deal["reporting_amount"]
+        if amount is None:
+            continue  # NO_RATE: in the drill-down, in no amount or count
         if deal["deal_class"] == "OPEN":
             sums["open_amount"] += amount
             sums["open_count"] += 1

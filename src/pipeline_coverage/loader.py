@@ -28,7 +28,7 @@ from psycopg import sql
 from pipeline_coverage.db.connection import Cursor, as_uuid, unit_of_work
 from pipeline_coverage.errors import InputError, LoadError
 
-Kind = Literal["uuid", "text", "date", "money", "int", "bool", "enum", "currency"]
+Kind = Literal["uuid", "text", "date", "money", "int", "bool", "enum", "currency", "rate"]
 
 #: At most this many problems are listed; the count of the rest is reported.
 MAX_PROBLEMS = 20
@@ -44,6 +44,7 @@ _DATE_RE = "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
 _NUMBER_RE = "^-?[0-9]+(\\.[0-9]+)?$"
 _MONEY_RE = "^[0-9]{1,16}(\\.[0-9]{1,2})?$"
 _INT_RE = "^-?[0-9]{1,9}$"
+_RATE_RE = "^[0-9]{1,10}(\\.[0-9]{1,8})?$"
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,18 @@ TABLES: tuple[TableSpec, ...] = (
         ("id",),
     ),
     TableSpec(
+        "exchange_rates.csv",
+        "exchange_rate",
+        (
+            _TENANT,
+            Column("currency", "currency", required=True),
+            Column("valid_from", "date", required=True),
+            Column("rate", "rate", required=True),
+        ),
+        ("tenant_id", "currency", "valid_from"),
+        (_TENANT_REF,),
+    ),
+    TableSpec(
         "users.csv",
         "crm_user",
         (
@@ -211,6 +224,7 @@ TABLES: tuple[TableSpec, ...] = (
             Column("owned_by_group_id", "uuid"),
             Column("assigned_group_id", "uuid"),
             _FORECAST_CATEGORY,
+            Column("currency", "currency", optional=True),
         ),
         ("tenant_id", "id"),
         (
@@ -881,6 +895,36 @@ def _column_checks(column: Column, modern: bool = False) -> list[sql.Composable]
                 ),
             )
         )
+    elif column.kind == "rate":
+        checks.append(
+            _problem(
+                sql.SQL("{} !~ {}").format(c, sql.Literal(_NUMBER_RE)),
+                column.name,
+                sql.SQL("'not a number: ' || {}").format(shown),
+            )
+        )
+        checks.append(
+            _problem(
+                # Not cast: a number of a million digits is still a number here.
+                sql.SQL(
+                    "CASE WHEN {c} ~ {num} THEN {c} !~ '[1-9]' OR left({c}, 1) = '-' END"
+                ).format(c=c, num=sql.Literal(_NUMBER_RE)),
+                column.name,
+                sql.SQL("'must be > 0, got ' || {}").format(_shown(c, quote=False)),
+            )
+        )
+        checks.append(
+            _problem(
+                sql.SQL(
+                    "CASE WHEN {c} ~ {num} AND {c} ~ '[1-9]' AND left({c}, 1) <> '-'"
+                    " THEN {c} !~ {rate} END"
+                ).format(c=c, num=sql.Literal(_NUMBER_RE), rate=sql.Literal(_RATE_RE)),
+                column.name,
+                sql.SQL("'at most 10 digits and 8 decimal places, got ' || {}").format(
+                    _shown(c, quote=False)
+                ),
+            )
+        )
     elif column.kind == "int":
         checks.append(
             _problem(
@@ -974,6 +1018,7 @@ def _cast(column: Column, source: sql.Composable | None = None) -> sql.Composabl
         "uuid": "uuid",
         "date": "date",
         "money": "numeric(18,2)",
+        "rate": "numeric(18,8)",
         "int": "integer",
         "bool": "boolean",
     }.get(column.kind)

@@ -161,7 +161,7 @@ def deal_values(deal: DealCredit) -> dict[str, Any]:
         "probability": deal.probability,
         "amount": _text(deal.amount),
         "currency": deal.currency,
-        "reporting_amount": str(deal.reporting_amount),
+        "reporting_amount": _text(deal.reporting_amount),
         "placed_on": deal.placed_on.isoformat() if deal.placed_on else None,
         "flags": list(deal.flags),
         "stage_name": deal.stage_name,

@@ -160,8 +160,9 @@ class DealCredit:
     probability: int | None
     amount: Decimal | None
     currency: str
-    reporting_amount: Decimal
-    weighted_amount: Decimal
+    #: In the reporting currency; None when no rate was in force (flag NO_RATE).
+    reporting_amount: Decimal | None
+    weighted_amount: Decimal | None
     placed_on: dt.date | None
     flags: tuple[str, ...]
     deal_pipeline_id: uuid.UUID

@@ -1433,3 +1433,74 @@ def test_bad_forecast_categories_and_currencies_are_located(
         "OMITTED, got 'MAYBE'" in error.problems
     )
     assert dump(db_url) == before
+
+
+def test_exchange_rates_load_and_bad_ones_are_located(
+    conn: psycopg.Connection[Any], db_url: str, data_dir: Path
+) -> None:
+    ids = Ids()
+    rows = valid_rows(ids)
+    write_folder(data_dir, rows)
+    header = ("tenant_id", "currency", "valid_from", "rate")
+    write_csv(data_dir, "exchange_rates.csv", header, [
+        [ids.tenant_a, "EUR", "2026-01-01", "1.0832"],
+        [ids.tenant_a, "EUR", "2026-04-01", "1.1"],
+        [ids.tenant_a, "GBP", "2026-01-01", "1.27"],
+    ])  # fmt: skip
+    loads = load(conn, data_dir)
+    assert ("exchange_rates.csv", 3) in [(item.file, item.inserted) for item in loads]
+    assert fetch(db_url, "SELECT currency, valid_from, rate FROM dyno_crm.exchange_rate"
+                 " ORDER BY 1, 2") == [
+        ("EUR", dt.date(2026, 1, 1), Decimal("1.08320000")),
+        ("EUR", dt.date(2026, 4, 1), Decimal("1.10000000")),
+        ("GBP", dt.date(2026, 1, 1), Decimal("1.27000000")),
+    ]  # fmt: skip
+
+    before = dump(db_url)
+    write_csv(data_dir, "exchange_rates.csv", header, [
+        [ids.tenant_a, "EUR", "2026-01-01", "0"],
+        [ids.tenant_a, "eur", "2026-01-01", "1.2"],
+        [ids.tenant_a, "CHF", "2026-13-01", "-1"],
+        [ids.tenant_a, "CHF", "2026-01-01", "1.123456789"],
+        [str(uuid.uuid4()), "CHF", "2026-02-01", "0.9"],
+    ])  # fmt: skip
+    problems = reject(conn, data_dir).problems
+    assert "exchange_rates.csv:2: rate: must be > 0, got 0" in problems
+    assert (
+        "exchange_rates.csv:3: currency: not an ISO 4217 currency code (three capital letters):"
+        " 'eur'" in problems
+    )
+    assert "exchange_rates.csv:4: valid_from: not a date (YYYY-MM-DD): '2026-13-01'" in problems
+    assert "exchange_rates.csv:4: rate: must be > 0, got -1" in problems
+    assert (
+        "exchange_rates.csv:5: rate: at most 10 digits and 8 decimal places, got 1.123456789"
+        in problems
+    )
+    assert dump(db_url) == before
+
+
+def test_a_deal_may_name_its_currency(
+    conn: psycopg.Connection[Any], db_url: str, data_dir: Path
+) -> None:
+    ids = Ids()
+    rows = valid_rows(ids)
+    write_folder(data_dir, rows)
+    deal_header = (*HEADERS["deals.csv"], "currency")
+    write_csv(
+        data_dir,
+        "deals.csv",
+        deal_header,
+        [[*row, "EUR" if n == 0 else ""] for n, row in enumerate(rows["deals.csv"])],
+    )
+    load(conn, data_dir)
+    found = [row[0] for row in fetch(db_url, "SELECT currency FROM dyno_crm.deal ORDER BY 1")]
+    assert found[0] == "EUR"
+    assert set(found[1:]) == {None}
+    write_csv(
+        data_dir,
+        "deals.csv",
+        deal_header,
+        [[*row, "euro" if n == 0 else ""] for n, row in enumerate(rows["deals.csv"])],
+    )
+    problems = reject(conn, data_dir).problems
+    assert problems[0].startswith("deals.csv:2: currency: not an ISO 4217 currency code")

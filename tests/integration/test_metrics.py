@@ -50,7 +50,8 @@ def compare_drilldown(
         source = by_id[deal.deal_id]
         assert set(deal.flags) == oracle.deal_flags(source, options), deal
         assert deal.amount == source.amount
-        assert deal.reporting_amount == (source.amount or Decimal(0))
+        assert deal.currency == (source.currency or oracle.currency)
+        assert deal.reporting_amount == oracle.reporting(source, options.as_of)
         assert deal.deal_pipeline_id == source.pipeline_id
         assert deal.stage_id == source.stage_id
     assert found == oracle.drilldown(options, principal)
@@ -265,3 +266,46 @@ def test_deleting_runs_deletes_their_drilldown(conn: psycopg.Connection[Any]) ->
     conn.execute("DELETE FROM dyno_crm.report_run")
     conn.commit()
     assert drilldown_rows() == (0, 0)
+
+
+def test_foreign_currencies_convert_at_the_rate_in_force_and_are_frozen(
+    conn: psycopg.Connection[Any],
+) -> None:
+    crm = Crm(conn)
+    tenant = crm.tenant()
+    rep = crm.user(tenant, "Rep")
+    pipeline = crm.pipeline(tenant)
+    stage = crm.stage(tenant, pipeline)
+    usd = crm.deal(tenant, pipeline, stage, "100.00", expected=dt.date(2026, 2, 1), owner=rep)
+    eur = crm.deal(tenant, pipeline, stage, "100.00", expected=dt.date(2026, 2, 2), owner=rep)
+    yen = crm.deal(tenant, pipeline, stage, "999.00", expected=dt.date(2026, 2, 3), owner=rep)
+    conn.execute("UPDATE dyno_crm.deal SET currency = 'EUR' WHERE id = %s", (eur,))
+    conn.execute("UPDATE dyno_crm.deal SET currency = 'JPY' WHERE id = %s", (yen,))
+    conn.execute(
+        "INSERT INTO dyno_crm.exchange_rate VALUES (%s, 'EUR', '2025-01-01', 1.5),"
+        " (%s, 'EUR', '2026-03-01', 2.0)",
+        (tenant, tenant),
+    )
+    conn.commit()
+    crm.target(tenant, "USER", rep, *Q1, "1000.00")
+
+    before_march = get_run(conn, run_pipeline_coverage_batch(conn, tenant, *Q1, as_of="2026-02-15"))
+    [row] = before_march.rows
+    assert row.open_amount == Decimal("250.00")  # 100 USD + 100 EUR x 1.5; JPY left out
+    assert row["open_count"] == 2
+    assert before_march.parameters["rates"] == {"EUR": "1.50000000"}
+    [no_rate] = [item for item in before_march.exclusions if item.flag == "NO_RATE"]
+    assert no_rate.count == 1
+    deals = {deal.deal_id: deal for deal in run_deals(conn, before_march.run_id)}
+    assert deals[yen].reporting_amount is None
+    assert "NO_RATE" in deals[yen].flags
+    assert (deals[eur].amount, deals[eur].currency, deals[eur].reporting_amount) == (
+        Decimal("100.00"), "EUR", Decimal("150.00"))  # fmt: skip
+    assert deals[usd].reporting_amount == Decimal("100.00")
+
+    # The rate in force on as_of: a later run as of March takes the new rate; the
+    # stored run keeps the one it used.
+    [later] = get_run(conn, run_pipeline_coverage_batch(conn, tenant, *Q1, as_of="2026-03-15")).rows
+    assert later.open_amount == Decimal("300.00")
+    [again] = get_run(conn, before_march.run_id).rows
+    assert again.open_amount == Decimal("250.00")

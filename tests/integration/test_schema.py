@@ -68,6 +68,7 @@ CONTRACT = {
     "api_key": {"tenant_id", "id", "name", "key_hash", "created_at", "revoked_at"},
     "idempotency_key": {"tenant_id", "key", "request_hash", "run_id", "created_at"},
     "api_session": {"tenant_id", "id", "key_id", "created_at", "expires_at", "ended_at"},
+    "exchange_rate": {"tenant_id", "currency", "valid_from", "rate"},
     "report_run_deals": {
         "tenant_id",
         "run_id",

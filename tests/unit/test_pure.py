@@ -198,3 +198,18 @@ def test_the_table_orders_rows_by_the_first_ratio_it_shows() -> None:
     assert order == sorted(order), "quota met, then 2.00x, then 0.50x, then no target"
     assert "quota met" in text
     assert "no target" in text
+
+
+def test_migration_scripts_split_into_statements() -> None:
+    from pipeline_coverage.sql import statements
+
+    script = (
+        "-- a comment;\nALTER TABLE a ADD COLUMN b int;\nCREATE FUNCTION f() RETURNS void\n"
+        "LANGUAGE plpgsql AS $$\nBEGIN\n    PERFORM 1;\nEND;\n$$;\n\nSELECT 1\n;\n-- end\n"
+    )
+    assert statements(script) == [
+        "-- a comment;\nALTER TABLE a ADD COLUMN b int;",
+        "CREATE FUNCTION f() RETURNS void\nLANGUAGE plpgsql AS $$\nBEGIN\n    PERFORM 1;\n"
+        "END;\n$$;",
+        "SELECT 1\n;",
+    ]

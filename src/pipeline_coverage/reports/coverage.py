@@ -181,9 +181,13 @@ def _write(cur: Any, request: CoverageRequest) -> uuid.UUID:
     }
     currency = _check_scope(cur, params)
     as_of = request.as_of or dt.date.today()
+    cur.execute(
+        query(_QUERIES, "rates_in_force"), {"tenant_id": params["tenant_id"], "as_of": as_of}
+    )
+    rates = {r["currency"]: str(r["rate"]) for r in records(cur) if r["currency"] != currency}
     run_id = insert_run(
         cur, request.tenant_id, (request.period_start, request.period_end),
-        _parameters(request, as_of, currency),
+        _parameters(request, as_of, currency, rates),
     )  # fmt: skip
     cur.execute(query(_QUERIES, "run_settings"))
     cur.execute(
@@ -199,12 +203,15 @@ def _write(cur: Any, request: CoverageRequest) -> uuid.UUID:
             "as_of": as_of,
             "target_match": request.target_match,
             "currency": currency,
+            "rates": json.dumps(rates),
         },
     )
     return run_id
 
 
-def _parameters(request: CoverageRequest, as_of: dt.date, currency: str) -> Mapping[str, Any]:
+def _parameters(
+    request: CoverageRequest, as_of: dt.date, currency: str, rates: Mapping[str, str]
+) -> Mapping[str, Any]:
     """What a run records of how it was asked for (SPEC.md §8)."""
     chosen: dict[str, Any] = {"mode": request.mode}
     if request.mode == "single":
@@ -223,7 +230,7 @@ def _parameters(request: CoverageRequest, as_of: dt.date, currency: str) -> Mapp
         "win_rate_lookback_days": request.win_rate_lookback_days,
         "as_of": as_of.isoformat(),
         "currency": currency,
-        "rates": {},
+        "rates": dict(rates),
     }
 
 

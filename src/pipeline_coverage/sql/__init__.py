@@ -44,3 +44,26 @@ def query(file: str, name: str) -> str:
 def migration(filename: str) -> str:
     """The text of one migration script in ``migrations/``."""
     return resources.files(__package__).joinpath("migrations", filename).read_text("utf-8")
+
+
+def statements(script: str) -> list[str]:
+    """A migration script's statements, one each: a statement ends with a line ending
+    in ``;`` outside a ``$$``-quoted body. (Citus propagates DDL on distributed tables
+    statement by statement; it refuses a string of several.)"""
+    found: list[str] = []
+    current: list[str] = []
+    quoted = False
+    for line in script.splitlines():
+        current.append(line)
+        if line.count("$$") % 2:
+            quoted = not quoted
+        comment = line.strip().startswith("--")
+        if not quoted and not comment and line.rstrip().endswith(";"):
+            text = "\n".join(current).strip()
+            if any(part.strip() and not part.strip().startswith("--") for part in current):
+                found.append(text)
+            current = []
+    rest = "\n".join(current).strip()
+    if any(part.strip() and not part.strip().startswith("--") for part in current):
+        found.append(rest)
+    return found

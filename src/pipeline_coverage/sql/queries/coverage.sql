@@ -26,6 +26,15 @@ SELECT
 SELECT set_config('work_mem', '64MB', true),
        set_config('plan_cache_mode', 'force_custom_plan', true);
 
+-- name: rates_in_force
+-- The tenant's exchange rates in force on a day: the latest of each currency from
+-- that day or before (SPEC.md §9). A run freezes them in its parameters.
+SELECT DISTINCT ON (er.currency) er.currency, er.rate
+FROM dyno_crm.exchange_rate AS er
+WHERE er.tenant_id = %(tenant_id)s::uuid
+  AND er.valid_from <= %(as_of)s::date
+ORDER BY er.currency, er.valid_from DESC;
+
 -- name: insert_coverage
 -- A run's drill-down and fact rows (SPEC.md §7, §8), in one statement, for one
 -- principal (principal_id set) or everyone in scope (principal_id NULL), per pipeline
@@ -41,6 +50,12 @@ WITH scoped AS NOT MATERIALIZED (
     -- planner pushes down to the date indexes.
     SELECT d.id AS deal_id, d.name AS deal_name, d.pipeline_id, d.stage_id, d.amount,
            d.expected_close_date, d.close_date, d.forecast_category,
+           COALESCE(d.currency, %(currency)s::text) AS currency,
+           -- The rate in force on the run's as_of, as the run froze it (SPEC.md §9):
+           -- 1 for the reporting currency, NULL when none is in force (NO_RATE).
+           CASE WHEN COALESCE(d.currency, %(currency)s::text) = %(currency)s::text THEN 1
+                ELSE (%(rates)s::jsonb ->> d.currency)::numeric
+           END AS rate,
            d.owned_by_user_id, d.assigned_user_id, d.owned_by_group_id, d.assigned_group_id,
            ps.name AS stage_name, ps.probability, ps.forecast_category AS stage_category,
            ps.stage_state,
@@ -83,13 +98,17 @@ classified AS (
            c.probability, c.owned_by_user_id, c.assigned_user_id, c.owned_by_group_id,
            c.assigned_group_id, c.bucket, c.placed_on, c.deal_class,
            COALESCE(c.forecast_category, c.stage_category, 'PIPELINE') AS forecast_category,
-           COALESCE(c.amount, 0) AS reporting_amount,
+           c.currency, c.rate IS NOT NULL AS counted,
+           ROUND(COALESCE(c.amount, 0) * c.rate, 2) AS reporting_amount,
            CASE WHEN c.deal_class = 'OPEN'
-                THEN ROUND(COALESCE(c.amount, 0) * COALESCE(c.probability, 0) / 100.0, 2)
+                THEN ROUND(ROUND(COALESCE(c.amount, 0) * c.rate, 2)
+                           * COALESCE(c.probability, 0) / 100.0, 2)
                 ELSE 0 END AS weighted_amount,
-           c.deal_class = 'OPEN' AND c.placed_on < %(as_of)s::date AS past_due,
+           c.deal_class = 'OPEN' AND c.rate IS NOT NULL AND c.placed_on < %(as_of)s::date
+               AS past_due,
            concat_ws(',',
                CASE WHEN c.deal_class = 'UNDATED' THEN 'UNDATED' END,
+               CASE WHEN c.rate IS NULL THEN 'NO_RATE' END,
                CASE WHEN c.deal_class = 'OPEN' AND c.amount IS NULL THEN 'NO_AMOUNT' END,
                CASE WHEN c.deal_class = 'OPEN' AND c.probability IS NULL
                     THEN 'NO_PROBABILITY' END,
@@ -117,15 +136,16 @@ units AS (
     -- are most of what a run reads).
     SELECT k.deal_id, k.deal_class, k.bucket, k.owned_by_user_id, k.assigned_user_id,
            k.owned_by_group_id, k.assigned_group_id, 1 AS deals, k.forecast_category,
-           k.reporting_amount, k.weighted_amount, k.past_due
+           k.reporting_amount, k.weighted_amount, k.past_due, k.counted
     FROM classified AS k
     UNION ALL
     SELECT NULL,
            CASE WHEN h.stage_state = 'DONE_SUCCESS' THEN 'HISTORY_WON' ELSE 'HISTORY_LOST' END,
            h.bucket, h.owned_by_user_id, h.assigned_user_id, h.owned_by_group_id,
-           h.assigned_group_id, count(*), NULL, NULL, NULL, NULL
+           h.assigned_group_id, count(*), NULL, NULL, NULL, NULL, true
     FROM scoped AS h
     WHERE h.stage_state IN ('DONE_SUCCESS', 'DONE_FAILED')
+      AND h.rate IS NOT NULL  -- a deal without a rate is left out of every count
       AND COALESCE(h.close_date, h.expected_close_date) >= %(history_start)s::date
       AND COALESCE(h.close_date, h.expected_close_date) < %(period_start)s::date
     GROUP BY 2, h.bucket, h.owned_by_user_id, h.assigned_user_id, h.owned_by_group_id,
@@ -139,7 +159,7 @@ credited AS (
     -- instead of a rescan of a VALUES list per deal.)
     SELECT cr.principal_type, cr.principal_id, cr.credit_reason, cr.deal_id,
            cr.deal_class, cr.bucket, cr.deals, cr.forecast_category, cr.reporting_amount,
-           cr.weighted_amount, cr.past_due
+           cr.weighted_amount, cr.past_due, cr.counted
     FROM (
         SELECT 'USER' AS principal_type, n.owned_by_user_id AS principal_id,
                'OWNER' AS credit_reason, n.*
@@ -172,7 +192,7 @@ stored_deals AS (
            array_agg(k.deal_name), array_agg(k.pipeline_id), array_agg(p.name),
            array_agg(k.stage_id), array_agg(k.stage_name), array_agg(k.deal_class),
            array_agg(k.forecast_category), array_agg(k.probability), array_agg(k.amount),
-           array_agg(%(currency)s::text), array_agg(k.reporting_amount),
+           array_agg(k.currency), array_agg(k.reporting_amount),
            array_agg(k.weighted_amount), array_agg(k.placed_on),
            array_agg(k.owned_by_user_id), array_agg(k.flags)
     FROM classified AS k
@@ -215,6 +235,7 @@ per_row AS (
            count(*) FILTER (WHERE cd.deal_class = 'UNDATED') AS undated_count
     FROM credited AS cd
     WHERE cd.deal_id IS NOT NULL
+      AND cd.counted  -- NO_RATE deals are in the drill-down, and in no amount or count
     GROUP BY cd.principal_type, cd.principal_id, cd.bucket
 ),
 history AS (

@@ -849,7 +849,8 @@ function drawDeals(row, deals) {
   const totals = new Map(CLASS_ORDER.map((name) => [name, { count: 0, cents: 0n }]));
   for (const deal of deals) {
     const total = totals.get(deal.class);
-    if (!total) continue;
+    // A deal without an exchange rate (NO_RATE) is in no amount and no count.
+    if (!total || deal.reporting_amount === null) continue;
     total.count += 1;
     total.cents += cents(deal.reporting_amount);
   }
@@ -903,8 +904,9 @@ function dealRow(deal) {
   cell(deal.forecast_category.toLowerCase().replaceAll("_", " "));
   cell(deal.stage_name);
   cell(deal.placed_on || "no date");
-  const amount = cell(formatMoney(deal.reporting_amount), "num");
-  amount.dataset.cents = cents(deal.reporting_amount).toString();
+  const noRate = deal.reporting_amount === null;
+  const amount = cell(noRate ? "no rate" : formatMoney(deal.reporting_amount), "num");
+  amount.dataset.cents = noRate ? "" : cents(deal.reporting_amount).toString();
   if (deal.amount === null) {
     amount.append(" ", Object.assign(document.createElement("small"), { textContent: "(no amount)" }));
   } else if (deal.currency !== currency()) {

@@ -6,7 +6,7 @@ Revises: 0006
 
 from alembic import op
 
-from pipeline_coverage.sql import migration
+from pipeline_coverage.sql import migration, statements
 
 revision = "0007"
 down_revision = "0006"
@@ -15,7 +15,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.execute(migration("0007_fiscal_calendar.sql"))
+    for statement in statements(migration("0007_fiscal_calendar.sql")):
+        op.execute(statement)
 
 
 def downgrade() -> None:
