@@ -867,64 +867,15 @@ def _column_checks(column: Column, modern: bool = False) -> list[sql.Composable]
             )
         )
     elif column.kind == "money":
-        checks.append(
-            _problem(
-                sql.SQL("{} !~ {}").format(c, sql.Literal(_NUMBER_RE)),
-                column.name,
-                sql.SQL("'not a number: ' || {}").format(shown),
-            )
-        )
-        checks.append(
-            _problem(
-                # Not cast: a number of a million digits is still a number here.
-                sql.SQL(
-                    "CASE WHEN {c} ~ {num} THEN left({c}, 1) = '-' AND {c} ~ '[1-9]' END"
-                ).format(c=c, num=sql.Literal(_NUMBER_RE)),
-                column.name,
-                sql.SQL("'must be >= 0, got ' || {}").format(_shown(c, quote=False)),
-            )
-        )
-        checks.append(
-            _problem(
-                sql.SQL(
-                    "CASE WHEN {c} ~ {num} THEN left({c}, 1) <> '-' AND {c} !~ {money} END"
-                ).format(c=c, num=sql.Literal(_NUMBER_RE), money=sql.Literal(_MONEY_RE)),
-                column.name,
-                sql.SQL("'at most 16 digits and 2 decimal places, got ' || {}").format(
-                    _shown(c, quote=False)
-                ),
-            )
-        )
+        checks += _decimal_checks(
+            column, c, shown, positive=False, shape=_MONEY_RE,
+            shape_text="at most 16 digits and 2 decimal places",
+        )  # fmt: skip
     elif column.kind == "rate":
-        checks.append(
-            _problem(
-                sql.SQL("{} !~ {}").format(c, sql.Literal(_NUMBER_RE)),
-                column.name,
-                sql.SQL("'not a number: ' || {}").format(shown),
-            )
-        )
-        checks.append(
-            _problem(
-                # Not cast: a number of a million digits is still a number here.
-                sql.SQL(
-                    "CASE WHEN {c} ~ {num} THEN {c} !~ '[1-9]' OR left({c}, 1) = '-' END"
-                ).format(c=c, num=sql.Literal(_NUMBER_RE)),
-                column.name,
-                sql.SQL("'must be > 0, got ' || {}").format(_shown(c, quote=False)),
-            )
-        )
-        checks.append(
-            _problem(
-                sql.SQL(
-                    "CASE WHEN {c} ~ {num} AND {c} ~ '[1-9]' AND left({c}, 1) <> '-'"
-                    " THEN {c} !~ {rate} END"
-                ).format(c=c, num=sql.Literal(_NUMBER_RE), rate=sql.Literal(_RATE_RE)),
-                column.name,
-                sql.SQL("'at most 10 digits and 8 decimal places, got ' || {}").format(
-                    _shown(c, quote=False)
-                ),
-            )
-        )
+        checks += _decimal_checks(
+            column, c, shown, positive=True, shape=_RATE_RE,
+            shape_text="at most 10 digits and 8 decimal places",
+        )  # fmt: skip
     elif column.kind == "int":
         checks.append(
             _problem(
@@ -982,6 +933,49 @@ def _column_checks(column: Column, modern: bool = False) -> list[sql.Composable]
             )
         )
     return checks
+
+
+def _decimal_checks(
+    column: Column,
+    c: sql.Composable,
+    shown: sql.Composable,
+    *,
+    positive: bool,
+    shape: str,
+    shape_text: str,
+) -> list[sql.Composable]:
+    """A number (money ``>= 0``, a rate ``> 0``) of a bounded shape. Nothing is cast
+    before its shape is known: a number of a million digits is still a number here."""
+    number = sql.Literal(_NUMBER_RE)
+    negative = sql.SQL("left({c}, 1) = '-' AND {c} ~ '[1-9]'").format(c=c)
+    wrong_sign = (
+        sql.SQL("{c} !~ '[1-9]' OR left({c}, 1) = '-'").format(c=c) if positive else negative
+    )
+    return [
+        _problem(
+            sql.SQL("{} !~ {}").format(c, number),
+            column.name,
+            sql.SQL("'not a number: ' || {}").format(shown),
+        ),
+        _problem(
+            sql.SQL("CASE WHEN {c} ~ {num} THEN {wrong} END").format(
+                c=c, num=number, wrong=wrong_sign
+            ),
+            column.name,
+            sql.SQL("{} || {}").format(
+                sql.Literal(f"must be {'> 0' if positive else '>= 0'}, got "),
+                _shown(c, quote=False),
+            ),
+        ),
+        _problem(
+            # Unsigned numbers only ("-0" is money 0); a rate's sign is checked above.
+            sql.SQL("CASE WHEN {c} ~ {num} AND left({c}, 1) <> '-' THEN {c} !~ {shape} END").format(
+                c=c, num=number, shape=sql.Literal(shape)
+            ),
+            column.name,
+            sql.SQL("{} || {}").format(sql.Literal(f"{shape_text}, got "), _shown(c, quote=False)),
+        ),
+    ]
 
 
 def _row_checks(spec: TableSpec) -> list[sql.Composable]:
