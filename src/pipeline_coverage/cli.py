@@ -11,6 +11,7 @@ import datetime as dt
 import io
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -682,14 +683,28 @@ def demo(deals: int) -> None:
             conn, summary.tenant_id, summary.period_start, summary.period_end
         )
     _print_run(get_run(conn, run_id, summary.tenant_id), "table")
+    me = _invoked_as()
     console.print(
-        f"Next: pipeline-coverage show {run_id} --format json\n"
-        f"      pipeline-coverage run --tenant {summary.tenant_id} --period-start "
-        f"{summary.period_start} --period-end {summary.period_end} --all --by-pipeline\n"
-        f"      pipeline-coverage apikey create --tenant {summary.tenant_id}   "
-        "# then: pipeline-coverage serve, and sign in at http://127.0.0.1:8000/",
+        f"Next: {me} show {run_id} --deals --format json\n"
+        f"      {me} run --tenant '{demo_data.TENANT_NAME}' --period this-quarter --all"
+        " --by-pipeline\n"
+        f"      {me} apikey create --tenant '{demo_data.TENANT_NAME}'   "
+        f"# then: {me} serve, and sign in at http://127.0.0.1:8000/",
         soft_wrap=True,
+        highlight=False,
     )
+
+
+def _invoked_as() -> str:
+    """How to run this command again from here: its name when it is on PATH, else the
+    path it was started by (``.venv/bin/pipeline-coverage`` after ``make demo``)."""
+    started = Path(sys.argv[0])
+    if shutil.which(PROG) or started.name != PROG or not started.exists():
+        return PROG
+    try:
+        return str(started.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(started)
 
 
 def _print_run(found: Any, output_format: str, columns: Sequence[str] = HEADLINE) -> None:

@@ -213,3 +213,19 @@ def test_migration_scripts_split_into_statements() -> None:
         "END;\n$$;",
         "SELECT 1\n;",
     ]
+
+
+def test_the_demo_hints_name_the_command_as_it_can_be_run_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline_coverage import cli
+
+    venv = tmp_path / ".venv" / "bin"
+    venv.mkdir(parents=True)
+    (venv / "pipeline-coverage").write_text("#!/bin/sh\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", [str(venv / "pipeline-coverage"), "demo"])
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    assert cli._invoked_as() == ".venv/bin/pipeline-coverage"
+    monkeypatch.setattr("shutil.which", lambda name: "/usr/local/bin/pipeline-coverage")
+    assert cli._invoked_as() == "pipeline-coverage"  # on PATH: its name will do
