@@ -38,24 +38,10 @@ _QUERIES = "runs"
 Value = Decimal | int | None
 
 
-@dataclass(frozen=True)
-class CoverageRow:
-    """One fact row: a principal's (and optionally a pipeline's) numbers in a run.
+class SeedMetrics:
+    """The seed's three numbers as attributes of anything carrying metric ``values``."""
 
-    ``values`` holds every metric of the registry (``pipeline_coverage.metrics``) by
-    name; the seed's three are also attributes.
-    """
-
-    principal_type: str
-    principal_id: uuid.UUID
-    principal_name: str | None
-    pipeline_id: uuid.UUID | None
-    pipeline_name: str | None
-    values: Mapping[str, Value] = field(default_factory=dict)
-    flags: tuple[str, ...] = ()
-
-    def __getitem__(self, metric: str) -> Value:
-        return self.values[metric]
+    values: Mapping[str, Value]
 
     @property
     def target_amount(self) -> Decimal | None:
@@ -75,6 +61,26 @@ class CoverageRow:
         value = self.values.get(name)
         assert value is None or isinstance(value, Decimal)
         return value
+
+
+@dataclass(frozen=True)
+class CoverageRow(SeedMetrics):
+    """One fact row: a principal's (and optionally a pipeline's) numbers in a run.
+
+    ``values`` holds every metric of the registry (``pipeline_coverage.metrics``) by
+    name; the seed's three are also attributes.
+    """
+
+    principal_type: str
+    principal_id: uuid.UUID
+    principal_name: str | None
+    pipeline_id: uuid.UUID | None
+    pipeline_name: str | None
+    values: Mapping[str, Value] = field(default_factory=dict)
+    flags: tuple[str, ...] = ()
+
+    def __getitem__(self, metric: str) -> Value:
+        return self.values[metric]
 
 
 @dataclass(frozen=True)
@@ -173,31 +179,13 @@ class DealCredit:
 
 
 @dataclass(frozen=True)
-class HistoryPoint:
+class HistoryPoint(SeedMetrics):
     """A principal's numbers in one stored run."""
 
     run_id: uuid.UUID
     generated_at: dt.datetime
     pipeline_id: uuid.UUID | None
     values: Mapping[str, Value]
-
-    @property
-    def target_amount(self) -> Decimal | None:
-        value = self.values.get("target_amount")
-        assert value is None or isinstance(value, Decimal)
-        return value
-
-    @property
-    def open_amount(self) -> Decimal:
-        value = self.values["open_amount"]
-        assert isinstance(value, Decimal)
-        return value
-
-    @property
-    def coverage_ratio(self) -> Decimal | None:
-        value = self.values.get("coverage_ratio")
-        assert value is None or isinstance(value, Decimal)
-        return value
 
 
 def _optional_uuid(value: Any) -> uuid.UUID | None:

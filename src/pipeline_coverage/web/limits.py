@@ -153,10 +153,6 @@ class TenantRuns:
             if not self._users[tenant_id]:
                 del self._users[tenant_id], self._slots[tenant_id]
 
-    def in_use(self) -> int:
-        """How many tenants hold or wait for a slot (for tests and diagnostics)."""
-        return len(self._slots)
-
 
 class RetryLostConnection:
     """Run a GET or HEAD once more when its answer was a 503 for a lost connection.
