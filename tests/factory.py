@@ -42,9 +42,11 @@ class Crm:
         )
         return user_id
 
-    def group(self, tenant: uuid.UUID, name: str = "Team") -> uuid.UUID:
+    def group(
+        self, tenant: uuid.UUID, name: str = "Team", parent: uuid.UUID | None = None
+    ) -> uuid.UUID:
         group_id = uuid.uuid4()
-        self._insert("crm_group", tenant_id=tenant, id=group_id, name=name)
+        self._insert("crm_group", tenant_id=tenant, id=group_id, name=name, parent_group_id=parent)
         return group_id
 
     def member(self, tenant: uuid.UUID, group: uuid.UUID, user: uuid.UUID) -> None:
@@ -266,6 +268,19 @@ def random_tenant(
         (start, start + dt.timedelta(days=31)),
         (start + dt.timedelta(days=31), start + dt.timedelta(days=59)),
     ]
+    # Teams (SPEC.md §10): a forest of the groups, and memberships, from an RNG of their
+    # own. A user may be in several teams, or none.
+    org = random.Random(seed * 104729)
+    for n, group in enumerate(groups[1:], start=1):
+        parent = org.choice([None, *groups[:n]])
+        conn.execute(
+            "UPDATE dyno_crm.crm_group SET parent_group_id = %s WHERE tenant_id = %s AND id = %s",
+            (parent, tenant, group),
+        )
+    for user in users:
+        for group in org.sample(groups, org.choice([0, 1, 1, 2])):
+            crm.member(tenant, group, user)
+    conn.commit()
     principals = [("USER", u) for u in users] + [("GROUP", g) for g in groups]
     # A target for a principal that does not exist (targets have no principal foreign key).
     principals.append(("USER", uuid.uuid4()))

@@ -54,6 +54,7 @@ class Options:
     as_of: dt.date = field(default_factory=dt.date.today)
     target_match: str = "exact"
     lookback_days: int = 365
+    rollup: bool = False
 
 
 def _ratio(numerator: Decimal, denominator: Decimal | None, places: str = "0.0001") -> Any:
@@ -106,8 +107,19 @@ class Oracle:
                 "SELECT id FROM dyno_crm.crm_user WHERE tenant_id = %s AND is_active", (tenant,)
             )
             self.active_users = {row[0] for row in cur.fetchall()}
-            cur.execute("SELECT id FROM dyno_crm.crm_group WHERE tenant_id = %s", (tenant,))
-            self.groups = {row[0] for row in cur.fetchall()}
+            cur.execute(
+                "SELECT id, parent_group_id FROM dyno_crm.crm_group WHERE tenant_id = %s",
+                (tenant,),
+            )
+            self.parent = dict(cur.fetchall())
+            self.groups = set(self.parent)
+            cur.execute(
+                "SELECT group_id, user_id FROM dyno_crm.group_member WHERE tenant_id = %s",
+                (tenant,),
+            )
+            self.members: dict[uuid.UUID, set[uuid.UUID]] = {}
+            for group, user in cur.fetchall():
+                self.members.setdefault(group, set()).add(user)
             cur.execute("SELECT id FROM dyno_crm.pipeline WHERE tenant_id = %s", (tenant,))
             self.pipelines = {row[0] for row in cur.fetchall()}
             cur.execute("SELECT currency FROM dyno_crm.tenant WHERE id = %s", (tenant,))
@@ -159,16 +171,37 @@ class Oracle:
             return "HISTORY_WON" if won else "HISTORY_LOST"
         return None
 
-    @staticmethod
-    def credits(deal: Deal) -> list[tuple[str, uuid.UUID, str]]:
-        """(principal type, principal, reason): the first reason that applies, once each."""
+    def ancestors(self, group: uuid.UUID) -> list[uuid.UUID]:
+        """The groups above ``group``, nearest first (walking parent links)."""
+        found: list[uuid.UUID] = []
+        at = self.parent.get(group)
+        while at is not None and at not in found and at != group:
+            found.append(at)
+            at = self.parent.get(at)
+        return found
+
+    def credits(self, deal: Deal, rollup: bool = False) -> list[tuple[str, uuid.UUID, str]]:
+        """(principal type, principal, reason): the first reason that applies, once each.
+        With rollup a group also gets its members' deals (MEMBER) and those of every
+        group below it, which it reaches by their ancestors (SUBGROUP)."""
         found: dict[tuple[str, uuid.UUID], str] = {}
-        for kind, who, reason in (
+        people = [who for who in (deal.owner, deal.assignee) if who is not None]
+        named = [g for g in (deal.owner_group, deal.assignee_group) if g is not None]
+        member_of = [g for g, users in self.members.items() if any(p in users for p in people)]
+        candidates = [
             ("USER", deal.owner, "OWNER"),
             ("USER", deal.assignee, "ASSIGNEE"),
             ("GROUP", deal.owner_group, "OWNER_GROUP"),
             ("GROUP", deal.assignee_group, "ASSIGNED_GROUP"),
-        ):
+        ]
+        if rollup:
+            candidates += [("GROUP", g, "MEMBER") for g in member_of]
+            candidates += [
+                ("GROUP", above, "SUBGROUP")
+                for g in named + member_of
+                for above in self.ancestors(g)
+            ]
+        for kind, who, reason in candidates:
             if who is not None and (kind, who) not in found:
                 found[(kind, who)] = reason
         return [(kind, who, reason) for (kind, who), reason in found.items()]
@@ -187,7 +220,7 @@ class Oracle:
             kind_of = self.deal_class(deal, o)
             if kind_of not in ("OPEN", "WON", "LOST", "UNDATED"):
                 continue
-            for kind, who, reason in self.credits(deal):
+            for kind, who, reason in self.credits(deal, o.rollup):
                 if principal is not None and (kind, who) != principal:
                     continue
                 key = (kind, who, self.bucket(deal, o))
@@ -257,7 +290,7 @@ class Oracle:
             kind_of = self.deal_class(deal, o)
             if kind_of is None or self.bucket(deal, o) != bucket:
                 continue
-            if (kind, who) not in {(k, w) for k, w, _ in self.credits(deal)}:
+            if (kind, who) not in {(k, w) for k, w, _ in self.credits(deal, o.rollup)}:
                 continue
             reported = self.reporting(deal, o.as_of)
             if reported is None:
@@ -289,6 +322,12 @@ class Oracle:
             elif kind_of == "HISTORY_LOST":
                 history_lost += 1
         remaining = None if target is None else max(target - sums["won_amount"], ZERO)
+        member_target = None
+        if o.rollup and kind == "GROUP":
+            below = [("USER", u) for u in self.members.get(who, ())]
+            below += [("GROUP", g) for g, parent in self.parent.items() if parent == who]
+            amounts = [a for k, w in below for a in self._target_rows(o, k, w, bucket)[0]]
+            member_target = sum(amounts, ZERO) if amounts else None
         win_rate = (
             _ratio(Decimal(history_won), Decimal(history_won + history_lost))
             if history_won + history_lost
@@ -310,6 +349,7 @@ class Oracle:
             "history_lost_count": history_lost,
             "needed_coverage": _ratio(Decimal(1), win_rate),
             "pipeline_gap": gap,
+            "member_target_amount": member_target,
             "flags": ["TARGET_PERIOD_MISMATCH"] if target is None and overlapping else [],
         }
 

@@ -36,6 +36,7 @@ from pipeline_coverage.db import migrate
 from pipeline_coverage.db.connection import connect
 from pipeline_coverage.db.embedded import embedded_server
 from pipeline_coverage.directory import (
+    known_periods,
     list_principals,
     list_tenants,
     resolve_pipeline,
@@ -45,7 +46,7 @@ from pipeline_coverage.directory import (
 )
 from pipeline_coverage.errors import InputError, LoadError, PipelineCoverageError, ValidationError
 from pipeline_coverage.loader import load_directory
-from pipeline_coverage.metrics import HEADLINE, NAMES, parse_columns
+from pipeline_coverage.metrics import HEADLINE, NAMES, headline, parse_columns
 from pipeline_coverage.periods import EXAMPLES
 from pipeline_coverage.render import (
     FORMATS,
@@ -320,6 +321,11 @@ TENANT_HELP = "Tenant: its id or its name."
 )
 @click.option("--by-pipeline", is_flag=True, help="With --all: one row per principal and pipeline.")
 @click.option(
+    "--rollup",
+    is_flag=True,
+    help="A team also counts the deals of its members and of the teams below it.",
+)
+@click.option(
     "--as-of",
     type=ISO_DATE,
     help="The day the run is as of: open deals dated before it are past due [default: today].",
@@ -352,6 +358,7 @@ def run(
     everyone: bool,
     pipeline_text: str | None,
     by_pipeline: bool,
+    rollup: bool,
     as_of: dt.date | None,
     target_match: str,
     win_rate_lookback_days: int,
@@ -374,7 +381,7 @@ def run(
         raise click.UsageError("give --period, or --period-start and --period-end, not both")
     if period_text is None and (period_start is None or period_end is None):
         raise click.UsageError("give --period, or --period-start and --period-end")
-    chosen = parse_columns(columns) if columns else HEADLINE
+    chosen = parse_columns(columns) if columns else None
     kind = principal_type.upper() if principal_type else None
     conn = _app().connection()
     tenant_id = resolve_tenant(conn, tenant_text)
@@ -393,6 +400,7 @@ def run(
         principal_id,
         pipeline_id,
         by_pipeline=by_pipeline,
+        rollup=rollup,
         as_of=as_of,
         target_match=target_match,
         win_rate_lookback_days=win_rate_lookback_days,
@@ -431,7 +439,7 @@ def show(
         raise click.UsageError("--principal-type/--principal-id go with --deals")
     if (principal_type is None) != (principal_id is None):
         raise click.UsageError("--principal-type and --principal-id go together")
-    chosen = parse_columns(columns) if columns else HEADLINE
+    chosen = parse_columns(columns) if columns else None
     conn = _app().connection()
     tenant_id = resolve_tenant(conn, tenant_text) if tenant_text else None
     found = get_run(conn, run_id, tenant_id)
@@ -496,13 +504,33 @@ def tenants(output_format: str) -> None:
 )
 @FORMAT_OPTION
 def principals(tenant_text: str, kind: str | None, output_format: str) -> None:
-    """List a tenant's reps and teams: type, id, name, active."""
+    """List a tenant's reps and teams: type, id, name, active, and a team's parent."""
     conn = _app().connection()
     tenant_id = resolve_tenant(conn, tenant_text)
     found = list_principals(conn, tenant_id, kind.upper() if kind else None)
-    columns = ("principal_type", "id", "name", "active")
-    rows = [[p.principal_type, str(p.id), p.name, p.active] for p in found]
+    columns = ("principal_type", "id", "name", "active", "parent_group_id", "parent_name")
+    rows = [
+        [p.principal_type, str(p.id), p.name, p.active,
+         str(p.parent_id) if p.parent_id else None, p.parent_name]
+        for p in found
+    ]  # fmt: skip
     _print_listing("Reps and teams", columns, rows, output_format, "principals")
+
+
+@cli.command()
+@click.option("--tenant", "tenant_text", required=True, metavar="NAME|ID", help=TENANT_HELP)
+@FORMAT_OPTION
+def periods(tenant_text: str, output_format: str) -> None:
+    """List the periods a tenant has targets or runs for, named in its fiscal calendar."""
+    conn = _app().connection()
+    found = known_periods(conn, resolve_tenant(conn, tenant_text))
+    columns = ("name", "period_start", "period_end", "targets", "runs", "last_run", "current")
+    rows = [
+        [p.name, p.period_start.isoformat(), p.period_end.isoformat(), p.targets, p.runs,
+         p.last_run.isoformat() if p.last_run else None, p.current]
+        for p in found
+    ]  # fmt: skip
+    _print_listing("Periods with targets or runs", columns, rows, output_format, "periods")
 
 
 def _print_listing(
@@ -515,14 +543,16 @@ def _print_listing(
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(columns)
-        writer.writerows([[spreadsheet_safe(str(v)) for v in row] for row in rows])
+        writer.writerows(
+            [["" if v is None else spreadsheet_safe(str(v)) for v in row] for row in rows]
+        )
         click.echo(buffer.getvalue(), nl=False)
     else:
         table = Table(title=title, title_justify="left")
         for column in columns:
             table.add_column(column)
         for row in rows:
-            table.add_row(*(str(value) for value in row))
+            table.add_row(*("" if value is None else str(value) for value in row))
         make_console().print(table)
 
 
@@ -707,7 +737,7 @@ def _invoked_as() -> str:
         return str(started)
 
 
-def _print_run(found: Any, output_format: str, columns: Sequence[str] = HEADLINE) -> None:
+def _print_run(found: Any, output_format: str, columns: Sequence[str] | None = None) -> None:
     if output_format == "json":
         click.echo(run_json(found))
     elif output_format == "csv":
@@ -716,7 +746,8 @@ def _print_run(found: Any, output_format: str, columns: Sequence[str] = HEADLINE
         console = make_console()
         title, caption = run_heading(found)
         console.print(title, style="bold", soft_wrap=True, highlight=False)
-        console.print(run_table(found, columns))
+        chosen = columns or headline(rollup=bool(found.parameters.get("rollup")))
+        console.print(run_table(found, chosen))
         console.print(caption, style="dim", soft_wrap=True, highlight=False)
         # What the numbers leave out, whenever anything was left out (SPEC.md §8).
         for line in exclusion_lines(found):

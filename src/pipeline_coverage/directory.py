@@ -12,7 +12,7 @@ from typing import Any
 
 from pipeline_coverage.db.connection import as_uuid, records, unit_of_work
 from pipeline_coverage.errors import NotFoundError, ValidationError
-from pipeline_coverage.periods import resolve_period
+from pipeline_coverage.periods import fiscal_quarter_of, period_name, resolve_period
 from pipeline_coverage.sql import query
 from pipeline_coverage.validation import parse_principal_type, shown
 
@@ -32,11 +32,29 @@ class TenantInfo:
 
 
 @dataclass(frozen=True)
+class KnownPeriod:
+    """A period a tenant has targets or runs for (or its current fiscal quarter)."""
+
+    period_start: dt.date
+    period_end: dt.date
+    #: Its period expression in the tenant's calendar (``FY2027-Q1``), if one names it.
+    name: str | None
+    targets: int
+    runs: int
+    last_run: dt.datetime | None
+    #: The fiscal quarter containing today.
+    current: bool
+
+
+@dataclass(frozen=True)
 class PrincipalInfo:
     principal_type: str
     id: uuid.UUID
     name: str
     active: bool
+    #: A team's parent team (SPEC.md §10), if it has one.
+    parent_id: uuid.UUID | None = None
+    parent_name: str | None = None
 
 
 def list_tenants(conn: Any) -> list[TenantInfo]:
@@ -63,9 +81,12 @@ def list_principals(
         cur.execute(query(_QUERIES, "list_principals"), params)
         found = records(cur)
     return [
-        PrincipalInfo(r["principal_type"], as_uuid(r["id"]), r["name"], bool(r["active"]))
+        PrincipalInfo(
+            r["principal_type"], as_uuid(r["id"]), r["name"], bool(r["active"]),
+            as_uuid(r["parent_id"]) if r["parent_id"] is not None else None, r["parent_name"],
+        )
         for r in found
-    ]
+    ]  # fmt: skip
 
 
 def _as_id(text: str) -> uuid.UUID | None:
@@ -172,3 +193,51 @@ def tenant_period(
         raise NotFoundError(f"tenant_id: no tenant {tenant_id}")
     month = int(found[0]["fiscal_year_start_month"])
     return resolve_period(expression, fiscal_year_start_month=month, as_of=as_of)
+
+
+#: At most this many periods are listed.
+MAX_PERIODS = 200
+
+
+def known_periods(
+    conn: Any, tenant_id: uuid.UUID, today: dt.date | None = None
+) -> list[KnownPeriod]:
+    """The periods a tenant has target rows or runs for, newest first, with the
+    current fiscal quarter among them even when it has neither."""
+    with unit_of_work(conn) as cur:
+        cur.execute(query(_QUERIES, "tenant_calendar"), {"tenant_id": str(tenant_id)})
+        calendar = records(cur)
+        if not calendar:
+            raise NotFoundError(f"tenant_id: no tenant {tenant_id}")
+        cur.execute(
+            query(_QUERIES, "known_periods"), {"tenant_id": str(tenant_id), "limit": MAX_PERIODS}
+        )
+        found = records(cur)
+    month = int(calendar[0]["fiscal_year_start_month"])
+    current = fiscal_quarter_of(today or dt.date.today(), month)
+    periods: dict[tuple[dt.date, dt.date], KnownPeriod] = {}
+    for r in found:
+        span = (r["period_start"], r["period_end"])
+        periods[span] = KnownPeriod(
+            *span, period_name(*span, month), int(r["targets"]), int(r["runs"]), r["last_run"],
+            current=span == current,
+        )  # fmt: skip
+    if current not in periods:
+        periods[current] = KnownPeriod(
+            *current, period_name(*current, month), 0, 0, None, current=True
+        )
+    return sorted(periods.values(), key=lambda p: (p.period_start, p.period_end), reverse=True)
+
+
+def default_period(periods: list[KnownPeriod]) -> KnownPeriod:
+    """The period to open on: the current quarter when it has targets or runs; else
+    the period last run; else the latest one with targets that has begun; else the
+    current quarter. (Not an empty current quarter when there is data elsewhere.)"""
+    [current] = [p for p in periods if p.current]
+    if current.targets or current.runs:
+        return current
+    ran = [p for p in periods if p.last_run is not None]
+    if ran:
+        return max(ran, key=lambda p: p.last_run or dt.datetime.min)
+    begun = [p for p in periods if p.targets and p.period_start <= current.period_start]
+    return begun[0] if begun else current

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import psycopg
+import pycountry
 from psycopg import sql
 
 from pipeline_coverage.db.connection import Cursor, as_uuid, unit_of_work
@@ -45,6 +46,8 @@ _NUMBER_RE = "^-?[0-9]+(\\.[0-9]+)?$"
 _MONEY_RE = "^[0-9]{1,16}(\\.[0-9]{1,2})?$"
 _INT_RE = "^-?[0-9]{1,9}$"
 _RATE_RE = "^[0-9]{1,10}(\\.[0-9]{1,8})?$"
+#: ISO 4217's currency codes (pycountry keeps the standard's list).
+CURRENCY_CODES = tuple(sorted(currency.alpha_3 for currency in pycountry.currencies))
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,9 @@ class Reference:
     noun: str
     when: tuple[str, str] | None = None
     enforced: bool = True
+    #: A row of the same file also satisfies it (a parent group loaded beside its
+    #: children, in any order).
+    or_staged: bool = False
 
 
 @dataclass(frozen=True)
@@ -97,9 +103,12 @@ class TableSpec:
         return tuple(column.name for column in self.columns)
 
     def present(self, names: list[str]) -> TableSpec:
-        """This spec with only the columns a file has (optional ones may be absent)."""
+        """This spec with only the columns a file has (optional ones may be absent), and
+        the references of those columns."""
         return dataclasses.replace(
-            self, columns=tuple(column for column in self.columns if column.name in names)
+            self,
+            columns=tuple(column for column in self.columns if column.name in names),
+            references=tuple(r for r in self.references if set(r.columns) <= set(names)),
         )
 
 
@@ -165,9 +174,25 @@ TABLES: tuple[TableSpec, ...] = (
     TableSpec(
         "groups.csv",
         "crm_group",
-        (_id(), _TENANT, Column("name", "text", required=True)),
+        (
+            _id(),
+            _TENANT,
+            Column("name", "text", required=True),
+            Column("parent_group_id", "uuid", optional=True),
+        ),
         ("tenant_id", "id"),
-        (_TENANT_REF,),
+        (
+            _TENANT_REF,
+            # fk_crm_group_parent is deferred (a parent may come after its children).
+            Reference(
+                ("parent_group_id",),
+                "crm_group",
+                ("id",),
+                "parent group",
+                enforced=False,
+                or_staged=True,
+            ),
+        ),
     ),
     TableSpec(
         "group_members.csv",
@@ -631,6 +656,8 @@ def _load_file(
         detail = f" ({_shorten(detail, 4 * SHOWN_CHARS)})" if detail else ""
         raise LoadError([f"{spec.file}: {exc.diag.message_primary}{detail}"]) from exc
     cur.execute("RELEASE SAVEPOINT pipeline_coverage_upsert")
+    if spec.table == "crm_group" and "parent_group_id" in spec.column_names:
+        _raise_problems(cur, spec, _cycle_problems(cur, stage))
     tenant_column = sql.Identifier("id" if spec.table == "tenant" else "tenant_id")
     cur.execute(sql.SQL("SELECT DISTINCT {}::uuid FROM {}").format(tenant_column, stage))
     tenant_ids = tuple(as_uuid(row[0]) for row in cur.fetchall())
@@ -920,6 +947,15 @@ def _column_checks(column: Column, modern: bool = False) -> list[sql.Composable]
                 ),
             )
         )
+        checks.append(
+            _problem(
+                sql.SQL("{c} ~ '^[A-Z]{{3}}$' AND {c} <> ALL ({codes})").format(
+                    c=c, codes=sql.Literal(list(CURRENCY_CODES))
+                ),
+                column.name,
+                sql.SQL("'not an ISO 4217 currency code: ' || {}").format(shown),
+            )
+        )
     elif column.kind == "enum":
         checks.append(
             _problem(
@@ -979,6 +1015,17 @@ def _decimal_checks(
 
 
 def _row_checks(spec: TableSpec) -> list[sql.Composable]:
+    if spec.table == "crm_group" and "parent_group_id" in spec.column_names:
+        return [
+            _problem(
+                sql.SQL(
+                    "CASE WHEN id ~ {re} AND parent_group_id ~ {re}"
+                    " THEN id::uuid = parent_group_id::uuid ELSE false END"
+                ).format(re=sql.Literal(_UUID_RE)),
+                "parent_group_id",
+                sql.SQL("'a group cannot be its own parent'"),
+            )
+        ]
     if spec.table != "sales_target":
         return []
     valid_dates = sql.SQL("period_start ~ {re} AND period_end ~ {re}").format(
@@ -1073,16 +1120,60 @@ def _reference_problems(
         if reference.table == "tenant"
         else _shown(sql.SQL("s.tenant_id"), quote=False),
     )
+    staged: sql.Composable = sql.SQL("")
+    if reference.or_staged:
+        staged = sql.SQL(
+            " AND NOT EXISTS (SELECT 1 FROM {stage} AS o"
+            " WHERE o.tenant_id::uuid = s.tenant_id::uuid AND {matches})"
+        ).format(
+            stage=stage,
+            matches=sql.SQL(" AND ").join(
+                sql.SQL("o.{}::uuid = s.{}::uuid").format(sql.Identifier(t), sql.Identifier(c))
+                for c, t in zip(reference.columns, reference.target, strict=True)
+            ),
+        )
     return sql.SQL(
         "SELECT s.line, {reason} AS problem FROM {stage} AS s WHERE {present}"
-        " AND NOT EXISTS (SELECT 1 FROM {target} AS t WHERE {conditions})"
+        " AND NOT EXISTS (SELECT 1 FROM {target} AS t WHERE {conditions}){staged}"
     ).format(
         reason=reason,
         stage=stage,
         present=sql.SQL(" AND ").join(present),
         target=target,
         conditions=sql.SQL(" AND ").join(conditions),
+        staged=staged,
     )
+
+
+def _cycle_problems(cur: Cursor, stage: sql.Identifier) -> sql.Composable:
+    """The staged groups that are their own ancestor once the file is written (teams
+    are a forest, SPEC.md §10). The walk runs over the staged tenants' groups copied
+    into a temporary table: a recursive query over a local table, also on Citus."""
+    cur.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.pipeline_coverage_groups"))
+    cur.execute(
+        sql.SQL(
+            "CREATE TEMP TABLE pipeline_coverage_groups ON COMMIT DROP AS"
+            " SELECT g.tenant_id, g.id, g.parent_group_id FROM dyno_crm.crm_group AS g"
+            " WHERE g.tenant_id = ANY({tenants}) AND g.parent_group_id IS NOT NULL"
+        ).format(tenants=_staged_tenants(cur, stage))
+    )
+    return sql.SQL(
+        "WITH RECURSIVE walk (tenant_id, start_id, at_id, path) AS ("
+        " SELECT g.tenant_id, g.id, g.parent_group_id, ARRAY[g.id]"
+        " FROM pg_temp.pipeline_coverage_groups AS g"
+        " WHERE EXISTS (SELECT 1 FROM {stage} AS s"
+        "               WHERE s.tenant_id::uuid = g.tenant_id AND s.id::uuid = g.id)"
+        " UNION ALL"
+        " SELECT w.tenant_id, w.start_id, g.parent_group_id, w.path || g.id"
+        " FROM walk AS w JOIN pg_temp.pipeline_coverage_groups AS g"
+        "   ON g.tenant_id = w.tenant_id AND g.id = w.at_id"
+        " WHERE w.at_id <> w.start_id AND g.id <> ALL (w.path))"
+        " SELECT s.line, 'parent_group_id: makes a cycle: '"
+        " || array_to_string(w.path || w.start_id, ' -> ') AS problem"
+        " FROM walk AS w JOIN {stage} AS s"
+        "   ON s.tenant_id::uuid = w.tenant_id AND s.id::uuid = w.start_id"
+        " WHERE w.at_id = w.start_id"
+    ).format(stage=stage)
 
 
 def _has_problems(cur: Cursor, problems: sql.Composable) -> bool:

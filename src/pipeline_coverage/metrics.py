@@ -58,6 +58,12 @@ METRICS: tuple[Metric, ...] = (
     Metric("past_due_count", "count", "Past-due deals", "how many past-due deals"),
     Metric("undated_amount", "money", "Undated", "open deals without any date"),
     Metric("undated_count", "count", "Undated deals", "how many undated deals"),
+    Metric(
+        "member_target_amount",
+        "money",
+        "Member targets",
+        "with rollup: the targets of a team's members and child teams",
+    ),
 )
 
 BY_NAME = {metric.name: metric for metric in METRICS}
@@ -70,6 +76,14 @@ HEADLINE = (
     "remaining_coverage_ratio",
     "pipeline_gap",
 )
+
+
+def headline(*, rollup: bool = False) -> tuple[str, ...]:
+    """The default columns of a run's table: with rollup, a team's member targets
+    stand beside its own target (over- or under-assigned quota shows)."""
+    return (HEADLINE[0], "member_target_amount", *HEADLINE[1:]) if rollup else HEADLINE
+
+
 #: The seed's three columns, unchanged since the first release.
 SEED = ("target_amount", "open_amount", "coverage_ratio")
 

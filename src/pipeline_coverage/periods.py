@@ -57,6 +57,32 @@ def fiscal_quarter_of(day: dt.date, start_month: int) -> tuple[dt.date, dt.date]
     return start, add_months(start, 3)
 
 
+def period_name(start: dt.date, end: dt.date, fiscal_year_start_month: int = 1) -> str | None:
+    """The expression that names ``[start, end)`` (``FY2027-Q1``, ``2026-Q3``,
+    ``2026-11``, ...), in the fiscal calendar when the tenant's year does not start in
+    January; None for a period no expression names."""
+    months = (end.year - start.year) * 12 + end.month - start.month
+    if start.day != 1 or end.day != 1 or months < 1:
+        return None
+    month = fiscal_year_start_month
+    if months == 1:
+        return f"{start.year}-{start.month:02d}"
+    if month != 1 and months in (3, 6, 12):
+        year = fiscal_year_of(start, month)
+        offset = (start.year - fiscal_year_start(year, month).year) * 12 + start.month - month
+        if offset % months == 0:
+            if months == 12:
+                return f"FY{year}"
+            return f"FY{year}-{'Q' if months == 3 else 'H'}{offset // months + 1}"
+    if months == 3 and start.month % 3 == 1:
+        return f"{start.year}-Q{start.month // 3 + 1}"
+    if months == 6 and start.month in (1, 7):
+        return f"FY{start.year}-H{start.month // 6 + 1}"
+    if months == 12 and start.month == 1:
+        return f"{start.year}"
+    return None
+
+
 def resolve_period(
     expression: str, *, fiscal_year_start_month: int = 1, as_of: dt.date | None = None
 ) -> tuple[dt.date, dt.date]:

@@ -1,6 +1,7 @@
-"""Every metric, flag, drill-down row and principal of a run (SPEC.md §7, §8), compared
-with the independent oracle on random edge-case tenants, for single runs, batches,
-by-pipeline batches, target_match=within, and an as_of inside and after the period."""
+"""Every metric, flag, drill-down row and principal of a run (SPEC.md §7, §8, §10),
+compared with the independent oracle on random edge-case tenants, for single runs,
+batches, by-pipeline batches, target_match=within, an as_of inside and after the
+period, and teams rolled up over their members and subgroups."""
 
 from __future__ import annotations
 
@@ -58,6 +59,8 @@ def compare_drilldown(
 
 
 def options_for(mode: str) -> Options:
+    if mode.startswith("rollup"):
+        return Options(*Q1, as_of=INSIDE, rollup=True)
     if mode == "within":
         return Options(*Q1, target_match="within", as_of=INSIDE)
     if mode == "after":
@@ -66,7 +69,10 @@ def options_for(mode: str) -> Options:
 
 
 @pytest.mark.parametrize("seed", [11, 12, 13])
-@pytest.mark.parametrize("mode", ["plain", "within", "after", "pipeline", "by_pipeline"])
+@pytest.mark.parametrize(
+    "mode",
+    ["plain", "within", "after", "pipeline", "by_pipeline", "rollup", "rollup_by_pipeline"],
+)
 def test_batch_matches_the_oracle_in_every_column(
     conn: psycopg.Connection[Any], seed: int, mode: str
 ) -> None:
@@ -79,16 +85,18 @@ def test_batch_matches_the_oracle_in_every_column(
         base.start,
         base.end,
         pipeline,
-        by_pipeline=mode == "by_pipeline",
+        by_pipeline=mode.endswith("by_pipeline"),
         as_of=base.as_of,
         target_match=base.target_match,
         lookback_days=base.lookback_days,
+        rollup=mode.startswith("rollup"),
     )
     request = coverage_request(
         tenant,
         *Q1,
         pipeline_id=pipeline,
         by_pipeline=options.by_pipeline,
+        rollup=options.rollup,
         as_of=options.as_of,
         target_match=options.target_match,
         win_rate_lookback_days=options.lookback_days,
@@ -110,6 +118,13 @@ def test_batch_matches_the_oracle_in_every_column(
     # The run exercises what it claims to: these columns are not all zero.
     for name in ("won_count", "lost_count", "undated_count", "open_count", "history_won_count"):
         assert any(row.values[name] for row in run.rows), name
+    reasons = {deal.credit_reason for deal in run_deals(conn, run.run_id)}
+    if options.rollup:
+        assert {"MEMBER", "SUBGROUP"} <= reasons
+        assert any(row.values["member_target_amount"] is not None for row in run.rows)
+    else:
+        assert not {"MEMBER", "SUBGROUP"} & reasons
+        assert all(row.values["member_target_amount"] is None for row in run.rows)
     if mode != "pipeline":
         assert any(row.values["past_due_count"] for row in run.rows)
         assert any(row.flags for row in run.rows) or mode == "within"
@@ -127,7 +142,7 @@ def test_batch_matches_the_oracle_in_every_column(
 
 
 @pytest.mark.parametrize("seed", [21, 22])
-@pytest.mark.parametrize("mode", ["plain", "within", "after"])
+@pytest.mark.parametrize("mode", ["plain", "within", "after", "rollup"])
 def test_single_runs_match_the_oracle_in_every_column(
     conn: psycopg.Connection[Any], seed: int, mode: str
 ) -> None:
@@ -137,10 +152,14 @@ def test_single_runs_match_the_oracle_in_every_column(
     principals = sorted(
         [("USER", u) for u in oracle.active_users] + [("GROUP", g) for g in oracle.groups]
     )
-    for kind, who in principals[::2]:
+    if options.rollup:  # every team, and some reps (whom rollup leaves as they are)
+        principals = [("GROUP", g) for g in sorted(oracle.groups)] + principals[:6:2]
+    else:
+        principals = principals[::2]
+    for kind, who in principals:
         request = coverage_request(
             tenant, *Q1, kind, who, as_of=options.as_of, target_match=options.target_match,
-            win_rate_lookback_days=options.lookback_days,
+            win_rate_lookback_days=options.lookback_days, rollup=options.rollup,
         )  # fmt: skip
         run = get_run(conn, run_coverage(conn, request).run_id)
         [row] = run.rows

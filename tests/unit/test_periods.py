@@ -9,7 +9,7 @@ import itertools
 import pytest
 
 from pipeline_coverage.errors import ValidationError
-from pipeline_coverage.periods import resolve_period
+from pipeline_coverage.periods import period_name, resolve_period
 
 
 def months_after(year: int, month: int, count: int) -> dt.date:
@@ -110,3 +110,26 @@ def test_relative_periods_are_fiscal_and_contain_the_day(month: int, day: dt.dat
 def test_bad_expressions_are_validation_errors(text: str) -> None:
     with pytest.raises(ValidationError, match="period"):
         resolve_period(text, fiscal_year_start_month=7)
+
+
+@pytest.mark.parametrize("start_month", range(1, 13))
+def test_period_names_round_trip_in_every_fiscal_calendar(start_month: int) -> None:
+    """The name of a period resolves back to that period, whatever the start month;
+    in a fiscal calendar other than January's, quarters, halves and years are fiscal."""
+    for expression in ("FY2027", "FY2027-Q1", "FY2027-Q4", "FY2027-H2", "2026-Q3", "2026-11"):
+        start, end = resolve_period(expression, fiscal_year_start_month=start_month)
+        name = period_name(start, end, start_month)
+        assert name is not None
+        assert resolve_period(name, fiscal_year_start_month=start_month) == (start, end)
+        if start_month != 1 and expression.startswith("FY"):
+            assert name == expression
+
+
+def test_periods_no_expression_names_have_none() -> None:
+    assert period_name(dt.date(2026, 1, 15), dt.date(2026, 4, 1)) is None
+    assert period_name(dt.date(2026, 2, 1), dt.date(2026, 5, 1)) is None  # a shifted quarter
+    assert period_name(dt.date(2026, 1, 1), dt.date(2026, 3, 1)) is None  # two months
+    assert period_name(dt.date(2026, 1, 1), dt.date(2026, 1, 1)) is None
+    assert period_name(dt.date(2026, 7, 1), dt.date(2026, 10, 1), 7) == "FY2027-Q1"
+    assert period_name(dt.date(2026, 7, 1), dt.date(2026, 10, 1), 1) == "2026-Q3"
+    assert period_name(dt.date(2026, 1, 1), dt.date(2027, 1, 1), 1) == "2026"

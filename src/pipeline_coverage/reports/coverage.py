@@ -64,6 +64,8 @@ class CoverageRequest:
     principal_id: uuid.UUID | None = None
     pipeline_id: uuid.UUID | None = None
     by_pipeline: bool = False
+    #: A group is also credited with its members' and subgroups' deals (SPEC.md §10).
+    rollup: bool = False
     #: The day the run is "as of" (past-due deals); None: the day it is computed.
     as_of: dt.date | None = None
     target_match: str = "exact"
@@ -78,6 +80,8 @@ class CoverageRequest:
     def fingerprint(self) -> bytes:
         """A digest of the request, to tell a replay from another use of a key."""
         fields = {k: str(v) for k, v in dataclasses.asdict(self).items()}
+        if not self.rollup:  # as before rollup existed: keys stored then still replay
+            del fields["rollup"]
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).digest()
 
 
@@ -90,6 +94,7 @@ def coverage_request(
     pipeline_id: uuid.UUID | str | None = None,
     *,
     by_pipeline: bool = False,
+    rollup: bool = False,
     as_of: dt.date | str | None = None,
     target_match: str = "exact",
     win_rate_lookback_days: int = DEFAULT_LOOKBACK_DAYS,
@@ -106,6 +111,7 @@ def coverage_request(
     kind = parse_principal_type(principal_type) if principal_type is not None else None
     principal = parse_uuid(principal_id, "principal_id", optional=True)
     by_pipeline = parse_flag(by_pipeline, "by_pipeline")
+    rollup = parse_flag(rollup, "rollup")
     if by_pipeline and principal is not None:
         raise ValidationError("by_pipeline: only for a batch (a run without a principal)")
     return CoverageRequest(
@@ -116,6 +122,7 @@ def coverage_request(
         principal_id=principal,
         pipeline_id=parse_uuid(pipeline_id, "pipeline_id", optional=True),
         by_pipeline=by_pipeline,
+        rollup=rollup,
         as_of=parse_date(as_of, "as_of") if as_of is not None else None,
         target_match=parse_choice(target_match, "target_match", TARGET_MATCHES),
         win_rate_lookback_days=parse_whole(
@@ -200,6 +207,7 @@ def _write(cur: Any, request: CoverageRequest) -> uuid.UUID:
             "history_start": request.period_start
             - dt.timedelta(days=request.win_rate_lookback_days),
             "by_pipeline": request.by_pipeline,
+            "rollup": request.rollup,
             "as_of": as_of,
             "target_match": request.target_match,
             "currency": currency,
@@ -225,7 +233,7 @@ def _parameters(
         "period": request.period_expression,
         "period_start": request.period_start.isoformat(),
         "period_end": request.period_end.isoformat(),
-        "rollup": False,
+        "rollup": request.rollup,
         "target_match": request.target_match,
         "win_rate_lookback_days": request.win_rate_lookback_days,
         "as_of": as_of.isoformat(),
@@ -268,7 +276,7 @@ def run_pipeline_coverage_report(
     or psycopg2 connection. Arguments are validated before the database is touched;
     the run is written in one unit of work (see ``unit_of_work``). ``options`` are
     :func:`coverage_request`'s keywords (``as_of``, ``target_match``,
-    ``win_rate_lookback_days``). Returns the new run's id.
+    ``win_rate_lookback_days``, ``rollup``). Returns the new run's id.
     """
     if principal_type is None or principal_id is None:
         missing = "principal_type" if principal_type is None else "principal_id"

@@ -79,6 +79,12 @@ class RunRequest(BaseModel):
     by_pipeline: bool = Field(
         False, description="Batch only: one row per principal and pipeline.", strict=True
     )
+    rollup: bool = Field(
+        False,
+        description="A team is also credited with the deals of its members and of the "
+        "teams below it; its rows carry member_target_amount.",
+        strict=True,
+    )
     as_of: IsoDate | None = Field(
         None, description="Open deals dated before this day are past due (default: today)."
     )
@@ -306,3 +312,25 @@ class SignIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     api_key: str = Field(min_length=1, max_length=200)
+
+
+class PeriodInfo(BaseModel):
+    """A period the tenant has targets or runs for (the dashboard's period picker)."""
+
+    period_start: dt.date
+    period_end: dt.date
+    name: str | None = Field(
+        description="Its period expression in the tenant's calendar (FY2027-Q1, 2026-Q3, "
+        "2026-11), when one names it."
+    )
+    targets: int = Field(description="Target rows of exactly this period.")
+    runs: int = Field(description="Stored runs of this period.")
+    last_run: dt.datetime | None
+    current: bool = Field(description="The fiscal quarter containing today.")
+
+
+class PeriodList(BaseModel):
+    """Known periods, newest first, and the one to open on."""
+
+    items: list[PeriodInfo]
+    default: PeriodInfo

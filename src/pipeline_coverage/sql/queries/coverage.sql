@@ -42,8 +42,36 @@ ORDER BY er.currency, er.valid_from DESC;
 -- written once, in `credited`. A row's drill-down (its deals and credit reasons)
 -- and its amounts and counts come out of one aggregation over the same credited
 -- deals, whose values are the ones stored for the run: every amount and count of a
--- row equals the sum over its deals, by construction.
-WITH scoped AS NOT MATERIALIZED (
+-- row equals the sum over its deals, by construction. With rollup, a group is also
+-- credited with the deals of its member users, its descendant groups and their
+-- members (SPEC.md §7, §10).
+WITH RECURSIVE tree (ancestor_id, group_id, depth) AS (
+    -- With rollup: each group (for one principal: that group) with itself (depth 0)
+    -- and every group below it. The loader refuses cycles; CYCLE ends a walk that
+    -- meets one written some other way.
+    SELECT g.id, g.id, 0
+    FROM dyno_crm.crm_group AS g
+    WHERE %(rollup)s::boolean
+      AND g.tenant_id = %(tenant_id)s::uuid
+      AND (%(principal_id)s::uuid IS NULL
+           OR (%(principal_type)s::text = 'GROUP' AND g.id = %(principal_id)s::uuid))
+    UNION ALL
+    SELECT t.ancestor_id, c.id, t.depth + 1
+    FROM tree AS t
+    JOIN dyno_crm.crm_group AS c
+      ON c.tenant_id = %(tenant_id)s::uuid AND c.parent_group_id = t.group_id
+) CYCLE group_id SET in_cycle USING walk,
+rolled_members AS (
+    -- With rollup: the users each group's credit reaches, at the nearest depth (0: a
+    -- member of the group itself).
+    SELECT gm.user_id, t.ancestor_id, min(t.depth) AS depth
+    FROM tree AS t
+    JOIN dyno_crm.group_member AS gm
+      ON gm.tenant_id = %(tenant_id)s::uuid AND gm.group_id = t.group_id
+    WHERE NOT t.in_cycle
+    GROUP BY gm.user_id, t.ancestor_id
+),
+scoped AS NOT MATERIALIZED (
     -- The tenant's deals a run may count, with their stages: in the pipeline scope,
     -- and for one principal only the deals naming it (the owner/assignee indexes find
     -- them). Not materialized: each use below adds its own date window, which the
@@ -72,7 +100,13 @@ WITH scoped AS NOT MATERIALIZED (
                     OR d.assigned_user_id = %(principal_id)s::uuid))
            OR (%(principal_type)s::text = 'GROUP'
                AND (d.owned_by_group_id = %(principal_id)s::uuid
-                    OR d.assigned_group_id = %(principal_id)s::uuid)))
+                    OR d.assigned_group_id = %(principal_id)s::uuid))
+           -- one group, rolled up: also the deals of the groups and users below it
+           OR (%(rollup)s::boolean AND %(principal_type)s::text = 'GROUP'
+               AND (d.owned_by_group_id IN (SELECT t.group_id FROM tree AS t)
+                    OR d.assigned_group_id IN (SELECT t.group_id FROM tree AS t)
+                    OR d.owned_by_user_id IN (SELECT m.user_id FROM rolled_members AS m)
+                    OR d.assigned_user_id IN (SELECT m.user_id FROM rolled_members AS m))))
 ),
 placed AS (
     -- The period's candidates, each with the date that places it (SPEC.md §7): an
@@ -151,12 +185,41 @@ units AS (
     GROUP BY 2, h.bucket, h.owned_by_user_id, h.assigned_user_id, h.owned_by_group_id,
              h.assigned_group_id
 ),
+rolled_up AS (
+    -- With rollup, a group's credit (SPEC.md §7): the deals that name the group, its
+    -- member users, its descendant groups and their members; once per group, with
+    -- the first reason that applies (1 OWNER_GROUP, 2 ASSIGNED_GROUP, 3 MEMBER,
+    -- 4 SUBGROUP). A unit is a deal, or a group of history deals naming the same
+    -- principals: its key is every column it was grouped by.
+    SELECT DISTINCT ON (c.principal_id, c.deal_id, c.deal_class, c.bucket,
+                        c.owned_by_user_id, c.assigned_user_id, c.owned_by_group_id,
+                        c.assigned_group_id)
+           c.*
+    FROM (
+        SELECT t.ancestor_id AS principal_id, CASE WHEN t.depth = 0 THEN 1 ELSE 4 END AS rank,
+               n.*
+        FROM units AS n JOIN tree AS t ON t.group_id = n.owned_by_group_id
+        WHERE NOT t.in_cycle
+        UNION ALL
+        SELECT t.ancestor_id, CASE WHEN t.depth = 0 THEN 2 ELSE 4 END, n.*
+        FROM units AS n JOIN tree AS t ON t.group_id = n.assigned_group_id
+        WHERE NOT t.in_cycle
+        UNION ALL
+        SELECT m.ancestor_id, CASE WHEN m.depth = 0 THEN 3 ELSE 4 END, n.*
+        FROM units AS n JOIN rolled_members AS m ON m.user_id = n.owned_by_user_id
+        UNION ALL
+        SELECT m.ancestor_id, CASE WHEN m.depth = 0 THEN 3 ELSE 4 END, n.*
+        FROM units AS n JOIN rolled_members AS m ON m.user_id = n.assigned_user_id
+    ) AS c
+    ORDER BY c.principal_id, c.deal_id, c.deal_class, c.bucket, c.owned_by_user_id,
+             c.assigned_user_id, c.owned_by_group_id, c.assigned_group_id, c.rank
+),
 credited AS (
     -- THE CREDIT RULE (SPEC.md §7): a user for the deals it owns or is assigned, a
-    -- group for the deals it owns or is assigned; once per principal, with the first
-    -- reason that applies (an assignee who is also the owner is credited as OWNER).
-    -- (Four arms of one UNION ALL rather than a LATERAL unpivot: a plain scan each,
-    -- instead of a rescan of a VALUES list per deal.)
+    -- group for the deals it owns or is assigned (with rollup: `rolled_up`); once per
+    -- principal, with the first reason that applies (an assignee who is also the
+    -- owner is credited as OWNER). (Arms of one UNION ALL rather than a LATERAL
+    -- unpivot: a plain scan each, instead of a rescan of a VALUES list per deal.)
     SELECT cr.principal_type, cr.principal_id, cr.credit_reason, cr.deal_id,
            cr.deal_class, cr.bucket, cr.deals, cr.forecast_category, cr.reporting_amount,
            cr.weighted_amount, cr.past_due, cr.counted
@@ -170,10 +233,20 @@ credited AS (
         UNION ALL
         SELECT 'GROUP', n.owned_by_group_id, 'OWNER_GROUP', n.*
         FROM units AS n
+        WHERE NOT %(rollup)s::boolean
         UNION ALL
         SELECT 'GROUP', NULLIF(n.assigned_group_id, n.owned_by_group_id), 'ASSIGNED_GROUP',
                n.*
         FROM units AS n
+        WHERE NOT %(rollup)s::boolean
+        UNION ALL
+        SELECT 'GROUP', r.principal_id,
+               CASE r.rank WHEN 1 THEN 'OWNER_GROUP' WHEN 2 THEN 'ASSIGNED_GROUP'
+                           WHEN 3 THEN 'MEMBER' ELSE 'SUBGROUP' END,
+               r.deal_id, r.deal_class, r.bucket, r.owned_by_user_id, r.assigned_user_id,
+               r.owned_by_group_id, r.assigned_group_id, r.deals, r.forecast_category,
+               r.reporting_amount, r.weighted_amount, r.past_due, r.counted
+        FROM rolled_up AS r
     ) AS cr
     WHERE cr.principal_id IS NOT NULL
       AND (%(principal_id)s::uuid IS NULL
@@ -261,10 +334,28 @@ stored_credits AS (
     GROUP BY cd.principal_type, cd.principal_id, cd.bucket
     RETURNING run_id
 ),
+member_links AS (
+    -- With rollup: each group's direct member users and child groups, whose matched
+    -- targets add up to its member_target_amount (for one principal: that group's).
+    SELECT gm.group_id, 'USER' AS member_type, gm.user_id AS member_id
+    FROM dyno_crm.group_member AS gm
+    WHERE %(rollup)s::boolean AND gm.tenant_id = %(tenant_id)s::uuid
+      AND (%(principal_id)s::uuid IS NULL
+           OR (%(principal_type)s::text = 'GROUP' AND gm.group_id = %(principal_id)s::uuid))
+    UNION ALL
+    SELECT c.parent_group_id, 'GROUP', c.id
+    FROM dyno_crm.crm_group AS c
+    WHERE %(rollup)s::boolean AND c.tenant_id = %(tenant_id)s::uuid
+      AND c.parent_group_id IS NOT NULL
+      AND (%(principal_id)s::uuid IS NULL
+           OR (%(principal_type)s::text = 'GROUP'
+               AND c.parent_group_id = %(principal_id)s::uuid))
+),
 target_rows AS (
-    -- The principal's target rows overlapping the period; `matched` per target_match
-    -- (exact: the same period; within: inside it). Unmatched overlapping rows only
-    -- raise TARGET_PERIOD_MISMATCH when nothing matched. By pipeline, a pipeline-less
+    -- The principal's target rows overlapping the period (with rollup, for one group:
+    -- also its members' and child groups'); `matched` per target_match (exact: the
+    -- same period; within: inside it). Unmatched overlapping rows only raise
+    -- TARGET_PERIOD_MISMATCH when nothing matched. By pipeline, a pipeline-less
     -- target belongs to no pipeline's row (its bucket is NULL), but its principal is
     -- in scope.
     SELECT st.principal_type::text AS principal_type, st.principal_id, st.target_amount,
@@ -283,7 +374,9 @@ target_rows AS (
       AND (%(pipeline_id)s::uuid IS NULL OR st.pipeline_id = %(pipeline_id)s::uuid)
       AND (%(principal_id)s::uuid IS NULL
            OR (st.principal_type = %(principal_type)s::text
-               AND st.principal_id = %(principal_id)s::uuid))
+               AND st.principal_id = %(principal_id)s::uuid)
+           OR (st.principal_type, st.principal_id) IN (
+               SELECT ml.member_type, ml.member_id FROM member_links AS ml))
 ),
 targets AS (
     SELECT tr.principal_type, tr.principal_id, tr.bucket,
@@ -291,6 +384,13 @@ targets AS (
            bool_or(tr.matched) AS matched
     FROM target_rows AS tr
     GROUP BY tr.principal_type, tr.principal_id, tr.bucket
+),
+member_targets AS (
+    SELECT ml.group_id, t.bucket, SUM(t.target_amount) AS member_target_amount
+    FROM member_links AS ml
+    JOIN targets AS t
+      ON t.principal_type = ml.member_type AND t.principal_id = ml.member_id AND t.matched
+    GROUP BY ml.group_id, t.bucket
 ),
 principals AS (
     -- One principal, or SPEC.md §5 and §8's set: active users, all groups, and anyone
@@ -306,7 +406,8 @@ principals AS (
     FROM dyno_crm.crm_group AS g
     WHERE %(principal_id)s::uuid IS NULL AND g.tenant_id = %(tenant_id)s::uuid
     UNION
-    SELECT t.principal_type, t.principal_id FROM targets AS t WHERE t.matched
+    SELECT t.principal_type, t.principal_id FROM targets AS t
+    WHERE t.matched AND %(principal_id)s::uuid IS NULL  -- one principal: not its members
     UNION
     SELECT r.principal_type, r.principal_id FROM per_row AS r
 ),
@@ -346,7 +447,8 @@ base AS (
            END AS win_rate,
            CASE WHEN t.target_amount IS NOT NULL
                 THEN GREATEST(t.target_amount - COALESCE(s.won_amount, 0), 0)
-           END AS remaining_target
+           END AS remaining_target,
+           mt.member_target_amount
     FROM principals AS pr
     CROSS JOIN buckets AS b
     LEFT JOIN targets AS t
@@ -358,6 +460,9 @@ base AS (
     LEFT JOIN history AS h
            ON h.principal_type = pr.principal_type AND h.principal_id = pr.principal_id
           AND h.bucket IS NOT DISTINCT FROM b.bucket
+    LEFT JOIN member_targets AS mt
+           ON pr.principal_type = 'GROUP' AND mt.group_id = pr.principal_id
+          AND mt.bucket IS NOT DISTINCT FROM b.bucket
 )
 INSERT INTO dyno_crm.report_pipeline_coverage_fact
     (run_id, tenant_id, period_start, period_end, principal_type, principal_id,
@@ -366,7 +471,8 @@ INSERT INTO dyno_crm.report_pipeline_coverage_fact
      pipeline_amount, omitted_amount, won_amount, won_count, lost_amount, lost_count,
      attainment_ratio, remaining_target, remaining_coverage_ratio, win_rate,
      history_won_count, history_lost_count, needed_coverage, pipeline_gap,
-     past_due_amount, past_due_count, undated_amount, undated_count, flags)
+     past_due_amount, past_due_count, undated_amount, undated_count, member_target_amount,
+     flags)
 SELECT
     %(run_id)s::uuid, %(tenant_id)s::uuid, %(period_start)s::date, %(period_end)s::date,
     x.principal_type, x.principal_id, x.bucket, x.target_amount, x.open_amount,
@@ -387,6 +493,7 @@ SELECT
     CASE WHEN x.remaining_target IS NULL OR x.win_rate IS NULL OR x.win_rate = 0 THEN NULL
          ELSE ROUND(x.remaining_target / x.win_rate - x.open_amount, 2) END,
     x.past_due_amount, x.past_due_count, x.undated_amount, x.undated_count,
+    x.member_target_amount,
     CASE WHEN x.mismatch THEN ARRAY['TARGET_PERIOD_MISMATCH'] ELSE '{}'::text[] END
 FROM base AS x
 LEFT JOIN dyno_crm.crm_user AS u

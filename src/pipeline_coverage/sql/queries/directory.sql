@@ -21,12 +21,15 @@ ORDER BY lower(h.name), h.id
 LIMIT 11;
 
 -- name: list_principals
--- A tenant's reps and teams (one kind or both), by name.
-SELECT 'USER' AS principal_type, u.id, u.name, u.is_active AS active
+-- A tenant's reps and teams (one kind or both), by name; a team with its parent team.
+SELECT 'USER' AS principal_type, u.id, u.name, u.is_active AS active, NULL::uuid AS parent_id,
+       NULL::text AS parent_name
 FROM dyno_crm.crm_user AS u
 WHERE u.tenant_id = %(tenant_id)s::uuid AND (%(kind)s::text IS NULL OR %(kind)s::text = 'USER')
 UNION ALL
-SELECT 'GROUP', g.id, g.name, true
+SELECT 'GROUP', g.id, g.name, true, g.parent_group_id,
+       (SELECT p.name FROM dyno_crm.crm_group AS p
+        WHERE p.tenant_id = g.tenant_id AND p.id = g.parent_group_id)
 FROM dyno_crm.crm_group AS g
 WHERE g.tenant_id = %(tenant_id)s::uuid AND (%(kind)s::text IS NULL OR %(kind)s::text = 'GROUP')
 ORDER BY 1 DESC, 3, 2;
@@ -72,3 +75,24 @@ LIMIT 11;
 SELECT t.fiscal_year_start_month
 FROM dyno_crm.tenant AS t
 WHERE t.id = %(tenant_id)s::uuid;
+
+-- name: known_periods
+-- The periods a tenant has target rows or stored runs for, newest first, with how
+-- many of each and when the last run was made (the dashboard's period picker).
+SELECT k.period_start, k.period_end, sum(k.targets)::integer AS targets,
+       sum(k.runs)::integer AS runs, max(k.last_run) AS last_run
+FROM (
+    SELECT st.period_start, st.period_end, count(*) AS targets, 0 AS runs,
+           NULL::timestamptz AS last_run
+    FROM dyno_crm.sales_target AS st
+    WHERE st.tenant_id = %(tenant_id)s::uuid
+    GROUP BY st.period_start, st.period_end
+    UNION ALL
+    SELECT r.period_start, r.period_end, 0, count(*), max(r.generated_at)
+    FROM dyno_crm.report_run AS r
+    WHERE r.tenant_id = %(tenant_id)s::uuid
+    GROUP BY r.period_start, r.period_end
+) AS k
+GROUP BY k.period_start, k.period_end
+ORDER BY k.period_start DESC, k.period_end
+LIMIT %(limit)s;
