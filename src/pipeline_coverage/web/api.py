@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
-from pipeline_coverage.directory import tenant_period
+from pipeline_coverage.directory import default_period, known_periods, tenant_period
 from pipeline_coverage.errors import NotFoundError
 from pipeline_coverage.render import deal_values, deals_csv, run_csv
 from pipeline_coverage.reports.coverage import (
@@ -36,6 +36,8 @@ from pipeline_coverage.web.schemas import (
     DealPage,
     History,
     IsoDate,
+    PeriodInfo,
+    PeriodList,
     Point,
     PrincipalType,
     Problem,
@@ -288,3 +290,21 @@ def read_run_deals(
     document = {"run_id": str(run_id), "deals": [deal_values(d) for d in page],
                 "next_cursor": next_cursor}  # fmt: skip
     return Response(json.dumps(document), media_type="application/json")
+
+
+@router.get(
+    "/periods",
+    response_model=PeriodList,
+    responses=_PROBLEMS,
+    summary="The periods the tenant has targets or runs for, and the one to open on",
+)
+def list_periods(caller: Caller, conn: Conn) -> PeriodList:
+    """Newest first, each with its period expression in the tenant's fiscal calendar
+    (when one names it), its target rows and runs, and whether it is the current
+    fiscal quarter (listed even when it has neither). ``default``: the current quarter
+    when it has targets or runs, else the period last run, else the latest one with
+    targets that has begun."""
+    periods = known_periods(conn, caller.tenant_id)
+    items = [PeriodInfo.model_validate(period, from_attributes=True) for period in periods]
+    chosen = default_period(periods)
+    return PeriodList(items=items, default=items[periods.index(chosen)])

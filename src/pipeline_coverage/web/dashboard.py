@@ -8,15 +8,14 @@ the key, ends the session at once.
 
 from __future__ import annotations
 
-import datetime as dt
 from importlib import resources
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
 from pipeline_coverage.apikeys import end_session, start_session
+from pipeline_coverage.directory import default_period, known_periods
 from pipeline_coverage.metrics import HEADLINE, METRICS
-from pipeline_coverage.periods import quarter_of
 from pipeline_coverage.web.deps import (
     SESSION_ID,
     SESSION_TENANT,
@@ -51,8 +50,10 @@ def sign_in(body: SignIn, request: Request, conn: Conn) -> Response:
 
 
 @router.get("/session", response_model=Session)
-def session(caller: Caller, settings: Settings) -> Session:
-    start, end = quarter_of(dt.date.today())
+def session(caller: Caller, conn: Conn, settings: Settings) -> Session:
+    # Open on a period with data, not on an empty current quarter (/v1/periods).
+    opening = default_period(known_periods(conn, caller.tenant_id))
+    start, end = opening.period_start, opening.period_end
     return Session(
         tenant_id=caller.tenant_id,
         tenant_name=caller.tenant_name,

@@ -30,6 +30,7 @@ const state = {
   metrics: new Map(), // name -> {name, kind, label, description, unit}
   columns: [], // the metric names shown in the table, in order
   runs: [],
+  periods: [], // GET /v1/periods: what the period picker lists
   result: null, // {run, exclusions, rows} of the run on screen
   view: "USER",
   sort: null, // {key, dir}; null: the default order (see defaultOrder)
@@ -216,11 +217,55 @@ async function start() {
   $("period-start").value = state.session.period_start;
   $("period-end").value = state.session.period_end;
   drawColumnPicker();
+  await loadPeriods();
   await loadRuns();
 }
 
 function period() {
   return { period_start: $("period-start").value, period_end: $("period-end").value };
+}
+
+/** The period picker: the periods with targets or runs (GET /v1/periods), newest first,
+ *  and the current fiscal quarter; "Custom" when the dates are another period. */
+async function loadPeriods() {
+  let listed = [];
+  try {
+    listed = (await api("/v1/periods")).items;
+  } catch (error) {
+    $("dashboard-error").textContent = error.message;
+  }
+  state.periods = listed;
+  const options = listed.map((item) => {
+    const option = document.createElement("option");
+    option.value = `${item.period_start}/${item.period_end}`;
+    const counts = [];
+    if (item.targets) counts.push(`${item.targets} target${item.targets === 1 ? "" : "s"}`);
+    if (item.runs) counts.push(`${item.runs} run${item.runs === 1 ? "" : "s"}`);
+    if (item.current) counts.push("current");
+    const name = item.name || periodLabel(item.period_start, item.period_end);
+    option.textContent = counts.length ? `${name} · ${counts.join(", ")}` : name;
+    return option;
+  });
+  const custom = document.createElement("option");
+  custom.value = "";
+  custom.textContent = "Custom dates";
+  $("period-picker").replaceChildren(...options, custom);
+  syncPeriodPicker();
+}
+
+function syncPeriodPicker() {
+  const value = `${period().period_start}/${period().period_end}`;
+  const picker = $("period-picker");
+  picker.value = [...picker.options].some((option) => option.value === value) ? value : "";
+}
+
+function pickPeriod() {
+  const value = $("period-picker").value;
+  if (!value) return;
+  const [start, end] = value.split("/");
+  $("period-start").value = start;
+  $("period-end").value = end;
+  loadRuns();
 }
 
 function shiftQuarter(step) {
@@ -229,6 +274,7 @@ function shiftQuarter(step) {
   const next = new Date(Date.UTC(first.getUTCFullYear(), first.getUTCMonth() + 3, 1));
   $("period-start").value = first.toISOString().slice(0, 10);
   $("period-end").value = next.toISOString().slice(0, 10);
+  syncPeriodPicker();
   loadRuns();
 }
 
@@ -248,7 +294,8 @@ async function loadRuns(preferred = null, loaded = null) {
     select.replaceChildren(...state.runs.map((run) => {
       const option = document.createElement("option");
       option.value = run.run_id;
-      option.textContent = `${when(run.generated_at)}${run.parameters.by_pipeline ? " · by pipeline" : ""}`;
+      const kinds = [run.parameters.by_pipeline ? " · by pipeline" : "", run.parameters.rollup ? " · rolled up" : ""];
+      option.textContent = `${when(run.generated_at)}${kinds.join("")}`;
       return option;
     }));
     select.disabled = state.runs.length === 0;
@@ -280,8 +327,9 @@ async function runNow() {
   $("dashboard-error").textContent = "";
   $("run-status").textContent = "Computing a new run…";
   try {
-    const body = { ...period(), by_pipeline: $("run-by-pipeline").checked };
+    const body = { ...period(), by_pipeline: $("run-by-pipeline").checked, rollup: $("run-rollup").checked };
     const created = await api("/v1/coverage-runs", { method: "POST", body });
+    await loadPeriods(); // the period now has one run more
     await loadRuns(created.run_id, { run: created.run, exclusions: created.exclusions, rows: created.rows });
   } catch (error) {
     $("dashboard-error").textContent = error.message;
@@ -301,6 +349,9 @@ function periodLabel(startText, endText) {
   const quarter = start.getUTCDate() === 1 && month % 3 === 0
     && end.getTime() === Date.UTC(start.getUTCFullYear(), month + 3, 1);
   const range = `${startText} – ${last}`;
+  // Its name in the tenant's calendar (FY2027-Q1) when the period picker knows it.
+  const known = state.periods.find((p) => p.period_start === startText && p.period_end === endText);
+  if (known && known.name) return `${known.name} · ${range}`;
   return quarter ? `Q${month / 3 + 1} ${start.getUTCFullYear()} · ${range}` : range;
 }
 
@@ -318,6 +369,7 @@ function describeRun(result) {
     parts.push(`pipeline ${scoped ? pipelineName(scoped) : parameters.pipeline_id.slice(0, 8)} only`);
   }
   if (parameters.target_match === "within") parts.push("targets within the period");
+  if (parameters.rollup) parts.push("teams rolled up over their members and sub-teams");
   parts.push(`${reps} rep${reps === 1 ? "" : "s"}, ${teams} team${teams === 1 ? "" : "s"}`);
   $("run-status").textContent = parts.join(" · ");
 }
@@ -648,7 +700,12 @@ function drawColumnPicker() {
 function tableColumns(rows) {
   const columns = [{ key: "principal", label: state.view === "USER" ? "Rep" : "Team", text: true }];
   if (byPipeline()) columns.push({ key: "pipeline", label: "Pipeline", text: true });
-  for (const name of state.columns) {
+  const names = [...state.columns];
+  // A rolled-up run: a team's member targets beside its own target.
+  if (state.view === "GROUP" && state.result.run.parameters.rollup && !names.includes("member_target_amount")) {
+    names.splice(names.includes("target_amount") ? names.indexOf("target_amount") + 1 : 0, 0, "member_target_amount");
+  }
+  for (const name of names) {
     const metric = state.metrics.get(name);
     const unit = metric.kind === "money" && currency() ? ` (${currency()})` : "";
     columns.push({ key: name, label: metric.label + unit, metric });
@@ -988,7 +1045,8 @@ document.addEventListener("DOMContentLoaded", () => {
     await api("/session", { method: "DELETE" }).catch(() => null);
     showLogin();
   });
-  $("period-form").addEventListener("submit", (event) => { event.preventDefault(); loadRuns(); });
+  $("period-form").addEventListener("submit", (event) => { event.preventDefault(); syncPeriodPicker(); loadRuns(); });
+  $("period-picker").addEventListener("change", pickPeriod);
   $("previous-quarter").addEventListener("click", () => shiftQuarter(-1));
   $("next-quarter").addEventListener("click", () => shiftQuarter(1));
   $("run-select").addEventListener("change", () => showRun($("run-select").value));
