@@ -374,3 +374,76 @@ def test_cli_lists_teams_with_their_parents_and_the_periods(
                                                                          6, 1)  # fmt: skip
     assert sum(p["current"] for p in json.loads(found.output)["periods"]) == 1
     assert main([*base, "periods", "--tenant", "Nobody"]) == 2  # (main maps the exit codes)
+
+
+def test_a_new_user_loads_an_export_and_runs_a_fiscal_rolled_up_quarter_by_name(
+    conn: psycopg.Connection[Any], db_url: str, data_dir: Path
+) -> None:
+    """The issue's acceptance case: an export of a tenant that sells in USD, EUR, GBP
+    and JPY, has a fiscal year starting in July and teams under teams is loaded, its
+    tenant is found by name, and `run --period FY2027-Q1 --all --rollup` matches the
+    oracle in every column — no UUID typed anywhere."""
+    from pipeline_coverage.loader import TABLES, columns
+    from tests.factory import random_tenant
+    from tests.integration.test_metrics import compare_row
+    from tests.oracle import Options, Oracle
+
+    fiscal_q1 = (dt.date(2026, 7, 1), dt.date(2026, 10, 1))  # FY2027-Q1 from July
+    tenant = random_tenant(conn, 31, period=fiscal_q1)
+    conn.execute("UPDATE dyno_crm.tenant SET fiscal_year_start_month = 7 WHERE id = %s", (tenant,))
+    # (A CRM's export names only principals it has: the random tenant's targets of a
+    # principal that does not exist stay behind.)
+    conn.execute(
+        "DELETE FROM dyno_crm.sales_target AS st WHERE st.tenant_id = %s"
+        " AND NOT EXISTS (SELECT 1 FROM dyno_crm.crm_user AS u"
+        "                 WHERE u.tenant_id = st.tenant_id AND u.id = st.principal_id)"
+        " AND NOT EXISTS (SELECT 1 FROM dyno_crm.crm_group AS g"
+        "                 WHERE g.tenant_id = st.tenant_id AND g.id = st.principal_id)",
+        (tenant,),
+    )
+    conn.commit()
+    # The export: every import file, with every column, as a CRM would write it.
+    for spec in TABLES:
+        names = columns(spec.file, optional=True)
+        key = "id" if spec.table == "tenant" else "tenant_id"
+        with (data_dir / spec.file).open("wb") as out, conn.cursor() as cur:
+            statement = psycopg.sql.SQL(
+                "COPY (SELECT {} FROM {} WHERE {} = {} ORDER BY 1, 2) TO STDOUT WITH (FORMAT csv,"
+                " HEADER)"
+            ).format(
+                psycopg.sql.SQL(", ").join(  # as text: booleans as true/false, not t/f
+                    psycopg.sql.SQL("{}::text").format(psycopg.sql.Identifier(n)) for n in names
+                ),
+                psycopg.sql.Identifier("dyno_crm", spec.table),
+                psycopg.sql.Identifier(key),
+                psycopg.sql.Literal(str(tenant)),
+            )
+            with cur.copy(statement) as copy:
+                for chunk in copy:
+                    out.write(chunk)
+    conn.execute("DELETE FROM dyno_crm.tenant WHERE id = %s", (tenant,))
+    conn.commit()
+
+    runner = CliRunner()
+    base = ["--database-url", db_url]
+    loaded = runner.invoke(cli, [*base, "load", str(data_dir)])
+    assert loaded.exit_code == 0, loaded.output
+    assert "Random 31" in runner.invoke(cli, [*base, "tenants"], terminal_width=200).output
+    result = runner.invoke(cli, [*base, "run", "--tenant", "random 31", "--period", "FY2027-Q1",
+                                 "--all", "--rollup", "--as-of", "2026-08-15",
+                                 "--format", "json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.output)
+    assert (document["period_start"], document["period_end"]) == ("2026-07-01", "2026-10-01")
+    assert document["parameters"]["period"] == "FY2027-Q1"
+    assert set(document["parameters"]["rates"]) == {"EUR", "GBP"}  # JPY has no rate
+
+    oracle = Oracle(conn, tenant)
+    assert {d.currency for d in oracle.all_deals} == {None, "USD", "EUR", "GBP", "JPY"}
+    assert any(parent is not None for parent in oracle.parent.values())
+    options = Options(*fiscal_q1, as_of=dt.date(2026, 8, 15), rollup=True)
+    run = get_run(conn, uuid.UUID(document["run_id"]))
+    assert {(r.principal_type, r.principal_id) for r in run.rows} == oracle.run_principals(options)
+    for row in run.rows:
+        compare_row(oracle, options, row)
+    assert any(row["member_target_amount"] is not None for row in run.rows)
