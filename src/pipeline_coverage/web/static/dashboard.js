@@ -349,9 +349,9 @@ function periodLabel(startText, endText) {
   const quarter = start.getUTCDate() === 1 && month % 3 === 0
     && end.getTime() === Date.UTC(start.getUTCFullYear(), month + 3, 1);
   const range = `${startText} – ${last}`;
-  // Its name in the tenant's calendar (FY2027-Q1) when the period picker knows it.
+  // Its fiscal name (FY2027-Q1) when the period picker knows one.
   const known = state.periods.find((p) => p.period_start === startText && p.period_end === endText);
-  if (known && known.name) return `${known.name} · ${range}`;
+  if (known && known.name && known.name.startsWith("FY")) return `${known.name} · ${range}`;
   return quarter ? `Q${month / 3 + 1} ${start.getUTCFullYear()} · ${range}` : range;
 }
 
