@@ -233,6 +233,7 @@ def test_every_v1_operation_requires_a_key(
     assert_unauthorized(api.get(f"/v1/coverage-runs/{run_id}"))
     assert_unauthorized(api.get(f"/v1/coverage-runs/{run_id}", headers={"Accept": "text/csv"}))
     assert_unauthorized(api.get("/v1/coverage/history", params=history))
+    assert_unauthorized(api.get("/v1/periods"))
     assert_unauthorized(api.post("/v1/coverage-runs", json=PERIOD))
     assert_unauthorized(api.get("/session"))
     assert run_count(conn) == 1, "an unauthenticated POST created a run"

@@ -34,6 +34,7 @@ V1_OPERATIONS = {
     ("GET", "/v1/coverage-runs/{run_id}"),
     ("GET", "/v1/coverage-runs/{run_id}/deals"),
     ("GET", "/v1/coverage/history"),
+    ("GET", "/v1/periods"),
 }
 Q1 = (dt.date(2026, 1, 1), dt.date(2026, 4, 1))
 MAX_EXAMPLES = 30
