@@ -20,11 +20,14 @@ SELECT
 
 -- name: run_settings
 -- For the rest of the run's transaction: room for its aggregations in memory (they
--- spill to disk at the 4 MB default on a large tenant), and a plan made for the
--- run's own parameters (the statement's "principal_id IS NULL OR ..." branches fold
--- away only in a custom plan; a cached generic plan would scan every deal).
+-- spill to disk at the 4 MB default on a large tenant), a plan made for the run's own
+-- parameters (the statement's "principal_id IS NULL OR ..." branches fold away only
+-- in a custom plan; a cached generic plan would scan every deal), and no JIT: the
+-- statement's cost estimate crosses jit_above_cost on a large tenant, and compiling
+-- its ~300 expressions took longer than the JIT saved (docs/benchmarks.md).
 SELECT set_config('work_mem', '64MB', true),
-       set_config('plan_cache_mode', 'force_custom_plan', true);
+       set_config('plan_cache_mode', 'force_custom_plan', true),
+       set_config('jit', 'off', true);
 
 -- name: rates_in_force
 -- The tenant's exchange rates in force on a day: the latest of each currency from
