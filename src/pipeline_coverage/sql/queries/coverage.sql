@@ -250,6 +250,7 @@ credited AS (
                r.owned_by_group_id, r.assigned_group_id, r.deals, r.forecast_category,
                r.reporting_amount, r.weighted_amount, r.past_due, r.counted
         FROM rolled_up AS r
+        WHERE %(rollup)s::boolean  -- (without rollup, not even planned)
     ) AS cr
     WHERE cr.principal_id IS NOT NULL
       AND (%(principal_id)s::uuid IS NULL
