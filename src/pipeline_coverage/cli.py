@@ -25,7 +25,14 @@ from typing import Any
 import click
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from pipeline_coverage import demo as demo_data
@@ -61,6 +68,8 @@ from pipeline_coverage.render import (
     runs_csv,
     runs_json,
     runs_table,
+    snapshot_lines,
+    snapshots_json,
     spreadsheet_safe,
 )
 from pipeline_coverage.reports.coverage import (
@@ -68,6 +77,7 @@ from pipeline_coverage.reports.coverage import (
     run_coverage,
     run_pipeline_coverage_batch,
 )
+from pipeline_coverage.reports.snapshot import take_snapshots
 from pipeline_coverage.store import (
     MAX_LIST_LIMIT,
     MAX_RETENTION_DAYS,
@@ -252,12 +262,14 @@ def _working(console: Any, message: str) -> Iterator[None]:
 
 
 @contextmanager
-def _file_progress(console: Any) -> Iterator[Any]:
-    """A progress callback that draws bars on a terminal and stays silent elsewhere."""
+def _file_progress(console: Any, *, counted: bool = False) -> Iterator[Any]:
+    """A progress callback that draws bars on a terminal and stays silent elsewhere
+    (bytes of a file, or with ``counted`` items done of how many)."""
     if not console.is_terminal:
         yield None
         return
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeElapsedColumn())
+    done_column = MofNCompleteColumn() if counted else DownloadColumn()
+    columns = (TextColumn("{task.description}"), BarColumn(), done_column, TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as bar:
         tasks: dict[str, Any] = {}
 
@@ -401,6 +413,58 @@ def run(
     with _working(make_console(), "computing coverage"):
         outcome = run_coverage(conn, request)
     _print_run(get_run(conn, outcome.run_id, tenant_id), output_format, chosen)
+
+
+@cli.command()
+@click.option(
+    "--tenant",
+    "tenant_texts",
+    multiple=True,
+    metavar="NAME|ID",
+    help="Only this tenant (repeat for several) [default: every tenant].",
+)
+@click.option(
+    "--as-of",
+    type=ISO_DATE,
+    help="The snapshots' day: their quarters, past-due deals and idempotency [default: today].",
+)
+@click.option("--by-pipeline", is_flag=True, help="One row per principal and pipeline.")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(("table", "json")),
+    default="table",
+    show_default=True,
+    help="A line per tenant, or one JSON document.",
+)
+def snapshot(
+    tenant_texts: tuple[str, ...], as_of: dt.date | None, by_pipeline: bool, output_format: str
+) -> None:
+    """Take the day's snapshots: every tenant's batch run for this and next fiscal
+    quarter, once per day (a repeat the same day makes no new run), for cron or a timer.
+
+    A tenant that fails does not stop the others; the exit status is then 2 when every
+    failure was bad input or data, else 1.
+    """
+    conn = _app().connection()
+    tenant_ids = [resolve_tenant(conn, text) for text in tenant_texts] or None
+    day = as_of or dt.date.today()
+    with _file_progress(make_console(), counted=True) as progress:
+        taken = take_snapshots(
+            conn, tenant_ids, as_of=day, by_pipeline=by_pipeline, progress=progress
+        )
+    if output_format == "json":
+        click.echo(snapshots_json(day, taken))
+    else:
+        for line in snapshot_lines(taken):
+            click.echo(line)
+    failed = [one for one in taken if one.error is not None]
+    if failed:
+        names = ", ".join(f"{one.tenant_name} {one.period}" for one in failed)
+        click.echo(
+            f"{PROG}: error: {len(failed)} of {len(taken)} snapshots failed: {names}", err=True
+        )
+        raise click.exceptions.Exit(2 if all(one.bad_input for one in failed) else 1)
 
 
 @cli.command()

@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pipeline_coverage.metrics import BY_NAME, HEADLINE, IDENTITY, NAMES, Metric
+from pipeline_coverage.reports.snapshot import Snapshot
 from pipeline_coverage.store import CoverageRow, CoverageRun, DealCredit
 
 FORMATS = ("table", "json", "csv")
@@ -358,6 +359,46 @@ def runs_csv(runs: Sequence[CoverageRun]) -> str:
             yield {name: header[name] for name in fields}
 
     return _csv(fields, lines())
+
+
+def snapshot_lines(snapshots: Sequence[Snapshot]) -> list[str]:
+    """One line per tenant: each of its periods' run, created or taken earlier that day,
+    or why it failed."""
+    by_tenant: dict[Any, list[Snapshot]] = {}
+    for taken in snapshots:
+        by_tenant.setdefault(taken.tenant_id, []).append(taken)
+    lines = []
+    for periods in by_tenant.values():
+        parts = []
+        for one in periods:
+            if one.error is not None:
+                parts.append(f"{one.period} failed: {one.error}")
+            else:
+                done = "already taken for this day" if one.replayed else "created"
+                parts.append(f"{one.period} run {one.run_id} {done}")
+        first = periods[0]
+        lines.append(f"{first.tenant_name} ({first.tenant_id}): " + "; ".join(parts))
+    return lines
+
+
+def snapshots_json(as_of: Any, snapshots: Sequence[Snapshot]) -> str:
+    """``{"as_of": ..., "snapshots": [...], "created": n, "replayed": n, "failed": n}``."""
+    items = [
+        {
+            "tenant_id": str(one.tenant_id),
+            "tenant_name": one.tenant_name,
+            "period": one.period,
+            "period_start": one.period_start.isoformat(),
+            "period_end": one.period_end.isoformat(),
+            "status": one.status,
+            "run_id": _text(one.run_id),
+            "error": one.error,
+        }
+        for one in snapshots
+    ]
+    counts = {status: sum(one.status == status for one in snapshots)
+              for status in ("created", "replayed", "failed")}  # fmt: skip
+    return json.dumps({"as_of": as_of.isoformat(), "snapshots": items, **counts}, indent=2)
 
 
 def make_console(file: Any = None) -> Console:

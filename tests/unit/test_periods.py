@@ -9,7 +9,7 @@ import itertools
 import pytest
 
 from pipeline_coverage.errors import ValidationError
-from pipeline_coverage.periods import resolve_period
+from pipeline_coverage.periods import fiscal_quarter_name, quarters_back, resolve_period
 
 
 def months_after(year: int, month: int, count: int) -> dt.date:
@@ -110,3 +110,16 @@ def test_relative_periods_are_fiscal_and_contain_the_day(month: int, day: dt.dat
 def test_bad_expressions_are_validation_errors(text: str) -> None:
     with pytest.raises(ValidationError, match="period"):
         resolve_period(text, fiscal_year_start_month=7)
+
+
+@pytest.mark.parametrize("month", range(1, 13))
+def test_a_fiscal_quarters_name_resolves_back_to_it(month: int) -> None:
+    quarters = quarters_back(dt.date(2027, 3, 31), month, 9)
+    assert len(quarters) == 9
+    assert quarters[-1][0] <= dt.date(2027, 3, 31) < quarters[-1][1]
+    for (_, a_end), (b_start, _) in itertools.pairwise(quarters):
+        assert a_end == b_start
+    for start, end in quarters:
+        name = fiscal_quarter_name(start, month)
+        assert resolve_period(name, fiscal_year_start_month=month) == (start, end)
+        assert months_after(start.year, start.month, 3) == end
