@@ -280,7 +280,7 @@ def test_daily_history_and_same_point_over_http(
     assert Decimal(daily["points"][1]["open_amount"]) == expected["open_amount"]
     assert daily["points"][1]["coverage_ratio"] == str(expected["coverage_ratio"])
 
-    same = {"principal_type": "USER", "principal_id": str(world.ann), "quarters": 2,
+    same = {"principal_type": "USER", "principal_id": str(world.ann), "quarters": "2",
             "as_of": "2026-04-19"}  # fmt: skip
     body = api.get("/v1/coverage/same-point", params=same, headers=world.auth).json()
     assert (body["as_of"], body["day_of_quarter"]) == ("2026-04-19", 19)
