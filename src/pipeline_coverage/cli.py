@@ -60,6 +60,9 @@ from pipeline_coverage.render import (
     deals_json,
     deals_table,
     exclusion_lines,
+    history_csv,
+    history_json,
+    history_table,
     make_console,
     run_csv,
     run_heading,
@@ -68,6 +71,9 @@ from pipeline_coverage.render import (
     runs_csv,
     runs_json,
     runs_table,
+    same_point_csv,
+    same_point_json,
+    same_point_table,
     snapshot_lines,
     snapshots_json,
     spreadsheet_safe,
@@ -79,13 +85,16 @@ from pipeline_coverage.reports.coverage import (
 )
 from pipeline_coverage.reports.snapshot import take_snapshots
 from pipeline_coverage.store import (
+    GRANULARITIES,
     MAX_LIST_LIMIT,
     MAX_RETENTION_DAYS,
     get_run,
     list_runs,
+    principal_history,
     prune_runs,
     run_deals,
 )
+from pipeline_coverage.trends import MAX_DAY_OF_QUARTER, MAX_QUARTERS, same_point_of_quarter
 from pipeline_coverage.validation import (
     DEFAULT_LOOKBACK_DAYS,
     MAX_LOOKBACK_DAYS,
@@ -465,6 +474,173 @@ def snapshot(
             f"{PROG}: error: {len(failed)} of {len(taken)} snapshots failed: {names}", err=True
         )
         raise click.exceptions.Exit(2 if all(one.bad_input for one in failed) else 1)
+
+
+def _principal_options(command: Any) -> Any:
+    """--principal NAME, or --principal-type and --principal-id (the trend commands)."""
+    command = click.option("--principal-id", type=click.UUID, help="The user's or group's id.")(
+        command
+    )
+    command = click.option(
+        "--principal-type",
+        type=click.Choice(["USER", "GROUP"], case_sensitive=False),
+        help="USER (a rep) or GROUP (a team); with --principal-id, or to narrow --principal.",
+    )(command)
+    return click.option(
+        "--principal", "principal_text", metavar="NAME", help="A rep or team by name."
+    )(command)
+
+
+def _who(
+    conn: Any, tenant_id: uuid.UUID, text: str | None, kind: str | None, given: uuid.UUID | None
+) -> tuple[str, uuid.UUID]:
+    """The principal a trend command names: by --principal, or by type and id."""
+    if (text is None) == (given is None):
+        raise click.UsageError("give --principal NAME, or --principal-type and --principal-id")
+    if text is not None:
+        return resolve_principal(conn, tenant_id, text, kind.upper() if kind else None)
+    if kind is None:
+        raise click.UsageError("--principal-id goes with --principal-type")
+    assert given is not None
+    return kind.upper(), given
+
+
+@cli.command()
+@click.option("--tenant", "tenant_text", required=True, metavar="NAME|ID", help=TENANT_HELP)
+@_principal_options
+@click.option(
+    "--period",
+    "period_text",
+    metavar="EXPR",
+    help=f"The period, in the tenant's fiscal calendar ({EXAMPLES}) [default: this-quarter].",
+)
+@click.option("--period-start", type=ISO_DATE, help="First day of the period (or --period).")
+@click.option("--period-end", type=ISO_DATE, help="Day after the period.")
+@click.option(
+    "--pipeline", "pipeline_text", metavar="NAME|ID", help="That pipeline's rows (name or id)."
+)
+@click.option(
+    "--by",
+    "granularity",
+    type=click.Choice(GRANULARITIES),
+    default="day",
+    show_default=True,
+    help="day: one point per day, the day's last run; run: every run.",
+)
+@click.option(
+    "--target-match",
+    type=click.Choice(TARGET_MATCHES),
+    help="Only the runs made with this target matching [default: any].",
+)
+@FORMAT_OPTION
+def history(
+    tenant_text: str,
+    principal_text: str | None,
+    principal_type: str | None,
+    principal_id: uuid.UUID | None,
+    period_text: str | None,
+    period_start: dt.date | None,
+    period_end: dt.date | None,
+    pipeline_text: str | None,
+    granularity: str,
+    target_match: str | None,
+    output_format: str,
+) -> None:
+    """A rep's or team's coverage for one period across stored runs: by day (each day's
+    last run, a run's day being its as-of day) or every run."""
+    if period_text is not None and (period_start is not None or period_end is not None):
+        raise click.UsageError("give --period, or --period-start and --period-end, not both")
+    if (period_start is None) != (period_end is None):
+        raise click.UsageError("--period-start and --period-end go together")
+    conn = _app().connection()
+    tenant_id = resolve_tenant(conn, tenant_text)
+    kind, who = _who(conn, tenant_id, principal_text, principal_type, principal_id)
+    if period_start is None or period_end is None:
+        period_start, period_end = tenant_period(conn, tenant_id, period_text or "this-quarter")
+    pipeline_id = resolve_pipeline(conn, tenant_id, pipeline_text) if pipeline_text else None
+    points = principal_history(
+        conn, tenant_id, kind, who, period_start, period_end, pipeline_id,
+        granularity=granularity, target_match=target_match,
+    )  # fmt: skip
+    header = {
+        "tenant_id": str(tenant_id), "principal_type": kind, "principal_id": str(who),
+        "period_start": period_start.isoformat(), "period_end": period_end.isoformat(),
+        "pipeline_id": str(pipeline_id) if pipeline_id else None, "granularity": granularity,
+    }  # fmt: skip
+    if output_format == "json":
+        click.echo(history_json(header, points))
+    elif output_format == "csv":
+        click.echo(history_csv(points), nl=False)
+    else:
+        each = "each day's last run" if granularity == "day" else "every run"
+        title = (
+            f"History · {kind} {who} · {period_start.isoformat()} to {period_end.isoformat()}"
+            f" · {each} ({len(points)})"
+        )
+        make_console().print(history_table(title, points))
+
+
+@cli.command("same-point")
+@click.option("--tenant", "tenant_text", required=True, metavar="NAME|ID", help=TENANT_HELP)
+@_principal_options
+@click.option(
+    "--quarters",
+    type=click.IntRange(1, MAX_QUARTERS),
+    default=4,
+    show_default=True,
+    help="This fiscal quarter and the ones before it, this many in all.",
+)
+@click.option("--as-of", type=ISO_DATE, help="The reference day [default: today].")
+@click.option(
+    "--day",
+    type=click.IntRange(1, MAX_DAY_OF_QUARTER),
+    help="Day k of each quarter [default: the reference day's own day of its quarter].",
+)
+@click.option(
+    "--pipeline", "pipeline_text", metavar="NAME|ID", help="That pipeline's rows (name or id)."
+)
+@click.option(
+    "--target-match",
+    type=click.Choice(TARGET_MATCHES),
+    help="Only the runs made with this target matching [default: any].",
+)
+@FORMAT_OPTION
+def same_point(
+    tenant_text: str,
+    principal_text: str | None,
+    principal_type: str | None,
+    principal_id: uuid.UUID | None,
+    quarters: int,
+    as_of: dt.date | None,
+    day: int | None,
+    pipeline_text: str | None,
+    target_match: str | None,
+    output_format: str,
+) -> None:
+    """A rep or team at the same day of this and the previous fiscal quarters: each
+    quarter's last run of that quarter on or before its day k."""
+    conn = _app().connection()
+    tenant_id = resolve_tenant(conn, tenant_text)
+    kind, who = _who(conn, tenant_id, principal_text, principal_type, principal_id)
+    pipeline_id = resolve_pipeline(conn, tenant_id, pipeline_text) if pipeline_text else None
+    found = same_point_of_quarter(
+        conn, tenant_id, kind, who, quarters=quarters, as_of=as_of, day_of_quarter=day,
+        pipeline_id=pipeline_id, target_match=target_match,
+    )  # fmt: skip
+    header = {
+        "tenant_id": str(tenant_id), "principal_type": kind, "principal_id": str(who),
+        "pipeline_id": str(pipeline_id) if pipeline_id else None,
+    }  # fmt: skip
+    if output_format == "json":
+        click.echo(same_point_json(header, found))
+    elif output_format == "csv":
+        click.echo(same_point_csv(found), nl=False)
+    else:
+        title = (
+            f"Same point of the quarter · {kind} {who} · day {found.day_of_quarter}"
+            f" of {len(found.quarters)} quarters (as of {found.as_of.isoformat()})"
+        )
+        make_console().print(same_point_table(title, found))
 
 
 @cli.command()

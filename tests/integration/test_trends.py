@@ -5,7 +5,10 @@ numbers at the time)."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
+import json
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
@@ -16,6 +19,7 @@ import psycopg
 import pytest
 
 from pipeline_coverage import ValidationError, coverage_request, principal_history, run_coverage
+from pipeline_coverage.cli import main
 from pipeline_coverage.reports.snapshot import take_snapshots
 from pipeline_coverage.trends import same_point_of_quarter
 from tests.factory import Crm
@@ -321,3 +325,94 @@ def test_bad_trend_queries_are_422_naming_the_field(
     assert response.status_code == 422, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
     assert field in {error["field"] for error in response.json()["errors"]}
+
+
+# --- the commands ----------------------------------------------------------------------
+
+
+def cli(capsys: pytest.CaptureFixture[str], url: str, *args: str) -> tuple[int, str, str]:
+    code = main(["--database-url", url, *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_the_history_and_same_point_commands(
+    conn: psycopg.Connection[Any],
+    db_url: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    s = shop(conn)
+    deal = s.deals[FY27_Q1[0]]
+    made = []
+    for amount, day in (("300", 3), ("400", 3), ("500", 8)):
+        set_amount(conn, deal, amount)
+        made.append(make_run(conn, s, dt.date(2026, 2, day)))
+    period = ("--period", "FY2027-Q1")
+    code, out, err = cli(capsys, db_url, "history", "--tenant", "Trendy", "--principal", "Tess",
+                         *period, "--format", "json")  # fmt: skip
+    assert (code, err) == (0, "")
+    document = json.loads(out)
+    assert (document["period_start"], document["granularity"]) == ("2026-02-01", "day")
+    assert [(p["run_id"], p["as_of"], p["open_amount"]) for p in document["points"]] == [
+        (str(m.run_id), m.day.isoformat(), str(m.open_amount)) for m in (made[1], made[2])
+    ]
+    code, out, _ = cli(capsys, db_url, "history", "--tenant", "Trendy", "--principal-type",
+                       "user", "--principal-id", str(s.rep), *period, "--by", "run",
+                       "--format", "csv")  # fmt: skip
+    lines = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0
+    assert [line["run_id"] for line in lines] == [str(m.run_id) for m in made]
+    assert [Decimal(line["coverage_ratio"]) for line in lines] == [m.coverage_ratio for m in made]
+    code, out, _ = cli(capsys, db_url, "history", "--tenant", "Trendy", "--principal", "Tess",
+                       *period)  # fmt: skip
+    assert code == 0
+    assert "each day's last run (2)" in out
+    assert "2026-02-08" in out
+    assert "2026-02-03" in out
+
+    code, out, _ = cli(capsys, db_url, "same-point", "--tenant", "Trendy", "--principal", "Tess",
+                       "--as-of", "2026-05-09", "--quarters", "2", "--format", "json")  # fmt: skip
+    assert code == 0
+    document = json.loads(out)
+    assert document["day_of_quarter"] == 9
+    assert [(q["period"], q["day"]) for q in document["quarters"]] == [
+        ("FY2027-Q1", "2026-02-09"),
+        ("FY2027-Q2", "2026-05-09"),
+    ]
+    assert document["quarters"][0]["point"]["run_id"] == str(made[2].run_id)
+    assert document["quarters"][1]["point"] is None
+    code, out, _ = cli(capsys, db_url, "same-point", "--tenant", "Trendy", "--principal", "Tess",
+                       "--as-of", "2026-05-09", "--quarters", "2", "--day", "5")  # fmt: skip
+    assert code == 0
+    assert "day 5 of 2 quarters" in out
+    assert "2026-02-03" in out  # the 3rd's last run is the latest as of day 5
+    assert "no run" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("history", "--tenant", "Trendy"), "give --principal NAME"),
+        (("history", "--tenant", "Trendy", "--principal-id", str(uuid.uuid4())),
+         "--principal-id goes with --principal-type"),
+        (("history", "--tenant", "Trendy", "--principal", "Tess", "--period", "FY2027-Q1",
+          "--period-start", "2026-02-01"), "not both"),
+        (("same-point", "--tenant", "Trendy", "--principal", "Nobody"), "no rep or team named"),
+        (("same-point", "--tenant", "Trendy", "--principal", "Tess", "--day", "93"), "--day"),
+    ],
+)  # fmt: skip
+def test_the_trend_commands_refuse_bad_input_on_one_line(
+    conn: psycopg.Connection[Any],
+    db_url: str,
+    capsys: pytest.CaptureFixture[str],
+    args: tuple[str, ...],
+    message: str,
+) -> None:
+    shop(conn)
+    code, out, err = cli(capsys, db_url, *args)
+    assert (code, out) == (2, "")
+    assert len(err.splitlines()) == 1
+    assert err.startswith("pipeline-coverage: error:")
+    assert message in err
