@@ -476,19 +476,35 @@ def snapshot(
         raise click.exceptions.Exit(2 if all(one.bad_input for one in failed) else 1)
 
 
-def _principal_options(command: Any) -> Any:
-    """--principal NAME, or --principal-type and --principal-id (the trend commands)."""
-    command = click.option("--principal-id", type=click.UUID, help="The user's or group's id.")(
-        command
-    )
-    command = click.option(
-        "--principal-type",
-        type=click.Choice(["USER", "GROUP"], case_sensitive=False),
-        help="USER (a rep) or GROUP (a team); with --principal-id, or to narrow --principal.",
-    )(command)
-    return click.option(
-        "--principal", "principal_text", metavar="NAME", help="A rep or team by name."
-    )(command)
+def _trend_options(command: Any) -> Any:
+    """What the trend commands share: the tenant, the principal (--principal NAME, or
+    --principal-type and --principal-id), --pipeline and --target-match."""
+    options = [
+        click.option("--tenant", "tenant_text", required=True, metavar="NAME|ID", help=TENANT_HELP),
+        click.option(
+            "--principal", "principal_text", metavar="NAME", help="A rep or team by name."
+        ),
+        click.option(
+            "--principal-type",
+            type=click.Choice(["USER", "GROUP"], case_sensitive=False),
+            help="USER (a rep) or GROUP (a team); with --principal-id, or to narrow --principal.",
+        ),
+        click.option("--principal-id", type=click.UUID, help="The user's or group's id."),
+        click.option(
+            "--pipeline",
+            "pipeline_text",
+            metavar="NAME|ID",
+            help="That pipeline's rows (name or id).",
+        ),
+        click.option(
+            "--target-match",
+            type=click.Choice(TARGET_MATCHES),
+            help="Only the runs made with this target matching [default: any].",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 def _who(
@@ -506,8 +522,7 @@ def _who(
 
 
 @cli.command()
-@click.option("--tenant", "tenant_text", required=True, metavar="NAME|ID", help=TENANT_HELP)
-@_principal_options
+@_trend_options
 @click.option(
     "--period",
     "period_text",
@@ -517,20 +532,12 @@ def _who(
 @click.option("--period-start", type=ISO_DATE, help="First day of the period (or --period).")
 @click.option("--period-end", type=ISO_DATE, help="Day after the period.")
 @click.option(
-    "--pipeline", "pipeline_text", metavar="NAME|ID", help="That pipeline's rows (name or id)."
-)
-@click.option(
     "--by",
     "granularity",
     type=click.Choice(GRANULARITIES),
     default="day",
     show_default=True,
     help="day: one point per day, the day's last run; run: every run.",
-)
-@click.option(
-    "--target-match",
-    type=click.Choice(TARGET_MATCHES),
-    help="Only the runs made with this target matching [default: any].",
 )
 @FORMAT_OPTION
 def history(
@@ -581,8 +588,7 @@ def history(
 
 
 @cli.command("same-point")
-@click.option("--tenant", "tenant_text", required=True, metavar="NAME|ID", help=TENANT_HELP)
-@_principal_options
+@_trend_options
 @click.option(
     "--quarters",
     type=click.IntRange(1, MAX_QUARTERS),
@@ -595,14 +601,6 @@ def history(
     "--day",
     type=click.IntRange(1, MAX_DAY_OF_QUARTER),
     help="Day k of each quarter [default: the reference day's own day of its quarter].",
-)
-@click.option(
-    "--pipeline", "pipeline_text", metavar="NAME|ID", help="That pipeline's rows (name or id)."
-)
-@click.option(
-    "--target-match",
-    type=click.Choice(TARGET_MATCHES),
-    help="Only the runs made with this target matching [default: any].",
 )
 @FORMAT_OPTION
 def same_point(
