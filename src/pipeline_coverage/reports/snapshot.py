@@ -81,16 +81,17 @@ def take_snapshots(
     day = parse_date(as_of, "as_of") if as_of is not None else dt.date.today()
     by_pipeline = parse_flag(by_pipeline, "by_pipeline")
     wanted = None if tenant_ids is None else [required_uuid(t, "tenant_id") for t in tenant_ids]
+    tenants: list[dict[str, Any]] = []
     with unit_of_work(conn) as cur:
-        cur.execute(
-            query("directory", "tenant_calendars"),
-            {"tenant_ids": None if wanted is None else [str(t) for t in wanted]},
-        )
-        tenants = records(cur)
-    if wanted is not None:
-        missing = set(wanted) - {as_uuid(t["id"]) for t in tenants}
-        if missing:
-            raise NotFoundError(f"tenant_id: no tenant {sorted(map(str, missing))[0]}")
+        for asked in [None] if wanted is None else wanted:
+            cur.execute(
+                query("directory", "tenant_calendars"),
+                {"tenant_id": None if asked is None else str(asked)},
+            )
+            found = records(cur)
+            if not found:
+                raise NotFoundError(f"tenant_id: no tenant {asked}")
+            tenants += [t for t in found if t not in tenants]
     total = len(tenants) * len(SNAPSHOT_PERIODS)
     taken: list[Snapshot] = []
     for tenant in tenants:

@@ -74,9 +74,9 @@ FROM dyno_crm.tenant AS t
 WHERE t.id = %(tenant_id)s::uuid;
 
 -- name: tenant_calendars
--- Every tenant (or those of a list of ids) with its fiscal year start month, by name:
--- what a snapshot needs to name each tenant's this and next quarter.
+-- Every tenant (or one) with its fiscal year start month, by name: what a snapshot
+-- needs to name each tenant's this and next quarter.
 SELECT t.id, t.name, t.fiscal_year_start_month
 FROM dyno_crm.tenant AS t
-WHERE %(tenant_ids)s::uuid[] IS NULL OR t.id = ANY (%(tenant_ids)s::uuid[])
+WHERE %(tenant_id)s::uuid IS NULL OR t.id = %(tenant_id)s::uuid
 ORDER BY lower(t.name), t.id;
