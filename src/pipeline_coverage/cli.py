@@ -501,6 +501,11 @@ def _trend_options(command: Any) -> Any:
             type=click.Choice(TARGET_MATCHES),
             help="Only the runs made with this target matching [default: any].",
         ),
+        click.option(
+            "--rollup/--no-rollup",
+            default=None,
+            help="Only rolled-up runs, or only runs without roll-up [default: any].",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -551,6 +556,7 @@ def history(
     pipeline_text: str | None,
     granularity: str,
     target_match: str | None,
+    rollup: bool | None,
     output_format: str,
 ) -> None:
     """A rep's or team's coverage for one period across stored runs: by day (each day's
@@ -567,7 +573,7 @@ def history(
     pipeline_id = resolve_pipeline(conn, tenant_id, pipeline_text) if pipeline_text else None
     points = principal_history(
         conn, tenant_id, kind, who, period_start, period_end, pipeline_id,
-        granularity=granularity, target_match=target_match,
+        granularity=granularity, target_match=target_match, rollup=rollup,
     )  # fmt: skip
     header = {
         "tenant_id": str(tenant_id), "principal_type": kind, "principal_id": str(who),
@@ -613,6 +619,7 @@ def same_point(
     day: int | None,
     pipeline_text: str | None,
     target_match: str | None,
+    rollup: bool | None,
     output_format: str,
 ) -> None:
     """A rep or team at the same day of this and the previous fiscal quarters: each
@@ -623,7 +630,7 @@ def same_point(
     pipeline_id = resolve_pipeline(conn, tenant_id, pipeline_text) if pipeline_text else None
     found = same_point_of_quarter(
         conn, tenant_id, kind, who, quarters=quarters, as_of=as_of, day_of_quarter=day,
-        pipeline_id=pipeline_id, target_match=target_match,
+        pipeline_id=pipeline_id, target_match=target_match, rollup=rollup,
     )  # fmt: skip
     header = {
         "tenant_id": str(tenant_id), "principal_type": kind, "principal_id": str(who),

@@ -24,7 +24,7 @@ from pipeline_coverage.reports.snapshot import take_snapshots
 from pipeline_coverage.trends import same_point_of_quarter
 from tests.factory import Crm
 from tests.oracle import Options, Oracle
-from tests.worlds import World
+from tests.worlds import Q1, World
 
 #: The tenant's fiscal year starts in February: FY2027-Q1 is February to April 2026.
 FY27_Q1 = (dt.date(2026, 2, 1), dt.date(2026, 5, 1))
@@ -416,3 +416,32 @@ def test_the_trend_commands_refuse_bad_input_on_one_line(
     assert len(err.splitlines()) == 1
     assert err.startswith("pipeline-coverage: error:")
     assert message in err
+
+
+def test_rolled_up_runs_are_a_series_of_their_own(
+    conn: psycopg.Connection[Any], api: httpx.Client, world: World
+) -> None:
+    plain = run_as_of(conn, world, dt.date(2026, 1, 14))
+    rolled = run_as_of(conn, world, dt.date(2026, 1, 14))
+    # A run made with roll-up (its parameters say so; the numbers do not matter here).
+    conn.execute(
+        "UPDATE dyno_crm.report_run SET parameters = jsonb_set(parameters, '{rollup}', 'true')"
+        " WHERE id = %s",
+        (rolled,),
+    )
+    conn.commit()
+    history = {"principal_type": "GROUP", "principal_id": str(world.team),
+               "period_start": "2026-01-01", "period_end": "2026-04-01",
+               "granularity": "day"}  # fmt: skip
+    same = {"principal_type": "GROUP", "principal_id": str(world.team), "quarters": "1",
+            "as_of": "2026-02-01"}  # fmt: skip
+    for rollup, expected in (("false", plain), ("true", rolled), (None, rolled)):
+        query = {} if rollup is None else {"rollup": rollup}
+        points = api.get("/v1/coverage/history", params={**history, **query},
+                         headers=world.auth).json()["points"]  # fmt: skip
+        assert [p["run_id"] for p in points] == [str(expected)]
+        quarters = api.get("/v1/coverage/same-point", params={**same, **query},
+                           headers=world.auth).json()["quarters"]  # fmt: skip
+        assert quarters[0]["point"]["run_id"] == str(expected)
+    found = principal_history(conn, world.tenant, "GROUP", world.team, *Q1, rollup=False)
+    assert [p.run_id for p in found] == [plain]

@@ -213,13 +213,14 @@ def coverage_history(
     pipeline_id: uuid.UUID | None = None,
     granularity: Granularity = "run",
     target_match: TargetMatch | None = None,
+    rollup: bool | None = None,
 ) -> History:
     """Rows for no pipeline unless ``pipeline_id`` picks one: every run's, oldest first,
     or (``granularity=day``) one point per day — the day's last run, a run's day being
-    its ``as_of``. ``target_match`` keeps only the runs made with it."""
+    its ``as_of``. ``target_match`` and ``rollup`` keep only the runs made with them."""
     points = principal_history(
         conn, caller.tenant_id, principal_type, principal_id, period_start, period_end,
-        pipeline_id, granularity=granularity, target_match=target_match,
+        pipeline_id, granularity=granularity, target_match=target_match, rollup=rollup,
     )  # fmt: skip
     return History(
         principal_type=principal_type,
@@ -248,6 +249,7 @@ def coverage_same_point(
     day: Annotated[int | None, Query(ge=1, le=MAX_DAY_OF_QUARTER)] = None,
     pipeline_id: uuid.UUID | None = None,
     target_match: TargetMatch | None = None,
+    rollup: bool | None = None,
 ) -> SamePoint:
     """Day ``day`` (default: ``as_of``'s own day of its quarter; ``as_of`` defaults to
     today) of the tenant's fiscal quarter containing ``as_of`` and of the
@@ -256,6 +258,7 @@ def coverage_same_point(
     found = same_point_of_quarter(
         conn, caller.tenant_id, principal_type, principal_id, quarters=quarters,
         as_of=as_of, day_of_quarter=day, pipeline_id=pipeline_id, target_match=target_match,
+        rollup=rollup,
     )  # fmt: skip
     return SamePoint(
         principal_type=principal_type,

@@ -92,6 +92,14 @@ function pointCells(point) {
   });
 }
 
+/** The runs a trend reads: the row's pipeline, and the shown run's target matching and
+ *  roll-up, so a series never jumps between two ways of counting. */
+function sameOptions(query, run, row) {
+  if (row.pipeline_id) query.set("pipeline_id", row.pipeline_id);
+  query.set("target_match", run.parameters.target_match || "exact");
+  query.set("rollup", String(Boolean(run.parameters.rollup)));
+}
+
 // --- the trend: one point per day -------------------------------------------------------------
 
 async function trend(row, request) {
@@ -100,7 +108,7 @@ async function trend(row, request) {
     principal_type: row.principal_type, principal_id: row.principal_id,
     period_start: run.period_start, period_end: run.period_end, granularity: "day",
   });
-  if (row.pipeline_id) query.set("pipeline_id", row.pipeline_id);
+  sameOptions(query, run, row);
   try {
     const history = await api(`/v1/coverage/history?${query}`);
     if (request !== state.request) return;
@@ -181,7 +189,7 @@ async function samePoint(row, run, request) {
     principal_type: row.principal_type, principal_id: row.principal_id,
     quarters: String(SAME_POINT_QUARTERS), as_of: referenceDay(run),
   });
-  if (row.pipeline_id) query.set("pipeline_id", row.pipeline_id);
+  sameOptions(query, run, row);
   const found = await api(`/v1/coverage/same-point?${query}`);
   if (request !== state.request) return;
   drawSamePoint(row, found);
