@@ -68,13 +68,13 @@ def server(url: str | None) -> Iterator[str]:
         yield embedded
 
 
-def fresh_database(server_url: str) -> str:
+def fresh_database(server_url: str, name: str = BENCH_DB) -> str:
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(BENCH_DB))
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(BENCH_DB)))
-    url = make_conninfo(server_url, dbname=BENCH_DB)
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = make_conninfo(server_url, dbname=name)
     migrate.upgrade(url)
     return url
 
@@ -345,7 +345,59 @@ def cli_peak_rss_mb(url: str, tenant: GeneratedTenant, period: tuple[dt.date, dt
     return peak_kb / 1024
 
 
+def snapshot_cli_seconds(url: str) -> tuple[float, dict[str, Any]]:
+    """Wall time of `pipeline-coverage snapshot --format json` as cron runs it (a process
+    of its own, start-up included), and its JSON summary."""
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline_coverage", "--database-url", url, "snapshot",
+         "--format", "json"],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return time.perf_counter() - start, json.loads(done.stdout)
+
+
+def snapshot_figures(server_url: str, args: argparse.Namespace) -> list[Figure]:
+    """`snapshot` over many tenants of one size, on a database of their own: the day's
+    first call (every run computed and stored) and a second one (every run replayed)."""
+    console = Console(stderr=True)
+    specs = [
+        TenantSpec(f"tenant{i:03}", args.snapshot_deals, 50, 5, args.pipelines, probes=0)
+        for i in range(args.snapshot_tenants)
+    ]
+    with tempfile.TemporaryDirectory() as folder:
+        console.print(
+            f"snapshot: generating {args.snapshot_tenants} tenants x "
+            f"{args.snapshot_deals:,} deals ..."
+        )
+        generate(Path(folder), specs, quarter_of(dt.date.today())[0])
+        url = fresh_database(server_url, f"{BENCH_DB}_snapshot")
+        with psycopg.connect(url) as conn:
+            load_directory(conn, Path(folder))
+            conn.autocommit = True
+            conn.execute("VACUUM ANALYZE")
+    console.print("snapshot: the day's first call, then the same day again ...")
+    first, taken = snapshot_cli_seconds(url)
+    again, replayed = snapshot_cli_seconds(url)
+    runs = taken["created"]
+    label = f"{args.snapshot_tenants} tenants x {args.snapshot_deals:,} deals"
+    return [
+        Figure(f"snapshot, {label}: {runs} runs (2 quarters each)", f"{first:.1f} s wall"),
+        Figure("snapshot: runs/s (process start-up included)", f"{runs / first:.1f}"),
+        Figure("snapshot: per run", f"{first / runs * 1000:.0f} ms"),
+        Figure(
+            f"snapshot again the same day: {replayed['replayed']} replayed, "
+            f"{replayed['created']} new",
+            f"{again:.1f} s wall ({replayed['replayed'] / again:.0f} runs/s)",
+        ),
+        Figure("snapshot: first call / same-day repeat", f"{first / again:.1f}x"),
+    ]
+
+
 def run(args: argparse.Namespace) -> list[Figure]:
+    if args.only == "snapshot":
+        with server(args.database_url) as server_url:
+            return snapshot_figures(server_url, args)
     console = Console(stderr=True)
     rng = random.Random(7)
     period = quarter_of(dt.date.today())
@@ -549,6 +601,7 @@ def run(args: argparse.Namespace) -> list[Figure]:
                 server_url, args.http_clients, args.http_seconds
             ):
                 figures.append(Figure(name, value, goal, met))
+        figures += snapshot_figures(server_url, args)
     return figures
 
 
@@ -579,6 +632,11 @@ def main() -> None:
     parser.add_argument("--skip-http", action="store_true", help="skip the HTTP load test")
     parser.add_argument("--http-clients", type=int, default=50)
     parser.add_argument("--http-seconds", type=float, default=30)
+    parser.add_argument("--snapshot-tenants", type=int, default=100)
+    parser.add_argument("--snapshot-deals", type=int, default=10_000)
+    parser.add_argument(
+        "--only", choices=("all", "snapshot"), default="all", help="run only some figures"
+    )
     args = parser.parse_args()
     figures = run(args)
     table = Table(

@@ -25,7 +25,14 @@ from typing import Any
 import click
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from pipeline_coverage import demo as demo_data
@@ -54,6 +61,9 @@ from pipeline_coverage.render import (
     deals_json,
     deals_table,
     exclusion_lines,
+    history_csv,
+    history_json,
+    history_table,
     make_console,
     run_csv,
     run_heading,
@@ -62,6 +72,11 @@ from pipeline_coverage.render import (
     runs_csv,
     runs_json,
     runs_table,
+    same_point_csv,
+    same_point_json,
+    same_point_table,
+    snapshot_lines,
+    snapshots_json,
     spreadsheet_safe,
 )
 from pipeline_coverage.reports.coverage import (
@@ -69,14 +84,18 @@ from pipeline_coverage.reports.coverage import (
     run_coverage,
     run_pipeline_coverage_batch,
 )
+from pipeline_coverage.reports.snapshot import take_snapshots
 from pipeline_coverage.store import (
+    GRANULARITIES,
     MAX_LIST_LIMIT,
     MAX_RETENTION_DAYS,
     get_run,
     list_runs,
+    principal_history,
     prune_runs,
     run_deals,
 )
+from pipeline_coverage.trends import MAX_DAY_OF_QUARTER, MAX_QUARTERS, same_point_of_quarter
 from pipeline_coverage.validation import (
     DEFAULT_LOOKBACK_DAYS,
     MAX_LOOKBACK_DAYS,
@@ -253,12 +272,14 @@ def _working(console: Any, message: str) -> Iterator[None]:
 
 
 @contextmanager
-def _file_progress(console: Any) -> Iterator[Any]:
-    """A progress callback that draws bars on a terminal and stays silent elsewhere."""
+def _file_progress(console: Any, *, counted: bool = False) -> Iterator[Any]:
+    """A progress callback that draws bars on a terminal and stays silent elsewhere
+    (bytes of a file, or with ``counted`` items done of how many)."""
     if not console.is_terminal:
         yield None
         return
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeElapsedColumn())
+    done_column = MofNCompleteColumn() if counted else DownloadColumn()
+    columns = (TextColumn("{task.description}"), BarColumn(), done_column, TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as bar:
         tasks: dict[str, Any] = {}
 
@@ -409,6 +430,230 @@ def run(
     with _working(make_console(), "computing coverage"):
         outcome = run_coverage(conn, request)
     _print_run(get_run(conn, outcome.run_id, tenant_id), output_format, chosen)
+
+
+@cli.command()
+@click.option(
+    "--tenant",
+    "tenant_texts",
+    multiple=True,
+    metavar="NAME|ID",
+    help="Only this tenant (repeat for several) [default: every tenant].",
+)
+@click.option(
+    "--as-of",
+    type=ISO_DATE,
+    help="The snapshots' day: their quarters, past-due deals and idempotency [default: today].",
+)
+@click.option("--by-pipeline", is_flag=True, help="One row per principal and pipeline.")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(("table", "json")),
+    default="table",
+    show_default=True,
+    help="A line per tenant, or one JSON document.",
+)
+def snapshot(
+    tenant_texts: tuple[str, ...], as_of: dt.date | None, by_pipeline: bool, output_format: str
+) -> None:
+    """Take the day's snapshots: every tenant's batch run for this and next fiscal
+    quarter, once per day (a repeat the same day makes no new run), for cron or a timer.
+
+    A tenant that fails does not stop the others; the exit status is then 2 when every
+    failure was bad input or data, else 1.
+    """
+    conn = _app().connection()
+    tenant_ids = [resolve_tenant(conn, text) for text in tenant_texts] or None
+    day = as_of or dt.date.today()
+    with _file_progress(make_console(), counted=True) as progress:
+        taken = take_snapshots(
+            conn, tenant_ids, as_of=day, by_pipeline=by_pipeline, progress=progress
+        )
+    if output_format == "json":
+        click.echo(snapshots_json(day, taken))
+    else:
+        for line in snapshot_lines(taken):
+            click.echo(line)
+    failed = [one for one in taken if one.error is not None]
+    if failed:
+        names = ", ".join(f"{one.tenant_name} {one.period}" for one in failed)
+        click.echo(
+            f"{PROG}: error: {len(failed)} of {len(taken)} snapshots failed: {names}", err=True
+        )
+        raise click.exceptions.Exit(2 if all(one.bad_input for one in failed) else 1)
+
+
+def _trend_options(command: Any) -> Any:
+    """What the trend commands share: the tenant, the principal (--principal NAME, or
+    --principal-type and --principal-id), --pipeline and --target-match."""
+    options = [
+        click.option("--tenant", "tenant_text", required=True, metavar="NAME|ID", help=TENANT_HELP),
+        click.option(
+            "--principal", "principal_text", metavar="NAME", help="A rep or team by name."
+        ),
+        click.option(
+            "--principal-type",
+            type=click.Choice(["USER", "GROUP"], case_sensitive=False),
+            help="USER (a rep) or GROUP (a team); with --principal-id, or to narrow --principal.",
+        ),
+        click.option("--principal-id", type=click.UUID, help="The user's or group's id."),
+        click.option(
+            "--pipeline",
+            "pipeline_text",
+            metavar="NAME|ID",
+            help="That pipeline's rows (name or id).",
+        ),
+        click.option(
+            "--target-match",
+            type=click.Choice(TARGET_MATCHES),
+            help="Only the runs made with this target matching [default: any].",
+        ),
+        click.option(
+            "--rollup/--no-rollup",
+            default=None,
+            help="Only rolled-up runs, or only runs without roll-up [default: any].",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _who(
+    conn: Any, tenant_id: uuid.UUID, text: str | None, kind: str | None, given: uuid.UUID | None
+) -> tuple[str, uuid.UUID]:
+    """The principal a trend command names: by --principal, or by type and id."""
+    if (text is None) == (given is None):
+        raise click.UsageError("give --principal NAME, or --principal-type and --principal-id")
+    if text is not None:
+        return resolve_principal(conn, tenant_id, text, kind.upper() if kind else None)
+    if kind is None:
+        raise click.UsageError("--principal-id goes with --principal-type")
+    assert given is not None
+    return kind.upper(), given
+
+
+@cli.command()
+@_trend_options
+@click.option(
+    "--period",
+    "period_text",
+    metavar="EXPR",
+    help=f"The period, in the tenant's fiscal calendar ({EXAMPLES}) [default: this-quarter].",
+)
+@click.option("--period-start", type=ISO_DATE, help="First day of the period (or --period).")
+@click.option("--period-end", type=ISO_DATE, help="Day after the period.")
+@click.option(
+    "--by",
+    "granularity",
+    type=click.Choice(GRANULARITIES),
+    default="day",
+    show_default=True,
+    help="day: one point per day, the day's last run; run: every run.",
+)
+@FORMAT_OPTION
+def history(
+    tenant_text: str,
+    principal_text: str | None,
+    principal_type: str | None,
+    principal_id: uuid.UUID | None,
+    period_text: str | None,
+    period_start: dt.date | None,
+    period_end: dt.date | None,
+    pipeline_text: str | None,
+    granularity: str,
+    target_match: str | None,
+    rollup: bool | None,
+    output_format: str,
+) -> None:
+    """A rep's or team's coverage for one period across stored runs: by day (each day's
+    last run, a run's day being its as-of day) or every run."""
+    if period_text is not None and (period_start is not None or period_end is not None):
+        raise click.UsageError("give --period, or --period-start and --period-end, not both")
+    if (period_start is None) != (period_end is None):
+        raise click.UsageError("--period-start and --period-end go together")
+    conn = _app().connection()
+    tenant_id = resolve_tenant(conn, tenant_text)
+    kind, who = _who(conn, tenant_id, principal_text, principal_type, principal_id)
+    if period_start is None or period_end is None:
+        period_start, period_end = tenant_period(conn, tenant_id, period_text or "this-quarter")
+    pipeline_id = resolve_pipeline(conn, tenant_id, pipeline_text) if pipeline_text else None
+    points = principal_history(
+        conn, tenant_id, kind, who, period_start, period_end, pipeline_id,
+        granularity=granularity, target_match=target_match, rollup=rollup,
+    )  # fmt: skip
+    header = {
+        "tenant_id": str(tenant_id), "principal_type": kind, "principal_id": str(who),
+        "period_start": period_start.isoformat(), "period_end": period_end.isoformat(),
+        "pipeline_id": str(pipeline_id) if pipeline_id else None, "granularity": granularity,
+    }  # fmt: skip
+    if output_format == "json":
+        click.echo(history_json(header, points))
+    elif output_format == "csv":
+        click.echo(history_csv(points), nl=False)
+    else:
+        each = "each day's last run" if granularity == "day" else "every run"
+        title = (
+            f"History · {kind} {who} · {period_start.isoformat()} to {period_end.isoformat()}"
+            f" · {each} ({len(points)})"
+        )
+        make_console().print(history_table(title, points))
+
+
+@cli.command("same-point")
+@_trend_options
+@click.option(
+    "--quarters",
+    type=click.IntRange(1, MAX_QUARTERS),
+    default=4,
+    show_default=True,
+    help="This fiscal quarter and the ones before it, this many in all.",
+)
+@click.option("--as-of", type=ISO_DATE, help="The reference day [default: today].")
+@click.option(
+    "--day",
+    type=click.IntRange(1, MAX_DAY_OF_QUARTER),
+    help="Day k of each quarter [default: the reference day's own day of its quarter].",
+)
+@FORMAT_OPTION
+def same_point(
+    tenant_text: str,
+    principal_text: str | None,
+    principal_type: str | None,
+    principal_id: uuid.UUID | None,
+    quarters: int,
+    as_of: dt.date | None,
+    day: int | None,
+    pipeline_text: str | None,
+    target_match: str | None,
+    rollup: bool | None,
+    output_format: str,
+) -> None:
+    """A rep or team at the same day of this and the previous fiscal quarters: each
+    quarter's last run of that quarter on or before its day k."""
+    conn = _app().connection()
+    tenant_id = resolve_tenant(conn, tenant_text)
+    kind, who = _who(conn, tenant_id, principal_text, principal_type, principal_id)
+    pipeline_id = resolve_pipeline(conn, tenant_id, pipeline_text) if pipeline_text else None
+    found = same_point_of_quarter(
+        conn, tenant_id, kind, who, quarters=quarters, as_of=as_of, day_of_quarter=day,
+        pipeline_id=pipeline_id, target_match=target_match, rollup=rollup,
+    )  # fmt: skip
+    header = {
+        "tenant_id": str(tenant_id), "principal_type": kind, "principal_id": str(who),
+        "pipeline_id": str(pipeline_id) if pipeline_id else None,
+    }  # fmt: skip
+    if output_format == "json":
+        click.echo(same_point_json(header, found))
+    elif output_format == "csv":
+        click.echo(same_point_csv(found), nl=False)
+    else:
+        title = (
+            f"Same point of the quarter · {kind} {who} · day {found.day_of_quarter}"
+            f" of {len(found.quarters)} quarters (as of {found.as_of.isoformat()})"
+        )
+        make_console().print(same_point_table(title, found))
 
 
 @cli.command()

@@ -186,13 +186,18 @@ def tenant_period(
     conn: Any, tenant_id: uuid.UUID, expression: str, as_of: dt.date | None = None
 ) -> tuple[dt.date, dt.date]:
     """The period an expression names in the tenant's fiscal calendar (SPEC.md §10)."""
+    month = fiscal_year_start_month(conn, tenant_id)
+    return resolve_period(expression, fiscal_year_start_month=month, as_of=as_of)
+
+
+def fiscal_year_start_month(conn: Any, tenant_id: uuid.UUID) -> int:
+    """The month the tenant's fiscal year starts in (1 to 12)."""
     with unit_of_work(conn) as cur:
         cur.execute(query(_QUERIES, "tenant_calendar"), {"tenant_id": str(tenant_id)})
         found = records(cur)
     if not found:
         raise NotFoundError(f"tenant_id: no tenant {tenant_id}")
-    month = int(found[0]["fiscal_year_start_month"])
-    return resolve_period(expression, fiscal_year_start_month=month, as_of=as_of)
+    return int(found[0]["fiscal_year_start_month"])
 
 
 #: At most this many periods are listed.
@@ -204,16 +209,12 @@ def known_periods(
 ) -> list[KnownPeriod]:
     """The periods a tenant has target rows or runs for, newest first, with the
     current fiscal quarter among them even when it has neither."""
+    month = fiscal_year_start_month(conn, tenant_id)
     with unit_of_work(conn) as cur:
-        cur.execute(query(_QUERIES, "tenant_calendar"), {"tenant_id": str(tenant_id)})
-        calendar = records(cur)
-        if not calendar:
-            raise NotFoundError(f"tenant_id: no tenant {tenant_id}")
         cur.execute(
             query(_QUERIES, "known_periods"), {"tenant_id": str(tenant_id), "limit": MAX_PERIODS}
         )
         found = records(cur)
-    month = int(calendar[0]["fiscal_year_start_month"])
     current = fiscal_quarter_of(today or dt.date.today(), month)
     periods: dict[tuple[dt.date, dt.date], KnownPeriod] = {}
     for r in found:

@@ -83,6 +83,23 @@ def period_name(start: dt.date, end: dt.date, fiscal_year_start_month: int = 1) 
     return None
 
 
+def fiscal_quarter_name(start: dt.date, start_month: int) -> str:
+    """The expression naming the fiscal quarter that starts on ``start``
+    (``FY2027-Q1``): what a scheduled snapshot records, so its period reads the same
+    whenever it is looked at (``this-quarter`` would not)."""
+    year = fiscal_year_of(start, start_month)
+    first = fiscal_year_start(year, start_month)
+    months = (start.year - first.year) * 12 + start.month - first.month
+    return f"FY{year}-Q{months // 3 + 1}"
+
+
+def quarters_back(day: dt.date, start_month: int, count: int) -> list[tuple[dt.date, dt.date]]:
+    """The fiscal quarter containing ``day`` and the ``count - 1`` before it, oldest first."""
+    start, _ = fiscal_quarter_of(day, start_month)
+    starts = [add_months(start, -3 * back) for back in range(count - 1, -1, -1)]
+    return [(first, add_months(first, 3)) for first in starts]
+
+
 def resolve_period(
     expression: str, *, fiscal_year_start_month: int = 1, as_of: dt.date | None = None
 ) -> tuple[dt.date, dt.date]:

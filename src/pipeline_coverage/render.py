@@ -19,7 +19,9 @@ from rich.table import Table
 from rich.text import Text
 
 from pipeline_coverage.metrics import BY_NAME, HEADLINE, IDENTITY, NAMES, Metric
-from pipeline_coverage.store import CoverageRow, CoverageRun, DealCredit
+from pipeline_coverage.reports.snapshot import Snapshot
+from pipeline_coverage.store import CoverageRow, CoverageRun, DealCredit, HistoryPoint
+from pipeline_coverage.trends import SamePoint
 
 FORMATS = ("table", "json", "csv")
 
@@ -199,7 +201,7 @@ def coverage_text(ratio: Decimal | None) -> Text:
     return Text(f"{ratio:,.2f}x", style=style)
 
 
-def metric_cell(metric: Metric, row: CoverageRow) -> str | Text:
+def metric_cell(metric: Metric, row: CoverageRow | HistoryPoint) -> str | Text:
     """How the terminal shows one metric of a row."""
     value = row.values.get(metric.name)
     if metric.kind == "count":
@@ -358,6 +360,135 @@ def runs_csv(runs: Sequence[CoverageRun]) -> str:
             yield {name: header[name] for name in fields}
 
     return _csv(fields, lines())
+
+
+def snapshot_lines(snapshots: Sequence[Snapshot]) -> list[str]:
+    """One line per tenant: each of its periods' run, created or taken earlier that day,
+    or why it failed."""
+    by_tenant: dict[Any, list[Snapshot]] = {}
+    for taken in snapshots:
+        by_tenant.setdefault(taken.tenant_id, []).append(taken)
+    lines = []
+    for periods in by_tenant.values():
+        parts = []
+        for one in periods:
+            if one.error is not None:
+                parts.append(f"{one.period} failed: {one.error}")
+            else:
+                done = "already taken for this day" if one.replayed else "created"
+                parts.append(f"{one.period} run {one.run_id} {done}")
+        first = periods[0]
+        lines.append(f"{first.tenant_name} ({first.tenant_id}): " + "; ".join(parts))
+    return lines
+
+
+def snapshots_json(as_of: Any, snapshots: Sequence[Snapshot]) -> str:
+    """``{"as_of": ..., "snapshots": [...], "created": n, "replayed": n, "failed": n}``."""
+    items = [
+        {
+            "tenant_id": str(one.tenant_id),
+            "tenant_name": one.tenant_name,
+            "period": one.period,
+            "period_start": one.period_start.isoformat(),
+            "period_end": one.period_end.isoformat(),
+            "status": one.status,
+            "run_id": _text(one.run_id),
+            "error": one.error,
+        }
+        for one in snapshots
+    ]
+    counts = {status: sum(one.status == status for one in snapshots)
+              for status in ("created", "replayed", "failed")}  # fmt: skip
+    return json.dumps({"as_of": as_of.isoformat(), "snapshots": items, **counts}, indent=2)
+
+
+#: A trend's table columns: what moves over a quarter.
+TREND_COLUMNS = ("target_amount", "won_amount", "open_amount", "remaining_coverage_ratio",
+                 "attainment_ratio")  # fmt: skip
+POINT_COLUMNS = ("run_id", "generated_at", "as_of", *NAMES)
+
+
+def point_values(point: HistoryPoint | None) -> dict[str, Any]:
+    """A history point as JSON-ready values (every metric); all None for no point."""
+    if point is None:
+        return dict.fromkeys(POINT_COLUMNS)
+    values: dict[str, Any] = {
+        "run_id": str(point.run_id),
+        "generated_at": point.generated_at.isoformat(),
+        "as_of": point.as_of.isoformat(),
+    }
+    for name in NAMES:
+        values[name] = metric_value(BY_NAME[name], point.values.get(name))
+    return values
+
+
+def _trend_cells(point: HistoryPoint | None) -> list[str | Text]:
+    if point is None:
+        return [Text("no run", style="dim"), *("—" for _ in TREND_COLUMNS)]
+    return [point.as_of.isoformat(), *(metric_cell(BY_NAME[n], point) for n in TREND_COLUMNS)]
+
+
+def history_table(title: str, points: Sequence[HistoryPoint]) -> Table:
+    """A principal's history: a line per point (per run, or per day)."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("Day (as of)")
+    for name in TREND_COLUMNS:
+        table.add_column(BY_NAME[name].label, justify="right")
+    table.add_column("Run")
+    for point in points:
+        table.add_row(*_trend_cells(point), str(point.run_id))
+    return table
+
+
+def history_json(header: dict[str, Any], points: Sequence[HistoryPoint]) -> str:
+    """``{...header, "points": [...]}``: every metric of every point."""
+    return json.dumps({**header, "points": [point_values(p) for p in points]}, indent=2)
+
+
+def history_csv(points: Sequence[HistoryPoint]) -> str:
+    return _csv(POINT_COLUMNS, (point_values(point) for point in points))
+
+
+def same_point_table(title: str, found: SamePoint) -> Table:
+    """The same point of each quarter: a line per quarter, its day and its run's numbers."""
+    table = Table(title=title, title_justify="left")
+    for column in ("Quarter", "Day", "Run as of"):
+        table.add_column(column)
+    for name in TREND_COLUMNS:
+        table.add_column(BY_NAME[name].label, justify="right")
+    for quarter in found.quarters:
+        table.add_row(quarter.period, quarter.day.isoformat(), *_trend_cells(quarter.point))
+    return table
+
+
+def _quarter_values(found: SamePoint, *, nested: bool) -> list[dict[str, Any]]:
+    """Each quarter's bounds and day, and its point: nested (JSON, as the API has it, or
+    null) or flat (a CSV line, empty when there is no run)."""
+    lines = []
+    for quarter in found.quarters:
+        line: dict[str, Any] = {
+            "period": quarter.period,
+            "period_start": quarter.period_start.isoformat(),
+            "period_end": quarter.period_end.isoformat(),
+            "day": quarter.day.isoformat(),
+        }
+        if nested:
+            line["point"] = None if quarter.point is None else point_values(quarter.point)
+        else:
+            line.update(point_values(quarter.point))
+        lines.append(line)
+    return lines
+
+
+def same_point_json(header: dict[str, Any], found: SamePoint) -> str:
+    """``{...header, "as_of", "day_of_quarter", "quarters": [{..., "point"}]}``."""
+    document = {**header, "as_of": found.as_of.isoformat(), "day_of_quarter": found.day_of_quarter}
+    return json.dumps({**document, "quarters": _quarter_values(found, nested=True)}, indent=2)
+
+
+def same_point_csv(found: SamePoint) -> str:
+    return _csv(("period", "period_start", "period_end", "day", *POINT_COLUMNS),
+                _quarter_values(found, nested=False))  # fmt: skip
 
 
 def make_console(file: Any = None) -> Console:

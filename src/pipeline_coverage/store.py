@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -20,6 +20,9 @@ from pipeline_coverage.errors import NotFoundError, ValidationError
 from pipeline_coverage.metrics import NAMES
 from pipeline_coverage.sql import query
 from pipeline_coverage.validation import (
+    TARGET_MATCHES,
+    parse_choice,
+    parse_flag,
     parse_period,
     parse_principal_type,
     parse_uuid,
@@ -180,10 +183,14 @@ class DealCredit:
 
 @dataclass(frozen=True)
 class HistoryPoint(SeedMetrics):
-    """A principal's numbers in one stored run."""
+    """A principal's numbers in one stored run, with the run's period and its day
+    (its ``as_of``)."""
 
     run_id: uuid.UUID
     generated_at: dt.datetime
+    as_of: dt.date
+    period_start: dt.date
+    period_end: dt.date
     pipeline_id: uuid.UUID | None
     values: Mapping[str, Value]
 
@@ -419,6 +426,10 @@ def run_deals(
     ]
 
 
+#: How a history is sampled: every run, or each day's last run (``principal_history``).
+GRANULARITIES = ("run", "day")
+
+
 def principal_history(
     conn: Any,
     tenant_id: uuid.UUID | str,
@@ -427,29 +438,67 @@ def principal_history(
     period_start: dt.date | str,
     period_end: dt.date | str,
     pipeline_id: uuid.UUID | str | None = None,
+    *,
+    granularity: str = "run",
+    target_match: str | None = None,
+    rollup: bool | None = None,
 ) -> list[HistoryPoint]:
-    """A principal's numbers for one period across the tenant's stored runs, oldest
-    first: the trend of how its pipeline built up (or drained) over time."""
-    tenant = required_uuid(tenant_id, "tenant_id")
-    kind = parse_principal_type(principal_type)
-    principal = required_uuid(principal_id, "principal_id")
+    """A principal's numbers for one period across the tenant's stored runs: the trend
+    of how its pipeline built up (or drained) over time.
+
+    ``granularity="run"``: every run's row, oldest first. ``"day"``: one point per day,
+    the day's last run (by ``generated_at``), in order of day — where a run's day is
+    its ``as_of``, the day it speaks for (see docs/decisions.md). ``target_match`` and
+    ``rollup`` keep only the runs made with that option.
+    """
     start, end = parse_period(period_start, period_end)
+    pick = parse_choice(granularity, "granularity", GRANULARITIES)
+    return principal_points(
+        conn, tenant_id, principal_type, principal_id, [(start, end, None)], pick,
+        pipeline_id=pipeline_id, target_match=target_match, rollup=rollup,
+    )  # fmt: skip
+
+
+def principal_points(
+    conn: Any,
+    tenant_id: uuid.UUID | str,
+    principal_type: str,
+    principal_id: uuid.UUID | str,
+    periods: Sequence[tuple[dt.date, dt.date, dt.date | None]],
+    pick: str,
+    *,
+    pipeline_id: uuid.UUID | str | None = None,
+    target_match: str | None = None,
+    rollup: bool | None = None,
+) -> list[HistoryPoint]:
+    """A principal's rows in the runs of several periods, each (start, end, cut-off
+    day or None): every run's (``pick="run"``), each day's last (``"day"``), or each
+    period's last run on or before its cut-off (``"last"``). One statement for all."""
     pipeline = parse_uuid(pipeline_id, "pipeline_id", optional=True)
     params = {
-        "tenant_id": str(tenant),
-        "principal_type": kind,
-        "principal_id": str(principal),
-        "period_start": start,
-        "period_end": end,
+        "tenant_id": str(required_uuid(tenant_id, "tenant_id")),
+        "principal_type": parse_principal_type(principal_type),
+        "principal_id": str(required_uuid(principal_id, "principal_id")),
         "pipeline_id": str(pipeline) if pipeline else None,
+        "starts": [start for start, _, _ in periods],
+        "ends": [end for _, end, _ in periods],
+        "cutoffs": [cutoff for _, _, cutoff in periods],
+        "pick": parse_choice(pick, "pick", ("run", "day", "last")),
+        "target_match": None
+        if target_match is None
+        else parse_choice(target_match, "target_match", TARGET_MATCHES),
+        "rollup": None if rollup is None else parse_flag(rollup, "rollup"),
     }
     with unit_of_work(conn) as cur:
-        cur.execute(query(_QUERIES, "principal_history"), params)
+        cur.execute(query(_QUERIES, "principal_points"), params)
         found = records(cur)
     return [
         HistoryPoint(
             run_id=as_uuid(r["run_id"]),
             generated_at=r["generated_at"],
+            as_of=r["as_of"],
+            period_start=r["period_start"],
+            period_end=r["period_end"],
             pipeline_id=_optional_uuid(r["pipeline_id"]),
             values={name: r[name] for name in NAMES},
         )

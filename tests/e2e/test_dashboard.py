@@ -290,9 +290,10 @@ def test_sign_in_see_chart_and_run_now(
         "3,000.00",
         "3.00x",
     )
-    # The trend of a rep over both runs; the new run's deals behind its row.
+    # The trend of a rep: both runs are today's, one point (the day's last run); the
+    # new run's deals behind its row.
     page.click("#coverage-table tbody tr >> nth=0")
-    page.wait_for_function("() => window.trendChart && window.trendChart.data.labels.length === 2")
+    page.wait_for_function("() => window.trendChart && window.trendChart.data.labels.length === 1")
     wait_for_deals(page, f"USER:{reps[2]}:")
     assert deal_totals(page) == {"OPEN": "3,000.00 USD"}
     screenshot(page, tmp_path, "dashboard.png")
@@ -661,9 +662,10 @@ def test_dashboard_shows_remaining_coverage_deals_teams_and_pipelines(
     assert stored == ("true",)
     assert page.locator("#run-select option").count() == 3
     assert chart(page, "coverageChart")["labels"][0] == "Ada · New business"
-    # The trend of a by-pipeline row now spans both by-pipeline runs.
+    # The trend of a by-pipeline row: both by-pipeline runs are today's, so one point
+    # per day is one point — the newer run's.
     page.click("#coverage-table tbody tr >> nth=0")
-    page.wait_for_function("() => window.trendChart && window.trendChart.data.labels.length === 2")
+    page.wait_for_function("() => window.trendChart && window.trendChart.data.labels.length === 1")
 
     assert key not in page.url
     assert_csp_held(page, loaded)

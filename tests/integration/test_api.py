@@ -1143,7 +1143,8 @@ def test_dashboard_page_and_its_assets_are_served_locally(api: httpx.Client) -> 
     assert chart.status_code == 200
     assert "javascript" in chart.headers["content-type"]
     assert len(chart.content) > 10_000
-    for script in ("/static/dashboard.js", "/static/dashboard.css"):
+    for script in ("/static/dashboard.js", "/static/dashboard.css", "/static/trends.js",
+                   "/static/trends.css"):  # fmt: skip
         text = api.get(script).text
         assert not re.search(r"(?i)https?://", text), f"{script} loads something remote"
 

@@ -35,6 +35,7 @@ V1_OPERATIONS = {
     ("GET", "/v1/coverage-runs/{run_id}/deals"),
     ("GET", "/v1/coverage/history"),
     ("GET", "/v1/periods"),
+    ("GET", "/v1/coverage/same-point"),
 }
 Q1 = (dt.date(2026, 1, 1), dt.date(2026, 4, 1))
 MAX_EXAMPLES = 30
@@ -172,6 +173,14 @@ def test_no_generated_request_gets_a_server_error(
                 "principal_id": str(seeded.rep),
                 "period_start": Q1[0].isoformat(),
                 "period_end": Q1[1].isoformat(),
+                "granularity": "day",
+            }
+        },
+        ("GET", "/v1/coverage/same-point"): {
+            "query": {
+                "principal_type": "USER",
+                "principal_id": str(seeded.rep),
+                "as_of": Q1[1].isoformat(),
             }
         },
     }

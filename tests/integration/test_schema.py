@@ -255,12 +255,12 @@ def test_every_key_and_reference_includes_tenant_id(db_url: str) -> None:
 
 TABLE_REFERENCE = re.compile(r"(?:FROM|JOIN)\s+dyno_crm\.(\w+)\s+AS\s+(\w+)", re.IGNORECASE)
 #: Queries that may span tenants on purpose: an operator's `show RUN_ID`, `runs`,
-#: `prune` and `apikey list/revoke` without --tenant. Each still filters by tenant
-#: whenever one is given.
+#: `prune`, `snapshot` and `apikey list/revoke` without --tenant. Each still filters by
+#: tenant whenever one is given.
 CROSS_TENANT = {
     "get_run", "list_runs", "prune_count", "prune_facts", "prune_runs", "list_keys",
     "revoke_key",
-    "list_tenants",
+    "list_tenants", "tenant_calendars",
 }  # fmt: skip
 #: Finding a tenant by its name looks at every tenant's name, and nothing else.
 TENANT_BY_NAME = {"find_tenants"}

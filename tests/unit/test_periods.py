@@ -9,7 +9,12 @@ import itertools
 import pytest
 
 from pipeline_coverage.errors import ValidationError
-from pipeline_coverage.periods import period_name, resolve_period
+from pipeline_coverage.periods import (
+    fiscal_quarter_name,
+    period_name,
+    quarters_back,
+    resolve_period,
+)
 
 
 def months_after(year: int, month: int, count: int) -> dt.date:
@@ -133,3 +138,16 @@ def test_periods_no_expression_names_have_none() -> None:
     assert period_name(dt.date(2026, 7, 1), dt.date(2026, 10, 1), 7) == "FY2027-Q1"
     assert period_name(dt.date(2026, 7, 1), dt.date(2026, 10, 1), 1) == "2026-Q3"
     assert period_name(dt.date(2026, 1, 1), dt.date(2027, 1, 1), 1) == "2026"
+
+
+@pytest.mark.parametrize("month", range(1, 13))
+def test_a_fiscal_quarters_name_resolves_back_to_it(month: int) -> None:
+    quarters = quarters_back(dt.date(2027, 3, 31), month, 9)
+    assert len(quarters) == 9
+    assert quarters[-1][0] <= dt.date(2027, 3, 31) < quarters[-1][1]
+    for (_, a_end), (b_start, _) in itertools.pairwise(quarters):
+        assert a_end == b_start
+    for start, end in quarters:
+        name = fiscal_quarter_name(start, month)
+        assert resolve_period(name, fiscal_year_start_month=month) == (start, end)
+        assert months_after(start.year, start.month, 3) == end

@@ -28,12 +28,14 @@ from pipeline_coverage.store import (
     principal_history,
     run_deals,
 )
+from pipeline_coverage.trends import MAX_DAY_OF_QUARTER, MAX_QUARTERS, same_point_of_quarter
 from pipeline_coverage.web.cache import Rendered, RunCache
 from pipeline_coverage.web.deps import Caller, Conn, RunSlot
 from pipeline_coverage.web.problems import ProblemError, field_problem
 from pipeline_coverage.web.schemas import (
     CreatedRun,
     DealPage,
+    Granularity,
     History,
     IsoDate,
     PeriodInfo,
@@ -41,10 +43,13 @@ from pipeline_coverage.web.schemas import (
     Point,
     PrincipalType,
     Problem,
+    QuarterPoint,
     Run,
     RunPage,
     RunRequest,
     RunWithRows,
+    SamePoint,
+    TargetMatch,
 )
 
 router = APIRouter(prefix="/v1", tags=["coverage"])
@@ -208,18 +213,62 @@ def coverage_history(
     period_start: IsoDate,
     period_end: IsoDate,
     pipeline_id: uuid.UUID | None = None,
+    granularity: Granularity = "run",
+    target_match: TargetMatch | None = None,
+    rollup: bool | None = None,
 ) -> History:
-    """Rows for all pipelines unless ``pipeline_id`` picks one, oldest run first."""
+    """Rows for no pipeline unless ``pipeline_id`` picks one: every run's, oldest first,
+    or (``granularity=day``) one point per day — the day's last run, a run's day being
+    its ``as_of``. ``target_match`` and ``rollup`` keep only the runs made with them."""
     points = principal_history(
-        conn, caller.tenant_id, principal_type, principal_id, period_start, period_end, pipeline_id
-    )
+        conn, caller.tenant_id, principal_type, principal_id, period_start, period_end,
+        pipeline_id, granularity=granularity, target_match=target_match, rollup=rollup,
+    )  # fmt: skip
     return History(
         principal_type=principal_type,
         principal_id=principal_id,
         period_start=period_start,
         period_end=period_end,
         pipeline_id=pipeline_id,
+        granularity=granularity,
         points=[Point.of(point) for point in points],
+    )
+
+
+@router.get(
+    "/coverage/same-point",
+    response_model=SamePoint,
+    responses=_PROBLEMS,
+    summary="A principal at the same day of this and the previous fiscal quarters",
+)
+def coverage_same_point(
+    caller: Caller,
+    conn: Conn,
+    principal_type: PrincipalType,
+    principal_id: uuid.UUID,
+    quarters: Annotated[int, Query(ge=1, le=MAX_QUARTERS)] = 4,
+    as_of: IsoDate | None = None,
+    day: Annotated[int | None, Query(ge=1, le=MAX_DAY_OF_QUARTER)] = None,
+    pipeline_id: uuid.UUID | None = None,
+    target_match: TargetMatch | None = None,
+    rollup: bool | None = None,
+) -> SamePoint:
+    """Day ``day`` (default: ``as_of``'s own day of its quarter; ``as_of`` defaults to
+    today) of the tenant's fiscal quarter containing ``as_of`` and of the
+    ``quarters - 1`` before it: for each, the principal's row in the last run of
+    exactly that quarter whose ``as_of`` is on or before that day, or null."""
+    found = same_point_of_quarter(
+        conn, caller.tenant_id, principal_type, principal_id, quarters=quarters,
+        as_of=as_of, day_of_quarter=day, pipeline_id=pipeline_id, target_match=target_match,
+        rollup=rollup,
+    )  # fmt: skip
+    return SamePoint(
+        principal_type=principal_type,
+        principal_id=principal_id,
+        pipeline_id=pipeline_id,
+        as_of=found.as_of,
+        day_of_quarter=found.day_of_quarter,
+        quarters=[QuarterPoint.of(quarter) for quarter in found.quarters],
     )
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
+from pipeline_coverage import trends
 from pipeline_coverage.errors import ValidationError
 from pipeline_coverage.metrics import METRICS
 from pipeline_coverage.periods import EXAMPLES
@@ -23,6 +24,7 @@ from pipeline_coverage.validation import DEFAULT_LOOKBACK_DAYS, MAX_LOOKBACK_DAY
 #: Money and ratios: exact decimal strings. Signed: a pipeline gap below zero is a surplus.
 Amount = Annotated[str, Field(pattern=r"^-?\d+(\.\d+)?$", examples=["1250.50"])]
 PrincipalType = Literal["USER", "GROUP"]
+Granularity = Literal["run", "day"]
 TargetMatch = Literal["exact", "within"]
 
 
@@ -155,10 +157,12 @@ class RowBase(BaseModel):
 
 
 class PointBase(BaseModel):
-    """The principal's numbers in one stored run (every metric, by name)."""
+    """The principal's numbers in one stored run (every metric, by name), and the
+    run's day: its ``as_of``."""
 
     run_id: uuid.UUID
     generated_at: dt.datetime
+    as_of: dt.date
     pipeline_id: uuid.UUID | None
 
     @classmethod
@@ -166,6 +170,7 @@ class PointBase(BaseModel):
         return cls.model_construct(
             run_id=point.run_id,
             generated_at=point.generated_at,
+            as_of=point.as_of,
             pipeline_id=point.pipeline_id,
             **_metric_values(point.values),
         )
@@ -252,14 +257,48 @@ class RunPage(BaseModel):
 
 
 class History(BaseModel):
-    """A principal's coverage for one period across stored runs, oldest first."""
+    """A principal's coverage for one period across stored runs: every run's, oldest
+    first, or (``granularity`` day) each day's last run's, by day."""
 
     principal_type: PrincipalType
     principal_id: uuid.UUID
     period_start: dt.date
     period_end: dt.date
     pipeline_id: uuid.UUID | None
+    granularity: Granularity = "run"
     points: list[Point]
+
+
+class QuarterPoint(BaseModel):
+    """One quarter at the same point: its bounds, its day k, and the principal's
+    numbers in the latest run of that quarter as of that day (null: no such run)."""
+
+    period: str = Field(examples=["FY2027-Q1"])
+    period_start: dt.date
+    period_end: dt.date
+    day: dt.date
+    point: Point | None
+
+    @classmethod
+    def of(cls, quarter: trends.QuarterPoint) -> QuarterPoint:
+        return cls.model_construct(
+            period=quarter.period,
+            period_start=quarter.period_start,
+            period_end=quarter.period_end,
+            day=quarter.day,
+            point=None if quarter.point is None else Point.of(quarter.point),
+        )
+
+
+class SamePoint(BaseModel):
+    """A principal at the same day of several fiscal quarters, oldest quarter first."""
+
+    principal_type: PrincipalType
+    principal_id: uuid.UUID
+    pipeline_id: uuid.UUID | None
+    as_of: dt.date
+    day_of_quarter: int
+    quarters: list[QuarterPoint]
 
 
 class FieldProblem(BaseModel):

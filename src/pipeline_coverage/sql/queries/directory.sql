@@ -96,3 +96,11 @@ FROM (
 GROUP BY k.period_start, k.period_end
 ORDER BY k.period_start DESC, k.period_end
 LIMIT %(limit)s;
+
+-- name: tenant_calendars
+-- Every tenant (or one) with its fiscal year start month, by name: what a snapshot
+-- needs to name each tenant's this and next quarter.
+SELECT t.id, t.name, t.fiscal_year_start_month
+FROM dyno_crm.tenant AS t
+WHERE %(tenant_id)s::uuid IS NULL OR t.id = %(tenant_id)s::uuid
+ORDER BY lower(t.name), t.id;

@@ -109,19 +109,52 @@ WHERE (%(tenant_id)s::uuid IS NULL OR r.tenant_id = %(tenant_id)s::uuid)
 ORDER BY r.generated_at DESC, r.id DESC
 LIMIT %(limit)s::integer;
 
--- name: principal_history
--- One principal's rows across the tenant's stored runs for one period, oldest first
--- (rows for all pipelines, or for the one pipeline asked for).
-SELECT r.id AS run_id, r.generated_at, f.*
-FROM dyno_crm.report_pipeline_coverage_fact AS f
-JOIN dyno_crm.report_run AS r ON r.tenant_id = f.tenant_id AND r.id = f.run_id
-WHERE f.tenant_id = %(tenant_id)s::uuid
-  AND f.principal_type = %(principal_type)s::text
-  AND f.principal_id = %(principal_id)s::uuid
-  AND f.period_start = %(period_start)s::date
-  AND f.period_end = %(period_end)s::date
-  AND f.pipeline_id IS NOT DISTINCT FROM %(pipeline_id)s::uuid
-ORDER BY r.generated_at, r.id, f.pipeline_id NULLS FIRST;
+-- name: principal_points
+-- One principal's rows in the tenant's stored runs of the periods asked for (rows for
+-- no pipeline, or for the one asked for), each with its run's day: the run's as_of (a
+-- run stored before as_of was recorded: the UTC day it was generated), at most the
+-- period's cut-off day when it has one. `pick` says which rows: 'run', every run's,
+-- oldest first; 'day', each day's last run's, by day; 'last', the last run's of each
+-- period (latest day, then latest generated: the same point of several quarters).
+-- Optionally only the runs of one target_match, or with or without roll-up.
+WITH periods AS (
+    SELECT q.period_start, q.period_end, q.cutoff
+    FROM unnest(%(starts)s::date[], %(ends)s::date[], %(cutoffs)s::date[])
+        AS q (period_start, period_end, cutoff)
+),
+points AS (
+    SELECT r.generated_at, d.as_of, f.*
+    FROM periods AS q
+    JOIN dyno_crm.report_pipeline_coverage_fact AS f
+      ON f.period_start = q.period_start AND f.period_end = q.period_end
+    JOIN dyno_crm.report_run AS r ON r.tenant_id = f.tenant_id AND r.id = f.run_id
+    CROSS JOIN LATERAL (
+        SELECT COALESCE((r.parameters ->> 'as_of')::date,
+                        (r.generated_at AT TIME ZONE 'UTC')::date) AS as_of
+    ) AS d
+    WHERE f.tenant_id = %(tenant_id)s::uuid
+      AND f.principal_type = %(principal_type)s::text
+      AND f.principal_id = %(principal_id)s::uuid
+      AND f.pipeline_id IS NOT DISTINCT FROM %(pipeline_id)s::uuid
+      AND (q.cutoff IS NULL OR d.as_of <= q.cutoff)
+      AND (%(target_match)s::text IS NULL
+           OR COALESCE(r.parameters ->> 'target_match', 'exact') = %(target_match)s::text)
+      AND (%(rollup)s::boolean IS NULL
+           OR COALESCE((r.parameters ->> 'rollup')::boolean, false) = %(rollup)s::boolean)
+),
+ranked AS (
+    SELECT p.*,
+           row_number() OVER (
+               PARTITION BY p.period_start, CASE WHEN %(pick)s::text = 'day' THEN p.as_of END
+               ORDER BY p.as_of DESC, p.generated_at DESC, p.run_id DESC
+           ) AS newest
+    FROM points AS p
+)
+SELECT rk.*
+FROM ranked AS rk
+WHERE %(pick)s::text = 'run' OR rk.newest = 1
+ORDER BY rk.period_start, CASE WHEN %(pick)s::text <> 'run' THEN rk.as_of END,
+         rk.generated_at, rk.run_id;
 
 -- name: prune_count
 -- What prune would delete (its --dry-run, and the question it asks on a terminal).

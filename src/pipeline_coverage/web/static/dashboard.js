@@ -976,57 +976,7 @@ function dealRow(deal) {
   return tr;
 }
 
-async function trend(row, request) {
-  const run = state.result.run;
-  const query = new URLSearchParams({
-    principal_type: row.principal_type, principal_id: row.principal_id,
-    period_start: run.period_start, period_end: run.period_end,
-  });
-  if (row.pipeline_id) query.set("pipeline_id", row.pipeline_id);
-  try {
-    const history = await api(`/v1/coverage/history?${query}`);
-    if (request !== state.request) return;
-    // Runs of the same shape only: a plain run's trend leaves out by-pipeline rows.
-    const points = history.points.filter((point) => point.pipeline_id === row.pipeline_id);
-    $("trend-card").hidden = false;
-    $("trend-title").textContent =
-      `Trend: ${whoText(row)} over ${points.length} run${points.length === 1 ? "" : "s"} of this period`;
-    const ratio = (text) => (text === null ? null : Number(text));
-    const data = {
-      labels: points.map((point) => when(point.generated_at)),
-      datasets: [
-        {
-          label: "Coverage of the remaining quota (x)", yAxisID: "y", tension: 0.2, spanGaps: true,
-          data: points.map((point) => ratio(point.remaining_coverage_ratio ?? (point.remaining_target === null ? point.coverage_ratio : null))),
-          borderColor: INK, backgroundColor: INK,
-        },
-        {
-          label: "Attainment (%)", yAxisID: "attainment", tension: 0.2, spanGaps: true,
-          data: points.map((point) => (point.attainment_ratio === null ? null : Number(point.attainment_ratio) * 100)),
-          borderColor: COLORS.healthy, backgroundColor: COLORS.healthy, borderDash: [4, 3],
-        },
-      ],
-    };
-    if (window.trendChart) window.trendChart.destroy();
-    window.trendChart = new Chart($("trend-chart"), {
-      type: "line", data,
-      options: {
-        maintainAspectRatio: false, animation: false,
-        plugins: { legend: { display: true, position: "bottom" } },
-        scales: {
-          x: { offset: true },
-          y: { beginAtZero: true, title: { display: true, text: "x" } },
-          attainment: {
-            position: "right", beginAtZero: true, suggestedMax: 100, grid: { drawOnChartArea: false },
-            ticks: { callback: (value) => `${value}%` },
-          },
-        },
-      },
-    });
-  } catch (error) {
-    $("dashboard-error").textContent = error.message;
-  }
-}
+// trend(row, request): the principal's trend and the same point of the quarter, in trends.js.
 
 // --- wiring -----------------------------------------------------------------------------------------
 

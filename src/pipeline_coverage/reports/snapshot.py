@@ -1,0 +1,122 @@
+"""Scheduled snapshots: every tenant's batch run for this and next fiscal quarter,
+at most once a day, so cron or a systemd timer can take them without a scheduler of
+its own.
+
+``take_snapshots`` makes one unit of work per tenant and period (each tenant's
+``this-quarter`` and ``next-quarter`` in its own fiscal calendar). Each run carries an
+idempotency key derived from the day (``as_of``) and the request, so a second call
+the same day with the same parameters replays the first run instead of storing
+another (``run_coverage``'s idempotency keys). A tenant-period that fails is reported
+in its result and the others go on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from pipeline_coverage.db.connection import as_uuid, records, unit_of_work
+from pipeline_coverage.errors import InputError, NotFoundError, PipelineCoverageError
+from pipeline_coverage.periods import fiscal_quarter_name, resolve_period
+from pipeline_coverage.reports.coverage import CoverageRequest, coverage_request, run_coverage
+from pipeline_coverage.sql import query
+from pipeline_coverage.validation import parse_date, parse_flag, required_uuid
+
+#: The periods a snapshot takes, relative to its day, in the tenant's fiscal calendar.
+SNAPSHOT_PERIODS = ("this-quarter", "next-quarter")
+#: Called after each tenant-period: (what, done, total), as ``load``'s progress is.
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What one tenant-period's snapshot did: a new run, the day's run again, or a failure."""
+
+    tenant_id: uuid.UUID
+    tenant_name: str
+    #: The fiscal quarter's name (``FY2027-Q1``), recorded as the run's period.
+    period: str
+    period_start: dt.date
+    period_end: dt.date
+    run_id: uuid.UUID | None = None
+    #: The day's snapshot existed already: ``run_id`` is that run, nothing was written.
+    replayed: bool = False
+    error: str | None = None
+    #: The failure was caused by input or data (an ``InputError``), not unexpected.
+    bad_input: bool = False
+
+    @property
+    def status(self) -> str:
+        if self.error is not None:
+            return "failed"
+        return "replayed" if self.replayed else "created"
+
+
+def snapshot_key(request: CoverageRequest) -> str:
+    """The idempotency key of a snapshot: its day and a digest of the whole request,
+    so the same day and parameters always give the same key, and anything else another."""
+    assert request.as_of is not None
+    return f"snapshot/{request.as_of.isoformat()}/{request.fingerprint().hex()}"
+
+
+def take_snapshots(
+    conn: Any,
+    tenant_ids: Sequence[uuid.UUID | str] | None = None,
+    *,
+    as_of: dt.date | str | None = None,
+    by_pipeline: bool = False,
+    progress: Progress | None = None,
+) -> list[Snapshot]:
+    """Take the day's snapshots: for every tenant (or those of ``tenant_ids``), the
+    batch run of its this and next fiscal quarter as of ``as_of`` (default today).
+
+    Idempotent per day: a repeat with the same day and parameters makes no new run
+    (its results are ``replayed``). Each tenant-period is its own unit of work, so a
+    failure (reported in its :class:`Snapshot`) leaves the others' runs in place. An
+    unknown tenant id is a :class:`NotFoundError` before anything is written.
+    """
+    day = parse_date(as_of, "as_of") if as_of is not None else dt.date.today()
+    by_pipeline = parse_flag(by_pipeline, "by_pipeline")
+    wanted = None if tenant_ids is None else [required_uuid(t, "tenant_id") for t in tenant_ids]
+    tenants: list[dict[str, Any]] = []
+    with unit_of_work(conn) as cur:
+        for asked in [None] if wanted is None else wanted:
+            cur.execute(
+                query("directory", "tenant_calendars"),
+                {"tenant_id": None if asked is None else str(asked)},
+            )
+            found = records(cur)
+            if not found:
+                raise NotFoundError(f"tenant_id: no tenant {asked}")
+            tenants += [t for t in found if t not in tenants]
+    total = len(tenants) * len(SNAPSHOT_PERIODS)
+    taken: list[Snapshot] = []
+    for tenant in tenants:
+        for expression in SNAPSHOT_PERIODS:
+            taken.append(_take(conn, tenant, expression, day, by_pipeline))
+            if progress is not None:
+                progress("snapshots", len(taken), total)
+    return taken
+
+
+def _take(
+    conn: Any, tenant: dict[str, Any], expression: str, day: dt.date, by_pipeline: bool
+) -> Snapshot:
+    """One tenant-period's run (or the day's run again), or the reason it failed."""
+    month = int(tenant["fiscal_year_start_month"])
+    start, end = resolve_period(expression, fiscal_year_start_month=month, as_of=day)
+    found = Snapshot(
+        as_uuid(tenant["id"]), tenant["name"], fiscal_quarter_name(start, month), start, end
+    )
+    request = coverage_request(
+        found.tenant_id, start, end, by_pipeline=by_pipeline, as_of=day,
+        period_expression=found.period,
+    )  # fmt: skip
+    try:
+        outcome = run_coverage(conn, request, idempotency_key=snapshot_key(request))
+    except PipelineCoverageError as exc:
+        return replace(found, error=str(exc), bad_input=isinstance(exc, InputError))
+    return replace(found, run_id=outcome.run_id, replayed=outcome.replayed)
