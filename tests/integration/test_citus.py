@@ -440,3 +440,25 @@ def test_psycopg2_runs_route_too(citus_url: str) -> None:
         other.close()
     assert theirs.rows
     assert list(theirs.rows) == list(mine.rows)
+
+
+def test_one_transaction_may_run_tenants_of_different_workers(citus_url: str) -> None:
+    # A delegated call pins its tenant for the call only: the caller's transaction
+    # goes on to other tenants, on other workers (committed with two-phase commit).
+    with psycopg.connect(citus_url) as conn:
+        by_worker: dict[str, uuid.UUID] = {}
+        for (tenant,) in conn.execute("SELECT id FROM dyno_crm.tenant ORDER BY id").fetchall():
+            by_worker.setdefault(_tenant_worker(conn, tenant), tenant)
+        conn.commit()
+        assert len(by_worker) == 2, "the module's tenants should span both workers"
+        alone = {}
+        for tenant in by_worker.values():  # each run in a transaction of its own
+            run_id = run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=Q1[0])
+            alone[tenant] = get_run(conn, run_id, tenant).rows
+            conn.commit()
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        conn.execute("SELECT 1")  # the caller's transaction: the runs below share it
+        together = [run_pipeline_coverage_batch(conn, t, *Q1, as_of=Q1[0]) for t in alone]
+        conn.commit()
+        for tenant, run_id in zip(alone, together, strict=True):
+            assert get_run(conn, run_id, tenant).rows == alone[tenant]
