@@ -226,12 +226,18 @@ def db_status() -> None:
 
 @db.command("distribute")
 def db_distribute() -> None:
-    """On a Citus coordinator: shard every table by tenant, co-located (safe to repeat)."""
+    """On a Citus coordinator: shard every table by tenant, co-located; runs execute on
+    their tenant's worker (safe to repeat)."""
     app = _app()
     done = citus.distribute(app.connection(require_schema=False))
     if done.distributed:
         click.echo(f"distributed {len(done.distributed)} tables by tenant on {app.where}")
-    else:
+    if done.routed:
+        click.echo(
+            "created dyno_crm.run_tenant_statement: each run's statement runs on its"
+            " tenant's worker"
+        )
+    if not done.distributed and not done.routed:
         click.echo(f"nothing to do: every table is distributed by tenant on {app.where}")
 
 

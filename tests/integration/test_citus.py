@@ -121,6 +121,14 @@ def test_distribute_after_a_partly_distributed_0005(
     assert (code, err) == (0, ""), err
     found = distribution(citus_url)
     assert out.startswith(f"distributed {len(found) - len(OLD_DDL)} tables by tenant")
+    assert "created dyno_crm.run_tenant_statement" in out
+    with psycopg.connect(citus_url) as conn:
+        routed = conn.execute(
+            "SELECT o.distribution_argument_index, o.force_delegation, o.colocationid"
+            " FROM pg_dist_object AS o WHERE o.classid = 'pg_proc'::regclass"
+            " AND o.objid = 'dyno_crm.run_tenant_statement(uuid, text)'::regprocedure"
+        ).fetchall()
+    assert routed == [(0, True, found["dyno_crm.tenant"][1])]
     with psycopg.connect(citus_url) as conn:
         tables = {
             row[0]
@@ -332,6 +340,7 @@ def _coverage_params(tenant: uuid.UUID) -> dict[str, Any]:
         "pipeline_id": None, "run_id": str(uuid.uuid4()), "period_start": Q1[0],
         "period_end": Q1[1], "history_start": Q1[0] - dt.timedelta(days=365),
         "by_pipeline": False, "as_of": Q1[0], "target_match": "exact", "currency": "USD",
+        "rates": "{}",
     }  # fmt: skip
 
 
@@ -355,16 +364,101 @@ def test_per_tenant_statements_are_router_queries(citus_url: str, name: str) -> 
         conn.rollback()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap (docs/scaling.md): Citus plans insert_coverage's data-modifying CTEs"
-    " and its INSERT ... SELECT as one-shard subplans pulled to the coordinator, not as one"
-    " router statement",
-)
-def test_the_batch_statement_is_one_router_query(citus_url: str) -> None:
+def _tenant_worker(conn: psycopg.Connection[Any], tenant: uuid.UUID) -> str:
+    """``host:port`` of the worker that holds the tenant's shards."""
+    row = conn.execute(
+        "SELECT nodename || ':' || nodeport FROM citus_shards"
+        " WHERE shardid = get_shard_id_for_distribution_column('dyno_crm.tenant', %s)",
+        (tenant,),
+    ).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def test_the_run_statement_is_one_task_on_the_tenants_worker(citus_url: str) -> None:
     with psycopg.connect(citus_url) as conn:
         tenant = first_tenant(conn)
-        counts = _task_counts(conn, query("coverage", "insert_coverage"), _coverage_params(tenant))
+        statement = psycopg.ClientCursor(conn).mogrify(
+            query("coverage", "insert_coverage"), _coverage_params(tenant)
+        )
+        counts = _task_counts(
+            conn,
+            query("citus", "run_tenant_statement"),
+            {"tenant_id": str(tenant), "statement": statement},
+        )
         conn.rollback()
-    assert set(counts) == {1}, "every part on one shard"
     assert counts == [1]
+
+
+@pytest.mark.parametrize("mode", ["batch", "single"])
+def test_a_run_talks_to_one_worker_without_two_phase_commit(citus_url: str, mode: str) -> None:
+    # What the coordinator sends while the library makes a run, as Citus logs it: one
+    # connection to the worker holding the tenant, the run's statement as one call,
+    # and a one-node commit (a statement pulled through the coordinator would show
+    # as reads of its pieces and writes of intermediate results, possibly on both).
+    sent: list[tuple[str, str]] = []
+    with psycopg.connect(citus_url) as conn:
+        tenant = first_tenant(conn)
+        worker = _tenant_worker(conn, tenant)
+        user = conn.execute(
+            "SELECT id FROM dyno_crm.crm_user WHERE tenant_id = %s ORDER BY id LIMIT 1", (tenant,)
+        ).fetchone()
+        assert user is not None
+        conn.execute("SET citus.log_remote_commands TO on")
+        conn.commit()
+        conn.add_notice_handler(
+            lambda notice: sent.append((notice.message_primary or "", notice.message_detail or ""))
+        )
+        principal = ("USER", user[0]) if mode == "single" else (None, None)
+        request = coverage_request(tenant, *Q1, *principal)
+        run = get_run(conn, run_coverage(conn, request).run_id, tenant)
+    commands = [(text, detail) for text, detail in sent if text.startswith("issuing ")]
+    assert commands, sent
+    assert {re.sub(r".*@([^ ]+) .*", r"\1", detail) for _, detail in commands} == {worker}
+    assert len({re.sub(r".*connectionId: ", "", detail) for _, detail in commands}) == 1
+    texts = [text for text, _ in commands]
+    assert sum("SELECT dyno_crm.run_tenant_statement(" in text for text in texts) == 1
+    assert not [text for text in texts if "PREPARE TRANSACTION" in text]
+    assert not [text for text in texts if "intermediate_result" in text]
+    assert texts[-1] == "issuing COMMIT"
+    assert run.rows
+    if mode == "single":
+        assert [(r.principal_type, r.principal_id) for r in run.rows] == [("USER", user[0])]
+
+
+def test_psycopg2_runs_route_too(citus_url: str) -> None:
+    psycopg2 = pytest.importorskip("psycopg2")
+    with psycopg.connect(citus_url) as conn:
+        tenant = first_tenant(conn)
+        mine = get_run(conn, run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=Q1[0]), tenant)
+    other = psycopg2.connect(citus_url)
+    try:
+        theirs = get_run(
+            other, run_pipeline_coverage_batch(other, tenant, *Q1, as_of=Q1[0]), tenant
+        )
+    finally:
+        other.close()
+    assert theirs.rows
+    assert list(theirs.rows) == list(mine.rows)
+
+
+def test_one_transaction_may_run_tenants_of_different_workers(citus_url: str) -> None:
+    # A delegated call pins its tenant for the call only: the caller's transaction
+    # goes on to other tenants, on other workers (committed with two-phase commit).
+    with psycopg.connect(citus_url) as conn:
+        by_worker: dict[str, uuid.UUID] = {}
+        for (tenant,) in conn.execute("SELECT id FROM dyno_crm.tenant ORDER BY id").fetchall():
+            by_worker.setdefault(_tenant_worker(conn, tenant), tenant)
+        conn.commit()
+        assert len(by_worker) == 2, "the module's tenants should span both workers"
+        alone = {}
+        for tenant in by_worker.values():  # each run in a transaction of its own
+            run_id = run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=Q1[0])
+            alone[tenant] = get_run(conn, run_id, tenant).rows
+            conn.commit()
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        conn.execute("SELECT 1")  # the caller's transaction: the runs below share it
+        together = [run_pipeline_coverage_batch(conn, t, *Q1, as_of=Q1[0]) for t in alone]
+        conn.commit()
+        for tenant, run_id in zip(alone, together, strict=True):
+            assert get_run(conn, run_id, tenant).rows == alone[tenant]

@@ -7,12 +7,21 @@ live on one worker and each report is a router query. The migrations' version ta
 stays local. Tables already distributed that way are left alone, so a second run
 changes nothing; tables are distributed parents before children (a foreign key may
 only point at a table that is already distributed). All in one transaction.
+
+It also creates ``dyno_crm.run_tenant_statement``, a function distributed by its
+tenant argument: :func:`execute_for_tenant` runs a tenant's statement inside it, so
+that a statement Citus would split into pieces pulled through the coordinator (the
+run's, with its data-modifying CTEs) runs whole on the tenant's worker instead.
 """
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import psycopg
 
 from pipeline_coverage.db.connection import unit_of_work
 from pipeline_coverage.db.migrate import SCHEMA, VERSION_TABLE, require_current
@@ -31,10 +40,12 @@ class DistributionError(InputError):
 
 @dataclass(frozen=True)
 class Distribution:
-    """What a run did: the tables it distributed now, and those that already were."""
+    """What a run did: the tables it distributed now, and those that already were;
+    whether it created (or repaired) the function that routes a tenant's statement."""
 
     distributed: tuple[str, ...]
     unchanged: tuple[str, ...]
+    routed: bool = False
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,7 @@ def distribute(conn: Any) -> Distribution:
         raise DistributionError("this is a Citus worker: run 'db distribute' on the coordinator")
     require_current(conn)
     with unit_of_work(conn) as cur:
+        cur.execute(query("citus", "one_connection_per_node"))
         cur.execute(query("citus", "schema_tables"), {"version_table": VERSION_TABLE})
         tables = {
             row[0]: _Table(row[0], bool(row[2]), tuple(row[3]), row[4], row[5], row[6])
@@ -93,7 +105,47 @@ def distribute(conn: Any) -> Distribution:
                 },
             )
             done.append(table.name)
-    return Distribution(tuple(done), tuple(unchanged))
+        cur.execute(query("citus", "tenant_statement_routed"), {"anchor": ANCHOR})
+        routed = not cur.fetchone()[0]
+        if routed:
+            cur.execute(query("citus", "create_tenant_statement"))
+            cur.execute(query("citus", "distribute_tenant_statement"), {"anchor": ANCHOR})
+    return Distribution(tuple(done), tuple(unchanged), routed)
+
+
+def execute_for_tenant(
+    cur: Any,
+    tenant_id: uuid.UUID,
+    statement: str,
+    params: Mapping[str, Any],
+    *,
+    routed: bool,
+) -> None:
+    """Run one tenant's statement: as it is, or (``routed``: on a database that
+    ``db distribute`` prepared) inside ``run_tenant_statement``, which Citus delegates
+    to the worker holding the tenant. The statement then travels as text with its
+    values bound in it, so the worker plans it for those values, as a custom plan
+    would be made here."""
+    if not routed:
+        cur.execute(statement, params)
+        return
+    cur.execute(
+        query("citus", "run_tenant_statement"),
+        {"tenant_id": str(tenant_id), "statement": _bound(cur, statement, params)},
+    )
+
+
+def _bound(cur: Any, statement: str, params: Mapping[str, Any]) -> str:
+    """``statement`` with ``params`` quoted into it by the driver (psycopg 3 binds on
+    the server unless asked through a client-side cursor; psycopg2 always in the
+    client)."""
+    if isinstance(cur, psycopg.Cursor):
+        with psycopg.ClientCursor(cur.connection) as client:
+            return client.mogrify(statement, params)
+    import psycopg2.extensions  # a psycopg2 cursor: the driver is there
+
+    encoding = psycopg2.extensions.encodings[cur.connection.encoding]
+    return bytes(cur.mogrify(statement, params)).decode(encoding)
 
 
 def _check(table: _Table, anchor: _Table) -> None:

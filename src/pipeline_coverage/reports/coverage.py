@@ -26,6 +26,7 @@ from pipeline_coverage.db.connection import (
     records,
     unit_of_work,
 )
+from pipeline_coverage.db.distribute import execute_for_tenant
 from pipeline_coverage.errors import InputError, NotFoundError, ValidationError
 from pipeline_coverage.sql import query
 from pipeline_coverage.store import insert_run
@@ -186,7 +187,7 @@ def _write(cur: Any, request: CoverageRequest) -> uuid.UUID:
         "principal_id": str(request.principal_id) if request.principal_id else None,
         "pipeline_id": str(request.pipeline_id) if request.pipeline_id else None,
     }
-    currency = _check_scope(cur, params)
+    currency, routed = _check_scope(cur, params)
     as_of = request.as_of or dt.date.today()
     cur.execute(
         query(_QUERIES, "rates_in_force"), {"tenant_id": params["tenant_id"], "as_of": as_of}
@@ -196,8 +197,11 @@ def _write(cur: Any, request: CoverageRequest) -> uuid.UUID:
         cur, request.tenant_id, (request.period_start, request.period_end),
         _parameters(request, as_of, currency, rates),
     )  # fmt: skip
-    cur.execute(query(_QUERIES, "run_settings"))
-    cur.execute(
+    if not routed:  # run_tenant_statement brings the run's settings to the worker
+        cur.execute(query(_QUERIES, "run_settings"))
+    execute_for_tenant(
+        cur,
+        request.tenant_id,
         query(_QUERIES, "insert_coverage"),
         {
             **params,
@@ -213,6 +217,7 @@ def _write(cur: Any, request: CoverageRequest) -> uuid.UUID:
             "currency": currency,
             "rates": json.dumps(rates),
         },
+        routed=routed,
     )
     return run_id
 
@@ -242,8 +247,9 @@ def _parameters(
     }
 
 
-def _check_scope(cur: Any, params: Mapping[str, Any]) -> str:
-    """The tenant's reporting currency, once the tenant, principal and pipeline exist."""
+def _check_scope(cur: Any, params: Mapping[str, Any]) -> tuple[str, bool]:
+    """The tenant's reporting currency, once the tenant, principal and pipeline exist;
+    and whether the run's statement is to be routed to the tenant's Citus worker."""
     cur.execute(query(_QUERIES, "check_scope"), params)
     [found] = records(cur)
     if not found["tenant_exists"]:
@@ -257,7 +263,7 @@ def _check_scope(cur: Any, params: Mapping[str, Any]) -> str:
         raise NotFoundError(
             f"pipeline_id: no pipeline {params['pipeline_id']} in tenant {params['tenant_id']}"
         )
-    return str(found["currency"])
+    return str(found["currency"]), bool(found["routed"])
 
 
 def run_pipeline_coverage_report(

@@ -6,6 +6,11 @@ SELECT e.extversion FROM pg_extension AS e WHERE e.extname = 'citus';
 -- Whether this Citus node is the coordinator (where distributed tables are created).
 SELECT citus_is_coordinator();
 
+-- name: one_connection_per_node
+-- For the rest of the transaction, one connection per worker: Citus refuses to
+-- create a distributed function after a parallel operation in the same transaction.
+SELECT set_config('citus.multi_shard_modify_mode', 'sequential', true);
+
 -- name: schema_tables
 -- Every table of the schema but the migrations' version table: whether it has a
 -- tenant_id column, the tables its foreign keys reference, and (on Citus) how it is
@@ -31,3 +36,44 @@ ORDER BY c.relname;
 SELECT create_distributed_table(
     %(table_name)s::text::regclass, %(column)s::text,
     colocate_with => COALESCE(%(colocate_with)s::text, 'default'));
+
+-- name: tenant_statement_routed
+-- Whether run_tenant_statement is distributed by its tenant_id argument, co-located
+-- with the tenant table, and delegated inside transactions too (force_delegation).
+SELECT EXISTS (
+    SELECT 1
+    FROM pg_dist_object AS o
+    JOIN pg_dist_partition AS p ON p.logicalrelid = %(anchor)s::text::regclass
+    WHERE o.classid = 'pg_proc'::regclass
+      AND o.objid = to_regprocedure('dyno_crm.run_tenant_statement(uuid, text)')
+      AND o.distribution_argument_index = 0
+      AND o.force_delegation
+      AND o.colocationid = p.colocationid
+) AS routed;
+
+-- name: create_tenant_statement
+-- Runs one tenant's statement (SQL text, its values bound in it) where it is called.
+-- Distributed by tenant_id (distribute_tenant_statement), a call on the coordinator
+-- runs on the worker that holds the tenant's shards, as one task in the caller's
+-- transaction, and Citus refuses any statement in it that touches another tenant.
+-- work_mem is the run's (run_settings in coverage.sql), which a SET on the
+-- coordinator would not carry to the worker.
+CREATE OR REPLACE FUNCTION dyno_crm.run_tenant_statement(tenant_id uuid, statement text)
+RETURNS void
+LANGUAGE plpgsql
+SET work_mem = '64MB'
+AS $$
+BEGIN
+    EXECUTE statement;
+END
+$$;
+
+-- name: distribute_tenant_statement
+-- Delegates run_tenant_statement to the tenant's worker, also inside a transaction.
+SELECT create_distributed_function(
+    'dyno_crm.run_tenant_statement(uuid, text)', 'tenant_id',
+    colocate_with => %(anchor)s::text, force_delegation => true);
+
+-- name: run_tenant_statement
+-- One tenant's statement, run on the worker that holds the tenant (one task).
+SELECT dyno_crm.run_tenant_statement(%(tenant_id)s::uuid, %(statement)s::text);

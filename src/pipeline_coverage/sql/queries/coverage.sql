@@ -1,6 +1,7 @@
 -- name: check_scope
 -- Whether the tenant, the principal and the pipeline (when given) exist in that
--- tenant; and the tenant's reporting currency.
+-- tenant; the tenant's reporting currency; and whether `db distribute` made the
+-- function that runs the run's statement on the tenant's Citus worker.
 SELECT
     EXISTS (SELECT 1 FROM dyno_crm.tenant AS t WHERE t.id = %(tenant_id)s::uuid) AS tenant_exists,
     CASE %(principal_type)s::text
@@ -16,7 +17,8 @@ SELECT
         SELECT 1 FROM dyno_crm.pipeline AS p
         WHERE p.tenant_id = %(tenant_id)s::uuid AND p.id = %(pipeline_id)s::uuid
     ) AS pipeline_exists,
-    (SELECT t.currency FROM dyno_crm.tenant AS t WHERE t.id = %(tenant_id)s::uuid) AS currency;
+    (SELECT t.currency FROM dyno_crm.tenant AS t WHERE t.id = %(tenant_id)s::uuid) AS currency,
+    to_regprocedure('dyno_crm.run_tenant_statement(uuid, text)') IS NOT NULL AS routed;
 
 -- name: run_settings
 -- For the rest of the run's transaction: room for its aggregations in memory (they
