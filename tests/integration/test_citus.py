@@ -214,7 +214,7 @@ def test_load_into_distributed_tables(
         ).fetchone() == (0,)
 
 
-@pytest.mark.parametrize("mode", ["plain", "within", "pipeline", "by_pipeline"])
+@pytest.mark.parametrize("mode", ["plain", "within", "pipeline", "by_pipeline", "rollup"])
 def test_batch_and_single_runs_match_the_oracle(citus_url: str, mode: str) -> None:
     with psycopg.connect(citus_url) as conn:
         tenant = random_tenant(conn, 40 + len(mode), deals=150)
@@ -225,11 +225,12 @@ def test_batch_and_single_runs_match_the_oracle(citus_url: str, mode: str) -> No
         options = Options(
             base.start, base.end, pipeline, by_pipeline=mode == "by_pipeline",
             as_of=base.as_of, target_match=base.target_match, lookback_days=base.lookback_days,
+            rollup=base.rollup,
         )  # fmt: skip
         request = coverage_request(
             tenant, *Q1, pipeline_id=pipeline, by_pipeline=options.by_pipeline,
             as_of=options.as_of, target_match=options.target_match,
-            win_rate_lookback_days=options.lookback_days,
+            win_rate_lookback_days=options.lookback_days, rollup=options.rollup,
         )  # fmt: skip
         run = get_run(conn, run_coverage(conn, request).run_id, tenant)
         expected = {
@@ -247,7 +248,7 @@ def test_batch_and_single_runs_match_the_oracle(citus_url: str, mode: str) -> No
             single = coverage_request(
                 tenant, *Q1, principal_type=kind, principal_id=who, pipeline_id=pipeline,
                 as_of=options.as_of, target_match=options.target_match,
-                win_rate_lookback_days=options.lookback_days,
+                win_rate_lookback_days=options.lookback_days, rollup=options.rollup,
             )  # fmt: skip
             [row] = get_run(conn, run_coverage(conn, single).run_id, tenant).rows
             compare_row(oracle, options, row)
@@ -339,8 +340,8 @@ def _coverage_params(tenant: uuid.UUID) -> dict[str, Any]:
         "tenant_id": str(tenant), "principal_type": None, "principal_id": None,
         "pipeline_id": None, "run_id": str(uuid.uuid4()), "period_start": Q1[0],
         "period_end": Q1[1], "history_start": Q1[0] - dt.timedelta(days=365),
-        "by_pipeline": False, "as_of": Q1[0], "target_match": "exact", "currency": "USD",
-        "rates": "{}",
+        "by_pipeline": False, "rollup": False, "tree": "[]", "as_of": Q1[0],
+        "target_match": "exact", "currency": "USD", "rates": "{}",
     }  # fmt: skip
 
 

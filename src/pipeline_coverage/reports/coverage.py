@@ -197,6 +197,10 @@ def _write(cur: Any, request: CoverageRequest) -> uuid.UUID:
         cur, request.tenant_id, (request.period_start, request.period_end),
         _parameters(request, as_of, currency, rates),
     )  # fmt: skip
+    tree = "[]"
+    if request.rollup and request.principal_type != "USER":  # (a rep's row does not roll up)
+        cur.execute(query(_QUERIES, "group_tree"), params)
+        tree = records(cur)[0]["tree"]
     if not routed:  # run_tenant_statement brings the run's settings to the worker
         cur.execute(query(_QUERIES, "run_settings"))
     execute_for_tenant(
@@ -212,6 +216,7 @@ def _write(cur: Any, request: CoverageRequest) -> uuid.UUID:
             - dt.timedelta(days=request.win_rate_lookback_days),
             "by_pipeline": request.by_pipeline,
             "rollup": request.rollup,
+            "tree": tree,
             "as_of": as_of,
             "target_match": request.target_match,
             "currency": currency,

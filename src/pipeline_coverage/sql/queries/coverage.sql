@@ -40,6 +40,31 @@ WHERE er.tenant_id = %(tenant_id)s::uuid
   AND er.valid_from <= %(as_of)s::date
 ORDER BY er.currency, er.valid_from DESC;
 
+-- name: group_tree
+-- With rollup (SPEC.md §10): each group of the tenant (for one principal: that
+-- group) with itself at depth 0 and every group below it, as the JSON the run's
+-- statement reads. The loader refuses cycles; `walk` ends one written some other way
+-- at the group it started from. (A statement of its own: Citus plans a recursive CTE
+-- only in a plain router query, not among the run's data-modifying ones; and not
+-- PostgreSQL's CYCLE clause, which Citus cannot pass on to a worker.)
+WITH RECURSIVE tree (ancestor_id, group_id, depth, walk) AS (
+    SELECT g.id, g.id, 0, ARRAY[g.id]
+    FROM dyno_crm.crm_group AS g
+    WHERE g.tenant_id = %(tenant_id)s::uuid
+      AND (%(principal_id)s::uuid IS NULL
+           OR (%(principal_type)s::text = 'GROUP' AND g.id = %(principal_id)s::uuid))
+    UNION ALL
+    SELECT t.ancestor_id, c.id, t.depth + 1, t.walk || c.id
+    FROM tree AS t
+    JOIN dyno_crm.crm_group AS c
+      ON c.tenant_id = %(tenant_id)s::uuid AND c.parent_group_id = t.group_id
+    WHERE c.id <> ALL (t.walk)
+)
+SELECT COALESCE(jsonb_agg(jsonb_build_object(
+           'ancestor_id', t.ancestor_id, 'group_id', t.group_id, 'depth', t.depth)), '[]')::text
+           AS tree
+FROM tree AS t;
+
 -- name: insert_coverage
 -- A run's drill-down and fact rows (SPEC.md §7, §8), in one statement, for one
 -- principal (principal_id set) or everyone in scope (principal_id NULL), per pipeline
@@ -50,22 +75,12 @@ ORDER BY er.currency, er.valid_from DESC;
 -- row equals the sum over its deals, by construction. With rollup, a group is also
 -- credited with the deals of its member users, its descendant groups and their
 -- members (SPEC.md §7, §10).
-WITH RECURSIVE tree (ancestor_id, group_id, depth) AS (
+WITH tree AS (
     -- With rollup: each group (for one principal: that group) with itself (depth 0)
-    -- and every group below it. The loader refuses cycles; CYCLE ends a walk that
-    -- meets one written some other way.
-    SELECT g.id, g.id, 0
-    FROM dyno_crm.crm_group AS g
-    WHERE %(rollup)s::boolean
-      AND g.tenant_id = %(tenant_id)s::uuid
-      AND (%(principal_id)s::uuid IS NULL
-           OR (%(principal_type)s::text = 'GROUP' AND g.id = %(principal_id)s::uuid))
-    UNION ALL
-    SELECT t.ancestor_id, c.id, t.depth + 1
-    FROM tree AS t
-    JOIN dyno_crm.crm_group AS c
-      ON c.tenant_id = %(tenant_id)s::uuid AND c.parent_group_id = t.group_id
-) CYCLE group_id SET in_cycle USING walk,
+    -- and every group below it, as `group_tree` read them before the run.
+    SELECT t.ancestor_id, t.group_id, t.depth
+    FROM jsonb_to_recordset(%(tree)s::jsonb) AS t (ancestor_id uuid, group_id uuid, depth integer)
+),
 rolled_members AS (
     -- With rollup: the users each group's credit reaches, at the nearest depth (0: a
     -- member of the group itself).
@@ -73,7 +88,6 @@ rolled_members AS (
     FROM tree AS t
     JOIN dyno_crm.group_member AS gm
       ON gm.tenant_id = %(tenant_id)s::uuid AND gm.group_id = t.group_id
-    WHERE NOT t.in_cycle
     GROUP BY gm.user_id, t.ancestor_id
 ),
 scoped AS NOT MATERIALIZED (
@@ -204,11 +218,9 @@ rolled_up AS (
         SELECT t.ancestor_id AS principal_id, CASE WHEN t.depth = 0 THEN 1 ELSE 4 END AS rank,
                n.*
         FROM units AS n JOIN tree AS t ON t.group_id = n.owned_by_group_id
-        WHERE NOT t.in_cycle
         UNION ALL
         SELECT t.ancestor_id, CASE WHEN t.depth = 0 THEN 2 ELSE 4 END, n.*
         FROM units AS n JOIN tree AS t ON t.group_id = n.assigned_group_id
-        WHERE NOT t.in_cycle
         UNION ALL
         SELECT m.ancestor_id, CASE WHEN m.depth = 0 THEN 3 ELSE 4 END, n.*
         FROM units AS n JOIN rolled_members AS m ON m.user_id = n.owned_by_user_id
