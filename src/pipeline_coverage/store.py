@@ -209,7 +209,8 @@ def row_from_record(record: Mapping[str, Any]) -> CoverageRow:
     )
 
 
-def _run_from_header(record: Mapping[str, Any], **extra: Any) -> CoverageRun:
+def run_from_header(record: Mapping[str, Any], **extra: Any) -> CoverageRun:
+    """A run's header record (``get_run``'s columns) as a :class:`CoverageRun`."""
     return CoverageRun(
         run_id=as_uuid(record["run_id"]),
         tenant_id=as_uuid(record["tenant_id"]),
@@ -313,7 +314,7 @@ def get_run(
         rows = tuple(row_from_record(record) for record in records(cur))
         cur.execute(query(_QUERIES, "run_exclusions"), params)
         exclusions = tuple(Exclusion(r["flag"], int(r["deals"]), r["amount"]) for r in records(cur))
-    return _run_from_header(header, rows=rows, row_count=len(rows), exclusions=exclusions)
+    return run_from_header(header, rows=rows, row_count=len(rows), exclusions=exclusions)
 
 
 def list_runs(
@@ -350,7 +351,7 @@ def list_runs(
     with unit_of_work(conn) as cur:
         cur.execute(query(_QUERIES, "list_runs"), params)
         found = records(cur)
-    return [_run_from_header(r, row_count=int(r["row_count"])) for r in found]
+    return [run_from_header(r, row_count=int(r["row_count"])) for r in found]
 
 
 #: A drill-down page's position: after this (principal type, principal, bucket, deal).
