@@ -10,7 +10,10 @@ every row's steps and every deal's step, amount and reason must match; the ident
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
+import json
 import random
 import uuid
 from dataclasses import dataclass
@@ -29,6 +32,8 @@ from pipeline_coverage import (
     run_pipeline_coverage_batch,
     run_pipeline_coverage_report,
 )
+from pipeline_coverage.cli import main
+from pipeline_coverage.render import MOVEMENT_CSV_COLUMNS, MOVEMENT_DEAL_COLUMNS
 from tests.factory import Crm, random_tenant
 from tests.movement_oracle import STEPS, ExpectedRow, waterfall
 from tests.oracle import Options, Oracle
@@ -459,3 +464,88 @@ def test_runs_that_measure_different_things_are_refused(conn: psycopg.Connection
         compare_runs(conn, uuid.uuid4(), base)
     with pytest.raises(ValidationError, match="run_a: not a UUID"):
         compare_runs(conn, "nope", base)
+
+
+# --- the command line ----------------------------------------------------------------
+
+
+def _cli(capsys: pytest.CaptureFixture[str], url: str, *args: str) -> tuple[int, str, str]:
+    code = main(["--database-url", url, *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _no_floats(value: str) -> Any:
+    raise AssertionError(f"a float in JSON output: {value}")
+
+
+def test_compare_on_the_command_line(
+    conn: psycopg.Connection[Any], db_url: str, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.delenv("PIPELINE_COVERAGE_DEBUG", raising=False)
+    story = build_story(conn)
+    before = Oracle(conn, story.tenant)
+    run_a = run_pipeline_coverage_batch(conn, story.tenant, *Q1, as_of=AS_OF_A)
+    move_story(conn, story)
+    after = Oracle(conn, story.tenant)
+    run_b = run_pipeline_coverage_batch(conn, story.tenant, *Q1, as_of=AS_OF_B)
+    expected = waterfall(before, after, _options(AS_OF_A), _options(AS_OF_B))
+    ann = expected[("USER", story.ann, None)]
+
+    code, out, _ = _cli(capsys, db_url, "compare", str(run_a), str(run_b))
+    assert code == 0
+    assert "Movement · Movers" in out
+    line = next(text for text in out.splitlines() if " Ann " in text)
+    assert f"{ann.start_amount:,.2f}" in line
+    assert f"{-ann.amounts['left']:+,.2f}" in line
+    assert f"{ann.end_amount:,.2f}" in line
+    target = Decimal(4000)  # Ann's coverage, then and now
+    assert f"{ann.start_amount / target:.2f}x → {ann.end_amount / target:.2f}x" in line
+
+    code, out, _ = _cli(capsys, db_url, "compare", str(run_a), str(run_b), "--tenant", "Movers",
+                        "--principal", "Ann", "--deals", "--format", "json")  # fmt: skip
+    assert code == 0
+    document = json.loads(out, parse_float=_no_floats)
+    assert [row["principal_id"] for row in document["rows"]] == [str(story.ann)]
+    [row] = document["rows"]
+    steps = {name: Decimal(row[f"{name}_amount"]) for name in ("start", *STEPS, "end")}
+    assert steps["start"] - steps["won"] - steps["lost"] - steps["left"] + steps["entered"] + (
+        steps["changed"]) == steps["end"] == ann.end_amount  # fmt: skip
+    listed = {(d["deal_id"], d["step"], d["reason"]) for d in document["deals"]}
+    assert listed == {(str(k), v.step, v.reason) for k, v in ann.deals.items()}
+    slipped = next(d for d in document["deals"] if d["deal_id"] == str(story.deals["slipped"]))
+    assert slipped["now"]["placed_on"] == "2026-04-15"
+    assert slipped["a"]["amount"] == "2500.00"
+    assert slipped["b"] is None
+
+    code, out, _ = _cli(capsys, db_url, "compare", str(run_a), str(run_b), "--format", "csv")
+    assert code == 0
+    lines = list(csv.DictReader(io.StringIO(out)))
+    assert tuple(lines[0]) == MOVEMENT_CSV_COLUMNS
+    assert len(lines) == len(expected)
+    code, out, _ = _cli(capsys, db_url, "compare", str(run_a), str(run_b), "--deals",
+                        "--format", "csv")  # fmt: skip
+    assert code == 0
+    deal_lines = list(csv.DictReader(io.StringIO(out)))
+    assert tuple(deal_lines[0]) == MOVEMENT_DEAL_COLUMNS
+    assert len(deal_lines) == sum(len(row.deals) for row in expected.values())
+    code, out, _ = _cli(capsys, db_url, "compare", str(run_a), str(run_b), "--deals")
+    assert code == 0
+    assert "OUT_OF_SCOPE" in out
+    assert "deleted" in out
+
+    # Runs that cannot be compared, and bad input: one line, exit 2, nothing printed.
+    q2 = run_pipeline_coverage_batch(conn, story.tenant, dt.date(2026, 4, 1), dt.date(2026, 7, 1))
+    for args, message in (
+        ((str(run_a), str(q2)), "run_b: its period is 2026-04-01 to 2026-07-01, run A's is"),
+        ((str(run_a), str(uuid.uuid4())), "run_b: no run"),
+        ((str(run_a), str(run_b), "--principal-type", "USER"), "go together"),
+        ((str(run_a), str(run_b), "--principal", "Nobody"), "Nobody"),
+    ):
+        code, out, err = _cli(capsys, db_url, "compare", *args)
+        assert code == 2, err
+        assert out == ""
+        assert len(err.splitlines()) == 1, err
+        assert err.startswith("pipeline-coverage: error:")
+        assert message in err
