@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
@@ -37,6 +38,7 @@ from pipeline_coverage.render import MOVEMENT_CSV_COLUMNS, MOVEMENT_DEAL_COLUMNS
 from tests.factory import Crm, random_tenant
 from tests.movement_oracle import STEPS, ExpectedRow, waterfall
 from tests.oracle import Options, Oracle
+from tests.worlds import World
 
 Q1 = (dt.date(2026, 1, 1), dt.date(2026, 4, 1))
 AS_OF_A = dt.date(2026, 2, 1)
@@ -549,3 +551,62 @@ def test_compare_on_the_command_line(
         assert len(err.splitlines()) == 1, err
         assert err.startswith("pipeline-coverage: error:")
         assert message in err
+
+
+# --- the HTTP API ----------------------------------------------------------------------
+
+
+def test_compare_over_http_is_tenant_scoped(
+    conn: psycopg.Connection[Any], api: httpx.Client, world: World, other: World
+) -> None:
+    before = Oracle(conn, world.tenant)
+    run_a = run_pipeline_coverage_batch(conn, world.tenant, *Q1, as_of=AS_OF_A)
+    conn.execute("UPDATE dyno_crm.deal SET amount = 400 WHERE id = %s", (world.big_deal,))
+    conn.commit()
+    after = Oracle(conn, world.tenant)
+    run_b = run_pipeline_coverage_batch(conn, world.tenant, *Q1, as_of=AS_OF_B)
+    expected = waterfall(before, after, _options(AS_OF_A), _options(AS_OF_B))
+    url = f"/v1/coverage-runs/{run_a}/compare/{run_b}"
+
+    response = api.get(url, params={"deals": "true"}, headers=world.auth)
+    assert response.status_code == 200, response.text
+    document = json.loads(response.text, parse_float=_no_floats)
+    assert (document["run_a"]["run_id"], document["run_b"]["run_id"]) == (str(run_a), str(run_b))
+    rows = {(r["principal_type"], r["principal_id"]): r for r in document["rows"]}
+    assert set(rows) == {(kind, str(who)) for kind, who, _ in expected}
+    for (kind, who, _), want in expected.items():
+        row = rows[(kind, str(who))]
+        assert Decimal(row["start_amount"]) == want.start_amount
+        assert Decimal(row["end_amount"]) == want.end_amount
+        assert Decimal(row["changed_amount"]) == want.amounts["changed"]
+    [shrunk] = [d for d in document["deals"] if d["principal_id"] == str(world.ann)]
+    assert (shrunk["step"], shrunk["movement_amount"]) == ("changed", "-600.50")
+    assert (shrunk["a"]["amount"], shrunk["b"]["amount"]) == ("1000.50", "400.00")
+
+    one = api.get(url, params={"principal_type": "USER", "principal_id": str(world.ann)},
+                  headers={**world.auth, "Accept": "text/csv"})  # fmt: skip
+    assert one.status_code == 200
+    assert one.headers["content-type"].startswith("text/csv")
+    lines = list(csv.DictReader(io.StringIO(one.text)))
+    assert [line["principal_id"] for line in lines] == [str(world.ann)]
+    deals_csv = api.get(url, params={"deals": "true"}, headers={**world.auth, "Accept": "text/csv"})
+    assert tuple(next(csv.reader(io.StringIO(deals_csv.text)))) == MOVEMENT_DEAL_COLUMNS
+
+    # Another tenant's run is not found, in either place, exactly like a missing one.
+    theirs = run_pipeline_coverage_batch(conn, other.tenant, *Q1)
+    for path in (f"/v1/coverage-runs/{run_a}/compare/{theirs}",
+                 f"/v1/coverage-runs/{theirs}/compare/{run_a}"):  # fmt: skip
+        response = api.get(path, headers=world.auth)
+        assert response.status_code == 404
+        assert response.headers["content-type"] == "application/problem+json"
+        assert str(theirs) in response.json()["detail"]
+    assert api.get(f"/v1/coverage-runs/{theirs}/compare/{theirs}", headers=other.auth).is_success
+    # Runs that cannot be compared, and a half-given principal: 422 naming the field.
+    q2 = run_pipeline_coverage_batch(conn, world.tenant, dt.date(2026, 4, 1), dt.date(2026, 7, 1))
+    refused = api.get(f"/v1/coverage-runs/{run_a}/compare/{q2}", headers=world.auth)
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["field"] == "run_b"
+    assert "period" in refused.json()["detail"]
+    half = api.get(url, params={"principal_type": "USER"}, headers=world.auth)
+    assert half.status_code == 422
+    assert api.get(url).status_code == 401
