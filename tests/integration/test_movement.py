@@ -610,3 +610,19 @@ def test_compare_over_http_is_tenant_scoped(
     half = api.get(url, params={"principal_type": "USER"}, headers=world.auth)
     assert half.status_code == 422
     assert api.get(url).status_code == 401
+
+
+def test_inside_a_callers_transaction_the_planner_settings_are_put_back(
+    conn: psycopg.Connection[Any],
+) -> None:
+    story = build_story(conn)
+    run_a = run_pipeline_coverage_batch(conn, story.tenant, *Q1, as_of=AS_OF_A)
+    conn.execute("SET jit = on")
+    conn.commit()
+    conn.execute("SELECT 1")  # the caller's transaction is open
+    movement = compare_runs(conn, run_a, run_a, deals=True)
+    assert all(row.identity_holds for row in movement.rows)
+    assert movement.deals == ()  # a run against itself: nothing moved
+    settings = conn.execute("SELECT current_setting('enable_nestloop'), current_setting('jit')")
+    assert settings.fetchone() == ("on", "on")
+    conn.rollback()

@@ -297,12 +297,15 @@ def compare_runs(
             "principal_type": scope[0] if scope else None,
             "principal_id": str(scope[1]) if scope else None,
         }
+        cur.execute(query(_QUERIES, "planner_settings"))
+        [setting] = records(cur)
         cur.execute(query(_QUERIES, "movement_rows"), params)
         rows = tuple(_row(r) for r in records(cur))
         listed = None
         if deals:
             cur.execute(query(_QUERIES, "movement_deals"), params)
             listed = tuple(_deal(r) for r in records(cur))
+        cur.execute(query(_QUERIES, "restore_settings"), setting)
     return Movement(
         run_a=header_a,
         run_b=header_b,

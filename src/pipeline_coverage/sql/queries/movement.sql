@@ -11,6 +11,24 @@ JOIN dyno_crm.tenant AS tn ON tn.id = r.tenant_id
 WHERE r.id IN (%(run_a)s::uuid, %(run_b)s::uuid)
   AND (%(tenant_id)s::uuid IS NULL OR r.tenant_id = %(tenant_id)s::uuid);
 
+-- name: planner_settings
+-- For the movement's statements only: no nested loop where another join will do, and
+-- no JIT. Their inputs are arrays unnested from the two runs' rows, which the planner
+-- counts as 10 elements each; it would then rescan one run's deals once per credit
+-- of the other (quadratic: minutes on a large tenant) instead of hashing them once.
+-- Refusing nested loops costs every plan a constant that would then trip JIT
+-- compilation (over a second, for a statement of milliseconds). Returns the settings
+-- it replaces, for restore_settings.
+SELECT current_setting('enable_nestloop') AS enable_nestloop,
+       current_setting('jit') AS jit,
+       set_config('enable_nestloop', 'off', true) AS nestloop_now,
+       set_config('jit', 'off', true) AS jit_now;
+
+-- name: restore_settings
+-- Puts back what planner_settings replaced (a caller's transaction goes on).
+SELECT set_config('enable_nestloop', %(enable_nestloop)s::text, true),
+       set_config('jit', %(jit)s::text, true);
+
 -- name: movement_rows
 -- The waterfall (SPEC.md §11) per principal and bucket of either run: A's open
 -- amount, the steps summed over their deals from the two drill-downs, B's open
@@ -18,7 +36,7 @@ WHERE r.id IN (%(run_a)s::uuid, %(run_b)s::uuid)
 -- OPEN in A (a NO_RATE deal is in no amount, so it is open in neither run), and in
 -- B counted OPEN (changed), WON, LOST, or none of those (left); counted OPEN in B
 -- only: entered. `changed` counts the deals whose amount moved.
-WITH a_open AS (
+WITH a_open AS MATERIALIZED (
     SELECT c.principal_type, c.principal_id,
            COALESCE(c.pipeline_id, '00000000-0000-0000-0000-000000000000'::uuid) AS bucket,
            cr.deal_id
@@ -29,7 +47,7 @@ WITH a_open AS (
       AND (%(principal_type)s::text IS NULL OR c.principal_type = %(principal_type)s::text)
       AND (%(principal_id)s::uuid IS NULL OR c.principal_id = %(principal_id)s::uuid)
 ),
-b_in AS (
+b_in AS MATERIALIZED (
     SELECT c.principal_type, c.principal_id,
            COALESCE(c.pipeline_id, '00000000-0000-0000-0000-000000000000'::uuid) AS bucket,
            cr.deal_id
@@ -40,7 +58,7 @@ b_in AS (
       AND (%(principal_type)s::text IS NULL OR c.principal_type = %(principal_type)s::text)
       AND (%(principal_id)s::uuid IS NULL OR c.principal_id = %(principal_id)s::uuid)
 ),
-a_deals AS (
+a_deals AS MATERIALIZED (
     SELECT u.deal_id, u.reporting_amount
     FROM dyno_crm.report_run_deals AS d
     CROSS JOIN LATERAL unnest(d.deal_ids, d.deal_classes, d.reporting_amounts)
@@ -50,7 +68,7 @@ a_deals AS (
       AND u.deal_class = 'OPEN'
       AND u.reporting_amount IS NOT NULL
 ),
-b_deals AS (
+b_deals AS MATERIALIZED (
     SELECT u.deal_id, u.deal_class, u.reporting_amount
     FROM dyno_crm.report_run_deals AS d
     CROSS JOIN LATERAL unnest(d.deal_ids, d.deal_classes, d.reporting_amounts)
@@ -146,7 +164,7 @@ ORDER BY 1, 3, 2, 5 NULLS FIRST, 4 NULLS FIRST;
 -- all: OUT_OF_SCOPE, or DELETED when the deal is gone) and what the deal is like now
 -- (the live deal table). The step rule is movement_rows'; `changed` lists only the
 -- deals whose amount moved (the others add 0).
-WITH a_all AS (
+WITH a_all AS MATERIALIZED (
     SELECT u.*
     FROM dyno_crm.report_run_deals AS d
     CROSS JOIN LATERAL unnest(
@@ -158,7 +176,7 @@ WITH a_all AS (
     WHERE d.tenant_id = %(tenant_id)s::uuid
       AND d.run_id = %(run_a)s::uuid
 ),
-b_all AS (
+b_all AS MATERIALIZED (
     SELECT u.*
     FROM dyno_crm.report_run_deals AS d
     CROSS JOIN LATERAL unnest(
@@ -170,7 +188,7 @@ b_all AS (
     WHERE d.tenant_id = %(tenant_id)s::uuid
       AND d.run_id = %(run_b)s::uuid
 ),
-credits AS (
+credits AS MATERIALIZED (
     SELECT c.run_id, c.principal_type, c.principal_id, c.pipeline_id,
            COALESCE(c.pipeline_id, '00000000-0000-0000-0000-000000000000'::uuid) AS bucket,
            cr.deal_id
@@ -181,14 +199,14 @@ credits AS (
       AND (%(principal_type)s::text IS NULL OR c.principal_type = %(principal_type)s::text)
       AND (%(principal_id)s::uuid IS NULL OR c.principal_id = %(principal_id)s::uuid)
 ),
-a_open AS (
+a_open AS MATERIALIZED (
     SELECT c.*
     FROM credits AS c
     JOIN a_all AS ad ON ad.deal_id = c.deal_id
     WHERE c.run_id = %(run_a)s::uuid
       AND ad.deal_class = 'OPEN' AND ad.reporting_amount IS NOT NULL
 ),
-b_in AS (
+b_in AS MATERIALIZED (
     SELECT c.*, bd.deal_class
     FROM credits AS c
     JOIN b_all AS bd ON bd.deal_id = c.deal_id
