@@ -75,8 +75,10 @@ b_deals AS MATERIALIZED (
         AS u (deal_id, deal_class, reporting_amount)
     WHERE d.tenant_id = %(tenant_id)s::uuid
       AND d.run_id = %(run_b)s::uuid
-      AND (u.deal_class IN ('WON', 'LOST')
-           OR (u.deal_class = 'OPEN' AND u.reporting_amount IS NOT NULL))
+      -- B's closed deals matter only if A had them open (to be won or lost).
+      AND ((u.deal_class = 'OPEN' AND u.reporting_amount IS NOT NULL)
+           OR (u.deal_class IN ('WON', 'LOST')
+               AND u.deal_id IN (SELECT ad.deal_id FROM a_deals AS ad)))
 ),
 steps AS (
     SELECT COALESCE(a.principal_type, b.principal_type) AS principal_type,
@@ -211,8 +213,9 @@ b_in AS MATERIALIZED (
     FROM credits AS c
     JOIN b_all AS bd ON bd.deal_id = c.deal_id
     WHERE c.run_id = %(run_b)s::uuid
-      AND (bd.deal_class IN ('WON', 'LOST')
-           OR (bd.deal_class = 'OPEN' AND bd.reporting_amount IS NOT NULL))
+      AND ((bd.deal_class = 'OPEN' AND bd.reporting_amount IS NOT NULL)
+           OR (bd.deal_class IN ('WON', 'LOST')
+               AND bd.deal_id IN (SELECT ao.deal_id FROM a_open AS ao)))
 ),
 steps AS (
     SELECT COALESCE(a.principal_type, b.principal_type) AS principal_type,
