@@ -619,10 +619,31 @@ def test_inside_a_callers_transaction_the_planner_settings_are_put_back(
     run_a = run_pipeline_coverage_batch(conn, story.tenant, *Q1, as_of=AS_OF_A)
     conn.execute("SET jit = on")
     conn.commit()
-    conn.execute("SELECT 1")  # the caller's transaction is open
+    shown = (
+        "SELECT current_setting('enable_nestloop'), current_setting('enable_mergejoin'),"
+        " current_setting('jit'), current_setting('work_mem')"
+    )
+    before = conn.execute(shown).fetchone()  # the caller's transaction is open
     movement = compare_runs(conn, run_a, run_a, deals=True)
     assert all(row.identity_holds for row in movement.rows)
     assert movement.deals == ()  # a run against itself: nothing moved
-    settings = conn.execute("SELECT current_setting('enable_nestloop'), current_setting('jit')")
-    assert settings.fetchone() == ("on", "on")
+    assert conn.execute(shown).fetchone() == before
+    assert before is not None
+    assert before[:3] == ("on", "on", "on")
     conn.rollback()
+
+
+def test_psycopg2_gets_the_same_movement(conn: psycopg.Connection[Any], db_url: str) -> None:
+    import psycopg2
+
+    story = build_story(conn)
+    run_a = run_pipeline_coverage_batch(conn, story.tenant, *Q1, as_of=AS_OF_A)
+    move_story(conn, story)
+    run_b = run_pipeline_coverage_batch(conn, story.tenant, *Q1, as_of=AS_OF_B)
+    mine = compare_runs(conn, run_a, run_b, story.tenant, deals=True)
+    other = psycopg2.connect(db_url)
+    try:
+        theirs = compare_runs(other, str(run_a), str(run_b), str(story.tenant), deals=True)
+    finally:
+        other.close()
+    assert theirs == mine

@@ -299,11 +299,12 @@ def compare_runs(
         }
         cur.execute(query(_QUERIES, "planner_settings"))
         [setting] = records(cur)
-        cur.execute(query(_QUERIES, "movement_rows"), params)
-        rows = tuple(_row(r) for r in records(cur))
+        cur.execute(query(_QUERIES, "movement_rows"), {**params, "deals": deals})
+        found_rows = records(cur)
+        rows = tuple(_row(r) for r in found_rows)
         listed = None
         if deals:
-            cur.execute(query(_QUERIES, "movement_deals"), params)
+            cur.execute(query(_QUERIES, "movement_deals"), {**params, **_listed(found_rows)})
             listed = tuple(_deal(r) for r in records(cur))
         cur.execute(query(_QUERIES, "restore_settings"), setting)
     return Movement(
@@ -314,6 +315,25 @@ def compare_runs(
         rows=rows,
         deals=listed,
     )
+
+
+def _listed(found: list[dict[str, Any]]) -> dict[str, list[str | None]]:
+    """The deals of each step movement_rows listed per row, as movement_deals' parallel
+    array parameters (one element per row, step and deal)."""
+    listed: dict[str, list[str | None]] = {
+        "principal_types": [], "principal_ids": [], "pipeline_ids": [], "deal_ids": [],
+        "steps": [],
+    }  # fmt: skip
+    for record in found:
+        pipeline = str(record["pipeline_id"]) if record["pipeline_id"] else None
+        for step in STEPS:
+            deal_ids = record[f"listed_{step}"] or []
+            listed["principal_types"] += [record["principal_type"]] * len(deal_ids)
+            listed["principal_ids"] += [str(record["principal_id"])] * len(deal_ids)
+            listed["pipeline_ids"] += [pipeline] * len(deal_ids)
+            listed["deal_ids"] += deal_ids
+            listed["steps"] += [step] * len(deal_ids)
+    return listed
 
 
 def _row(record: Mapping[str, Any]) -> MovementRow:
