@@ -71,15 +71,20 @@ def metric_value(metric: Metric, value: Any) -> Any:
     return int(value) if metric.kind == "count" else str(value)
 
 
-def row_values(row: CoverageRow) -> dict[str, Any]:
-    """A fact row as JSON-ready values: identity, every metric, flags."""
-    values: dict[str, Any] = {
+def identity_values(row: CoverageRow | MovementRow) -> dict[str, Any]:
+    """Whose row it is (``IDENTITY``) as JSON-ready values."""
+    return {
         "principal_type": row.principal_type,
         "principal_id": str(row.principal_id),
         "principal_name": row.principal_name,
         "pipeline_id": _text(row.pipeline_id),
         "pipeline_name": row.pipeline_name,
     }
+
+
+def row_values(row: CoverageRow) -> dict[str, Any]:
+    """A fact row as JSON-ready values: identity, every metric, flags."""
+    values = identity_values(row)
     for name in NAMES:
         values[name] = metric_value(BY_NAME[name], row.values.get(name))
     values["flags"] = list(row.flags)
@@ -403,15 +408,7 @@ def _day(value: dt.date | None) -> str | None:
 
 def movement_row_values(row: MovementRow) -> dict[str, Any]:
     """A movement row as JSON-ready values: identity, where it is, every number."""
-    values: dict[str, Any] = {
-        "principal_type": row.principal_type,
-        "principal_id": str(row.principal_id),
-        "principal_name": row.principal_name,
-        "pipeline_id": _text(row.pipeline_id),
-        "pipeline_name": row.pipeline_name,
-        "in_a": row.in_a,
-        "in_b": row.in_b,
-    }
+    values = {**identity_values(row), "in_a": row.in_a, "in_b": row.in_b}
     for metric in MOVEMENT_METRICS:
         values[metric.name] = metric_value(metric, row.values.get(metric.name))
     return values

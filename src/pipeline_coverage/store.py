@@ -197,13 +197,21 @@ def _flags(value: Any) -> tuple[str, ...]:
     return tuple(value or ())
 
 
+def identity_from_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    """Whose row a record is (principal and pipeline, with their names), as the
+    keywords of a row's dataclass."""
+    return {
+        "principal_type": record["principal_type"],
+        "principal_id": as_uuid(record["principal_id"]),
+        "principal_name": record["principal_name"],
+        "pipeline_id": _optional_uuid(record["pipeline_id"]),
+        "pipeline_name": record["pipeline_name"],
+    }
+
+
 def row_from_record(record: Mapping[str, Any]) -> CoverageRow:
     return CoverageRow(
-        principal_type=record["principal_type"],
-        principal_id=as_uuid(record["principal_id"]),
-        principal_name=record["principal_name"],
-        pipeline_id=_optional_uuid(record["pipeline_id"]),
-        pipeline_name=record["pipeline_name"],
+        **identity_from_record(record),
         values={name: record[name] for name in NAMES},
         flags=_flags(record["flags"]),
     )

@@ -22,7 +22,7 @@ from pipeline_coverage.db.connection import as_uuid, records, unit_of_work
 from pipeline_coverage.errors import NotFoundError, ValidationError
 from pipeline_coverage.metrics import Metric
 from pipeline_coverage.sql import query
-from pipeline_coverage.store import CoverageRun, Value, run_from_header
+from pipeline_coverage.store import CoverageRun, Value, identity_from_record, run_from_header
 from pipeline_coverage.validation import parse_principal_type, parse_uuid, required_uuid
 
 _QUERIES = "movement"
@@ -338,11 +338,7 @@ def _listed(found: list[dict[str, Any]]) -> dict[str, list[str | None]]:
 
 def _row(record: Mapping[str, Any]) -> MovementRow:
     return MovementRow(
-        principal_type=record["principal_type"],
-        principal_id=as_uuid(record["principal_id"]),
-        principal_name=record["principal_name"],
-        pipeline_id=_optional_uuid(record["pipeline_id"]),
-        pipeline_name=record["pipeline_name"],
+        **identity_from_record(record),
         in_a=record["in_a"],
         in_b=record["in_b"],
         values={name: record[name] for name in MOVEMENT_NAMES},
