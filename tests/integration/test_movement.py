@@ -14,7 +14,9 @@ import csv
 import datetime as dt
 import io
 import json
+import os
 import random
+import re
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
@@ -34,12 +36,17 @@ from pipeline_coverage import (
     run_pipeline_coverage_report,
 )
 from pipeline_coverage.cli import main
+from pipeline_coverage.db import distribute as citus
+from pipeline_coverage.db import migrate
 from pipeline_coverage.render import MOVEMENT_CSV_COLUMNS, MOVEMENT_DEAL_COLUMNS
+from pipeline_coverage.sql import query
 from tests.factory import Crm, random_tenant
+from tests.integration.test_citus import citus_url
 from tests.movement_oracle import STEPS, ExpectedRow, waterfall
 from tests.oracle import Options, Oracle
 from tests.worlds import World
 
+__all__ = ["citus_url"]  # the fixture: a fresh database on every node of a Citus cluster
 Q1 = (dt.date(2026, 1, 1), dt.date(2026, 4, 1))
 AS_OF_A = dt.date(2026, 2, 1)
 AS_OF_B = dt.date(2026, 2, 8)
@@ -647,3 +654,36 @@ def test_psycopg2_gets_the_same_movement(conn: psycopg.Connection[Any], db_url: 
     finally:
         other.close()
     assert theirs == mine
+
+
+# --- on a Citus cluster ----------------------------------------------------------------
+
+CITUS_URL = os.environ.get("CITUS_DATABASE_URL")
+
+
+@pytest.mark.skipif(not CITUS_URL, reason="CITUS_DATABASE_URL is not set (a Citus coordinator URL)")
+def test_compare_on_citus_matches_the_oracle(citus_url: str) -> None:
+    """On tables sharded by tenant, the same movement, each statement on one shard."""
+    migrate.upgrade(citus_url)
+    with psycopg.connect(citus_url) as conn:
+        citus.distribute(conn)
+        conn.commit()
+        tenant = random_tenant(conn, 5, deals=200, period=Q1)
+        before = Oracle(conn, tenant)
+        run_a = run_pipeline_coverage_batch(conn, tenant, *Q1, by_pipeline=True, as_of=AS_OF_A)
+        scramble(conn, tenant, 5)
+        after = Oracle(conn, tenant)
+        run_b = run_pipeline_coverage_batch(conn, tenant, *Q1, by_pipeline=True, as_of=AS_OF_B)
+        expected = waterfall(before, after, _options(AS_OF_A, by_pipeline=True),
+                             _options(AS_OF_B, by_pipeline=True))  # fmt: skip
+        assert_matches(compare_runs(conn, run_a, run_b, tenant, deals=True), expected)
+        params = {"tenant_id": str(tenant), "run_a": str(run_a), "run_b": str(run_b),
+                  "principal_type": None, "principal_id": None, "deals": True,
+                  "principal_types": ["USER"], "principal_ids": [str(uuid.uuid4())],
+                  "pipeline_ids": [None], "deal_ids": [str(uuid.uuid4())],
+                  "steps": ["left"]}  # fmt: skip
+        for name in ("run_pair", "movement_rows", "movement_deals"):
+            plan = "\n".join(row[0] for row in conn.execute(
+                "EXPLAIN " + query("movement", name), params))  # fmt: skip
+            assert re.findall(r"Task Count: (\d+)", plan) == ["1"], (name, plan)
+        conn.rollback()

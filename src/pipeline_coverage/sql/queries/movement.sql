@@ -1,10 +1,12 @@
 -- name: run_pair
 -- The two runs' headers (each scoped to the tenant when the caller gives one), and
--- whether a run has rows stored before drill-downs existed (migration 0005).
+-- whether a run has rows stored before drill-downs existed (migration 0005). The
+-- rows are looked up by the tenant too, so a tenant's pair stays on its shard (Citus).
 SELECT r.id AS run_id, r.tenant_id, tn.name AS tenant_name, r.report_type,
        r.generated_at, r.period_start, r.period_end, r.parameters::text AS parameters,
        EXISTS (SELECT 1 FROM dyno_crm.report_pipeline_coverage_fact AS f
                WHERE f.tenant_id = r.tenant_id AND f.run_id = r.id
+                 AND (%(tenant_id)s::uuid IS NULL OR f.tenant_id = %(tenant_id)s::uuid)
                  AND f.open_count IS NULL) AS without_drilldown
 FROM dyno_crm.report_run AS r
 JOIN dyno_crm.tenant AS tn ON tn.id = r.tenant_id
@@ -182,6 +184,8 @@ ORDER BY 1, 3, 2, 5 NULLS FIRST, 4 NULLS FIRST;
 -- for `left` and `entered` why (from the other run's drill-down: UNDATED, NO_RATE,
 -- PIPELINE_CHANGED, REASSIGNED, REOPENED; not in it at all: OUT_OF_SCOPE, or DELETED
 -- when the deal is gone), and what the deal is like now (the live deal table).
+-- (No LATERAL lookups: Citus routes the statement to the tenant's shard only when
+-- every table is filtered by the tenant.)
 WITH listed AS (
     SELECT l.*
     FROM unnest(%(principal_types)s::text[], %(principal_ids)s::uuid[],
@@ -201,6 +205,23 @@ stored AS MATERIALIZED (
     WHERE d.tenant_id = %(tenant_id)s::uuid
       AND d.run_id IN (%(run_a)s::uuid, %(run_b)s::uuid)
       AND u.deal_id IN (SELECT l.deal_id FROM listed AS l)
+),
+now_deals AS (
+    -- What the listed deals are like now (found by the deal key's index).
+    SELECT d.id, d.name, d.amount, COALESCE(d.currency, t.currency) AS currency,
+           CASE WHEN ps.stage_state IN ('DONE_SUCCESS', 'DONE_FAILED')
+                THEN COALESCE(d.close_date, d.expected_close_date)
+                ELSE COALESCE(d.expected_close_date, d.close_date) END AS placed_on,
+           ps.name AS stage_name, ps.stage_state, p.name AS pipeline_name,
+           d.owned_by_user_id, u.name AS owner_name
+    FROM dyno_crm.deal AS d
+    JOIN dyno_crm.tenant AS t ON t.id = %(tenant_id)s::uuid
+    JOIN dyno_crm.pipeline_stage AS ps ON ps.tenant_id = d.tenant_id AND ps.id = d.stage_id
+    JOIN dyno_crm.pipeline AS p ON p.tenant_id = d.tenant_id AND p.id = d.pipeline_id
+    LEFT JOIN dyno_crm.crm_user AS u
+           ON u.tenant_id = d.tenant_id AND u.id = d.owned_by_user_id
+    WHERE d.tenant_id = %(tenant_id)s::uuid
+      AND d.id = ANY (%(deal_ids)s::uuid[])
 )
 SELECT s.principal_type, s.principal_id, s.pipeline_id, s.step, s.deal_id,
        COALESCE(db.deal_name, da.deal_name, nw.name) AS deal_name,
@@ -245,25 +266,8 @@ LEFT JOIN dyno_crm.crm_user AS ua
        ON ua.tenant_id = %(tenant_id)s::uuid AND ua.id = da.owner_user_id
 LEFT JOIN dyno_crm.crm_user AS ub
        ON ub.tenant_id = %(tenant_id)s::uuid AND ub.id = db.owner_user_id
--- What the deal is like now, for the deals that left or entered: one index lookup
--- each (a LATERAL subquery, whatever the planner settings).
-LEFT JOIN LATERAL (
-    SELECT d.id, d.name, d.amount, COALESCE(d.currency, t.currency) AS currency,
-           CASE WHEN ps.stage_state IN ('DONE_SUCCESS', 'DONE_FAILED')
-                THEN COALESCE(d.close_date, d.expected_close_date)
-                ELSE COALESCE(d.expected_close_date, d.close_date) END AS placed_on,
-           ps.name AS stage_name, ps.stage_state, p.name AS pipeline_name,
-           d.owned_by_user_id,
-           (SELECT u.name FROM dyno_crm.crm_user AS u
-            WHERE u.tenant_id = d.tenant_id AND u.id = d.owned_by_user_id) AS owner_name
-    FROM dyno_crm.deal AS d
-    JOIN dyno_crm.tenant AS t ON t.id = d.tenant_id
-    JOIN dyno_crm.pipeline_stage AS ps ON ps.tenant_id = d.tenant_id AND ps.id = d.stage_id
-    JOIN dyno_crm.pipeline AS p ON p.tenant_id = d.tenant_id AND p.id = d.pipeline_id
-    WHERE s.step IN ('left', 'entered')
-      AND d.tenant_id = %(tenant_id)s::uuid AND d.id = s.deal_id
-    OFFSET 0  -- kept a subquery: not flattened into a join over all the tenant's deals
-) AS nw ON true
+-- Today's deal, for the deals that left or entered.
+LEFT JOIN now_deals AS nw ON s.step IN ('left', 'entered') AND nw.id = s.deal_id
 -- Per row, by step, the largest movement first.
 ORDER BY s.principal_type, s.principal_id,
          COALESCE(s.pipeline_id, '00000000-0000-0000-0000-000000000000'::uuid),
