@@ -454,6 +454,17 @@ def test_runs_that_measure_different_things_are_refused(conn: psycopg.Connection
     )
     conn.commit()
     assert compare_runs(conn, base, later).rows
+    # A run stored before runs kept their deals (migration 0005) cannot be told apart.
+    legacy = run_pipeline_coverage_batch(conn, story.tenant, *Q1)
+    conn.execute(
+        "UPDATE dyno_crm.report_pipeline_coverage_fact SET open_count = NULL WHERE run_id = %s",
+        (legacy,),
+    )
+    conn.execute("DELETE FROM dyno_crm.report_run_credit WHERE run_id = %s", (legacy,))
+    conn.execute("DELETE FROM dyno_crm.report_run_deals WHERE run_id = %s", (legacy,))
+    conn.commit()
+    with pytest.raises(IncomparableRunsError, match=r"run_a: run .* before runs kept their deals"):
+        compare_runs(conn, legacy, base)
     # Two single runs of different principals.
     ann = run_pipeline_coverage_report(conn, story.tenant, *Q1, "USER", story.ann)
     bob = run_pipeline_coverage_report(conn, story.tenant, *Q1, "USER", story.bob)
