@@ -40,6 +40,7 @@ from pipeline_coverage.db import distribute as citus
 from pipeline_coverage.db import migrate
 from pipeline_coverage.render import MOVEMENT_CSV_COLUMNS, MOVEMENT_DEAL_COLUMNS
 from pipeline_coverage.sql import query
+from pipeline_coverage.web.schemas import Comparison
 from tests.factory import Crm, random_tenant
 from tests.integration.test_citus import citus_url
 from tests.movement_oracle import STEPS, ExpectedRow, waterfall
@@ -589,6 +590,7 @@ def test_compare_over_http_is_tenant_scoped(
     response = api.get(url, params={"deals": "true"}, headers=world.auth)
     assert response.status_code == 200, response.text
     document = json.loads(response.text, parse_float=_no_floats)
+    Comparison.model_validate(document)  # the body is what the OpenAPI document says
     assert (document["run_a"]["run_id"], document["run_b"]["run_id"]) == (str(run_a), str(run_b))
     rows = {(r["principal_type"], r["principal_id"]): r for r in document["rows"]}
     assert set(rows) == {(kind, str(who)) for kind, who, _ in expected}
