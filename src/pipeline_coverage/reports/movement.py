@@ -4,7 +4,8 @@
 either, the waterfall from run A's open amount to run B's — the deals won, lost,
 gone (``left``), come in (``entered``) and re-valued (``changed``) — from the two
 stored drill-downs alone, in one statement (``sql/queries/movement.sql``); with
-``deals`` also every deal of every step, as both runs saw it and as it is now.
+``deals`` also every deal of every step, as both runs saw it and as it is now (a
+second statement that describes only the deals the first listed).
 The identity ``start - won - lost - left + entered + changed = end`` holds to the
 cent because both ends are sums over the very deals the steps are made of.
 """
