@@ -129,3 +129,55 @@ LEFT JOIN targets AS t
 LEFT JOIN open_sums AS o
        ON o.principal_type = pr.principal_type AND o.principal_id = pr.principal_id
       AND o.bucket = b.bucket;
+
+-- name: a_week_of_changes
+-- A week in a CRM, between two runs the movement benchmark compares: of the deals
+-- dated in the period, about one in ten changes (deterministically, by id) — won,
+-- lost, slipped to the next quarter, re-valued, handed to its assignee, deleted — and
+-- the new deals of the week arrive (copies of a few, with new ids).
+WITH dated AS (
+    SELECT d.id, d.pipeline_id, abs(hashtext(d.id::text)) %% 60 AS pick
+    FROM dyno_crm.deal AS d
+    WHERE d.tenant_id = %(tenant_id)s::uuid
+      AND COALESCE(d.expected_close_date, d.close_date) >= %(period_start)s::date
+      AND COALESCE(d.expected_close_date, d.close_date) < %(period_end)s::date
+),
+-- (Data-modifying CTEs run whether or not anything reads them.)
+closed AS (
+    UPDATE dyno_crm.deal AS d
+    SET stage_id = (SELECT ps.id FROM dyno_crm.pipeline_stage AS ps
+                    WHERE ps.tenant_id = d.tenant_id AND ps.pipeline_id = d.pipeline_id
+                      AND ps.stage_state = CASE WHEN x.pick = 0 THEN 'DONE_SUCCESS'
+                                                ELSE 'DONE_FAILED' END
+                    ORDER BY ps.position LIMIT 1),
+        close_date = %(period_start)s::date + 3
+    FROM dated AS x
+    WHERE d.tenant_id = %(tenant_id)s::uuid AND d.id = x.id AND x.pick IN (0, 1)
+    RETURNING d.id
+),
+moved AS (
+    UPDATE dyno_crm.deal AS d
+    SET expected_close_date = CASE WHEN x.pick = 2 THEN %(period_end)s::date + 10
+                                   ELSE d.expected_close_date END,
+        amount = CASE WHEN x.pick = 3 THEN ROUND(d.amount * 0.7, 2) ELSE d.amount END,
+        owned_by_user_id = CASE WHEN x.pick = 4 THEN d.assigned_user_id
+                                ELSE d.owned_by_user_id END
+    FROM dated AS x
+    WHERE d.tenant_id = %(tenant_id)s::uuid AND d.id = x.id AND x.pick IN (2, 3, 4)
+    RETURNING d.id
+),
+deleted AS (
+    DELETE FROM dyno_crm.deal AS d
+    USING dated AS x
+    WHERE d.tenant_id = %(tenant_id)s::uuid AND d.id = x.id AND x.pick = 5
+    RETURNING d.id
+)
+INSERT INTO dyno_crm.deal
+    (tenant_id, id, pipeline_id, stage_id, name, amount, expected_close_date, close_date,
+     owned_by_user_id, assigned_user_id, owned_by_group_id, assigned_group_id)
+SELECT d.tenant_id, gen_random_uuid(), d.pipeline_id, d.stage_id, d.name || ' (new)',
+       d.amount, d.expected_close_date, d.close_date, d.owned_by_user_id,
+       d.assigned_user_id, d.owned_by_group_id, d.assigned_group_id
+FROM dyno_crm.deal AS d
+JOIN dated AS x ON x.id = d.id AND x.pick = 6
+WHERE d.tenant_id = %(tenant_id)s::uuid;

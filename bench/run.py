@@ -33,7 +33,11 @@ from rich.table import Table
 
 from bench.generate import GeneratedTenant, TenantSpec, generate
 from bench.http_load import run_http_load
-from pipeline_coverage import run_pipeline_coverage_batch, run_pipeline_coverage_report
+from pipeline_coverage import (
+    compare_runs,
+    run_pipeline_coverage_batch,
+    run_pipeline_coverage_report,
+)
 from pipeline_coverage.config import Settings
 from pipeline_coverage.db import migrate
 from pipeline_coverage.db.embedded import embedded_server
@@ -224,6 +228,52 @@ def drilldown_figures(
     return figures
 
 
+def movement_figures(
+    conn: psycopg.Connection[Any], tenant: GeneratedTenant, period: tuple[dt.date, dt.date],
+    repeat: int,
+) -> list[Figure]:  # fmt: skip
+    """``compare`` of two whole-tenant runs a week of changes apart (SPEC.md §11): the
+    waterfall of every row, the same with every step's deals, and one principal's.
+    Changes the tenant's deals, so it runs after everything else that reads them."""
+    run_a = run_pipeline_coverage_batch(conn, tenant.tenant_id, *period)
+    conn.execute(QUERIES["a_week_of_changes"], {"tenant_id": str(tenant.tenant_id),
+                 "period_start": period[0], "period_end": period[1]})  # fmt: skip
+    conn.commit()
+    conn.autocommit = True
+    conn.execute("VACUUM ANALYZE dyno_crm.deal")
+    conn.autocommit = False
+    run_b = run_pipeline_coverage_batch(conn, tenant.tenant_id, *period)
+    rows_ms = median_ms(lambda: compare_runs(conn, run_a, run_b, tenant.tenant_id), repeat)
+    deals_ms = median_ms(
+        lambda: compare_runs(conn, run_a, run_b, tenant.tenant_id, deals=True), repeat
+    )
+    movement = compare_runs(conn, run_a, run_b, tenant.tenant_id, deals=True)
+    deals = movement.deals or ()
+    busiest = max(movement.rows, key=lambda row: sum(int(row[f"{s}_count"] or 0) for s in
+                                                     ("won", "lost", "left", "entered",
+                                                      "changed")))  # fmt: skip
+    one_ms = median_ms(
+        lambda: compare_runs(conn, run_a, run_b, tenant.tenant_id, deals=True,
+                             principal_type=busiest.principal_type,
+                             principal_id=busiest.principal_id),
+        repeat,
+    )  # fmt: skip
+    mine = sum(1 for deal in deals if deal.principal_id == busiest.principal_id)
+    name = f"{tenant.name} ({tenant.deals:,} deals)"
+    return [
+        Figure(f"{name}: compare two whole-tenant runs ({len(movement.rows):,} rows)",
+               f"{rows_ms:.1f} ms", "<= 200 ms", rows_ms <= 200),
+        Figure(f"{name}: compare --deals, every step's deals ({len(deals):,})",
+               f"{deals_ms:.1f} ms"),
+        Figure(f"{name}: compare --deals of the busiest principal ({mine:,} deals)",
+               f"{one_ms:.1f} ms"),
+        Figure(f"{name}: identity start - won - lost - left + entered + changed = end",
+               f"{sum(row.identity_holds for row in movement.rows):,} of "
+               f"{len(movement.rows):,} rows", "every row",
+               all(row.identity_holds for row in movement.rows)),
+    ]  # fmt: skip
+
+
 def principals(tenant: GeneratedTenant) -> list[tuple[str, uuid.UUID]]:
     return [("USER", u) for u in tenant.users] + [("GROUP", g) for g in tenant.groups]
 
@@ -401,6 +451,8 @@ def run(args: argparse.Namespace) -> list[Figure]:
     console = Console(stderr=True)
     rng = random.Random(7)
     period = quarter_of(dt.date.today())
+    if args.only == "movement":
+        return movement_only(args, console, period)
     specs = [
         TenantSpec("main", args.deals, args.users, args.groups, args.pipelines),
         TenantSpec("small", args.small, args.users, args.groups, args.pipelines),
@@ -582,6 +634,8 @@ def run(args: argparse.Namespace) -> list[Figure]:
                     ratio <= 1.2,
                 )
             )
+            console.print("compare two runs of the main tenant (changes its deals) ...")
+            figures += movement_figures(conn, main, period, args.repeat)
 
         console.print("CLI peak RSS during a batch over the large tenant ...")
         peak = cli_peak_rss_mb(url, tenants["large"], period)
@@ -603,6 +657,29 @@ def run(args: argparse.Namespace) -> list[Figure]:
                 figures.append(Figure(name, value, goal, met))
         figures += snapshot_figures(server_url, args)
     return figures
+
+
+def movement_only(
+    args: argparse.Namespace, console: Console, period: tuple[dt.date, dt.date]
+) -> list[Figure]:
+    """``--only movement``: the main tenant alone, loaded, and the movement figures."""
+    spec = TenantSpec("main", args.deals, args.users, args.groups, args.pipelines)
+    with server(args.database_url) as server_url, tempfile.TemporaryDirectory() as folder:
+        [main] = generate(Path(folder), [spec], period[0])
+        url = fresh_database(server_url)
+        with psycopg.connect(url) as conn:
+            version = conn.execute("SHOW server_version").fetchone()
+            conn.commit()
+            console.print(f"loading {main.deals:,} deals ...")
+            load_directory(conn, Path(folder))
+            conn.autocommit = True
+            conn.execute("VACUUM ANALYZE")
+            conn.autocommit = False
+            console.print("compare two runs of the main tenant ...")
+            return [
+                Figure("PostgreSQL", str(version[0] if version else "?")),
+                *movement_figures(conn, main, period, args.repeat),
+            ]
 
 
 def main() -> None:
@@ -630,6 +707,12 @@ def main() -> None:
     parser.add_argument("--single-sample", type=int, default=300)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--skip-http", action="store_true", help="skip the HTTP load test")
+    parser.add_argument(
+        "--only",
+        choices=("all", "movement"),
+        default="all",
+        help="movement: only compare's figures, on the main tenant alone",
+    )
     parser.add_argument("--http-clients", type=int, default=50)
     parser.add_argument("--http-seconds", type=float, default=30)
     parser.add_argument("--snapshot-tenants", type=int, default=100)

@@ -3,7 +3,8 @@
 Public API: the seed's ``run_pipeline_coverage_report``, the batch
 ``run_pipeline_coverage_batch``, ``run_coverage`` (either, from a validated
 ``coverage_request``, with an optional idempotency key), and the readers of stored
-runs and their drill-down. Each takes the caller's psycopg 3 or psycopg2 connection.
+runs and their drill-down and of the movement between two (``compare_runs``). Each
+takes the caller's psycopg 3 or psycopg2 connection.
 """
 
 from pipeline_coverage.errors import (
@@ -24,6 +25,13 @@ from pipeline_coverage.reports.coverage import (
     run_coverage,
     run_pipeline_coverage_batch,
     run_pipeline_coverage_report,
+)
+from pipeline_coverage.reports.movement import (
+    IncomparableRunsError,
+    Movement,
+    MovementDeal,
+    MovementRow,
+    compare_runs,
 )
 from pipeline_coverage.store import (
     CoverageRow,
@@ -48,13 +56,18 @@ __all__ = [
     "Exclusion",
     "HistoryPoint",
     "IdempotencyConflictError",
+    "IncomparableRunsError",
     "InputError",
     "LoadError",
+    "Movement",
+    "MovementDeal",
+    "MovementRow",
     "NotFoundError",
     "PipelineCoverageError",
     "RunOutcome",
     "SchemaError",
     "ValidationError",
+    "compare_runs",
     "coverage_request",
     "get_run",
     "list_runs",

@@ -65,6 +65,12 @@ from pipeline_coverage.render import (
     history_json,
     history_table,
     make_console,
+    movement_csv,
+    movement_deals_csv,
+    movement_deals_table,
+    movement_heading,
+    movement_json,
+    movement_table,
     run_csv,
     run_heading,
     run_json,
@@ -84,6 +90,7 @@ from pipeline_coverage.reports.coverage import (
     run_coverage,
     run_pipeline_coverage_batch,
 )
+from pipeline_coverage.reports.movement import compare_runs
 from pipeline_coverage.reports.snapshot import take_snapshots
 from pipeline_coverage.store import (
     GRANULARITIES,
@@ -710,6 +717,64 @@ def show(
         click.echo(deals_csv(behind), nl=False)
     else:
         make_console().print(deals_table(found, behind))
+
+
+@cli.command()
+@click.argument("run_a", type=click.UUID)
+@click.argument("run_b", type=click.UUID)
+@click.option(
+    "--tenant", "tenant_text", metavar="NAME|ID", help="The runs' tenant (a safety check)."
+)
+@click.option("--deals", is_flag=True, help="List the deals of every step instead.")
+@click.option(
+    "--principal-type",
+    type=click.Choice(["USER", "GROUP"], case_sensitive=False),
+    help="Only this principal's rows (with --principal-id).",
+)
+@click.option("--principal-id", type=click.UUID, help="The user's or group's id.")
+@click.option(
+    "--principal",
+    "principal_text",
+    metavar="NAME",
+    help="A rep or team by name (instead of --principal-id; --principal-type narrows it).",
+)
+@FORMAT_OPTION
+def compare(
+    run_a: uuid.UUID,
+    run_b: uuid.UUID,
+    tenant_text: str | None,
+    deals: bool,
+    principal_type: str | None,
+    principal_id: uuid.UUID | None,
+    principal_text: str | None,
+    output_format: str,
+) -> None:
+    """Show how open pipeline moved from run A to run B: won, lost, left, entered, changed."""
+    if principal_text is not None and principal_id is not None:
+        raise click.UsageError("give --principal or --principal-id, not both")
+    if principal_text is None and (principal_type is None) != (principal_id is None):
+        raise click.UsageError("--principal-type and --principal-id go together")
+    kind = principal_type.upper() if principal_type else None
+    conn = _app().connection()
+    tenant_id = resolve_tenant(conn, tenant_text) if tenant_text else None
+    if principal_text is not None:
+        home = tenant_id or get_run(conn, run_a).tenant_id
+        kind, principal_id = resolve_principal(conn, home, principal_text, kind)
+    movement = compare_runs(
+        conn, run_a, run_b, tenant_id, principal_type=kind, principal_id=principal_id,
+        deals=deals,
+    )  # fmt: skip
+    if output_format == "json":
+        click.echo(movement_json(movement))
+    elif output_format == "csv":
+        text = movement_deals_csv(movement.deals or ()) if deals else movement_csv(movement)
+        click.echo(text, nl=False)
+    else:
+        console = make_console()
+        title, caption = movement_heading(movement)
+        console.print(title, style="bold", soft_wrap=True, highlight=False)
+        console.print(movement_deals_table(movement) if deals else movement_table(movement))
+        console.print(caption, style="dim", soft_wrap=True, highlight=False)
 
 
 @cli.command()

@@ -8,6 +8,7 @@ Money stays ``Decimal`` throughout; JSON and CSV carry it as decimal strings
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 from collections.abc import Iterable, Sequence
@@ -19,8 +20,17 @@ from rich.table import Table
 from rich.text import Text
 
 from pipeline_coverage.metrics import BY_NAME, HEADLINE, IDENTITY, NAMES, Metric
+from pipeline_coverage.reports.movement import (
+    MOVEMENT_METRICS,
+    MOVEMENT_NAMES,
+    DealNow,
+    DealState,
+    Movement,
+    MovementDeal,
+    MovementRow,
+)
 from pipeline_coverage.reports.snapshot import Snapshot
-from pipeline_coverage.store import CoverageRow, CoverageRun, DealCredit, HistoryPoint
+from pipeline_coverage.store import CoverageRow, CoverageRun, DealCredit, HistoryPoint, Value
 from pipeline_coverage.trends import SamePoint
 
 FORMATS = ("table", "json", "csv")
@@ -63,15 +73,20 @@ def metric_value(metric: Metric, value: Any) -> Any:
     return int(value) if metric.kind == "count" else str(value)
 
 
-def row_values(row: CoverageRow) -> dict[str, Any]:
-    """A fact row as JSON-ready values: identity, every metric, flags."""
-    values: dict[str, Any] = {
+def identity_values(row: CoverageRow | MovementRow) -> dict[str, Any]:
+    """Whose row it is (``IDENTITY``) as JSON-ready values."""
+    return {
         "principal_type": row.principal_type,
         "principal_id": str(row.principal_id),
         "principal_name": row.principal_name,
         "pipeline_id": _text(row.pipeline_id),
         "pipeline_name": row.pipeline_name,
     }
+
+
+def row_values(row: CoverageRow) -> dict[str, Any]:
+    """A fact row as JSON-ready values: identity, every metric, flags."""
+    values = identity_values(row)
     for name in NAMES:
         values[name] = metric_value(BY_NAME[name], row.values.get(name))
     values["flags"] = list(row.flags)
@@ -497,3 +512,234 @@ def make_console(file: Any = None) -> Console:
     if not console.is_terminal:
         console = Console(file=file, width=200)
     return console
+
+
+# --- movement between two runs (SPEC.md §11) -----------------------------------------
+
+#: A movement row's CSV columns: both runs, the row's identity, then every number.
+MOVEMENT_CSV_COLUMNS = ("run_a_id", "run_b_id", "tenant_id", "period_start", "period_end",
+                        *IDENTITY, "in_a", "in_b", *MOVEMENT_NAMES)  # fmt: skip
+_DEAL_STATE_FIELDS = ("class", "amount", "native_amount", "currency", "placed_on",
+                      "stage_name", "pipeline_name", "owner_user_id", "owner_name")  # fmt: skip
+_DEAL_NOW_FIELDS = ("exists", "native_amount", "currency", "placed_on", "stage_name",
+                    "stage_state", "pipeline_name", "owner_user_id", "owner_name")  # fmt: skip
+#: A step's deal in CSV: who, which deal, its movement, and A's, B's and today's view.
+MOVEMENT_DEAL_COLUMNS = (
+    "principal_type", "principal_id", "pipeline_id", "step", "deal_id", "deal_name",
+    "movement_amount", "reason",
+    *(f"a_{name}" for name in _DEAL_STATE_FIELDS),
+    *(f"b_{name}" for name in _DEAL_STATE_FIELDS),
+    *(f"now_{name}" for name in _DEAL_NOW_FIELDS),
+)  # fmt: skip
+
+
+def _day(value: dt.date | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def movement_row_values(row: MovementRow) -> dict[str, Any]:
+    """A movement row as JSON-ready values: identity, where it is, every number."""
+    values = {**identity_values(row), "in_a": row.in_a, "in_b": row.in_b}
+    for metric in MOVEMENT_METRICS:
+        values[metric.name] = metric_value(metric, row.values.get(metric.name))
+    return values
+
+
+def _state_values(state: DealState | None) -> dict[str, Any] | None:
+    if state is None:
+        return None
+    return {
+        "class": state.deal_class,
+        "amount": _text(state.amount),
+        "native_amount": _text(state.native_amount),
+        "currency": state.currency,
+        "placed_on": _day(state.placed_on),
+        "stage_name": state.stage_name,
+        "pipeline_name": state.pipeline_name,
+        "owner_user_id": _text(state.owner_user_id),
+        "owner_name": state.owner_name,
+    }
+
+
+def _now_values(now: DealNow | None) -> dict[str, Any] | None:
+    if now is None:
+        return None
+    return {
+        "exists": now.exists,
+        "native_amount": _text(now.native_amount),
+        "currency": now.currency,
+        "placed_on": _day(now.placed_on),
+        "stage_name": now.stage_name,
+        "stage_state": now.stage_state,
+        "pipeline_name": now.pipeline_name,
+        "owner_user_id": _text(now.owner_user_id),
+        "owner_name": now.owner_name,
+    }
+
+
+def movement_deal_values(deal: MovementDeal) -> dict[str, Any]:
+    """A step's deal as JSON-ready values: ``a`` and ``b`` as the runs stored it,
+    ``now`` (left and entered only) as the CRM holds it today."""
+    return {
+        "principal_type": deal.principal_type,
+        "principal_id": str(deal.principal_id),
+        "pipeline_id": _text(deal.pipeline_id),
+        "step": deal.step,
+        "deal_id": str(deal.deal_id),
+        "deal_name": deal.deal_name,
+        "movement_amount": str(deal.movement_amount),
+        "reason": deal.reason,
+        "a": _state_values(deal.in_a),
+        "b": _state_values(deal.in_b),
+        "now": _now_values(deal.now),
+    }
+
+
+def movement_header(movement: Movement) -> dict[str, Any]:
+    """Both runs' headers and the principal the comparison is restricted to."""
+    return {
+        "run_a": run_header(movement.run_a),
+        "run_b": run_header(movement.run_b),
+        "principal_type": movement.principal_type,
+        "principal_id": _text(movement.principal_id),
+    }
+
+
+def movement_json(movement: Movement) -> str:
+    """``{"run_a": ..., "run_b": ..., "rows": [...]}`` (and ``"deals"`` when listed)."""
+    document = movement_header(movement)
+    document["rows"] = [movement_row_values(row) for row in movement.rows]
+    if movement.deals is not None:
+        document["deals"] = [movement_deal_values(deal) for deal in movement.deals]
+    return json.dumps(document, indent=2)
+
+
+def movement_csv(movement: Movement) -> str:
+    """One CSV line per movement row, with a header."""
+
+    def lines() -> Iterable[dict[str, Any]]:
+        identity = {
+            "run_a_id": str(movement.run_a.run_id),
+            "run_b_id": str(movement.run_b.run_id),
+            "tenant_id": str(movement.run_a.tenant_id),
+            "period_start": movement.run_a.period_start.isoformat(),
+            "period_end": movement.run_a.period_end.isoformat(),
+        }
+        for row in movement.rows:
+            values = movement_row_values(row)
+            for name in ("principal_name", "pipeline_name"):
+                values[name] = spreadsheet_safe(values[name])
+            yield {**identity, **values}
+
+    return _csv(MOVEMENT_CSV_COLUMNS, lines())
+
+
+def movement_deals_csv(deals: Sequence[MovementDeal]) -> str:
+    """One CSV line per deal of a step: the runs' and today's views side by side."""
+
+    def lines() -> Iterable[dict[str, Any]]:
+        for deal in deals:
+            values = movement_deal_values(deal)
+            flat = {k: v for k, v in values.items() if k not in ("a", "b", "now")}
+            for side in ("a", "b", "now"):
+                for name, value in (values[side] or {}).items():
+                    flat[f"{side}_{name}"] = value
+            for name in ("deal_name", "a_stage_name", "b_stage_name", "now_stage_name",
+                         "a_owner_name", "b_owner_name", "now_owner_name"):  # fmt: skip
+                flat[name] = spreadsheet_safe(flat.get(name))
+            yield flat
+
+    return _csv(MOVEMENT_DEAL_COLUMNS, lines())
+
+
+def movement_heading(movement: Movement) -> tuple[str, str]:
+    """What a movement table is (above it) and which two runs it compares (below)."""
+    a, b = movement.run_a, movement.run_b
+    currency = f" · amounts in {movement.currency}" if movement.currency else ""
+    title = (
+        f"Movement · {b.tenant_name} · {b.period_start.isoformat()} to "
+        f"{b.period_end.isoformat()} (end exclusive){currency}"
+    )
+    caption = (
+        f"from run {a.run_id} ({a.generated_at:%Y-%m-%d %H:%M}, as of "
+        f"{a.parameters.get('as_of', '?')}) to run {b.run_id} ({b.generated_at:%Y-%m-%d %H:%M}, "
+        f"as of {b.parameters.get('as_of', '?')})"
+    )
+    return title, caption
+
+
+def signed(value: Decimal | None) -> str:
+    """``+1,234.50`` / ``-1,234.50`` (a step's effect on the open amount); ``0.00``."""
+    if value is None:
+        return "—"
+    return f"{value:+,.2f}" if value else "0.00"
+
+
+def _ratio_text(value: Value) -> str:
+    return "—" if not isinstance(value, Decimal) else f"{value:,.2f}x"
+
+
+def movement_table(movement: Movement) -> Table:
+    """The waterfall per row: coverage then and now, start, each step's effect, end."""
+    table = Table()
+    with_pipeline = any(row.pipeline_id is not None for row in movement.rows)
+    for column in ("Type", "Principal", *(["Pipeline"] if with_pipeline else []), "Coverage"):
+        table.add_column(column)
+    for label in ("Start", "Won", "Lost", "Left", "Entered", "Changed", "End"):
+        table.add_column(label, justify="right")
+    for row in movement.rows:
+        cells = [row.principal_type, row.principal_name or str(row.principal_id)]
+        if with_pipeline:
+            cells.append(row.pipeline_name or _text(row.pipeline_id) or "all")
+        cells.append(
+            f"{_ratio_text(row['start_coverage_ratio'])} → {_ratio_text(row['end_coverage_ratio'])}"
+        )
+        cells.append(money(row.amount("start_amount")))
+        cells += [signed(-row.amount(f"{step}_amount")) for step in ("won", "lost", "left")]
+        cells += [signed(row.amount(f"{step}_amount")) for step in ("entered", "changed")]
+        cells.append(money(row.amount("end_amount")))
+        table.add_row(*cells)
+    return table
+
+
+def _state_cell(state: DealState | DealNow | None) -> str:
+    if state is None:
+        return "—"
+    if isinstance(state, DealNow) and not state.exists:
+        return "deleted"
+    # A run's amount is in the reporting currency; today's is the deal's own.
+    amount = (
+        money(state.amount)
+        if isinstance(state, DealState)
+        else f"{money(state.native_amount)} {state.currency}"
+    )
+    where = [amount, _day(state.placed_on) or "undated", state.stage_name or "?"]
+    return " · ".join([*where, state.owner_name or "no owner"])
+
+
+def movement_deals_table(movement: Movement) -> Table:
+    """The deals of every step: their effect, why they left or entered, and how the
+    two runs (and, for left and entered, the CRM today) saw them."""
+    deals = movement.deals or ()
+    names = {(row.principal_type, row.principal_id): row.principal_name for row in movement.rows}
+    pipelines = {row.pipeline_id: row.pipeline_name for row in movement.rows}
+    with_pipeline = any(deal.pipeline_id is not None for deal in deals)
+    table = Table(title=f"Deals of the movement ({len(deals):,})", title_justify="left")
+    for column in ("Principal", *(["Pipeline"] if with_pipeline else []), "Step", "Deal", "Why",
+                   "Movement", "In run A", "In run B", "Now"):  # fmt: skip
+        table.add_column(column, justify="right" if column == "Movement" else "left")
+    for deal in deals:
+        who = [names.get((deal.principal_type, deal.principal_id)) or str(deal.principal_id)]
+        if with_pipeline:
+            who.append(pipelines.get(deal.pipeline_id) or _text(deal.pipeline_id) or "all")
+        table.add_row(
+            *who,
+            deal.step,
+            deal.deal_name,
+            deal.reason or "",
+            signed(deal.movement_amount),
+            _state_cell(deal.in_a),
+            _state_cell(deal.in_b),
+            _state_cell(deal.now) if deal.now is not None else "",
+        )
+    return table

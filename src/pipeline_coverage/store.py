@@ -204,19 +204,28 @@ def _flags(value: Any) -> tuple[str, ...]:
     return tuple(value or ())
 
 
+def identity_from_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    """Whose row a record is (principal and pipeline, with their names), as the
+    keywords of a row's dataclass."""
+    return {
+        "principal_type": record["principal_type"],
+        "principal_id": as_uuid(record["principal_id"]),
+        "principal_name": record["principal_name"],
+        "pipeline_id": _optional_uuid(record["pipeline_id"]),
+        "pipeline_name": record["pipeline_name"],
+    }
+
+
 def row_from_record(record: Mapping[str, Any]) -> CoverageRow:
     return CoverageRow(
-        principal_type=record["principal_type"],
-        principal_id=as_uuid(record["principal_id"]),
-        principal_name=record["principal_name"],
-        pipeline_id=_optional_uuid(record["pipeline_id"]),
-        pipeline_name=record["pipeline_name"],
+        **identity_from_record(record),
         values={name: record[name] for name in NAMES},
         flags=_flags(record["flags"]),
     )
 
 
-def _run_from_header(record: Mapping[str, Any], **extra: Any) -> CoverageRun:
+def run_from_header(record: Mapping[str, Any], **extra: Any) -> CoverageRun:
+    """A run's header record (``get_run``'s columns) as a :class:`CoverageRun`."""
     return CoverageRun(
         run_id=as_uuid(record["run_id"]),
         tenant_id=as_uuid(record["tenant_id"]),
@@ -320,7 +329,7 @@ def get_run(
         rows = tuple(row_from_record(record) for record in records(cur))
         cur.execute(query(_QUERIES, "run_exclusions"), params)
         exclusions = tuple(Exclusion(r["flag"], int(r["deals"]), r["amount"]) for r in records(cur))
-    return _run_from_header(header, rows=rows, row_count=len(rows), exclusions=exclusions)
+    return run_from_header(header, rows=rows, row_count=len(rows), exclusions=exclusions)
 
 
 def list_runs(
@@ -357,7 +366,7 @@ def list_runs(
     with unit_of_work(conn) as cur:
         cur.execute(query(_QUERIES, "list_runs"), params)
         found = records(cur)
-    return [_run_from_header(r, row_count=int(r["row_count"])) for r in found]
+    return [run_from_header(r, row_count=int(r["row_count"])) for r in found]
 
 
 #: A drill-down page's position: after this (principal type, principal, bucket, deal).

@@ -33,6 +33,7 @@ V1_OPERATIONS = {
     ("GET", "/v1/coverage-runs"),
     ("GET", "/v1/coverage-runs/{run_id}"),
     ("GET", "/v1/coverage-runs/{run_id}/deals"),
+    ("GET", "/v1/coverage-runs/{run_id}/compare/{other_run_id}"),
     ("GET", "/v1/coverage/history"),
     ("GET", "/v1/periods"),
     ("GET", "/v1/coverage/same-point"),
@@ -47,6 +48,7 @@ class Seeded:
     key: str
     rep: uuid.UUID
     run_id: uuid.UUID
+    later_run_id: uuid.UUID
 
 
 @pytest.fixture
@@ -69,8 +71,9 @@ def seeded(conn: psycopg.Connection[Any]) -> Seeded:
     crm.target(tenant, "GROUP", team, *Q1, "2500", pipeline=pipeline)
     run_id = run_pipeline_coverage_batch(conn, tenant, *Q1, by_pipeline=True)
     run_pipeline_coverage_report(conn, tenant, *Q1, "USER", reps[0])
+    later_run_id = run_pipeline_coverage_batch(conn, tenant, *Q1, by_pipeline=True)
     _, key = create_api_key(conn, tenant, "fuzz")
-    return Seeded(tenant, key, reps[0], run_id)
+    return Seeded(tenant, key, reps[0], run_id, later_run_id)
 
 
 @pytest.fixture
@@ -163,6 +166,12 @@ def test_no_generated_request_gets_a_server_error(
         ("GET", "/v1/coverage-runs/{run_id}"): {"path_parameters": {"run_id": str(seeded.run_id)}},
         ("GET", "/v1/coverage-runs/{run_id}/deals"): {
             "path_parameters": {"run_id": str(seeded.run_id)}
+        },
+        ("GET", "/v1/coverage-runs/{run_id}/compare/{other_run_id}"): {
+            "path_parameters": {
+                "run_id": str(seeded.run_id),
+                "other_run_id": str(seeded.later_run_id),
+            }
         },
         ("POST", "/v1/coverage-runs"): {
             "body": {"period_start": Q1[0].isoformat(), "period_end": Q1[1].isoformat()}

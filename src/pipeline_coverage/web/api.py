@@ -14,12 +14,20 @@ from fastapi import APIRouter, Header, Query, Request, Response
 
 from pipeline_coverage.directory import default_period, known_periods, tenant_period
 from pipeline_coverage.errors import NotFoundError
-from pipeline_coverage.render import deal_values, deals_csv, run_csv
+from pipeline_coverage.render import (
+    deal_values,
+    deals_csv,
+    movement_csv,
+    movement_deals_csv,
+    movement_json,
+    run_csv,
+)
 from pipeline_coverage.reports.coverage import (
     IdempotencyConflictError,
     coverage_request,
     run_coverage,
 )
+from pipeline_coverage.reports.movement import compare_runs
 from pipeline_coverage.store import (
     DealCredit,
     DealCursor,
@@ -33,6 +41,7 @@ from pipeline_coverage.web.cache import Rendered, RunCache
 from pipeline_coverage.web.deps import Caller, Conn, RunSlot
 from pipeline_coverage.web.problems import ProblemError, field_problem
 from pipeline_coverage.web.schemas import (
+    Comparison,
     CreatedRun,
     DealPage,
     Granularity,
@@ -339,6 +348,40 @@ def read_run_deals(
     document = {"run_id": str(run_id), "deals": [deal_values(d) for d in page],
                 "next_cursor": next_cursor}  # fmt: skip
     return Response(json.dumps(document), media_type="application/json")
+
+
+@router.get(
+    "/coverage-runs/{run_id}/compare/{other_run_id}",
+    response_model=Comparison,
+    responses={**_PROBLEMS, 200: {"content": {"text/csv": {}}}},
+    summary="Why coverage changed: the movement from one run to another (JSON, or CSV)",
+)
+def compare_coverage_runs(
+    run_id: uuid.UUID,
+    other_run_id: uuid.UUID,
+    caller: Caller,
+    conn: Conn,
+    request: Request,
+    principal_type: PrincipalType | None = None,
+    principal_id: uuid.UUID | None = None,
+    deals: Annotated[bool, Query(description="Also list the deals of every step.")] = False,
+) -> Any:
+    """Per row of either run, run A's (``run_id``'s) open amount, the deals won, lost,
+    left, entered and changed, and run B's (``other_run_id``'s) open amount (SPEC.md
+    §11). Runs of another tenant are not found; runs that do not measure the same
+    thing (period, pipeline filter, by_pipeline, rollup, target_match) are 422. CSV
+    (``Accept: text/csv``) is the rows, or with ``deals=true`` the deals."""
+    if (principal_type is None) != (principal_id is None):
+        raise _invalid("principal_id: principal_type and principal_id go together")
+    movement = compare_runs(
+        conn, run_id, other_run_id, caller.tenant_id, principal_type=principal_type,
+        principal_id=principal_id, deals=deals,
+    )  # fmt: skip
+    accept = request.headers.get("accept", "")
+    if "text/csv" in accept and "application/json" not in accept:
+        text = movement_deals_csv(movement.deals or ()) if deals else movement_csv(movement)
+        return Response(text, media_type="text/csv; charset=utf-8")
+    return Response(movement_json(movement), media_type="application/json")
 
 
 @router.get(

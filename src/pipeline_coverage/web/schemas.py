@@ -15,9 +15,10 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from pipeline_coverage import trends
 from pipeline_coverage.errors import ValidationError
-from pipeline_coverage.metrics import METRICS
+from pipeline_coverage.metrics import METRICS, Metric
 from pipeline_coverage.periods import EXAMPLES
 from pipeline_coverage.render import exclusions_values, metric_value
+from pipeline_coverage.reports.movement import MOVEMENT_METRICS, REASONS, STEPS
 from pipeline_coverage.store import CoverageRow, CoverageRun, HistoryPoint
 from pipeline_coverage.validation import DEFAULT_LOOKBACK_DAYS, MAX_LOOKBACK_DAYS, parse_date
 
@@ -40,10 +41,10 @@ def _iso_date(value: Any) -> dt.date:
 IsoDate = Annotated[dt.date, BeforeValidator(_iso_date)]
 
 
-def _metric_fields() -> dict[str, Any]:
-    """One field per metric of the registry: counts are integers, the rest strings."""
+def _metric_fields(metrics: tuple[Metric, ...] = METRICS) -> dict[str, Any]:
+    """One field per metric of a registry: counts are integers, the rest strings."""
     fields: dict[str, Any] = {}
-    for metric in METRICS:
+    for metric in metrics:
         kind: Any = int if metric.kind == "count" else Amount
         if metric.nullable:
             kind = kind | None
@@ -184,6 +185,86 @@ if TYPE_CHECKING:
 else:
     Row = create_model("Row", __base__=RowBase, __doc__=RowBase.__doc__, **_metric_fields())
     Point = create_model("Point", __base__=PointBase, __doc__=PointBase.__doc__, **_metric_fields())
+
+
+class MovementRowBase(BaseModel):
+    """One principal's (and pipeline's) waterfall from run A to run B (SPEC.md §11):
+    ``start_amount`` - won - lost - left + entered + changed = ``end_amount``, a count
+    per step, and both runs' target and coverage."""
+
+    principal_type: PrincipalType
+    principal_id: uuid.UUID
+    principal_name: str | None
+    pipeline_id: uuid.UUID | None
+    pipeline_name: str | None
+    in_a: bool = Field(description="Whether run A has this row (else it starts at 0).")
+    in_b: bool = Field(description="Whether run B has this row (else it ends at 0).")
+
+
+class DealView(BaseModel):
+    """A deal as one run stored it (amount in the reporting currency; owner's name today's)."""
+
+    class_: str = Field(alias="class", serialization_alias="class")
+    amount: Amount | None
+    native_amount: Amount | None
+    currency: str
+    placed_on: dt.date | None
+    stage_name: str
+    pipeline_name: str
+    owner_user_id: uuid.UUID | None
+    owner_name: str | None
+
+
+class DealToday(BaseModel):
+    """A deal as the CRM holds it now (``exists`` false: deleted since)."""
+
+    exists: bool
+    native_amount: Amount | None
+    currency: str | None
+    placed_on: dt.date | None
+    stage_name: str | None
+    stage_state: str | None
+    pipeline_name: str | None
+    owner_user_id: uuid.UUID | None
+    owner_name: str | None
+
+
+class MovementDeal(BaseModel):
+    """A deal of one step of a row: its effect on the open amount, why it left or
+    entered, and how run A, run B and (left and entered only) the CRM today see it."""
+
+    principal_type: PrincipalType
+    principal_id: uuid.UUID
+    pipeline_id: uuid.UUID | None
+    step: Literal[STEPS]  # type: ignore[valid-type]
+    deal_id: uuid.UUID
+    deal_name: str
+    movement_amount: Amount
+    reason: Literal[REASONS] | None  # type: ignore[valid-type]
+    a: DealView | None
+    b: DealView | None
+    now: DealToday | None
+
+
+if TYPE_CHECKING:
+    MovementRowModel = MovementRowBase
+else:
+    MovementRowModel = create_model(
+        "MovementRow", __base__=MovementRowBase, __doc__=MovementRowBase.__doc__,
+        **_metric_fields(MOVEMENT_METRICS),
+    )  # fmt: skip
+
+
+class Comparison(BaseModel):
+    """The movement between two runs: both headers, a waterfall per row, and (with
+    ``deals=true``) the deals of every step."""
+
+    run_a: Run
+    run_b: Run
+    principal_type: PrincipalType | None
+    principal_id: uuid.UUID | None
+    rows: list[MovementRowModel]
+    deals: list[MovementDeal] | None = None
 
 
 class ExclusionItem(BaseModel):

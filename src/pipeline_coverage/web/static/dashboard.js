@@ -397,6 +397,7 @@ function show(result) {
   $("content").hidden = false;
   drawTotal();
   drawView();
+  document.dispatchEvent(new CustomEvent("run-shown", { detail: result })); // movement.js
 }
 
 function drawExclusions(exclusions) {
@@ -846,6 +847,7 @@ function select(row) {
   const request = ++state.request;
   openDeals(row, request);
   trend(row, request);
+  document.dispatchEvent(new CustomEvent("row-selected", { detail: row })); // movement.js
 }
 
 function whoText(row) {

@@ -264,14 +264,17 @@ function csvCell(text) {
 }
 
 /** A table as shown: its header and rows; a cell's exact value (data-csv, or the
- *  deals' data-cents) when it has one, else its text. */
+ *  deals' data-cents) when it has one, else its text (a number column's without
+ *  thousands separators). */
 function tableCsv(table) {
   const lines = [];
   for (const tr of table.querySelectorAll("thead tr, tbody tr")) {
     lines.push([...tr.children].map((cell) => {
       if (cell.dataset.csv !== undefined) return csvCell(cell.dataset.csv);
       if (cell.dataset.cents) return csvCell(centsText(cell.dataset.cents));
-      return csvCell(cell.textContent.trim());
+      const text = cell.textContent.trim();
+      const number = cell.classList.contains("num") && /^[+-]?[\d,]+(\.\d+)?$/.test(text);
+      return csvCell(number ? text.replaceAll(",", "") : text);
     }).join(","));
   }
   return lines.join("\n") + "\n";
