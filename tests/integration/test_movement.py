@@ -39,6 +39,7 @@ from pipeline_coverage.cli import main
 from pipeline_coverage.db import distribute as citus
 from pipeline_coverage.db import migrate
 from pipeline_coverage.render import MOVEMENT_CSV_COLUMNS, MOVEMENT_DEAL_COLUMNS
+from pipeline_coverage.reports.coverage import coverage_request, run_coverage
 from pipeline_coverage.sql import query
 from pipeline_coverage.web.schemas import Comparison
 from tests.factory import Crm, random_tenant
@@ -333,6 +334,27 @@ def test_random_changes_match_the_oracle(conn: psycopg.Connection[Any], seed: in
     expected = waterfall(before, after, _options(AS_OF_A, pipeline=pipelines[0]),
                          _options(AS_OF_B, pipeline=pipelines[0]))  # fmt: skip
     assert_matches(compare_runs(conn, filtered_a, filtered_b, tenant, deals=True), expected)
+
+
+def test_rolled_up_runs_match_the_oracle(conn: psycopg.Connection[Any]) -> None:
+    """Teams rolled up over their members and sub-teams (SPEC.md §10): a deal moves
+    for every team above its rep too, and the oracle's roll-up agrees step by step."""
+    tenant = random_tenant(conn, 17, deals=300, period=Q1)
+    before = Oracle(conn, tenant)
+    assert any(parent is not None for parent in before.parent.values())
+    run_a = run_coverage(conn, coverage_request(tenant, *Q1, as_of=AS_OF_A, rollup=True)).run_id
+    scramble(conn, tenant, 17)
+    after = Oracle(conn, tenant)
+    run_b = run_coverage(conn, coverage_request(tenant, *Q1, as_of=AS_OF_B, rollup=True)).run_id
+    expected = waterfall(before, after, _options(AS_OF_A, rollup=True),
+                         _options(AS_OF_B, rollup=True))  # fmt: skip
+    movement = compare_runs(conn, run_a, run_b, tenant, deals=True)
+    assert_matches(movement, expected)
+    assert any(d.principal_type == "GROUP" and d.step != "changed" for d in movement.deals or ())
+    # A rolled-up run and a plain one measure different things.
+    plain = run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=AS_OF_B)
+    with pytest.raises(IncomparableRunsError, match="rollup"):
+        compare_runs(conn, run_a, plain, tenant)
 
 
 def scramble(conn: psycopg.Connection[Any], tenant: uuid.UUID, seed: int) -> None:
