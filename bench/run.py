@@ -707,18 +707,16 @@ def main() -> None:
     parser.add_argument("--single-sample", type=int, default=300)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--skip-http", action="store_true", help="skip the HTTP load test")
-    parser.add_argument(
-        "--only",
-        choices=("all", "movement"),
-        default="all",
-        help="movement: only compare's figures, on the main tenant alone",
-    )
     parser.add_argument("--http-clients", type=int, default=50)
     parser.add_argument("--http-seconds", type=float, default=30)
     parser.add_argument("--snapshot-tenants", type=int, default=100)
     parser.add_argument("--snapshot-deals", type=int, default=10_000)
     parser.add_argument(
-        "--only", choices=("all", "snapshot"), default="all", help="run only some figures"
+        "--only",
+        choices=("all", "movement", "snapshot"),
+        default="all",
+        help="movement: only compare's figures, on the main tenant alone; snapshot: only"
+        " the snapshot of many small tenants",
     )
     args = parser.parse_args()
     figures = run(args)
