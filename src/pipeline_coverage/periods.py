@@ -76,21 +76,22 @@ def period_name(start: dt.date, end: dt.date, fiscal_year_start_month: int = 1) 
             return f"FY{year}-{'Q' if months == 3 else 'H'}{offset // months + 1}"
     if months == 3 and start.month % 3 == 1:
         return f"{start.year}-Q{start.month // 3 + 1}"
-    if months == 6 and start.month in (1, 7):
+    if months == 6 and month == 1 and start.month in (1, 7):  # (no calendar halves)
         return f"FY{start.year}-H{start.month // 6 + 1}"
     if months == 12 and start.month == 1:
         return f"{start.year}"
     return None
 
 
-def fiscal_quarter_name(start: dt.date, start_month: int) -> str:
-    """The expression naming the fiscal quarter that starts on ``start``
-    (``FY2027-Q1``): what a scheduled snapshot records, so its period reads the same
-    whenever it is looked at (``this-quarter`` would not)."""
-    year = fiscal_year_of(start, start_month)
-    first = fiscal_year_start(year, start_month)
-    months = (start.year - first.year) * 12 + start.month - first.month
-    return f"FY{year}-Q{months // 3 + 1}"
+def quarter_name(start: dt.date, end: dt.date, fiscal_year_start_month: int) -> str:
+    """A quarter of the tenant's calendar by name (``period_name``: ``FY2027-Q1``, or
+    ``2026-Q3`` when the year starts in January), as snapshots record their period and
+    the same-point comparison labels its quarters: it reads the same whenever it is
+    looked at (``this-quarter`` would not)."""
+    name = period_name(start, end, fiscal_year_start_month)
+    if name is None:
+        raise ValueError(f"not a quarter of the calendar: {start} to {end}")
+    return name
 
 
 def quarters_back(day: dt.date, start_month: int, count: int) -> list[tuple[dt.date, dt.date]]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from pipeline_coverage.directory import fiscal_year_start_month
 from pipeline_coverage.errors import ValidationError
-from pipeline_coverage.periods import fiscal_quarter_name, quarters_back
+from pipeline_coverage.periods import quarter_name, quarters_back
 from pipeline_coverage.store import HistoryPoint, principal_points
 from pipeline_coverage.validation import (
     parse_date,
@@ -103,7 +103,7 @@ def same_point_of_quarter(
         as_of=day,
         day_of_quarter=k,
         quarters=tuple(
-            QuarterPoint(fiscal_quarter_name(start, month), start, end, cutoff, by_start.get(start))
+            QuarterPoint(quarter_name(start, end, month), start, end, cutoff, by_start.get(start))
             for start, end, cutoff in bounds
         ),
     )

@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from pipeline_coverage import run_pipeline_coverage_batch
 from pipeline_coverage.apikeys import create_api_key
 from pipeline_coverage.periods import fiscal_quarter_of, period_name
 from tests.e2e.test_dashboard import CHROMIUM, SCREENSHOTS, VIEWPORT, browser, headers, screenshot
@@ -47,6 +48,14 @@ def test_opens_on_a_period_with_targets_and_runs_rolled_up(
     for who, amount in ((region, "1000.00"), (east, "600.00"), (west, "500.00")):
         crm.target(tenant, "GROUP", who, *PAST, amount)
     conn.commit()
+    # A plain run of the quarter, a week old: not comparable with a rolled-up one.
+    plain = run_pipeline_coverage_batch(conn, tenant, *PAST, as_of=dt.date(2026, 2, 1))
+    conn.execute(
+        "UPDATE dyno_crm.report_run SET generated_at = generated_at - interval '8 days'"
+        " WHERE tenant_id = %s AND id = %s",
+        (tenant, plain),
+    )
+    conn.commit()
     _, key = create_api_key(conn, tenant, "browser test")
 
     page = browser.new_page(viewport=VIEWPORT)
@@ -64,26 +73,35 @@ def test_opens_on_a_period_with_targets_and_runs_rolled_up(
     current = fiscal_quarter_of(dt.date.today(), 7)
     assert options == [
         f"{period_name(*current, 7)} · current",
-        "FY2026-Q3 · 3 targets",
+        "FY2026-Q3 · 3 targets, 1 run",
         "Custom dates",
     ]
     assert page.input_value("#period-picker") == "2026-01-01/2026-04-01"
-    page.wait_for_function(
-        "() => document.getElementById('run-title').textContent.startsWith('No run for')"
-    )
-    title = "No run for FY2026-Q3 · 2026-01-01 \u2013 2026-03-31 yet"  # an en dash
+    page.wait_for_function("() => document.getElementById('run-status').dataset.runId")
+    assert page.get_attribute("#run-status", "data-run-id") == str(plain)
+    title = "FY2026-Q3 · 2026-01-01 \u2013 2026-03-31"  # an en dash
     assert page.inner_text("#run-title") == title
 
     page.check("#run-rollup")
     page.click("#run-now")
-    page.wait_for_function("() => document.getElementById('run-status').dataset.runId")
+    page.wait_for_function(
+        "id => { const s = document.getElementById('run-status').dataset.runId;"
+        " return s && s !== id; }",
+        arg=str(plain),
+    )
     assert "teams rolled up" in page.inner_text("#run-status")
     assert "rolled up" in page.locator("#run-select option").all_inner_texts()[0]
     # The picker counts the new run.
     page.wait_for_function(
         "() => [...document.getElementById('period-picker').options]"
-        ".some(o => o.textContent.includes('1 run'))"
+        ".some(o => o.textContent.includes('2 runs'))"
     )
+    # The movement card compares only runs of one kind: the plain run is not offered.
+    page.wait_for_function(
+        "() => document.getElementById('movement-summary').textContent.includes('of its kind')"
+    )
+    assert page.inner_text("#movement-error") == ""
+    assert page.locator("#movement-from option").count() == 0
     page.click("#tab-GROUP")
     assert "Member targets (USD)" in headers(page)
     rows = coverage_table(page)

@@ -129,6 +129,14 @@ def test_distribute_after_a_partly_distributed_0005(
             " AND o.objid = 'dyno_crm.run_tenant_statement(uuid, text)'::regprocedure"
         ).fetchall()
     assert routed == [(0, True, found["dyno_crm.tenant"][1])]
+    # The run's settings travel with the call (a SET on the coordinator would not).
+    with psycopg.connect(citus_url) as conn:
+        settings = conn.execute(
+            "SELECT proconfig FROM pg_proc"
+            " WHERE oid = 'dyno_crm.run_tenant_statement(uuid, text)'::regprocedure"
+        ).fetchone()
+    assert settings is not None
+    assert set(settings[0]) == {"work_mem=64MB", "jit=off"}
     with psycopg.connect(citus_url) as conn:
         tables = {
             row[0]

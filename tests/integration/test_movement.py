@@ -546,6 +546,13 @@ def test_compare_on_the_command_line(
     target = Decimal(4000)  # Ann's coverage, then and now
     assert f"{ann.start_amount / target:.2f}x → {ann.end_amount / target:.2f}x" in line
 
+    # Every amount of every row with its two decimals, also a step without any deal.
+    code, out, _ = _cli(capsys, db_url, "compare", str(run_a), str(run_b), "--format", "json")
+    assert code == 0
+    amounts = [value for row in json.loads(out)["rows"] for key, value in row.items()
+               if key.endswith("_amount") and value is not None]  # fmt: skip
+    assert "0.00" in amounts
+    assert all(re.fullmatch(r"-?\d+\.\d{2}", value) for value in amounts), amounts
     code, out, _ = _cli(capsys, db_url, "compare", str(run_a), str(run_b), "--tenant", "Movers",
                         "--principal", "Ann", "--deals", "--format", "json")  # fmt: skip
     assert code == 0

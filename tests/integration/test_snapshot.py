@@ -55,7 +55,9 @@ def expected_quarters(day: dt.date, start_month: int) -> list[tuple[str, dt.date
             year_end = next_month(year_end)
         last_day = year_end - dt.timedelta(days=1)
         quarter = 1 + ((first.year - year_start.year) * 12 + first.month - year_start.month) // 3
-        found.append((f"FY{last_day.year}-Q{quarter}", first, end))
+        # (A January year names its quarters as the calendar does: 2026-Q1.)
+        name = f"{first.year}-Q{quarter}" if start_month == 1 else f"FY{last_day.year}-Q{quarter}"
+        found.append((name, first, end))
         first = end
     return found
 
@@ -187,7 +189,7 @@ def test_a_failing_tenant_does_not_stop_the_others(conn: psycopg.Connection[Any]
     fail_runs_of(conn, broken)
     taken = take_snapshots(conn, as_of=DAY)
     status = {(one.tenant_id, one.period): one.status for one in taken}
-    assert [status[(t, p)] for t in (acme, broken, zeta) for p in ("FY2026-Q1", "FY2026-Q2")] == [
+    assert [status[(t, p)] for t in (acme, broken, zeta) for p in ("2026-Q1", "2026-Q2")] == [
         "created", "created", "failed", "failed", "created", "created"
     ]  # fmt: skip
     failed = [one for one in taken if one.error]
@@ -224,8 +226,8 @@ def test_the_command_prints_a_line_per_tenant_and_is_idempotent(
     assert (code, err) == (0, "")
     lines = out.splitlines()
     assert len(lines) == 2
-    assert lines[0].startswith(f"Acme ({acme}): FY2026-Q1 run ")
-    assert "created; FY2026-Q2 run " in lines[0]
+    assert lines[0].startswith(f"Acme ({acme}): 2026-Q1 run ")
+    assert "created; 2026-Q2 run " in lines[0]
     assert lines[1].startswith("Globex (")
     assert "FY2026-Q3 run" in lines[1]
     assert "FY2026-Q4 run" in lines[1]
@@ -260,10 +262,8 @@ def test_the_command_exits_1_when_a_tenant_fails_unexpectedly(
     code, out, err = run_cli(capsys, db_url, "--as-of", "2026-02-14")
     assert code == 1
     assert len(out.splitlines()) == 2
-    assert "FY2026-Q1 failed: database error: disk quota exceeded" in out
-    assert err.splitlines() == [
-        f"{PREFIX} 2 of 4 snapshots failed: Broken FY2026-Q1, Broken FY2026-Q2"
-    ]
+    assert "2026-Q1 failed: database error: disk quota exceeded" in out
+    assert err.splitlines() == [f"{PREFIX} 2 of 4 snapshots failed: Broken 2026-Q1, Broken 2026-Q2"]
     assert stored_runs(conn)[0] == 2
 
 
@@ -281,8 +281,8 @@ def test_the_command_exits_2_when_every_failure_is_bad_input(
     run_coverage(conn, other, idempotency_key=snapshot_key(request))
     code, out, err = run_cli(capsys, db_url, "--as-of", "2026-02-14")
     assert code == 2
-    assert "FY2026-Q1 failed: idempotency_key: used before with another request" in out
-    assert err.splitlines() == [f"{PREFIX} 1 of 4 snapshots failed: Taken FY2026-Q1"]
+    assert "2026-Q1 failed: idempotency_key: used before with another request" in out
+    assert err.splitlines() == [f"{PREFIX} 1 of 4 snapshots failed: Taken 2026-Q1"]
     assert stored_runs(conn)[0] == 1 + 3
 
 

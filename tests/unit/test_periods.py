@@ -10,8 +10,8 @@ import pytest
 
 from pipeline_coverage.errors import ValidationError
 from pipeline_coverage.periods import (
-    fiscal_quarter_name,
     period_name,
+    quarter_name,
     quarters_back,
     resolve_period,
 )
@@ -148,6 +148,22 @@ def test_a_fiscal_quarters_name_resolves_back_to_it(month: int) -> None:
     for (_, a_end), (b_start, _) in itertools.pairwise(quarters):
         assert a_end == b_start
     for start, end in quarters:
-        name = fiscal_quarter_name(start, month)
+        name = quarter_name(start, end, month)
         assert resolve_period(name, fiscal_year_start_month=month) == (start, end)
         assert months_after(start.year, start.month, 3) == end
+
+
+@pytest.mark.parametrize("start_month", range(1, 13))
+def test_every_name_given_names_that_very_period(start_month: int) -> None:
+    """Any period of whole months up to a year, starting on any month: when it gets a
+    name, the name resolves back to it in that calendar."""
+    named = 0
+    for first in range(1, 13):
+        for months in range(1, 13):
+            start = dt.date(2026, first, 1)
+            end = months_after(2026, first, months)
+            name = period_name(start, end, start_month)
+            if name is not None:
+                named += 1
+                assert resolve_period(name, fiscal_year_start_month=start_month) == (start, end)
+    assert named >= 12 + 4 + 1  # every month, every fiscal quarter, the fiscal year

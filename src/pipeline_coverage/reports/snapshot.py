@@ -20,7 +20,7 @@ from typing import Any
 
 from pipeline_coverage.db.connection import as_uuid, records, unit_of_work
 from pipeline_coverage.errors import InputError, NotFoundError, PipelineCoverageError
-from pipeline_coverage.periods import fiscal_quarter_name, resolve_period
+from pipeline_coverage.periods import quarter_name, resolve_period
 from pipeline_coverage.reports.coverage import CoverageRequest, coverage_request, run_coverage
 from pipeline_coverage.sql import query
 from pipeline_coverage.validation import parse_date, parse_flag, required_uuid
@@ -109,7 +109,7 @@ def _take(
     month = int(tenant["fiscal_year_start_month"])
     start, end = resolve_period(expression, fiscal_year_start_month=month, as_of=day)
     found = Snapshot(
-        as_uuid(tenant["id"]), tenant["name"], fiscal_quarter_name(start, month), start, end
+        as_uuid(tenant["id"]), tenant["name"], quarter_name(start, end, month), start, end
     )
     request = coverage_request(
         found.tenant_id, start, end, by_pipeline=by_pipeline, as_of=day,

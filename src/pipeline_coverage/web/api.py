@@ -70,6 +70,12 @@ _PROBLEMS: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _wants_csv(request: Request) -> bool:
+    """``Accept: text/csv`` (and not JSON too): the CSV rendering instead of JSON."""
+    accept = request.headers.get("accept", "")
+    return "text/csv" in accept and "application/json" not in accept
+
+
 def _invalid(message: str) -> ProblemError:
     return ProblemError(422, message, [field_problem(message)])
 
@@ -177,8 +183,7 @@ def list_coverage_runs(
 def read_coverage_run(run_id: uuid.UUID, caller: Caller, conn: Conn, request: Request) -> Any:
     """A run of another tenant is not found, exactly like a missing one. Responses carry
     an ETag; a run's rendering may be reused for a short while (see docs/api.md)."""
-    accept = request.headers.get("accept", "")
-    fmt = "csv" if "text/csv" in accept and "application/json" not in accept else "json"
+    fmt = "csv" if _wants_csv(request) else "json"
     cache: RunCache = request.app.state.run_cache
     rendered = cache.get(caller.tenant_id, run_id, fmt)
     if rendered is None:
@@ -341,8 +346,7 @@ def read_run_deals(
         limit=limit + 1,
     )
     page = found[:limit]
-    accept = request.headers.get("accept", "")
-    if "text/csv" in accept and "application/json" not in accept:
+    if _wants_csv(request):
         return Response(deals_csv(page), media_type="text/csv; charset=utf-8")
     next_cursor = _encode_deal_cursor(page[-1]) if len(found) > limit else None
     document = {"run_id": str(run_id), "deals": [deal_values(d) for d in page],
@@ -377,8 +381,7 @@ def compare_coverage_runs(
         conn, run_id, other_run_id, caller.tenant_id, principal_type=principal_type,
         principal_id=principal_id, deals=deals,
     )  # fmt: skip
-    accept = request.headers.get("accept", "")
-    if "text/csv" in accept and "application/json" not in accept:
+    if _wants_csv(request):
         text = movement_deals_csv(movement.deals or ()) if deals else movement_csv(movement)
         return Response(text, media_type="text/csv; charset=utf-8")
     return Response(movement_json(movement), media_type="application/json")

@@ -34,13 +34,22 @@ const moved = {
 
 // --- which runs, which row ------------------------------------------------------------------
 
+/** Whether two runs measure the same thing, as the server's comparison requires
+ *  (docs/movement.md, "Which runs compare"): the period's runs may mix them. */
+function sameShape(a, b) {
+  const p = a.parameters;
+  const q = b.parameters;
+  return Boolean(p.by_pipeline) === Boolean(q.by_pipeline) && Boolean(p.rollup) === Boolean(q.rollup)
+    && (p.target_match || "exact") === (q.target_match || "exact")
+    && (p.pipeline_id || null) === (q.pipeline_id || null) && (p.currency || null) === (q.currency || null);
+}
+
 /** The run a week before `run` (the latest generated 7 days or more earlier; else the
  *  oldest one before it), among the period's runs of the same shape. */
 function weekBefore(run) {
   const at = new Date(run.generated_at).getTime();
   const earlier = state.runs
-    .filter((r) => r.run_id !== run.run_id && new Date(r.generated_at).getTime() < at
-      && Boolean(r.parameters.by_pipeline) === Boolean(run.parameters.by_pipeline))
+    .filter((r) => r.run_id !== run.run_id && new Date(r.generated_at).getTime() < at && sameShape(r, run))
     .sort((a, b) => new Date(b.generated_at) - new Date(a.generated_at));
   return earlier.find((r) => at - new Date(r.generated_at).getTime() >= WEEK_MS)
     || earlier[earlier.length - 1] || null;
@@ -339,13 +348,13 @@ function onRunShown(result) {
   const runA = weekBefore(runB);
   card.hidden = false;
   delete card.dataset.loaded;
-  const others = state.runs.filter((run) => run.run_id !== runB.run_id);
-  $("movement-from").replaceChildren(...others.map(runOption));
-  $("movement-to").replaceChildren(...state.runs.map(runOption));
+  const alike = state.runs.filter((run) => sameShape(run, runB));
+  $("movement-from").replaceChildren(...alike.filter((run) => run.run_id !== runB.run_id).map(runOption));
+  $("movement-to").replaceChildren(...alike.map(runOption));
   $("movement-to").value = runB.run_id;
   if (!runA) {
     moved.result = null;
-    $("movement-summary").textContent = "This is the period's first run: there is nothing earlier to compare it with.";
+    $("movement-summary").textContent = "This is the period's first run of its kind: there is nothing earlier to compare it with.";
     $("movement-steps").querySelector("tbody").replaceChildren();
     $("movement-deals-box").hidden = true;
     if (window.movementChart) { window.movementChart.destroy(); window.movementChart = null; }
