@@ -16,7 +16,7 @@ import signal
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from types import FrameType
@@ -497,11 +497,10 @@ def snapshot(
         raise click.exceptions.Exit(2 if all(one.bad_input for one in failed) else 1)
 
 
-def _trend_options(command: Any) -> Any:
-    """What the trend commands share: the tenant, the principal (--principal NAME, or
-    --principal-type and --principal-id), --pipeline and --target-match."""
+def _principal_options(command: Any) -> Any:
+    """One rep or team: --principal NAME, or --principal-type and --principal-id (read
+    with :func:`_principal`)."""
     options = [
-        click.option("--tenant", "tenant_text", required=True, metavar="NAME|ID", help=TENANT_HELP),
         click.option(
             "--principal", "principal_text", metavar="NAME", help="A rep or team by name."
         ),
@@ -511,6 +510,38 @@ def _trend_options(command: Any) -> Any:
             help="USER (a rep) or GROUP (a team); with --principal-id, or to narrow --principal.",
         ),
         click.option("--principal-id", type=click.UUID, help="The user's or group's id."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _principal(
+    conn: Any,
+    tenant_id: Callable[[], uuid.UUID],
+    text: str | None,
+    kind: str | None,
+    given: uuid.UUID | None,
+) -> tuple[str, uuid.UUID] | None:
+    """The principal _principal_options name, or None when they name none; a name is
+    looked up in the tenant ``tenant_id()`` gives."""
+    if text is not None and given is not None:
+        raise click.UsageError("give --principal or --principal-id, not both")
+    if text is not None:
+        return resolve_principal(conn, tenant_id(), text, kind.upper() if kind else None)
+    if given is not None and kind is None:
+        raise click.UsageError("--principal-id goes with --principal-type")
+    if kind is not None and given is None:
+        raise click.UsageError("--principal-type goes with --principal-id (or --principal)")
+    return (kind.upper(), given) if kind is not None and given is not None else None
+
+
+def _trend_options(command: Any) -> Any:
+    """What the trend commands share: the tenant, the principal (--principal NAME, or
+    --principal-type and --principal-id), --pipeline and --target-match."""
+    options: list[Callable[[Any], Any]] = [
+        click.option("--tenant", "tenant_text", required=True, metavar="NAME|ID", help=TENANT_HELP),
+        _principal_options,
         click.option(
             "--pipeline",
             "pipeline_text",
@@ -536,15 +567,11 @@ def _trend_options(command: Any) -> Any:
 def _who(
     conn: Any, tenant_id: uuid.UUID, text: str | None, kind: str | None, given: uuid.UUID | None
 ) -> tuple[str, uuid.UUID]:
-    """The principal a trend command names: by --principal, or by type and id."""
-    if (text is None) == (given is None):
+    """The principal a trend command names (it needs one)."""
+    found = _principal(conn, lambda: tenant_id, text, kind, given)
+    if found is None:
         raise click.UsageError("give --principal NAME, or --principal-type and --principal-id")
-    if text is not None:
-        return resolve_principal(conn, tenant_id, text, kind.upper() if kind else None)
-    if kind is None:
-        raise click.UsageError("--principal-id goes with --principal-type")
-    assert given is not None
-    return kind.upper(), given
+    return found
 
 
 @cli.command()
@@ -726,40 +753,27 @@ def show(
     "--tenant", "tenant_text", metavar="NAME|ID", help="The runs' tenant (a safety check)."
 )
 @click.option("--deals", is_flag=True, help="List the deals of every step instead.")
-@click.option(
-    "--principal-type",
-    type=click.Choice(["USER", "GROUP"], case_sensitive=False),
-    help="Only this principal's rows (with --principal-id).",
-)
-@click.option("--principal-id", type=click.UUID, help="The user's or group's id.")
-@click.option(
-    "--principal",
-    "principal_text",
-    metavar="NAME",
-    help="A rep or team by name (instead of --principal-id; --principal-type narrows it).",
-)
+@_principal_options
 @FORMAT_OPTION
 def compare(
     run_a: uuid.UUID,
     run_b: uuid.UUID,
     tenant_text: str | None,
     deals: bool,
+    principal_text: str | None,
     principal_type: str | None,
     principal_id: uuid.UUID | None,
-    principal_text: str | None,
     output_format: str,
 ) -> None:
-    """Show how open pipeline moved from run A to run B: won, lost, left, entered, changed."""
-    if principal_text is not None and principal_id is not None:
-        raise click.UsageError("give --principal or --principal-id, not both")
-    if principal_text is None and (principal_type is None) != (principal_id is None):
-        raise click.UsageError("--principal-type and --principal-id go together")
-    kind = principal_type.upper() if principal_type else None
+    """Show how open pipeline moved from run A to run B: won, lost, left, entered, changed
+    (for everyone, or only one rep's or team's rows)."""
     conn = _app().connection()
     tenant_id = resolve_tenant(conn, tenant_text) if tenant_text else None
-    if principal_text is not None:
-        home = tenant_id or get_run(conn, run_a).tenant_id
-        kind, principal_id = resolve_principal(conn, home, principal_text, kind)
+    one = _principal(
+        conn, lambda: tenant_id or get_run(conn, run_a).tenant_id, principal_text,
+        principal_type, principal_id,
+    )  # fmt: skip
+    kind, principal_id = one if one is not None else (None, None)
     movement = compare_runs(
         conn, run_a, run_b, tenant_id, principal_type=kind, principal_id=principal_id,
         deals=deals,

@@ -590,7 +590,10 @@ def test_compare_on_the_command_line(
     for args, message in (
         ((str(run_a), str(q2)), "run_b: its period is 2026-04-01 to 2026-07-01, run A's is"),
         ((str(run_a), str(uuid.uuid4())), "run_b: no run"),
-        ((str(run_a), str(run_b), "--principal-type", "USER"), "go together"),
+        (
+            (str(run_a), str(run_b), "--principal-type", "USER"),
+            "--principal-type goes with --principal-id",
+        ),
         ((str(run_a), str(run_b), "--principal", "Nobody"), "Nobody"),
     ):
         code, out, err = _cli(capsys, db_url, "compare", *args)
