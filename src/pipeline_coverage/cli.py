@@ -1023,7 +1023,8 @@ def prune(older_than_days: int, tenant_text: str | None, dry_run: bool, yes: boo
     help="How many deals the demo tenant gets.",
 )
 def demo(deals: int) -> None:
-    """Load a demo tenant and show coverage for every rep and team this quarter."""
+    """Load a demo tenant and show coverage for every rep and team this quarter (teams
+    rolled up over their members and sub-teams)."""
     app = _app()
     console = make_console()
     conn = app.connection()
@@ -1039,8 +1040,9 @@ def demo(deals: int) -> None:
         f"{sum(item.rows for item in loads if item.table == 'deal')} deals."
     )
     with _working(console, "computing coverage for every rep and team"):
+        # Rolled up: the Enterprise region counts its two teams' deals (SPEC.md §10).
         run_id = run_pipeline_coverage_batch(
-            conn, summary.tenant_id, summary.period_start, summary.period_end
+            conn, summary.tenant_id, summary.period_start, summary.period_end, rollup=True
         )
     _print_run(get_run(conn, run_id, summary.tenant_id), "table")
     me = _invoked_as()
@@ -1048,6 +1050,8 @@ def demo(deals: int) -> None:
         f"Next: {me} show {run_id} --deals --format json\n"
         f"      {me} run --tenant '{demo_data.TENANT_NAME}' --period this-quarter --all"
         " --by-pipeline\n"
+        f"      {me} run --tenant '{demo_data.TENANT_NAME}' --period this-quarter --all"
+        "   # without --rollup: a team only counts the deals stamped with it\n"
         f"      {me} apikey create --tenant '{demo_data.TENANT_NAME}'   "
         f"# then: {me} serve, and sign in at http://127.0.0.1:8000/",
         soft_wrap=True,
