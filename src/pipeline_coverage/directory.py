@@ -237,8 +237,8 @@ def default_period(periods: list[KnownPeriod]) -> KnownPeriod:
     [current] = [p for p in periods if p.current]
     if current.targets or current.runs:
         return current
-    ran = [p for p in periods if p.last_run is not None]
+    ran = [(p.last_run, p) for p in periods if p.last_run is not None]
     if ran:
-        return max(ran, key=lambda p: p.last_run or dt.datetime.min)
+        return max(ran, key=lambda pair: pair[0])[1]
     begun = [p for p in periods if p.targets and p.period_start <= current.period_start]
     return begun[0] if begun else current
