@@ -136,7 +136,7 @@ def test_distribute_after_a_partly_distributed_0005(
             " WHERE oid = 'dyno_crm.run_tenant_statement(uuid, text)'::regprocedure"
         ).fetchone()
     assert settings is not None
-    assert set(settings[0]) == {"work_mem=64MB", "jit=off"}
+    assert set(settings[0]) == {"work_mem=64MB", "jit=off", "enable_sort=off"}
     with psycopg.connect(citus_url) as conn:
         tables = {
             row[0]

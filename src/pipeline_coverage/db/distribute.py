@@ -107,8 +107,10 @@ def distribute(conn: Any) -> Distribution:
             done.append(table.name)
         cur.execute(query("citus", "tenant_statement_routed"), {"anchor": ANCHOR})
         routed = not cur.fetchone()[0]
+        # (Re)defined every time, so that a cluster distributed by an earlier version
+        # gets this version's run settings; Citus passes the new body to the workers.
+        cur.execute(query("citus", "create_tenant_statement"))
         if routed:
-            cur.execute(query("citus", "create_tenant_statement"))
             cur.execute(query("citus", "distribute_tenant_statement"), {"anchor": ANCHOR})
     return Distribution(tuple(done), tuple(unchanged), routed)
 

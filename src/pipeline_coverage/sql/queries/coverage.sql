@@ -26,10 +26,14 @@ SELECT
 -- parameters (the statement's "principal_id IS NULL OR ..." branches fold away only
 -- in a custom plan; a cached generic plan would scan every deal), and no JIT: the
 -- statement's cost estimate crosses jit_above_cost on a large tenant, and compiling
--- its ~300 expressions took longer than the JIT saved (docs/benchmarks.md).
+-- its ~300 expressions took longer than the JIT saved (docs/benchmarks.md); and
+-- hashing rather than sorting where either will do: the planner sizes each row's
+-- drill-down arrays at 8 kB a group, so it would sort the ~70k credited deals of a
+-- large tenant to aggregate them into ~2k rows that a hash table holds with ease.
 SELECT set_config('work_mem', '64MB', true),
        set_config('plan_cache_mode', 'force_custom_plan', true),
-       set_config('jit', 'off', true);
+       set_config('jit', 'off', true),
+       set_config('enable_sort', 'off', true);
 
 -- name: rates_in_force
 -- The tenant's exchange rates in force on a day: the latest of each currency from
@@ -292,52 +296,51 @@ stored_deals AS (
     RETURNING run_id
 ),
 per_row AS (
-    -- Every amount and count a row gets from its credited deals — over exactly the
-    -- values stored for those deals — and the win rate's counts, in one pass.
+    -- Every amount and count a row gets from its credited deals (over exactly the
+    -- values stored for those deals; NO_RATE deals are in the drill-down, and in no
+    -- amount or count), the win rate's counts, and the row's drill-down (its deals
+    -- and their credit reasons): one aggregation over the credited units.
     SELECT cd.principal_type, cd.principal_id, cd.bucket,
-           count(*) FILTER (WHERE cd.deal_class = 'OPEN') AS open_count,
-           COALESCE(SUM(cd.reporting_amount) FILTER (WHERE cd.deal_class = 'OPEN'), 0)
-               AS open_amount,
-           COALESCE(SUM(cd.weighted_amount) FILTER (WHERE cd.deal_class = 'OPEN'), 0)
-               AS weighted_amount,
+           count(*) FILTER (WHERE cd.counted AND cd.deal_class = 'OPEN') AS open_count,
            COALESCE(SUM(cd.reporting_amount) FILTER (
-               WHERE cd.deal_class = 'OPEN' AND cd.forecast_category = 'COMMIT'), 0)
-               AS commit_amount,
+               WHERE cd.counted AND cd.deal_class = 'OPEN'), 0) AS open_amount,
+           COALESCE(SUM(cd.weighted_amount) FILTER (
+               WHERE cd.counted AND cd.deal_class = 'OPEN'), 0) AS weighted_amount,
            COALESCE(SUM(cd.reporting_amount) FILTER (
-               WHERE cd.deal_class = 'OPEN' AND cd.forecast_category = 'BEST_CASE'), 0)
-               AS best_case_amount,
+               WHERE cd.counted AND cd.deal_class = 'OPEN'
+                 AND cd.forecast_category = 'COMMIT'), 0) AS commit_amount,
            COALESCE(SUM(cd.reporting_amount) FILTER (
-               WHERE cd.deal_class = 'OPEN' AND cd.forecast_category = 'PIPELINE'), 0)
-               AS pipeline_amount,
+               WHERE cd.counted AND cd.deal_class = 'OPEN'
+                 AND cd.forecast_category = 'BEST_CASE'), 0) AS best_case_amount,
            COALESCE(SUM(cd.reporting_amount) FILTER (
-               WHERE cd.deal_class = 'OPEN' AND cd.forecast_category = 'OMITTED'), 0)
-               AS omitted_amount,
-           COALESCE(SUM(cd.reporting_amount) FILTER (WHERE cd.deal_class = 'WON'), 0)
-               AS won_amount,
-           count(*) FILTER (WHERE cd.deal_class = 'WON') AS won_count,
-           COALESCE(SUM(cd.reporting_amount) FILTER (WHERE cd.deal_class = 'LOST'), 0)
-               AS lost_amount,
-           count(*) FILTER (WHERE cd.deal_class = 'LOST') AS lost_count,
+               WHERE cd.counted AND cd.deal_class = 'OPEN'
+                 AND cd.forecast_category = 'PIPELINE'), 0) AS pipeline_amount,
+           COALESCE(SUM(cd.reporting_amount) FILTER (
+               WHERE cd.counted AND cd.deal_class = 'OPEN'
+                 AND cd.forecast_category = 'OMITTED'), 0) AS omitted_amount,
+           COALESCE(SUM(cd.reporting_amount) FILTER (
+               WHERE cd.counted AND cd.deal_class = 'WON'), 0) AS won_amount,
+           count(*) FILTER (WHERE cd.counted AND cd.deal_class = 'WON') AS won_count,
+           COALESCE(SUM(cd.reporting_amount) FILTER (
+               WHERE cd.counted AND cd.deal_class = 'LOST'), 0) AS lost_amount,
+           count(*) FILTER (WHERE cd.counted AND cd.deal_class = 'LOST') AS lost_count,
            COALESCE(SUM(cd.reporting_amount) FILTER (WHERE cd.past_due), 0)
                AS past_due_amount,
            count(*) FILTER (WHERE cd.past_due) AS past_due_count,
-           COALESCE(SUM(cd.reporting_amount) FILTER (WHERE cd.deal_class = 'UNDATED'), 0)
-               AS undated_amount,
-           count(*) FILTER (WHERE cd.deal_class = 'UNDATED') AS undated_count
-    FROM credited AS cd
-    WHERE cd.deal_id IS NOT NULL
-      AND cd.counted  -- NO_RATE deals are in the drill-down, and in no amount or count
-    GROUP BY cd.principal_type, cd.principal_id, cd.bucket
-),
-history AS (
-    -- The win rate's closed deals before the period, by the same credit rule.
-    SELECT cd.principal_type, cd.principal_id, cd.bucket,
+           COALESCE(SUM(cd.reporting_amount) FILTER (
+               WHERE cd.counted AND cd.deal_class = 'UNDATED'), 0) AS undated_amount,
+           count(*) FILTER (WHERE cd.counted AND cd.deal_class = 'UNDATED')
+               AS undated_count,
            COALESCE(SUM(cd.deals) FILTER (WHERE cd.deal_class = 'HISTORY_WON'), 0)
                AS history_won_count,
            COALESCE(SUM(cd.deals) FILTER (WHERE cd.deal_class = 'HISTORY_LOST'), 0)
-               AS history_lost_count
+               AS history_lost_count,
+           -- (a principal credited with counted deals of the period is in scope)
+           bool_or(cd.counted AND cd.deal_id IS NOT NULL) AS in_scope,
+           array_agg(cd.deal_id) FILTER (WHERE cd.deal_id IS NOT NULL) AS deal_ids,
+           array_agg(cd.credit_reason) FILTER (WHERE cd.deal_id IS NOT NULL)
+               AS credit_reasons
     FROM credited AS cd
-    WHERE cd.deal_id IS NULL
     GROUP BY cd.principal_type, cd.principal_id, cd.bucket
 ),
 stored_credits AS (
@@ -345,11 +348,10 @@ stored_credits AS (
     INSERT INTO dyno_crm.report_run_credit
         (tenant_id, run_id, principal_type, principal_id, pipeline_id, deal_ids,
          credit_reasons)
-    SELECT %(tenant_id)s::uuid, %(run_id)s::uuid, cd.principal_type, cd.principal_id,
-           cd.bucket, array_agg(cd.deal_id), array_agg(cd.credit_reason)
-    FROM credited AS cd
-    WHERE cd.deal_id IS NOT NULL
-    GROUP BY cd.principal_type, cd.principal_id, cd.bucket
+    SELECT %(tenant_id)s::uuid, %(run_id)s::uuid, r.principal_type, r.principal_id,
+           r.bucket, r.deal_ids, r.credit_reasons
+    FROM per_row AS r
+    WHERE r.deal_ids IS NOT NULL
     RETURNING run_id
 ),
 member_links AS (
@@ -427,7 +429,7 @@ principals AS (
     SELECT t.principal_type, t.principal_id FROM targets AS t
     WHERE t.matched AND %(principal_id)s::uuid IS NULL  -- one principal: not its members
     UNION
-    SELECT r.principal_type, r.principal_id FROM per_row AS r
+    SELECT r.principal_type, r.principal_id FROM per_row AS r WHERE r.in_scope
 ),
 buckets AS (
     SELECT p.id AS bucket
@@ -457,11 +459,11 @@ base AS (
            COALESCE(s.past_due_count, 0) AS past_due_count,
            COALESCE(s.undated_amount, 0) AS undated_amount,
            COALESCE(s.undated_count, 0) AS undated_count,
-           COALESCE(h.history_won_count, 0) AS history_won_count,
-           COALESCE(h.history_lost_count, 0) AS history_lost_count,
-           CASE WHEN COALESCE(h.history_won_count, 0) + COALESCE(h.history_lost_count, 0) > 0
-                THEN ROUND(h.history_won_count::numeric
-                           / (h.history_won_count + h.history_lost_count), 4)
+           COALESCE(s.history_won_count, 0) AS history_won_count,
+           COALESCE(s.history_lost_count, 0) AS history_lost_count,
+           CASE WHEN COALESCE(s.history_won_count, 0) + COALESCE(s.history_lost_count, 0) > 0
+                THEN ROUND(s.history_won_count::numeric
+                           / (s.history_won_count + s.history_lost_count), 4)
            END AS win_rate,
            CASE WHEN t.target_amount IS NOT NULL
                 THEN GREATEST(t.target_amount - COALESCE(s.won_amount, 0), 0)
@@ -475,9 +477,6 @@ base AS (
     LEFT JOIN per_row AS s
            ON s.principal_type = pr.principal_type AND s.principal_id = pr.principal_id
           AND s.bucket IS NOT DISTINCT FROM b.bucket
-    LEFT JOIN history AS h
-           ON h.principal_type = pr.principal_type AND h.principal_id = pr.principal_id
-          AND h.bucket IS NOT DISTINCT FROM b.bucket
     LEFT JOIN member_targets AS mt
            ON pr.principal_type = 'GROUP' AND mt.group_id = pr.principal_id
           AND mt.bucket IS NOT DISTINCT FROM b.bucket
