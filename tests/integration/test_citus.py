@@ -161,6 +161,38 @@ def test_distribute_after_a_partly_distributed_0005(
     assert "up to date" in out
 
 
+def _function_settings(url: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT proconfig FROM pg_proc"
+            " WHERE oid = 'dyno_crm.run_tenant_statement(uuid, text)'::regprocedure"
+        ).fetchone()
+    assert row is not None
+    return set(row[0] or [])
+
+
+def test_distribute_again_brings_the_run_settings_up_to_date(
+    citus_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A cluster distributed by an earlier version (its function without a setting the
+    run now needs) gets this version's settings from another 'db distribute', on the
+    coordinator and on every worker, where the delegated call runs."""
+    code, _, err = cli(capsys, citus_url, "db", "distribute")
+    assert (code, err) == (0, "")
+    with psycopg.connect(citus_url, autocommit=True) as conn:
+        conn.execute(
+            "ALTER FUNCTION dyno_crm.run_tenant_statement(uuid, text) RESET enable_sort"
+        )
+        workers = [with_dbname(w, conn.info.dbname) for w in _nodes(conn)]
+    assert all("enable_sort=off" not in _function_settings(u) for u in [citus_url, *workers])
+    code, out, err = cli(capsys, citus_url, "db", "distribute")
+    assert (code, err) == (0, "")
+    expected = {"work_mem=64MB", "jit=off", "enable_sort=off"}
+    assert [_function_settings(u) for u in [citus_url, *workers]] == [expected] * (
+        1 + len(workers)
+    )
+
+
 def test_distribute_refuses_a_server_without_citus(
     empty_db_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
