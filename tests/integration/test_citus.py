@@ -185,7 +185,7 @@ def test_distribute_again_brings_the_run_settings_up_to_date(
         )
         workers = [with_dbname(w, conn.info.dbname) for w in _nodes(conn)]
     assert all("enable_sort=off" not in _function_settings(u) for u in [citus_url, *workers])
-    code, out, err = cli(capsys, citus_url, "db", "distribute")
+    code, _, err = cli(capsys, citus_url, "db", "distribute")
     assert (code, err) == (0, "")
     expected = {"work_mem=64MB", "jit=off", "enable_sort=off"}
     assert [_function_settings(u) for u in [citus_url, *workers]] == [expected] * (
