@@ -180,17 +180,13 @@ def test_distribute_again_brings_the_run_settings_up_to_date(
     code, _, err = cli(capsys, citus_url, "db", "distribute")
     assert (code, err) == (0, "")
     with psycopg.connect(citus_url, autocommit=True) as conn:
-        conn.execute(
-            "ALTER FUNCTION dyno_crm.run_tenant_statement(uuid, text) RESET enable_sort"
-        )
+        conn.execute("ALTER FUNCTION dyno_crm.run_tenant_statement(uuid, text) RESET enable_sort")
         workers = [with_dbname(w, conn.info.dbname) for w in _nodes(conn)]
     assert all("enable_sort=off" not in _function_settings(u) for u in [citus_url, *workers])
     code, _, err = cli(capsys, citus_url, "db", "distribute")
     assert (code, err) == (0, "")
     expected = {"work_mem=64MB", "jit=off", "enable_sort=off"}
-    assert [_function_settings(u) for u in [citus_url, *workers]] == [expected] * (
-        1 + len(workers)
-    )
+    assert [_function_settings(u) for u in [citus_url, *workers]] == [expected] * (1 + len(workers))
 
 
 def test_distribute_refuses_a_server_without_citus(
