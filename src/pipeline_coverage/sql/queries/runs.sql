@@ -48,16 +48,19 @@ HAVING count(*) > 0;
 -- optionally one principal's; keyset-paged by (principal, bucket, deal). Within one
 -- run the buckets are all NULL or all pipelines, so the nil UUID orders NULL safely.
 WITH deals AS (
-    SELECT u.*
+    -- The arrays unnested in the select list: streamed a deal at a time, where unnest
+    -- in FROM would first copy all of the run's deals into a tuplestore (2x slower for
+    -- one principal of a 30k-deal run). Parallel arrays: the i-th of each is one deal.
+    SELECT unnest(d.deal_ids) AS deal_id, unnest(d.deal_names) AS deal_name,
+           unnest(d.pipeline_ids) AS deal_pipeline_id,
+           unnest(d.pipeline_names) AS pipeline_name, unnest(d.stage_ids) AS stage_id,
+           unnest(d.stage_names) AS stage_name, unnest(d.deal_classes) AS deal_class,
+           unnest(d.forecast_categories) AS forecast_category,
+           unnest(d.probabilities) AS probability, unnest(d.amounts) AS amount,
+           unnest(d.currencies) AS currency, unnest(d.reporting_amounts) AS reporting_amount,
+           unnest(d.weighted_amounts) AS weighted_amount, unnest(d.placed_on) AS placed_on,
+           unnest(d.owner_user_ids) AS owner_user_id, unnest(d.flags) AS flags
     FROM dyno_crm.report_run_deals AS d
-    CROSS JOIN LATERAL unnest(
-        d.deal_ids, d.deal_names, d.pipeline_ids, d.pipeline_names, d.stage_ids,
-        d.stage_names, d.deal_classes, d.forecast_categories, d.probabilities, d.amounts,
-        d.currencies, d.reporting_amounts, d.weighted_amounts, d.placed_on,
-        d.owner_user_ids, d.flags
-    ) AS u (deal_id, deal_name, deal_pipeline_id, pipeline_name, stage_id, stage_name,
-            deal_class, forecast_category, probability, amount, currency, reporting_amount,
-            weighted_amount, placed_on, owner_user_id, flags)
     WHERE d.tenant_id = %(tenant_id)s::uuid
       AND d.run_id = %(run_id)s::uuid
 ),
