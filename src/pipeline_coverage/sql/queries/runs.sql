@@ -29,11 +29,14 @@ ORDER BY f.coverage_ratio DESC NULLS LAST, f.open_amount DESC, f.principal_type,
 -- What a run flagged (SPEC.md §8): per deal flag, its deals and their amount; and the
 -- rows whose target period did not match.
 SELECT fl.flag, count(*) AS deals, SUM(u.reporting_amount) AS amount
-FROM dyno_crm.report_run_deals AS d
-CROSS JOIN LATERAL unnest(d.reporting_amounts, d.flags) AS u (reporting_amount, flags)
+FROM (
+    -- (streamed, as in run_deals below)
+    SELECT unnest(d.reporting_amounts) AS reporting_amount, unnest(d.flags) AS flags
+    FROM dyno_crm.report_run_deals AS d
+    WHERE d.tenant_id = %(tenant_id)s::uuid
+      AND d.run_id = %(run_id)s::uuid
+) AS u
 CROSS JOIN LATERAL unnest(string_to_array(NULLIF(u.flags, ''), ',')) AS fl (flag)
-WHERE d.tenant_id = %(tenant_id)s::uuid
-  AND d.run_id = %(run_id)s::uuid
 GROUP BY fl.flag
 UNION ALL
 SELECT 'TARGET_PERIOD_MISMATCH', count(*), NULL
