@@ -16,6 +16,7 @@ import pytest
 
 from pipeline_coverage import get_run, run_deals, run_pipeline_coverage_batch
 from pipeline_coverage.metrics import NAMES
+from pipeline_coverage.reports import coverage as coverage_module
 from pipeline_coverage.reports.coverage import coverage_request, run_coverage
 from pipeline_coverage.store import CoverageRow
 from tests.factory import Crm, random_tenant
@@ -328,3 +329,40 @@ def test_foreign_currencies_convert_at_the_rate_in_force_and_are_frozen(
     assert later.open_amount == Decimal("300.00")
     [again] = get_run(conn, before_march.run_id).rows
     assert again.open_amount == Decimal("250.00")
+
+
+@pytest.mark.parametrize("mode", ["batch", "single", "by_pipeline"])
+def test_a_specialized_run_statement_gives_what_the_whole_one_gives(
+    conn: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """Without rollup, runs send the statement without its rollup-only parts (it plans
+    faster); the whole statement, as written, must store exactly the same run."""
+    tenant = random_tenant(conn, 31)
+    oracle = Oracle(conn, tenant)
+    principal = sorted(oracle.active_users)[0] if mode == "single" else None
+    request = coverage_request(
+        tenant, *Q1, "USER" if principal else None, principal,
+        by_pipeline=mode == "by_pipeline", as_of=INSIDE,
+    )  # fmt: skip
+    specialized = get_run(conn, run_coverage(conn, request).run_id)
+    monkeypatch.setattr(coverage_module, "specialize", lambda text, **flags: text)
+    whole = get_run(conn, run_coverage(conn, request).run_id)
+
+    def rows(run: Any) -> list[tuple[Any, ...]]:
+        return sorted(
+            (r.principal_type, str(r.principal_id), str(r.pipeline_id),
+             tuple(sorted(r.values.items())), tuple(r.flags))
+            for r in run.rows
+        )  # fmt: skip
+
+    def deals(run: Any) -> list[tuple[Any, ...]]:
+        return sorted(
+            (d.principal_type, str(d.principal_id), str(d.pipeline_id), str(d.deal_id),
+             d.credit_reason, d.deal_class, d.reporting_amount)
+            for d in run_deals(conn, run.run_id)
+        )  # fmt: skip
+
+    assert rows(specialized)
+    assert rows(specialized) == rows(whole)
+    assert deals(specialized)
+    assert deals(specialized) == deals(whole)

@@ -23,7 +23,7 @@ from pipeline_coverage.render import (
     run_json,
     run_table,
 )
-from pipeline_coverage.sql import parse_named_queries, queries
+from pipeline_coverage.sql import parse_named_queries, queries, specialize
 from pipeline_coverage.store import CoverageRow, CoverageRun
 from pipeline_coverage.validation import parse_date, parse_period, parse_uuid
 
@@ -43,6 +43,32 @@ def test_named_queries_split_on_name_lines() -> None:
 def test_shipped_queries_load_from_the_package() -> None:
     assert {"check_scope", "insert_coverage"} <= set(queries("coverage"))
     assert {"insert_run", "get_run", "run_deals", "prune_runs"} <= set(queries("runs"))
+
+
+def test_specialize_keeps_or_drops_the_flagged_lines() -> None:
+    text = "SELECT a,\n  -- if rollup\n  b,\n  -- end if\n  -- unless rollup: NULL AS b,\n  c\n"
+    assert specialize(text, rollup=True) == "SELECT a,\n  b,\n  -- unless rollup: NULL AS b,\n  c\n"
+    assert specialize(text, rollup=False) == "SELECT a,\n  NULL AS b,\n  c\n"
+    with pytest.raises(ValueError, match="no value for flag 'rollup'"):
+        specialize(text)
+    with pytest.raises(ValueError, match="without '-- end if'"):
+        specialize("-- if rollup\nx\n", rollup=True)
+    with pytest.raises(ValueError, match="line 1: '-- end if' without"):
+        specialize("-- end if\n", rollup=True)
+    with pytest.raises(ValueError, match="line 2: '-- if' inside"):
+        specialize("-- if rollup\n-- if rollup\n", rollup=True)
+
+
+def test_the_run_statement_specializes_without_its_rollup_parts() -> None:
+    whole = queries("coverage")["insert_coverage"]
+    plain = specialize(whole, rollup=False)
+    for name in ("tree", "rolled_members", "rolled_up", "member_links", "member_targets"):
+        assert f"{name} AS (" in whole
+        assert f"{name} AS (" not in plain
+    assert "-- if" not in plain
+    assert "-- end if" not in plain
+    assert "-- unless" not in plain
+    assert specialize(whole, rollup=True).count("AS (") == whole.count("AS (")
 
 
 @pytest.mark.parametrize(

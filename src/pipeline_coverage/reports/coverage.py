@@ -28,7 +28,7 @@ from pipeline_coverage.db.connection import (
 )
 from pipeline_coverage.db.distribute import execute_for_tenant
 from pipeline_coverage.errors import InputError, NotFoundError, ValidationError
-from pipeline_coverage.sql import query
+from pipeline_coverage.sql import query, specialize
 from pipeline_coverage.store import insert_run
 from pipeline_coverage.validation import (
     DEFAULT_LOOKBACK_DAYS,
@@ -187,12 +187,8 @@ def _write(cur: Any, request: CoverageRequest) -> uuid.UUID:
         "principal_id": str(request.principal_id) if request.principal_id else None,
         "pipeline_id": str(request.pipeline_id) if request.pipeline_id else None,
     }
-    currency, routed = _check_scope(cur, params)
     as_of = request.as_of or dt.date.today()
-    cur.execute(
-        query(_QUERIES, "rates_in_force"), {"tenant_id": params["tenant_id"], "as_of": as_of}
-    )
-    rates = {r["currency"]: str(r["rate"]) for r in records(cur) if r["currency"] != currency}
+    currency, rates, routed = _check_scope(cur, {**params, "as_of": as_of})
     run_id = insert_run(
         cur, request.tenant_id, (request.period_start, request.period_end),
         _parameters(request, as_of, currency, rates),
@@ -206,7 +202,7 @@ def _write(cur: Any, request: CoverageRequest) -> uuid.UUID:
     execute_for_tenant(
         cur,
         request.tenant_id,
-        query(_QUERIES, "insert_coverage"),
+        specialize(query(_QUERIES, "insert_coverage"), rollup=request.rollup),
         {
             **params,
             "run_id": str(run_id),
@@ -252,9 +248,10 @@ def _parameters(
     }
 
 
-def _check_scope(cur: Any, params: Mapping[str, Any]) -> tuple[str, bool]:
-    """The tenant's reporting currency, once the tenant, principal and pipeline exist;
-    and whether the run's statement is to be routed to the tenant's Citus worker."""
+def _check_scope(cur: Any, params: Mapping[str, Any]) -> tuple[str, dict[str, str], bool]:
+    """The tenant's reporting currency and the other currencies' rates in force on
+    ``as_of``, once the tenant, principal and pipeline exist; and whether the run's
+    statement is to be routed to the tenant's Citus worker."""
     cur.execute(query(_QUERIES, "check_scope"), params)
     [found] = records(cur)
     if not found["tenant_exists"]:
@@ -268,7 +265,7 @@ def _check_scope(cur: Any, params: Mapping[str, Any]) -> tuple[str, bool]:
         raise NotFoundError(
             f"pipeline_id: no pipeline {params['pipeline_id']} in tenant {params['tenant_id']}"
         )
-    return str(found["currency"]), bool(found["routed"])
+    return str(found["currency"]), json.loads(found["rates"]), bool(found["routed"])
 
 
 def run_pipeline_coverage_report(

@@ -1,7 +1,9 @@
 -- name: check_scope
 -- Whether the tenant, the principal and the pipeline (when given) exist in that
--- tenant; the tenant's reporting currency; and whether `db distribute` made the
--- function that runs the run's statement on the tenant's Citus worker.
+-- tenant; the tenant's reporting currency and the exchange rates in force on the
+-- run's as_of (SPEC.md §9: the latest of each other currency from that day or
+-- before), which the run freezes in its parameters; and whether `db distribute` made
+-- the function that runs the run's statement on the tenant's Citus worker.
 SELECT
     EXISTS (SELECT 1 FROM dyno_crm.tenant AS t WHERE t.id = %(tenant_id)s::uuid) AS tenant_exists,
     CASE %(principal_type)s::text
@@ -18,6 +20,14 @@ SELECT
         WHERE p.tenant_id = %(tenant_id)s::uuid AND p.id = %(pipeline_id)s::uuid
     ) AS pipeline_exists,
     (SELECT t.currency FROM dyno_crm.tenant AS t WHERE t.id = %(tenant_id)s::uuid) AS currency,
+    (SELECT COALESCE(jsonb_object_agg(r.currency, r.rate::text), '{}')::text
+     FROM (SELECT DISTINCT ON (er.currency) er.currency, er.rate
+           FROM dyno_crm.exchange_rate AS er
+           JOIN dyno_crm.tenant AS t ON t.id = er.tenant_id
+           WHERE er.tenant_id = %(tenant_id)s::uuid
+             AND er.valid_from <= %(as_of)s::date
+             AND er.currency <> t.currency
+           ORDER BY er.currency, er.valid_from DESC) AS r) AS rates,
     to_regprocedure('dyno_crm.run_tenant_statement(uuid, text)') IS NOT NULL AS routed;
 
 -- name: run_settings
@@ -34,15 +44,6 @@ SELECT set_config('work_mem', '64MB', true),
        set_config('plan_cache_mode', 'force_custom_plan', true),
        set_config('jit', 'off', true),
        set_config('enable_sort', 'off', true);
-
--- name: rates_in_force
--- The tenant's exchange rates in force on a day: the latest of each currency from
--- that day or before (SPEC.md §9). A run freezes them in its parameters.
-SELECT DISTINCT ON (er.currency) er.currency, er.rate
-FROM dyno_crm.exchange_rate AS er
-WHERE er.tenant_id = %(tenant_id)s::uuid
-  AND er.valid_from <= %(as_of)s::date
-ORDER BY er.currency, er.valid_from DESC;
 
 -- name: group_tree
 -- With rollup (SPEC.md §10): each group of the tenant (for one principal: that
@@ -79,7 +80,9 @@ FROM tree AS t;
 -- row equals the sum over its deals, by construction. With rollup, a group is also
 -- credited with the deals of its member users, its descendant groups and their
 -- members (SPEC.md §7, §10).
-WITH tree AS (
+WITH
+-- if rollup
+tree AS (
     -- With rollup: each group (for one principal: that group) with itself (depth 0)
     -- and every group below it, as `group_tree` read them before the run.
     SELECT t.ancestor_id, t.group_id, t.depth
@@ -94,6 +97,7 @@ rolled_members AS (
       ON gm.tenant_id = %(tenant_id)s::uuid AND gm.group_id = t.group_id
     GROUP BY gm.user_id, t.ancestor_id
 ),
+-- end if
 scoped AS NOT MATERIALIZED (
     -- The tenant's deals a run may count, with their stages: in the pipeline scope,
     -- and for one principal only the deals naming it (the owner/assignee indexes find
@@ -124,12 +128,15 @@ scoped AS NOT MATERIALIZED (
            OR (%(principal_type)s::text = 'GROUP'
                AND (d.owned_by_group_id = %(principal_id)s::uuid
                     OR d.assigned_group_id = %(principal_id)s::uuid))
+           -- if rollup
            -- one group, rolled up: also the deals of the groups and users below it
            OR (%(rollup)s::boolean AND %(principal_type)s::text = 'GROUP'
                AND (d.owned_by_group_id IN (SELECT t.group_id FROM tree AS t)
                     OR d.assigned_group_id IN (SELECT t.group_id FROM tree AS t)
                     OR d.owned_by_user_id IN (SELECT m.user_id FROM rolled_members AS m)
-                    OR d.assigned_user_id IN (SELECT m.user_id FROM rolled_members AS m))))
+                    OR d.assigned_user_id IN (SELECT m.user_id FROM rolled_members AS m)))
+           -- end if
+      )
 ),
 placed AS (
     -- The period's candidates, each with the date that places it (SPEC.md §7): an
@@ -208,6 +215,7 @@ units AS (
     GROUP BY 2, h.bucket, h.owned_by_user_id, h.assigned_user_id, h.owned_by_group_id,
              h.assigned_group_id
 ),
+-- if rollup
 rolled_up AS (
     -- With rollup, a group's credit (SPEC.md §7): the deals that name the group, its
     -- member users, its descendant groups and their members; once per group, with
@@ -235,6 +243,7 @@ rolled_up AS (
     ORDER BY c.principal_id, c.deal_id, c.deal_class, c.bucket, c.owned_by_user_id,
              c.assigned_user_id, c.owned_by_group_id, c.assigned_group_id, c.rank
 ),
+-- end if
 credited AS (
     -- THE CREDIT RULE (SPEC.md §7): a user for the deals it owns or is assigned, a
     -- group for the deals it owns or is assigned (with rollup: `rolled_up`); once per
@@ -260,6 +269,7 @@ credited AS (
                n.*
         FROM units AS n
         WHERE NOT %(rollup)s::boolean
+        -- if rollup
         UNION ALL
         SELECT 'GROUP', r.principal_id,
                CASE r.rank WHEN 1 THEN 'OWNER_GROUP' WHEN 2 THEN 'ASSIGNED_GROUP'
@@ -268,7 +278,8 @@ credited AS (
                r.owned_by_group_id, r.assigned_group_id, r.deals, r.forecast_category,
                r.reporting_amount, r.weighted_amount, r.past_due, r.counted
         FROM rolled_up AS r
-        WHERE %(rollup)s::boolean  -- (without rollup, not even planned)
+        WHERE %(rollup)s::boolean
+        -- end if
     ) AS cr
     WHERE cr.principal_id IS NOT NULL
       AND (%(principal_id)s::uuid IS NULL
@@ -354,6 +365,7 @@ stored_credits AS (
     WHERE r.deal_ids IS NOT NULL
     RETURNING run_id
 ),
+-- if rollup
 member_links AS (
     -- With rollup: each group's direct member users and child groups, whose matched
     -- targets add up to its member_target_amount (for one principal: that group's).
@@ -371,6 +383,7 @@ member_links AS (
            OR (%(principal_type)s::text = 'GROUP'
                AND c.parent_group_id = %(principal_id)s::uuid))
 ),
+-- end if
 target_rows AS (
     -- The principal's target rows overlapping the period (with rollup, for one group:
     -- also its members' and child groups'); `matched` per target_match (exact: the
@@ -395,8 +408,11 @@ target_rows AS (
       AND (%(principal_id)s::uuid IS NULL
            OR (st.principal_type = %(principal_type)s::text
                AND st.principal_id = %(principal_id)s::uuid)
+           -- if rollup
            OR (st.principal_type, st.principal_id) IN (
-               SELECT ml.member_type, ml.member_id FROM member_links AS ml))
+               SELECT ml.member_type, ml.member_id FROM member_links AS ml)
+           -- end if
+      )
 ),
 targets AS (
     SELECT tr.principal_type, tr.principal_id, tr.bucket,
@@ -405,6 +421,7 @@ targets AS (
     FROM target_rows AS tr
     GROUP BY tr.principal_type, tr.principal_id, tr.bucket
 ),
+-- if rollup
 member_targets AS (
     SELECT ml.group_id, t.bucket, SUM(t.target_amount) AS member_target_amount
     FROM member_links AS ml
@@ -412,6 +429,7 @@ member_targets AS (
       ON t.principal_type = ml.member_type AND t.principal_id = ml.member_id AND t.matched
     GROUP BY ml.group_id, t.bucket
 ),
+-- end if
 principals AS (
     -- One principal, or SPEC.md §5 and §8's set: active users, all groups, and anyone
     -- with a matched target or a credited deal of the period.
@@ -468,7 +486,10 @@ base AS (
            CASE WHEN t.target_amount IS NOT NULL
                 THEN GREATEST(t.target_amount - COALESCE(s.won_amount, 0), 0)
            END AS remaining_target,
+           -- if rollup
            mt.member_target_amount
+           -- end if
+           -- unless rollup: NULL::numeric AS member_target_amount
     FROM principals AS pr
     CROSS JOIN buckets AS b
     LEFT JOIN targets AS t
@@ -477,9 +498,11 @@ base AS (
     LEFT JOIN per_row AS s
            ON s.principal_type = pr.principal_type AND s.principal_id = pr.principal_id
           AND s.bucket IS NOT DISTINCT FROM b.bucket
+    -- if rollup
     LEFT JOIN member_targets AS mt
            ON pr.principal_type = 'GROUP' AND mt.group_id = pr.principal_id
           AND mt.bucket IS NOT DISTINCT FROM b.bucket
+    -- end if
 )
 INSERT INTO dyno_crm.report_pipeline_coverage_fact
     (run_id, tenant_id, period_start, period_end, principal_type, principal_id,
