@@ -58,17 +58,14 @@ WITH credits AS NOT MATERIALIZED (
 ),
 counted AS NOT MATERIALIZED (
     -- Of both runs' deals, those a step can use: counted OPEN ones, and closed ones in B.
-    -- (The arrays unnested in the select list, streamed, as in runs.sql's run_deals.)
-    SELECT u.run_id, u.deal_id, u.deal_class, u.reporting_amount
-    FROM (
-        SELECT d.run_id, unnest(d.deal_ids) AS deal_id, unnest(d.deal_classes) AS deal_class,
-               unnest(d.reporting_amounts) AS reporting_amount
-        FROM dyno_crm.report_run_deals AS d
-        WHERE d.tenant_id = %(tenant_id)s::uuid
-          AND d.run_id IN (%(run_a)s::uuid, %(run_b)s::uuid)
-    ) AS u
-    WHERE (u.deal_class = 'OPEN' AND u.reporting_amount IS NOT NULL)
-       OR (u.run_id = %(run_b)s::uuid AND u.deal_class IN ('WON', 'LOST'))
+    SELECT d.run_id, u.deal_id, u.deal_class, u.reporting_amount
+    FROM dyno_crm.report_run_deals AS d
+    CROSS JOIN LATERAL unnest(d.deal_ids, d.deal_classes, d.reporting_amounts)
+        AS u (deal_id, deal_class, reporting_amount)
+    WHERE d.tenant_id = %(tenant_id)s::uuid
+      AND d.run_id IN (%(run_a)s::uuid, %(run_b)s::uuid)
+      AND ((u.deal_class = 'OPEN' AND u.reporting_amount IS NOT NULL)
+           OR (d.run_id = %(run_b)s::uuid AND u.deal_class IN ('WON', 'LOST')))
 ),
 a_open AS (
     SELECT c.principal_type, c.principal_id, c.bucket, c.deal_id, k.reporting_amount
@@ -201,6 +198,7 @@ WITH listed AS (
 ),
 stored AS MATERIALIZED (
     -- Both runs' view of the listed deals.
+    -- (The arrays unnested in the select list: streamed, as in runs.sql's run_deals.)
     SELECT u.*
     FROM (
         SELECT d.run_id, unnest(d.deal_ids) AS deal_id, unnest(d.deal_names) AS deal_name,
