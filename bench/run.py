@@ -12,7 +12,6 @@ import json
 import os
 import platform
 import random
-import resource
 import statistics
 import subprocess
 import sys
@@ -138,10 +137,6 @@ def copy_floor(conn: psycopg.Connection[Any], deals_csv: Path, rows: int) -> flo
     copy of ``deal`` with the same checks, indexes and foreign keys (read from the
     catalog), committed: what a load into this schema cannot beat, whatever it checks.
     The copy lives in a schema of its own, dropped afterwards."""
-    with deals_csv.open("rb") as source:
-        header = source.readline()
-        chunk = b"".join(line for _, line in zip(range(rows), source, strict=False))
-    count = chunk.count(b"\n")
     conn.execute("DROP SCHEMA IF EXISTS bench_floor CASCADE")
     conn.execute("CREATE SCHEMA bench_floor")
     conn.execute("CREATE TABLE bench_floor.deal (LIKE dyno_crm.deal INCLUDING ALL)")
@@ -152,14 +147,20 @@ def copy_floor(conn: psycopg.Connection[Any], deals_csv: Path, rows: int) -> flo
     for (definition,) in keys:
         conn.execute(f"ALTER TABLE bench_floor.deal ADD {definition}")
     conn.commit()
-    columns = header.decode().strip()
-    start = time.perf_counter()
-    with conn.cursor().copy(
-        f"COPY bench_floor.deal ({columns}) FROM STDIN WITH (FORMAT csv)"
-    ) as copy:
-        copy.write(chunk)
-    conn.commit()  # the deferred foreign keys are checked here
-    seconds = time.perf_counter() - start
+    count = 0
+    with deals_csv.open("rb") as source:
+        columns = source.readline().decode().strip()
+        start = time.perf_counter()
+        with conn.cursor().copy(
+            f"COPY bench_floor.deal ({columns}) FROM STDIN WITH (FORMAT csv)"
+        ) as copy:
+            for line in source:
+                copy.write(line)
+                count += 1
+                if count == rows:
+                    break
+        conn.commit()  # the deferred foreign keys are checked here
+        seconds = time.perf_counter() - start
     conn.execute("DROP SCHEMA bench_floor CASCADE")
     conn.commit()
     return count / seconds
@@ -400,10 +401,21 @@ def seed_runner_ms(
 
 
 def cli_peak_rss_mb(url: str, tenant: GeneratedTenant, period: tuple[dt.date, dt.date]) -> float:
-    """Peak RSS of a `pipeline-coverage run --all` process (its own, measured by the OS)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    subprocess.run(
+    """Peak RSS of a `pipeline-coverage run --all` process (its own, measured by the OS).
+
+    The CLI is started by a small launcher, which reports its child's peak: a child
+    started from this (large) process would count this process's peak as its own, as
+    Linux carries the resident peak of the memory it replaces at exec (vfork)."""
+    launcher = (
+        "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True,"
+        " stdout=subprocess.DEVNULL); print(resource.getrusage(resource.RUSAGE_CHILDREN)"
+        ".ru_maxrss)"
+    )
+    done = subprocess.run(
         [
+            sys.executable,
+            "-c",
+            launcher,
             sys.executable,
             "-m",
             "pipeline_coverage",
@@ -421,12 +433,10 @@ def cli_peak_rss_mb(url: str, tenant: GeneratedTenant, period: tuple[dt.date, dt
             "csv",
         ],
         check=True,
-        stdout=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
     )
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if peak_kb <= before:
-        raise RuntimeError("could not attribute the peak RSS to the CLI process")
-    return peak_kb / 1024
+    return int(done.stdout.split()[-1]) / 1024
 
 
 def snapshot_cli_seconds(url: str) -> tuple[float, dict[str, Any]]:
