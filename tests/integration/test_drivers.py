@@ -169,3 +169,23 @@ def test_batch_runs_at_repeatable_read(
     run_pipeline_coverage_batch(driver_conn, setup.tenant, *Q1)
     rows = conn.execute("SELECT level FROM public.isolation_seen").fetchall()
     assert rows == [("repeatable read",), ("repeatable read",)]
+
+
+def test_inside_callers_transaction_the_run_settings_are_put_back(
+    driver_conn: Any, setup: Setup
+) -> None:
+    """A run sets work_mem, plan_cache_mode, jit and enable_sort for its statement; in
+    the caller's transaction, the caller's own statements after it plan as before."""
+    shown = (
+        "SELECT current_setting('work_mem'), current_setting('plan_cache_mode'),"
+        " current_setting('jit'), current_setting('enable_sort')"
+    )
+    cur = driver_conn.cursor()
+    cur.execute(shown)  # this opens the caller's transaction
+    before = cur.fetchone()
+    run_pipeline_coverage_report(driver_conn, setup.tenant, *Q1, "USER", setup.rep)
+    run_pipeline_coverage_batch(driver_conn, setup.tenant, *Q1)
+    cur.execute(shown)
+    assert cur.fetchone() == before
+    assert before[3] == "on"
+    driver_conn.rollback()

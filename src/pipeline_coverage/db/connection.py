@@ -68,6 +68,12 @@ def _transaction_status(conn: Any) -> int:
     return int(conn.info.transaction_status)
 
 
+def in_transaction(conn: Any) -> bool:
+    """Whether the caller has a transaction open on ``conn`` (a unit of work then runs
+    in a savepoint of it, and whatever it sets for its transaction outlives it)."""
+    return _transaction_status(conn) == _INTRANS
+
+
 @contextmanager
 def unit_of_work(conn: Any, isolation: Isolation | None = None) -> Iterator[Cursor]:
     """Run a block atomically on the caller's connection, leaving it usable afterwards.

@@ -23,6 +23,7 @@ from pipeline_coverage.db.connection import (
     Isolation,
     advisory_lock,
     as_uuid,
+    in_transaction,
     records,
     unit_of_work,
 )
@@ -154,9 +155,10 @@ def run_coverage(
     computes and the others see its run.
     """
     isolation: Isolation | None = "REPEATABLE READ" if request.mode == "batch" else None
+    callers = in_transaction(conn)  # then the run's planner settings are put back after it
     if idempotency_key is None:
         with unit_of_work(conn, isolation=isolation) as cur:
-            return RunOutcome(_write(cur, request))
+            return RunOutcome(_write(cur, request, restore=callers))
     if not 1 <= len(idempotency_key) <= 255:
         raise ValidationError("idempotency_key: must be 1 to 255 characters")
     params = {
@@ -174,13 +176,14 @@ def run_coverage(
             if bytes(found[0]["request_hash"]) != params["request_hash"]:
                 raise IdempotencyConflictError("idempotency_key: used before with another request")
             return RunOutcome(as_uuid(found[0]["run_id"]), replayed=True)
-        run_id = _write(cur, request)
+        run_id = _write(cur, request, restore=callers)
         cur.execute(query("idempotency", "insert_key"), {**params, "run_id": str(run_id)})
     return RunOutcome(run_id)
 
 
-def _write(cur: Any, request: CoverageRequest) -> uuid.UUID:
-    """Check the scope, then write the header, the drill-down and the fact rows."""
+def _write(cur: Any, request: CoverageRequest, *, restore: bool = False) -> uuid.UUID:
+    """Check the scope, then write the header, the drill-down and the fact rows; with
+    ``restore``, put the planner settings of the transaction back afterwards."""
     params: dict[str, Any] = {
         "tenant_id": str(request.tenant_id),
         "principal_type": request.principal_type,
@@ -197,8 +200,10 @@ def _write(cur: Any, request: CoverageRequest) -> uuid.UUID:
     if request.rollup and request.principal_type != "USER":  # (a rep's row does not roll up)
         cur.execute(query(_QUERIES, "group_tree"), params)
         tree = records(cur)[0]["tree"]
+    replaced = None
     if not routed:  # run_tenant_statement brings the run's settings to the worker
         cur.execute(query(_QUERIES, "run_settings"))
+        [replaced] = records(cur)
     execute_for_tenant(
         cur,
         request.tenant_id,
@@ -220,6 +225,8 @@ def _write(cur: Any, request: CoverageRequest) -> uuid.UUID:
         },
         routed=routed,
     )
+    if restore and replaced is not None:
+        cur.execute(query(_QUERIES, "restore_run_settings"), replaced)
     return run_id
 
 

@@ -40,10 +40,24 @@ SELECT
 -- hashing rather than sorting where either will do: the planner sizes each row's
 -- drill-down arrays at 8 kB a group, so it would sort the ~70k credited deals of a
 -- large tenant to aggregate them into ~2k rows that a hash table holds with ease.
-SELECT set_config('work_mem', '64MB', true),
-       set_config('plan_cache_mode', 'force_custom_plan', true),
-       set_config('jit', 'off', true),
-       set_config('enable_sort', 'off', true);
+-- Returns the settings it replaces, for restore_run_settings (a caller's transaction
+-- goes on with its own).
+SELECT current_setting('work_mem') AS work_mem,
+       current_setting('plan_cache_mode') AS plan_cache_mode,
+       current_setting('jit') AS jit,
+       current_setting('enable_sort') AS enable_sort,
+       set_config('work_mem', '64MB', true) AS work_mem_now,
+       set_config('plan_cache_mode', 'force_custom_plan', true) AS plan_cache_mode_now,
+       set_config('jit', 'off', true) AS jit_now,
+       set_config('enable_sort', 'off', true) AS enable_sort_now;
+
+-- name: restore_run_settings
+-- Puts back what run_settings replaced, when the run was part of a caller's
+-- transaction (a run's own transaction ends with it).
+SELECT set_config('work_mem', %(work_mem)s::text, true),
+       set_config('plan_cache_mode', %(plan_cache_mode)s::text, true),
+       set_config('jit', %(jit)s::text, true),
+       set_config('enable_sort', %(enable_sort)s::text, true);
 
 -- name: group_tree
 -- With rollup (SPEC.md §10): each group of the tenant (for one principal: that
