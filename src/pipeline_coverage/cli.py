@@ -244,7 +244,9 @@ def db_distribute() -> None:
             "created dyno_crm.run_tenant_statement: each run's statement runs on its"
             " tenant's worker"
         )
-    if not done.distributed and not done.routed:
+    if done.refreshed:
+        click.echo("updated dyno_crm.run_tenant_statement to this version's run settings")
+    if not done.distributed and not done.routed and not done.refreshed:
         click.echo(f"nothing to do: every table is distributed by tenant on {app.where}")
 
 

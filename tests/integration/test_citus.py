@@ -25,6 +25,7 @@ from pipeline_coverage import get_run, prune_runs, run_pipeline_coverage_batch
 from pipeline_coverage.apikeys import create_api_key
 from pipeline_coverage.cli import main
 from pipeline_coverage.db import migrate
+from pipeline_coverage.db.distribute import run_statement_settings
 from pipeline_coverage.demo import write_demo
 from pipeline_coverage.reports.coverage import coverage_request, run_coverage
 from pipeline_coverage.sql import query
@@ -183,10 +184,15 @@ def test_distribute_again_brings_the_run_settings_up_to_date(
         conn.execute("ALTER FUNCTION dyno_crm.run_tenant_statement(uuid, text) RESET enable_sort")
         workers = [with_dbname(w, conn.info.dbname) for w in _nodes(conn)]
     assert all("enable_sort=off" not in _function_settings(u) for u in [citus_url, *workers])
-    code, _, err = cli(capsys, citus_url, "db", "distribute")
+    code, out, err = cli(capsys, citus_url, "db", "distribute")
     assert (code, err) == (0, "")
+    assert out == "updated dyno_crm.run_tenant_statement to this version's run settings\n"
     expected = {"work_mem=64MB", "jit=off", "enable_sort=off"}
+    assert set(run_statement_settings()) == expected
     assert [_function_settings(u) for u in [citus_url, *workers]] == [expected] * (1 + len(workers))
+    code, out, err = cli(capsys, citus_url, "db", "distribute")  # up to date: nothing to do
+    assert (code, err) == (0, "")
+    assert out.startswith("nothing to do")
 
 
 def test_distribute_refuses_a_server_without_citus(

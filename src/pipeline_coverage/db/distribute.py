@@ -5,7 +5,8 @@ table: ``tenant`` by ``id`` (the co-location anchor), every other table by
 ``tenant_id``, co-located with ``tenant``, so that each tenant's rows of every table
 live on one worker and each report is a router query. The migrations' version table
 stays local. Tables already distributed that way are left alone, so a second run
-changes nothing; tables are distributed parents before children (a foreign key may
+changes nothing (but for the function below, when an earlier version made it with
+other settings); tables are distributed parents before children (a foreign key may
 only point at a table that is already distributed). All in one transaction.
 
 It also creates ``dyno_crm.run_tenant_statement``, a function distributed by its
@@ -16,6 +17,7 @@ run's, with its data-modifying CTEs) runs whole on the tenant's worker instead.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -46,6 +48,8 @@ class Distribution:
     distributed: tuple[str, ...]
     unchanged: tuple[str, ...]
     routed: bool = False
+    #: The function existed with another version's run settings and was redefined.
+    refreshed: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,13 +110,26 @@ def distribute(conn: Any) -> Distribution:
             )
             done.append(table.name)
         cur.execute(query("citus", "tenant_statement_routed"), {"anchor": ANCHOR})
-        routed = not cur.fetchone()[0]
-        # (Re)defined every time, so that a cluster distributed by an earlier version
-        # gets this version's run settings; Citus passes the new body to the workers.
-        cur.execute(query("citus", "create_tenant_statement"))
+        found, settings = cur.fetchone()
+        routed = not found
+        # A cluster distributed by an earlier version gets this version's run settings
+        # (CREATE OR REPLACE; Citus passes the new definition on to the workers).
+        refreshed = found and set(settings or ()) != set(run_statement_settings())
+        if routed or refreshed:
+            cur.execute(query("citus", "create_tenant_statement"))
         if routed:
             cur.execute(query("citus", "distribute_tenant_statement"), {"anchor": ANCHOR})
-    return Distribution(tuple(done), tuple(unchanged), routed)
+    return Distribution(tuple(done), tuple(unchanged), routed, refreshed)
+
+
+def run_statement_settings() -> tuple[str, ...]:
+    """The settings run_tenant_statement is defined with (its ``SET name = value``
+    clauses, as ``name=value``, the form PostgreSQL lists them in)."""
+    text = query("citus", "create_tenant_statement")
+    return tuple(
+        f"{name}={value}"
+        for name, value in re.findall(r"^SET (\w+) = '?([^'\n]*?)'?$", text, re.MULTILINE)
+    )
 
 
 def execute_for_tenant(

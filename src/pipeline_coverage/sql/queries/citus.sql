@@ -39,7 +39,8 @@ SELECT create_distributed_table(
 
 -- name: tenant_statement_routed
 -- Whether run_tenant_statement is distributed by its tenant_id argument, co-located
--- with the tenant table, and delegated inside transactions too (force_delegation).
+-- with the tenant table, and delegated inside transactions too (force_delegation);
+-- and the settings it has now (its SET clauses; NULL: no such function).
 SELECT EXISTS (
     SELECT 1
     FROM pg_dist_object AS o
@@ -49,7 +50,9 @@ SELECT EXISTS (
       AND o.distribution_argument_index = 0
       AND o.force_delegation
       AND o.colocationid = p.colocationid
-) AS routed;
+) AS routed,
+(SELECT COALESCE(f.proconfig, '{}') FROM pg_proc AS f
+ WHERE f.oid = to_regprocedure('dyno_crm.run_tenant_statement(uuid, text)')) AS settings;
 
 -- name: create_tenant_statement
 -- Runs one tenant's statement (SQL text, its values bound in it) where it is called.
