@@ -62,13 +62,16 @@ def test_specialize_keeps_or_drops_the_flagged_lines() -> None:
 def test_the_run_statement_specializes_without_its_rollup_parts() -> None:
     whole = queries("coverage")["insert_coverage"]
     plain = specialize(whole, rollup=False)
+    rolled = specialize(whole, rollup=True)
     for name in ("tree", "rolled_members", "rolled_up", "member_links", "member_targets"):
-        assert f"{name} AS (" in whole
+        assert f"{name} AS (" in rolled
         assert f"{name} AS (" not in plain
-    assert "-- if" not in plain
-    assert "-- end if" not in plain
+    for text in (plain, rolled):
+        assert "-- if" not in text
+        assert "-- end if" not in text
     assert "-- unless" not in plain
-    assert specialize(whole, rollup=True).count("AS (") == whole.count("AS (")
+    assert "NULL::numeric AS member_target_amount" in plain
+    assert "mt.member_target_amount" in rolled
 
 
 @pytest.mark.parametrize(
