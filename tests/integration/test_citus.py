@@ -103,6 +103,16 @@ def distribution(url: str) -> dict[str, tuple[str, int]]:
     return {table: (column, colocation) for table, column, colocation in rows}
 
 
+def _function_settings(url: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT proconfig FROM pg_proc"
+            " WHERE oid = 'dyno_crm.run_tenant_statement(uuid, text)'::regprocedure"
+        ).fetchone()
+    assert row is not None
+    return set(row[0] or [])
+
+
 def test_distribute_after_a_partly_distributed_0005(
     citus_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -131,13 +141,7 @@ def test_distribute_after_a_partly_distributed_0005(
         ).fetchall()
     assert routed == [(0, True, found["dyno_crm.tenant"][1])]
     # The run's settings travel with the call (a SET on the coordinator would not).
-    with psycopg.connect(citus_url) as conn:
-        settings = conn.execute(
-            "SELECT proconfig FROM pg_proc"
-            " WHERE oid = 'dyno_crm.run_tenant_statement(uuid, text)'::regprocedure"
-        ).fetchone()
-    assert settings is not None
-    assert set(settings[0]) == {"work_mem=64MB", "jit=off", "enable_sort=off"}
+    assert _function_settings(citus_url) == {"work_mem=64MB", "jit=off", "enable_sort=off"}
     with psycopg.connect(citus_url) as conn:
         tables = {
             row[0]
@@ -160,16 +164,6 @@ def test_distribute_after_a_partly_distributed_0005(
     assert (code, err) == (0, "")
     code, out, err = cli(capsys, citus_url, "db", "status")
     assert "up to date" in out
-
-
-def _function_settings(url: str) -> set[str]:
-    with psycopg.connect(url) as conn:
-        row = conn.execute(
-            "SELECT proconfig FROM pg_proc"
-            " WHERE oid = 'dyno_crm.run_tenant_statement(uuid, text)'::regprocedure"
-        ).fetchone()
-    assert row is not None
-    return set(row[0] or [])
 
 
 def test_distribute_again_brings_the_run_settings_up_to_date(

@@ -18,6 +18,7 @@ from pipeline_coverage import get_run, run_deals, run_pipeline_coverage_batch
 from pipeline_coverage.metrics import NAMES
 from pipeline_coverage.reports import coverage as coverage_module
 from pipeline_coverage.reports.coverage import coverage_request, run_coverage
+from pipeline_coverage.sql import query
 from pipeline_coverage.store import CoverageRow
 from tests.factory import Crm, random_tenant
 from tests.oracle import Options, Oracle
@@ -345,7 +346,9 @@ def test_a_specialized_run_statement_gives_what_the_whole_one_gives(
         by_pipeline=mode == "by_pipeline", as_of=INSIDE,
     )  # fmt: skip
     specialized = get_run(conn, run_coverage(conn, request).run_id)
-    monkeypatch.setattr(coverage_module, "specialize", lambda text, **flags: text)
+    monkeypatch.setattr(
+        coverage_module, "specialized_query", lambda file, name, **flags: query(file, name)
+    )
     whole = get_run(conn, run_coverage(conn, request).run_id)
 
     def rows(run: Any) -> list[tuple[Any, ...]]:

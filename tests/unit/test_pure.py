@@ -12,6 +12,7 @@ import pytest
 from rich.console import Console
 
 from pipeline_coverage.config import ROOT_DATA_DIR, Settings, default_data_dir
+from pipeline_coverage.db.distribute import run_statement_settings
 from pipeline_coverage.errors import LoadError, ValidationError
 from pipeline_coverage.metrics import NAMES
 from pipeline_coverage.periods import quarter_of
@@ -23,6 +24,7 @@ from pipeline_coverage.render import (
     run_json,
     run_table,
 )
+from pipeline_coverage.reports.coverage import RUN_SETTINGS
 from pipeline_coverage.sql import parse_named_queries, queries, specialize
 from pipeline_coverage.store import CoverageRow, CoverageRun
 from pipeline_coverage.validation import parse_date, parse_period, parse_uuid
@@ -72,6 +74,14 @@ def test_the_run_statement_specializes_without_its_rollup_parts() -> None:
     assert "-- unless" not in plain
     assert "NULL::numeric AS member_target_amount" in plain
     assert "mt.member_target_amount" in rolled
+
+
+def test_the_citus_function_carries_the_run_settings() -> None:
+    """On Citus the run's settings are SET clauses of run_tenant_statement; they are
+    the run's own, but for plan_cache_mode (its statement arrives with values bound)."""
+    assert sorted(run_statement_settings()) == sorted(
+        f"{name}={value}" for name, value in RUN_SETTINGS.items() if name != "plan_cache_mode"
+    )
 
 
 @pytest.mark.parametrize(

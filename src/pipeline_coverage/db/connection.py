@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Literal, Protocol
 
@@ -66,6 +66,16 @@ def _first_line(exc: Exception) -> str:
 
 def _transaction_status(conn: Any) -> int:
     return int(conn.info.transaction_status)
+
+
+def set_for_transaction(cur: Any, settings: Mapping[str, str]) -> dict[str, str]:
+    """Set each of ``settings`` (name: value) for the rest of the transaction, in one
+    statement; returns the values they replace, which a second call puts back."""
+    cur.execute(
+        query("settings", "set_for_transaction"),
+        {"names": list(settings), "values": list(settings.values())},
+    )
+    return {str(row[0]): str(row[1]) for row in cur.fetchall()}
 
 
 def in_transaction(conn: Any) -> bool:

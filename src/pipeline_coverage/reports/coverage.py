@@ -25,11 +25,12 @@ from pipeline_coverage.db.connection import (
     as_uuid,
     in_transaction,
     records,
+    set_for_transaction,
     unit_of_work,
 )
 from pipeline_coverage.db.distribute import execute_for_tenant
 from pipeline_coverage.errors import InputError, NotFoundError, ValidationError
-from pipeline_coverage.sql import query, specialize
+from pipeline_coverage.sql import query, specialized_query
 from pipeline_coverage.store import insert_run
 from pipeline_coverage.validation import (
     DEFAULT_LOOKBACK_DAYS,
@@ -46,6 +47,24 @@ from pipeline_coverage.validation import (
 )
 
 _QUERIES = "coverage"
+
+#: For the rest of the run's transaction (docs/decisions.md): room for its aggregations
+#: in memory (they spill to disk at the 4 MB default on a large tenant); a plan made for
+#: the run's own parameters (the statement's "principal_id IS NULL OR ..." branches fold
+#: away only in a custom plan; a cached generic plan would scan every deal); no JIT (the
+#: statement's cost estimate crosses jit_above_cost on a large tenant, and compiling its
+#: ~300 expressions took longer than the JIT saved); and hashing rather than sorting
+#: where either will do (the planner sizes each row's drill-down arrays at 8 kB a group,
+#: so it would sort the ~70k credited deals of a large tenant to aggregate them into ~2k
+#: rows that a hash table holds with ease). On Citus, run_tenant_statement carries the
+#: same settings but plan_cache_mode, which a statement with its values bound does not
+#: need (sql/queries/citus.sql).
+RUN_SETTINGS = {
+    "work_mem": "64MB",
+    "plan_cache_mode": "force_custom_plan",
+    "jit": "off",
+    "enable_sort": "off",
+}
 
 
 class IdempotencyConflictError(InputError):
@@ -202,12 +221,11 @@ def _write(cur: Any, request: CoverageRequest, *, restore: bool = False) -> uuid
         tree = records(cur)[0]["tree"]
     replaced = None
     if not routed:  # run_tenant_statement brings the run's settings to the worker
-        cur.execute(query(_QUERIES, "run_settings"))
-        [replaced] = records(cur)
+        replaced = set_for_transaction(cur, RUN_SETTINGS)
     execute_for_tenant(
         cur,
         request.tenant_id,
-        specialize(query(_QUERIES, "insert_coverage"), rollup=request.rollup),
+        specialized_query(_QUERIES, "insert_coverage", rollup=request.rollup),
         {
             **params,
             "run_id": str(run_id),
@@ -226,7 +244,7 @@ def _write(cur: Any, request: CoverageRequest, *, restore: bool = False) -> uuid
         routed=routed,
     )
     if restore and replaced is not None:
-        cur.execute(query(_QUERIES, "restore_run_settings"), replaced)
+        set_for_transaction(cur, replaced)
     return run_id
 
 

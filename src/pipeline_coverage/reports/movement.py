@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from pipeline_coverage.db.connection import as_uuid, records, unit_of_work
+from pipeline_coverage.db.connection import as_uuid, records, set_for_transaction, unit_of_work
 from pipeline_coverage.errors import NotFoundError, ValidationError
 from pipeline_coverage.metrics import Metric
 from pipeline_coverage.sql import query
@@ -27,6 +27,20 @@ from pipeline_coverage.store import CoverageRun, Value, identity_from_record, ru
 from pipeline_coverage.validation import parse_principal_type, parse_uuid, required_uuid
 
 _QUERIES = "movement"
+
+#: For the movement's statements only: hash joins (no nested loop or merge join where a
+#: hash will do), no JIT, and room to hash in memory. Their inputs are arrays unnested
+#: from the two runs' rows, which the planner counts as 10 elements each; it would then
+#: rescan one run's deals once per credit of the other (quadratic: minutes on a large
+#: tenant), or sort both sides, instead of hashing each once. Refusing the other joins
+#: costs every plan a constant that would trip JIT compilation (over a second, for a
+#: statement of milliseconds); at the 4 MB default the ~70k pairs of a run spill to disk.
+PLANNER_SETTINGS = {
+    "enable_nestloop": "off",
+    "enable_mergejoin": "off",
+    "jit": "off",
+    "work_mem": "64MB",
+}
 
 #: The waterfall's steps between its two ends, in order.
 STEPS = ("won", "lost", "left", "entered", "changed")
@@ -298,8 +312,7 @@ def compare_runs(
             "principal_type": scope[0] if scope else None,
             "principal_id": str(scope[1]) if scope else None,
         }
-        cur.execute(query(_QUERIES, "planner_settings"))
-        [setting] = records(cur)
+        replaced = set_for_transaction(cur, PLANNER_SETTINGS)
         cur.execute(query(_QUERIES, "movement_rows"), {**params, "deals": deals})
         found_rows = records(cur)
         rows = tuple(_row(r) for r in found_rows)
@@ -307,7 +320,7 @@ def compare_runs(
         if deals:
             cur.execute(query(_QUERIES, "movement_deals"), {**params, **_listed(found_rows)})
             listed = tuple(_deal(r) for r in records(cur))
-        cur.execute(query(_QUERIES, "restore_settings"), setting)
+        set_for_transaction(cur, replaced)  # (a caller's transaction goes on)
     return Movement(
         run_a=header_a,
         run_b=header_b,

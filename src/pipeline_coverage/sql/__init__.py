@@ -41,6 +41,13 @@ def query(file: str, name: str) -> str:
     return queries(file)[name]
 
 
+@functools.cache
+def specialized_query(file: str, name: str, **flags: bool) -> str:
+    """``query(file, name)`` specialized for ``flags`` (see :func:`specialize`), made
+    once per combination: a run's statement is on the single report's hot path."""
+    return specialize(query(file, name), **flags)
+
+
 _IF_LINE = re.compile(r"^\s*--\s*if\s+(?P<flag>[a-z_]+)\s*$")
 _END_LINE = re.compile(r"^\s*--\s*end if\s*$")
 _UNLESS_LINE = re.compile(r"^(?P<indent>\s*)--\s*unless\s+(?P<flag>[a-z_]+):\s?(?P<text>.*)$")

@@ -59,9 +59,9 @@ SELECT EXISTS (
 -- Distributed by tenant_id (distribute_tenant_statement), a call on the coordinator
 -- runs on the worker that holds the tenant's shards, as one task in the caller's
 -- transaction, and Citus refuses any statement in it that touches another tenant.
--- work_mem, jit and enable_sort are the run's (run_settings in coverage.sql), which a SET on the
--- coordinator would not carry to the worker; the statement arrives with its values
--- bound, so its plan is a custom one anyway.
+-- work_mem, jit and enable_sort are the run's (RUN_SETTINGS in reports/coverage.py),
+-- which a SET on the coordinator would not carry to the worker; the statement arrives
+-- with its values bound, so its plan is a custom one anyway.
 CREATE OR REPLACE FUNCTION dyno_crm.run_tenant_statement(tenant_id uuid, statement text)
 RETURNS void
 LANGUAGE plpgsql

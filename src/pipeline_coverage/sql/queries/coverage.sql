@@ -30,35 +30,6 @@ SELECT
            ORDER BY er.currency, er.valid_from DESC) AS r) AS rates,
     to_regprocedure('dyno_crm.run_tenant_statement(uuid, text)') IS NOT NULL AS routed;
 
--- name: run_settings
--- For the rest of the run's transaction: room for its aggregations in memory (they
--- spill to disk at the 4 MB default on a large tenant), a plan made for the run's own
--- parameters (the statement's "principal_id IS NULL OR ..." branches fold away only
--- in a custom plan; a cached generic plan would scan every deal), and no JIT: the
--- statement's cost estimate crosses jit_above_cost on a large tenant, and compiling
--- its ~300 expressions took longer than the JIT saved (docs/benchmarks.md); and
--- hashing rather than sorting where either will do: the planner sizes each row's
--- drill-down arrays at 8 kB a group, so it would sort the ~70k credited deals of a
--- large tenant to aggregate them into ~2k rows that a hash table holds with ease.
--- Returns the settings it replaces, for restore_run_settings (a caller's transaction
--- goes on with its own).
-SELECT current_setting('work_mem') AS work_mem,
-       current_setting('plan_cache_mode') AS plan_cache_mode,
-       current_setting('jit') AS jit,
-       current_setting('enable_sort') AS enable_sort,
-       set_config('work_mem', '64MB', true) AS work_mem_now,
-       set_config('plan_cache_mode', 'force_custom_plan', true) AS plan_cache_mode_now,
-       set_config('jit', 'off', true) AS jit_now,
-       set_config('enable_sort', 'off', true) AS enable_sort_now;
-
--- name: restore_run_settings
--- Puts back what run_settings replaced, when the run was part of a caller's
--- transaction (a run's own transaction ends with it).
-SELECT set_config('work_mem', %(work_mem)s::text, true),
-       set_config('plan_cache_mode', %(plan_cache_mode)s::text, true),
-       set_config('jit', %(jit)s::text, true),
-       set_config('enable_sort', %(enable_sort)s::text, true);
-
 -- name: group_tree
 -- With rollup (SPEC.md §10): each group of the tenant (for one principal: that
 -- group) with itself at depth 0 and every group below it, as the JSON the run's

@@ -13,31 +13,6 @@ JOIN dyno_crm.tenant AS tn ON tn.id = r.tenant_id
 WHERE r.id IN (%(run_a)s::uuid, %(run_b)s::uuid)
   AND (%(tenant_id)s::uuid IS NULL OR r.tenant_id = %(tenant_id)s::uuid);
 
--- name: planner_settings
--- For the movement's statements only: hash joins (no nested loop or merge join where
--- a hash will do), no JIT, and room to hash in memory. Their inputs are arrays
--- unnested from the two runs' rows, which the planner counts as 10 elements each; it
--- would then rescan one run's deals once per credit of the other (quadratic: minutes
--- on a large tenant), or sort both sides, instead of hashing each once. Refusing
--- the other joins costs every plan a constant that would trip JIT compilation (over
--- a second, for a statement of milliseconds); at the 4 MB default the ~70k pairs of
--- a run spill to disk. Returns the settings it replaces, for restore_settings.
-SELECT current_setting('enable_nestloop') AS enable_nestloop,
-       current_setting('enable_mergejoin') AS enable_mergejoin,
-       current_setting('jit') AS jit,
-       current_setting('work_mem') AS work_mem,
-       set_config('enable_nestloop', 'off', true) AS nestloop_now,
-       set_config('enable_mergejoin', 'off', true) AS mergejoin_now,
-       set_config('jit', 'off', true) AS jit_now,
-       set_config('work_mem', '64MB', true) AS work_mem_now;
-
--- name: restore_settings
--- Puts back what planner_settings replaced (a caller's transaction goes on).
-SELECT set_config('enable_nestloop', %(enable_nestloop)s::text, true),
-       set_config('enable_mergejoin', %(enable_mergejoin)s::text, true),
-       set_config('jit', %(jit)s::text, true),
-       set_config('work_mem', %(work_mem)s::text, true);
-
 -- name: movement_rows
 -- The waterfall (SPEC.md §11) per principal and bucket of either run: A's open
 -- amount, the steps summed over their deals from the two drill-downs, B's open
