@@ -174,8 +174,8 @@ def test_batch_runs_at_repeatable_read(
 def test_inside_callers_transaction_the_run_settings_are_put_back(
     driver_conn: Any, setup: Setup
 ) -> None:
-    """A run sets work_mem, plan_cache_mode, jit and enable_sort for its statement; in
-    the caller's transaction, the caller's own statements after it plan as before."""
+    """A run sets work_mem, jit and enable_sort for its statement; in the caller's
+    transaction, the caller's own statements after it plan as before."""
     shown = (
         "SELECT current_setting('work_mem'), current_setting('plan_cache_mode'),"
         " current_setting('jit'), current_setting('enable_sort')"
@@ -189,3 +189,24 @@ def test_inside_callers_transaction_the_run_settings_are_put_back(
     assert cur.fetchone() == before
     assert before[3] == "on"
     driver_conn.rollback()
+
+
+@pytest.mark.parametrize("prepare_threshold", [5, 0])
+def test_the_run_statement_is_never_prepared(
+    db_url: str, setup: Setup, prepare_threshold: int
+) -> None:
+    """psycopg 3 prepares a statement run often enough on one connection (at once with
+    prepare_threshold 0), and a prepared one gets a generic plan, which cannot fold the
+    statement's per-run branches away: the run's statement is always sent unprepared,
+    however many runs a connection makes, while its other statements may be."""
+    with psycopg.connect(db_url, prepare_threshold=prepare_threshold) as connection:
+        for _ in range(7):
+            run_pipeline_coverage_report(connection, setup.tenant, *Q1, "USER", setup.rep)
+            run_pipeline_coverage_batch(connection, setup.tenant, *Q1)
+        prepared = [
+            row[0]
+            for row in connection.execute("SELECT statement FROM pg_prepared_statements")
+        ]
+        connection.rollback()
+    assert prepared  # the driver did prepare the run's other statements
+    assert not [s for s in prepared if "report_pipeline_coverage_fact" in s]

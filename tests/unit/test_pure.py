@@ -77,10 +77,9 @@ def test_the_run_statement_specializes_without_its_rollup_parts() -> None:
 
 
 def test_the_citus_function_carries_the_run_settings() -> None:
-    """On Citus the run's settings are SET clauses of run_tenant_statement; they are
-    the run's own, but for plan_cache_mode (its statement arrives with values bound)."""
+    """On Citus the run's settings are SET clauses of run_tenant_statement."""
     assert sorted(run_statement_settings()) == sorted(
-        f"{name}={value}" for name, value in RUN_SETTINGS.items() if name != "plan_cache_mode"
+        f"{name}={value}" for name, value in RUN_SETTINGS.items()
     )
 
 

@@ -143,10 +143,19 @@ def execute_for_tenant(
     """Run one tenant's statement: as it is, or (``routed``: on a database that
     ``db distribute`` prepared) inside ``run_tenant_statement``, which Citus delegates
     to the worker holding the tenant. The statement then travels as text with its
-    values bound in it, so the worker plans it for those values, as a custom plan
-    would be made here."""
+    values bound in it, so the worker plans it for those values.
+
+    Here it is planned for its values too: psycopg 3 sends it unprepared, so that
+    however often a connection runs it, it never gets a generic plan (whose
+    "principal_id IS NULL OR ..." branches cannot fold away, so it would scan every
+    deal). psycopg2 binds values in the client: every statement is planned afresh.
+    (The alternative, plan_cache_mode = force_custom_plan for the transaction, also
+    re-plans the foreign-key checks of every row the statement writes.)"""
     if not routed:
-        cur.execute(statement, params)
+        if isinstance(cur, psycopg.Cursor):
+            cur.execute(statement, params, prepare=False)
+        else:
+            cur.execute(statement, params)
         return
     cur.execute(
         query("citus", "run_tenant_statement"),

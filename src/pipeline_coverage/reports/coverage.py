@@ -49,19 +49,16 @@ from pipeline_coverage.validation import (
 _QUERIES = "coverage"
 
 #: For the rest of the run's transaction (docs/decisions.md): room for its aggregations
-#: in memory (they spill to disk at the 4 MB default on a large tenant); a plan made for
-#: the run's own parameters (the statement's "principal_id IS NULL OR ..." branches fold
-#: away only in a custom plan; a cached generic plan would scan every deal); no JIT (the
+#: in memory (they spill to disk at the 4 MB default on a large tenant); no JIT (the
 #: statement's cost estimate crosses jit_above_cost on a large tenant, and compiling its
 #: ~300 expressions took longer than the JIT saved); and hashing rather than sorting
 #: where either will do (the planner sizes each row's drill-down arrays at 8 kB a group,
 #: so it would sort the ~70k credited deals of a large tenant to aggregate them into ~2k
-#: rows that a hash table holds with ease). On Citus, run_tenant_statement carries the
-#: same settings but plan_cache_mode, which a statement with its values bound does not
-#: need (sql/queries/citus.sql).
+#: rows that a hash table holds with ease). The plan is always made for the run's own
+#: values, without a setting: the statement is sent unprepared (execute_for_tenant).
+#: On Citus, run_tenant_statement carries the same settings (sql/queries/citus.sql).
 RUN_SETTINGS = {
     "work_mem": "64MB",
-    "plan_cache_mode": "force_custom_plan",
     "jit": "off",
     "enable_sort": "off",
 }
