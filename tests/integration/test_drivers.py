@@ -192,21 +192,24 @@ def test_inside_callers_transaction_the_run_settings_are_put_back(
 
 
 @pytest.mark.parametrize("prepare_threshold", [5, 0])
-def test_the_run_statement_is_never_prepared(
+def test_a_batch_is_never_prepared_and_a_single_report_once_on_a_generic_plan(
     db_url: str, setup: Setup, prepare_threshold: int
 ) -> None:
     """psycopg 3 prepares a statement run often enough on one connection (at once with
-    prepare_threshold 0), and a prepared one gets a generic plan, which cannot fold the
-    statement's per-run branches away: the run's statement is always sent unprepared,
-    however many runs a connection makes, while its other statements may be."""
+    prepare_threshold 0), and a prepared statement soon gets a generic plan, which
+    cannot fold a batch statement's per-run branches away: a batch's statement is
+    always sent unprepared. A single report's statement (specialized for one
+    principal) is prepared once per connection, and every run uses its generic plan."""
     with psycopg.connect(db_url, prepare_threshold=prepare_threshold) as connection:
         for _ in range(7):
             run_pipeline_coverage_report(connection, setup.tenant, *Q1, "USER", setup.rep)
             run_pipeline_coverage_batch(connection, setup.tenant, *Q1)
-        prepared = [
-            row[0]
-            for row in connection.execute("SELECT statement FROM pg_prepared_statements")
-        ]
+        prepared = connection.execute(
+            "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
+            " WHERE statement LIKE '%%INSERT INTO dyno_crm.report_pipeline_coverage_fact%%'"
+            " AND statement NOT LIKE '%%pg_prepared_statements%%'"
+        ).fetchall()
         connection.rollback()
-    assert prepared  # the driver did prepare the run's other statements
-    assert not [s for s in prepared if "report_pipeline_coverage_fact" in s]
+    # one prepared statement, run 7 times: the single reports' (a prepared batch would
+    # be a second one), each time on the generic plan
+    assert [(generic, custom) for _, generic, custom in prepared] == [(7, 0)]

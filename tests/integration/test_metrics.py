@@ -332,18 +332,26 @@ def test_foreign_currencies_convert_at_the_rate_in_force_and_are_frozen(
     assert again.open_amount == Decimal("250.00")
 
 
-@pytest.mark.parametrize("mode", ["batch", "single", "by_pipeline"])
+@pytest.mark.parametrize(
+    "mode", ["batch", "single", "by_pipeline", "single_group", "single_group_rollup"]
+)
 def test_a_specialized_run_statement_gives_what_the_whole_one_gives(
     conn: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch, mode: str
 ) -> None:
-    """Without rollup, runs send the statement without its rollup-only parts (it plans
-    faster); the whole statement, as written, must store exactly the same run."""
+    """Runs send the statement without the parts their values fold away (rollup's
+    without rollup, the batch's for one principal, the other principal kind's): it plans
+    faster, and a single report's runs on a generic plan. The whole statement, as
+    written, must store exactly the same run."""
     tenant = random_tenant(conn, 31)
     oracle = Oracle(conn, tenant)
-    principal = sorted(oracle.active_users)[0] if mode == "single" else None
+    kind, principal = None, None
+    if mode == "single":
+        kind, principal = "USER", sorted(oracle.active_users)[0]
+    elif mode.startswith("single_group"):
+        kind, principal = "GROUP", sorted(oracle.groups)[0]
     request = coverage_request(
-        tenant, *Q1, "USER" if principal else None, principal,
-        by_pipeline=mode == "by_pipeline", as_of=INSIDE,
+        tenant, *Q1, kind, principal, by_pipeline=mode == "by_pipeline", as_of=INSIDE,
+        rollup=mode == "single_group_rollup",
     )  # fmt: skip
     specialized = get_run(conn, run_coverage(conn, request).run_id)
     monkeypatch.setattr(

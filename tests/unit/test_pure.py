@@ -61,10 +61,13 @@ def test_specialize_keeps_or_drops_the_flagged_lines() -> None:
         specialize("-- if rollup\n-- if rollup\n", rollup=True)
 
 
+BATCH_FLAGS = {"rollup": False, "batch": True, "users": True, "groups": True}
+
+
 def test_the_run_statement_specializes_without_its_rollup_parts() -> None:
     whole = queries("coverage")["insert_coverage"]
-    plain = specialize(whole, rollup=False)
-    rolled = specialize(whole, rollup=True)
+    plain = specialize(whole, **BATCH_FLAGS)
+    rolled = specialize(whole, **{**BATCH_FLAGS, "rollup": True})
     for name in ("tree", "rolled_members", "rolled_up", "member_links", "member_targets"):
         assert f"{name} AS (" in rolled
         assert f"{name} AS (" not in plain
@@ -74,6 +77,25 @@ def test_the_run_statement_specializes_without_its_rollup_parts() -> None:
     assert "-- unless" not in plain
     assert "NULL::numeric AS member_target_amount" in plain
     assert "mt.member_target_amount" in rolled
+
+
+def test_a_single_reports_statement_keeps_only_its_principals_conditions() -> None:
+    """For one user, the deals are found by owner or assignee only, and the targets by
+    the principal: no "for everyone" branch (which a generic plan could not fold away,
+    and which would keep it from the owner/assignee indexes), no group conditions."""
+    whole = queries("coverage")["insert_coverage"]
+    user = specialize(whole, **{**BATCH_FLAGS, "batch": False, "groups": False})
+    group = specialize(whole, **{**BATCH_FLAGS, "batch": False, "users": False})
+    batch = specialize(whole, **BATCH_FLAGS)
+    everyone = "OR %(principal_id)s::uuid IS NULL"
+    assert batch.count(everyone) == 2
+    assert everyone not in user
+    assert everyone not in group
+    assert "d.owned_by_user_id = %(principal_id)s::uuid" in user
+    assert "d.owned_by_group_id = %(principal_id)s::uuid" not in user
+    assert "d.owned_by_group_id = %(principal_id)s::uuid" in group
+    assert "d.owned_by_user_id = %(principal_id)s::uuid" not in group
+    assert "st.principal_id = %(principal_id)s::uuid" in user
 
 
 def test_the_citus_function_carries_the_run_settings() -> None:

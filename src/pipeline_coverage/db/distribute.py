@@ -139,21 +139,24 @@ def execute_for_tenant(
     params: Mapping[str, Any],
     *,
     routed: bool,
+    prepare: bool = False,
 ) -> None:
     """Run one tenant's statement: as it is, or (``routed``: on a database that
     ``db distribute`` prepared) inside ``run_tenant_statement``, which Citus delegates
     to the worker holding the tenant. The statement then travels as text with its
     values bound in it, so the worker plans it for those values.
 
-    Here it is planned for its values too: psycopg 3 sends it unprepared, so that
-    however often a connection runs it, it never gets a generic plan (whose
-    "principal_id IS NULL OR ..." branches cannot fold away, so it would scan every
-    deal). psycopg2 binds values in the client: every statement is planned afresh.
-    (The alternative, plan_cache_mode = force_custom_plan for the transaction, also
-    re-plans the foreign-key checks of every row the statement writes.)"""
+    Here, with psycopg 3, the statement is prepared (once per connection) when
+    ``prepare`` is true, and otherwise sent unprepared, so that however often a
+    connection runs it, it is planned for its values: the driver would otherwise
+    prepare it on its fifth run, and a prepared statement soon gets a generic plan,
+    which cannot fold "principal_id IS NULL OR ..." branches away. psycopg2 binds
+    values in the client: every statement is planned afresh. (Forcing custom plans for
+    the transaction instead, plan_cache_mode = force_custom_plan, would also re-plan
+    the foreign-key checks of every row the statement writes.)"""
     if not routed:
         if isinstance(cur, psycopg.Cursor):
-            cur.execute(statement, params, prepare=False)
+            cur.execute(statement, params, prepare=prepare)
         else:
             cur.execute(statement, params)
         return

@@ -54,13 +54,26 @@ _QUERIES = "coverage"
 #: ~300 expressions took longer than the JIT saved); and hashing rather than sorting
 #: where either will do (the planner sizes each row's drill-down arrays at 8 kB a group,
 #: so it would sort the ~70k credited deals of a large tenant to aggregate them into ~2k
-#: rows that a hash table holds with ease). The plan is always made for the run's own
-#: values, without a setting: the statement is sent unprepared (execute_for_tenant).
-#: On Citus, run_tenant_statement carries the same settings (sql/queries/citus.sql).
+#: rows that a hash table holds with ease). On Citus, run_tenant_statement carries the
+#: same settings (sql/queries/citus.sql).
 RUN_SETTINGS = {
     "work_mem": "64MB",
     "jit": "off",
     "enable_sort": "off",
+}
+
+#: A single report's statement, specialized for one principal, is prepared once per
+#: connection and runs on its generic plan: planning the statement was most of a
+#: single report's time, and the specialized text leaves no "for everyone" branch that
+#: only a plan for the run's own values could fold away (docs/decisions.md). Without
+#: the values, the planner expects a couple of deals, and would join them to the
+#: stages in nested loops that a principal with thousands of deals pays for; hash
+#: joins cost the same for a few. A batch's statement is sent unprepared and planned
+#: for its values (execute_for_tenant).
+SINGLE_SETTINGS = {
+    **RUN_SETTINGS,
+    "plan_cache_mode": "force_generic_plan",
+    "enable_nestloop": "off",
 }
 
 
@@ -216,13 +229,18 @@ def _write(cur: Any, request: CoverageRequest, *, restore: bool = False) -> uuid
     if request.rollup and request.principal_type != "USER":  # (a rep's row does not roll up)
         cur.execute(query(_QUERIES, "group_tree"), params)
         tree = records(cur)[0]["tree"]
+    single = request.mode == "single"
     replaced = None
     if not routed:  # run_tenant_statement brings the run's settings to the worker
-        replaced = set_for_transaction(cur, RUN_SETTINGS)
+        replaced = set_for_transaction(cur, SINGLE_SETTINGS if single else RUN_SETTINGS)
+    statement = specialized_query(
+        _QUERIES, "insert_coverage", rollup=request.rollup, batch=not single,
+        users=request.principal_type != "GROUP", groups=request.principal_type != "USER",
+    )  # fmt: skip
     execute_for_tenant(
         cur,
         request.tenant_id,
-        specialized_query(_QUERIES, "insert_coverage", rollup=request.rollup),
+        statement,
         {
             **params,
             "run_id": str(run_id),
@@ -239,6 +257,7 @@ def _write(cur: Any, request: CoverageRequest, *, restore: bool = False) -> uuid
             "rates": json.dumps(rates),
         },
         routed=routed,
+        prepare=single,
     )
     if restore and replaced is not None:
         set_for_transaction(cur, replaced)

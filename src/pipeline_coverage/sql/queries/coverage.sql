@@ -65,6 +65,12 @@ FROM tree AS t;
 -- row equals the sum over its deals, by construction. With rollup, a group is also
 -- credited with the deals of its member users, its descendant groups and their
 -- members (SPEC.md §7, §10).
+-- Runs send it specialized (sql.specialize): the parts marked `if rollup` only with
+-- rollup, those marked `if batch` only for a batch, and those marked `if users` /
+-- `if groups` only when the run is for users / groups (a batch: both). What is left
+-- out is what the run's values would fold away, so that a single report can run on
+-- one generic plan per connection (reports/coverage.py), with every condition it
+-- keeps indexable.
 WITH
 -- if rollup
 tree AS (
@@ -106,13 +112,20 @@ scoped AS NOT MATERIALIZED (
       ON ps.tenant_id = d.tenant_id AND ps.id = d.stage_id
     WHERE d.tenant_id = %(tenant_id)s::uuid
       AND (%(pipeline_id)s::uuid IS NULL OR d.pipeline_id = %(pipeline_id)s::uuid)
-      AND (%(principal_id)s::uuid IS NULL
+      AND (false
+           -- if batch
+           OR %(principal_id)s::uuid IS NULL
+           -- end if
+           -- if users
            OR (%(principal_type)s::text = 'USER'
                AND (d.owned_by_user_id = %(principal_id)s::uuid
                     OR d.assigned_user_id = %(principal_id)s::uuid))
+           -- end if
+           -- if groups
            OR (%(principal_type)s::text = 'GROUP'
                AND (d.owned_by_group_id = %(principal_id)s::uuid
                     OR d.assigned_group_id = %(principal_id)s::uuid))
+           -- end if
            -- if rollup
            -- one group, rolled up: also the deals of the groups and users below it
            OR (%(rollup)s::boolean AND %(principal_type)s::text = 'GROUP'
@@ -390,7 +403,10 @@ target_rows AS (
       AND st.period_start < %(period_end)s::date
       AND st.period_end > %(period_start)s::date
       AND (%(pipeline_id)s::uuid IS NULL OR st.pipeline_id = %(pipeline_id)s::uuid)
-      AND (%(principal_id)s::uuid IS NULL
+      AND (false
+           -- if batch
+           OR %(principal_id)s::uuid IS NULL
+           -- end if
            OR (st.principal_type = %(principal_type)s::text
                AND st.principal_id = %(principal_id)s::uuid)
            -- if rollup
