@@ -20,6 +20,7 @@ from pipeline_coverage import (
     run_pipeline_coverage_batch,
     run_pipeline_coverage_report,
 )
+from pipeline_coverage.db.connection import prepares
 from tests.factory import Crm
 
 Q1 = (dt.date(2026, 1, 1), dt.date(2026, 4, 1))
@@ -213,3 +214,25 @@ def test_a_batch_is_never_prepared_and_a_single_report_once_on_a_generic_plan(
     # one prepared statement, run 7 times: the single reports' (a prepared batch would
     # be a second one), each time on the generic plan
     assert [(generic, custom) for _, generic, custom in prepared] == [(7, 0)]
+
+
+def test_a_connection_that_does_not_prepare_is_not_made_to(db_url: str, setup: Setup) -> None:
+    """A caller who turned preparing off (prepare_threshold None, e.g. behind a pooler
+    that cannot keep prepared statements) gets no prepared statement, and no generic
+    plan either (forced on an unprepared statement, it would be re-made at every run):
+    its single reports are planned for their values, as psycopg2's are."""
+    with psycopg.connect(db_url, prepare_threshold=None) as connection:
+        ids = [
+            run_pipeline_coverage_report(connection, setup.tenant, *Q1, "USER", setup.rep)
+            for _ in range(7)
+        ]
+        prepared = connection.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()
+        assert not prepares(connection.cursor())
+        connection.rollback()
+        rows = [get_run(connection, run_id).rows for run_id in ids]
+    assert prepared == (0,)
+    assert rows[0][0].open_amount == Decimal("123.45")
+    assert all(r == rows[0] for r in rows)
+    with psycopg.connect(db_url) as default, psycopg2.connect(db_url) as other:
+        assert prepares(default.cursor())
+        assert not prepares(other.cursor())

@@ -78,6 +78,13 @@ def set_for_transaction(cur: Any, settings: Mapping[str, str]) -> dict[str, str]
     return {str(row[0]): str(row[1]) for row in cur.fetchall()}
 
 
+def prepares(cur: Any) -> bool:
+    """Whether statements can be prepared on ``cur``'s connection: psycopg 3, unless
+    the caller turned preparing off (``prepare_threshold = None``, as behind a pooler
+    that cannot keep prepared statements); psycopg2 never prepares."""
+    return isinstance(cur, psycopg.Cursor) and cur.connection.prepare_threshold is not None
+
+
 def in_transaction(conn: Any) -> bool:
     """Whether the caller has a transaction open on ``conn`` (a unit of work then runs
     in a savepoint of it, and whatever it sets for its transaction outlives it)."""

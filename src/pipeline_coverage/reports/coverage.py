@@ -24,6 +24,7 @@ from pipeline_coverage.db.connection import (
     advisory_lock,
     as_uuid,
     in_transaction,
+    prepares,
     records,
     set_for_transaction,
     unit_of_work,
@@ -230,9 +231,10 @@ def _write(cur: Any, request: CoverageRequest, *, restore: bool = False) -> uuid
         cur.execute(query(_QUERIES, "group_tree"), params)
         tree = records(cur)[0]["tree"]
     single = request.mode == "single"
+    generic = single and prepares(cur)  # else the statement is planned for its values
     replaced = None
     if not routed:  # run_tenant_statement brings the run's settings to the worker
-        replaced = set_for_transaction(cur, SINGLE_SETTINGS if single else RUN_SETTINGS)
+        replaced = set_for_transaction(cur, SINGLE_SETTINGS if generic else RUN_SETTINGS)
     statement = specialized_query(
         _QUERIES, "insert_coverage", rollup=request.rollup, batch=not single,
         users=request.principal_type != "GROUP", groups=request.principal_type != "USER",
@@ -257,7 +259,7 @@ def _write(cur: Any, request: CoverageRequest, *, restore: bool = False) -> uuid
             "rates": json.dumps(rates),
         },
         routed=routed,
-        prepare=single,
+        prepare=generic,
     )
     if restore and replaced is not None:
         set_for_transaction(cur, replaced)
