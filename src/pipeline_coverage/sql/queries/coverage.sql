@@ -195,23 +195,37 @@ units AS (
     -- What the credit rule is applied to: each deal of the period (and each undated
     -- one) with its values; and the closed deals of the win rate's lookback window,
     -- grouped by the principals they name (the win rate only counts them, and they
-    -- are most of what a run reads).
+    -- are most of what a run reads). `kind` says which of a row's sums and counts a
+    -- unit goes to, as a number the per-row aggregation compares cheaply: 0 not
+    -- counted (NO_RATE), 10 + the forecast category (1 COMMIT, 2 BEST_CASE,
+    -- 3 PIPELINE, 4 OMITTED) an open deal, 2 won, 3 lost, 4 undated, 5 and 6 the
+    -- window's won and lost deals.
     SELECT k.deal_id, k.deal_class, k.bucket, k.owned_by_user_id, k.assigned_user_id,
            k.owned_by_group_id, k.assigned_group_id, 1 AS deals, k.forecast_category,
-           k.reporting_amount, k.weighted_amount, k.past_due, k.counted
+           k.reporting_amount, k.weighted_amount, k.past_due, k.counted,
+           CASE WHEN NOT k.counted THEN 0
+                WHEN k.deal_class = 'OPEN' THEN
+                    10 + CASE k.forecast_category WHEN 'COMMIT' THEN 1 WHEN 'BEST_CASE' THEN 2
+                                                  WHEN 'PIPELINE' THEN 3 WHEN 'OMITTED' THEN 4
+                                                  ELSE 0 END
+                WHEN k.deal_class = 'WON' THEN 2
+                WHEN k.deal_class = 'LOST' THEN 3
+                ELSE 4  -- UNDATED
+           END AS kind
     FROM classified AS k
     UNION ALL
     SELECT NULL,
            CASE WHEN h.stage_state = 'DONE_SUCCESS' THEN 'HISTORY_WON' ELSE 'HISTORY_LOST' END,
            h.bucket, h.owned_by_user_id, h.assigned_user_id, h.owned_by_group_id,
-           h.assigned_group_id, count(*), NULL, NULL, NULL, NULL, true
+           h.assigned_group_id, count(*), NULL, NULL, NULL, NULL, true,
+           CASE WHEN h.stage_state = 'DONE_SUCCESS' THEN 5 ELSE 6 END
     FROM scoped AS h
     WHERE h.stage_state IN ('DONE_SUCCESS', 'DONE_FAILED')
       AND h.rate IS NOT NULL  -- a deal without a rate is left out of every count
       AND COALESCE(h.close_date, h.expected_close_date) >= %(history_start)s::date
       AND COALESCE(h.close_date, h.expected_close_date) < %(period_start)s::date
-    GROUP BY 2, h.bucket, h.owned_by_user_id, h.assigned_user_id, h.owned_by_group_id,
-             h.assigned_group_id
+    GROUP BY h.stage_state = 'DONE_SUCCESS', h.bucket, h.owned_by_user_id,
+             h.assigned_user_id, h.owned_by_group_id, h.assigned_group_id
 ),
 -- if rollup
 rolled_up AS (
@@ -246,27 +260,27 @@ credited AS (
     -- THE CREDIT RULE (SPEC.md §7): a user for the deals it owns or is assigned, a
     -- group for the deals it owns or is assigned (with rollup: `rolled_up`); once per
     -- principal, with the first reason that applies (an assignee who is also the
-    -- owner is credited as OWNER). (Arms of one UNION ALL rather than a LATERAL
-    -- unpivot: a plain scan each, instead of a rescan of a VALUES list per deal.)
+    -- owner is credited as OWNER). Each unit is paired with the four credit slots
+    -- (1 owner, 2 assignee, 3 owner group, 4 assigned group; with rollup, groups are
+    -- credited by `rolled_up` instead): one pass over the units, which are then not
+    -- stored for a second (four UNION ALL arms read them four times: a tenth slower).
     SELECT cr.principal_type, cr.principal_id, cr.credit_reason, cr.deal_id,
            cr.deal_class, cr.bucket, cr.deals, cr.forecast_category, cr.reporting_amount,
-           cr.weighted_amount, cr.past_due, cr.counted
+           cr.weighted_amount, cr.past_due, cr.counted, cr.kind
     FROM (
-        SELECT 'USER' AS principal_type, n.owned_by_user_id AS principal_id,
-               'OWNER' AS credit_reason, n.*
-        FROM units AS n
-        UNION ALL
-        SELECT 'USER', NULLIF(n.assigned_user_id, n.owned_by_user_id), 'ASSIGNEE', n.*
-        FROM units AS n
-        UNION ALL
-        SELECT 'GROUP', n.owned_by_group_id, 'OWNER_GROUP', n.*
-        FROM units AS n
-        WHERE NOT %(rollup)s::boolean
-        UNION ALL
-        SELECT 'GROUP', NULLIF(n.assigned_group_id, n.owned_by_group_id), 'ASSIGNED_GROUP',
+        SELECT CASE WHEN s.slot <= 2 THEN 'USER' ELSE 'GROUP' END AS principal_type,
+               CASE s.slot WHEN 1 THEN n.owned_by_user_id
+                           WHEN 2 THEN NULLIF(n.assigned_user_id, n.owned_by_user_id)
+                           WHEN 3 THEN n.owned_by_group_id
+                           ELSE NULLIF(n.assigned_group_id, n.owned_by_group_id) END
+                   AS principal_id,
+               CASE s.slot WHEN 1 THEN 'OWNER' WHEN 2 THEN 'ASSIGNEE'
+                           WHEN 3 THEN 'OWNER_GROUP' ELSE 'ASSIGNED_GROUP' END
+                   AS credit_reason,
                n.*
         FROM units AS n
-        WHERE NOT %(rollup)s::boolean
+        CROSS JOIN (VALUES (1), (2), (3), (4)) AS s (slot)
+        WHERE NOT %(rollup)s::boolean OR s.slot <= 2
         -- if rollup
         UNION ALL
         SELECT 'GROUP', r.principal_id,
@@ -274,7 +288,7 @@ credited AS (
                            WHEN 3 THEN 'MEMBER' ELSE 'SUBGROUP' END,
                r.deal_id, r.deal_class, r.bucket, r.owned_by_user_id, r.assigned_user_id,
                r.owned_by_group_id, r.assigned_group_id, r.deals, r.forecast_category,
-               r.reporting_amount, r.weighted_amount, r.past_due, r.counted
+               r.reporting_amount, r.weighted_amount, r.past_due, r.counted, r.kind
         FROM rolled_up AS r
         WHERE %(rollup)s::boolean
         -- end if
@@ -310,39 +324,35 @@ per_row AS (
     -- amount or count), the win rate's counts, and the row's drill-down (its deals
     -- and their credit reasons): one aggregation over the credited units.
     SELECT cd.principal_type, cd.principal_id, cd.bucket,
-           count(*) FILTER (WHERE cd.counted AND cd.deal_class = 'OPEN') AS open_count,
+           count(*) FILTER (WHERE cd.kind >= 10) AS open_count,
            COALESCE(SUM(cd.reporting_amount) FILTER (
-               WHERE cd.counted AND cd.deal_class = 'OPEN'), 0) AS open_amount,
+               WHERE cd.kind >= 10), 0) AS open_amount,
            COALESCE(SUM(cd.weighted_amount) FILTER (
-               WHERE cd.counted AND cd.deal_class = 'OPEN'), 0) AS weighted_amount,
+               WHERE cd.kind >= 10), 0) AS weighted_amount,
            COALESCE(SUM(cd.reporting_amount) FILTER (
-               WHERE cd.counted AND cd.deal_class = 'OPEN'
-                 AND cd.forecast_category = 'COMMIT'), 0) AS commit_amount,
+               WHERE cd.kind = 11), 0) AS commit_amount,
            COALESCE(SUM(cd.reporting_amount) FILTER (
-               WHERE cd.counted AND cd.deal_class = 'OPEN'
-                 AND cd.forecast_category = 'BEST_CASE'), 0) AS best_case_amount,
+               WHERE cd.kind = 12), 0) AS best_case_amount,
            COALESCE(SUM(cd.reporting_amount) FILTER (
-               WHERE cd.counted AND cd.deal_class = 'OPEN'
-                 AND cd.forecast_category = 'PIPELINE'), 0) AS pipeline_amount,
+               WHERE cd.kind = 13), 0) AS pipeline_amount,
            COALESCE(SUM(cd.reporting_amount) FILTER (
-               WHERE cd.counted AND cd.deal_class = 'OPEN'
-                 AND cd.forecast_category = 'OMITTED'), 0) AS omitted_amount,
+               WHERE cd.kind = 14), 0) AS omitted_amount,
            COALESCE(SUM(cd.reporting_amount) FILTER (
-               WHERE cd.counted AND cd.deal_class = 'WON'), 0) AS won_amount,
-           count(*) FILTER (WHERE cd.counted AND cd.deal_class = 'WON') AS won_count,
+               WHERE cd.kind = 2), 0) AS won_amount,
+           count(*) FILTER (WHERE cd.kind = 2) AS won_count,
            COALESCE(SUM(cd.reporting_amount) FILTER (
-               WHERE cd.counted AND cd.deal_class = 'LOST'), 0) AS lost_amount,
-           count(*) FILTER (WHERE cd.counted AND cd.deal_class = 'LOST') AS lost_count,
+               WHERE cd.kind = 3), 0) AS lost_amount,
+           count(*) FILTER (WHERE cd.kind = 3) AS lost_count,
            COALESCE(SUM(cd.reporting_amount) FILTER (WHERE cd.past_due), 0)
                AS past_due_amount,
            count(*) FILTER (WHERE cd.past_due) AS past_due_count,
            COALESCE(SUM(cd.reporting_amount) FILTER (
-               WHERE cd.counted AND cd.deal_class = 'UNDATED'), 0) AS undated_amount,
-           count(*) FILTER (WHERE cd.counted AND cd.deal_class = 'UNDATED')
+               WHERE cd.kind = 4), 0) AS undated_amount,
+           count(*) FILTER (WHERE cd.kind = 4)
                AS undated_count,
-           COALESCE(SUM(cd.deals) FILTER (WHERE cd.deal_class = 'HISTORY_WON'), 0)
+           COALESCE(SUM(cd.deals) FILTER (WHERE cd.kind = 5), 0)
                AS history_won_count,
-           COALESCE(SUM(cd.deals) FILTER (WHERE cd.deal_class = 'HISTORY_LOST'), 0)
+           COALESCE(SUM(cd.deals) FILTER (WHERE cd.kind = 6), 0)
                AS history_lost_count,
            -- (a principal credited with counted deals of the period is in scope)
            bool_or(cd.counted AND cd.deal_id IS NOT NULL) AS in_scope,
