@@ -11,7 +11,7 @@ import datetime as dt
 import json
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any
 
@@ -407,32 +407,35 @@ def run_deals(
                 "limit": limit,
             },
         )
-        found = records(cur)
-    return [
-        DealCredit(
-            principal_type=r["principal_type"],
-            principal_id=as_uuid(r["principal_id"]),
-            pipeline_id=_optional_uuid(r["pipeline_id"]),
-            deal_id=as_uuid(r["deal_id"]),
-            deal_name=r["deal_name"],
-            deal_class=r["deal_class"],
-            credit_reason=r["credit_reason"],
-            forecast_category=r["forecast_category"],
-            probability=r["probability"],
-            amount=r["amount"],
-            currency=r["currency"],
-            reporting_amount=r["reporting_amount"],
-            weighted_amount=r["weighted_amount"],
-            placed_on=r["placed_on"],
-            flags=_flags(r["flags"]),
-            deal_pipeline_id=as_uuid(r["deal_pipeline_id"]),
-            pipeline_name=r["pipeline_name"],
-            stage_id=as_uuid(r["stage_id"]),
-            stage_name=r["stage_name"],
-            owner_user_id=_optional_uuid(r["owner_user_id"]),
-        )
-        for r in found
-    ]
+        return _deal_credits(cur)
+
+
+#: DealCredit's fields in order; ``run_deals`` selects exactly these columns, by name.
+_DEAL_FIELDS = tuple(f.name for f in fields(DealCredit))
+_DEAL_UUIDS = tuple(
+    _DEAL_FIELDS.index(name)
+    for name in ("principal_id", "pipeline_id", "deal_id", "deal_pipeline_id", "stage_id",
+                 "owner_user_id")
+)  # fmt: skip
+_DEAL_FLAGS = _DEAL_FIELDS.index("flags")
+
+
+def _deal_credits(cur: Any) -> list[DealCredit]:
+    """The cursor's drill-down rows as DealCredit, matched to its fields by column
+    name (checked once per read, not looked up per value: a large principal's
+    drill-down is thousands of rows)."""
+    names = tuple(column[0] for column in cur.description)
+    if names != _DEAL_FIELDS:
+        raise RuntimeError(f"run_deals selects {names}, not DealCredit's fields")
+    credits = []
+    for row in cur.fetchall():
+        values = list(row)
+        for i in _DEAL_UUIDS:  # psycopg2 returns uuids as str
+            if values[i] is not None:
+                values[i] = as_uuid(values[i])
+        values[_DEAL_FLAGS] = _flags(values[_DEAL_FLAGS])
+        credits.append(DealCredit(*values))
+    return credits
 
 
 #: How a history is sampled: every run, or each day's last run (``principal_history``).

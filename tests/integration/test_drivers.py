@@ -17,6 +17,7 @@ from pipeline_coverage import (
     NotFoundError,
     get_run,
     list_runs,
+    run_deals,
     run_pipeline_coverage_batch,
     run_pipeline_coverage_report,
 )
@@ -236,3 +237,20 @@ def test_a_connection_that_does_not_prepare_is_not_made_to(db_url: str, setup: S
     with psycopg.connect(db_url) as default, psycopg2.connect(db_url) as other:
         assert prepares(default.cursor())
         assert not prepares(other.cursor())
+
+
+def test_the_drill_down_reads_the_same_with_either_driver(
+    driver_conn: Any, setup: Setup, conn: psycopg.Connection[Any]
+) -> None:
+    """psycopg2 returns uuids as text: the drill-down's rows are the same typed values
+    with either driver."""
+    run_id = run_pipeline_coverage_report(conn, setup.tenant, *Q1, "USER", setup.rep)
+    [deal] = run_deals(driver_conn, run_id, setup.tenant)
+    assert deal == run_deals(conn, run_id, setup.tenant)[0]
+    assert isinstance(deal.principal_id, uuid.UUID)
+    assert isinstance(deal.deal_id, uuid.UUID)
+    assert isinstance(deal.stage_id, uuid.UUID)
+    assert deal.principal_id == setup.rep
+    assert deal.pipeline_id is None
+    assert deal.flags == ("PAST_DUE",)  # (its close date is behind today)
+    assert deal.reporting_amount == Decimal("123.45")
