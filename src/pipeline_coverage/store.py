@@ -431,8 +431,7 @@ def _deal_credits(cur: Any) -> list[DealCredit]:
     for row in cur.fetchall():
         values = list(row)
         for i in _DEAL_UUIDS:  # psycopg2 returns uuids as str
-            if values[i] is not None:
-                values[i] = as_uuid(values[i])
+            values[i] = _optional_uuid(values[i])
         values[_DEAL_FLAGS] = _flags(values[_DEAL_FLAGS])
         credits.append(DealCredit(*values))
     return credits
