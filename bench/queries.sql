@@ -20,6 +20,86 @@ SELECT %(run_id)s::uuid, %(tenant_id)s::uuid, %(period_start)s::date, %(period_e
        'USER', gen_random_uuid(), NULL, NULL, 0, NULL
 FROM generate_series(1, %(rows)s::integer);
 
+-- name: input_floor
+-- The least a batch with every metric must read: the deals the run's statement reads,
+-- with their stages (the period's candidates, dated in it or undated, and the win
+-- rate's lookback window of closed deals), counted, nothing computed.
+SELECT count(*), SUM(COALESCE(d.amount, 0))
+FROM dyno_crm.deal AS d
+JOIN dyno_crm.pipeline_stage AS ps
+  ON ps.tenant_id = d.tenant_id AND ps.id = d.stage_id
+WHERE d.tenant_id = %(tenant_id)s::uuid
+  AND ((COALESCE(d.expected_close_date, d.close_date) >= %(period_start)s::date
+        AND COALESCE(d.expected_close_date, d.close_date) < %(period_end)s::date)
+       OR (COALESCE(d.close_date, d.expected_close_date) >= %(period_start)s::date
+           AND COALESCE(d.close_date, d.expected_close_date) < %(period_end)s::date)
+       OR COALESCE(d.expected_close_date, d.close_date) IS NULL)
+UNION ALL
+SELECT count(*), SUM(COALESCE(d.amount, 0))
+FROM dyno_crm.deal AS d
+JOIN dyno_crm.pipeline_stage AS ps
+  ON ps.tenant_id = d.tenant_id AND ps.id = d.stage_id
+WHERE d.tenant_id = %(tenant_id)s::uuid
+  AND ps.stage_state IN ('DONE_SUCCESS', 'DONE_FAILED')
+  AND COALESCE(d.close_date, d.expected_close_date) >= %(history_start)s::date
+  AND COALESCE(d.close_date, d.expected_close_date) < %(period_start)s::date;
+
+-- name: write_drilldown_floor
+-- The least a batch with its drill-down must write: a copy of a stored run (its
+-- header, its deals, its credit rows and its fact rows; the same rows and bytes, with
+-- their constraints, indexes and keys) under a new header, nothing computed.
+WITH header AS (
+    INSERT INTO dyno_crm.report_run
+        (tenant_id, report_type, generated_at, period_start, period_end, parameters)
+    SELECT r.tenant_id, r.report_type, now(), r.period_start, r.period_end, r.parameters
+    FROM dyno_crm.report_run AS r
+    WHERE r.tenant_id = %(tenant_id)s::uuid AND r.id = %(run_id)s::uuid
+    RETURNING id
+),
+deals AS (
+    INSERT INTO dyno_crm.report_run_deals
+        (tenant_id, run_id, deal_ids, deal_names, pipeline_ids, pipeline_names, stage_ids,
+         stage_names, deal_classes, forecast_categories, probabilities, amounts, currencies,
+         reporting_amounts, weighted_amounts, placed_on, owner_user_ids, flags)
+    SELECT d.tenant_id, h.id, d.deal_ids, d.deal_names, d.pipeline_ids, d.pipeline_names,
+           d.stage_ids, d.stage_names, d.deal_classes, d.forecast_categories, d.probabilities,
+           d.amounts, d.currencies, d.reporting_amounts, d.weighted_amounts, d.placed_on,
+           d.owner_user_ids, d.flags
+    FROM dyno_crm.report_run_deals AS d, header AS h
+    WHERE d.tenant_id = %(tenant_id)s::uuid AND d.run_id = %(run_id)s::uuid
+    RETURNING run_id
+),
+credits AS (
+    INSERT INTO dyno_crm.report_run_credit
+        (tenant_id, run_id, principal_type, principal_id, pipeline_id, deal_ids,
+         credit_reasons)
+    SELECT c.tenant_id, h.id, c.principal_type, c.principal_id, c.pipeline_id, c.deal_ids,
+           c.credit_reasons
+    FROM dyno_crm.report_run_credit AS c, header AS h
+    WHERE c.tenant_id = %(tenant_id)s::uuid AND c.run_id = %(run_id)s::uuid
+    RETURNING run_id
+)
+INSERT INTO dyno_crm.report_pipeline_coverage_fact
+    (run_id, tenant_id, period_start, period_end, principal_type, principal_id,
+     pipeline_id, target_amount, open_amount, coverage_ratio, principal_name,
+     pipeline_name, open_count, weighted_amount, commit_amount, best_case_amount,
+     pipeline_amount, omitted_amount, won_amount, won_count, lost_amount, lost_count,
+     attainment_ratio, remaining_target, remaining_coverage_ratio, win_rate,
+     history_won_count, history_lost_count, needed_coverage, pipeline_gap,
+     past_due_amount, past_due_count, undated_amount, undated_count, member_target_amount,
+     flags)
+SELECT h.id, f.tenant_id, f.period_start, f.period_end, f.principal_type, f.principal_id,
+       f.pipeline_id, f.target_amount, f.open_amount, f.coverage_ratio, f.principal_name,
+       f.pipeline_name, f.open_count, f.weighted_amount, f.commit_amount,
+       f.best_case_amount, f.pipeline_amount, f.omitted_amount, f.won_amount, f.won_count,
+       f.lost_amount, f.lost_count, f.attainment_ratio, f.remaining_target,
+       f.remaining_coverage_ratio, f.win_rate, f.history_won_count, f.history_lost_count,
+       f.needed_coverage, f.pipeline_gap, f.past_due_amount, f.past_due_count,
+       f.undated_amount, f.undated_count, f.member_target_amount, f.flags
+FROM dyno_crm.report_pipeline_coverage_fact AS f, header AS h
+WHERE f.tenant_id = %(tenant_id)s::uuid AND f.run_id = %(run_id)s::uuid
+RETURNING run_id;
+
 -- name: previous_batch
 -- The batch as it was before the drill-down and the §8 metrics (the seed's three
 -- columns only), kept here to time today's batch against it in the same run.

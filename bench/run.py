@@ -217,6 +217,34 @@ def drilldown_figures(
         "  WHERE tenant_id = %(t)s AND run_id = %(r)s)",
         {"t": tenant.tenant_id, "r": run_ids[-1]},
     ).fetchone()
+    input_rows = 0
+
+    def input_floor() -> None:
+        nonlocal input_rows
+        read = conn.execute(QUERIES["input_floor"], {**params, "history_start": history_start})
+        input_rows = sum(int(row[0]) for row in read.fetchall())
+        conn.commit()
+
+    history_start = period[0] - dt.timedelta(days=365)  # the default lookback
+    input_ms = median_ms(input_floor, repeat)
+    copies: list[uuid.UUID] = []
+
+    def write_floor() -> None:
+        copied = conn.execute(
+            QUERIES["write_drilldown_floor"],
+            {"tenant_id": str(tenant.tenant_id), "run_id": str(run_ids[-1])},
+        )
+        first = copied.fetchone()
+        assert first is not None
+        copies.append(first[0])
+        conn.commit()
+
+    write_ms = median_ms(write_floor, repeat)
+    conn.execute(
+        "DELETE FROM dyno_crm.report_run WHERE tenant_id = %s AND id = ANY (%s)",
+        (tenant.tenant_id, copies),
+    )
+    conn.commit()
     largest = conn.execute(
         "SELECT principal_type, principal_id, cardinality(deal_ids)"
         " FROM dyno_crm.report_run_credit WHERE tenant_id = %s AND run_id = %s"
@@ -249,6 +277,12 @@ def drilldown_figures(
                ratio <= 3 if tenant.name == "main" else None),
         Figure(f"{name}: drill-down's share of the batch (beyond the previous batch)",
                f"{drill_share:.0%}"),
+        Figure(f"{name}: input floor (read the {input_rows:,} deals a run reads, with stages)",
+               f"{input_ms:.1f} ms ({input_ms / floor_ms:.2f}x floor)"),
+        Figure(f"{name}: write floor (a copy of one run's stored rows, nothing computed)",
+               f"{write_ms:.1f} ms"),
+        Figure(f"{name}: batch / (input floor + write floor)",
+               f"{batch_ms / (input_ms + write_ms):.2f}x (floors: {input_ms + write_ms:.1f} ms)"),
         Figure(
             f"{name}: rows written per run (fact / deal / credit rows / credits)",
             f"{counts[0]:,} / {counts[1]:,} / {counts[2]:,} / {counts[3]:,}",
