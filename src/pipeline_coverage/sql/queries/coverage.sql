@@ -529,7 +529,16 @@ SELECT
     x.principal_type, x.principal_id, x.bucket, x.target_amount, x.open_amount,
     CASE WHEN x.target_amount IS NULL OR x.target_amount = 0 THEN NULL
          ELSE ROUND(x.open_amount / x.target_amount, 4) END,
-    COALESCE(u.name, g.name), p.name,
+    -- (looked up per row, by key: a single report runs with nested loops off, and a
+    -- join would hash all of the tenant's reps and teams for its one row)
+    CASE x.principal_type
+        WHEN 'USER' THEN (SELECT u.name FROM dyno_crm.crm_user AS u
+                          WHERE u.tenant_id = %(tenant_id)s::uuid AND u.id = x.principal_id)
+        ELSE (SELECT g.name FROM dyno_crm.crm_group AS g
+              WHERE g.tenant_id = %(tenant_id)s::uuid AND g.id = x.principal_id)
+    END,
+    (SELECT p.name FROM dyno_crm.pipeline AS p
+     WHERE p.tenant_id = %(tenant_id)s::uuid AND p.id = x.bucket),
     x.open_count, x.weighted_amount, x.commit_amount, x.best_case_amount,
     x.pipeline_amount, x.omitted_amount, x.won_amount, x.won_count, x.lost_amount,
     x.lost_count,
@@ -546,12 +555,4 @@ SELECT
     x.past_due_amount, x.past_due_count, x.undated_amount, x.undated_count,
     x.member_target_amount,
     CASE WHEN x.mismatch THEN ARRAY['TARGET_PERIOD_MISMATCH'] ELSE '{}'::text[] END
-FROM base AS x
-LEFT JOIN dyno_crm.crm_user AS u
-       ON x.principal_type = 'USER' AND u.tenant_id = %(tenant_id)s::uuid
-      AND u.id = x.principal_id
-LEFT JOIN dyno_crm.crm_group AS g
-       ON x.principal_type = 'GROUP' AND g.tenant_id = %(tenant_id)s::uuid
-      AND g.id = x.principal_id
-LEFT JOIN dyno_crm.pipeline AS p
-       ON p.tenant_id = %(tenant_id)s::uuid AND p.id = x.bucket;
+FROM base AS x;
