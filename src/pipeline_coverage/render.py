@@ -114,6 +114,7 @@ def exclusions_values(run: CoverageRun) -> list[dict[str, Any]]:
             "flag": item.flag,
             "count": item.count,
             "amount": _text(item.amount),
+            "no_rate_count": item.no_rate,
             "message": item.describe(run.currency),
         }
         for item in run.exclusions

@@ -88,49 +88,70 @@ class CoverageRow(SeedMetrics):
 
 @dataclass(frozen=True)
 class Exclusion:
-    """One line of a run's exclusions report: a flag, how many, and the amount."""
+    """One line of a run's exclusions report: a flag, how many deals (or, for
+    TARGET_PERIOD_MISMATCH, rows), their amount in the reporting currency, and how many
+    of those deals have no exchange rate in force (they are in no amount)."""
 
     flag: str
     count: int
     amount: Decimal | None
+    no_rate: int = 0
 
     def describe(self, currency: str = "") -> str:
-        """The report's sentence for this flag, in the reporting currency."""
+        """The report's sentence for this flag, in the reporting currency. Deals without
+        a rate are in no amount: the sentence names them apart, so that its count and
+        its amount are of the same deals."""
         one = self.count == 1
-        # TARGET_PERIOD_MISMATCH counts rows, not deals: it has no amount.
-        money = (
-            "" if self.amount is None else f"{self.amount:,.2f}{' ' + currency if currency else ''}"
-        )
-        deals = f"{self.count:,} open deal{'' if one else 's'}"
-        have, sit, are = ("has", "sits", "is") if one else ("have", "sit", "are")
-        if self.flag == "UNDATED":
-            return (
-                f"{deals} worth {money} {have} no close date and "
-                f"count{'s' if one else ''} in no period"
-            )
-        if self.flag == "NO_AMOUNT":
-            return f"{deals} in the period {have} no amount and count{'s' if one else ''} as 0"
-        if self.flag == "NO_PROBABILITY":
-            return (
-                f"{deals} worth {money} {sit} in stages without a probability and "
-                f"weigh{'s' if one else ''} 0"
-            )
-        if self.flag == "PAST_DUE":
-            return (
-                f"{deals} worth {money} {are} past {'its' if one else 'their'} close date "
-                f"and still count{'s' if one else ''} as open"
-            )
         if self.flag == "NO_RATE":
             return (
-                f"{self.count:,} deal{'' if one else 's'} {have} no exchange rate in force "
-                f"and {are} left out"
+                f"{self.count:,} deal{'' if one else 's'} {'has' if one else 'have'} no "
+                f"exchange rate in force and {'is' if one else 'are'} left out"
             )
-        if self.flag == "TARGET_PERIOD_MISMATCH":
+        if self.flag == "TARGET_PERIOD_MISMATCH":  # counts rows, not deals: no amount
             return (
-                f"{self.count:,} row{'' if one else 's'} {have} no target for exactly this period "
-                "but targets overlapping it (use target_match=within, or the targets' own period)"
+                f"{self.count:,} row{'' if one else 's'} {'has' if one else 'have'} no target "
+                "for exactly this period but targets overlapping it (use target_match=within, "
+                "or the targets' own period)"
             )
-        return f"{self.flag}: {self.count:,}"
+        if self.flag not in _DEAL_FLAG_PHRASES:
+            return f"{self.flag}: {self.count:,}"
+        what, then = _DEAL_FLAG_PHRASES[self.flag]
+        priced = self.count - self.no_rate
+        if priced == 0:  # none of them has a rate: there is no amount to give
+            return (
+                f"{_open_deals(self.count)} {what[not one]} but {'has' if one else 'have'} "
+                f"no exchange rate in force and {'is' if one else 'are'} left out"
+            )
+        worth = "" if self.flag == "NO_AMOUNT" or self.amount is None else (
+            f" worth {self.amount:,.2f}{' ' + currency if currency else ''}"
+        )  # fmt: skip
+        sentence = f"{_open_deals(priced)}{worth} {what[priced != 1]}{then[priced != 1]}"
+        if self.no_rate:
+            few = self.no_rate == 1
+            sentence += (
+                f"; {self.no_rate:,} more {'has' if few else 'have'} no exchange rate in force "
+                f"and {'is' if few else 'are'} left out"
+            )
+        return sentence
+
+
+def _open_deals(count: int) -> str:
+    return f"{count:,} open deal{'' if count == 1 else 's'}"
+
+
+#: Per deal flag of the exclusions report, for one deal and for several: what the
+#: deals are, and what follows for those with a rate in force (the ones that count).
+_DEAL_FLAG_PHRASES = {
+    "UNDATED": (("has no close date", "have no close date"),
+                (" and counts in no period", " and count in no period")),
+    "NO_AMOUNT": (("in the period has no amount", "in the period have no amount"),
+                  (" and counts as 0", " and count as 0")),
+    "NO_PROBABILITY": (("sits in stages without a probability",
+                        "sit in stages without a probability"),
+                       (" and weighs 0", " and weigh 0")),
+    "PAST_DUE": (("is past its close date", "are past their close date"),
+                 (" and still counts as open", " and still count as open")),
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -328,7 +349,10 @@ def get_run(
         cur.execute(query(_QUERIES, "get_run_rows"), params)
         rows = tuple(row_from_record(record) for record in records(cur))
         cur.execute(query(_QUERIES, "run_exclusions"), params)
-        exclusions = tuple(Exclusion(r["flag"], int(r["deals"]), r["amount"]) for r in records(cur))
+        exclusions = tuple(
+            Exclusion(r["flag"], int(r["deals"]), r["amount"], int(r["no_rate"]))
+            for r in records(cur)
+        )
     return run_from_header(header, rows=rows, row_count=len(rows), exclusions=exclusions)
 
 

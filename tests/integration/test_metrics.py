@@ -14,7 +14,12 @@ from typing import Any
 import psycopg
 import pytest
 
-from pipeline_coverage import get_run, run_deals, run_pipeline_coverage_batch
+from pipeline_coverage import (
+    get_run,
+    run_deals,
+    run_pipeline_coverage_batch,
+    run_pipeline_coverage_report,
+)
 from pipeline_coverage.metrics import NAMES
 from pipeline_coverage.reports import coverage as coverage_module
 from pipeline_coverage.reports.coverage import coverage_request, run_coverage
@@ -330,6 +335,54 @@ def test_foreign_currencies_convert_at_the_rate_in_force_and_are_frozen(
     assert later.open_amount == Decimal("300.00")
     [again] = get_run(conn, before_march.run_id).rows
     assert again.open_amount == Decimal("250.00")
+
+
+def test_a_rep_whose_only_deals_have_no_rate_keeps_a_row_with_them(
+    conn: psycopg.Connection[Any],
+) -> None:
+    """SPEC.md §5 and §9: a deal without a rate in force is in no amount, but it is the
+    rep's open deal of the period: the batch lists the (inactive, target-less) rep, as
+    its single report shows it, with the deals in the row's drill-down; the exclusions
+    report does not count them into an amount."""
+    crm = Crm(conn)
+    tenant = crm.tenant()
+    gone = crm.user(tenant, "Gone", active=False)
+    rep = crm.user(tenant, "Rep")
+    pipeline = crm.pipeline(tenant)
+    stage = crm.stage(tenant, pipeline)
+    yen = crm.deal(tenant, pipeline, stage, "1000.00", expected=dt.date(2026, 1, 5), owner=gone)
+    crm.deal(tenant, pipeline, stage, "40.00", expected=dt.date(2026, 1, 6), owner=rep)
+    conn.execute("UPDATE dyno_crm.deal SET currency = 'JPY' WHERE id = %s", (yen,))
+    conn.commit()
+
+    run = get_run(conn, run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE))
+    rows = {row.principal_id: row for row in run.rows}
+    assert set(rows) == {gone, rep}
+    assert (rows[gone].open_amount, rows[gone]["open_count"], rows[gone]["past_due_count"]) == (
+        Decimal("0.00"), 0, 0)  # fmt: skip
+    [deal] = run_deals(conn, run.run_id, principal_type="USER", principal_id=gone)
+    assert (deal.deal_id, deal.reporting_amount) == (yen, None)
+    assert {"NO_RATE", "PAST_DUE"} <= set(deal.flags)
+    single = get_run(
+        conn,
+        run_pipeline_coverage_report(conn, tenant, *Q1, "USER", gone, as_of=INSIDE),
+    )
+    [alone] = single.rows
+    assert alone.values == rows[gone].values
+    assert [d.deal_id for d in run_deals(conn, single.run_id)] == [yen]
+
+    report = {item.flag: item for item in run.exclusions}
+    past_due = report["PAST_DUE"]
+    assert (past_due.count, past_due.no_rate, past_due.amount) == (2, 1, Decimal("40.00"))
+    assert past_due.describe("USD") == (
+        "1 open deal worth 40.00 USD is past its close date and still counts as open;"
+        " 1 more has no exchange rate in force and is left out"
+    )
+    [only] = [item for item in single.exclusions if item.flag == "PAST_DUE"]
+    assert (only.count, only.no_rate, only.amount) == (1, 1, None)
+    assert only.describe("USD") == (
+        "1 open deal is past its close date but has no exchange rate in force and is left out"
+    )
 
 
 @pytest.mark.parametrize(

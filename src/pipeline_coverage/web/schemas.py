@@ -271,8 +271,12 @@ class ExclusionItem(BaseModel):
     """One line of a run's exclusions report (SPEC.md §8)."""
 
     flag: str
+    #: Deals flagged (rows, for TARGET_PERIOD_MISMATCH).
     count: int
+    #: Their amount in the reporting currency (of those with a rate in force).
     amount: Amount | None
+    #: How many of them have no exchange rate in force (NO_RATE: in no amount).
+    no_rate_count: int
     message: str
 
 

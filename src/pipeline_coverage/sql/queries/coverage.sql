@@ -202,7 +202,7 @@ units AS (
     -- window's won and lost deals.
     SELECT k.deal_id, k.deal_class, k.bucket, k.owned_by_user_id, k.assigned_user_id,
            k.owned_by_group_id, k.assigned_group_id, 1 AS deals, k.forecast_category,
-           k.reporting_amount, k.weighted_amount, k.past_due, k.counted,
+           k.reporting_amount, k.weighted_amount, k.past_due,
            CASE WHEN NOT k.counted THEN 0
                 WHEN k.deal_class = 'OPEN' THEN
                     10 + CASE k.forecast_category WHEN 'COMMIT' THEN 1 WHEN 'BEST_CASE' THEN 2
@@ -217,7 +217,7 @@ units AS (
     SELECT NULL,
            CASE WHEN h.stage_state = 'DONE_SUCCESS' THEN 'HISTORY_WON' ELSE 'HISTORY_LOST' END,
            h.bucket, h.owned_by_user_id, h.assigned_user_id, h.owned_by_group_id,
-           h.assigned_group_id, count(*), NULL, NULL, NULL, NULL, true,
+           h.assigned_group_id, count(*), NULL, NULL, NULL, NULL,
            CASE WHEN h.stage_state = 'DONE_SUCCESS' THEN 5 ELSE 6 END
     FROM scoped AS h
     WHERE h.stage_state IN ('DONE_SUCCESS', 'DONE_FAILED')
@@ -266,7 +266,7 @@ credited AS (
     -- stored for a second (four UNION ALL arms read them four times: a tenth slower).
     SELECT cr.principal_type, cr.principal_id, cr.credit_reason, cr.deal_id,
            cr.deal_class, cr.bucket, cr.deals, cr.forecast_category, cr.reporting_amount,
-           cr.weighted_amount, cr.past_due, cr.counted, cr.kind
+           cr.weighted_amount, cr.past_due, cr.kind
     FROM (
         SELECT CASE WHEN s.slot <= 2 THEN 'USER' ELSE 'GROUP' END AS principal_type,
                CASE s.slot WHEN 1 THEN n.owned_by_user_id
@@ -288,7 +288,7 @@ credited AS (
                            WHEN 3 THEN 'MEMBER' ELSE 'SUBGROUP' END,
                r.deal_id, r.deal_class, r.bucket, r.owned_by_user_id, r.assigned_user_id,
                r.owned_by_group_id, r.assigned_group_id, r.deals, r.forecast_category,
-               r.reporting_amount, r.weighted_amount, r.past_due, r.counted, r.kind
+               r.reporting_amount, r.weighted_amount, r.past_due, r.kind
         FROM rolled_up AS r
         WHERE %(rollup)s::boolean
         -- end if
@@ -354,8 +354,9 @@ per_row AS (
                AS history_won_count,
            COALESCE(SUM(cd.deals) FILTER (WHERE cd.kind = 6), 0)
                AS history_lost_count,
-           -- (a principal credited with counted deals of the period is in scope)
-           bool_or(cd.counted AND cd.deal_id IS NOT NULL) AS in_scope,
+           -- (a principal credited with deals of the period is in scope, also when
+           -- none of them has a rate: its row is where their drill-down shows them)
+           bool_or(cd.deal_id IS NOT NULL) AS in_scope,
            array_agg(cd.deal_id) FILTER (WHERE cd.deal_id IS NOT NULL) AS deal_ids,
            array_agg(cd.credit_reason) FILTER (WHERE cd.deal_id IS NOT NULL)
                AS credit_reasons

@@ -26,9 +26,11 @@ ORDER BY f.coverage_ratio DESC NULLS LAST, f.open_amount DESC, f.principal_type,
          f.principal_name, f.principal_id, f.pipeline_name NULLS FIRST, f.pipeline_id;
 
 -- name: run_exclusions
--- What a run flagged (SPEC.md §8): per deal flag, its deals and their amount; and the
--- rows whose target period did not match.
-SELECT fl.flag, count(*) AS deals, SUM(u.reporting_amount) AS amount
+-- What a run flagged (SPEC.md §8): per deal flag, its deals, their amount, and how
+-- many of them have no rate in force (in no amount: NO_RATE); and the rows whose
+-- target period did not match.
+SELECT fl.flag, count(*) AS deals, SUM(u.reporting_amount) AS amount,
+       count(*) FILTER (WHERE u.reporting_amount IS NULL) AS no_rate
 FROM (
     -- (streamed, as in run_deals below)
     SELECT unnest(d.reporting_amounts) AS reporting_amount, unnest(d.flags) AS flags
@@ -39,7 +41,7 @@ FROM (
 CROSS JOIN LATERAL unnest(string_to_array(NULLIF(u.flags, ''), ',')) AS fl (flag)
 GROUP BY fl.flag
 UNION ALL
-SELECT 'TARGET_PERIOD_MISMATCH', count(*), NULL
+SELECT 'TARGET_PERIOD_MISMATCH', count(*), NULL, 0
 FROM dyno_crm.report_pipeline_coverage_fact AS f
 WHERE f.tenant_id = %(tenant_id)s::uuid
   AND f.run_id = %(run_id)s::uuid
