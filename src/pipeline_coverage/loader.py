@@ -691,17 +691,49 @@ _MARKER_LINE = {
 }
 
 
+#: A quoted CSV field (quotes inside doubled); possessive, so that a field that does
+#: not close fails at once instead of backtracking.
+_QUOTED = rb'"(?:[^"]++|"")*+"'
+#: A CSV field as RFC 4180 has it: quoted, or without any quote.
+_FIELD = rb"(?:" + _QUOTED + rb'|[^",]*+)'
+#: A whole record whose quotes are where CSV allows them (a CRLF file's lines end in CR).
+_WELL_QUOTED = re.compile(_FIELD + rb"(?:," + _FIELD + rb")*\r?")
+#: The complete fields at the start of a line, each with its comma.
+_LEADING_FIELDS = re.compile(rb"(?:" + _FIELD + rb",)*")
+#: Whole records one after the other, by the file's line break, for checking a chunk's
+#: complete lines in one match (an unquoted field holds no line break).
+_LINE_FIELD = rb"(?:" + _QUOTED + rb'|[^",\r\n]*+)'
+_RECORD = _LINE_FIELD + rb"(?:," + _LINE_FIELD + rb")*\r?"
+_WELL_QUOTED_RECORDS = {
+    eol: re.compile(_RECORD + rb"(?:" + re.escape(eol) + _RECORD + rb")*") for eol in (b"\n", b"\r")
+}
+
+_MARKER_LINE_REASON = "a line holding only \\. (the end-of-data marker of COPY) is not a record"
+_STRAY_QUOTE_REASON = (
+    'a quote (") inside a field that does not start with one, or after a closing quote'
+    ' (quote the whole field and double the quotes in it: "27"" monitor")'
+)
+_UNCLOSED_REASON = "a quoted field that starts on this line is never closed"
+
+
 class _Records:
-    """Counts the CSV records of a file as COPY splits them, chunk by chunk, and finds
-    the lines that hold only ``\\.``.
+    """Counts the CSV records of a file as COPY splits them, chunk by chunk; finds the
+    lines that hold only ``\\.``; and checks that the quotes of a record holding any are
+    where CSV allows them.
 
     A record ends at a line break outside quotes; like COPY, every ``"`` toggles quoting
     (``""`` inside a quoted field toggles twice). A line holding only ``\\.`` (or
     ``\\.\\r``) at the start of a record is COPY's end-of-data marker: PostgreSQL 15
     silently stops reading there, PostgreSQL 18 reads it as a bad record. It is found
     here, before its chunk is sent, so that both reject it alike; inside a quoted field
-    it is data on both. Chunks without a ``"`` (outside a quoted field) are counted with
-    ``bytes.count``; only chunks with quotes are walked line by line.
+    it is data on both.
+
+    COPY also takes a ``"`` in the middle of a field as the start of a quoted part, so a
+    name like ``27" monitor`` would silently swallow the rest of its line, or the next
+    records, into one value, with the record count still matching. Such a record is
+    refused here, at its line. Chunks without a ``"`` (outside a quoted field) are
+    counted with ``bytes.count``; only chunks with quotes are walked line by line, and
+    only records with quotes are checked.
     """
 
     def __init__(self, eol: bytes) -> None:
@@ -714,35 +746,59 @@ class _Records:
         #: The current line so far while it may still be a marker (it started a record
         #: and has at most 3 bytes), else None.
         self.head: bytes | None = b""
+        #: The current line so far, from the chunks before (it goes on in the next).
+        self.partial = b""
+        #: The current record's lines before the current one, when it spans lines.
+        self.lines: list[bytes] = []
 
     @property
     def records(self) -> int:
         """Records so far, the header included."""
         return self.ended + int(self.open)
 
-    def feed(self, chunk: bytes) -> int | None:
-        """Count ``chunk``; the line number of a marker line it completes, if any."""
+    def feed(self, chunk: bytes) -> tuple[int, str] | None:
+        """Count ``chunk``; the first problem it completes, if any: (line, reason)."""
         eol = self.eol
-        if self.quoted or b'"' in chunk:
+        if self.quoted or b'"' in chunk or b'"' in self.partial:
             return self._feed_lines(chunk)
         first = chunk.find(eol)
         if first < 0:
             self._extend(chunk)
+            self.partial += chunk
             return None
         if first <= 3 and self._is_marker(chunk[:first]):
-            return self.ended + 1
+            return self.ended + 1, _MARKER_LINE_REASON
         # A one-byte search is fast (memchr); backslashes are rare in CRM data.
         if b"\\" in chunk and (found := _MARKER_LINE[eol].search(chunk)):
-            return self.ended + chunk.count(eol, 0, found.start() + 1) + 1
+            return self.ended + chunk.count(eol, 0, found.start() + 1) + 1, _MARKER_LINE_REASON
         self.ended += chunk.count(eol)
         last = chunk[chunk.rfind(eol) + 1 :]
         self.head = last if len(last) <= 3 else None
         self.open = bool(last)
+        self.partial = last
         return None
 
-    def finish(self) -> int | None:
-        """At the end of the file: the line number of a last line that is a marker."""
-        return self.ended + 1 if self.head in _MARKERS else None
+    def finish(self) -> tuple[int, str] | None:
+        """At the end of the file: a problem of its last line, if any."""
+        if self.head in _MARKERS:
+            return self.ended + 1, _MARKER_LINE_REASON
+        if self.quoted or self.partial.count(b'"'):
+            return self._check([*self.lines, self.partial], closed=not self.quoted)
+        return None
+
+    def _check(self, lines: list[bytes], *, closed: bool) -> tuple[int, str] | None:
+        """The problem of the record of ``lines`` (the current one), if any."""
+        line = self.ended + 1
+        if closed and _WELL_QUOTED.fullmatch(self.eol.join(lines)):
+            return None
+        # Where it goes wrong: a quote in a field that does not start with one, or an
+        # opening quote never closed (the record then ran on to the end of the file).
+        first = lines[0]
+        start = _LEADING_FIELDS.match(first)
+        rest = first[start.end() if start else 0 :]
+        if closed or not rest.startswith(b'"') or _WELL_QUOTED.fullmatch(first):
+            return line, _STRAY_QUOTE_REASON
+        return line, _UNCLOSED_REASON
 
     def _is_marker(self, rest: bytes) -> bool:
         """Whether the current line, ending after ``rest``, is a marker line."""
@@ -755,27 +811,45 @@ class _Records:
         self.head = head + part if head is not None and len(head) + len(part) <= 3 else None
         self.open = self.open or bool(part)
 
-    def _feed_lines(self, chunk: bytes) -> int | None:
-        *lines, last = chunk.split(self.eol)
-        quoted, ended, head = self.quoted, self.ended, self.head
-        marker = None
-        for line in lines:
-            if head is not None and len(head) + len(line) <= 3 and head + line in _MARKERS:
-                marker = ended + 1
-                break
-            if line.count(b'"') & 1:
+    def _feed_lines(self, chunk: bytes) -> tuple[int, str] | None:
+        eol = self.eol
+        *pieces, last = chunk.split(eol)
+        quoted, head = self.quoted, self.head
+        # Most chunks with quotes are well quoted: checked at once, their records are
+        # not checked one by one.
+        checked = (
+            not quoted
+            and bool(pieces)
+            and _WELL_QUOTED_RECORDS[eol].fullmatch(
+                self.partial + chunk[: len(chunk) - len(last) - len(eol)]
+            )
+            is not None
+        )
+        well_quoted = _WELL_QUOTED.fullmatch
+        for piece in pieces:
+            if head is not None and len(head) + len(piece) <= 3 and head + piece in _MARKERS:
+                return self.ended + 1, _MARKER_LINE_REASON
+            if piece.count(b'"') & 1:  # (the quotes of the line's start are counted)
                 quoted = not quoted
+            line = self.partial + piece if self.partial else piece
+            self.partial = b""
             if quoted:  # a line break inside a quoted field: the record goes on
+                self.lines.append(line)
                 head = None
-            else:
-                ended += 1
-                head = b""
-        self.quoted, self.ended, self.head = quoted, ended, head
-        if marker is not None:
-            return marker
-        if lines:  # after a line break inside quotes, the record is still open
+                continue
+            if self.lines:
+                if problem := self._check([*self.lines, line], closed=True):
+                    return problem
+                self.lines = []
+            elif not checked and b'"' in line and not well_quoted(line):
+                return self._check([line], closed=True)
+            self.ended += 1
+            head = b""
+        self.quoted, self.head = quoted, head
+        if pieces:  # after a line break inside quotes, the record is still open
             self.open = quoted
         self._extend(last)
+        self.partial += last
         if last.count(b'"') & 1:
             self.quoted = not self.quoted
         return None
@@ -799,14 +873,14 @@ def _copy(
     try:
         with cur.copy(statement) as copy:
             for chunk in _chunks(path):
-                if (marker := records.feed(chunk)) is not None:
-                    raise _marker_error(spec, marker)
+                if (problem := records.feed(chunk)) is not None:
+                    raise _record_error(spec, problem)
                 copy.write(chunk)
                 sent += len(chunk)
                 if progress is not None:
                     progress(spec.file, sent, size)
-            if (marker := records.finish()) is not None:
-                raise _marker_error(spec, marker)
+            if (problem := records.finish()) is not None:
+                raise _record_error(spec, problem)
     except Exception as exc:  # a malformed CSV record: PostgreSQL names the line
         diag = getattr(exc, "diag", None)
         sqlstate = getattr(exc, "sqlstate", None)
@@ -830,13 +904,9 @@ def _copy(
         )
 
 
-def _marker_error(spec: TableSpec, line: int) -> LoadError:
-    return LoadError(
-        [
-            f"{spec.file}:{line}: malformed CSV: a line holding only \\. (the end-of-data"
-            " marker of COPY) is not a record"
-        ]
-    )
+def _record_error(spec: TableSpec, problem: tuple[int, str]) -> LoadError:
+    line, reason = problem
+    return LoadError([f"{spec.file}:{line}: malformed CSV: {reason}"])
 
 
 def _shown(value: sql.Composable, *, quote: bool = True) -> sql.Composable:

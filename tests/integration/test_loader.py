@@ -854,6 +854,54 @@ def test_a_row_with_a_missing_field_names_its_line(
     assert dump(db_url) == before
 
 
+def test_a_quote_inside_an_unquoted_field_is_refused_not_merged(
+    conn: psycopg.Connection[Any], db_url: str, data_dir: Path
+) -> None:
+    """COPY reads a ``"`` in the middle of a field as the start of a quoted part: two
+    names with inch marks would silently become one user holding both lines. The loader
+    refuses the record, at its line; the same name quoted as CSV has it loads."""
+    ids = Ids()
+    rows = valid_rows(ids)
+    write_folder(data_dir, rows)
+    users = (data_dir / "users.csv").read_text().splitlines()
+    assert users[1].startswith(str(ids.alice))
+    users[1] = users[1].replace("Alice Andersen", 'Dell Monitor 27" Fan')
+    users[2] = users[2].replace("Bob Becker", 'Bob 32" Becker')
+    (data_dir / "users.csv").write_text("\n".join(users) + "\n")
+    before = dump(db_url)
+
+    error = reject(conn, data_dir)
+
+    assert error.problems[0].startswith('users.csv:2: malformed CSV: a quote (") inside a field')
+    assert dump(db_url) == before
+
+    users[1] = users[1].replace('Dell Monitor 27" Fan', '"Dell Monitor 27"" Fan"')
+    users[2] = users[2].replace('Bob 32" Becker', '"Bob 32"" Becker"')
+    (data_dir / "users.csv").write_text("\n".join(users) + "\n")
+    load_directory(conn, data_dir)
+    names = dict(conn.execute("SELECT id::text, name FROM dyno_crm.crm_user").fetchall())
+    conn.commit()
+    assert (names[ids.alice], names[ids.bob]) == ('Dell Monitor 27" Fan', 'Bob 32" Becker')
+
+
+def test_an_unclosed_quote_is_named_at_the_line_it_opens(
+    conn: psycopg.Connection[Any], db_url: str, data_dir: Path
+) -> None:
+    rows = valid_rows(Ids())
+    write_folder(data_dir, rows)
+    users = (data_dir / "users.csv").read_text().splitlines()
+    users[2] = users[2].replace("Bob Becker", '"Bob Becker')
+    (data_dir / "users.csv").write_text("\n".join(users) + "\n")
+    before = dump(db_url)
+
+    error = reject(conn, data_dir)
+
+    assert error.problems == [
+        "users.csv:3: malformed CSV: a quoted field that starts on this line is never closed"
+    ]
+    assert dump(db_url) == before
+
+
 def csv_bytes(header: Sequence[str], rows: Sequence[Sequence[str]], eol: str = "\n") -> bytes:
     """A CSV file's bytes (UTF-8, quoting only where needed), records ended by ``eol``."""
     text = io.StringIO(newline="")

@@ -17,13 +17,23 @@ import pytest
 from pipeline_coverage.loader import _Records
 
 
-def scan(chunks: Iterable[bytes], eol: bytes = b"\n") -> tuple[int, int | None]:
-    """(records, the line of the first end marker) for a file sent as ``chunks``."""
+def problem(chunks: Iterable[bytes], eol: bytes = b"\n") -> tuple[int, tuple[int, str] | None]:
+    """(records, the first problem: its line and reason) for a file sent as ``chunks``."""
     records = _Records(eol)
     for chunk in chunks:
-        if (marker := records.feed(chunk)) is not None:
-            return records.records, marker
+        if (found := records.feed(chunk)) is not None:
+            return records.records, found
     return records.records, records.finish()
+
+
+def scan(chunks: Iterable[bytes], eol: bytes = b"\n") -> tuple[int, int | None]:
+    """(records, the line of the first end marker) for a file sent as ``chunks``."""
+    records, found = problem(chunks, eol)
+    if found is None:
+        return records, None
+    line, reason = found
+    assert "end-of-data marker" in reason, found
+    return records, line
 
 
 def chunkings(data: bytes) -> Iterable[list[bytes]]:
@@ -94,3 +104,48 @@ def test_random_csv_is_counted_like_the_csv_module(eol: str) -> None:
         cuts = sorted(rng.sample(range(len(data) + 1), min(len(data), 5)))
         chunks = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
         assert scan(chunks, b"\r" if eol == "\r" else b"\n") == (expected, None), data
+
+
+STRAY = "inside a field that does not start with one"
+UNCLOSED = "never closed"
+
+
+@pytest.mark.parametrize(
+    ("data", "eol", "line", "reason"),
+    [
+        pytest.param(b'h\n1,2\nab"c,d\n4\n', b"\n", 3, STRAY, id="quote-in-a-field"),
+        pytest.param(b'h\nDell 27" a,x\nBob 32" b,y\nc,z\n', b"\n", 2, STRAY, id="two-merge"),
+        pytest.param(b'h\nAlice "the ace" A,x\n', b"\n", 2, STRAY, id="a-quoted-middle"),
+        pytest.param(b'h\n"Alice" A,x\n', b"\n", 2, STRAY, id="after-a-closing-quote"),
+        pytest.param(b'h\n"a"\r\nx"y\r\n', b"\n", 3, STRAY, id="crlf"),
+        pytest.param(b'h\n1\nAl"ice,x\n3\n4\n', b"\n", 3, STRAY, id="one-stray-quote"),
+        pytest.param(b'h\n1\n2,"abc,x\n3\n4', b"\n", 3, UNCLOSED, id="never-closed"),
+        pytest.param(b'h\r1\rab"c\r', b"\r", 3, STRAY, id="cr"),
+        pytest.param(b'h\n1\nx,ab"c', b"\n", 3, STRAY, id="last-line"),
+    ],
+)
+def test_a_quote_where_csv_has_none_is_refused_at_its_record(
+    data: bytes, eol: bytes, line: int, reason: str
+) -> None:
+    """COPY would take a quote inside a field as the start of a quoted part and silently
+    merge values, or whole records, into one; every chunking finds it at its record."""
+    for chunks in chunkings(data):
+        _, found = problem(chunks, eol)
+        assert found is not None, chunks
+        assert found[0] == line, chunks
+        assert reason in found[1], chunks
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'h\n"a ""b"" c",x\n',
+        b'h\n"",x,""\n',
+        b'h\r\n"a",b\r\n"c\r\nd",e\r\n',
+        b'h\n"a\nb"\n',
+        b'h\n"x"',
+    ],
+)
+def test_quotes_where_csv_has_them_pass(data: bytes) -> None:
+    for chunks in chunkings(data):
+        assert problem(chunks)[1] is None, chunks
