@@ -24,9 +24,9 @@ from pipeline_coverage.render import (
     run_json,
     run_table,
 )
-from pipeline_coverage.reports.coverage import RUN_SETTINGS
+from pipeline_coverage.reports.coverage import RUN_SETTINGS, coverage_request
 from pipeline_coverage.sql import parse_named_queries, queries, specialize
-from pipeline_coverage.store import CoverageRow, CoverageRun
+from pipeline_coverage.store import CoverageRow, CoverageRun, Exclusion
 from pipeline_coverage.validation import parse_date, parse_period, parse_uuid
 
 
@@ -289,3 +289,41 @@ def test_the_demo_hints_name_the_command_as_it_can_be_run_again(
     assert cli._invoked_as() == ".venv/bin/pipeline-coverage"
     monkeypatch.setattr("shutil.which", lambda name: "/usr/local/bin/pipeline-coverage")
     assert cli._invoked_as() == "pipeline-coverage"  # on PATH: its name will do
+
+
+def test_a_period_whose_lookback_starts_before_year_one_is_refused() -> None:
+    """The win rate's window ends at the period's start: a period of the year 1 (or a
+    lookback reaching before it) is an input error, not a crash computing its date."""
+    tenant = uuid.uuid4()
+    with pytest.raises(ValidationError, match=r"^win_rate_lookback_days: 365 days before"):
+        coverage_request(tenant, "0001-01-01", "0001-04-01")
+    with pytest.raises(ValidationError, match=r"^win_rate_lookback_days: 40 days before"):
+        coverage_request(tenant, "0001-02-01", "0001-03-01", win_rate_lookback_days=40)
+    assert coverage_request(tenant, "0001-02-01", "0001-03-01", win_rate_lookback_days=31)
+    assert coverage_request(tenant, "0002-01-01", "0002-04-01").win_rate_lookback_days == 365
+
+
+@pytest.mark.parametrize(
+    ("item", "sentence"),
+    [
+        (Exclusion("UNDATED", 2, Decimal("1000.00")),
+         "2 open deals worth 1,000.00 USD have no close date and count in no period"),
+        (Exclusion("UNDATED", 3, Decimal("1000.00"), no_rate=1),
+         "2 open deals worth 1,000.00 USD have no close date and count in no period;"
+         " 1 more has no exchange rate in force and is left out"),
+        (Exclusion("NO_PROBABILITY", 2, None, no_rate=2),
+         "2 open deals sit in stages without a probability but have no exchange rate in"
+         " force and are left out"),
+        (Exclusion("NO_AMOUNT", 1, Decimal("0.00")),
+         "1 open deal in the period has no amount and counts as 0"),
+        (Exclusion("PAST_DUE", 5, Decimal("12.50"), no_rate=2),
+         "3 open deals worth 12.50 USD are past their close date and still count as open;"
+         " 2 more have no exchange rate in force and are left out"),
+        (Exclusion("NO_RATE", 2, None, no_rate=2),
+         "2 deals have no exchange rate in force and are left out"),
+    ],
+)  # fmt: skip
+def test_the_exclusions_sentence_counts_the_deals_its_amount_is_of(
+    item: Exclusion, sentence: str
+) -> None:
+    assert item.describe("USD") == sentence

@@ -146,6 +146,12 @@ def coverage_request(
     rollup = parse_flag(rollup, "rollup")
     if by_pipeline and principal is not None:
         raise ValidationError("by_pipeline: only for a batch (a run without a principal)")
+    lookback = parse_whole(win_rate_lookback_days, "win_rate_lookback_days", 1, MAX_LOOKBACK_DAYS)
+    if (start - dt.date.min).days < lookback:  # the win rate's window starts before it
+        raise ValidationError(
+            f"win_rate_lookback_days: {lookback} days before period_start {start} is before"
+            f" {dt.date.min}"
+        )
     return CoverageRequest(
         tenant_id=tenant,
         period_start=start,
@@ -157,9 +163,7 @@ def coverage_request(
         rollup=rollup,
         as_of=parse_date(as_of, "as_of") if as_of is not None else None,
         target_match=parse_choice(target_match, "target_match", TARGET_MATCHES),
-        win_rate_lookback_days=parse_whole(
-            win_rate_lookback_days, "win_rate_lookback_days", 1, MAX_LOOKBACK_DAYS
-        ),
+        win_rate_lookback_days=lookback,
         period_expression=period_expression,
     )
 
