@@ -1172,3 +1172,46 @@ def test_a_run_can_name_its_period_in_the_fiscal_calendar(
     assert invalid_fields(neither) == {"period_start"}
     bad = api.post("/v1/coverage-runs", json={"period": "Q5"}, headers=world.auth)
     assert invalid_fields(bad) == {"period"}
+
+
+def test_the_drill_down_pages_in_json_and_csv_and_matches_its_schema(
+    api: httpx.Client, world: World, conn: psycopg.Connection[Any]
+) -> None:
+    """Pages of ``GET .../deals`` (JSON by ``next_cursor``, CSV by its ``Link`` header)
+    add up to the whole list, each deal once; the documents are what the OpenAPI schema
+    says, a deal without a rate (no reporting amount) included."""
+    from pipeline_coverage.web.schemas import DealPage
+
+    conn.execute("UPDATE dyno_crm.deal SET currency = 'JPY' WHERE id = %s", (world.big_deal,))
+    conn.commit()
+    run = post_run(api, world, PERIOD)
+    url = f"/v1/coverage-runs/{run['run_id']}/deals"
+    whole = body_of(api.get(url, params={"limit": 10000}, headers=world.auth), 200)
+    DealPage.model_validate(whole)
+    everyone = [(d["principal_id"], d["pipeline_id"], d["deal_id"]) for d in whole["deals"]]
+    assert len(everyone) == len(set(everyone)) > 3
+    assert any(d["reporting_amount"] is None and "NO_RATE" in d["flags"] for d in whole["deals"])
+
+    paged: list[tuple[str, str | None, str]] = []
+    params: dict[str, str | int] = {"limit": 2}
+    for _ in range(len(everyone)):
+        page = body_of(api.get(url, params=params, headers=world.auth), 200)
+        DealPage.model_validate(page)
+        paged += [(d["principal_id"], d["pipeline_id"], d["deal_id"]) for d in page["deals"]]
+        if page["next_cursor"] is None:
+            break
+        params = {"limit": 2, "cursor": page["next_cursor"]}
+    assert paged == everyone
+
+    csv_rows: list[dict[str, str]] = []
+    following: str | None = f"{url}?limit=2"
+    while following is not None:
+        response = api.get(following, headers={**world.auth, "Accept": "text/csv"})
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/csv")
+        csv_rows += list(csv.DictReader(io.StringIO(response.text)))
+        following = response.links.get("next", {}).get("url")
+        assert len(csv_rows) <= len(everyone)
+    assert [(r["principal_id"], r["pipeline_id"] or None, r["deal_id"]) for r in csv_rows] == (
+        everyone
+    )

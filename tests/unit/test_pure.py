@@ -327,3 +327,26 @@ def test_the_exclusions_sentence_counts_the_deals_its_amount_is_of(
     item: Exclusion, sentence: str
 ) -> None:
     assert item.describe("USD") == sentence
+
+
+@pytest.mark.parametrize(
+    ("accept", "csv"),
+    [
+        ("", False),
+        ("*/*", False),
+        ("application/json", False),
+        ("text/csv", True),
+        ("text/CSV", True),
+        ("text/csv;q=0", False),
+        ("text/csv, application/json", False),
+        ("application/json;q=0.1, text/csv", True),
+        ("text/csv;q=0.5, application/json;q=0.9", False),
+        ("text/csv, */*", True),
+        ("text/csv;q=0.2, */*;q=0.8", True),
+        ("text/csv;q=bogus", False),
+    ],
+)
+def test_accept_prefers_csv_only_when_it_ranks_first(accept: str, csv: bool) -> None:
+    from pipeline_coverage.web.api import wants_csv
+
+    assert wants_csv(accept) is csv

@@ -71,9 +71,31 @@ _PROBLEMS: dict[int | str, dict[str, Any]] = {
 
 
 def _wants_csv(request: Request) -> bool:
-    """``Accept: text/csv`` (and not JSON too): the CSV rendering instead of JSON."""
-    accept = request.headers.get("accept", "")
-    return "text/csv" in accept and "application/json" not in accept
+    """Whether the request's ``Accept`` prefers the CSV rendering to JSON."""
+    return wants_csv(request.headers.get("accept", ""))
+
+
+def wants_csv(accept: str) -> bool:
+    """Whether an ``Accept`` header prefers ``text/csv`` to JSON (RFC 9110 §12.5.1):
+    CSV when it is acceptable (q > 0) and ranked above ``application/json``; a tie
+    with ``application/json`` named too gives JSON, the default, and a wildcard never
+    outranks CSV named explicitly. Media types are compared case-insensitively."""
+    ranks: dict[str, float] = {}
+    for part in accept.split(","):
+        media, *parameters = part.split(";")
+        quality = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value.strip())
+                except ValueError:
+                    quality = 0.0
+        kind = media.strip().lower()
+        ranks[kind] = max(ranks.get(kind, 0.0), quality)
+    csv_rank = ranks.get("text/csv", 0.0)
+    json_rank = ranks.get("application/json")
+    return csv_rank > 0 and (json_rank is None or csv_rank > json_rank)
 
 
 def _invalid(message: str) -> ProblemError:
@@ -346,9 +368,14 @@ def read_run_deals(
         limit=limit + 1,
     )
     page = found[:limit]
-    if _wants_csv(request):
-        return Response(deals_csv(page), media_type="text/csv; charset=utf-8")
     next_cursor = _encode_deal_cursor(page[-1]) if len(found) > limit else None
+    if _wants_csv(request):
+        # CSV has no room for the cursor: the next page's URL is a Link header.
+        headers = {}
+        if next_cursor is not None:
+            following = request.url.include_query_params(cursor=next_cursor, limit=limit)
+            headers["Link"] = f'<{following}>; rel="next"'
+        return Response(deals_csv(page), media_type="text/csv; charset=utf-8", headers=headers)
     document = {"run_id": str(run_id), "deals": [deal_values(d) for d in page],
                 "next_cursor": next_cursor}  # fmt: skip
     return Response(json.dumps(document), media_type="application/json")

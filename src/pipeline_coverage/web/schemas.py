@@ -319,7 +319,8 @@ class Deal(BaseModel):
     probability: int | None
     amount: Amount | None
     currency: str
-    reporting_amount: Amount
+    #: None when no exchange rate was in force (flag NO_RATE).
+    reporting_amount: Amount | None
     placed_on: dt.date | None
     flags: list[str]
     stage_name: str
