@@ -532,6 +532,8 @@ MOVEMENT_DEAL_COLUMNS = (
     *(f"b_{name}" for name in _DEAL_STATE_FIELDS),
     *(f"now_{name}" for name in _DEAL_NOW_FIELDS),
 )  # fmt: skip
+#: Its columns holding names users typed (deal, stage, pipeline, owner): defused.
+_MOVEMENT_DEAL_NAMES = tuple(name for name in MOVEMENT_DEAL_COLUMNS if name.endswith("_name"))
 
 
 def _day(value: dt.date | None) -> str | None:
@@ -645,8 +647,7 @@ def movement_deals_csv(deals: Sequence[MovementDeal]) -> str:
             for side in ("a", "b", "now"):
                 for name, value in (values[side] or {}).items():
                     flat[f"{side}_{name}"] = value
-            for name in ("deal_name", "a_stage_name", "b_stage_name", "now_stage_name",
-                         "a_owner_name", "b_owner_name", "now_owner_name"):  # fmt: skip
+            for name in _MOVEMENT_DEAL_NAMES:
                 flat[name] = spreadsheet_safe(flat.get(name))
             yield flat
 

@@ -350,3 +350,21 @@ def test_accept_prefers_csv_only_when_it_ranks_first(accept: str, csv: bool) -> 
     from pipeline_coverage.web.api import wants_csv
 
     assert wants_csv(accept) is csv
+
+
+def test_the_movement_deals_csv_defuses_every_name() -> None:
+    from pipeline_coverage.render import movement_deals_csv
+    from pipeline_coverage.reports.movement import DealNow, DealState, MovementDeal
+
+    state = DealState("OPEN", Decimal("1.00"), Decimal("1.00"), "USD", dt.date(2026, 1, 5),
+                      "@stage", "=1+2", None, "-owner")  # fmt: skip
+    now = DealNow(True, Decimal("1.00"), "USD", dt.date(2026, 1, 5), "@stage", "OPEN",
+                  "=1+2", None, "-owner")  # fmt: skip
+    deal = MovementDeal("USER", uuid.UUID(int=1), None, "entered", uuid.UUID(int=2), "+deal",
+                        Decimal("1.00"), "ENTERED", state, state, now)  # fmt: skip
+    [header, line] = movement_deals_csv([deal]).splitlines()
+    values = dict(zip(header.split(","), line.split(","), strict=True))
+    names = [name for name in values if name.endswith("_name")]
+    assert {"a_pipeline_name", "b_pipeline_name", "now_pipeline_name"} <= set(names)
+    for name in names:
+        assert values[name][:1] == "'", (name, values[name])
