@@ -199,6 +199,12 @@ def cli(ctx: click.Context, database_url: str | None) -> None:
     With no --database-url and no DATABASE_URL, an embedded PostgreSQL 18 server is
     started in a per-user data directory, migrated, and stopped when the command ends.
     """
+    if database_url is not None and not database_url.strip():
+        # (an unset variable passed on, --database-url "$URL"): not the embedded server
+        raise click.UsageError(
+            "--database-url is empty: give a URL, or leave the option out for"
+            " $DATABASE_URL or the embedded server"
+        )
     settings = Settings.from_env(database_url=database_url)
     ctx.obj = _App(settings, ctx.with_resource(ExitStack()))
 

@@ -204,6 +204,17 @@ def test_db_status_on_a_migrated_database(capsys: pytest.CaptureFixture[str], db
     assert result.err == ""
 
 
+@pytest.mark.parametrize("url", ["", "   "])
+def test_an_empty_database_url_is_a_usage_error_not_the_embedded_server(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, url: str
+) -> None:
+    """``--database-url "$URL"`` with the variable unset must not quietly start (and
+    load into) a throwaway embedded server."""
+    error = assert_one_error_line(cli(capsys, url, "tenants"))
+    assert "--database-url is empty" in error
+    assert not (tmp_path / "embedded").exists()
+
+
 def test_db_status_on_an_empty_database(
     capsys: pytest.CaptureFixture[str], empty_db_url: str
 ) -> None:
