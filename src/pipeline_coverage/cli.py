@@ -46,12 +46,19 @@ from pipeline_coverage.directory import (
     known_periods,
     list_principals,
     list_tenants,
+    require_known,
     resolve_pipeline,
     resolve_principal,
     resolve_tenant,
     tenant_period,
 )
-from pipeline_coverage.errors import InputError, LoadError, PipelineCoverageError, ValidationError
+from pipeline_coverage.errors import (
+    InputError,
+    LoadError,
+    NotFoundError,
+    PipelineCoverageError,
+    ValidationError,
+)
 from pipeline_coverage.loader import load_directory
 from pipeline_coverage.metrics import HEADLINE, NAMES, headline, parse_columns
 from pipeline_coverage.periods import EXAMPLES
@@ -631,6 +638,8 @@ def history(
         conn, tenant_id, kind, who, period_start, period_end, pipeline_id,
         granularity=granularity, target_match=target_match, rollup=rollup,
     )  # fmt: skip
+    if not points:  # nothing stored: maybe an id the tenant does not have
+        require_known(conn, tenant_id, (kind, who), pipeline_id)
     header = {
         "tenant_id": str(tenant_id), "principal_type": kind, "principal_id": str(who),
         "period_start": period_start.isoformat(), "period_end": period_end.isoformat(),
@@ -688,6 +697,8 @@ def same_point(
         conn, tenant_id, kind, who, quarters=quarters, as_of=as_of, day_of_quarter=day,
         pipeline_id=pipeline_id, target_match=target_match, rollup=rollup,
     )  # fmt: skip
+    if not any(quarter.point for quarter in found.quarters):
+        require_known(conn, tenant_id, (kind, who), pipeline_id)
     header = {
         "tenant_id": str(tenant_id), "principal_type": kind, "principal_id": str(who),
         "pipeline_id": str(pipeline_id) if pipeline_id else None,
@@ -746,6 +757,10 @@ def show(
         principal_type=principal_type.upper() if principal_type else None,
         principal_id=principal_id,
     )
+    if not behind and principal_id is not None:
+        kind = (principal_type or "").upper()
+        if not any((r.principal_type, r.principal_id) == (kind, principal_id) for r in found.rows):
+            raise NotFoundError(f"principal_id: run {run_id} has no row for {kind} {principal_id}")
     if output_format == "json":
         click.echo(deals_json(run_id, behind))
     elif output_format == "csv":
@@ -786,6 +801,8 @@ def compare(
         conn, run_a, run_b, tenant_id, principal_type=kind, principal_id=principal_id,
         deals=deals,
     )  # fmt: skip
+    if one is not None and not movement.rows:
+        raise NotFoundError(f"principal_id: neither run has a row for {kind} {principal_id}")
     if output_format == "json":
         click.echo(movement_json(movement))
     elif output_format == "csv":

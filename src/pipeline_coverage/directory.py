@@ -176,6 +176,36 @@ def resolve_pipeline(conn: Any, tenant_id: uuid.UUID, text: str) -> uuid.UUID:
     return as_uuid(hit["id"])
 
 
+def require_known(
+    conn: Any,
+    tenant_id: uuid.UUID,
+    principal: tuple[str, uuid.UUID] | None = None,
+    pipeline_id: uuid.UUID | None = None,
+) -> None:
+    """Raise NotFoundError (exit 2 in the CLI) naming the rep or team, or the pipeline,
+    given by id that the tenant does not have. For a read that found nothing: a
+    principal deleted since still has its stored runs, so only an empty answer is
+    checked."""
+    kind, who = principal if principal is not None else (None, None)
+    with unit_of_work(conn) as cur:
+        cur.execute(
+            query(_QUERIES, "known_ids"),
+            {"tenant_id": str(tenant_id), "principal_type": kind,
+             "principal_id": str(who) if who else None,
+             "pipeline_id": str(pipeline_id) if pipeline_id else None},
+        )  # fmt: skip
+        [known] = records(cur)
+    if not known["principal_known"]:
+        what = "user" if kind == "USER" else "group"
+        raise NotFoundError(
+            f"principal_id: no {what} {who} in tenant {tenant_id}, and no stored run has it"
+        )
+    if not known["pipeline_known"]:
+        raise NotFoundError(
+            f"pipeline: no pipeline {pipeline_id} in tenant {tenant_id}, and no stored run has it"
+        )
+
+
 def _pipelines(conn: Any, tenant_id: uuid.UUID) -> list[dict[str, Any]]:
     with unit_of_work(conn) as cur:
         cur.execute(query(_QUERIES, "find_pipelines"), {"tenant_id": str(tenant_id), "text": ""})

@@ -215,6 +215,31 @@ def test_an_empty_database_url_is_a_usage_error_not_the_embedded_server(
     assert not (tmp_path / "embedded").exists()
 
 
+def test_a_principal_without_a_row_in_the_run_is_an_error_not_an_empty_list(
+    capsys: pytest.CaptureFixture[str], db_url: str
+) -> None:
+    """``show --deals`` and ``compare`` for a principal id: one the runs have no row for
+    (a user's id given as a group's, say) is reported, not answered with nothing."""
+    assert cli(capsys, db_url, "demo", "--deals", "300").code == 0
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute(
+            "SELECT f.run_id, f.principal_id FROM dyno_crm.report_pipeline_coverage_fact AS f"
+            " WHERE f.principal_type = 'USER' LIMIT 1"
+        ).fetchone()
+    assert row is not None
+    run, user = str(row[0]), str(row[1])
+    assert cli(capsys, db_url, "show", run, "--deals", "--principal-type", "user",
+               "--principal-id", user, "--format", "json").code == 0  # fmt: skip
+    shown = cli(capsys, db_url, "show", run, "--deals", "--principal-type", "group",
+                "--principal-id", user)  # fmt: skip
+    error = assert_one_error_line(shown)
+    assert f"principal_id: run {run} has no row for GROUP {user}" in error
+    compared = cli(capsys, db_url, "compare", run, run, "--principal-type", "group",
+                   "--principal-id", user)  # fmt: skip
+    error = assert_one_error_line(compared)
+    assert f"principal_id: neither run has a row for GROUP {user}" in error
+
+
 def test_db_status_on_an_empty_database(
     capsys: pytest.CaptureFixture[str], empty_db_url: str
 ) -> None:

@@ -401,6 +401,13 @@ def test_the_history_and_same_point_commands(
           "--period-start", "2026-02-01"), "not both"),
         (("same-point", "--tenant", "Trendy", "--principal", "Nobody"), "no rep or team named"),
         (("same-point", "--tenant", "Trendy", "--principal", "Tess", "--day", "93"), "--day"),
+        # an id the tenant does not have, and no stored run has: not an empty answer
+        (("history", "--tenant", "Trendy", "--principal-type", "user", "--principal-id",
+          str(uuid.UUID(int=0))), "principal_id: no user 00000000-"),
+        (("same-point", "--tenant", "Trendy", "--principal-type", "group", "--principal-id",
+          str(uuid.UUID(int=0))), "principal_id: no group 00000000-"),
+        (("history", "--tenant", "Trendy", "--principal", "Tess", "--pipeline",
+          str(uuid.UUID(int=0))), "pipeline: no pipeline 00000000-"),
     ],
 )  # fmt: skip
 def test_the_trend_commands_refuse_bad_input_on_one_line(
