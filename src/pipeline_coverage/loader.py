@@ -515,6 +515,14 @@ def _shorten(text: str, limit: int = SHOWN_CHARS) -> str:
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
+def _header_name(name: str) -> str:
+    """A header name as a problem echoes it: as it is when it reads as it is, quoted
+    (``' name'``, ``'\\ufeffid'``) when a space at an end or an invisible character would
+    make ``name: unknown column`` look like a contradiction."""
+    plain = name == name.strip() and name.isprintable()
+    return _shorten(name if plain else repr(name))
+
+
 @dataclass(frozen=True)
 class _Header:
     """A file's header: its column names, and the line break that ends its records."""
@@ -562,13 +570,13 @@ def _read_header(path: Path, spec: TableSpec) -> _Header:
     for name in header:
         if name not in expected:
             problems.append(
-                f"{spec.file}:1: {_shorten(name) or '(empty)'}: unknown column "
+                f"{spec.file}:1: {_header_name(name) or '(empty)'}: unknown column "
                 f"(expected: {_expected_columns(spec)})"
             )
     seen: set[str] = set()
     for name in header:
         if name in seen:
-            problems.append(f"{spec.file}:1: {_shorten(name)}: column appears twice")
+            problems.append(f"{spec.file}:1: {_header_name(name)}: column appears twice")
         seen.add(name)
     problems += [
         f"{spec.file}:1: {column.name}: missing column"
@@ -891,6 +899,10 @@ def _copy(
         where = f"{spec.file}:{found.group(1)}" if found else spec.file
         reason = (diag.message_primary or str(exc)).strip()
         if sqlstate == "22021":  # character_not_in_repertoire: a byte that is not UTF-8
+            if reason.endswith(": 0x00"):  # valid UTF-8, but no PostgreSQL text holds it
+                raise LoadError(
+                    [f"{where}: a NUL byte (0x00), which no text value can hold"]
+                ) from exc
             raise LoadError([f"{where}: not UTF-8 text ({reason})"]) from exc
         raise LoadError([f"{where}: malformed CSV: {reason}"]) from exc
     # Whatever ended COPY's input, it must have read every record of the file.

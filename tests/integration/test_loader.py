@@ -854,6 +854,30 @@ def test_a_row_with_a_missing_field_names_its_line(
     assert dump(db_url) == before
 
 
+def test_a_header_name_with_a_space_or_an_invisible_character_is_shown_quoted(
+    conn: psycopg.Connection[Any], data_dir: Path
+) -> None:
+    """`` name: unknown column`` next to ``name: missing column`` reads as a
+    contradiction: the odd name is quoted, so the space (or a second BOM, a NUL) shows."""
+    (data_dir / "tenants.csv").write_bytes(
+        f"id, name,\ufeffcurrency,a\x00b\n{new_id()},Acme,USD,x\n".encode()
+    )
+    problems = reject(conn, data_dir).problems
+    assert [p.split(": unknown column")[0] for p in problems if "unknown column" in p] == [
+        "tenants.csv:1: ' name'",
+        "tenants.csv:1: '\\ufeffcurrency'",
+        "tenants.csv:1: 'a\\x00b'",
+    ]
+    assert "tenants.csv:1: name: missing column" in problems
+
+
+def test_a_nul_byte_is_named_as_such(conn: psycopg.Connection[Any], data_dir: Path) -> None:
+    (data_dir / "tenants.csv").write_bytes(f"id,name\n{new_id()},Ac\x00me\n".encode())
+    assert reject(conn, data_dir).problems == [
+        "tenants.csv:2: a NUL byte (0x00), which no text value can hold"
+    ]
+
+
 def test_a_quote_inside_an_unquoted_field_is_refused_not_merged(
     conn: psycopg.Connection[Any], db_url: str, data_dir: Path
 ) -> None:
