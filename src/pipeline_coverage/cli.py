@@ -430,7 +430,7 @@ def run(
         raise click.UsageError("give --period, or --period-start and --period-end, not both")
     if period_text is None and (period_start is None or period_end is None):
         raise click.UsageError("give --period, or --period-start and --period-end")
-    chosen = parse_columns(columns) if columns else None
+    chosen = parse_columns(columns) if columns is not None else None
     kind = principal_type.upper() if principal_type else None
     conn = _app().connection()
     tenant_id = resolve_tenant(conn, tenant_text)
@@ -743,9 +743,11 @@ def show(
         raise click.UsageError("--principal-type/--principal-id go with --deals")
     if (principal_type is None) != (principal_id is None):
         raise click.UsageError("--principal-type and --principal-id go together")
-    chosen = parse_columns(columns) if columns else None
+    if deals and columns is not None:
+        raise click.UsageError("--columns chooses a run's metrics: not with --deals")
+    chosen = parse_columns(columns) if columns is not None else None
     conn = _app().connection()
-    tenant_id = resolve_tenant(conn, tenant_text) if tenant_text else None
+    tenant_id = resolve_tenant(conn, tenant_text) if tenant_text is not None else None
     found = get_run(conn, run_id, tenant_id)
     if not deals:
         _print_run(found, output_format, chosen)
@@ -791,7 +793,7 @@ def compare(
     """Show how open pipeline moved from run A to run B: won, lost, left, entered, changed
     (for everyone, or only one rep's or team's rows)."""
     conn = _app().connection()
-    tenant_id = resolve_tenant(conn, tenant_text) if tenant_text else None
+    tenant_id = resolve_tenant(conn, tenant_text) if tenant_text is not None else None
     one = _principal(
         conn, lambda: tenant_id or get_run(conn, run_a).tenant_id, principal_text,
         principal_type, principal_id,
@@ -829,7 +831,7 @@ def compare(
 def runs(tenant_text: str | None, limit: int, output_format: str) -> None:
     """List stored runs, newest first."""
     conn = _app().connection()
-    tenant_id = resolve_tenant(conn, tenant_text) if tenant_text else None
+    tenant_id = resolve_tenant(conn, tenant_text) if tenant_text is not None else None
     found = list_runs(conn, tenant_id, limit=limit)
     if output_format == "json":
         click.echo(runs_json(found))
@@ -936,7 +938,7 @@ def apikey_list(tenant_text: str | None) -> None:
     for column in ("Key id", "Tenant", "Name", "Created", "Revoked"):
         table.add_column(column)
     conn = _app().connection()
-    tenant_id = resolve_tenant(conn, tenant_text) if tenant_text else None
+    tenant_id = resolve_tenant(conn, tenant_text) if tenant_text is not None else None
     for key in list_api_keys(conn, tenant_id):
         table.add_row(
             str(key.id),
@@ -956,7 +958,7 @@ def apikey_list(tenant_text: str | None) -> None:
 def apikey_revoke(key_id: uuid.UUID, tenant_text: str | None) -> None:
     """Revoke a key; requests with it get 401 from now on."""
     conn = _app().connection()
-    tenant_id = resolve_tenant(conn, tenant_text) if tenant_text else None
+    tenant_id = resolve_tenant(conn, tenant_text) if tenant_text is not None else None
     key = revoke_api_key(conn, key_id, tenant_id)
     click.echo(f"revoked API key {key.id} ({key.name!r}) of tenant {key.tenant_id}")
 
@@ -1021,7 +1023,7 @@ def _configure_access_log() -> None:
 def prune(older_than_days: int, tenant_text: str | None, dry_run: bool, yes: bool) -> None:
     """Delete whole old runs (their fact rows and deals go with them)."""
     conn = _app().connection()
-    tenant_id = resolve_tenant(conn, tenant_text) if tenant_text else None
+    tenant_id = resolve_tenant(conn, tenant_text) if tenant_text is not None else None
     scope = f"older than {older_than_days} days" + (f" of tenant {tenant_id}" if tenant_id else "")
     if dry_run or (not yes and sys.stdin.isatty()):
         would = prune_runs(conn, older_than_days, tenant_id, dry_run=True)

@@ -96,6 +96,13 @@ def _as_id(text: str) -> uuid.UUID | None:
         return None
 
 
+def _named(field: str, text: str) -> str:
+    """The name or id a look-up is given; an empty one would match every name."""
+    if not text.strip():
+        raise ValidationError(f"{field}: empty (give a name or an id)")
+    return text
+
+
 def _one(
     field: str,
     what: str,
@@ -123,7 +130,7 @@ def _one(
 
 def resolve_tenant(conn: Any, text: str) -> uuid.UUID:
     """A tenant by id or name (any case; a unique part of a name will do)."""
-    found = _as_id(text)
+    found = _as_id(_named("tenant", text))
     if found is not None:
         return found
     with unit_of_work(conn) as cur:
@@ -140,7 +147,7 @@ def resolve_principal(
     conn: Any, tenant_id: uuid.UUID, text: str, kind: str | None = None
 ) -> tuple[str, uuid.UUID]:
     """A rep or team of the tenant by name (or id, with ``kind``): (type, id)."""
-    found = _as_id(text)
+    found = _as_id(_named("principal", text))
     if found is not None:
         if kind is None:
             raise ValidationError("principal: give --principal-type with an id")
@@ -163,7 +170,7 @@ def resolve_principal(
 
 def resolve_pipeline(conn: Any, tenant_id: uuid.UUID, text: str) -> uuid.UUID:
     """A pipeline of the tenant by id or name."""
-    found = _as_id(text)
+    found = _as_id(_named("pipeline", text))
     if found is not None:
         return found
     with unit_of_work(conn) as cur:

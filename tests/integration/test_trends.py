@@ -408,6 +408,9 @@ def test_the_history_and_same_point_commands(
           str(uuid.UUID(int=0))), "principal_id: no group 00000000-"),
         (("history", "--tenant", "Trendy", "--principal", "Tess", "--pipeline",
           str(uuid.UUID(int=0))), "pipeline: no pipeline 00000000-"),
+        # an empty name would match every name
+        (("history", "--tenant", " ", "--principal", "Tess"), "tenant: empty"),
+        (("same-point", "--tenant", "Trendy", "--principal", ""), "principal: empty"),
     ],
 )  # fmt: skip
 def test_the_trend_commands_refuse_bad_input_on_one_line(

@@ -164,7 +164,8 @@ def coverage_request(
         as_of=parse_date(as_of, "as_of") if as_of is not None else None,
         target_match=parse_choice(target_match, "target_match", TARGET_MATCHES),
         win_rate_lookback_days=lookback,
-        period_expression=period_expression,
+        # (stored as it names the period: resolving it ignored spaces around it)
+        period_expression=period_expression.strip() if period_expression else None,
     )
 
 
