@@ -64,6 +64,7 @@ from pipeline_coverage.metrics import HEADLINE, NAMES, headline, parse_columns
 from pipeline_coverage.periods import EXAMPLES
 from pipeline_coverage.render import (
     FORMATS,
+    add_row,
     deals_csv,
     deals_json,
     deals_table,
@@ -909,7 +910,7 @@ def _print_listing(
         for column in columns:
             table.add_column(column)
         for row in rows:
-            table.add_row(*("" if value is None else str(value) for value in row))
+            add_row(table, *("" if value is None else str(value) for value in row))
         make_console().print(table)
 
 
@@ -940,7 +941,8 @@ def apikey_list(tenant_text: str | None) -> None:
     conn = _app().connection()
     tenant_id = resolve_tenant(conn, tenant_text) if tenant_text is not None else None
     for key in list_api_keys(conn, tenant_id):
-        table.add_row(
+        add_row(
+            table,
             str(key.id),
             str(key.tenant_id),
             key.name,

@@ -11,6 +11,7 @@ import csv
 import datetime as dt
 import io
 import json
+import unicodedata
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
@@ -243,7 +244,7 @@ def run_heading(run: CoverageRun) -> tuple[str, str]:
     scope = run.parameters.get("pipeline_id")
     currency = f" · amounts in {run.currency}" if run.currency else ""
     title = (
-        f"Pipeline coverage · {run.tenant_name} · {run.period_start.isoformat()} to "
+        f"Pipeline coverage · {_display(run.tenant_name)} · {run.period_start.isoformat()} to "
         f"{run.period_end.isoformat()} (end exclusive){currency}"
     )
     caption = f"run {run.run_id} · generated {run.generated_at:%Y-%m-%d %H:%M:%S %Z}"
@@ -272,7 +273,7 @@ def run_table(run: CoverageRun, columns: Sequence[str] = HEADLINE) -> Table:
         if with_pipeline:
             cells.append(row.pipeline_name or _text(row.pipeline_id) or "all")
         cells += [metric_cell(metric, row) for metric in metrics]
-        table.add_row(*cells)
+        add_row(table, *cells)
     return table
 
 
@@ -309,7 +310,8 @@ def deals_table(run: CoverageRun, deals: Sequence[DealCredit]) -> Table:
                    "Flags"):  # fmt: skip
         table.add_column(column, justify="right" if column == "Amount" else "left")
     for deal in deals:
-        table.add_row(
+        add_row(
+            table,
             names.get((deal.principal_type, deal.principal_id)) or str(deal.principal_id),
             deal.deal_name,
             deal.deal_class,
@@ -328,7 +330,8 @@ def runs_table(runs: Sequence[CoverageRun]) -> Table:
     for name in ("Run", "Tenant", "Generated", "Period", "Scope", "Rows"):
         table.add_column(name, justify="right" if name == "Rows" else "left")
     for run in runs:
-        table.add_row(
+        add_row(
+            table,
             str(run.run_id),
             run.tenant_name,
             f"{run.generated_at:%Y-%m-%d %H:%M:%S}",
@@ -452,7 +455,7 @@ def history_table(title: str, points: Sequence[HistoryPoint]) -> Table:
         table.add_column(BY_NAME[name].label, justify="right")
     table.add_column("Run")
     for point in points:
-        table.add_row(*_trend_cells(point), str(point.run_id))
+        add_row(table, *_trend_cells(point), str(point.run_id))
     return table
 
 
@@ -473,7 +476,7 @@ def same_point_table(title: str, found: SamePoint) -> Table:
     for name in TREND_COLUMNS:
         table.add_column(BY_NAME[name].label, justify="right")
     for quarter in found.quarters:
-        table.add_row(quarter.period, quarter.day.isoformat(), *_trend_cells(quarter.point))
+        add_row(table, quarter.period, quarter.day.isoformat(), *_trend_cells(quarter.point))
     return table
 
 
@@ -505,6 +508,20 @@ def same_point_json(header: dict[str, Any], found: SamePoint) -> str:
 def same_point_csv(found: SamePoint) -> str:
     return _csv(("period", "period_start", "period_end", "day", *POINT_COLUMNS),
                 _quarter_values(found, nested=False))  # fmt: skip
+
+
+def _display(text: str) -> str:
+    """Text a user typed (a name), as a terminal table shows it: its control characters
+    (an escape sequence, a line break) replaced, so that a name cannot restyle, move or
+    erase what the terminal shows."""
+    if text.isprintable():
+        return text
+    return "".join("\ufffd" if unicodedata.category(ch) == "Cc" else ch for ch in text)
+
+
+def add_row(table: Table, *cells: Any) -> None:
+    """``table.add_row`` with every text cell shown by :func:`_display`."""
+    table.add_row(*(_display(cell) if isinstance(cell, str) else cell for cell in cells))
 
 
 def make_console(file: Any = None) -> Console:
@@ -659,7 +676,7 @@ def movement_heading(movement: Movement) -> tuple[str, str]:
     a, b = movement.run_a, movement.run_b
     currency = f" · amounts in {movement.currency}" if movement.currency else ""
     title = (
-        f"Movement · {b.tenant_name} · {b.period_start.isoformat()} to "
+        f"Movement · {_display(b.tenant_name)} · {b.period_start.isoformat()} to "
         f"{b.period_end.isoformat()} (end exclusive){currency}"
     )
     caption = (
@@ -700,7 +717,7 @@ def movement_table(movement: Movement) -> Table:
         cells += [signed(-row.amount(f"{step}_amount")) for step in ("won", "lost", "left")]
         cells += [signed(row.amount(f"{step}_amount")) for step in ("entered", "changed")]
         cells.append(money(row.amount("end_amount")))
-        table.add_row(*cells)
+        add_row(table, *cells)
     return table
 
 
@@ -734,7 +751,8 @@ def movement_deals_table(movement: Movement) -> Table:
         who = [names.get((deal.principal_type, deal.principal_id)) or str(deal.principal_id)]
         if with_pipeline:
             who.append(pipelines.get(deal.pipeline_id) or _text(deal.pipeline_id) or "all")
-        table.add_row(
+        add_row(
+            table,
             *who,
             deal.step,
             deal.deal_name,

@@ -368,3 +368,27 @@ def test_the_movement_deals_csv_defuses_every_name() -> None:
     assert {"a_pipeline_name", "b_pipeline_name", "now_pipeline_name"} <= set(names)
     for name in names:
         assert values[name][:1] == "'", (name, values[name])
+
+
+def test_a_name_cannot_send_control_sequences_to_the_terminal() -> None:
+    """A tenant or rep named with an escape sequence (or a line break) is shown with its
+    control characters replaced, in the heading and in the table."""
+    import io
+
+    from pipeline_coverage.render import run_heading, run_table
+
+    run = _run()
+    evil = CoverageRow("USER", uuid.UUID(int=2), "Eve\x1b[2J\nroot", None, None,
+                       _values(None, Decimal("1.00"), None))  # fmt: skip
+    shown = CoverageRun(**{**run.__dict__, "tenant_name": "Acme\x1b]0;pwned\x07",
+                           "rows": (evil,)})  # fmt: skip
+    out = io.StringIO()
+    console = Console(file=out, width=200, force_terminal=False)
+    title, _ = run_heading(shown)
+    console.print(title)
+    console.print(run_table(shown))
+    text = out.getvalue()
+    assert "\x1b" not in text
+    assert "\x07" not in text
+    assert "Eve\ufffd[2J\ufffdroot" in text
+    assert "Acme\ufffd]0;pwned\ufffd" in text
