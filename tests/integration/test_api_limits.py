@@ -85,11 +85,14 @@ def test_a_body_over_the_limit_is_413_unread(db_url: str, world: World, conn: An
         assert len(huge) > 5_000_000
         for target, headers in (("/session", {}), ("/v1/coverage-runs", world.auth)):
             response = client.post(
-                target, content=huge, headers={**headers, "Content-Type": "application/json"}
+                target,
+                content=huge,
+                headers={**headers, "Content-Type": "application/json", "X-Request-ID": "big-1"},
             )
             problem = problem_of(response, 413)
             assert str(limit) in problem["detail"]
             assert len(response.content) < 1000
+            assert response.headers["X-Request-ID"] == "big-1"  # a refusal is traced too
 
         # Streamed without a Content-Length: refused as soon as it passes the limit.
         def chunks() -> Iterator[bytes]:

@@ -85,8 +85,9 @@ def create_app(database_url: str, settings: WebSettings, *, open_pool: bool = Tr
         same_site="strict",
         https_only=settings.secure_cookies,
     )
-    app.middleware("http")(_access_log)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    # Outside the body limit: a refused request is logged and echoes its request id too.
+    app.middleware("http")(_access_log)
     app.add_middleware(SecurityHeaders)
     app.include_router(api.router)
     app.include_router(dashboard.router)
