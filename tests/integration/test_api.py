@@ -179,7 +179,18 @@ def test_readyz_is_503_when_the_database_is_unreachable(web_settings: WebSetting
 
 def test_unknown_routes_and_methods_are_problem_documents(api: httpx.Client, world: World) -> None:
     assert problem_of(api.get("/v1/nothing-here", headers=world.auth), 404)["status"] == 404
-    assert problem_of(api.delete("/v1/coverage-runs", headers=world.auth), 405)["status"] == 405
+    refused = api.delete("/v1/coverage-runs", headers=world.auth)
+    assert problem_of(refused, 405)["status"] == 405
+    # Allow names every method of the path (it is listed by GET and created by POST).
+    assert refused.headers["Allow"] == "GET, HEAD, POST"
+
+
+def test_head_is_answered_as_get_without_a_body(api: httpx.Client, world: World) -> None:
+    for path, headers in (("/healthz", {}), ("/v1/coverage-runs", world.auth)):
+        got, head = api.get(path, headers=headers), api.head(path, headers=headers)
+        assert (head.status_code, head.content) == (200, b"")
+        assert head.headers["content-type"] == got.headers["content-type"]
+    assert api.head("/v1/coverage-runs").status_code == 401  # no key: as GET
 
 
 def test_request_id_is_echoed(api: httpx.Client) -> None:

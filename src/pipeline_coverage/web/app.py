@@ -27,7 +27,13 @@ from pipeline_coverage.config import WebSettings
 from pipeline_coverage.web import api, dashboard, problems
 from pipeline_coverage.web.cache import RunCache
 from pipeline_coverage.web.deps import get_pool
-from pipeline_coverage.web.limits import BodyLimit, RetryLostConnection, SecurityHeaders, TenantRuns
+from pipeline_coverage.web.limits import (
+    BodyLimit,
+    HeadAsGet,
+    RetryLostConnection,
+    SecurityHeaders,
+    TenantRuns,
+)
 from pipeline_coverage.web.pool import LivePool
 from pipeline_coverage.web.problems import ProblemError
 from pipeline_coverage.web.schemas import Health
@@ -75,7 +81,9 @@ def create_app(database_url: str, settings: WebSettings, *, open_pool: bool = Tr
     app.state.settings = settings
     app.state.run_cache = RunCache(settings.run_cache_seconds)
     problems.install(app)
-    # Innermost first: a lost connection is retried inside everything else.
+    # Innermost first: HEAD is routed as GET; a lost connection is retried inside
+    # everything else.
+    app.add_middleware(HeadAsGet)
     app.add_middleware(RetryLostConnection)
     app.add_middleware(
         SessionMiddleware,

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from pipeline_coverage.errors import (
     ConnectionLostError,
@@ -104,6 +105,21 @@ def _location(loc: tuple[Any, ...]) -> str:
     return (".".join(parts) or "body")[:100]  # an unknown key may be any length
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods some route serves at the request's path (HEAD wherever GET is): each
+    asked of the router, which also sees into included routers."""
+    routes = request.app.router.routes
+    methods = {
+        method
+        for method in ("DELETE", "GET", "PATCH", "POST", "PUT")
+        if any(route.matches({**request.scope, "method": method})[0] is Match.FULL
+               for route in routes)
+    }  # fmt: skip
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
+
+
 def install(app: FastAPI) -> None:
     """Route every error through problem details."""
 
@@ -157,6 +173,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         headers = dict(exc.headers) if exc.headers else None
+        if exc.status_code == 405:  # every method of the path, not the first route's
+            headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
         return problem_response(request, exc.status_code, str(exc.detail), headers=headers)
 
     @app.exception_handler(Exception)
