@@ -195,19 +195,21 @@ def require_known(
     checked."""
     kind, who = principal if principal is not None else (None, None)
     with unit_of_work(conn) as cur:
+        # (the run's own scope check: whether the tenant has the principal, the pipeline)
         cur.execute(
-            query(_QUERIES, "known_ids"),
+            query("coverage", "check_scope"),
             {"tenant_id": str(tenant_id), "principal_type": kind,
              "principal_id": str(who) if who else None,
-             "pipeline_id": str(pipeline_id) if pipeline_id else None},
+             "pipeline_id": str(pipeline_id) if pipeline_id else None,
+             "as_of": dt.date.today()},
         )  # fmt: skip
         [known] = records(cur)
-    if not known["principal_known"]:
+    if not known["principal_exists"]:
         what = "user" if kind == "USER" else "group"
         raise NotFoundError(
             f"principal_id: no {what} {who} in tenant {tenant_id}, and no stored run has it"
         )
-    if not known["pipeline_known"]:
+    if not known["pipeline_exists"]:
         raise NotFoundError(
             f"pipeline: no pipeline {pipeline_id} in tenant {tenant_id}, and no stored run has it"
         )

@@ -56,24 +56,6 @@ WHERE h.exact OR NOT EXISTS (SELECT 1 FROM hits AS e WHERE e.exact)
 ORDER BY 1 DESC, lower(h.name), h.id
 LIMIT 11;
 
--- name: known_ids
--- Whether the tenant has this rep or team (principal_type + principal_id) and this
--- pipeline, each when given (a NULL one is known).
-SELECT
-    CASE %(principal_type)s::text
-        WHEN 'USER' THEN EXISTS (
-            SELECT 1 FROM dyno_crm.crm_user AS u
-            WHERE u.tenant_id = %(tenant_id)s::uuid AND u.id = %(principal_id)s::uuid)
-        WHEN 'GROUP' THEN EXISTS (
-            SELECT 1 FROM dyno_crm.crm_group AS g
-            WHERE g.tenant_id = %(tenant_id)s::uuid AND g.id = %(principal_id)s::uuid)
-        ELSE true
-    END AS principal_known,
-    %(pipeline_id)s::uuid IS NULL OR EXISTS (
-        SELECT 1 FROM dyno_crm.pipeline AS p
-        WHERE p.tenant_id = %(tenant_id)s::uuid AND p.id = %(pipeline_id)s::uuid
-    ) AS pipeline_known;
-
 -- name: find_pipelines
 -- A tenant's pipelines whose name is the text (any case), or contains it when none
 -- is exactly it.
