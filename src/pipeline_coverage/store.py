@@ -101,38 +101,35 @@ class Exclusion:
         """The report's sentence for this flag, in the reporting currency. Deals without
         a rate are in no amount: the sentence names them apart, so that its count and
         its amount are of the same deals."""
-        one = self.count == 1
+        count, one = self.count, self.count == 1
         if self.flag == "NO_RATE":
-            return (
-                f"{self.count:,} deal{'' if one else 's'} {'has' if one else 'have'} no "
-                f"exchange rate in force and {'is' if one else 'are'} left out"
-            )
+            return f"{count:,} deal{'' if one else 's'} {_without_rate(count)}"
         if self.flag == "TARGET_PERIOD_MISMATCH":  # counts rows, not deals: no amount
             return (
-                f"{self.count:,} row{'' if one else 's'} {'has' if one else 'have'} no target "
+                f"{count:,} row{'' if one else 's'} {'has' if one else 'have'} no target "
                 "for exactly this period but targets overlapping it (use target_match=within, "
                 "or the targets' own period)"
             )
         if self.flag not in _DEAL_FLAG_PHRASES:
-            return f"{self.flag}: {self.count:,}"
+            return f"{self.flag}: {count:,}"
         what, then = _DEAL_FLAG_PHRASES[self.flag]
-        priced = self.count - self.no_rate
+        priced = count - self.no_rate
         if priced == 0:  # none of them has a rate: there is no amount to give
-            return (
-                f"{_open_deals(self.count)} {what[not one]} but {'has' if one else 'have'} "
-                f"no exchange rate in force and {'is' if one else 'are'} left out"
-            )
+            return f"{_open_deals(count)} {what[not one]} but {_without_rate(count)}"
         worth = "" if self.flag == "NO_AMOUNT" or self.amount is None else (
             f" worth {self.amount:,.2f}{' ' + currency if currency else ''}"
         )  # fmt: skip
         sentence = f"{_open_deals(priced)}{worth} {what[priced != 1]}{then[priced != 1]}"
         if self.no_rate:
-            few = self.no_rate == 1
-            sentence += (
-                f"; {self.no_rate:,} more {'has' if few else 'have'} no exchange rate in force "
-                f"and {'is' if few else 'are'} left out"
-            )
+            sentence += f"; {self.no_rate:,} more {_without_rate(self.no_rate)}"
         return sentence
+
+
+def _without_rate(count: int) -> str:
+    """What the report says of ``count`` deals without a rate in force."""
+    one = count == 1
+    have, are = ("has", "is") if one else ("have", "are")
+    return f"{have} no exchange rate in force and {are} left out"
 
 
 def _open_deals(count: int) -> str:
