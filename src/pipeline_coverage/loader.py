@@ -804,7 +804,7 @@ class _Records:
         first = lines[0]
         start = _LEADING_FIELDS.match(first)
         rest = first[start.end() if start else 0 :]
-        if closed or not rest.startswith(b'"') or _WELL_QUOTED.fullmatch(first):
+        if closed or not rest.startswith(b'"'):
             return line, _STRAY_QUOTE_REASON
         return line, _UNCLOSED_REASON
 
