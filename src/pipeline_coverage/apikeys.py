@@ -23,6 +23,9 @@ from pipeline_coverage.validation import parse_uuid
 PREFIX = "pcov"
 #: How long a dashboard session lasts at most (signing out or revoking ends it sooner).
 SESSION_LIFETIME_SECONDS = 8 * 3600
+#: Dashboard sessions one key may have at once (live or recently ended): signing in
+#: once more ends the oldest. Enough for every browser of a team sharing a key.
+MAX_SESSIONS_PER_KEY = 20
 _QUERIES = "api_keys"
 
 
@@ -146,7 +149,10 @@ class Session:
 
 
 def start_session(conn: Any, key: str) -> Session | None:
-    """Open a server-side session for an active key; None for a bad or revoked key."""
+    """Open a server-side session for an active key; None for a bad or revoked key.
+
+    A key keeps at most ``MAX_SESSIONS_PER_KEY`` sessions: opening one more ends (and
+    deletes) the oldest, so signing in in a loop cannot fill the table."""
     tenant = tenant_of_key(key)
     if tenant is None:
         return None
@@ -154,6 +160,7 @@ def start_session(conn: Any, key: str) -> Session | None:
         "tenant_id": str(tenant),
         "key_hash": _hash(key),
         "lifetime_seconds": SESSION_LIFETIME_SECONDS,
+        "keep": MAX_SESSIONS_PER_KEY - 1,
     }
     with unit_of_work(conn) as cur:
         cur.execute(query(_QUERIES, "start_session"), params)

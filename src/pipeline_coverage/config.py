@@ -74,6 +74,21 @@ class WebSettings:
     #: How long a request may queue for a database slot (or its tenant's run slot)
     #: before it is answered 429 with Retry-After.
     queue_seconds: float = 10.0
+    #: How many requests of one tenant may read from the database at once; more wait
+    #: for their tenant's turn (holding nothing), then get 429.
+    tenant_reads: int = 2
+    #: The dashboard's public URL (``https://crm.example.com/coverage``): the origin
+    #: state-changing requests must come from, and the base of links the API sends.
+    #: Unset, the origin is the one each request was sent to, and links are relative.
+    public_url: str | None = None
+    #: Open connections per server process; at the cap, a new connection closes the
+    #: one idle longest (a connection whose request is being answered is never closed).
+    max_connections: int = 1000
+    #: A request's headers (and a body, once its headers are in) must arrive within
+    #: this many seconds of its first byte, or of the connection's opening.
+    header_timeout: float = 10.0
+    #: How long an idle keep-alive connection stays open.
+    keepalive_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WebSettings:
@@ -92,6 +107,17 @@ class WebSettings:
             ),
             tenant_runs=_number(env, "PIPELINE_COVERAGE_TENANT_RUNS", 2, int, minimum=1),
             queue_seconds=_number(env, "PIPELINE_COVERAGE_QUEUE_SECONDS", 10.0, float),
+            tenant_reads=_number(env, "PIPELINE_COVERAGE_TENANT_READS", 2, int, minimum=1),
+            public_url=_public_url(env.get("PIPELINE_COVERAGE_PUBLIC_URL")),
+            max_connections=_number(
+                env, "PIPELINE_COVERAGE_MAX_CONNECTIONS", 1000, int, minimum=10
+            ),
+            header_timeout=_number(
+                env, "PIPELINE_COVERAGE_HEADER_TIMEOUT", 10.0, float, minimum=0.1
+            ),
+            keepalive_seconds=_number(
+                env, "PIPELINE_COVERAGE_KEEPALIVE_SECONDS", 5.0, float, minimum=0.1
+            ),
         )
 
 
@@ -108,6 +134,17 @@ def _number(
     if value < minimum:
         raise InputError(f"{name}: must be >= {minimum}, got {raw!r}")
     return value
+
+
+def _public_url(raw: str | None) -> str | None:
+    if not raw:
+        return None
+    scheme, sep, rest = raw.partition("://")
+    if not sep or scheme.lower() not in ("http", "https") or not rest.split("/", 1)[0]:
+        raise InputError(
+            f"PIPELINE_COVERAGE_PUBLIC_URL: expected http(s)://host[:port][/path], got {raw!r}"
+        )
+    return raw.rstrip("/")
 
 
 def _bands(text: str) -> tuple[float, float]:

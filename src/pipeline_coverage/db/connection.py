@@ -103,6 +103,8 @@ def unit_of_work(conn: Any, isolation: Isolation | None = None) -> Iterator[Curs
 
     Driver errors (either driver) leave as the package's own exceptions.
     """
+    if conn.closed:  # psycopg 3: bool; psycopg2: a nonzero int once closed
+        raise ConnectionLostError("database connection lost: the connection is closed")
     status = _transaction_status(conn)
     if status == _INERROR:
         raise InputError("the connection is in a failed transaction: roll it back first")

@@ -216,6 +216,16 @@ def run_coverage(
     return RunOutcome(run_id)
 
 
+def run_of_key(conn: Any, tenant_id: uuid.UUID, idempotency_key: str) -> uuid.UUID | None:
+    """The run an idempotency key made for the tenant, if it made one (committed)."""
+    with unit_of_work(conn) as cur:
+        cur.execute(
+            query("idempotency", "find_key"), {"tenant_id": str(tenant_id), "key": idempotency_key}
+        )
+        found = records(cur)
+    return as_uuid(found[0]["run_id"]) if found else None
+
+
 def _write(cur: Any, request: CoverageRequest, *, restore: bool = False) -> uuid.UUID:
     """Check the scope, then write the header, the drill-down and the fact rows; with
     ``restore``, put the planner settings of the transaction back afterwards."""

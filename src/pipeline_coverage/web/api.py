@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from pipeline_coverage.directory import default_period, known_periods, tenant_period
-from pipeline_coverage.errors import NotFoundError
+from pipeline_coverage.errors import ConnectionLostError, NotFoundError
 from pipeline_coverage.render import (
     deal_values,
     deals_csv,
@@ -24,8 +24,10 @@ from pipeline_coverage.render import (
 )
 from pipeline_coverage.reports.coverage import (
     IdempotencyConflictError,
+    RunOutcome,
     coverage_request,
     run_coverage,
+    run_of_key,
 )
 from pipeline_coverage.reports.movement import compare_runs
 from pipeline_coverage.store import (
@@ -38,7 +40,7 @@ from pipeline_coverage.store import (
 )
 from pipeline_coverage.trends import MAX_DAY_OF_QUARTER, MAX_QUARTERS, same_point_of_quarter
 from pipeline_coverage.web.cache import Rendered, RunCache
-from pipeline_coverage.web.deps import Caller, Conn, RunSlot
+from pipeline_coverage.web.deps import Caller, Conn, RunSlot, fresh_connection
 from pipeline_coverage.web.problems import ProblemError, field_problem
 from pipeline_coverage.web.schemas import (
     Comparison,
@@ -64,6 +66,9 @@ from pipeline_coverage.web.schemas import (
 router = APIRouter(prefix="/v1", tags=["coverage"])
 #: The most drill-down rows one page holds.
 MAX_DEALS_PAGE = 10_000
+#: How the idempotency keys the server gives to POSTs without one begin (a caller's
+#: key is never replayed as one of these: they hold a fresh random id).
+_SERVER_KEY = "server-request:"
 
 _PROBLEMS: dict[int | str, dict[str, Any]] = {
     status: {"model": Problem} for status in (400, 401, 404, 409, 413, 422, 429, 503)
@@ -115,6 +120,7 @@ def create_run(
     _slot: RunSlot,
     conn: Conn,
     response: Response,
+    http_request: Request,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -140,14 +146,32 @@ def create_run(
             missing = "period_start" if body.period_start is None else "period_end"
             raise _invalid(f"{missing}: required (or give period)")
         request = coverage_request(caller.tenant_id, **fields, period_expression=expression)
-        outcome = run_coverage(conn, request, idempotency_key=idempotency_key)
+        # Without a key of the caller's, the request gets one of its own: if the
+        # connection is lost after the run was committed, the run is found by it.
+        key = idempotency_key or f"{_SERVER_KEY}{uuid.uuid4().hex}"
+        try:
+            outcome = run_coverage(conn, request, idempotency_key=key)
+        except ConnectionLostError:
+            with fresh_connection(http_request) as other:
+                found = run_of_key(other, caller.tenant_id, key)
+            if found is None:
+                raise
+            outcome = RunOutcome(found)
     except IdempotencyConflictError as exc:
         raise ProblemError(409, "this Idempotency-Key was used with another request body") from exc
     except NotFoundError as exc:  # the body names something the tenant does not have
         raise _invalid(str(exc)) from exc
     if outcome.replayed:
         response.headers["Idempotent-Replayed"] = "true"
-    created = RunWithRows.of(get_run(conn, outcome.run_id, caller.tenant_id))
+    response.headers["Location"] = f"/v1/coverage-runs/{outcome.run_id}"
+    # The run is committed: whatever happens to this connection now, it is answered
+    # as created (read again on a fresh connection if this one was lost).
+    try:
+        stored = get_run(conn, outcome.run_id, caller.tenant_id)
+    except ConnectionLostError:
+        with fresh_connection(http_request) as other:
+            stored = get_run(other, outcome.run_id, caller.tenant_id)
+    created = RunWithRows.of(stored)
     return CreatedRun.model_construct(
         run_id=outcome.run_id, run=created.run, exclusions=created.exclusions, rows=created.rows
     )
@@ -373,12 +397,23 @@ def read_run_deals(
         # CSV has no room for the cursor: the next page's URL is a Link header.
         headers = {}
         if next_cursor is not None:
-            following = request.url.include_query_params(cursor=next_cursor, limit=limit)
-            headers["Link"] = f'<{following}>; rel="next"'
+            headers["Link"] = f'<{_next_page(request, next_cursor, limit)}>; rel="next"'
         return Response(deals_csv(page), media_type="text/csv; charset=utf-8", headers=headers)
     document = {"run_id": str(run_id), "deals": [deal_values(d) for d in page],
                 "next_cursor": next_cursor}  # fmt: skip
     return Response(json.dumps(document), media_type="application/json")
+
+
+def _next_page(request: Request, cursor: str, limit: int) -> str:
+    """The next page's URL: under the configured public URL, else relative (the
+    request's ``Host`` is the client's word, never echoed back as a link)."""
+    following = request.url.include_query_params(cursor=cursor, limit=limit)
+    relative = following.path + ("?" + following.query if following.query else "")
+    base = request.app.state.settings.public_url
+    if base is None:
+        return relative
+    prefix = request.scope.get("root_path", "")
+    return str(base) + relative.removeprefix(prefix)
 
 
 @router.get(

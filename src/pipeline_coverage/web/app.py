@@ -6,17 +6,13 @@ and closes (after in-flight requests finish) when the server shuts down.
 
 from __future__ import annotations
 
-import json
-import logging
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 import psycopg
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
 from psycopg_pool import PoolTimeout
@@ -25,12 +21,14 @@ from starlette.middleware.sessions import SessionMiddleware
 from pipeline_coverage.apikeys import SESSION_LIFETIME_SECONDS
 from pipeline_coverage.config import WebSettings
 from pipeline_coverage.web import api, dashboard, problems
+from pipeline_coverage.web.access import AccessLog
 from pipeline_coverage.web.cache import RunCache
 from pipeline_coverage.web.deps import get_pool
 from pipeline_coverage.web.limits import (
     BodyLimit,
     HeadAsGet,
     RetryLostConnection,
+    SameOriginWrites,
     SecurityHeaders,
     TenantRuns,
 )
@@ -38,7 +36,6 @@ from pipeline_coverage.web.pool import LivePool
 from pipeline_coverage.web.problems import ProblemError
 from pipeline_coverage.web.schemas import Health
 
-access_log = logging.getLogger("pipeline_coverage.access")
 SESSION_COOKIE = "pipeline_coverage_session"
 #: The pool's connections say who they are in pg_stat_activity.
 APPLICATION_NAME = "pipeline-coverage-api"
@@ -93,9 +90,10 @@ def create_app(database_url: str, settings: WebSettings, *, open_pool: bool = Tr
         same_site="strict",
         https_only=settings.secure_cookies,
     )
+    app.add_middleware(SameOriginWrites, public_url=settings.public_url)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     # Outside the body limit: a refused request is logged and echoes its request id too.
-    app.middleware("http")(_access_log)
+    app.add_middleware(AccessLog)
     app.add_middleware(SecurityHeaders)
     app.include_router(api.router)
     app.include_router(dashboard.router)
@@ -147,33 +145,3 @@ def _openapi_with_problem_media_type(app: FastAPI) -> dict[str, Any]:
                         content[problems.MEDIA_TYPE] = content.pop("application/json")
         app.openapi_schema = schema
     return app.openapi_schema
-
-
-async def _access_log(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    """One JSON line per request: what, who (tenant), how it went, how long it took."""
-    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await call_next(request)
-        status = response.status_code
-        response.headers["X-Request-ID"] = request_id
-        return response
-    finally:
-        tenant = getattr(request.state, "tenant_id", None)
-        access_log.info(
-            json.dumps(
-                {
-                    "ts": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    "request_id": request_id,
-                    "method": request.method,
-                    "path": request.url.path,
-                    "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                    "tenant_id": str(tenant) if tenant else None,
-                    "client": request.client.host if request.client else None,
-                }
-            )
-        )

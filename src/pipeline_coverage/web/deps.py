@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import anyio
@@ -48,6 +49,18 @@ def _connection(pool: ConnectionPool[Any]) -> psycopg.Connection[Any]:
             503, "the database is not available right now", headers={"Retry-After": "5"}
         ) from exc
     return conn
+
+
+@contextmanager
+def fresh_connection(request: Request) -> Iterator[psycopg.Connection[Any]]:
+    """Another connection from the pool, for asking again after this request's own
+    connection was lost (the pool checks it is alive before handing it out)."""
+    pool = get_pool(request)
+    conn = _connection(pool)
+    try:
+        yield conn
+    finally:
+        pool.putconn(conn)
 
 
 def get_conn(

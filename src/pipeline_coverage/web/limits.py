@@ -8,8 +8,11 @@
   of heavy requests from one tenant queues on its own slots, not on everyone's.
 - ``RetryLostConnection``: a GET or HEAD that failed because its database connection
   broke is run once more, on a fresh connection.
-- ``SecurityHeaders``: nosniff, no referrer, no framing, and a Content-Security-Policy
-  that lets pages load only the package's own scripts and styles.
+- ``SameOriginWrites``: a state-changing request carried by the dashboard's cookie
+  (no ``Authorization`` header) must come from the dashboard's own origin.
+- ``SecurityHeaders``: nosniff, no referrer, no framing, a Content-Security-Policy
+  that lets pages load only the package's own scripts and styles, and
+  ``Cache-Control: private`` on everything a tenant's credentials can reach.
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ from pipeline_coverage.web.problems import CONNECTION_LOST, ProblemError, proble
 log = logging.getLogger("pipeline_coverage.web")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _SAFE_METHODS = frozenset({"GET", "HEAD"})
+#: What a browser may answer in ``Sec-Fetch-Site`` for a request the dashboard made.
+_OWN_FETCH_SITES = frozenset({"same-origin"})
+#: Paths whose answers hold nothing of any tenant: shared caches may keep them.
+_PUBLIC_PATHS = ("/static/", "/healthz", "/readyz", "/openapi.json", "/docs", "/redoc")
 
 
 def too_many(detail: str, retry_after: float) -> ProblemError:
@@ -214,8 +221,69 @@ class HeadAsGet:
         await self.app({**scope, "method": "GET"}, receive, headers_only)
 
 
+def _header(scope: Scope, wanted: bytes) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if name == wanted:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def own_origin(scope: Scope, public_url: str | None) -> str:
+    """The dashboard's origin: the configured public URL's, else the one the request
+    was sent to (its scheme and ``Host``)."""
+    if public_url:
+        scheme, _, rest = public_url.partition("://")
+        return f"{scheme.lower()}://{rest.split('/', 1)[0].lower()}"
+    host = _header(scope, b"host") or ""
+    return f"{scope.get('scheme', 'http')}://{host.lower()}"
+
+
+class SameOriginWrites:
+    """Refuse (403) a state-changing request that rides on the dashboard's cookie from
+    another origin.
+
+    The cookie is ``SameSite=Strict``, which keeps other *sites* out but not a page on
+    another origin of the same site (``evil.example.com`` posting to
+    ``crm.example.com``). So a POST, PUT, PATCH or DELETE without an ``Authorization``
+    header (a Bearer key is never sent by a browser on its own) must say it comes from
+    this origin: ``Sec-Fetch-Site: same-origin``, else an ``Origin`` equal to ours.
+    A request with neither header is not a browser's (browsers send ``Origin`` with
+    every such request) and passes on to authenticate as usual.
+    """
+
+    def __init__(self, app: ASGIApp, public_url: str | None = None) -> None:
+        self.app = app
+        self.public_url = public_url
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] in _SAFE_METHODS
+            or scope["method"] == "OPTIONS"
+            or _header(scope, b"authorization") is not None
+        ):
+            await self.app(scope, receive, send)
+            return
+        site = _header(scope, b"sec-fetch-site")
+        origin = _header(scope, b"origin")
+        if site is not None:
+            allowed = site.strip().lower() in _OWN_FETCH_SITES
+        elif origin is not None:
+            allowed = origin.strip().lower() == own_origin(scope, self.public_url)
+        else:
+            allowed = True
+        if allowed:
+            await self.app(scope, receive, send)
+            return
+        response = problem_response(
+            Request(scope), 403, "a state-changing request must come from the dashboard's origin"
+        )
+        await response(scope, receive, send)
+
+
 class SecurityHeaders:
-    """Add the security headers to every response."""
+    """Add the security headers to every response, and ``Cache-Control: private`` to
+    every response that may hold a tenant's data (a route may set a stricter one)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -232,6 +300,8 @@ class SecurityHeaders:
             (b"x-frame-options", b"DENY"),
             (b"content-security-policy", policy.encode()),
         ]
+        if scope["path"] != "/" and not scope["path"].startswith(_PUBLIC_PATHS):
+            extra.append((b"cache-control", b"private, no-store"))
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

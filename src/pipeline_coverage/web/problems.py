@@ -39,6 +39,7 @@ CONNECTION_LOST = "pipeline_coverage.connection_lost"
 _TITLES = {
     400: "Bad request",
     401: "Unauthorized",
+    403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
     406: "Not acceptable",
@@ -176,8 +177,3 @@ def install(app: FastAPI) -> None:
         if exc.status_code == 405:  # every method of the path, not the first route's
             headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
         return problem_response(request, exc.status_code, str(exc.detail), headers=headers)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return problem_response(request, 500, "unexpected error; it has been logged")

@@ -41,7 +41,9 @@ WHERE k.tenant_id = %(tenant_id)s::uuid
 
 -- name: start_session
 -- Opens a dashboard session for an active key (none if the key is unknown or revoked),
--- and clears the tenant's sessions that ended or expired a day ago or more.
+-- deletes the key's oldest sessions beyond the newest `keep` (so a key holds at most
+-- `keep` + 1 sessions, however often it signs in), and clears the tenant's sessions that
+-- ended or expired a day ago or more.
 WITH opened AS (
     INSERT INTO dyno_crm.api_session (tenant_id, key_id, expires_at)
     SELECT k.tenant_id, k.id, now() + make_interval(secs => %(lifetime_seconds)s::integer)
@@ -55,6 +57,19 @@ cleared AS (
     DELETE FROM dyno_crm.api_session AS s
     WHERE s.tenant_id = %(tenant_id)s::uuid
       AND LEAST(s.ended_at, s.expires_at) < now() - interval '1 day'
+),
+trimmed AS (
+    DELETE FROM dyno_crm.api_session AS s
+    WHERE s.tenant_id = %(tenant_id)s::uuid
+      AND s.id IN (
+          SELECT older.id
+          FROM dyno_crm.api_session AS older
+          JOIN dyno_crm.api_key AS k ON k.tenant_id = older.tenant_id AND k.id = older.key_id
+          WHERE older.tenant_id = %(tenant_id)s::uuid
+            AND k.key_hash = %(key_hash)s::bytea
+          ORDER BY older.created_at DESC, older.id
+          OFFSET %(keep)s
+      )
 )
 SELECT o.tenant_id, t.name, o.id
 FROM opened AS o
