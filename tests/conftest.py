@@ -133,14 +133,16 @@ def web_settings() -> Any:
 
 @contextmanager
 def serving(app: Any) -> Iterator[str]:
-    """Serve an ASGI app with uvicorn on a free loopback port, in a thread."""
+    """Serve an app of ``create_app`` on a free loopback port, in a thread, configured
+    as ``pipeline-coverage serve`` configures it (its connection limits included)."""
     import threading
     import time
 
     import uvicorn
 
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False)
-    server = uvicorn.Server(config)
+    from pipeline_coverage.web.server import uvicorn_config
+
+    server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", 0, app.state.settings))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 15

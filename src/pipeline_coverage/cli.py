@@ -974,40 +974,41 @@ def apikey_revoke(key_id: uuid.UUID, tenant_text: str | None) -> None:
     show_default=True,
     help="Port to listen on.",
 )
-def serve(host: str, port: int) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Server processes sharing the port (each with its own pool and limits).",
+)
+def serve(host: str, port: int, workers: int) -> None:
     """Run the HTTP API and the dashboard until Ctrl-C / SIGTERM (graceful shutdown)."""
-    import uvicorn
+    import os
 
-    from pipeline_coverage.web.app import create_app
+    from pipeline_coverage.web import server
 
     app = _app()
     migrate.require_current(app.connection())
-    web = create_app(app.url(), WebSettings.from_env())
-    _configure_access_log()
+    settings = WebSettings.from_env()
     click.echo(
-        f"serving {app.where} on http://{host}:{port}/ (API at /v1, docs at /docs)", err=True
+        f"serving {app.where} on http://{host}:{port}/ (API at /v1, docs at /docs)"
+        + (f" with {workers} worker processes" if workers > 1 else ""),
+        err=True,
     )
-    uvicorn.run(
-        web,
-        host=host,
-        port=port,
-        access_log=False,
-        log_level="warning",
-        timeout_graceful_shutdown=10,
-    )
+    if workers == 1:
+        from pipeline_coverage.web.app import create_app
 
-
-def _configure_access_log() -> None:
-    """Access lines are JSON already: print them as they are, on stderr."""
-    import logging
-
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    for name in ("pipeline_coverage.access", "pipeline_coverage.web"):
-        logger = logging.getLogger(name)
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
+        server.configure_access_log()
+        web: object = create_app(app.url(), settings)
+    else:
+        # Each worker builds the app from the environment: the same database, and the
+        # same session key, so a cookie signed by one worker is good at every other.
+        os.environ[server.DATABASE_URL_VARIABLE] = app.url()
+        os.environ[server.SECRET_KEY_VARIABLE] = settings.secret_key
+        web = server.APP_FACTORY
+    config = server.uvicorn_config(web, host, port, settings, workers=workers, factory=workers > 1)
+    if not server.run(config):
+        raise click.ClickException(f"the server could not start on {host}:{port}")
 
 
 @cli.command()

@@ -4,6 +4,8 @@ a commit can and cannot do."""
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import logging
 import socket
 import time
@@ -281,3 +283,175 @@ def test_a_committed_run_is_answered_as_created_when_its_connection_is_lost(
         again = body_of(client.get(response.headers["Location"], headers=world.auth), 200)
         assert again["rows"] == created["rows"]
     assert run_count(conn) == 1
+
+
+# --- connections: deadlines and the cap ---------------------------------------------
+
+
+def _closed_by_server(sock: socket.socket, within: float) -> bool:
+    """Whether the server closes ``sock`` within ``within`` seconds (what it sent
+    before closing, a 503 say, is read and dropped)."""
+    sock.settimeout(within)
+    deadline = time.monotonic() + within
+    try:
+        while time.monotonic() < deadline:
+            if not sock.recv(4096):
+                return True
+    except (TimeoutError, BlockingIOError):
+        return False
+    except OSError:  # reset
+        return True
+    return False
+
+
+def test_idle_and_slow_connections_are_closed_and_healthz_answers_at_the_cap(
+    db_url: str, world: World
+) -> None:
+    cap = 20
+    with serve(db_url, max_connections=cap, header_timeout=1.5, keepalive_seconds=1) as base:
+        port = _port(base)
+        # An attacker fills the cap and more: silent connections, and slowloris ones
+        # that send a header line every 0.3 s and never finish.
+        silent = [socket.create_connection(("127.0.0.1", port)) for _ in range(cap + 10)]
+        slow = [socket.create_connection(("127.0.0.1", port)) for _ in range(5)]
+        for sock in slow:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        # A real client still gets in, at once.
+        started = time.monotonic()
+        with httpx.Client(base_url=base, timeout=5) as client:
+            assert client.get("/healthz").status_code == 200
+            assert client.get("/v1/coverage-runs", headers=world.auth).status_code == 200
+        assert time.monotonic() - started < 2
+        # At the cap, the longest-waiting connections made room (the oldest silent ones).
+        assert sum(_closed_by_server(sock, 0.2) for sock in silent[:15]) >= 15
+        # Every silent or slow connection is closed by the read deadline, however
+        # steadily the slow ones keep sending.
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            for sock in slow:
+                with contextlib.suppress(OSError):
+                    sock.sendall(b"X-Slow: 1\r\n")
+            time.sleep(0.3)
+        assert all(_closed_by_server(sock, 1) for sock in silent + slow)
+        # Blank lines begin no request: they do not keep a connection open either.
+        with socket.create_connection(("127.0.0.1", port)) as blank:
+            for _ in range(8):
+                try:
+                    blank.sendall(b"\r\n")
+                except OSError:
+                    break
+                time.sleep(0.3)
+            assert _closed_by_server(blank, 1)
+        # An idle keep-alive connection goes after keepalive_seconds.
+        with socket.create_connection(("127.0.0.1", port)) as kept:
+            kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert b"200 OK" in kept.recv(4096)
+            assert _closed_by_server(kept, 3)
+        for sock in silent + slow:
+            sock.close()
+
+
+def test_a_request_being_answered_is_never_closed_to_make_room(
+    db_url: str, world: World, conn: psycopg.Connection[Any], admin: psycopg.Connection[Any]
+) -> None:
+    from tests.integration.test_api_limits import api_backends, hold_tenant
+
+    cap = 10
+    with serve(db_url, max_connections=cap, header_timeout=5) as base:
+        holder = hold_tenant(db_url, world.tenant)  # the run waits for this lock
+        try:
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                pending = pool.submit(
+                    httpx.post, f"{base}/v1/coverage-runs", json=PERIOD,
+                    headers=world.auth, timeout=30,
+                )  # fmt: skip
+                wait_until(lambda: bool(api_backends(admin, waiting=True)), "the run waits")
+                flood = [socket.create_connection(("127.0.0.1", _port(base))) for _ in range(40)]
+                with httpx.Client(base_url=base, timeout=5) as client:
+                    assert client.get("/healthz").status_code == 200
+                holder.commit()
+                body_of(pending.result(timeout=30), 201)
+                for sock in flood:
+                    sock.close()
+        finally:
+            holder.close()
+    assert run_count(conn) == 1
+
+
+def test_a_new_connection_is_answered_503_when_every_connection_is_answering(
+    db_url: str, world: World, conn: psycopg.Connection[Any], admin: psycopg.Connection[Any]
+) -> None:
+    from tests.integration.test_api_limits import api_backends, hold_tenant
+
+    cap = 3
+    with serve(db_url, max_connections=cap) as base:
+        holder = hold_tenant(db_url, world.tenant)  # the runs wait for this lock
+        try:
+            with concurrent.futures.ThreadPoolExecutor(cap) as pool:
+                pending = [
+                    pool.submit(
+                        httpx.post,
+                        f"{base}/v1/coverage-runs",
+                        json=PERIOD,
+                        headers=world.auth,
+                        timeout=30,
+                    )
+                    for _ in range(cap)
+                ]
+                # Two runs wait on the lock, the third for its tenant's run slot.
+                wait_until(lambda: len(api_backends(admin, waiting=True)) == 2, "runs wait")
+                time.sleep(0.3)
+                with socket.create_connection(("127.0.0.1", _port(base))) as late:
+                    late.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                    late.settimeout(5)
+                    answer = late.recv(4096)
+                assert answer.startswith(b"HTTP/1.1 503"), answer
+                assert b"retry-after: 1" in answer.lower()
+                holder.commit()
+                for future in pending:
+                    body_of(future.result(timeout=30), 201)
+        finally:
+            holder.close()
+    assert run_count(conn) == cap
+
+
+# --- each tenant's share of the reads -----------------------------------------------
+
+
+def test_a_tenants_reads_use_at_most_its_share_of_the_connections(
+    db_url: str, world: World, other: World, admin: psycopg.Connection[Any]
+) -> None:
+    """Tenant A's burst of reads holds at most ``tenant_reads`` connections; the rest of
+    the burst waits for A's own turn (429 after the queue time), while tenant B's reads
+    get connections of their own at once. Reads are held by a lock on the runs table."""
+    from tests.integration.test_api_limits import api_backends
+
+    with serve(db_url, pool_size=6, tenant_reads=2, queue_seconds=1.5) as base:
+        with httpx.Client(base_url=base, timeout=30) as client:  # the pool is warm
+            assert client.get("/v1/coverage-runs", headers=world.auth).status_code == 200
+        holder = psycopg.connect(db_url)
+        holder.execute("LOCK TABLE dyno_crm.report_run IN ACCESS EXCLUSIVE MODE")
+        try:
+            with concurrent.futures.ThreadPoolExecutor(7) as pool:
+
+                def read(who: World) -> concurrent.futures.Future[httpx.Response]:
+                    return pool.submit(
+                        httpx.get, f"{base}/v1/coverage-runs", headers=who.auth, timeout=30
+                    )
+
+                burst = [read(world) for _ in range(5)]
+                wait_until(lambda: len(api_backends(admin, waiting=True)) == 2, "A reads")
+                time.sleep(0.3)
+                assert len(api_backends(admin, waiting=True)) == 2  # not 5
+                theirs = [read(other) for _ in range(2)]
+                wait_until(lambda: len(api_backends(admin, waiting=True)) == 4, "B reads")
+                time.sleep(1.5)  # past the queue time of A's waiting reads
+                holder.commit()
+                statuses = sorted(f.result(timeout=30).status_code for f in burst)
+                assert statuses == [200, 200, 429, 429, 429]
+                assert [f.result(timeout=30).status_code for f in theirs] == [200, 200]
+                refused = next(f.result() for f in burst if f.result().status_code == 429)
+                assert "2 requests reading" in refused.json()["detail"]
+                assert refused.headers["Retry-After"]
+        finally:
+            holder.close()

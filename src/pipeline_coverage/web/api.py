@@ -10,6 +10,7 @@ import json
 import uuid
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from pipeline_coverage.directory import default_period, known_periods, tenant_period
@@ -40,7 +41,14 @@ from pipeline_coverage.store import (
 )
 from pipeline_coverage.trends import MAX_DAY_OF_QUARTER, MAX_QUARTERS, same_point_of_quarter
 from pipeline_coverage.web.cache import Rendered, RunCache
-from pipeline_coverage.web.deps import Caller, Conn, RunSlot, fresh_connection
+from pipeline_coverage.web.deps import (
+    Caller,
+    Conn,
+    RunSlot,
+    TenantConn,
+    fresh_connection,
+    tenant_read,
+)
 from pipeline_coverage.web.problems import ProblemError, field_problem
 from pipeline_coverage.web.schemas import (
     Comparison,
@@ -202,7 +210,7 @@ def _decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
 )
 def list_coverage_runs(
     caller: Caller,
-    conn: Conn,
+    conn: TenantConn,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     period_start: IsoDate | None = None,
@@ -226,19 +234,17 @@ def list_coverage_runs(
     responses={**_PROBLEMS, 200: {"content": {"text/csv": {}}}, 304: {"description": "Unchanged"}},
     summary="A stored run with its rows (JSON, or CSV with Accept: text/csv)",
 )
-def read_coverage_run(run_id: uuid.UUID, caller: Caller, conn: Conn, request: Request) -> Any:
+async def read_coverage_run(run_id: uuid.UUID, caller: Caller, request: Request) -> Any:
     """A run of another tenant is not found, exactly like a missing one. Responses carry
     an ETag; a run's rendering may be reused for a short while (see docs/api.md)."""
     fmt = "csv" if _wants_csv(request) else "json"
     cache: RunCache = request.app.state.run_cache
     rendered = cache.get(caller.tenant_id, run_id, fmt)
-    if rendered is None:
-        run = get_run(conn, run_id, caller.tenant_id)
-        if fmt == "csv":
-            body, media_type = run_csv(run).encode(), "text/csv; charset=utf-8"
-        else:
-            body, media_type = RunWithRows.of(run).model_dump_json().encode(), "application/json"
-        rendered = Rendered(body, media_type, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
+    if rendered is None:  # only then a database slot, a connection and a thread
+        async with tenant_read(request, caller.tenant_id):
+            rendered = await anyio.to_thread.run_sync(
+                _render_run, request, caller.tenant_id, run_id, fmt
+            )
         cache.put(caller.tenant_id, run_id, fmt, rendered)
     # Private: a shared cache must never hand one tenant's run to another caller.
     headers = {
@@ -249,6 +255,16 @@ def read_coverage_run(run_id: uuid.UUID, caller: Caller, conn: Conn, request: Re
     if _matches(request.headers.get("if-none-match"), rendered.etag):
         return Response(status_code=304, headers=headers)
     return Response(rendered.body, media_type=rendered.media_type, headers=headers)
+
+
+def _render_run(request: Request, tenant_id: uuid.UUID, run_id: uuid.UUID, fmt: str) -> Rendered:
+    with fresh_connection(request) as conn:
+        run = get_run(conn, run_id, tenant_id)
+    if fmt == "csv":
+        body, media_type = run_csv(run).encode(), "text/csv; charset=utf-8"
+    else:
+        body, media_type = RunWithRows.of(run).model_dump_json().encode(), "application/json"
+    return Rendered(body, media_type, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
 
 
 def _matches(if_none_match: str | None, etag: str) -> bool:
@@ -267,7 +283,7 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
 )
 def coverage_history(
     caller: Caller,
-    conn: Conn,
+    conn: TenantConn,
     principal_type: PrincipalType,
     principal_id: uuid.UUID,
     period_start: IsoDate,
@@ -303,7 +319,7 @@ def coverage_history(
 )
 def coverage_same_point(
     caller: Caller,
-    conn: Conn,
+    conn: TenantConn,
     principal_type: PrincipalType,
     principal_id: uuid.UUID,
     quarters: Annotated[int, Query(ge=1, le=MAX_QUARTERS)] = 4,
@@ -369,7 +385,7 @@ def _decode_deal_cursor(cursor: str) -> DealCursor:
 def read_run_deals(
     run_id: uuid.UUID,
     caller: Caller,
-    conn: Conn,
+    conn: TenantConn,
     request: Request,
     principal_type: PrincipalType | None = None,
     principal_id: uuid.UUID | None = None,
@@ -426,7 +442,7 @@ def compare_coverage_runs(
     run_id: uuid.UUID,
     other_run_id: uuid.UUID,
     caller: Caller,
-    conn: Conn,
+    conn: TenantConn,
     request: Request,
     principal_type: PrincipalType | None = None,
     principal_id: uuid.UUID | None = None,
@@ -455,7 +471,7 @@ def compare_coverage_runs(
     responses=_PROBLEMS,
     summary="The periods the tenant has targets or runs for, and the one to open on",
 )
-def list_periods(caller: Caller, conn: Conn) -> PeriodList:
+def list_periods(caller: Caller, conn: TenantConn) -> PeriodList:
     """Newest first, each with its period expression in the tenant's fiscal calendar
     (when one names it), its target rows and runs, and whether it is the current
     fiscal quarter (listed even when it has neither). ``default``: the current quarter

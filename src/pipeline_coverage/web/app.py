@@ -30,7 +30,7 @@ from pipeline_coverage.web.limits import (
     RetryLostConnection,
     SameOriginWrites,
     SecurityHeaders,
-    TenantRuns,
+    TenantSlots,
 )
 from pipeline_coverage.web.pool import LivePool
 from pipeline_coverage.web.problems import ProblemError
@@ -58,7 +58,10 @@ def create_app(database_url: str, settings: WebSettings, *, open_pool: bool = Tr
         pool.open(wait=open_pool, timeout=10)
         app.state.pool = pool
         app.state.db_slots = anyio.Semaphore(settings.pool_size)
-        app.state.tenant_runs = TenantRuns(settings.tenant_runs, settings.queue_seconds)
+        app.state.tenant_runs = TenantSlots(settings.tenant_runs, settings.queue_seconds)
+        app.state.tenant_reads = TenantSlots(
+            settings.tenant_reads, settings.queue_seconds, "requests reading"
+        )
         try:
             yield
         finally:

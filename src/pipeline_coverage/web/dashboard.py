@@ -22,6 +22,7 @@ from pipeline_coverage.web.deps import (
     Caller,
     Conn,
     Settings,
+    TenantConn,
     session_of,
 )
 from pipeline_coverage.web.problems import ProblemError
@@ -50,7 +51,7 @@ def sign_in(body: SignIn, request: Request, conn: Conn) -> Response:
 
 
 @router.get("/session", response_model=Session)
-def session(caller: Caller, conn: Conn, settings: Settings) -> Session:
+def session(caller: Caller, conn: TenantConn, settings: Settings) -> Session:
     # Open on a period with data, not on an empty current quarter (/v1/periods).
     opening = default_period(known_periods(conn, caller.tenant_id))
     start, end = opening.period_start, opening.period_end

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from typing import Annotated, Any
 
 import anyio
@@ -15,7 +15,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from pipeline_coverage.apikeys import Principal, authenticate, authenticate_session
 from pipeline_coverage.config import WebSettings
-from pipeline_coverage.web.limits import TenantRuns, admitted
+from pipeline_coverage.web.limits import TenantSlots, admitted
 from pipeline_coverage.web.problems import ProblemError
 
 SESSION_TENANT = "tenant_id"
@@ -53,8 +53,9 @@ def _connection(pool: ConnectionPool[Any]) -> psycopg.Connection[Any]:
 
 @contextmanager
 def fresh_connection(request: Request) -> Iterator[psycopg.Connection[Any]]:
-    """Another connection from the pool, for asking again after this request's own
-    connection was lost (the pool checks it is alive before handing it out)."""
+    """A connection from the pool for a block (503 if none comes in time); also for
+    asking again after a request's own connection was lost (the pool checks a
+    connection is alive before handing it out)."""
     pool = get_pool(request)
     conn = _connection(pool)
     try:
@@ -137,9 +138,38 @@ Caller = Annotated[Principal, Depends(get_principal)]
 
 async def run_slot(request: Request, caller: Caller) -> AsyncIterator[None]:
     """One of the caller's tenant's run slots, for computing a run (429 when busy)."""
-    runs: TenantRuns = request.app.state.tenant_runs
+    runs: TenantSlots = request.app.state.tenant_runs
     async with runs.slot(caller.tenant_id):
         yield
 
 
 RunSlot = Annotated[None, Depends(run_slot)]
+
+
+@asynccontextmanager
+async def tenant_read(request: Request, tenant_id: uuid.UUID) -> AsyncIterator[None]:
+    """One of the tenant's read slots, then one of the database slots: a tenant's
+    readers wait for their own turn first, holding nothing anyone else needs."""
+    reads: TenantSlots = request.app.state.tenant_reads
+    async with reads.slot(tenant_id), admitted(request):
+        yield
+
+
+async def _tenant_read_slot(request: Request, caller: Caller) -> AsyncIterator[None]:
+    async with tenant_read(request, caller.tenant_id):
+        yield
+
+
+def get_tenant_conn(
+    _: Annotated[None, Depends(_tenant_read_slot)],
+    pool: Annotated[ConnectionPool[Any], Depends(get_pool)],
+) -> Iterator[Any]:
+    conn = _connection(pool)
+    try:
+        yield conn
+    finally:
+        pool.putconn(conn)
+
+
+#: A connection for reading on behalf of the caller's tenant, within its read share.
+TenantConn = Annotated[psycopg.Connection[Any], Depends(get_tenant_conn)]

@@ -4,8 +4,9 @@
   anything parses it (by its Content-Length, or as soon as a streamed body passes it).
 - ``admitted``: at most ``pool_size`` requests use the database at once; the others
   queue (without holding a thread) for at most ``queue_seconds``, then get 429.
-- ``TenantRuns``: one tenant computes at most ``tenant_runs`` runs at once, so a burst
-  of heavy requests from one tenant queues on its own slots, not on everyone's.
+- ``TenantSlots``: one tenant computes at most ``tenant_runs`` runs and reads with at
+  most ``tenant_reads`` requests at once, so a burst of requests from one tenant
+  queues on its own slots, not on everyone's.
 - ``RetryLostConnection``: a GET or HEAD that failed because its database connection
   broke is run once more, on a fresh connection.
 - ``SameOriginWrites``: a state-changing request carried by the dashboard's cookie
@@ -131,16 +132,23 @@ async def _acquire(semaphore: anyio.Semaphore, wait: float, busy: str) -> None:
         raise too_many(busy, wait)
 
 
-class TenantRuns:
-    """At most ``limit`` runs in progress per tenant; others wait up to ``wait`` seconds.
+class TenantSlots:
+    """At most ``limit`` requests of one kind in progress per tenant; others wait up to
+    ``wait`` seconds, then get 429.
+
+    Two of these keep tenants apart: one for runs (``PIPELINE_COVERAGE_TENANT_RUNS``),
+    one for reads (``PIPELINE_COVERAGE_TENANT_READS``). A tenant's burst queues on its
+    own slots, holding no database slot or connection while it waits, so the other
+    tenants' requests find the pool as free as if the burst were not there.
 
     All state lives on the event loop's thread, so no lock is needed; a tenant's entry
     is dropped when nobody holds or waits for it.
     """
 
-    def __init__(self, limit: int, wait: float) -> None:
+    def __init__(self, limit: int, wait: float, what: str = "runs") -> None:
         self.limit = limit
         self.wait = wait
+        self.what = what
         self._slots: dict[uuid.UUID, anyio.Semaphore] = {}
         self._users: dict[uuid.UUID, int] = {}
 
@@ -149,7 +157,7 @@ class TenantRuns:
         semaphore = self._slots.setdefault(tenant_id, anyio.Semaphore(self.limit))
         self._users[tenant_id] = self._users.get(tenant_id, 0) + 1
         try:
-            busy = f"this tenant already has {self.limit} runs in progress; retry later"
+            busy = f"this tenant already has {self.limit} {self.what} in progress; retry later"
             await _acquire(semaphore, self.wait, busy)
             try:
                 yield
