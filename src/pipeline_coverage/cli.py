@@ -6,9 +6,7 @@ Expected errors print one line on stderr and write nothing.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import json
 import os
 import shutil
@@ -91,7 +89,6 @@ from pipeline_coverage.render import (
     same_point_table,
     snapshot_lines,
     snapshots_json,
-    spreadsheet_safe,
 )
 from pipeline_coverage.reports.coverage import (
     coverage_request,
@@ -110,6 +107,7 @@ from pipeline_coverage.store import (
     prune_runs,
     run_deals,
 )
+from pipeline_coverage.text import csv_text
 from pipeline_coverage.trends import MAX_DAY_OF_QUARTER, MAX_QUARTERS, same_point_of_quarter
 from pipeline_coverage.validation import (
     DEFAULT_LOOKBACK_DAYS,
@@ -500,7 +498,7 @@ def snapshot(
             conn, tenant_ids, as_of=day, by_pipeline=by_pipeline, progress=progress
         )
     if output_format == "json":
-        click.echo(snapshots_json(day, taken))
+        _document(snapshots_json(day, taken))
     else:
         for line in snapshot_lines(taken):
             click.echo(line)
@@ -647,9 +645,9 @@ def history(
         "pipeline_id": str(pipeline_id) if pipeline_id else None, "granularity": granularity,
     }  # fmt: skip
     if output_format == "json":
-        click.echo(history_json(header, points))
+        _document(history_json(header, points))
     elif output_format == "csv":
-        click.echo(history_csv(points), nl=False)
+        _document(history_csv(points), nl=False)
     else:
         each = "each day's last run" if granularity == "day" else "every run"
         title = (
@@ -705,9 +703,9 @@ def same_point(
         "pipeline_id": str(pipeline_id) if pipeline_id else None,
     }  # fmt: skip
     if output_format == "json":
-        click.echo(same_point_json(header, found))
+        _document(same_point_json(header, found))
     elif output_format == "csv":
-        click.echo(same_point_csv(found), nl=False)
+        _document(same_point_csv(found), nl=False)
     else:
         title = (
             f"Same point of the quarter · {kind} {who} · day {found.day_of_quarter}"
@@ -765,9 +763,9 @@ def show(
         if not any((r.principal_type, r.principal_id) == (kind, principal_id) for r in found.rows):
             raise NotFoundError(f"principal_id: run {run_id} has no row for {kind} {principal_id}")
     if output_format == "json":
-        click.echo(deals_json(run_id, behind))
+        _document(deals_json(run_id, behind))
     elif output_format == "csv":
-        click.echo(deals_csv(behind), nl=False)
+        _document(deals_csv(behind), nl=False)
     else:
         make_console().print(deals_table(found, behind))
 
@@ -807,10 +805,10 @@ def compare(
     if one is not None and not movement.rows:
         raise NotFoundError(f"principal_id: neither run has a row for {kind} {principal_id}")
     if output_format == "json":
-        click.echo(movement_json(movement))
+        _document(movement_json(movement))
     elif output_format == "csv":
         text = movement_deals_csv(movement.deals or ()) if deals else movement_csv(movement)
-        click.echo(text, nl=False)
+        _document(text, nl=False)
     else:
         console = make_console()
         title, caption = movement_heading(movement)
@@ -835,9 +833,9 @@ def runs(tenant_text: str | None, limit: int, output_format: str) -> None:
     tenant_id = resolve_tenant(conn, tenant_text) if tenant_text is not None else None
     found = list_runs(conn, tenant_id, limit=limit)
     if output_format == "json":
-        click.echo(runs_json(found))
+        _document(runs_json(found))
     elif output_format == "csv":
-        click.echo(runs_csv(found), nl=False)
+        _document(runs_csv(found), nl=False)
     else:
         make_console().print(runs_table(found))
 
@@ -895,16 +893,10 @@ def _print_listing(
     title: str, columns: Sequence[str], rows: list[list[Any]], output_format: str, key: str
 ) -> None:
     if output_format == "json":
-        click.echo(json.dumps({key: [dict(zip(columns, row, strict=True)) for row in rows]},
-                              indent=2))  # fmt: skip
+        _document(json.dumps({key: [dict(zip(columns, row, strict=True)) for row in rows]},
+                             indent=2))  # fmt: skip
     elif output_format == "csv":
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows(
-            [["" if v is None else spreadsheet_safe(str(v)) for v in row] for row in rows]
-        )
-        click.echo(buffer.getvalue(), nl=False)
+        _document(csv_text(columns, rows), nl=False)
     else:
         table = Table(title=title, title_justify="left")
         for column in columns:
@@ -1102,9 +1094,9 @@ def _invoked_as() -> str:
 
 def _print_run(found: Any, output_format: str, columns: Sequence[str] | None = None) -> None:
     if output_format == "json":
-        click.echo(run_json(found))
+        _document(run_json(found))
     elif output_format == "csv":
-        click.echo(run_csv(found), nl=False)
+        _document(run_csv(found), nl=False)
     else:
         console = make_console()
         title, caption = run_heading(found)
@@ -1115,6 +1107,13 @@ def _print_run(found: Any, output_format: str, columns: Sequence[str] | None = N
         # What the numbers leave out, whenever anything was left out (SPEC.md §8).
         for line in exclusion_lines(found):
             console.print(f"Note: {line}", soft_wrap=True, highlight=False)
+
+
+def _document(text: str, *, nl: bool = True) -> None:
+    """A JSON or CSV document on stdout, exactly: with ``color=True``, since off a
+    terminal click would strip what looks like a colour code (``ESC [ 31 m``) out of a
+    name."""
+    click.echo(text, nl=nl, color=True)
 
 
 def _one_line(message: str) -> str:

@@ -7,9 +7,7 @@ Money stays ``Decimal`` throughout; JSON and CSV carry it as decimal strings
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import json
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -32,6 +30,7 @@ from pipeline_coverage.reports.movement import (
 )
 from pipeline_coverage.reports.snapshot import Snapshot
 from pipeline_coverage.store import CoverageRow, CoverageRun, DealCredit, HistoryPoint, Value
+from pipeline_coverage.text import csv_text
 from pipeline_coverage.trends import SamePoint
 
 FORMATS = ("table", "json", "csv")
@@ -130,21 +129,14 @@ def run_json(run: CoverageRun) -> str:
     return json.dumps(document, indent=2)
 
 
-def spreadsheet_safe(text: str | None) -> str | None:
-    """A name that a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``, tab,
-    CR) gets a leading apostrophe: CSV exports are opened in Excel by their readers."""
-    if text and text[0] in "=+-@\t\r":
-        return "'" + text
-    return text
-
-
 def _csv(columns: Sequence[str], lines: Iterable[dict[str, Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for line in lines:
-        writer.writerow({k: "|".join(v) if isinstance(v, list) else v for k, v in line.items()})
-    return buffer.getvalue()
+    """The product's CSV (:func:`pipeline_coverage.text.csv_text`: every cell defused
+    against formulas, a field with a line break quoted); a list joined with ``|``."""
+
+    def cell(value: Any) -> Any:
+        return "|".join(value) if isinstance(value, list) else value
+
+    return csv_text(columns, ([cell(line.get(name)) for name in columns] for line in lines))
 
 
 def run_csv(run: CoverageRun) -> str:
@@ -158,10 +150,7 @@ def run_csv(run: CoverageRun) -> str:
             "period_end": run.period_end.isoformat(),
         }
         for row in run.rows:
-            values = row_values(row)
-            for name in ("principal_name", "pipeline_name"):
-                values[name] = spreadsheet_safe(values[name])
-            yield {**identity, **values}
+            yield {**identity, **row_values(row)}
 
     return _csv(CSV_COLUMNS, lines())
 
@@ -195,14 +184,7 @@ def deals_json(run_id: Any, deals: Sequence[DealCredit]) -> str:
 
 
 def deals_csv(deals: Sequence[DealCredit]) -> str:
-    def lines() -> Iterable[dict[str, Any]]:
-        for deal in deals:
-            values = deal_values(deal)
-            for name in ("deal_name", "stage_name", "deal_pipeline_name"):
-                values[name] = spreadsheet_safe(values[name])
-            yield values
-
-    return _csv(DEAL_COLUMNS, lines())
+    return _csv(DEAL_COLUMNS, (deal_values(deal) for deal in deals))
 
 
 def money(value: Decimal | None) -> str:
@@ -549,8 +531,6 @@ MOVEMENT_DEAL_COLUMNS = (
     *(f"b_{name}" for name in _DEAL_STATE_FIELDS),
     *(f"now_{name}" for name in _DEAL_NOW_FIELDS),
 )  # fmt: skip
-#: Its columns holding names users typed (deal, stage, pipeline, owner): defused.
-_MOVEMENT_DEAL_NAMES = tuple(name for name in MOVEMENT_DEAL_COLUMNS if name.endswith("_name"))
 
 
 def _day(value: dt.date | None) -> str | None:
@@ -646,10 +626,7 @@ def movement_csv(movement: Movement) -> str:
             "period_end": movement.run_a.period_end.isoformat(),
         }
         for row in movement.rows:
-            values = movement_row_values(row)
-            for name in ("principal_name", "pipeline_name"):
-                values[name] = spreadsheet_safe(values[name])
-            yield {**identity, **values}
+            yield {**identity, **movement_row_values(row)}
 
     return _csv(MOVEMENT_CSV_COLUMNS, lines())
 
@@ -664,8 +641,6 @@ def movement_deals_csv(deals: Sequence[MovementDeal]) -> str:
             for side in ("a", "b", "now"):
                 for name, value in (values[side] or {}).items():
                     flat[f"{side}_{name}"] = value
-            for name in _MOVEMENT_DEAL_NAMES:
-                flat[name] = spreadsheet_safe(flat.get(name))
             yield flat
 
     return _csv(MOVEMENT_DEAL_COLUMNS, lines())
