@@ -107,7 +107,7 @@ from pipeline_coverage.store import (
     prune_runs,
     run_deals,
 )
-from pipeline_coverage.text import csv_text
+from pipeline_coverage.text import csv_text, printable
 from pipeline_coverage.trends import MAX_DAY_OF_QUARTER, MAX_QUARTERS, same_point_of_quarter
 from pipeline_coverage.validation import (
     DEFAULT_LOOKBACK_DAYS,
@@ -277,15 +277,15 @@ def load(directory: Path) -> None:
     with _file_progress(console) as progress:
         loads = load_directory(conn, directory, progress=progress)
     for item in loads:
-        click.echo(
+        _echo(
             f"{item.file}: {item.rows} rows -> {item.table} "
             f"({item.inserted} new, {item.updated} updated, {item.unchanged} unchanged)"
         )
     touched = {tenant for item in loads for tenant in item.tenant_ids}
     for tenant in list_tenants(conn):
         if tenant.id in touched:
-            click.echo(f"tenant {tenant.name}: {tenant.id} ({tenant.users} reps, "
-                       f"{tenant.groups} teams, {tenant.deals} deals)")  # fmt: skip
+            _echo(f"tenant {tenant.name}: {tenant.id} ({tenant.users} reps, "
+                  f"{tenant.groups} teams, {tenant.deals} deals)")  # fmt: skip
 
 
 @contextmanager
@@ -501,13 +501,11 @@ def snapshot(
         _document(snapshots_json(day, taken))
     else:
         for line in snapshot_lines(taken):
-            click.echo(line)
+            _echo(line)
     failed = [one for one in taken if one.error is not None]
     if failed:
         names = ", ".join(f"{one.tenant_name} {one.period}" for one in failed)
-        click.echo(
-            f"{PROG}: error: {len(failed)} of {len(taken)} snapshots failed: {names}", err=True
-        )
+        _echo(f"{PROG}: error: {len(failed)} of {len(taken)} snapshots failed: {names}", err=True)
         raise click.exceptions.Exit(2 if all(one.bad_input for one in failed) else 1)
 
 
@@ -918,7 +916,7 @@ def apikey_create(tenant_text: str, name: str) -> None:
     """Create a key; it is printed once, alone on the last line (only a hash is kept)."""
     conn = _app().connection()
     key, secret = create_api_key(conn, resolve_tenant(conn, tenant_text), name)
-    click.echo(f"created API key {key.id} ({key.name!r}) for tenant {key.tenant_id}")
+    _echo(f"created API key {key.id} ({key.name!r}) for tenant {key.tenant_id}")
     click.echo("store it now: it cannot be shown again")
     click.echo(secret)
 
@@ -954,7 +952,7 @@ def apikey_revoke(key_id: uuid.UUID, tenant_text: str | None) -> None:
     conn = _app().connection()
     tenant_id = resolve_tenant(conn, tenant_text) if tenant_text is not None else None
     key = revoke_api_key(conn, key_id, tenant_id)
-    click.echo(f"revoked API key {key.id} ({key.name!r}) of tenant {key.tenant_id}")
+    _echo(f"revoked API key {key.id} ({key.name!r}) of tenant {key.tenant_id}")
 
 
 @cli.command()
@@ -1106,18 +1104,31 @@ def _print_run(found: Any, output_format: str, columns: Sequence[str] | None = N
         console.print(caption, style="dim", soft_wrap=True, highlight=False)
         # What the numbers leave out, whenever anything was left out (SPEC.md §8).
         for line in exclusion_lines(found):
-            console.print(f"Note: {line}", soft_wrap=True, highlight=False)
+            console.print(line, soft_wrap=True, highlight=False)
+
+
+def _echo(line: str, *, err: bool = False) -> None:
+    """A line of text that may quote data (a name, a value read from a file) as the
+    terminal gets it: its control characters replaced (:func:`printable`), so that it
+    cannot restyle, retitle or clear the terminal. Not for JSON or CSV output, which
+    carry the exact text."""
+    click.echo(printable(line), err=err)
 
 
 def _document(text: str, *, nl: bool = True) -> None:
-    """A JSON or CSV document on stdout, exactly: with ``color=True``, since off a
-    terminal click would strip what looks like a colour code (``ESC [ 31 m``) out of a
-    name."""
+    """A JSON or CSV document on stdout, exactly: not through :func:`printable`, and
+    with ``color=True`` since off a terminal click would strip what looks like a colour
+    code (``ESC [ 31 m``) out of a name."""
     click.echo(text, nl=nl, color=True)
 
 
 def _one_line(message: str) -> str:
     return " ".join(str(message).split())
+
+
+def _error(message: str) -> None:
+    """The one line of an error on stderr: ``pipeline-coverage: error: ...``."""
+    _echo(f"{PROG}: error: {_one_line(message)}", err=True)
 
 
 def _raise_on_signal(signum: int, frame: FrameType | None) -> None:
@@ -1143,24 +1154,24 @@ def main(argv: list[str] | None = None) -> int:
         hint = ""
         if isinstance(exc, click.UsageError) and exc.ctx is not None:
             hint = f" (see '{exc.ctx.command_path} --help')"
-        click.echo(f"{PROG}: error: {_one_line(exc.format_message())}{hint}", err=True)
+        _error(exc.format_message() + hint)
         return 2
     except LoadError as exc:
         # One line (SPEC.md §6), naming every bad row listed, so all can be fixed at once.
         shown = "; ".join(_one_line(problem) for problem in exc.problems)
         more = exc.total - len(exc.problems)
-        click.echo(f"{PROG}: error: {shown}" + (f"; and {more} more" if more else ""), err=True)
+        _error(shown + (f"; and {more} more" if more else ""))
         return 2
     except InputError as exc:
-        click.echo(f"{PROG}: error: {_one_line(str(exc))}", err=True)
+        _error(str(exc))
         return 2
     except PipelineCoverageError as exc:
-        click.echo(f"{PROG}: error: {_one_line(str(exc))}", err=True)
+        _error(str(exc))
         return 1
     except Exception as exc:
         if os.environ.get("PIPELINE_COVERAGE_DEBUG"):
             raise
-        click.echo(
+        _echo(
             f"{PROG}: unexpected error: {type(exc).__name__}: {_one_line(str(exc))} "
             "(set PIPELINE_COVERAGE_DEBUG=1 for a traceback)",
             err=True,

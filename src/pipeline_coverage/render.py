@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import unicodedata
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
@@ -30,7 +29,7 @@ from pipeline_coverage.reports.movement import (
 )
 from pipeline_coverage.reports.snapshot import Snapshot
 from pipeline_coverage.store import CoverageRow, CoverageRun, DealCredit, HistoryPoint, Value
-from pipeline_coverage.text import csv_text
+from pipeline_coverage.text import csv_text, printable
 from pipeline_coverage.trends import SamePoint
 
 FORMATS = ("table", "json", "csv")
@@ -220,19 +219,20 @@ def metric_cell(metric: Metric, row: CoverageRow | HistoryPoint) -> str | Text:
     return f"{value * 100:,.1f}%" if metric.unit == "%" else f"{value:,.2f}x"
 
 
-def run_heading(run: CoverageRun) -> tuple[str, str]:
+def run_heading(run: CoverageRun) -> tuple[Text, Text]:
     """What a run's table is (printed above it) and where it comes from (below it) —
-    lines of their own, so that a narrow table does not wrap them."""
+    lines of their own, so that a narrow table does not wrap them; the tenant's name
+    printed literally (:func:`plain`)."""
     scope = run.parameters.get("pipeline_id")
     currency = f" · amounts in {run.currency}" if run.currency else ""
     title = (
-        f"Pipeline coverage · {_display(run.tenant_name)} · {run.period_start.isoformat()} to "
+        f"Pipeline coverage · {run.tenant_name} · {run.period_start.isoformat()} to "
         f"{run.period_end.isoformat()} (end exclusive){currency}"
     )
     caption = f"run {run.run_id} · generated {run.generated_at:%Y-%m-%d %H:%M:%S %Z}"
     if scope:
         caption += f" · pipeline {scope}"
-    return title, caption
+    return plain(title), plain(caption)
 
 
 def run_table(run: CoverageRun, columns: Sequence[str] = HEADLINE) -> Table:
@@ -276,9 +276,10 @@ def _ordered(rows: Sequence[CoverageRow], metrics: Sequence[Metric]) -> list[Cov
     return sorted(rows, key=rank)  # stable: ties keep the stored order
 
 
-def exclusion_lines(run: CoverageRun) -> list[str]:
-    """The exclusions report, one sentence per flag (empty when nothing was flagged)."""
-    return [item.describe(run.currency) for item in run.exclusions]
+def exclusion_lines(run: CoverageRun) -> list[Text]:
+    """The exclusions report, one ``Note:`` per flag (empty when nothing was flagged),
+    printed literally (:func:`plain`)."""
+    return [plain(f"Note: {item.describe(run.currency)}") for item in run.exclusions]
 
 
 def deals_table(run: CoverageRun, deals: Sequence[DealCredit]) -> Table:
@@ -431,7 +432,7 @@ def _trend_cells(point: HistoryPoint | None) -> list[str | Text]:
 
 def history_table(title: str, points: Sequence[HistoryPoint]) -> Table:
     """A principal's history: a line per point (per run, or per day)."""
-    table = Table(title=title, title_justify="left")
+    table = Table(title=plain(title), title_justify="left")
     table.add_column("Day (as of)")
     for name in TREND_COLUMNS:
         table.add_column(BY_NAME[name].label, justify="right")
@@ -452,7 +453,7 @@ def history_csv(points: Sequence[HistoryPoint]) -> str:
 
 def same_point_table(title: str, found: SamePoint) -> Table:
     """The same point of each quarter: a line per quarter, its day and its run's numbers."""
-    table = Table(title=title, title_justify="left")
+    table = Table(title=plain(title), title_justify="left")
     for column in ("Quarter", "Day", "Run as of"):
         table.add_column(column)
     for name in TREND_COLUMNS:
@@ -492,18 +493,17 @@ def same_point_csv(found: SamePoint) -> str:
                 _quarter_values(found, nested=False))  # fmt: skip
 
 
-def _display(text: str) -> str:
-    """Text a user typed (a name), as a terminal table shows it: its control characters
-    (an escape sequence, a line break) replaced, so that a name cannot restyle, move or
-    erase what the terminal shows."""
-    if text.isprintable():
-        return text
-    return "".join("\ufffd" if unicodedata.category(ch) == "Cc" else ch for ch in text)
+def plain(text: str, style: str = "") -> Text:
+    """Text from the CRM (a name, or a line quoting one) as Rich prints it: literally —
+    Rich markup (``[/bold]``, ``[link=...]``) is not read and emoji codes are not
+    replaced — with its control characters replaced (:func:`pipeline_coverage.text.printable`),
+    so that it cannot fail the print, restyle, move or erase what the terminal shows."""
+    return Text(printable(text), style=style)
 
 
 def add_row(table: Table, *cells: Any) -> None:
-    """``table.add_row`` with every text cell shown by :func:`_display`."""
-    table.add_row(*(_display(cell) if isinstance(cell, str) else cell for cell in cells))
+    """``table.add_row`` with every text cell shown by :func:`plain`."""
+    table.add_row(*(plain(cell) if isinstance(cell, str) else cell for cell in cells))
 
 
 def make_console(file: Any = None) -> Console:
@@ -646,12 +646,13 @@ def movement_deals_csv(deals: Sequence[MovementDeal]) -> str:
     return _csv(MOVEMENT_DEAL_COLUMNS, lines())
 
 
-def movement_heading(movement: Movement) -> tuple[str, str]:
-    """What a movement table is (above it) and which two runs it compares (below)."""
+def movement_heading(movement: Movement) -> tuple[Text, Text]:
+    """What a movement table is (above it) and which two runs it compares (below), as
+    :func:`run_heading` prints them."""
     a, b = movement.run_a, movement.run_b
     currency = f" · amounts in {movement.currency}" if movement.currency else ""
     title = (
-        f"Movement · {_display(b.tenant_name)} · {b.period_start.isoformat()} to "
+        f"Movement · {b.tenant_name} · {b.period_start.isoformat()} to "
         f"{b.period_end.isoformat()} (end exclusive){currency}"
     )
     caption = (
@@ -659,7 +660,7 @@ def movement_heading(movement: Movement) -> tuple[str, str]:
         f"{a.parameters.get('as_of', '?')}) to run {b.run_id} ({b.generated_at:%Y-%m-%d %H:%M}, "
         f"as of {b.parameters.get('as_of', '?')})"
     )
-    return title, caption
+    return plain(title), plain(caption)
 
 
 def signed(value: Decimal | None) -> str:

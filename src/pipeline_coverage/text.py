@@ -2,18 +2,23 @@
 and anything quoting them) as each output shows it.
 
 Names come from CRM exports and may hold anything: quotes, line breaks, a spreadsheet
-formula, terminal escape sequences.
+formula, terminal escape sequences. Two rules keep every output intact and inert:
 
+* :func:`printable` — a line for a terminal: every control character (C0, DEL, C1:
+  an escape sequence's ESC and CSI, BEL, CR, LF, tab, ...) replaced by U+FFFD, so that
+  a name cannot restyle, move, retitle or clear the terminal, nor start a line of its
+  own.
 * :func:`csv_text` — the one CSV writer: a field holding a comma, a quote, a CR or an
   LF is quoted (a bare CR inside a name does not end the record), and a cell that a
   spreadsheet would run as a formula gets a leading apostrophe (:func:`spreadsheet_safe`).
 
-JSON needs no rule: ``json.dumps`` escapes control characters itself.
+JSON needs neither: ``json.dumps`` escapes control characters itself.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 
 #: What a spreadsheet takes as the start of a formula (OWASP's list, and LF).
@@ -23,6 +28,13 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
 _NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 #: A field holding one of these is quoted.
 _QUOTED = re.compile(r'[",\r\n]')
+
+
+def printable(text: str) -> str:
+    """``text`` as a terminal shows it: its control characters replaced by U+FFFD."""
+    if text.isprintable():
+        return text
+    return "".join("\ufffd" if unicodedata.category(ch) == "Cc" else ch for ch in text)
 
 
 def spreadsheet_safe(text: str | None) -> str | None:

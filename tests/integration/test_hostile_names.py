@@ -83,6 +83,18 @@ def ok(result: Result) -> Result:
     return result
 
 
+def assert_inert(text: str) -> None:
+    """Terminal output: no escape sequence (so no OSC 8 link, no title, no colour
+    change), no BEL, no bare CR, no other control character but the line ends."""
+    assert "\x1b" not in text, text
+    assert "\x07" not in text, text
+    assert "\x9b" not in text, text  # CSI
+    assert "\x9d" not in text, text  # OSC
+    assert "\r" not in text, text
+    assert not any(ch < " " and ch != "\n" for ch in text), text
+    assert "MarkupError" not in text
+
+
 def defused(name: str) -> str:
     """A name as a CSV cell carries it."""
     return "'" + name if name.startswith(FORMULA) else name
@@ -209,6 +221,65 @@ def run_all(capsys: pytest.CaptureFixture[str], db_url: str, names: Names, *extr
 RUN_ROWS: dict[str, int] = {}
 
 
+# --- tables and text lines ---------------------------------------------------------
+
+
+def test_run_all_prints_a_table_of_hostile_names_and_stores_its_run_once(
+    capsys: pytest.CaptureFixture[str], db_url: str, names: Names
+) -> None:
+    for extra in ((), ("--by-pipeline",)):
+        before = run_count(db_url)
+        result = ok(cli(capsys, db_url, "run", "--tenant", names.tenant, *Q1, "--all", *extra))
+        assert_inert(result.out)
+        assert run_count(db_url) == before + 1
+        heading = result.out.splitlines()[0]
+        assert "[/] [link=http://evil.example]x[/link]" in heading  # literally
+        assert "[/bold]" in result.out
+        assert ":thumbs_up:" in result.out  # not an emoji
+
+
+def test_show_and_compare_print_hostile_names_inert(
+    capsys: pytest.CaptureFixture[str], db_url: str, names: Names
+) -> None:
+    run_a = run_all(capsys, db_url, names, "--by-pipeline")
+    with psycopg.connect(db_url, autocommit=True) as db:  # every deal changes; one leaves
+        db.execute("UPDATE dyno_crm.deal SET amount = amount + 1")
+        db.execute("UPDATE dyno_crm.deal SET expected_close_date = '2026-05-01' WHERE id = %s",
+                   (names.deals[3],))  # fmt: skip
+    run_b = run_all(capsys, db_url, names, "--by-pipeline")
+    runs = run_count(db_url)
+
+    for args in (
+        ("show", run_a),
+        ("show", run_a, "--deals"),
+        ("compare", run_a, run_b),
+        ("compare", run_a, run_b, "--deals"),
+        ("principals", "--tenant", names.tenant),
+        ("snapshot", "--tenant", names.tenant, "--as-of", "2026-02-01"),
+    ):
+        result = ok(cli(capsys, db_url, *args))
+        assert_inert(result.out)
+        assert "[/bold]" in result.out or args[0] == "snapshot", args
+    assert run_count(db_url) == runs + 2  # the snapshot's two quarters
+
+
+def test_tenants_and_runs_list_tenants_named_with_markup(
+    capsys: pytest.CaptureFixture[str], db_url: str, names: Names
+) -> None:
+    [markup] = [tenant for tenant, name in names.others.items() if name == "[/]"]
+    ok(cli(capsys, db_url, "run", "--tenant", markup, *Q1, "--all"))
+    run_all(capsys, db_url, names)
+
+    listed = ok(cli(capsys, db_url, "tenants"))
+    assert_inert(listed.out)
+    assert "[/]" in listed.out
+    assert "[/bold]" in listed.out
+    for args in (("runs",), ("runs", "--tenant", markup)):
+        result = ok(cli(capsys, db_url, *args))
+        assert_inert(result.out)
+        assert "[/]" in result.out
+
+
 # --- CSV -----------------------------------------------------------------------------
 
 
@@ -314,3 +385,84 @@ def test_the_api_csvs_read_back_to_the_exact_names(
         for deal in moved:
             assert deal["deal_name"] == defused(deal_names[deal["deal_id"]])
             assert deal["b_stage_name"] == deal["b_pipeline_name"] == deal["deal_name"]
+
+
+# --- error lines ---------------------------------------------------------------------
+
+
+def test_error_lines_listing_hostile_names_are_inert(
+    capsys: pytest.CaptureFixture[str], db_url: str, names: Names
+) -> None:
+    for args in (
+        ("run", "--tenant", names.tenant, *Q1, "--principal", "["),  # ambiguous: candidates
+        ("run", "--tenant", names.tenant, *Q1, "--principal", "nobody"),  # unknown: the reps
+        ("principals", "--tenant", "nobody"),  # unknown: the tenants
+    ):
+        result = cli(capsys, db_url, *args)
+        assert result.code == 2, result
+        assert result.out == ""
+        [line] = result.err.splitlines()
+        assert line.startswith(PREFIX)
+        assert_inert(result.err)
+
+
+def test_a_loader_error_echoing_a_hostile_value_is_inert(
+    capsys: pytest.CaptureFixture[str], db_url: str, data_dir: Path
+) -> None:
+    tenant = str(uuid.uuid4())
+    write_csv(data_dir / "tenants.csv", ("id", "name", "currency"),
+              [[tenant, "T", "\x1b]0;title\x07\x1b[2J"]])  # fmt: skip
+    write_csv(data_dir / "users.csv", ("id", "tenant_id", "name", "email", "is_active"),
+              [[str(uuid.uuid4()), tenant, "Ann", "", "\x1b[31myes"]])  # fmt: skip
+
+    result = cli(capsys, db_url, "load", str(data_dir))
+
+    assert result.code == 2, result
+    [line] = result.err.splitlines()
+    assert line.startswith(PREFIX)
+    assert "currency" in line
+    assert "is_active" in line
+    assert_inert(result.err)
+    assert scalar(db_url, "SELECT count(*) FROM dyno_crm.tenant") == 0
+
+
+def test_the_load_line_of_a_tenant_named_with_escapes_is_inert(
+    capsys: pytest.CaptureFixture[str], db_url: str, data_dir: Path
+) -> None:
+    tenant = str(uuid.uuid4())
+    write_csv(data_dir / "tenants.csv", ("id", "name"),
+              [[tenant, "\x1b]0;owned\x07\x1b[2J\x1b[31mRed Co\r\nnext"]])  # fmt: skip
+
+    result = ok(cli(capsys, db_url, "load", str(data_dir)))
+
+    assert_inert(result.out)
+    assert len(result.out.splitlines()) == 2  # the file's line, the tenant's line
+    assert result.out.splitlines()[-1] == (
+        f"tenant \ufffd]0;owned\ufffd\ufffd[2J\ufffd[31mRed Co\ufffd\ufffdnext: {tenant}"
+        " (0 reps, 0 teams, 0 deals)"
+    )
+
+
+def test_run_all_with_a_markup_rep_exits_0(
+    capsys: pytest.CaptureFixture[str], db_url: str, data_dir: Path
+) -> None:
+    """A rep named [/bold] failed the print after the run was stored: exit 1 for a run
+    that exists."""
+    tenant, rep = str(uuid.uuid4()), str(uuid.uuid4())
+    write_csv(data_dir / "tenants.csv", ("id", "name"), [[tenant, "Plain"]])
+    write_csv(data_dir / "users.csv", ("id", "tenant_id", "name", "email", "is_active"),
+              [[rep, tenant, "[/bold]", "", "true"]])  # fmt: skip
+    write_csv(
+        data_dir / "sales_targets.csv",
+        ("id", "tenant_id", "principal_type", "principal_id", "pipeline_id", "period_start",
+         "period_end", "target_amount"),
+        [[str(uuid.uuid4()), tenant, "USER", rep, "", "2026-01-01", "2026-04-01", "10"]],
+    )  # fmt: skip
+    ok(cli(capsys, db_url, "load", str(data_dir)))
+
+    result = ok(cli(capsys, db_url, "run", "--tenant", "Plain", *Q1, "--all"))
+
+    assert "[/bold]" in result.out
+    assert run_count(db_url) == 1
+    shown = ok(cli(capsys, db_url, "principals", "--tenant", "Plain"))
+    assert "[/bold]" in shown.out

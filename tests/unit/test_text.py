@@ -1,4 +1,5 @@
-"""The text rules of every output (``pipeline_coverage.text``): the one CSV writer."""
+"""The text rules of every output (``pipeline_coverage.text``): the one CSV writer and
+the terminal's replacement of control characters; Rich printing names literally."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ import io
 
 from hypothesis import given
 from hypothesis import strategies as st
+from rich.console import Console
+from rich.table import Table
 
-from pipeline_coverage.text import csv_text, spreadsheet_safe
+from pipeline_coverage.render import add_row, plain
+from pipeline_coverage.text import csv_text, printable, spreadsheet_safe
 
 FORMULA = ("=", "+", "-", "@", "\t", "\r", "\n")
 
@@ -44,3 +48,30 @@ def test_every_csv_reads_back_as_its_fields(rows: list[list[str | None]]) -> Non
     for record in parsed[1:]:
         for cell in record:
             assert not cell.startswith(FORMULA) or cell.lstrip("-").replace(".", "").isdigit()
+
+
+def test_printable_replaces_every_control_character() -> None:
+    assert printable("Ann Roe · Ünal") == "Ann Roe · Ünal"
+    assert (
+        printable("\x1b]0;title\x07a\rb\nc\td\x7f\x9b")
+        == "\ufffd]0;title\ufffda\ufffdb\ufffdc\ufffdd\ufffd\ufffd"
+    )
+
+
+def test_rich_prints_names_literally() -> None:
+    """Markup, a link and an emoji code in a name are text, not Rich's instructions."""
+    out = io.StringIO()
+    console = Console(file=out, width=200, force_terminal=True, color_system="truecolor")
+    table = Table(title=plain("Team [/]"))
+    table.add_column("Principal")
+    for name in ("[/bold]", "[/]", "[link=http://evil.example]click me[/link]", ":thumbs_up:",
+                 "\x1b[31mred"):  # fmt: skip
+        add_row(table, name)
+    console.print(table)
+    console.print(plain("Note: [bold]x[/bold] \x1b]8;;http://evil.example\x07"))
+
+    text = out.getvalue()
+    assert "]8;" not in text.replace("\ufffd]8;", "")  # no OSC 8 hyperlink
+    for name in ("[/bold]", "[/]", "[link=http://evil.example]click me[/link]", ":thumbs_up:",
+                 "\ufffd[31mred", "Team [/]", "Note: [bold]x[/bold]"):  # fmt: skip
+        assert name in text, name
