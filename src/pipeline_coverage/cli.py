@@ -6,9 +6,7 @@ Expected errors print one line on stderr and write nothing.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import json
 import os
 import shutil
@@ -91,7 +89,6 @@ from pipeline_coverage.render import (
     same_point_table,
     snapshot_lines,
     snapshots_json,
-    spreadsheet_safe,
 )
 from pipeline_coverage.reports.coverage import (
     coverage_request,
@@ -110,6 +107,7 @@ from pipeline_coverage.store import (
     prune_runs,
     run_deals,
 )
+from pipeline_coverage.text import csv_text, printable
 from pipeline_coverage.trends import MAX_DAY_OF_QUARTER, MAX_QUARTERS, same_point_of_quarter
 from pipeline_coverage.validation import (
     DEFAULT_LOOKBACK_DAYS,
@@ -279,15 +277,15 @@ def load(directory: Path) -> None:
     with _file_progress(console) as progress:
         loads = load_directory(conn, directory, progress=progress)
     for item in loads:
-        click.echo(
+        _echo(
             f"{item.file}: {item.rows} rows -> {item.table} "
             f"({item.inserted} new, {item.updated} updated, {item.unchanged} unchanged)"
         )
     touched = {tenant for item in loads for tenant in item.tenant_ids}
     for tenant in list_tenants(conn):
         if tenant.id in touched:
-            click.echo(f"tenant {tenant.name}: {tenant.id} ({tenant.users} reps, "
-                       f"{tenant.groups} teams, {tenant.deals} deals)")  # fmt: skip
+            _echo(f"tenant {tenant.name}: {tenant.id} ({tenant.users} reps, "
+                  f"{tenant.groups} teams, {tenant.deals} deals)")  # fmt: skip
 
 
 @contextmanager
@@ -500,16 +498,14 @@ def snapshot(
             conn, tenant_ids, as_of=day, by_pipeline=by_pipeline, progress=progress
         )
     if output_format == "json":
-        click.echo(snapshots_json(day, taken))
+        _document(snapshots_json(day, taken))
     else:
         for line in snapshot_lines(taken):
-            click.echo(line)
+            _echo(line)
     failed = [one for one in taken if one.error is not None]
     if failed:
         names = ", ".join(f"{one.tenant_name} {one.period}" for one in failed)
-        click.echo(
-            f"{PROG}: error: {len(failed)} of {len(taken)} snapshots failed: {names}", err=True
-        )
+        _echo(f"{PROG}: error: {len(failed)} of {len(taken)} snapshots failed: {names}", err=True)
         raise click.exceptions.Exit(2 if all(one.bad_input for one in failed) else 1)
 
 
@@ -647,9 +643,9 @@ def history(
         "pipeline_id": str(pipeline_id) if pipeline_id else None, "granularity": granularity,
     }  # fmt: skip
     if output_format == "json":
-        click.echo(history_json(header, points))
+        _document(history_json(header, points))
     elif output_format == "csv":
-        click.echo(history_csv(points), nl=False)
+        _document(history_csv(points), nl=False)
     else:
         each = "each day's last run" if granularity == "day" else "every run"
         title = (
@@ -705,9 +701,9 @@ def same_point(
         "pipeline_id": str(pipeline_id) if pipeline_id else None,
     }  # fmt: skip
     if output_format == "json":
-        click.echo(same_point_json(header, found))
+        _document(same_point_json(header, found))
     elif output_format == "csv":
-        click.echo(same_point_csv(found), nl=False)
+        _document(same_point_csv(found), nl=False)
     else:
         title = (
             f"Same point of the quarter · {kind} {who} · day {found.day_of_quarter}"
@@ -765,9 +761,9 @@ def show(
         if not any((r.principal_type, r.principal_id) == (kind, principal_id) for r in found.rows):
             raise NotFoundError(f"principal_id: run {run_id} has no row for {kind} {principal_id}")
     if output_format == "json":
-        click.echo(deals_json(run_id, behind))
+        _document(deals_json(run_id, behind))
     elif output_format == "csv":
-        click.echo(deals_csv(behind), nl=False)
+        _document(deals_csv(behind), nl=False)
     else:
         make_console().print(deals_table(found, behind))
 
@@ -807,10 +803,10 @@ def compare(
     if one is not None and not movement.rows:
         raise NotFoundError(f"principal_id: neither run has a row for {kind} {principal_id}")
     if output_format == "json":
-        click.echo(movement_json(movement))
+        _document(movement_json(movement))
     elif output_format == "csv":
         text = movement_deals_csv(movement.deals or ()) if deals else movement_csv(movement)
-        click.echo(text, nl=False)
+        _document(text, nl=False)
     else:
         console = make_console()
         title, caption = movement_heading(movement)
@@ -835,9 +831,9 @@ def runs(tenant_text: str | None, limit: int, output_format: str) -> None:
     tenant_id = resolve_tenant(conn, tenant_text) if tenant_text is not None else None
     found = list_runs(conn, tenant_id, limit=limit)
     if output_format == "json":
-        click.echo(runs_json(found))
+        _document(runs_json(found))
     elif output_format == "csv":
-        click.echo(runs_csv(found), nl=False)
+        _document(runs_csv(found), nl=False)
     else:
         make_console().print(runs_table(found))
 
@@ -895,16 +891,10 @@ def _print_listing(
     title: str, columns: Sequence[str], rows: list[list[Any]], output_format: str, key: str
 ) -> None:
     if output_format == "json":
-        click.echo(json.dumps({key: [dict(zip(columns, row, strict=True)) for row in rows]},
-                              indent=2))  # fmt: skip
+        _document(json.dumps({key: [dict(zip(columns, row, strict=True)) for row in rows]},
+                             indent=2))  # fmt: skip
     elif output_format == "csv":
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows(
-            [["" if v is None else spreadsheet_safe(str(v)) for v in row] for row in rows]
-        )
-        click.echo(buffer.getvalue(), nl=False)
+        _document(csv_text(columns, rows), nl=False)
     else:
         table = Table(title=title, title_justify="left")
         for column in columns:
@@ -926,7 +916,7 @@ def apikey_create(tenant_text: str, name: str) -> None:
     """Create a key; it is printed once, alone on the last line (only a hash is kept)."""
     conn = _app().connection()
     key, secret = create_api_key(conn, resolve_tenant(conn, tenant_text), name)
-    click.echo(f"created API key {key.id} ({key.name!r}) for tenant {key.tenant_id}")
+    _echo(f"created API key {key.id} ({key.name!r}) for tenant {key.tenant_id}")
     click.echo("store it now: it cannot be shown again")
     click.echo(secret)
 
@@ -962,7 +952,7 @@ def apikey_revoke(key_id: uuid.UUID, tenant_text: str | None) -> None:
     conn = _app().connection()
     tenant_id = resolve_tenant(conn, tenant_text) if tenant_text is not None else None
     key = revoke_api_key(conn, key_id, tenant_id)
-    click.echo(f"revoked API key {key.id} ({key.name!r}) of tenant {key.tenant_id}")
+    _echo(f"revoked API key {key.id} ({key.name!r}) of tenant {key.tenant_id}")
 
 
 @cli.command()
@@ -1103,9 +1093,9 @@ def _invoked_as() -> str:
 
 def _print_run(found: Any, output_format: str, columns: Sequence[str] | None = None) -> None:
     if output_format == "json":
-        click.echo(run_json(found))
+        _document(run_json(found))
     elif output_format == "csv":
-        click.echo(run_csv(found), nl=False)
+        _document(run_csv(found), nl=False)
     else:
         console = make_console()
         title, caption = run_heading(found)
@@ -1115,11 +1105,31 @@ def _print_run(found: Any, output_format: str, columns: Sequence[str] | None = N
         console.print(caption, style="dim", soft_wrap=True, highlight=False)
         # What the numbers leave out, whenever anything was left out (SPEC.md §8).
         for line in exclusion_lines(found):
-            console.print(f"Note: {line}", soft_wrap=True, highlight=False)
+            console.print(line, soft_wrap=True, highlight=False)
+
+
+def _echo(line: str, *, err: bool = False) -> None:
+    """A line of text that may quote data (a name, a value read from a file) as the
+    terminal gets it: its control characters replaced (:func:`printable`), so that it
+    cannot restyle, retitle or clear the terminal. Not for JSON or CSV output, which
+    carry the exact text."""
+    click.echo(printable(line), err=err)
+
+
+def _document(text: str, *, nl: bool = True) -> None:
+    """A JSON or CSV document on stdout, exactly: not through :func:`printable`, and
+    with ``color=True`` since off a terminal click would strip what looks like a colour
+    code (``ESC [ 31 m``) out of a name."""
+    click.echo(text, nl=nl, color=True)
 
 
 def _one_line(message: str) -> str:
     return " ".join(str(message).split())
+
+
+def _error(message: str) -> None:
+    """The one line of an error on stderr: ``pipeline-coverage: error: ...``."""
+    _echo(f"{PROG}: error: {_one_line(message)}", err=True)
 
 
 def _raise_on_signal(signum: int, frame: FrameType | None) -> None:
@@ -1145,24 +1155,24 @@ def main(argv: list[str] | None = None) -> int:
         hint = ""
         if isinstance(exc, click.UsageError) and exc.ctx is not None:
             hint = f" (see '{exc.ctx.command_path} --help')"
-        click.echo(f"{PROG}: error: {_one_line(exc.format_message())}{hint}", err=True)
+        _error(exc.format_message() + hint)
         return 2
     except LoadError as exc:
         # One line (SPEC.md §6), naming every bad row listed, so all can be fixed at once.
         shown = "; ".join(_one_line(problem) for problem in exc.problems)
         more = exc.total - len(exc.problems)
-        click.echo(f"{PROG}: error: {shown}" + (f"; and {more} more" if more else ""), err=True)
+        _error(shown + (f"; and {more} more" if more else ""))
         return 2
     except InputError as exc:
-        click.echo(f"{PROG}: error: {_one_line(str(exc))}", err=True)
+        _error(str(exc))
         return 2
     except PipelineCoverageError as exc:
-        click.echo(f"{PROG}: error: {_one_line(str(exc))}", err=True)
+        _error(str(exc))
         return 1
     except Exception as exc:
         if os.environ.get("PIPELINE_COVERAGE_DEBUG"):
             raise
-        click.echo(
+        _echo(
             f"{PROG}: unexpected error: {type(exc).__name__}: {_one_line(str(exc))} "
             "(set PIPELINE_COVERAGE_DEBUG=1 for a traceback)",
             err=True,

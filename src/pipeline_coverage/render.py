@@ -7,11 +7,8 @@ Money stays ``Decimal`` throughout; JSON and CSV carry it as decimal strings
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import json
-import unicodedata
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
@@ -32,6 +29,7 @@ from pipeline_coverage.reports.movement import (
 )
 from pipeline_coverage.reports.snapshot import Snapshot
 from pipeline_coverage.store import CoverageRow, CoverageRun, DealCredit, HistoryPoint, Value
+from pipeline_coverage.text import csv_text, printable
 from pipeline_coverage.trends import SamePoint
 
 FORMATS = ("table", "json", "csv")
@@ -130,21 +128,14 @@ def run_json(run: CoverageRun) -> str:
     return json.dumps(document, indent=2)
 
 
-def spreadsheet_safe(text: str | None) -> str | None:
-    """A name that a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``, tab,
-    CR) gets a leading apostrophe: CSV exports are opened in Excel by their readers."""
-    if text and text[0] in "=+-@\t\r":
-        return "'" + text
-    return text
-
-
 def _csv(columns: Sequence[str], lines: Iterable[dict[str, Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for line in lines:
-        writer.writerow({k: "|".join(v) if isinstance(v, list) else v for k, v in line.items()})
-    return buffer.getvalue()
+    """The product's CSV (:func:`pipeline_coverage.text.csv_text`: every cell defused
+    against formulas, a field with a line break quoted); a list joined with ``|``."""
+
+    def cell(value: Any) -> Any:
+        return "|".join(value) if isinstance(value, list) else value
+
+    return csv_text(columns, ([cell(line.get(name)) for name in columns] for line in lines))
 
 
 def run_csv(run: CoverageRun) -> str:
@@ -158,10 +149,7 @@ def run_csv(run: CoverageRun) -> str:
             "period_end": run.period_end.isoformat(),
         }
         for row in run.rows:
-            values = row_values(row)
-            for name in ("principal_name", "pipeline_name"):
-                values[name] = spreadsheet_safe(values[name])
-            yield {**identity, **values}
+            yield {**identity, **row_values(row)}
 
     return _csv(CSV_COLUMNS, lines())
 
@@ -195,14 +183,7 @@ def deals_json(run_id: Any, deals: Sequence[DealCredit]) -> str:
 
 
 def deals_csv(deals: Sequence[DealCredit]) -> str:
-    def lines() -> Iterable[dict[str, Any]]:
-        for deal in deals:
-            values = deal_values(deal)
-            for name in ("deal_name", "stage_name", "deal_pipeline_name"):
-                values[name] = spreadsheet_safe(values[name])
-            yield values
-
-    return _csv(DEAL_COLUMNS, lines())
+    return _csv(DEAL_COLUMNS, (deal_values(deal) for deal in deals))
 
 
 def money(value: Decimal | None) -> str:
@@ -238,19 +219,20 @@ def metric_cell(metric: Metric, row: CoverageRow | HistoryPoint) -> str | Text:
     return f"{value * 100:,.1f}%" if metric.unit == "%" else f"{value:,.2f}x"
 
 
-def run_heading(run: CoverageRun) -> tuple[str, str]:
+def run_heading(run: CoverageRun) -> tuple[Text, Text]:
     """What a run's table is (printed above it) and where it comes from (below it) —
-    lines of their own, so that a narrow table does not wrap them."""
+    lines of their own, so that a narrow table does not wrap them; the tenant's name
+    printed literally (:func:`plain`)."""
     scope = run.parameters.get("pipeline_id")
     currency = f" · amounts in {run.currency}" if run.currency else ""
     title = (
-        f"Pipeline coverage · {_display(run.tenant_name)} · {run.period_start.isoformat()} to "
+        f"Pipeline coverage · {run.tenant_name} · {run.period_start.isoformat()} to "
         f"{run.period_end.isoformat()} (end exclusive){currency}"
     )
     caption = f"run {run.run_id} · generated {run.generated_at:%Y-%m-%d %H:%M:%S %Z}"
     if scope:
         caption += f" · pipeline {scope}"
-    return title, caption
+    return plain(title), plain(caption)
 
 
 def run_table(run: CoverageRun, columns: Sequence[str] = HEADLINE) -> Table:
@@ -294,9 +276,10 @@ def _ordered(rows: Sequence[CoverageRow], metrics: Sequence[Metric]) -> list[Cov
     return sorted(rows, key=rank)  # stable: ties keep the stored order
 
 
-def exclusion_lines(run: CoverageRun) -> list[str]:
-    """The exclusions report, one sentence per flag (empty when nothing was flagged)."""
-    return [item.describe(run.currency) for item in run.exclusions]
+def exclusion_lines(run: CoverageRun) -> list[Text]:
+    """The exclusions report, one ``Note:`` per flag (empty when nothing was flagged),
+    printed literally (:func:`plain`)."""
+    return [plain(f"Note: {item.describe(run.currency)}") for item in run.exclusions]
 
 
 def deals_table(run: CoverageRun, deals: Sequence[DealCredit]) -> Table:
@@ -449,7 +432,7 @@ def _trend_cells(point: HistoryPoint | None) -> list[str | Text]:
 
 def history_table(title: str, points: Sequence[HistoryPoint]) -> Table:
     """A principal's history: a line per point (per run, or per day)."""
-    table = Table(title=title, title_justify="left")
+    table = Table(title=plain(title), title_justify="left")
     table.add_column("Day (as of)")
     for name in TREND_COLUMNS:
         table.add_column(BY_NAME[name].label, justify="right")
@@ -470,7 +453,7 @@ def history_csv(points: Sequence[HistoryPoint]) -> str:
 
 def same_point_table(title: str, found: SamePoint) -> Table:
     """The same point of each quarter: a line per quarter, its day and its run's numbers."""
-    table = Table(title=title, title_justify="left")
+    table = Table(title=plain(title), title_justify="left")
     for column in ("Quarter", "Day", "Run as of"):
         table.add_column(column)
     for name in TREND_COLUMNS:
@@ -510,18 +493,17 @@ def same_point_csv(found: SamePoint) -> str:
                 _quarter_values(found, nested=False))  # fmt: skip
 
 
-def _display(text: str) -> str:
-    """Text a user typed (a name), as a terminal table shows it: its control characters
-    (an escape sequence, a line break) replaced, so that a name cannot restyle, move or
-    erase what the terminal shows."""
-    if text.isprintable():
-        return text
-    return "".join("\ufffd" if unicodedata.category(ch) == "Cc" else ch for ch in text)
+def plain(text: str, style: str = "") -> Text:
+    """Text from the CRM (a name, or a line quoting one) as Rich prints it: literally —
+    Rich markup (``[/bold]``, ``[link=...]``) is not read and emoji codes are not
+    replaced — with its control characters replaced (:func:`pipeline_coverage.text.printable`),
+    so that it cannot fail the print, restyle, move or erase what the terminal shows."""
+    return Text(printable(text), style=style)
 
 
 def add_row(table: Table, *cells: Any) -> None:
-    """``table.add_row`` with every text cell shown by :func:`_display`."""
-    table.add_row(*(_display(cell) if isinstance(cell, str) else cell for cell in cells))
+    """``table.add_row`` with every text cell shown by :func:`plain`."""
+    table.add_row(*(plain(cell) if isinstance(cell, str) else cell for cell in cells))
 
 
 def make_console(file: Any = None) -> Console:
@@ -549,8 +531,6 @@ MOVEMENT_DEAL_COLUMNS = (
     *(f"b_{name}" for name in _DEAL_STATE_FIELDS),
     *(f"now_{name}" for name in _DEAL_NOW_FIELDS),
 )  # fmt: skip
-#: Its columns holding names users typed (deal, stage, pipeline, owner): defused.
-_MOVEMENT_DEAL_NAMES = tuple(name for name in MOVEMENT_DEAL_COLUMNS if name.endswith("_name"))
 
 
 def _day(value: dt.date | None) -> str | None:
@@ -646,10 +626,7 @@ def movement_csv(movement: Movement) -> str:
             "period_end": movement.run_a.period_end.isoformat(),
         }
         for row in movement.rows:
-            values = movement_row_values(row)
-            for name in ("principal_name", "pipeline_name"):
-                values[name] = spreadsheet_safe(values[name])
-            yield {**identity, **values}
+            yield {**identity, **movement_row_values(row)}
 
     return _csv(MOVEMENT_CSV_COLUMNS, lines())
 
@@ -664,19 +641,18 @@ def movement_deals_csv(deals: Sequence[MovementDeal]) -> str:
             for side in ("a", "b", "now"):
                 for name, value in (values[side] or {}).items():
                     flat[f"{side}_{name}"] = value
-            for name in _MOVEMENT_DEAL_NAMES:
-                flat[name] = spreadsheet_safe(flat.get(name))
             yield flat
 
     return _csv(MOVEMENT_DEAL_COLUMNS, lines())
 
 
-def movement_heading(movement: Movement) -> tuple[str, str]:
-    """What a movement table is (above it) and which two runs it compares (below)."""
+def movement_heading(movement: Movement) -> tuple[Text, Text]:
+    """What a movement table is (above it) and which two runs it compares (below), as
+    :func:`run_heading` prints them."""
     a, b = movement.run_a, movement.run_b
     currency = f" · amounts in {movement.currency}" if movement.currency else ""
     title = (
-        f"Movement · {_display(b.tenant_name)} · {b.period_start.isoformat()} to "
+        f"Movement · {b.tenant_name} · {b.period_start.isoformat()} to "
         f"{b.period_end.isoformat()} (end exclusive){currency}"
     )
     caption = (
@@ -684,7 +660,7 @@ def movement_heading(movement: Movement) -> tuple[str, str]:
         f"{a.parameters.get('as_of', '?')}) to run {b.run_id} ({b.generated_at:%Y-%m-%d %H:%M}, "
         f"as of {b.parameters.get('as_of', '?')})"
     )
-    return title, caption
+    return plain(title), plain(caption)
 
 
 def signed(value: Decimal | None) -> str:
