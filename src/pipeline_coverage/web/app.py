@@ -114,15 +114,18 @@ def create_app(database_url: str, settings: WebSettings, *, open_pool: bool = Tr
         responses={503: {"model": problems.Problem}},
     )
     def readyz(request: Request) -> Health:
-        # Twice: a pooled connection the server has just ended is no sign of an outage.
+        # Twice: a pooled connection the server has just ended is no sign of an outage
+        # (the pool's idle connections are checked before the second try).
+        pool = get_pool(request)
         for _ in range(2):
             try:
-                with get_pool(request).connection(timeout=2) as conn:
+                with pool.connection(timeout=2) as conn:
                     conn.execute("SELECT 1")
                 return Health(status="ok")
             except PoolTimeout as exc:
                 raise ProblemError(503, "the database is not reachable") from exc
             except psycopg.Error:
+                pool.check()
                 continue
         raise ProblemError(503, "the database is not reachable")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -162,6 +163,11 @@ def install(app: FastAPI) -> None:
     async def _lost(request: Request, exc: ConnectionLostError) -> JSONResponse:
         log.warning("database connection lost: %s", exc)
         request.scope[CONNECTION_LOST] = True
+        # The others may have gone with it (a restart, a failover): check them now,
+        # before a retry takes one.
+        pool = getattr(request.app.state, "pool", None)
+        if pool is not None:
+            await anyio.to_thread.run_sync(pool.on_connection_lost)
         return problem_response(
             request, 503, "the database is not available right now", headers={"Retry-After": "1"}
         )
