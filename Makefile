@@ -19,8 +19,14 @@ demo: setup
 	env -u DATABASE_URL $(BIN)/pipeline-coverage demo
 
 ## The whole suite. TEST_DATABASE_URL picks a server; without it, embedded PostgreSQL 18.
+## Unless PYTEST_ARGS names a --basetemp, a run keeps its temporary files (and the
+## embedded server's data) in a folder of its own, removed when the run passes: any other
+## pytest of the same user on the machine prunes and re-permissions the shared
+## /tmp/pytest-of-USER, and the embedded server's data must not vanish under it.
 test: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(if $(findstring --basetemp,$(PYTEST_ARGS)),$(BIN)/python -m pytest $(PYTEST_ARGS),\
+	basetemp=$$(mktemp -d /tmp/pipeline-coverage-test.XXXXXX) \
+	&& $(BIN)/python -m pytest --basetemp="$$basetemp" $(PYTEST_ARGS) && rm -rf "$$basetemp")
 
 lint: setup
 	$(BIN)/ruff check src tests bench

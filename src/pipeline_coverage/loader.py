@@ -37,6 +37,14 @@ MAX_PROBLEMS = 20
 #: length), so that a huge field cannot flood the report. No valid value is that long
 #: (the longest, a UUID in braces with a hyphen after every group of four, has 41).
 SHOWN_CHARS = 60
+#: The most bytes one CSV record may hold, the line breaks inside its quoted fields
+#: included (its own line break not): a longer one is refused as soon as it is seen,
+#: without reading the rest of it. A valid record holds a few hundred bytes; a bad one
+#: with a value of a megabyte is still read, and its problem reported.
+MAX_RECORD_BYTES = 2 << 20
+#: Files are read in chunks of this size (the header must end in the first one). No
+#: larger than a record may be: then a line between two line breaks of one chunk is
+#: never too long, and only lines that span chunks need counting.
 _CHUNK = 1 << 20
 #: What PostgreSQL's uuid input accepts: 32 hex digits, a hyphen allowed after any
 #: group of four, optionally in braces (pg_input_is_valid says the same on PG >= 16).
@@ -722,6 +730,10 @@ _STRAY_QUOTE_REASON = (
     ' (quote the whole field and double the quotes in it: "27"" monitor")'
 )
 _UNCLOSED_REASON = "a quoted field that starts on this line is never closed"
+_TOO_LONG_REASON = (
+    f"a record longer than {MAX_RECORD_BYTES:,} bytes ({MAX_RECORD_BYTES >> 20} MiB),"
+    " the most one record may hold"
+)
 
 
 class _Records:
@@ -742,6 +754,10 @@ class _Records:
     refused here, at its line. Chunks without a ``"`` (outside a quoted field) are
     counted with ``bytes.count``; only chunks with quotes are walked line by line, and
     only records with quotes are checked.
+
+    A record longer than MAX_RECORD_BYTES is refused as soon as it is: the bytes of an
+    unfinished line are kept as a list of parts (never a growing buffer copied on each
+    chunk), so reading is linear in the file's size whatever its lines.
     """
 
     def __init__(self, eol: bytes) -> None:
@@ -754,10 +770,15 @@ class _Records:
         #: The current line so far while it may still be a marker (it started a record
         #: and has at most 3 bytes), else None.
         self.head: bytes | None = b""
-        #: The current line so far, from the chunks before (it goes on in the next).
-        self.partial = b""
-        #: The current record's lines before the current one, when it spans lines.
+        #: The current line so far, from the chunks before (it goes on in the next), in
+        #: parts; their length, and whether any holds a quote.
+        self.parts: list[bytes] = []
+        self.partial_bytes = 0
+        self.partial_quotes = False
+        #: The current record's lines before the current one, when it spans lines, and
+        #: their bytes with the line breaks after them.
         self.lines: list[bytes] = []
+        self.lines_bytes = 0
 
     @property
     def records(self) -> int:
@@ -767,31 +788,68 @@ class _Records:
     def feed(self, chunk: bytes) -> tuple[int, str] | None:
         """Count ``chunk``; the first problem it completes, if any: (line, reason)."""
         eol = self.eol
-        if self.quoted or b'"' in chunk or b'"' in self.partial:
+        if self.quoted or self.partial_quotes or b'"' in chunk:
             return self._feed_lines(chunk)
         first = chunk.find(eol)
         if first < 0:
             self._extend(chunk)
-            self.partial += chunk
-            return None
+            return self._carry(chunk)
+        if self.partial_bytes + first > MAX_RECORD_BYTES:
+            return self.ended + 1, _TOO_LONG_REASON
         if first <= 3 and self._is_marker(chunk[:first]):
             return self.ended + 1, _MARKER_LINE_REASON
         # A one-byte search is fast (memchr); backslashes are rare in CRM data.
         if b"\\" in chunk and (found := _MARKER_LINE[eol].search(chunk)):
             return self.ended + chunk.count(eol, 0, found.start() + 1) + 1, _MARKER_LINE_REASON
+        # A line between two line breaks of the chunk is shorter than the chunk: only a
+        # chunk longer than a record may be holding one too long.
+        if len(chunk) > MAX_RECORD_BYTES and (problem := self._long_line(chunk)):
+            return problem
         self.ended += chunk.count(eol)
         last = chunk[chunk.rfind(eol) + 1 :]
         self.head = last if len(last) <= 3 else None
         self.open = bool(last)
-        self.partial = last
-        return None
+        self.parts = []
+        self.partial_bytes = 0
+        return self._carry(last)
 
     def finish(self) -> tuple[int, str] | None:
         """At the end of the file: a problem of its last line, if any."""
         if self.head in _MARKERS:
             return self.ended + 1, _MARKER_LINE_REASON
-        if self.quoted or self.partial.count(b'"'):
-            return self._check([*self.lines, self.partial], closed=not self.quoted)
+        if self.quoted or self.partial_quotes:
+            return self._check([*self.lines, b"".join(self.parts)], closed=not self.quoted)
+        return None
+
+    def _carry(self, part: bytes) -> tuple[int, str] | None:
+        """Keep ``part`` (no line break in it) as the current line's next bytes; the
+        problem if the record is now too long."""
+        self.parts.append(part)
+        self.partial_bytes += len(part)
+        self.partial_quotes = self.partial_quotes or b'"' in part
+        if self.lines_bytes + self.partial_bytes > MAX_RECORD_BYTES:
+            return self.ended + 1, _TOO_LONG_REASON
+        return None
+
+    def _take_partial(self) -> bytes:
+        """The current line's bytes from the chunks before, which a line break ends."""
+        partial = b"".join(self.parts)
+        self.parts = []
+        self.partial_bytes = 0
+        self.partial_quotes = False
+        return partial
+
+    def _long_line(self, chunk: bytes) -> tuple[int, str] | None:
+        """The problem of the first line too long between two line breaks of ``chunk``
+        (a chunk without quotes: its lines are records)."""
+        eol = self.eol
+        start = chunk.find(eol) + 1
+        ended = self.ended + 1
+        while (end := chunk.find(eol, start)) >= 0:
+            if end - start > MAX_RECORD_BYTES:
+                return ended + 1, _TOO_LONG_REASON
+            start = end + 1
+            ended += 1
         return None
 
     def _check(self, lines: list[bytes], *, closed: bool) -> tuple[int, str] | None:
@@ -823,13 +881,14 @@ class _Records:
         eol = self.eol
         *pieces, last = chunk.split(eol)
         quoted, head = self.quoted, self.head
+        partial = self._take_partial() if pieces else b""
         # Most chunks with quotes are well quoted: checked at once, their records are
         # not checked one by one.
         checked = (
             not quoted
             and bool(pieces)
             and _WELL_QUOTED_RECORDS[eol].fullmatch(
-                self.partial + chunk[: len(chunk) - len(last) - len(eol)]
+                partial + chunk[: len(chunk) - len(last) - len(eol)]
             )
             is not None
         )
@@ -839,16 +898,20 @@ class _Records:
                 return self.ended + 1, _MARKER_LINE_REASON
             if piece.count(b'"') & 1:  # (the quotes of the line's start are counted)
                 quoted = not quoted
-            line = self.partial + piece if self.partial else piece
-            self.partial = b""
+            line = partial + piece if partial else piece
+            partial = b""
+            if self.lines_bytes + len(line) > MAX_RECORD_BYTES:
+                return self.ended + 1, _TOO_LONG_REASON
             if quoted:  # a line break inside a quoted field: the record goes on
                 self.lines.append(line)
+                self.lines_bytes += len(line) + len(eol)
                 head = None
                 continue
             if self.lines:
                 if problem := self._check([*self.lines, line], closed=True):
                     return problem
                 self.lines = []
+                self.lines_bytes = 0
             elif not checked and b'"' in line and not well_quoted(line):
                 return self._check([line], closed=True)
             self.ended += 1
@@ -857,10 +920,9 @@ class _Records:
         if pieces:  # after a line break inside quotes, the record is still open
             self.open = quoted
         self._extend(last)
-        self.partial += last
         if last.count(b'"') & 1:
             self.quoted = not self.quoted
-        return None
+        return self._carry(last)
 
 
 def _copy(
@@ -918,7 +980,8 @@ def _copy(
 
 def _record_error(spec: TableSpec, problem: tuple[int, str]) -> LoadError:
     line, reason = problem
-    return LoadError([f"{spec.file}:{line}: malformed CSV: {reason}"])
+    kind = "" if reason == _TOO_LONG_REASON else "malformed CSV: "
+    return LoadError([f"{spec.file}:{line}: {kind}{reason}"])
 
 
 def _shown(value: sql.Composable, *, quote: bool = True) -> sql.Composable:

@@ -16,7 +16,11 @@ const CLASS_METRIC = { OPEN: "open_amount", WON: "won_amount", LOST: "lost_amoun
 const CLASS_LABEL = { OPEN: "Open", WON: "Won", LOST: "Lost", UNDATED: "Undated" };
 const DEALS_PAGE = 1000;
 const DEALS_SHOWN = 500;
+// The columns picked: a preference of the browser (metric names, the same for every
+// tenant), kept across sessions.
 const COLUMNS_KEY = "pipeline-coverage.columns";
+// What the sign-in form says after a session ended (read once, then removed).
+const LOGIN_MESSAGE_KEY = "pipeline-coverage.login-message";
 // A row's own flags (the deals' are in the drill-down), as the table shows them.
 const ROW_FLAGS = {
   TARGET_PERIOD_MISMATCH: {
@@ -37,6 +41,10 @@ const state = {
   selected: null, // the row whose deals and trend are shown
   request: 0, // the newest drill-down request; older answers are dropped
 };
+// Whether this page has shown a session. Such a page never shows another one: ending
+// the session loads the page afresh (see endSession).
+let sessionShown = false;
+let leaving = false; // the page is being loaded afresh
 const $ = (id) => document.getElementById(id);
 
 class ApiError extends Error {}
@@ -51,7 +59,7 @@ async function api(path, options = {}) {
     body: options.body === undefined ? undefined : JSON.stringify(options.body),
   });
   if (response.status === 401 && path !== "/session") {
-    showLogin("Your session has ended: sign in again.");
+    endSession("Your session has ended: sign in again.");
   }
   if (!response.ok) {
     const problem = await response.json().catch(() => ({}));
@@ -186,6 +194,37 @@ function defaultOrder(rows) {
 
 // --- sign in, period, runs --------------------------------------------------------------
 
+/** Ends what the page shows of a session: a page that has shown one is loaded afresh
+ *  (replacing it in the history, without its #hash or query), so that nothing of the
+ *  session outlives it — the scripts' state (this file's, trends.js's, movement.js's),
+ *  the charts, every card's tables and lists, the form fields — whoever signs in next.
+ *  Resetting each of them by hand would miss the next one added. */
+function endSession(message = "") {
+  if (leaving) return;
+  if (!sessionShown) {
+    showLogin(message);
+    return;
+  }
+  try {
+    if (message) window.sessionStorage.setItem(LOGIN_MESSAGE_KEY, message);
+  } catch (_error) {
+    // The fresh page signs in without the message.
+  }
+  leaving = true;
+  window.location.replace(window.location.pathname);
+}
+
+/** The message a session that ended left for the sign-in form, if any. */
+function loginMessage() {
+  try {
+    const message = window.sessionStorage.getItem(LOGIN_MESSAGE_KEY) || "";
+    window.sessionStorage.removeItem(LOGIN_MESSAGE_KEY);
+    return message;
+  } catch (_error) {
+    return "";
+  }
+}
+
 function showLogin(message = "") {
   $("dashboard").hidden = true;
   $("who").hidden = true;
@@ -200,12 +239,17 @@ function showLogin(message = "") {
 }
 
 async function start() {
+  if (sessionShown) {
+    endSession(); // another session: on a fresh page
+    return;
+  }
   try {
     state.session = await api("/session");
   } catch (error) {
-    showLogin();
+    showLogin(loginMessage());
     return;
   }
+  sessionShown = true;
   state.metrics = new Map(state.session.metrics.map((metric) => [metric.name, metric]));
   state.columns = savedColumns();
   $("login").hidden = true;
@@ -995,7 +1039,7 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("sign-out").addEventListener("click", async () => {
     await api("/session", { method: "DELETE" }).catch(() => null);
-    showLogin();
+    endSession();
   });
   $("period-form").addEventListener("submit", (event) => { event.preventDefault(); syncPeriodPicker(); loadRuns(); });
   $("period-picker").addEventListener("change", pickPeriod);
