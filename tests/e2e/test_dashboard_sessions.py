@@ -175,3 +175,36 @@ def test_nothing_of_a_session_remains_after_signing_out(
     ended = page.evaluate(PAGE_CONTENTS)
     assert not [own for own in b_own if own in str(ended)]
     assert ended["session"] == []  # the message was read once
+
+
+def test_a_tab_shows_nothing_of_a_session_another_tab_replaced(
+    browser: Any, live_server: str, conn: psycopg.Connection[Any]
+) -> None:
+    """Two tabs share the browser's cookie: when one signs in as another tenant, the
+    other, still showing the first tenant, is loaded afresh (on the new session)."""
+    a, a_own, [a_run] = tenant(conn, "Alphaco Holdings", "Alphaco", reps=3, runs=1)
+    b, _, [b_run] = tenant(conn, "Bravoco Limited", "Bravoco", reps=2, runs=1)
+    _, key_a = create_api_key(conn, a, "browser test")
+    _, key_b = create_api_key(conn, b, "browser test")
+
+    context = browser.new_context(viewport=VIEWPORT)
+    first, second = context.new_page(), context.new_page()
+    first.goto(f"{live_server}/")
+    first.fill("#api-key", key_a)
+    first.click("#login-form button[type=submit]")
+    wait_for_run(first, a_run)
+    assert "Alphaco Rep 2" in first.evaluate(PAGE_CONTENTS)["dom"]
+
+    second.goto(f"{live_server}/")  # signed in as A already: it signs out, then in as B
+    wait_for_run(second, a_run)
+    second.click("#sign-out")
+    second.wait_for_selector("#login:not([hidden])")
+    second.fill("#api-key", key_b)
+    second.click("#login-form button[type=submit]")
+    wait_for_run(second, b_run)
+
+    first.wait_for_selector("#login:not([hidden])")  # the first tab ended A's page
+    now = first.evaluate(PAGE_CONTENTS)
+    left = sorted(own for own in a_own if own in str(now))
+    assert left == [], f"tenant A's names or ids remain in the other tab: {left}"
+    context.close()

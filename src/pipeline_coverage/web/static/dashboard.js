@@ -21,6 +21,7 @@ const DEALS_SHOWN = 500;
 const COLUMNS_KEY = "pipeline-coverage.columns";
 // What the sign-in form says after a session ended (read once, then removed).
 const LOGIN_MESSAGE_KEY = "pipeline-coverage.login-message";
+const SESSION_CHANGED_KEY = "pipeline-coverage.session-changed";
 // A row's own flags (the deals' are in the drill-down), as the table shows them.
 const ROW_FLAGS = {
   TARGET_PERIOD_MISMATCH: {
@@ -212,6 +213,16 @@ function endSession(message = "") {
   }
   leaving = true;
   window.location.replace(window.location.pathname);
+}
+
+/** Tells the browser's other tabs of this dashboard that the session changed (a
+ *  `storage` event there; the value is only a time, nothing of the session). */
+function announceSessionChange() {
+  try {
+    window.localStorage.setItem(SESSION_CHANGED_KEY, String(Date.now()));
+  } catch (_error) {
+    // No storage: the other tabs find out at their next request (401, or other data).
+  }
 }
 
 /** The message a session that ended left for the sign-in form, if any. */
@@ -1032,6 +1043,7 @@ document.addEventListener("DOMContentLoaded", () => {
     try {
       await api("/session", { method: "POST", body: { api_key: $("api-key").value.trim() } });
       $("api-key").value = "";
+      announceSessionChange();
       await start();
     } catch (error) {
       showLogin(error.message);
@@ -1039,7 +1051,13 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("sign-out").addEventListener("click", async () => {
     await api("/session", { method: "DELETE" }).catch(() => null);
+    announceSessionChange();
     endSession();
+  });
+  // The cookie is the browser's, not the tab's: when another tab signs in or out, the
+  // session this tab shows is over too.
+  window.addEventListener("storage", (event) => {
+    if (event.key === SESSION_CHANGED_KEY) endSession();
   });
   $("period-form").addEventListener("submit", (event) => { event.preventDefault(); syncPeriodPicker(); loadRuns(); });
   $("period-picker").addEventListener("change", pickPeriod);
