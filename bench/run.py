@@ -32,6 +32,7 @@ from rich.table import Table
 
 from bench.generate import GeneratedTenant, TenantSpec, generate
 from bench.http_load import run_http_load
+from bench.http_mix import run_http_mix
 from pipeline_coverage import (
     compare_runs,
     run_pipeline_coverage_batch,
@@ -526,10 +527,22 @@ def snapshot_figures(server_url: str, args: argparse.Namespace) -> list[Figure]:
     ]
 
 
+def http_mix_figures(server_url: str, args: argparse.Namespace) -> list[Figure]:
+    """The HTTP tenant mix and the noisy neighbour (bench/http_mix.py)."""
+    Console(stderr=True).print(
+        f"HTTP tenant mix: {args.http_clients} connections, 1 and {args.http_workers} workers ..."
+    )
+    rows = run_http_mix(server_url, args.http_workers, args.http_clients, args.http_seconds)
+    return [Figure(name, value, goal, met) for name, value, goal, met in rows]
+
+
 def run(args: argparse.Namespace) -> list[Figure]:
     if args.only == "snapshot":
         with server(args.database_url) as server_url:
             return snapshot_figures(server_url, args)
+    if args.only == "http":
+        with server(args.database_url) as server_url:
+            return http_mix_figures(server_url, args)
     console = Console(stderr=True)
     rng = random.Random(7)
     period = quarter_of(dt.date.today())
@@ -744,6 +757,7 @@ def run(args: argparse.Namespace) -> list[Figure]:
                 server_url, args.http_clients, args.http_seconds
             ):
                 figures.append(Figure(name, value, goal, met))
+            figures += http_mix_figures(server_url, args)
         figures += snapshot_figures(server_url, args)
     return figures
 
@@ -798,14 +812,18 @@ def main() -> None:
     parser.add_argument("--skip-http", action="store_true", help="skip the HTTP load test")
     parser.add_argument("--http-clients", type=int, default=50)
     parser.add_argument("--http-seconds", type=float, default=30)
+    parser.add_argument(
+        "--http-workers", type=int, default=2, help="serve --workers for the HTTP mix"
+    )
     parser.add_argument("--snapshot-tenants", type=int, default=100)
     parser.add_argument("--snapshot-deals", type=int, default=10_000)
     parser.add_argument(
         "--only",
-        choices=("all", "movement", "snapshot"),
+        choices=("all", "movement", "snapshot", "http"),
         default="all",
         help="movement: only compare's figures, on the main tenant alone; snapshot: only"
-        " the snapshot of many small tenants",
+        " the snapshot of many small tenants; http: only the HTTP tenant mix and noisy"
+        " neighbour",
     )
     args = parser.parse_args()
     figures = run(args)
