@@ -455,3 +455,57 @@ def test_a_tenants_reads_use_at_most_its_share_of_the_connections(
                 assert refused.headers["Retry-After"]
         finally:
             holder.close()
+
+
+# --- serve --workers ----------------------------------------------------------------
+
+
+def test_serve_with_workers_shares_sessions_and_stops_cleanly(db_url: str, world: World) -> None:
+    """``serve --workers 2``: two processes on one port; a dashboard cookie signed by
+    one is good at the other (they share the session key), and SIGTERM stops all."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_COVERAGE_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline_coverage", "--database-url", db_url, "serve",
+         "--port", str(port), "--workers", "2"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _ready(base) or proc.poll() is not None, "the server is ready", 60)
+        assert proc.poll() is None, proc.communicate()
+        workers = psutil.Process(proc.pid).children()  # (and multiprocessing's helper)
+        assert len(workers) >= 2
+        with httpx.Client(base_url=base, timeout=10) as browser:
+            assert browser.post("/session", json={"api_key": world.key}).status_code == 204
+            cookie = browser.cookies[SESSION_COOKIE]
+        for _ in range(20):  # a new connection each time: any worker may answer
+            with httpx.Client(base_url=base, timeout=10, cookies={SESSION_COOKIE: cookie}) as c:
+                assert c.get("/session").status_code == 200
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert "with 2 worker processes" in stderr
+    _, alive = psutil.wait_procs(workers, timeout=15)
+    assert alive == []
+
+
+def _ready(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -197,9 +197,12 @@ def app_from_environment() -> Any:
 def run(config: Any) -> bool:
     """Serve until stopped (one process, or ``config.workers`` sharing the socket);
     False when the server could not start (say, the port is taken)."""
-    if config.workers > 1:
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
-        return True
     server = uvicorn.Server(config)
-    server.run()
+    try:  # (uvicorn re-raises the signal that stopped it once it has shut down)
+        if config.workers > 1:
+            Multiprocess(config, sockets=[config.bind_socket()]).run()
+            return True
+        server.run()
+    except KeyboardInterrupt:
+        pass
     return bool(server.started)
