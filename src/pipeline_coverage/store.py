@@ -18,7 +18,7 @@ from typing import Any
 from pipeline_coverage.db.connection import as_uuid, records, set_for_transaction, unit_of_work
 from pipeline_coverage.errors import NotFoundError, ValidationError
 from pipeline_coverage.metrics import NAMES
-from pipeline_coverage.sql import query
+from pipeline_coverage.sql import query, specialized_query
 from pipeline_coverage.validation import (
     TARGET_MATCHES,
     parse_choice,
@@ -385,7 +385,7 @@ def list_runs(
         "mode": mode,
     }
     with unit_of_work(conn) as cur:
-        cur.execute(query(_QUERIES, "list_runs"), params)
+        cur.execute(specialized_query(_QUERIES, "list_runs", every_tenant=tenant is None), params)
         found = records(cur)
     return [run_from_header(r, row_count=int(r["row_count"])) for r in found]
 

@@ -132,16 +132,26 @@ ORDER BY p.principal_type, p.principal_id, p.bucket, p.deal_id;
 -- Stored runs, newest first, with their row counts; optionally one tenant's, one
 -- period's or one mode's, and (keyset pagination) only those before a cursor. The
 -- count joins on the tenant too, so one tenant's list stays on its shard (Citus).
-SELECT r.id AS run_id, r.tenant_id, tn.name AS tenant_name, r.report_type,
-       r.generated_at, r.period_start, r.period_end, r.parameters::text AS parameters,
+-- One tenant's list is sent without the every-tenant branch (`every_tenant` false):
+-- a generic plan cannot fold `tenant_id IS NULL OR ...` away, and read every
+-- tenant's runs to sort them instead of the tenant's newest by its index. The
+-- tenant's name and the row count are looked up for the listed runs only (a join
+-- with the tenants, which a generic plan took for a few rows' nested loop, read
+-- every tenant for every run of the store).
+SELECT r.id AS run_id, r.tenant_id,
+       (SELECT tn.name FROM dyno_crm.tenant AS tn WHERE tn.id = r.tenant_id) AS tenant_name,
+       r.report_type, r.generated_at, r.period_start, r.period_end,
+       r.parameters::text AS parameters,
        (SELECT count(*) FROM dyno_crm.report_pipeline_coverage_fact AS f
         WHERE f.tenant_id = r.tenant_id AND f.run_id = r.id
           AND (%(tenant_id)s::uuid IS NULL OR f.tenant_id = %(tenant_id)s::uuid))
            AS row_count
 FROM dyno_crm.report_run AS r
-JOIN dyno_crm.tenant AS tn ON tn.id = r.tenant_id
-WHERE (%(tenant_id)s::uuid IS NULL OR r.tenant_id = %(tenant_id)s::uuid)
-  AND r.report_type = %(report_type)s::text
+WHERE r.report_type = %(report_type)s::text
+  -- if every_tenant
+  AND (%(tenant_id)s::uuid IS NULL OR r.tenant_id = %(tenant_id)s::uuid)
+  -- end if
+  -- unless every_tenant: AND r.tenant_id = %(tenant_id)s::uuid
   AND (%(period_start)s::date IS NULL OR r.period_start = %(period_start)s::date)
   AND (%(period_end)s::date IS NULL OR r.period_end = %(period_end)s::date)
   AND (%(mode)s::text IS NULL OR r.parameters ->> 'mode' = %(mode)s::text)
