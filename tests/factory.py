@@ -289,3 +289,110 @@ def random_tenant(
         amount = rng.choice([Decimal(0), Decimal(rng.randint(1, 5_000_000)) / 100])
         crm.target(tenant, kind, who, *rng.choice(periods), amount, rng.choice([None, *pipelines]))
     return tenant
+
+
+def bulk_tenant(
+    conn: psycopg.Connection[Any],
+    deals: int,
+    period: tuple[dt.date, dt.date],
+    users: int = 100,
+    groups: int = 12,
+    pipelines: int = 2,
+    name: str = "Bulk",
+) -> uuid.UUID:
+    """A tenant of ``deals`` deals written by set-based INSERTs (thousands in well under
+    a second), for tests that need a run of realistic size rather than edge cases: a
+    few reps own most deals, most deals have a team too, half of them are open, half
+    close in ``period`` (the rest up to half a period either side); every rep and team
+    has a target for the period. The database is analyzed afterwards, as autovacuum
+    would have. Drawn from a fixed seed."""
+    tenant = uuid.uuid4()
+    start, end = period
+    days = (end - start).days
+    with conn.cursor() as cur:
+        cur.execute("SELECT setseed(0.42)")
+        cur.execute("INSERT INTO dyno_crm.tenant (id, name) VALUES (%s, %s)", (tenant, name))
+        cur.execute(
+            "INSERT INTO dyno_crm.crm_user (tenant_id, id, name, email, is_active)"
+            " SELECT %s, gen_random_uuid(), 'Rep ' || i, 'rep' || i || '@example.test', true"
+            " FROM generate_series(1, %s) AS i",
+            (tenant, users),
+        )
+        cur.execute(
+            "INSERT INTO dyno_crm.crm_group (tenant_id, id, name)"
+            " SELECT %s, gen_random_uuid(), 'Team ' || i FROM generate_series(1, %s) AS i",
+            (tenant, groups),
+        )
+        cur.execute(
+            "INSERT INTO dyno_crm.group_member (tenant_id, group_id, user_id)"
+            " SELECT u.tenant_id, g.id, u.id"
+            " FROM (SELECT tenant_id, id, row_number() OVER (ORDER BY name) AS n"
+            "       FROM dyno_crm.crm_user WHERE tenant_id = %(t)s) AS u"
+            " JOIN (SELECT id, row_number() OVER (ORDER BY name) AS n"
+            "       FROM dyno_crm.crm_group WHERE tenant_id = %(t)s) AS g"
+            "   ON g.n = u.n %% %(groups)s + 1",
+            {"t": tenant, "groups": groups},
+        )
+        cur.execute(
+            "INSERT INTO dyno_crm.pipeline (tenant_id, id, name)"
+            " SELECT %s, gen_random_uuid(), 'Pipeline ' || i FROM generate_series(1, %s) AS i",
+            (tenant, pipelines),
+        )
+        cur.execute(
+            "INSERT INTO dyno_crm.pipeline_stage"
+            " (tenant_id, id, pipeline_id, name, stage_state, probability, position)"
+            " SELECT p.tenant_id, gen_random_uuid(), p.id, s.state, s.state, s.probability,"
+            "        s.position"
+            " FROM dyno_crm.pipeline AS p"
+            " CROSS JOIN (VALUES ('NOT_STARTED', 10, 1), ('IN_PROGRESS', 50, 2),"
+            "                    ('DONE_SUCCESS', 100, 3), ('DONE_FAILED', 0, 4))"
+            "     AS s (state, probability, position)"
+            " WHERE p.tenant_id = %s",
+            (tenant,),
+        )
+        cur.execute(
+            "WITH u AS (SELECT array_agg(id ORDER BY name) AS ids FROM dyno_crm.crm_user"
+            "           WHERE tenant_id = %(t)s),"
+            " g AS (SELECT array_agg(id ORDER BY name) AS ids FROM dyno_crm.crm_group"
+            "       WHERE tenant_id = %(t)s),"
+            " s AS (SELECT array_agg(s.pipeline_id ORDER BY p.name, s.position) AS pipelines,"
+            "              array_agg(s.id ORDER BY p.name, s.position) AS ids"
+            "       FROM dyno_crm.pipeline_stage AS s"
+            "       JOIN dyno_crm.pipeline AS p ON p.tenant_id = s.tenant_id"
+            "        AND p.id = s.pipeline_id"
+            "       WHERE s.tenant_id = %(t)s),"
+            " r AS (SELECT n, random() AS owner, random() AS other, random() AS team,"
+            "              random() AS stage, random() AS day, random() AS amount"
+            "       FROM generate_series(1, %(deals)s) AS n)"
+            " INSERT INTO dyno_crm.deal (tenant_id, id, pipeline_id, stage_id, name, amount,"
+            "     expected_close_date, owned_by_user_id, assigned_user_id, owned_by_group_id,"
+            "     assigned_group_id)"
+            " SELECT %(t)s, gen_random_uuid(), s.pipelines[k.stage], s.ids[k.stage],"
+            "        'Deal ' || r.n, round((r.amount * 100000)::numeric, 2),"
+            "        %(start)s::date + (r.day * %(days)s * 2)::integer - %(days)s / 2,"
+            "        u.ids[1 + floor(r.owner * r.owner * cardinality(u.ids))::integer],"
+            "        CASE WHEN r.other < 0.3"
+            "             THEN u.ids[1 + floor(r.other / 0.3 * cardinality(u.ids))::integer]"
+            "        END,"
+            "        CASE WHEN r.team < 0.7"
+            "             THEN g.ids[1 + floor(r.team / 0.7 * cardinality(g.ids))::integer]"
+            "        END,"
+            "        CASE WHEN r.team > 0.9 THEN g.ids[1 + (r.n %% cardinality(g.ids))] END"
+            " FROM r, u, g, s"
+            " CROSS JOIN LATERAL (SELECT 1 + floor(r.stage * cardinality(s.ids))::integer"
+            "     AS stage) AS k",
+            {"t": tenant, "deals": deals, "start": start, "days": days},
+        )
+        cur.execute(
+            "INSERT INTO dyno_crm.sales_target (tenant_id, id, principal_type, principal_id,"
+            "     period_start, period_end, target_amount)"
+            " SELECT tenant_id, gen_random_uuid(), 'USER', id, %(start)s, %(end)s, 500000"
+            " FROM dyno_crm.crm_user WHERE tenant_id = %(t)s"
+            " UNION ALL"
+            " SELECT tenant_id, gen_random_uuid(), 'GROUP', id, %(start)s, %(end)s, 2000000"
+            " FROM dyno_crm.crm_group WHERE tenant_id = %(t)s",
+            {"t": tenant, "start": start, "end": end},
+        )
+        cur.execute("ANALYZE")
+    conn.commit()
+    return tenant

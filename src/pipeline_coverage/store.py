@@ -15,10 +15,10 @@ from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any
 
-from pipeline_coverage.db.connection import as_uuid, records, unit_of_work
+from pipeline_coverage.db.connection import as_uuid, records, set_for_transaction, unit_of_work
 from pipeline_coverage.errors import NotFoundError, ValidationError
 from pipeline_coverage.metrics import NAMES
-from pipeline_coverage.sql import query
+from pipeline_coverage.sql import query, specialized_query
 from pipeline_coverage.validation import (
     TARGET_MATCHES,
     parse_choice,
@@ -385,13 +385,20 @@ def list_runs(
         "mode": mode,
     }
     with unit_of_work(conn) as cur:
-        cur.execute(query(_QUERIES, "list_runs"), params)
+        cur.execute(specialized_query(_QUERIES, "list_runs", every_tenant=tenant is None), params)
         found = records(cur)
     return [run_from_header(r, row_count=int(r["row_count"])) for r in found]
 
 
 #: A drill-down page's position: after this (principal type, principal, bucket, deal).
 DealCursor = tuple[str, uuid.UUID, uuid.UUID | None, uuid.UUID]
+
+#: ``run_deals`` joins its page to the run's deals, which it reads from arrays the
+#: planner takes for 10 elements: a nested loop there unnests the whole run once per
+#: row of the page, whatever the plan (custom, or the generic one a prepared
+#: statement gets). The statement has no other join, so turning nested loops off
+#: only leaves it a hash (or merge) join.
+DEALS_SETTINGS = {"enable_nestloop": "off"}
 
 
 def run_deals(
@@ -414,6 +421,7 @@ def run_deals(
     parse_whole(limit, "limit", 1, MAX_DEALS_LIMIT)
     with unit_of_work(conn) as cur:
         header = _header(cur, run, tenant)
+        replaced = set_for_transaction(cur, DEALS_SETTINGS)
         cur.execute(
             query(_QUERIES, "run_deals"),
             {
@@ -428,7 +436,9 @@ def run_deals(
                 "limit": limit,
             },
         )
-        return _deal_credits(cur)
+        credits = _deal_credits(cur)
+        set_for_transaction(cur, replaced)  # (a caller's transaction goes on)
+    return credits
 
 
 #: DealCredit's fields in order; ``run_deals`` selects exactly these columns, by name.

@@ -52,10 +52,60 @@ HAVING count(*) > 0;
 -- A run's drill-down: each row's deals with their credit reason, as the run saw them;
 -- optionally one principal's; keyset-paged by (principal, bucket, deal). Within one
 -- run the buckets are all NULL or all pipelines, so the nil UUID orders NULL safely.
-WITH deals AS (
-    -- The arrays unnested in the select list: streamed a deal at a time, where unnest
-    -- in FROM would first copy all of the run's deals into a tuplestore (2x slower for
-    -- one principal of a 30k-deal run). Parallel arrays: the i-th of each is one deal.
+-- A page costs its own deals, whatever the run's size and whatever the plan (custom
+-- or generic): the page's credits are picked from the rows it can reach, then the
+-- run's deals are read once and matched to them by hash.
+WITH rows AS (
+    -- The rows the page can reach, in order: from the cursor's row on, while the deals
+    -- of the rows before (the cursor's own row left out) are fewer than the page. Only
+    -- their arrays are expanded; `before` reads each row's array length alone.
+    SELECT c.principal_type, c.principal_id, c.pipeline_id, c.deal_ids, c.credit_reasons,
+           COALESCE(c.pipeline_id, '00000000-0000-0000-0000-000000000000'::uuid) AS bucket,
+           sum(CASE WHEN (c.principal_type, c.principal_id,
+                          COALESCE(c.pipeline_id, '00000000-0000-0000-0000-000000000000'::uuid))
+                         = (%(after_type)s::text, %(after_principal)s::uuid,
+                            COALESCE(%(after_pipeline)s::uuid,
+                                     '00000000-0000-0000-0000-000000000000'::uuid))
+                    THEN 0 ELSE cardinality(c.deal_ids) END)
+               OVER (ORDER BY c.principal_type, c.principal_id,
+                              COALESCE(c.pipeline_id,
+                                       '00000000-0000-0000-0000-000000000000'::uuid)
+                     ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before
+    FROM dyno_crm.report_run_credit AS c
+    WHERE c.tenant_id = %(tenant_id)s::uuid
+      AND c.run_id = %(run_id)s::uuid
+      AND (%(principal_type)s::text IS NULL OR c.principal_type = %(principal_type)s::text)
+      AND (%(principal_id)s::uuid IS NULL OR c.principal_id = %(principal_id)s::uuid)
+      AND (%(after_type)s::text IS NULL
+           OR (c.principal_type, c.principal_id,
+               COALESCE(c.pipeline_id, '00000000-0000-0000-0000-000000000000'::uuid))
+              >= (%(after_type)s::text, %(after_principal)s::uuid,
+                  COALESCE(%(after_pipeline)s::uuid, '00000000-0000-0000-0000-000000000000'::uuid)))
+),
+page AS MATERIALIZED (
+    -- The page's (row, deal) pairs: at most `limit`, found before any deal's values
+    -- are read. Unnested in the select list, so no join (see deals).
+    SELECT x.principal_type, x.principal_id, x.pipeline_id, x.bucket, x.deal_id,
+           x.credit_reason
+    FROM (
+        SELECT r.principal_type, r.principal_id, r.pipeline_id, r.bucket,
+               unnest(r.deal_ids) AS deal_id, unnest(r.credit_reasons) AS credit_reason
+        FROM rows AS r
+        WHERE COALESCE(r.before, 0) < %(limit)s::bigint
+    ) AS x
+    WHERE %(after_type)s::text IS NULL
+       OR (x.principal_type, x.principal_id, x.bucket, x.deal_id)
+          > (%(after_type)s::text, %(after_principal)s::uuid,
+             COALESCE(%(after_pipeline)s::uuid, '00000000-0000-0000-0000-000000000000'::uuid),
+             %(after_deal)s::uuid)
+    ORDER BY x.principal_type, x.principal_id, x.bucket, x.deal_id
+    LIMIT %(limit)s::bigint
+),
+deals AS (
+    -- The run's deals, streamed once (a deal at a time: unnest in FROM would first
+    -- copy them into a tuplestore) and hashed against the page: never rescanned per
+    -- credit row, which is what a nested loop did (run_deals sets enable_nestloop
+    -- off). Parallel arrays: the i-th of each is one deal.
     SELECT unnest(d.deal_ids) AS deal_id, unnest(d.deal_names) AS deal_name,
            unnest(d.pipeline_ids) AS deal_pipeline_id,
            unnest(d.pipeline_names) AS pipeline_name, unnest(d.stage_ids) AS stage_id,
@@ -68,47 +118,40 @@ WITH deals AS (
     FROM dyno_crm.report_run_deals AS d
     WHERE d.tenant_id = %(tenant_id)s::uuid
       AND d.run_id = %(run_id)s::uuid
-),
-credits AS (
-    SELECT c.principal_type, c.principal_id, c.pipeline_id, cr.deal_id, cr.credit_reason
-    FROM dyno_crm.report_run_credit AS c
-    CROSS JOIN LATERAL unnest(c.deal_ids, c.credit_reasons) AS cr (deal_id, credit_reason)
-    WHERE c.tenant_id = %(tenant_id)s::uuid
-      AND c.run_id = %(run_id)s::uuid
-      AND (%(principal_type)s::text IS NULL OR c.principal_type = %(principal_type)s::text)
-      AND (%(principal_id)s::uuid IS NULL OR c.principal_id = %(principal_id)s::uuid)
 )
-SELECT cr.principal_type, cr.principal_id, cr.pipeline_id, dl.deal_id, dl.deal_name,
-       dl.deal_class, cr.credit_reason, dl.forecast_category, dl.probability, dl.amount,
+SELECT p.principal_type, p.principal_id, p.pipeline_id, dl.deal_id, dl.deal_name,
+       dl.deal_class, p.credit_reason, dl.forecast_category, dl.probability, dl.amount,
        dl.currency, dl.reporting_amount, dl.weighted_amount, dl.placed_on,
        string_to_array(NULLIF(dl.flags, ''), ',') AS flags, dl.deal_pipeline_id,
        dl.pipeline_name, dl.stage_id, dl.stage_name, dl.owner_user_id
-FROM credits AS cr
-JOIN deals AS dl ON dl.deal_id = cr.deal_id
-WHERE %(after_type)s::text IS NULL
-   OR (cr.principal_type, cr.principal_id,
-       COALESCE(cr.pipeline_id, '00000000-0000-0000-0000-000000000000'::uuid), cr.deal_id)
-      > (%(after_type)s::text, %(after_principal)s::uuid,
-         COALESCE(%(after_pipeline)s::uuid, '00000000-0000-0000-0000-000000000000'::uuid),
-         %(after_deal)s::uuid)
-ORDER BY cr.principal_type, cr.principal_id,
-         COALESCE(cr.pipeline_id, '00000000-0000-0000-0000-000000000000'::uuid), cr.deal_id
-LIMIT %(limit)s::bigint;
+FROM page AS p
+JOIN deals AS dl ON dl.deal_id = p.deal_id
+ORDER BY p.principal_type, p.principal_id, p.bucket, p.deal_id;
 
 -- name: list_runs
 -- Stored runs, newest first, with their row counts; optionally one tenant's, one
 -- period's or one mode's, and (keyset pagination) only those before a cursor. The
 -- count joins on the tenant too, so one tenant's list stays on its shard (Citus).
-SELECT r.id AS run_id, r.tenant_id, tn.name AS tenant_name, r.report_type,
-       r.generated_at, r.period_start, r.period_end, r.parameters::text AS parameters,
+-- One tenant's list is sent without the every-tenant branch (`every_tenant` false):
+-- a generic plan cannot fold `tenant_id IS NULL OR ...` away, and read every
+-- tenant's runs to sort them instead of the tenant's newest by its index. The
+-- tenant's name and the row count are looked up for the listed runs only (a join
+-- with the tenants, which a generic plan took for a few rows' nested loop, read
+-- every tenant for every run of the store).
+SELECT r.id AS run_id, r.tenant_id,
+       (SELECT tn.name FROM dyno_crm.tenant AS tn WHERE tn.id = r.tenant_id) AS tenant_name,
+       r.report_type, r.generated_at, r.period_start, r.period_end,
+       r.parameters::text AS parameters,
        (SELECT count(*) FROM dyno_crm.report_pipeline_coverage_fact AS f
         WHERE f.tenant_id = r.tenant_id AND f.run_id = r.id
           AND (%(tenant_id)s::uuid IS NULL OR f.tenant_id = %(tenant_id)s::uuid))
            AS row_count
 FROM dyno_crm.report_run AS r
-JOIN dyno_crm.tenant AS tn ON tn.id = r.tenant_id
-WHERE (%(tenant_id)s::uuid IS NULL OR r.tenant_id = %(tenant_id)s::uuid)
-  AND r.report_type = %(report_type)s::text
+WHERE r.report_type = %(report_type)s::text
+  -- if every_tenant
+  AND (%(tenant_id)s::uuid IS NULL OR r.tenant_id = %(tenant_id)s::uuid)
+  -- end if
+  -- unless every_tenant: AND r.tenant_id = %(tenant_id)s::uuid
   AND (%(period_start)s::date IS NULL OR r.period_start = %(period_start)s::date)
   AND (%(period_end)s::date IS NULL OR r.period_end = %(period_end)s::date)
   AND (%(mode)s::text IS NULL OR r.parameters ->> 'mode' = %(mode)s::text)
