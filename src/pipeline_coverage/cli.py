@@ -35,7 +35,7 @@ from rich.table import Table
 
 from pipeline_coverage import demo as demo_data
 from pipeline_coverage.apikeys import create_api_key, list_api_keys, revoke_api_key
-from pipeline_coverage.config import Settings, WebSettings
+from pipeline_coverage.config import WORKERS_VARIABLE, Settings, WebSettings
 from pipeline_coverage.db import distribute as citus
 from pipeline_coverage.db import migrate
 from pipeline_coverage.db.connection import connect
@@ -995,6 +995,7 @@ def serve(host: str, port: int, workers: int) -> None:
         # same session key, so a cookie signed by one worker is good at every other.
         os.environ[server.DATABASE_URL_VARIABLE] = app.url()
         os.environ[server.SECRET_KEY_VARIABLE] = settings.secret_key
+        os.environ[WORKERS_VARIABLE] = str(workers)
         web = server.APP_FACTORY
     config = server.uvicorn_config(web, host, port, settings, workers=workers, factory=workers > 1)
     if not server.run(config):

@@ -52,6 +52,10 @@ class Settings:
         return cls(database_url=url, data_dir=data_dir)
 
 
+#: Set by ``serve --workers N`` for its worker processes.
+WORKERS_VARIABLE = "PIPELINE_COVERAGE_WORKERS"
+
+
 @dataclass(frozen=True)
 class WebSettings:
     """Settings of the HTTP API and dashboard (``pipeline-coverage serve``)."""
@@ -89,6 +93,13 @@ class WebSettings:
     header_timeout: float = 10.0
     #: How long an idle keep-alive connection stays open.
     keepalive_seconds: float = 5.0
+    #: Server processes sharing the port (``serve --workers``, which sets it for its
+    #: workers): the tenant shares above are the server's, split among them.
+    workers: int = 1
+
+    def per_process(self, share: int) -> int:
+        """One process's part of a server-wide share (at least 1)."""
+        return max(1, -(-share // self.workers))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WebSettings:
@@ -118,6 +129,7 @@ class WebSettings:
             keepalive_seconds=_number(
                 env, "PIPELINE_COVERAGE_KEEPALIVE_SECONDS", 5.0, float, minimum=0.1
             ),
+            workers=_number(env, WORKERS_VARIABLE, 1, int, minimum=1),
         )
 
 

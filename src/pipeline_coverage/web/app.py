@@ -58,10 +58,13 @@ def create_app(database_url: str, settings: WebSettings, *, open_pool: bool = Tr
         pool.open(wait=open_pool, timeout=10)
         app.state.pool = pool
         app.state.db_slots = anyio.Semaphore(settings.pool_size)
-        app.state.tenant_runs = TenantSlots(settings.tenant_runs, settings.queue_seconds)
-        app.state.tenant_reads = TenantSlots(
-            settings.tenant_reads, settings.queue_seconds, "requests reading"
+        # The tenant shares are the server's: with several workers, each keeps its part.
+        runs, reads = (
+            settings.per_process(settings.tenant_runs),
+            settings.per_process(settings.tenant_reads),
         )
+        app.state.tenant_runs = TenantSlots(runs, settings.queue_seconds)
+        app.state.tenant_reads = TenantSlots(reads, settings.queue_seconds, "requests reading")
         try:
             yield
         finally:
