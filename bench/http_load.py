@@ -190,16 +190,7 @@ def _serve_and_load(
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError("the server did not become ready")
-            time.sleep(0.2)
+        wait_until_ready(base, server)
         results = asyncio.run(_load(base, key, run_id, users, period, clients, seconds))
         healthz_ms, refused_ms = _healthz_while_refusing(base)
         lost_errors = _errors_after_connections_end(base, url, key, run_id)
@@ -207,6 +198,20 @@ def _serve_and_load(
         server.terminate()
         server.wait(timeout=30)
     return results, healthz_ms, refused_ms, lost_errors
+
+
+def wait_until_ready(base: str, server: subprocess.Popen[Any], seconds: float = 60) -> None:
+    """Until the server at ``base`` answers /readyz (an error if it dies or never does)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or server.poll() is not None:
+            raise RuntimeError("the server did not become ready")
+        time.sleep(0.2)
 
 
 def pct(samples: list[float], fraction: float) -> float:

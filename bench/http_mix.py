@@ -35,7 +35,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from bench.http_load import free_port
+from bench.http_load import free_port, wait_until_ready
 from pipeline_coverage import run_pipeline_coverage_batch
 from pipeline_coverage.apikeys import create_api_key
 from pipeline_coverage.db import migrate
@@ -169,16 +169,7 @@ def serving(url: str, workers: int, env: dict[str, str]) -> Iterator[str]:
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError("the server did not become ready")
-            time.sleep(0.2)
+        wait_until_ready(base, server)
         yield base
     finally:
         server.terminate()

@@ -969,7 +969,7 @@ def apikey_revoke(key_id: uuid.UUID, tenant_text: str | None) -> None:
     type=click.IntRange(1, 64),
     default=1,
     show_default=True,
-    help="Server processes sharing the port (each with its own pool and limits).",
+    help="Server processes sharing the port (each with its own pool; tenant shares are split).",
 )
 def serve(host: str, port: int, workers: int) -> None:
     """Run the HTTP API and the dashboard until Ctrl-C / SIGTERM (graceful shutdown)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from typing import Annotated, Any
 
 import anyio
@@ -52,11 +52,9 @@ def _connection(pool: ConnectionPool[Any]) -> psycopg.Connection[Any]:
 
 
 @contextmanager
-def fresh_connection(request: Request) -> Iterator[psycopg.Connection[Any]]:
-    """A connection from the pool for a block (503 if none comes in time); also for
-    asking again after a request's own connection was lost (the pool checks a
-    connection is alive before handing it out)."""
-    pool = get_pool(request)
+def pooled(pool: ConnectionPool[Any]) -> Iterator[psycopg.Connection[Any]]:
+    """A connection of ``pool`` for a block (503 if none comes in time), given back
+    after it (the core ends its own transactions; the pool checks anyway)."""
     conn = _connection(pool)
     try:
         yield conn
@@ -64,15 +62,19 @@ def fresh_connection(request: Request) -> Iterator[psycopg.Connection[Any]]:
         pool.putconn(conn)
 
 
+def fresh_connection(request: Request) -> AbstractContextManager[psycopg.Connection[Any]]:
+    """A connection from the app's pool for a block; also for asking again after a
+    request's own connection was lost (a lost connection makes the pool check the
+    others before handing one out)."""
+    return pooled(get_pool(request))
+
+
 def get_conn(
     _: Annotated[None, Depends(admission)],
     pool: Annotated[ConnectionPool[Any], Depends(get_pool)],
 ) -> Iterator[Any]:
-    conn = _connection(pool)
-    try:
+    with pooled(pool) as conn:
         yield conn
-    finally:
-        pool.putconn(conn)  # the core ends its own transactions; the pool checks anyway
 
 
 Conn = Annotated[psycopg.Connection[Any], Depends(get_conn)]
@@ -113,15 +115,11 @@ async def get_principal(
             raise _unauthorized("an API key is required: 'Authorization: Bearer <key>'")
 
     def check() -> Principal | None:
-        pool = get_pool(request)
-        conn = _connection(pool)
-        try:
+        with fresh_connection(request) as conn:
             if credentials is not None:
                 return authenticate(conn, credentials.credentials)
             assert session is not None
             return authenticate_session(conn, *session)
-        finally:
-            pool.putconn(conn)
 
     async with admitted(request):
         principal = await anyio.to_thread.run_sync(check)
@@ -164,11 +162,8 @@ def get_tenant_conn(
     _: Annotated[None, Depends(_tenant_read_slot)],
     pool: Annotated[ConnectionPool[Any], Depends(get_pool)],
 ) -> Iterator[Any]:
-    conn = _connection(pool)
-    try:
+    with pooled(pool) as conn:
         yield conn
-    finally:
-        pool.putconn(conn)
 
 
 #: A connection for reading on behalf of the caller's tenant, within its read share.
