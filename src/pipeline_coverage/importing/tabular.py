@@ -24,7 +24,7 @@ import csv
 import datetime as dt
 import re
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -87,6 +87,7 @@ class Table:
     _rows: Iterator[Row] | None = None
     _closers: list[IO[bytes] | IO[str] | zipfile.ZipFile] = field(default_factory=list)
     _workbook: object | None = None
+    _generators: list[Generator[object, None, None]] = field(default_factory=list)
     #: XLSX cell problems beyond :data:`MAX_CELL_PROBLEMS` (counted, not listed).
     unlisted_cell_problems: int = 0
 
@@ -112,6 +113,9 @@ class Table:
         return rows
 
     def close(self) -> None:
+        for generator in self._generators:  # each holds an open member of the workbook
+            generator.close()
+        self._generators.clear()
         for closer in self._closers:
             closer.close()
         self._closers.clear()
@@ -335,6 +339,7 @@ def _open_xlsx(path: Path, sheet: str | None) -> Table:
         raise LoadError([f"{path.name}: cannot read ({exc.strerror or exc})"]) from exc
     except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
         raise LoadError([f"{path.name}: not an XLSX workbook ({exc})"]) from exc
+    rows: Generator[tuple[object, ...], None, None] | None = None
     try:
         names = workbook.sheetnames
         if sheet is None:
@@ -364,10 +369,13 @@ def _open_xlsx(path: Path, sheet: str | None) -> Table:
         columns = _header(path.name, [_header_text(cell) for cell in header])
         table = Table(path, "xlsx", columns, sheet=worksheet.title)
         table._workbook = workbook
+        table._generators.append(rows)
         table.unlisted_cell_problems = scan.unlisted
         table._rows = _xlsx_rows(rows, table, len(header), scan)
         return table
     except BaseException:
+        if rows is not None:
+            rows.close()
         workbook.close()
         raise
 
