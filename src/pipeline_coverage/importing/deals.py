@@ -181,7 +181,11 @@ class DealFormat:
         return replace(self, date_format=replace(self.date_format, pattern=pattern))
 
     def missing(self, keys: set[str] | tuple[str, ...]) -> list[str]:
-        """The required columns a header (its folded names) lacks, as ``A (or B)``."""
+        """The required columns a header (its folded names) lacks, as ``A or B``."""
+        return [columns for _, columns in self.missing_fields(keys)]
+
+    def missing_fields(self, keys: set[str] | tuple[str, ...]) -> list[tuple[str, str]]:
+        """``(field, its columns as A or B)`` for each required field a header lacks."""
         present = set(keys)
         missing = []
         for name in self.required:
@@ -189,7 +193,7 @@ class DealFormat:
             if name == "key" and self.key_falls_back_to_name:
                 candidates = candidates + self.columns.get("name", ())
             if not any(_available(candidate, present) for candidate in candidates):
-                missing.append(" or ".join(candidates))
+                missing.append((name, " or ".join(candidates)))
         return missing
 
 
@@ -307,7 +311,11 @@ class DealReader:
 
     def _bind(self) -> None:
         table, fmt = self._table, self.format
-        missing = fmt.missing(table.keys)
+        missing = [
+            columns
+            for name, columns in fmt.missing_fields(table.keys)
+            if name not in fmt.strict_fields  # (named below, column by column)
+        ]
         if missing:
             raise LoadError(
                 [f"{table.file}:1: {name}: missing column ({fmt.title})" for name in missing]
