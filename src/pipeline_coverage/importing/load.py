@@ -1,0 +1,364 @@
+"""The ``load DIR`` front of the import (SPEC.md §4): ``pipeline-coverage load DIR``.
+
+Each file is streamed unparsed into a text-typed staging table with COPY; every check
+then runs as set-based SQL over the staging table, and rows are upserted by key.
+Files load in dependency order inside one unit of work, so a reference may point at
+a row loaded earlier in the same import, and one bad row anywhere rolls everything
+back. Every file is checked (each in a savepoint) before the problems of all files
+are reported together. Problems are reported as ``file:line: column: reason``;
+``line`` is the CSV record's number counting the header as line 1 (it equals the
+physical line unless a quoted field spans several lines).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from psycopg import sql
+
+from pipeline_coverage.db.connection import Cursor, as_uuid, unit_of_work
+from pipeline_coverage.errors import InputError, LoadError
+from pipeline_coverage.importing.checks import (
+    MAX_PROBLEMS,
+    cycle_problems,
+    duplicate_problems,
+    has_problems,
+    pulled_keys,
+    raise_problems,
+    raise_reference_problems,
+    reference_problems,
+    shorten,
+    uuids_cast,
+    value_problems,
+)
+from pipeline_coverage.importing.formats import BY_FILE, TABLES, TableSpec, expected_columns
+from pipeline_coverage.importing.records import (
+    CHUNK,
+    TOO_LONG_REASON,
+    Records,
+    chunks,
+    first_record_end,
+)
+from pipeline_coverage.importing.upsert import moved_stage_problems, upsert
+
+
+@dataclass(frozen=True)
+class TableLoad:
+    """What one file did to its table."""
+
+    file: str
+    table: str
+    rows: int
+    inserted: int
+    updated: int
+    #: The tenants the file's rows belong to.
+    tenant_ids: tuple[uuid.UUID, ...] = ()
+
+    @property
+    def unchanged(self) -> int:
+        return self.rows - self.inserted - self.updated
+
+
+#: Called with (file name, bytes sent so far, file size) while a file streams in.
+Progress = Callable[[str, int, int], None]
+
+
+def load_directory(conn: Any, directory: Path, progress: Progress | None = None) -> list[TableLoad]:
+    """Import every known CSV file of ``directory``, all or nothing.
+
+    Raises :class:`LoadError` (nothing written) when any row or header is bad. Every
+    file is checked, also after another one had problems, and the problems of all
+    files are reported together (at most MAX_PROBLEMS listed per file, all counted).
+    """
+    files = _import_files(directory)
+    rejected: dict[str, LoadError] = {}
+    headers: dict[str, _Header] = {}
+    for spec in files:
+        try:
+            headers[spec.file] = _read_header(directory / spec.file, spec)
+        except LoadError as exc:
+            rejected[spec.file] = exc
+    loads: list[TableLoad] = []
+    # Tables whose file is not written: references to them cannot be checked.
+    unloaded = {spec.table for spec in files if spec.file in rejected}
+    # PostgreSQL 16 checks input against a type without raising: cheaper than a regex.
+    modern = conn.info.server_version >= 160000
+    with unit_of_work(conn) as cur:
+        # On Citus, a local (staging) table cannot be joined with a distributed one:
+        # the checks then compare with keys pulled from the cluster first.
+        cur.execute("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')")
+        citus = bool(cur.fetchone()[0])
+        # A stage may move to another pipeline together with its deals: the deal→stage
+        # reference is checked once every file is in.
+        cur.execute("SET CONSTRAINTS dyno_crm.fk_deal_stage DEFERRED")
+        for spec in files:
+            if spec.file in rejected:
+                continue
+            # A COPY error aborts the transaction: the next file goes on from here.
+            cur.execute("SAVEPOINT pipeline_coverage_file")
+            try:
+                loaded = _load_file(
+                    cur,
+                    directory / spec.file,
+                    spec,
+                    headers[spec.file],
+                    progress,
+                    modern,
+                    unloaded,
+                    citus=citus,
+                )
+            except LoadError as exc:
+                rejected[spec.file] = exc
+                loaded = None
+            if loaded is None:
+                cur.execute("ROLLBACK TO SAVEPOINT pipeline_coverage_file")
+                unloaded.add(spec.table)
+            else:
+                loads.append(loaded)
+            cur.execute("RELEASE SAVEPOINT pipeline_coverage_file")
+        # Deals that were to move with their stage only moved if deals.csv is written.
+        # Only a stage that was there before can have deals left behind, and only an
+        # updated one can have moved.
+        if any(x.table == "pipeline_stage" and x.updated for x in loads) and (
+            "deal" not in unloaded
+        ):
+            try:
+                raise_problems(
+                    cur,
+                    BY_FILE["pipeline_stages.csv"],
+                    moved_stage_problems(
+                        cur, _stage_name(BY_FILE["pipeline_stages.csv"]), citus=citus
+                    ),
+                )
+            except LoadError as exc:
+                rejected["pipeline_stages.csv"] = exc
+        if rejected:
+            errors = [rejected[spec.file] for spec in files if spec.file in rejected]
+            raise LoadError(
+                [problem for error in errors for problem in error.problems],
+                total=sum(error.total for error in errors),
+            )
+        cur.execute("SET CONSTRAINTS dyno_crm.fk_deal_stage IMMEDIATE")
+    return loads
+
+
+def _import_files(directory: Path) -> list[TableSpec]:
+    if not directory.is_dir():
+        raise InputError(f"{directory}: not a directory")
+    present = {path.name for path in directory.iterdir() if path.suffix.lower() == ".csv"}
+    unknown = sorted(present - set(BY_FILE))
+    if unknown:  # a typo, most likely: checking the others could only mislead
+        expected = ", ".join(spec.file for spec in TABLES)
+        raise LoadError(
+            [f"{directory / name}: unknown import file (expected: {expected})" for name in unknown]
+        )
+    specs = [spec for spec in TABLES if spec.file in present]
+    if not specs:
+        raise LoadError(
+            [
+                f"{directory}: no import files (expected any of: "
+                f"{', '.join(spec.file for spec in TABLES)})"
+            ]
+        )
+    return specs
+
+
+def _header_name(name: str) -> str:
+    """A header name as a problem echoes it: as it is when it reads as it is, quoted
+    (``' name'``, ``'\\ufeffid'``) when a space at an end or an invisible character would
+    make ``name: unknown column`` look like a contradiction."""
+    plain = name == name.strip() and name.isprintable()
+    return shorten(name if plain else repr(name))
+
+
+@dataclass(frozen=True)
+class _Header:
+    """A file's header: its column names, and the line break that ends its records."""
+
+    names: list[str]
+    #: b"\n" (for "\n" and "\r\n" files) or b"\r": COPY takes the header's line break
+    #: for the whole file.
+    eol: bytes
+
+
+def _read_header(path: Path, spec: TableSpec) -> _Header:
+    # Only the header line is decoded here: COPY checks the encoding of the rest and
+    # names the line of a bad byte.
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(CHUNK)
+    except OSError as exc:
+        raise LoadError([f"{spec.file}: cannot read ({exc.strerror or exc})"]) from exc
+    complete = len(data) < CHUNK
+    data = data.removeprefix(codecs.BOM_UTF8)
+    end = first_record_end(data)
+    if end < 0 and not complete:
+        raise LoadError(
+            [f"{spec.file}:1: malformed CSV header (no end of line in its first {CHUNK:,} bytes)"]
+        )
+    try:
+        text = data[: end if end >= 0 else len(data)].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise LoadError([f"{spec.file}:1: not UTF-8 text ({exc.reason})"]) from exc
+    try:
+        header = next(csv.reader([text]), None) if data else None
+    except csv.Error as exc:
+        raise LoadError([f"{spec.file}:1: malformed CSV header ({exc})"]) from exc
+    if header is None:
+        raise LoadError([f"{spec.file}:1: empty file (a header row is required)"])
+    expected = spec.column_names
+    problems = []
+    for name in header:
+        if name not in expected:
+            problems.append(
+                f"{spec.file}:1: {_header_name(name) or '(empty)'}: unknown column "
+                f"(expected: {expected_columns(spec)})"
+            )
+    seen: set[str] = set()
+    for name in header:
+        if name in seen:
+            problems.append(f"{spec.file}:1: {_header_name(name)}: column appears twice")
+        seen.add(name)
+    problems += [
+        f"{spec.file}:1: {column.name}: missing column"
+        for column in spec.columns
+        if column.name not in header and not column.optional
+    ]
+    if problems:
+        raise LoadError(problems[:MAX_PROBLEMS], total=len(problems))
+    bare_cr = data[end : end + 1] == b"\r" and data[end + 1 : end + 2] != b"\n"
+    return _Header(header, b"\r" if end >= 0 and bare_cr else b"\n")
+
+
+def _stage_name(spec: TableSpec) -> sql.Identifier:
+    return sql.Identifier(f"pipeline_coverage_stage_{spec.table}")
+
+
+def _load_file(
+    cur: Cursor,
+    path: Path,
+    spec: TableSpec,
+    header: _Header,
+    progress: Progress | None,
+    modern: bool,
+    unloaded: set[str],
+    *,
+    citus: bool = False,
+) -> TableLoad | None:
+    """Stage, check and upsert one file; :class:`LoadError` if it has problems.
+
+    None (nothing written) when a table it refers to is not written: its rows are
+    checked on their own and against the tables that are, but not written, since every
+    reference to the missing table would fail.
+    """
+    spec = spec.present(header.names)
+    stage = _stage_name(spec)
+    cur.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(stage))
+    cur.execute(
+        sql.SQL(
+            "CREATE TEMP TABLE {} (line bigint GENERATED ALWAYS AS IDENTITY (START 2), {})"
+            " ON COMMIT DROP"
+        ).format(
+            stage,
+            sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in header.names),
+        )
+    )
+    _copy(cur, path, spec, stage, header, progress)
+    # Before PostgreSQL 16, a regular expression per UUID is most of a file's checks;
+    # a cast of every UUID column in one pass says the same of a file without a bad
+    # one (the regular expressions then locate a bad one).
+    cast = not modern and uuids_cast(cur, spec, stage)
+    raise_problems(cur, spec, value_problems(spec, stage, modern=modern, uuids_cast=cast))
+    raise_problems(cur, spec, duplicate_problems(spec, stage))
+    targets = pulled_keys(cur, spec, stage) if citus and spec.references else {}
+    checkable = [reference for reference in spec.references if reference.table not in unloaded]
+    if len(checkable) < len(spec.references):
+        raise_reference_problems(cur, spec, stage, checkable, targets)
+        return None
+    # Foreign keys check most references row by row during the upsert anyway: only
+    # the others are checked first. When any reference fails, every check runs in
+    # declared order, so the root cause (a missing pipeline, say) is the one named.
+    if any(
+        has_problems(cur, reference_problems(reference, stage, targets))
+        for reference in spec.references
+        if not reference.enforced
+    ):
+        raise_reference_problems(cur, spec, stage, spec.references, targets)
+    rows, inserted, updated = upsert(cur, spec, stage, targets)
+    if spec.table == "crm_group" and "parent_group_id" in spec.column_names:
+        raise_problems(cur, spec, cycle_problems(cur, stage))
+    tenant_column = sql.Identifier("id" if spec.table == "tenant" else "tenant_id")
+    cur.execute(sql.SQL("SELECT DISTINCT {}::uuid FROM {}").format(tenant_column, stage))
+    tenant_ids = tuple(as_uuid(row[0]) for row in cur.fetchall())
+    if spec.table != "pipeline_stage":  # kept for the moved-stage check at the end
+        cur.execute(sql.SQL("DROP TABLE pg_temp.{}").format(stage))
+    return TableLoad(spec.file, spec.table, rows, inserted, updated, tenant_ids)
+
+
+_COPY_LINE = re.compile(r"\bline (\d+)")
+
+
+def _copy(
+    cur: Any,
+    path: Path,
+    spec: TableSpec,
+    stage: sql.Identifier,
+    header: _Header,
+    progress: Progress | None,
+) -> None:
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in header.names)
+    statement = sql.SQL(
+        "COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER true, ENCODING 'UTF8', FORCE_NULL ({}))"
+    ).format(stage, columns, columns)
+    size = path.stat().st_size
+    sent = 0
+    records = Records(header.eol)
+    try:
+        with cur.copy(statement) as copy:
+            for chunk in chunks(path):
+                if (problem := records.feed(chunk)) is not None:
+                    raise _record_error(spec, problem)
+                copy.write(chunk)
+                sent += len(chunk)
+                if progress is not None:
+                    progress(spec.file, sent, size)
+            if (problem := records.finish()) is not None:
+                raise _record_error(spec, problem)
+    except Exception as exc:  # a malformed CSV record: PostgreSQL names the line
+        diag = getattr(exc, "diag", None)
+        sqlstate = getattr(exc, "sqlstate", None)
+        if diag is None or sqlstate is None:
+            raise
+        context = diag.context or ""
+        found = _COPY_LINE.search(context)
+        where = f"{spec.file}:{found.group(1)}" if found else spec.file
+        reason = (diag.message_primary or str(exc)).strip()
+        if sqlstate == "22021":  # character_not_in_repertoire: a byte that is not UTF-8
+            if reason.endswith(": 0x00"):  # valid UTF-8, but no PostgreSQL text holds it
+                raise LoadError(
+                    [f"{where}: a NUL byte (0x00), which no text value can hold"]
+                ) from exc
+            raise LoadError([f"{where}: not UTF-8 text ({reason})"]) from exc
+        raise LoadError([f"{where}: malformed CSV: {reason}"]) from exc
+    # Whatever ended COPY's input, it must have read every record of the file.
+    expected = max(records.records - 1, 0)
+    if cur.rowcount != expected:
+        raise LoadError(
+            [
+                f"{spec.file}: malformed CSV: the file holds {expected} records after its"
+                f" header, but COPY read {cur.rowcount}"
+            ]
+        )
+
+
+def _record_error(spec: TableSpec, problem: tuple[int, str]) -> LoadError:
+    line, reason = problem
+    kind = "" if reason == TOO_LONG_REASON else "malformed CSV: "
+    return LoadError([f"{spec.file}:{line}: {kind}{reason}"])
