@@ -317,10 +317,12 @@ def cast_key(spec: TableSpec) -> sql.Composable:
 
 
 def duplicate_problems(spec: TableSpec, stage: sql.Identifier) -> sql.Composable:
+    """Every row of a key after its first (by line; rows may share a line)."""
     return sql.SQL(
         "SELECT line, {what} || ' first on line ' || first_line AS problem FROM ("
-        " SELECT line, min(line) OVER (PARTITION BY {key}) AS first_line FROM {stage}) AS d"
-        " WHERE line > first_line"
+        " SELECT line, row_number() OVER w AS n, first_value(line) OVER w AS first_line"
+        " FROM {stage} WINDOW w AS (PARTITION BY {key} ORDER BY line)) AS d"
+        " WHERE n > 1"
     ).format(
         what=sql.Literal(f"{','.join(spec.key)}: duplicate key,"),
         key=cast_key(spec),
@@ -429,17 +431,19 @@ def has_problems(cur: Cursor, problems: sql.Composable) -> bool:
 
 def raise_reference_problems(
     cur: Cursor,
-    spec: TableSpec,
+    file: str,
     stage: sql.Identifier,
     references: Sequence[Reference],
     targets: dict[str, sql.Composable] | None = None,
 ) -> None:
     """The problems of the first of ``references`` (in declared order) that has any."""
     for reference in references:
-        raise_problems(cur, spec, reference_problems(reference, stage, targets))
+        raise_problems(cur, file, reference_problems(reference, stage, targets))
 
 
-def raise_problems(cur: Cursor, spec: TableSpec, problems: sql.Composable) -> None:
+def raise_problems(cur: Cursor, file: str, problems: sql.Composable) -> None:
+    """A :class:`LoadError` of ``problems`` (a query of line and problem), if it finds
+    any: ``file:line: problem``, in line order, at most MAX_PROBLEMS of them."""
     cur.execute(
         sql.SQL(
             "SELECT line, problem, count(*) OVER () FROM ({}) AS q ORDER BY line, problem LIMIT {}"
@@ -448,7 +452,7 @@ def raise_problems(cur: Cursor, spec: TableSpec, problems: sql.Composable) -> No
     found = cur.fetchall()
     if found:
         raise LoadError(
-            [f"{spec.file}:{line}: {problem}" for line, problem, _ in found], total=int(found[0][2])
+            [f"{file}:{line}: {problem}" for line, problem, _ in found], total=int(found[0][2])
         )
 
 

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import codecs
 import csv
+import datetime as dt
+import io
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +69,12 @@ class TableLoad:
         return self.rows - self.inserted - self.updated
 
 
-#: Called with (file name, bytes sent so far, file size) while a file streams in.
+#: Called with (file name, bytes sent so far, file size) while a file streams in; for
+#: in-memory rows, with (file name, rows sent so far, rows in all, 0 when unknown).
 Progress = Callable[[str, int, int], None]
+
+#: One row for :func:`load_tables`: the line problems name, and the values.
+Row = tuple[int, Sequence[object]]
 
 
 def load_directory(conn: Any, directory: Path, progress: Progress | None = None) -> list[TableLoad]:
@@ -79,15 +86,85 @@ def load_directory(conn: Any, directory: Path, progress: Progress | None = None)
     """
     files = _import_files(directory)
     rejected: dict[str, LoadError] = {}
-    headers: dict[str, _Header] = {}
+    inputs: list[_Input] = []
     for spec in files:
         try:
-            headers[spec.file] = _read_header(directory / spec.file, spec)
+            header = _read_header(directory / spec.file, spec)
         except LoadError as exc:
             rejected[spec.file] = exc
+            header = None
+        inputs.append(
+            _Input(
+                spec,
+                spec.file,
+                None if header is None else _file_stager(directory, header, progress),
+            )
+        )
+    return _load(conn, inputs, rejected)
+
+
+def load_tables(
+    conn: Any,
+    rows: Mapping[str, Iterable[Row]],
+    *,
+    source: str | Mapping[str, str] | None = None,
+    columns: Mapping[str, Sequence[str]] | None = None,
+    progress: Progress | None = None,
+) -> list[TableLoad]:
+    """Import rows held in memory, all or nothing, exactly as :func:`load_directory`
+    imports files: the same staging tables (filled by COPY), checks, upsert and counts.
+
+    ``rows`` maps import files of TABLES (``"deals.csv"``) to their rows, each a pair
+    ``(line, values)``: ``values`` in the order of the file's columns (by default every
+    column of TABLES, optional ones included; ``columns`` may name, per file, the ones
+    its values hold — a column left out is left as it is), each None, text, or an int,
+    ``Decimal``, ``date``, ``bool`` or ``UUID`` (written as the format writes it;
+    an empty text is None, as an empty field is). ``line`` is the line a problem of the
+    row names, ``file:line: column: reason``, where ``file`` is the name ``source`` gives
+    the file (one name for every file, or one per file; by default the import file's
+    own name); rows may share a line (a wide sheet's line giving several targets).
+
+    Raises :class:`LoadError` (nothing written) when any row is bad, every file's
+    problems together; ``ValueError`` or ``TypeError`` for rows no import could hold
+    (an unknown file or column, a row of the wrong length, a float).
+    """
+    unknown = sorted(set(rows) - set(BY_FILE))
+    if unknown:
+        raise ValueError(f"not import files: {', '.join(unknown)}")
+    inputs = []
+    for spec in TABLES:
+        if spec.file not in rows:
+            continue
+        names = list((columns or {}).get(spec.file, spec.column_names))
+        _check_columns(spec, names)
+        name = source if isinstance(source, str) else (source or {}).get(spec.file, spec.file)
+        inputs.append(_Input(spec, name, _rows_stager(names, rows[spec.file], progress)))
+    return _load(conn, inputs, {})
+
+
+#: Creates and fills a file's staging table (``line`` and its columns, as text) and
+#: returns the spec of the columns it holds; the file's name is given for problems.
+_Stager = Callable[[Cursor, TableSpec, str, sql.Identifier], TableSpec]
+
+
+@dataclass(frozen=True)
+class _Input:
+    """One file of an import: its spec, the name its problems carry, and how its rows
+    get into its staging table (None when it was refused before, say for its header)."""
+
+    spec: TableSpec
+    name: str
+    stager: _Stager | None
+
+
+def _load(conn: Any, inputs: list[_Input], rejected: dict[str, LoadError]) -> list[TableLoad]:
+    """Stage, check and upsert ``inputs`` (in load order) in one unit of work; every
+    file is checked, then the problems of all (and of ``rejected``, by import file)
+    are raised together."""
     loads: list[TableLoad] = []
     # Tables whose file is not written: references to them cannot be checked.
-    unloaded = {spec.table for spec in files if spec.file in rejected}
+    unloaded = {i.spec.table for i in inputs if i.spec.file in rejected}
+    names = {i.spec.file: i.name for i in inputs}
     # PostgreSQL 16 checks input against a type without raising: cheaper than a regex.
     modern = conn.info.server_version >= 160000
     with unit_of_work(conn) as cur:
@@ -98,28 +175,19 @@ def load_directory(conn: Any, directory: Path, progress: Progress | None = None)
         # A stage may move to another pipeline together with its deals: the deal→stage
         # reference is checked once every file is in.
         cur.execute("SET CONSTRAINTS dyno_crm.fk_deal_stage DEFERRED")
-        for spec in files:
-            if spec.file in rejected:
+        for item in inputs:
+            if item.stager is None or item.spec.file in rejected:
                 continue
             # A COPY error aborts the transaction: the next file goes on from here.
             cur.execute("SAVEPOINT pipeline_coverage_file")
             try:
-                loaded = _load_file(
-                    cur,
-                    directory / spec.file,
-                    spec,
-                    headers[spec.file],
-                    progress,
-                    modern,
-                    unloaded,
-                    citus=citus,
-                )
+                loaded = _load_file(cur, item, modern, unloaded, citus=citus)
             except LoadError as exc:
-                rejected[spec.file] = exc
+                rejected[item.spec.file] = exc
                 loaded = None
             if loaded is None:
                 cur.execute("ROLLBACK TO SAVEPOINT pipeline_coverage_file")
-                unloaded.add(spec.table)
+                unloaded.add(item.spec.table)
             else:
                 loads.append(loaded)
             cur.execute("RELEASE SAVEPOINT pipeline_coverage_file")
@@ -129,18 +197,17 @@ def load_directory(conn: Any, directory: Path, progress: Progress | None = None)
         if any(x.table == "pipeline_stage" and x.updated for x in loads) and (
             "deal" not in unloaded
         ):
+            stages = BY_FILE["pipeline_stages.csv"]
             try:
                 raise_problems(
                     cur,
-                    BY_FILE["pipeline_stages.csv"],
-                    moved_stage_problems(
-                        cur, _stage_name(BY_FILE["pipeline_stages.csv"]), citus=citus
-                    ),
+                    names[stages.file],
+                    moved_stage_problems(cur, _stage_name(stages), citus=citus),
                 )
             except LoadError as exc:
-                rejected["pipeline_stages.csv"] = exc
+                rejected[stages.file] = exc
         if rejected:
-            errors = [rejected[spec.file] for spec in files if spec.file in rejected]
+            errors = [rejected[i.spec.file] for i in inputs if i.spec.file in rejected]
             raise LoadError(
                 [problem for error in errors for problem in error.problems],
                 total=sum(error.total for error in errors),
@@ -242,15 +309,7 @@ def _stage_name(spec: TableSpec) -> sql.Identifier:
 
 
 def _load_file(
-    cur: Cursor,
-    path: Path,
-    spec: TableSpec,
-    header: _Header,
-    progress: Progress | None,
-    modern: bool,
-    unloaded: set[str],
-    *,
-    citus: bool = False,
+    cur: Cursor, item: _Input, modern: bool, unloaded: set[str], *, citus: bool = False
 ) -> TableLoad | None:
     """Stage, check and upsert one file; :class:`LoadError` if it has problems.
 
@@ -258,29 +317,21 @@ def _load_file(
     checked on their own and against the tables that are, but not written, since every
     reference to the missing table would fail.
     """
-    spec = spec.present(header.names)
-    stage = _stage_name(spec)
+    assert item.stager is not None
+    name = item.name
+    stage = _stage_name(item.spec)
     cur.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(stage))
-    cur.execute(
-        sql.SQL(
-            "CREATE TEMP TABLE {} (line bigint GENERATED ALWAYS AS IDENTITY (START 2), {})"
-            " ON COMMIT DROP"
-        ).format(
-            stage,
-            sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in header.names),
-        )
-    )
-    _copy(cur, path, spec, stage, header, progress)
+    spec = item.stager(cur, item.spec, name, stage)
     # Before PostgreSQL 16, a regular expression per UUID is most of a file's checks;
     # a cast of every UUID column in one pass says the same of a file without a bad
     # one (the regular expressions then locate a bad one).
     cast = not modern and uuids_cast(cur, spec, stage)
-    raise_problems(cur, spec, value_problems(spec, stage, modern=modern, uuids_cast=cast))
-    raise_problems(cur, spec, duplicate_problems(spec, stage))
+    raise_problems(cur, name, value_problems(spec, stage, modern=modern, uuids_cast=cast))
+    raise_problems(cur, name, duplicate_problems(spec, stage))
     targets = pulled_keys(cur, spec, stage) if citus and spec.references else {}
     checkable = [reference for reference in spec.references if reference.table not in unloaded]
     if len(checkable) < len(spec.references):
-        raise_reference_problems(cur, spec, stage, checkable, targets)
+        raise_reference_problems(cur, name, stage, checkable, targets)
         return None
     # Foreign keys check most references row by row during the upsert anyway: only
     # the others are checked first. When any reference fails, every check runs in
@@ -290,16 +341,137 @@ def _load_file(
         for reference in spec.references
         if not reference.enforced
     ):
-        raise_reference_problems(cur, spec, stage, spec.references, targets)
-    rows, inserted, updated = upsert(cur, spec, stage, targets)
+        raise_reference_problems(cur, name, stage, spec.references, targets)
+    rows, inserted, updated = upsert(cur, spec, stage, name, targets)
     if spec.table == "crm_group" and "parent_group_id" in spec.column_names:
-        raise_problems(cur, spec, cycle_problems(cur, stage))
+        raise_problems(cur, name, cycle_problems(cur, stage))
     tenant_column = sql.Identifier("id" if spec.table == "tenant" else "tenant_id")
     cur.execute(sql.SQL("SELECT DISTINCT {}::uuid FROM {}").format(tenant_column, stage))
     tenant_ids = tuple(as_uuid(row[0]) for row in cur.fetchall())
     if spec.table != "pipeline_stage":  # kept for the moved-stage check at the end
         cur.execute(sql.SQL("DROP TABLE pg_temp.{}").format(stage))
     return TableLoad(spec.file, spec.table, rows, inserted, updated, tenant_ids)
+
+
+def _create_stage(cur: Cursor, stage: sql.Identifier, line: str, names: Sequence[str]) -> None:
+    cur.execute(
+        sql.SQL("CREATE TEMP TABLE {} (line bigint {}, {}) ON COMMIT DROP").format(
+            stage,
+            sql.SQL(line),
+            sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in names),
+        )
+    )
+
+
+def _file_stager(directory: Path, header: _Header, progress: Progress | None) -> _Stager:
+    """Stages a CSV file by COPY, its lines counted from the header's (line 1)."""
+
+    def stage_file(cur: Cursor, spec: TableSpec, name: str, stage: sql.Identifier) -> TableSpec:
+        _create_stage(cur, stage, "GENERATED ALWAYS AS IDENTITY (START 2)", header.names)
+        _copy(cur, directory / spec.file, spec, stage, header, progress)
+        return spec.present(header.names)
+
+    return stage_file
+
+
+#: Rows are sent to COPY in batches of this many.
+_BATCH_ROWS = 5000
+
+
+def _rows_stager(names: Sequence[str], rows: Iterable[Row], progress: Progress | None) -> _Stager:
+    """Stages in-memory rows by COPY (as CSV, every field quoted), each at its line."""
+
+    def stage_rows(cur: Cursor, spec: TableSpec, name: str, stage: sql.Identifier) -> TableSpec:
+        _create_stage(cur, stage, "NOT NULL", names)
+        columns = sql.SQL(", ").join(sql.Identifier(c) for c in names)
+        statement = sql.SQL(
+            "COPY {} (line, {}) FROM STDIN WITH (FORMAT csv, ENCODING 'UTF8', FORCE_NULL ({}))"
+        ).format(stage, columns, columns)
+        total = len(rows) if isinstance(rows, Sized) else 0
+        sent = 0
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\n")
+        copier: Any = cur  # a psycopg 3 cursor: COPY is not DB-API
+        with copier.copy(statement) as copy:
+            for line, values in rows:
+                writer.writerow([_line(line), *_texts(name, line, names, values)])
+                sent += 1
+                if sent % _BATCH_ROWS == 0:
+                    copy.write(buffer.getvalue())
+                    buffer.seek(0)
+                    buffer.truncate()
+                    if progress is not None:
+                        progress(name, sent, total)
+            copy.write(buffer.getvalue())
+        if progress is not None:
+            progress(name, sent, total)
+        return spec.present(list(names))
+
+    return stage_rows
+
+
+def _check_columns(spec: TableSpec, names: Sequence[str]) -> None:
+    """``names`` are columns of ``spec``'s file, each once, every required one among them."""
+    unknown = [n for n in names if n not in spec.column_names]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    missing = [c.name for c in spec.columns if not c.optional and c.name not in names]
+    if unknown or twice or missing:
+        raise ValueError(
+            f"{spec.file}: columns {', '.join(names)}: unknown {unknown}, twice {twice},"
+            f" missing {missing} (expected: {expected_columns(spec)})"
+        )
+
+
+def _line(line: object) -> str:
+    if not isinstance(line, int) or isinstance(line, bool):
+        raise TypeError(f"a row's line is an int, not {type(line).__name__}")
+    return str(line)
+
+
+def _texts(name: str, line: int, names: Sequence[str], values: Sequence[object]) -> list[str]:
+    """A row's values as the format writes them (None as an empty field)."""
+    if len(values) != len(names):
+        raise ValueError(
+            f"{name}:{line}: {len(values)} values for {len(names)} columns ({', '.join(names)})"
+        )
+    texts = []
+    for column, value in zip(names, values, strict=True):
+        text = _text(value)
+        if "\x00" in text:  # as COPY would say of a file's NUL byte
+            raise LoadError(
+                [f"{name}:{line}: {column}: a NUL byte (0x00), which no text value can hold"]
+            )
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise LoadError(
+                    [f"{name}:{line}: {column}: not UTF-8 text ({exc.reason})"]
+                ) from exc
+        texts.append(text)
+    return texts
+
+
+def _text(value: object) -> str:
+    """A value as the import format writes it; checked as the format's text is."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, Decimal):
+        return format(value, "f")  # never an exponent: 1E+2 is 100
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(
+        f"an import value is None, text, an int, Decimal, date, bool or UUID,"
+        f" not {type(value).__name__}: {value!r}"
+    )
 
 
 _COPY_LINE = re.compile(r"\bline (\d+)")

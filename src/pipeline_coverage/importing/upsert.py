@@ -25,22 +25,23 @@ def upsert(
     cur: Cursor,
     spec: TableSpec,
     stage: sql.Identifier,
+    file: str,
     targets: dict[str, sql.Composable] | None = None,
 ) -> tuple[int, int, int]:
     """Upsert the checked staging table ``stage`` of ``spec``'s file: (rows, inserted,
-    updated). A row a foreign key refuses is reported by the reference checks (in
-    declared order, so the root cause is the one named; ``targets`` as for them), any
-    other rule only the database could see as the database says it."""
+    updated). A row a foreign key refuses is reported as ``file``'s by the reference
+    checks (in declared order, so the root cause is the one named; ``targets`` as for
+    them), any other rule only the database could see as the database says it."""
     cur.execute("SAVEPOINT pipeline_coverage_upsert")
     try:
         counts = upsert_rows(cur, spec, stage)
     except psycopg.errors.IntegrityError as exc:
         cur.execute("ROLLBACK TO SAVEPOINT pipeline_coverage_upsert")
-        raise_reference_problems(cur, spec, stage, spec.references, targets)
+        raise_reference_problems(cur, file, stage, spec.references, targets)
         # A rule only the database could see.
         detail = exc.diag.message_detail
         detail = f" ({shorten(detail, 4 * SHOWN_CHARS)})" if detail else ""
-        raise LoadError([f"{spec.file}: {exc.diag.message_primary}{detail}"]) from exc
+        raise LoadError([f"{file}: {exc.diag.message_primary}{detail}"]) from exc
     cur.execute("RELEASE SAVEPOINT pipeline_coverage_upsert")
     return counts
 
