@@ -5,10 +5,14 @@ left behind by a stage that the import moved to another pipeline.
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
 import psycopg
 from psycopg import sql
 
-from pipeline_coverage.db.connection import Cursor
+from pipeline_coverage.db.connection import Cursor, unit_of_work
 from pipeline_coverage.errors import LoadError
 from pipeline_coverage.importing.checks import (
     SHOWN_CHARS,
@@ -19,6 +23,8 @@ from pipeline_coverage.importing.checks import (
     staged_tenants,
 )
 from pipeline_coverage.importing.formats import TableSpec
+from pipeline_coverage.sql import query
+from pipeline_coverage.validation import required_uuid
 
 
 def upsert(
@@ -132,3 +138,31 @@ def upsert_rows(cur: Cursor, spec: TableSpec, stage: sql.Identifier) -> tuple[in
     )
     rows, inserted, updated = cur.fetchone()
     return int(rows), int(inserted), int(updated)
+
+
+def delete_absent_deals(
+    conn: Any,
+    tenant_id: uuid.UUID | str,
+    kept: Iterable[uuid.UUID | str],
+    candidates: Iterable[uuid.UUID | str],
+) -> int:
+    """Full sync (``import --full``): delete the deals of ``tenant_id`` among
+    ``candidates`` (the deals the tenant got from the source; the caller decides which
+    they are) that are not ``kept`` (the deals of the source's export just loaded);
+    returns how many were deleted. Only the tenant's deals are touched, whatever ids
+    are passed.
+
+    Like the loads, it runs in the caller's transaction when one is open (a savepoint
+    of it), so that a load and this delete are one unit of work — and a caller that
+    finds the count too high (``--max-delete``) rolls both back. Stored runs keep their
+    snapshots: they hold the values of their deals, not references to them.
+    """
+    params = {
+        "tenant_id": str(required_uuid(tenant_id, "tenant_id")),
+        "kept": [str(required_uuid(i, "kept")) for i in kept],
+        "candidates": [str(required_uuid(i, "candidates")) for i in candidates],
+    }
+    with unit_of_work(conn) as cur:
+        cur.execute(query("importing", "delete_absent_deals"), params)
+        deleted = int(cur.rowcount)
+    return deleted
