@@ -1,4 +1,6 @@
-"""The ``load DIR`` front of the import (SPEC.md §4): ``pipeline-coverage load DIR``.
+"""The import's fronts: :func:`load_directory` (``pipeline-coverage load DIR``, SPEC.md
+§4) and :func:`load_tables` (rows made in Python, for ``import``, SPEC.md §12), over
+the same staging tables, checks and upsert.
 
 Each file is streamed unparsed into a text-typed staging table with COPY; every check
 then runs as set-based SQL over the staging table, and rows are upserted by key.
@@ -7,7 +9,8 @@ a row loaded earlier in the same import, and one bad row anywhere rolls everythi
 back. Every file is checked (each in a savepoint) before the problems of all files
 are reported together. Problems are reported as ``file:line: column: reason``;
 ``line`` is the CSV record's number counting the header as line 1 (it equals the
-physical line unless a quoted field spans several lines).
+physical line unless a quoted field spans several lines), or the line the caller gives
+a row held in memory.
 """
 
 from __future__ import annotations
