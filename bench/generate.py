@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline_coverage.loader import columns
+from pipeline_coverage.importing.formats import columns
 from pipeline_coverage.periods import add_months, quarter_of
 
 STAGES = (

@@ -41,7 +41,7 @@ from pipeline_coverage import (
 from pipeline_coverage.config import Settings
 from pipeline_coverage.db import migrate
 from pipeline_coverage.db.embedded import embedded_server
-from pipeline_coverage.loader import load_directory
+from pipeline_coverage.importing.load import load_directory
 from pipeline_coverage.periods import quarter_of
 from pipeline_coverage.sql import parse_named_queries
 from pipeline_coverage.store import run_deals

@@ -57,7 +57,7 @@ from pipeline_coverage.errors import (
     PipelineCoverageError,
     ValidationError,
 )
-from pipeline_coverage.loader import load_directory
+from pipeline_coverage.importing.load import load_directory
 from pipeline_coverage.metrics import HEADLINE, NAMES, headline, parse_columns
 from pipeline_coverage.periods import EXAMPLES
 from pipeline_coverage.render import (

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-from pipeline_coverage.loader import columns
+from pipeline_coverage.importing.formats import columns
 from pipeline_coverage.periods import add_months, quarter_of
 
 _NAMESPACE = uuid.UUID("6f1c7a52-3d0e-4b8e-9f51-2a7f0c9d4e11")

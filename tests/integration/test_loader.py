@@ -25,7 +25,8 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 
 from pipeline_coverage.errors import InputError, LoadError, PipelineCoverageError
-from pipeline_coverage.loader import MAX_PROBLEMS, SHOWN_CHARS, TableLoad, load_directory
+from pipeline_coverage.importing.checks import MAX_PROBLEMS, SHOWN_CHARS
+from pipeline_coverage.importing.load import TableLoad, load_directory
 from tests.factory import Crm
 
 Rows = list[list[str]]

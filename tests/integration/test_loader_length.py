@@ -17,7 +17,8 @@ import psycopg
 import pytest
 
 from pipeline_coverage.errors import LoadError
-from pipeline_coverage.loader import _CHUNK, MAX_RECORD_BYTES, load_directory
+from pipeline_coverage.importing.load import load_directory
+from pipeline_coverage.importing.records import CHUNK, MAX_RECORD_BYTES
 from tests.integration.test_cli import PREFIX, assert_one_error_line, cli
 from tests.integration.test_loader import dump, fetch, load, reject
 
@@ -92,7 +93,7 @@ def test_an_endless_line_is_refused_without_reading_it_to_its_end(
         load_directory(conn, data_dir, progress=lambda _file, done, _size: sent.append(done))
 
     assert caught.value.problems == [f"tenants.csv:3: {TOO_LONG}"]
-    assert max(sent, default=0) <= MAX_RECORD_BYTES + _CHUNK < path.stat().st_size
+    assert max(sent, default=0) <= MAX_RECORD_BYTES + CHUNK < path.stat().st_size
     assert dump(db_url) == before
 
 
@@ -125,7 +126,7 @@ def test_a_large_file_of_ordinary_records_loads_whole(
     lines = [f"{tenant},".encode() + name for tenant, name in zip(ids, names, strict=True)]
     path = data_dir / "tenants.csv"
     path.write_bytes(b"\n".join([b"id,name", *lines]) + b"\n")
-    assert path.stat().st_size > 4 * _CHUNK
+    assert path.stat().st_size > 4 * CHUNK
 
     assert [(x.rows, x.inserted) for x in load(conn, data_dir)] == [(60_000, 60_000)]
     stored = dict(fetch(db_url, "SELECT id::text, name FROM dyno_crm.tenant"))

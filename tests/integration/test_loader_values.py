@@ -11,8 +11,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pipeline_coverage import loader
 from pipeline_coverage.errors import LoadError
+from pipeline_coverage.importing import checks
+from pipeline_coverage.importing.load import load_directory
 
 SAMPLES = [
     "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
@@ -45,7 +46,7 @@ def postgres_accepts(conn: psycopg.Connection[Any], text: str) -> bool:
 @pytest.mark.parametrize("text", SAMPLES)
 def test_uuid_check_agrees_with_postgresql(conn: psycopg.Connection[Any], text: str) -> None:
     """The PostgreSQL 15 regex and PostgreSQL's own uuid input say the same."""
-    assert (re.fullmatch(loader._UUID_RE.strip("^$"), text) is not None) == postgres_accepts(
+    assert (re.fullmatch(checks.UUID_RE.strip("^$"), text) is not None) == postgres_accepts(
         conn, text
     )
 
@@ -56,12 +57,12 @@ def test_an_unreadable_or_malformed_header_is_a_located_rejection(
     folder = tmp_path / "import"
     (folder / "users.csv").mkdir(parents=True)  # a folder where a file should be
     with pytest.raises(LoadError, match=r"users\.csv: cannot read"):
-        loader.load_directory(conn, folder)
+        load_directory(conn, folder)
     other = tmp_path / "other"
     other.mkdir()
     (other / "tenants.csv").write_text('"id,name\n' + "x" * 200_000 + "\n")
     with pytest.raises(LoadError, match=r"tenants\.csv:1: "):
-        loader.load_directory(conn, other)
+        load_directory(conn, other)
     assert conn.execute("SELECT count(*) FROM dyno_crm.tenant").fetchone() == (0,)
 
 
@@ -73,12 +74,13 @@ def test_values_are_cut_alike_in_sql_and_in_python(
     value = ("ü'x" * length)[:length]  # characters, not bytes; a quote to escape
     shown = conn.execute(
         sql.SQL("SELECT {}, {}").format(
-            loader._shown(sql.Literal(value), quote=False), loader._shown(sql.Literal(value))
+            checks.shorten_sql(sql.Literal(value), quote=False),
+            checks.shorten_sql(sql.Literal(value)),
         )
     ).fetchone()
 
     assert shown is not None
-    cut = value if length <= loader.SHOWN_CHARS else value[: loader.SHOWN_CHARS] + "…"
-    note = f" ({length} characters)" if length > loader.SHOWN_CHARS else ""
-    assert shown[0] == loader._shorten(value) == cut + note
+    cut = value if length <= checks.SHOWN_CHARS else value[: checks.SHOWN_CHARS] + "…"
+    note = f" ({length} characters)" if length > checks.SHOWN_CHARS else ""
+    assert shown[0] == checks.shorten(value) == cut + note
     assert shown[1] == "'" + cut.replace("'", "''") + "'" + note

@@ -383,7 +383,7 @@ def test_a_new_user_loads_an_export_and_runs_a_fiscal_rolled_up_quarter_by_name(
     and JPY, has a fiscal year starting in July and teams under teams is loaded, its
     tenant is found by name, and `run --period FY2027-Q1 --all --rollup` matches the
     oracle in every column — no UUID typed anywhere."""
-    from pipeline_coverage.loader import TABLES, columns
+    from pipeline_coverage.importing.formats import TABLES, columns
     from tests.factory import random_tenant
     from tests.integration.test_metrics import compare_row
     from tests.oracle import Options, Oracle

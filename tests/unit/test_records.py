@@ -14,12 +14,12 @@ from collections.abc import Iterable
 
 import pytest
 
-from pipeline_coverage.loader import _Records
+from pipeline_coverage.importing.records import Records
 
 
 def problem(chunks: Iterable[bytes], eol: bytes = b"\n") -> tuple[int, tuple[int, str] | None]:
     """(records, the first problem: its line and reason) for a file sent as ``chunks``."""
-    records = _Records(eol)
+    records = Records(eol)
     for chunk in chunks:
         if (found := records.feed(chunk)) is not None:
             return records.records, found

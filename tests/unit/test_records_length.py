@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline_coverage.loader import MAX_RECORD_BYTES, _Records
+from pipeline_coverage.importing.records import MAX_RECORD_BYTES, Records
 
 
 def first_problem(data: bytes, size: int) -> tuple[int, str] | None:
-    records = _Records(b"\n")
+    records = Records(b"\n")
     for start in range(0, len(data), size):
         if (found := records.feed(data[start : start + size])) is not None:
             return found

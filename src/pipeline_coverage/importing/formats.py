@@ -1,0 +1,294 @@
+"""The import files (SPEC.md §4, docs/import-format.md): each file's table, columns,
+their kinds and allowed values, its key and its references, in load order.
+
+This is what everything describing the format reads — the checks, the demo, the bench's
+generator, the docs' tests — and nothing here touches a file or the database.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+import pycountry
+
+Kind = Literal["uuid", "text", "date", "money", "int", "bool", "enum", "currency", "rate"]
+
+#: ISO 4217's currency codes (pycountry keeps the standard's list).
+CURRENCY_CODES = tuple(sorted(currency.alpha_3 for currency in pycountry.currencies))
+
+
+@dataclass(frozen=True)
+class Column:
+    """A CSV column: its type, whether it may be empty, and its allowed values."""
+
+    name: str
+    kind: Kind
+    required: bool = False
+    choices: tuple[str, ...] = ()
+    minimum: int | None = None
+    maximum: int | None = None
+    #: A column added after the first release: a file may leave it out, and then the
+    #: rows it loads keep their value of it (new rows get the table's default).
+    optional: bool = False
+    #: What an empty field stores (None: NULL).
+    default: str | None = None
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A reference from a staged row to a row of ``table`` in the same tenant.
+
+    ``columns`` map onto ``target``; ``when`` restricts the check to rows whose
+    column has a value (sales targets point at a user or a group by principal_type).
+    ``enforced`` says an immediate foreign key guards it: then the upsert itself
+    rejects a bad row, and this check runs only afterwards, to say where.
+    """
+
+    columns: tuple[str, ...]
+    table: str
+    target: tuple[str, ...]
+    noun: str
+    when: tuple[str, str] | None = None
+    enforced: bool = True
+    #: A row of the same file also satisfies it (a parent group loaded beside its
+    #: children, in any order).
+    or_staged: bool = False
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One import file and the table it loads."""
+
+    file: str
+    table: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]
+    references: tuple[Reference, ...] = ()
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(column.name for column in self.columns)
+
+    def present(self, names: list[str]) -> TableSpec:
+        """This spec with only the columns a file has (optional ones may be absent), and
+        the references of those columns."""
+        return dataclasses.replace(
+            self,
+            columns=tuple(column for column in self.columns if column.name in names),
+            references=tuple(r for r in self.references if set(r.columns) <= set(names)),
+        )
+
+
+def _id(required: bool = True) -> Column:
+    return Column("id", "uuid", required=required)
+
+
+_TENANT = Column("tenant_id", "uuid", required=True)
+_TENANT_REF = Reference(("tenant_id",), "tenant", ("id",), "tenant")
+_PIPELINE_REF = Reference(("pipeline_id",), "pipeline", ("id",), "pipeline")
+_STAGE_STATES = ("NOT_STARTED", "IN_PROGRESS", "DONE_SUCCESS", "DONE_FAILED")
+_FORECAST_CATEGORIES = ("COMMIT", "BEST_CASE", "PIPELINE", "OMITTED")
+_FORECAST_CATEGORY = Column(
+    "forecast_category", "enum", choices=_FORECAST_CATEGORIES, optional=True
+)
+_PRINCIPAL_TYPES = ("USER", "GROUP")
+
+#: The import files, in the order they load (parents before children).
+TABLES: tuple[TableSpec, ...] = (
+    TableSpec(
+        "tenants.csv",
+        "tenant",
+        (
+            _id(),
+            Column("name", "text", required=True),
+            Column("currency", "currency", optional=True, default="USD"),
+            Column(
+                "fiscal_year_start_month",
+                "int",
+                minimum=1,
+                maximum=12,
+                optional=True,
+                default="1",
+            ),
+        ),
+        ("id",),
+    ),
+    TableSpec(
+        "exchange_rates.csv",
+        "exchange_rate",
+        (
+            _TENANT,
+            Column("currency", "currency", required=True),
+            Column("valid_from", "date", required=True),
+            Column("rate", "rate", required=True),
+        ),
+        ("tenant_id", "currency", "valid_from"),
+        (_TENANT_REF,),
+    ),
+    TableSpec(
+        "users.csv",
+        "crm_user",
+        (
+            _id(),
+            _TENANT,
+            Column("name", "text", required=True),
+            Column("email", "text"),
+            Column("is_active", "bool", required=True),
+        ),
+        ("tenant_id", "id"),
+        (_TENANT_REF,),
+    ),
+    TableSpec(
+        "groups.csv",
+        "crm_group",
+        (
+            _id(),
+            _TENANT,
+            Column("name", "text", required=True),
+            Column("parent_group_id", "uuid", optional=True),
+        ),
+        ("tenant_id", "id"),
+        (
+            _TENANT_REF,
+            # fk_crm_group_parent is deferred (a parent may come after its children).
+            Reference(
+                ("parent_group_id",),
+                "crm_group",
+                ("id",),
+                "parent group",
+                enforced=False,
+                or_staged=True,
+            ),
+        ),
+    ),
+    TableSpec(
+        "group_members.csv",
+        "group_member",
+        (
+            _TENANT,
+            Column("group_id", "uuid", required=True),
+            Column("user_id", "uuid", required=True),
+        ),
+        ("tenant_id", "group_id", "user_id"),
+        (
+            _TENANT_REF,
+            Reference(("group_id",), "crm_group", ("id",), "group"),
+            Reference(("user_id",), "crm_user", ("id",), "user"),
+        ),
+    ),
+    TableSpec(
+        "pipelines.csv",
+        "pipeline",
+        (_id(), _TENANT, Column("name", "text", required=True)),
+        ("tenant_id", "id"),
+        (_TENANT_REF,),
+    ),
+    TableSpec(
+        "pipeline_stages.csv",
+        "pipeline_stage",
+        (
+            _id(),
+            _TENANT,
+            Column("pipeline_id", "uuid", required=True),
+            Column("name", "text", required=True),
+            Column("stage_state", "enum", required=True, choices=_STAGE_STATES),
+            Column("probability", "int", minimum=0, maximum=100),
+            Column("position", "int"),
+            _FORECAST_CATEGORY,
+        ),
+        ("tenant_id", "id"),
+        (_TENANT_REF, _PIPELINE_REF),
+    ),
+    TableSpec(
+        "deals.csv",
+        "deal",
+        (
+            _id(),
+            _TENANT,
+            Column("pipeline_id", "uuid", required=True),
+            Column("stage_id", "uuid", required=True),
+            Column("name", "text", required=True),
+            Column("amount", "money"),
+            Column("expected_close_date", "date"),
+            Column("close_date", "date"),
+            Column("owned_by_user_id", "uuid"),
+            Column("assigned_user_id", "uuid"),
+            Column("owned_by_group_id", "uuid"),
+            Column("assigned_group_id", "uuid"),
+            _FORECAST_CATEGORY,
+            Column("currency", "currency", optional=True),
+        ),
+        ("tenant_id", "id"),
+        (
+            _TENANT_REF,
+            _PIPELINE_REF,
+            # fk_deal_stage is deferred (stages may move with their deals): check now.
+            Reference(("stage_id",), "pipeline_stage", ("id",), "stage", enforced=False),
+            Reference(
+                ("pipeline_id", "stage_id"),
+                "pipeline_stage",
+                ("pipeline_id", "id"),
+                "stage of that pipeline",
+                enforced=False,
+            ),
+            # Deferred keys (migration 0006): checked at commit, so checked here first.
+            Reference(("owned_by_user_id",), "crm_user", ("id",), "user", enforced=False),
+            Reference(("assigned_user_id",), "crm_user", ("id",), "user", enforced=False),
+            Reference(("owned_by_group_id",), "crm_group", ("id",), "group", enforced=False),
+            Reference(("assigned_group_id",), "crm_group", ("id",), "group", enforced=False),
+        ),
+    ),
+    TableSpec(
+        "sales_targets.csv",
+        "sales_target",
+        (
+            _id(),
+            _TENANT,
+            Column("principal_type", "enum", required=True, choices=_PRINCIPAL_TYPES),
+            Column("principal_id", "uuid", required=True),
+            Column("pipeline_id", "uuid"),
+            Column("period_start", "date", required=True),
+            Column("period_end", "date", required=True),
+            Column("target_amount", "money", required=True),
+        ),
+        ("tenant_id", "id"),
+        (
+            _TENANT_REF,
+            _PIPELINE_REF,
+            # A principal is a user or a group: no foreign key can say which.
+            Reference(
+                ("principal_id",),
+                "crm_user",
+                ("id",),
+                "user",
+                when=("principal_type", "USER"),
+                enforced=False,
+            ),
+            Reference(
+                ("principal_id",),
+                "crm_group",
+                ("id",),
+                "group",
+                when=("principal_type", "GROUP"),
+                enforced=False,
+            ),
+        ),
+    ),
+)
+
+BY_FILE = {spec.file: spec for spec in TABLES}
+
+
+def columns(file: str, *, optional: bool = False) -> tuple[str, ...]:
+    """The columns of an import file, e.g. ``columns("deals.csv")``: those every file
+    has; with ``optional``, also those a file may leave out."""
+    return tuple(column.name for column in BY_FILE[file].columns if optional or not column.optional)
+
+
+def expected_columns(spec: TableSpec) -> str:
+    """``id,name`` — and ``; optional: currency`` where a file may leave some out."""
+    required = [column.name for column in spec.columns if not column.optional]
+    optional = [column.name for column in spec.columns if column.optional]
+    return ",".join(required) + (f"; optional: {','.join(optional)}" if optional else "")

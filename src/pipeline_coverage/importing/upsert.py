@@ -1,0 +1,168 @@
+"""Writing a checked staging table into its table: an upsert by key in key order (new
+rows inserted, changed ones updated, identical ones left alone), and the check of deals
+left behind by a stage that the import moved to another pipeline.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from pipeline_coverage.db.connection import Cursor, unit_of_work
+from pipeline_coverage.errors import LoadError
+from pipeline_coverage.importing.checks import (
+    SHOWN_CHARS,
+    cast_key,
+    cast_value,
+    raise_reference_problems,
+    shorten,
+    staged_tenants,
+)
+from pipeline_coverage.importing.formats import TableSpec
+from pipeline_coverage.sql import query
+from pipeline_coverage.validation import required_uuid
+
+
+def upsert(
+    cur: Cursor,
+    spec: TableSpec,
+    stage: sql.Identifier,
+    file: str,
+    targets: dict[str, sql.Composable] | None = None,
+) -> tuple[int, int, int]:
+    """Upsert the checked staging table ``stage`` of ``spec``'s file: (rows, inserted,
+    updated). A row a foreign key refuses is reported as ``file``'s by the reference
+    checks (in declared order, so the root cause is the one named; ``targets`` as for
+    them), any other rule only the database could see as the database says it."""
+    cur.execute("SAVEPOINT pipeline_coverage_upsert")
+    try:
+        counts = upsert_rows(cur, spec, stage)
+    except psycopg.errors.IntegrityError as exc:
+        cur.execute("ROLLBACK TO SAVEPOINT pipeline_coverage_upsert")
+        raise_reference_problems(cur, file, stage, spec.references, targets)
+        # A rule only the database could see.
+        detail = exc.diag.message_detail
+        detail = f" ({shorten(detail, 4 * SHOWN_CHARS)})" if detail else ""
+        raise LoadError([f"{file}: {exc.diag.message_primary}{detail}"]) from exc
+    cur.execute("RELEASE SAVEPOINT pipeline_coverage_upsert")
+    return counts
+
+
+def moved_stage_problems(
+    cur: Cursor, stage: sql.Identifier, *, citus: bool = False
+) -> sql.Composable:
+    """Deals left behind by a stage that this import moved to another pipeline
+    (``stage``: the staging table of pipeline_stages.csv, kept until the end).
+
+    On Citus, the deals whose pipeline differs from their stage's (a join of
+    co-located tables, on the shards) are pulled first, for the staged tenants only.
+    """
+    if citus:
+        cur.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.pipeline_coverage_moved"))
+        cur.execute(
+            sql.SQL(
+                "CREATE TEMP TABLE pipeline_coverage_moved ON COMMIT DROP AS"
+                " SELECT d.tenant_id, d.id, d.pipeline_id, d.stage_id,"
+                " ps.pipeline_id AS stage_pipeline_id"
+                " FROM dyno_crm.deal AS d JOIN dyno_crm.pipeline_stage AS ps"
+                "   ON ps.tenant_id = d.tenant_id AND ps.id = d.stage_id"
+                " WHERE d.tenant_id = ANY({tenants}) AND d.pipeline_id <> ps.pipeline_id"
+            ).format(tenants=staged_tenants(cur, stage))
+        )
+        return sql.SQL(
+            "SELECT s.line, 'pipeline_id: stage ' || m.stage_id || ' moves to pipeline '"
+            " || m.stage_pipeline_id || ', but deal ' || m.id || ' of pipeline ' || m.pipeline_id"
+            " || ' uses it (move the deal too, in deals.csv)' AS problem"
+            " FROM {stage} AS s"
+            " JOIN pg_temp.pipeline_coverage_moved AS m"
+            "   ON m.tenant_id = s.tenant_id::uuid AND m.stage_id = s.id::uuid"
+        ).format(stage=stage)
+    return sql.SQL(
+        "SELECT s.line, 'pipeline_id: stage ' || ps.id || ' moves to pipeline '"
+        " || ps.pipeline_id || ', but deal ' || d.id || ' of pipeline ' || d.pipeline_id"
+        " || ' uses it (move the deal too, in deals.csv)' AS problem"
+        " FROM {stage} AS s"
+        " JOIN dyno_crm.pipeline_stage AS ps"
+        "   ON ps.tenant_id = s.tenant_id::uuid AND ps.id = s.id::uuid"
+        " JOIN dyno_crm.deal AS d ON d.tenant_id = ps.tenant_id AND d.stage_id = ps.id"
+        " WHERE d.pipeline_id <> ps.pipeline_id"
+    ).format(stage=stage)
+
+
+def upsert_rows(cur: Cursor, spec: TableSpec, stage: sql.Identifier) -> tuple[int, int, int]:
+    """The upsert itself: (rows, inserted, updated)."""
+    names = spec.column_names
+    target = sql.Identifier("dyno_crm", spec.table)
+    columns = sql.SQL(", ").join(map(sql.Identifier, names))
+    values = sql.SQL(", ").join(cast_value(column) for column in spec.columns)
+    updatable = [name for name in names if name not in spec.key]
+    if updatable:
+        on_conflict = sql.SQL(
+            "DO UPDATE SET {assign} WHERE ({current}) IS DISTINCT FROM ({incoming})"
+        ).format(
+            assign=sql.SQL(", ").join(
+                sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(n)) for n in updatable
+            ),
+            current=sql.SQL(", ").join(
+                sql.SQL("{}.{}").format(target, sql.Identifier(n)) for n in updatable
+            ),
+            incoming=sql.SQL(", ").join(
+                sql.SQL("EXCLUDED.{}").format(sql.Identifier(n)) for n in updatable
+            ),
+        )
+    else:
+        on_conflict = sql.Composed([sql.SQL("DO NOTHING")])
+    # In key order, not line order: two loads of the same rows then lock them in the
+    # same order, so one waits for the other instead of each holding a row the other
+    # needs (a deadlock, and one of them fails).
+    cur.execute(
+        sql.SQL(
+            "WITH written AS (INSERT INTO {target} ({columns}) SELECT {values} FROM {stage}"
+            " ORDER BY {order} ON CONFLICT ({key}) {on_conflict}"
+            " RETURNING (xmax = 0) AS inserted)"
+            " SELECT (SELECT count(*) FROM {stage}),"
+            " count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written"
+        ).format(
+            target=target,
+            columns=columns,
+            values=values,
+            stage=stage,
+            order=cast_key(spec),
+            key=sql.SQL(", ").join(map(sql.Identifier, spec.key)),
+            on_conflict=on_conflict,
+        )
+    )
+    rows, inserted, updated = cur.fetchone()
+    return int(rows), int(inserted), int(updated)
+
+
+def delete_absent_deals(
+    conn: Any,
+    tenant_id: uuid.UUID | str,
+    kept: Iterable[uuid.UUID | str],
+    candidates: Iterable[uuid.UUID | str],
+) -> int:
+    """Full sync (``import --full``): delete the deals of ``tenant_id`` among
+    ``candidates`` (the deals the tenant got from the source; the caller decides which
+    they are) that are not ``kept`` (the deals of the source's export just loaded);
+    returns how many were deleted. Only the tenant's deals are touched, whatever ids
+    are passed.
+
+    Like the loads, it runs in the caller's transaction when one is open (a savepoint
+    of it), so that a load and this delete are one unit of work — and a caller that
+    finds the count too high (``--max-delete``) rolls both back. Stored runs keep their
+    snapshots: they hold the values of their deals, not references to them.
+    """
+    params = {
+        "tenant_id": str(required_uuid(tenant_id, "tenant_id")),
+        "kept": [str(required_uuid(i, "kept")) for i in kept],
+        "candidates": [str(required_uuid(i, "candidates")) for i in candidates],
+    }
+    with unit_of_work(conn) as cur:
+        cur.execute(query("importing", "delete_absent_deals"), params)
+        deleted = int(cur.rowcount)
+    return deleted
