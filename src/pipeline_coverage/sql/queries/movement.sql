@@ -31,8 +31,11 @@ WITH credits AS NOT MATERIALIZED (
       AND (%(principal_type)s::text IS NULL OR c.principal_type = %(principal_type)s::text)
       AND (%(principal_id)s::uuid IS NULL OR c.principal_id = %(principal_id)s::uuid)
 ),
-counted AS NOT MATERIALIZED (
+counted AS MATERIALIZED (
     -- Of both runs' deals, those a step can use: counted OPEN ones, and closed ones in B.
+    -- Materialized: read once and hashed against the credits. Inlined, a plan that
+    -- takes the stored arrays for 10 elements (a generic one, or one without the
+    -- tables' statistics) unnested the runs' deals once per credit row.
     SELECT d.run_id, u.deal_id, u.deal_class, u.reporting_amount
     FROM dyno_crm.report_run_deals AS d
     CROSS JOIN LATERAL unnest(d.deal_ids, d.deal_classes, d.reporting_amounts)
