@@ -264,7 +264,7 @@ CROSS_TENANT = {
 }  # fmt: skip
 #: Finding a tenant by its name looks at every tenant's name, and nothing else.
 TENANT_BY_NAME = {"find_tenants"}
-QUERY_FILES = ("coverage", "runs", "api_keys", "idempotency", "directory", "settings")
+QUERY_FILES = ("coverage", "runs", "api_keys", "idempotency", "directory", "settings", "tenants")
 ALL_QUERIES = [(file, name) for file in QUERY_FILES for name in sorted(queries(file))]
 
 
