@@ -57,7 +57,8 @@ def cli(capsys: pytest.CaptureFixture[str], db_url: str, *args: str) -> tuple[in
     return code, out, err
 
 
-def options(conn: psycopg.Connection[Any], run_id: uuid.UUID | str) -> tuple[Any, ...]:
+def options(conn: psycopg.Connection[Any], run_id: uuid.UUID | str | None) -> tuple[Any, ...]:
+    assert run_id is not None
     p = get_run(conn, run_id).parameters
     return p["rollup"], p["target_match"], p["win_rate_lookback_days"]
 
