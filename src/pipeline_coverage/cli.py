@@ -98,6 +98,7 @@ from pipeline_coverage.reports.coverage import (
 from pipeline_coverage.reports.movement import compare_runs
 from pipeline_coverage.reports.snapshot import take_snapshots
 from pipeline_coverage.store import (
+    ANY,
     GRANULARITIES,
     MAX_LIST_LIMIT,
     MAX_RETENTION_DAYS,
@@ -107,10 +108,10 @@ from pipeline_coverage.store import (
     prune_runs,
     run_deals,
 )
+from pipeline_coverage.tenants import delete_tenant, run_defaults, set_run_defaults
 from pipeline_coverage.text import csv_text, printable
 from pipeline_coverage.trends import MAX_DAY_OF_QUARTER, MAX_QUARTERS, same_point_of_quarter
 from pipeline_coverage.validation import (
-    DEFAULT_LOOKBACK_DAYS,
     MAX_LOOKBACK_DAYS,
     TARGET_MATCHES,
     parse_date,
@@ -369,9 +370,10 @@ TENANT_HELP = "Tenant: its id or its name."
 )
 @click.option("--by-pipeline", is_flag=True, help="With --all: one row per principal and pipeline.")
 @click.option(
-    "--rollup",
-    is_flag=True,
-    help="A team also counts the deals of its members and of the teams below it.",
+    "--rollup/--no-rollup",
+    default=None,
+    help="A team also counts the deals of its members and of the teams below it, or not "
+    "[default: the tenant's, see 'tenant settings'].",
 )
 @click.option(
     "--as-of",
@@ -381,17 +383,14 @@ TENANT_HELP = "Tenant: its id or its name."
 @click.option(
     "--target-match",
     type=click.Choice(TARGET_MATCHES),
-    default="exact",
-    show_default=True,
     help="exact: targets of exactly this period; within: every target inside it "
-    "(monthly targets for a quarter).",
+    "(monthly targets for a quarter) [default: the tenant's].",
 )
 @click.option(
     "--win-rate-lookback-days",
     type=click.IntRange(1, MAX_LOOKBACK_DAYS),
-    default=DEFAULT_LOOKBACK_DAYS,
-    show_default=True,
-    help="The win rate counts deals closed this many days before the period.",
+    help="The win rate counts deals closed this many days before the period "
+    "[default: the tenant's].",
 )
 @COLUMNS_OPTION
 @FORMAT_OPTION
@@ -406,14 +405,15 @@ def run(
     everyone: bool,
     pipeline_text: str | None,
     by_pipeline: bool,
-    rollup: bool,
+    rollup: bool | None,
     as_of: dt.date | None,
-    target_match: str,
-    win_rate_lookback_days: int,
+    target_match: str | None,
+    win_rate_lookback_days: int | None,
     columns: str | None,
     output_format: str,
 ) -> None:
-    """Compute a coverage run, store it, and print it."""
+    """Compute a coverage run, store it, and print it. A run option not given is the
+    tenant's default ('tenant settings'); the run records the options it was made with."""
     single = principal_type is not None or principal_id is not None or principal_text is not None
     if everyone and single:
         raise click.UsageError("--all cannot be combined with a principal")
@@ -550,7 +550,8 @@ def _principal(
 
 def _trend_options(command: Any) -> Any:
     """What the trend commands share: the tenant, the principal (--principal NAME, or
-    --principal-type and --principal-id), --pipeline and --target-match."""
+    --principal-type and --principal-id), --pipeline, and the runs they read:
+    --target-match and --rollup/--no-rollup/--any-rollup (read with :func:`_rollup`)."""
     options: list[Callable[[Any], Any]] = [
         click.option("--tenant", "tenant_text", required=True, metavar="NAME|ID", help=TENANT_HELP),
         _principal_options,
@@ -562,18 +563,31 @@ def _trend_options(command: Any) -> Any:
         ),
         click.option(
             "--target-match",
-            type=click.Choice(TARGET_MATCHES),
-            help="Only the runs made with this target matching [default: any].",
+            type=click.Choice((*TARGET_MATCHES, ANY)),
+            help="Only the runs made with this target matching, or any run "
+            "[default: the tenant's, see 'tenant settings'].",
         ),
         click.option(
             "--rollup/--no-rollup",
             default=None,
-            help="Only rolled-up runs, or only runs without roll-up [default: any].",
+            help="Only rolled-up runs, or only runs without roll-up [default: the tenant's].",
+        ),
+        click.option(
+            "--any-rollup",
+            is_flag=True,
+            help="Runs with and without roll-up alike (instead of --rollup/--no-rollup).",
         ),
     ]
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def _rollup(rollup: bool | None, any_rollup: bool) -> bool | str | None:
+    """The roll-up filter of a trend command: given, any, or None (the tenant's)."""
+    if any_rollup and rollup is not None:
+        raise click.UsageError("give --rollup, --no-rollup or --any-rollup, not two")
+    return ANY if any_rollup else rollup
 
 
 def _who(
@@ -617,10 +631,13 @@ def history(
     granularity: str,
     target_match: str | None,
     rollup: bool | None,
+    any_rollup: bool,
     output_format: str,
 ) -> None:
     """A rep's or team's coverage for one period across stored runs: by day (each day's
-    last run, a run's day being its as-of day) or every run."""
+    last run, a run's day being its as-of day) or every run; of the runs made with the
+    tenant's default roll-up and target matching unless told otherwise."""
+    chosen_rollup = _rollup(rollup, any_rollup)
     if period_text is not None and (period_start is not None or period_end is not None):
         raise click.UsageError("give --period, or --period-start and --period-end, not both")
     if (period_start is None) != (period_end is None):
@@ -633,7 +650,7 @@ def history(
     pipeline_id = resolve_pipeline(conn, tenant_id, pipeline_text) if pipeline_text else None
     points = principal_history(
         conn, tenant_id, kind, who, period_start, period_end, pipeline_id,
-        granularity=granularity, target_match=target_match, rollup=rollup,
+        granularity=granularity, target_match=target_match, rollup=chosen_rollup,
     )  # fmt: skip
     if not points:  # nothing stored: maybe an id the tenant does not have
         require_known(conn, tenant_id, (kind, who), pipeline_id)
@@ -682,17 +699,20 @@ def same_point(
     pipeline_text: str | None,
     target_match: str | None,
     rollup: bool | None,
+    any_rollup: bool,
     output_format: str,
 ) -> None:
     """A rep or team at the same day of this and the previous fiscal quarters: each
-    quarter's last run of that quarter on or before its day k."""
+    quarter's last run of that quarter on or before its day k (of the runs made with the
+    tenant's default roll-up and target matching unless told otherwise)."""
+    chosen_rollup = _rollup(rollup, any_rollup)
     conn = _app().connection()
     tenant_id = resolve_tenant(conn, tenant_text)
     kind, who = _who(conn, tenant_id, principal_text, principal_type, principal_id)
     pipeline_id = resolve_pipeline(conn, tenant_id, pipeline_text) if pipeline_text else None
     found = same_point_of_quarter(
         conn, tenant_id, kind, who, quarters=quarters, as_of=as_of, day_of_quarter=day,
-        pipeline_id=pipeline_id, target_match=target_match, rollup=rollup,
+        pipeline_id=pipeline_id, target_match=target_match, rollup=chosen_rollup,
     )  # fmt: skip
     if not any(quarter.point for quarter in found.quarters):
         require_known(conn, tenant_id, (kind, who), pipeline_id)
@@ -846,6 +866,104 @@ def tenants(output_format: str) -> None:
     columns = ("id", "name", "currency", "users", "groups", "deals")
     rows = [[str(t.id), t.name, t.currency, t.users, t.groups, t.deals] for t in found]
     _print_listing("Tenants", columns, rows, output_format, "tenants")
+
+
+@cli.group()
+def tenant() -> None:
+    """One tenant: its default run options, or its removal ('tenants' lists them)."""
+
+
+@tenant.command("settings")
+@click.argument("tenant_text", metavar="TENANT")
+@click.option(
+    "--rollup/--no-rollup",
+    default=None,
+    help="Runs credit a team with its members' and sub-teams' deals by default, or not.",
+)
+@click.option(
+    "--target-match",
+    type=click.Choice(TARGET_MATCHES),
+    help="The default target matching: exact (the period's own targets) or within.",
+)
+@click.option(
+    "--win-rate-lookback-days",
+    type=click.IntRange(1, MAX_LOOKBACK_DAYS),
+    help="The default win-rate lookback, in days.",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(("table", "json")),
+    default="table",
+    show_default=True,
+    help="A table, or one JSON document.",
+)
+def tenant_settings(
+    tenant_text: str,
+    rollup: bool | None,
+    target_match: str | None,
+    win_rate_lookback_days: int | None,
+    output_format: str,
+) -> None:
+    """Show the tenant's default run options, after changing those given: what run,
+    snapshot, history, same-point, the API and the dashboard use unless told otherwise."""
+    conn = _app().connection()
+    tenant_id = resolve_tenant(conn, tenant_text)
+    if rollup is None and target_match is None and win_rate_lookback_days is None:
+        found = run_defaults(conn, tenant_id)
+    else:
+        found = set_run_defaults(
+            conn, tenant_id, rollup=rollup, target_match=target_match,
+            win_rate_lookback_days=win_rate_lookback_days,
+        )  # fmt: skip
+    if output_format == "json":
+        _document(json.dumps({"tenant_id": str(tenant_id), "run_defaults": found.as_dict()},
+                             indent=2))  # fmt: skip
+        return
+    table = Table(title=f"Default run options · tenant {tenant_id}", title_justify="left")
+    table.add_column("option")
+    table.add_column("default")
+    for name, value in found.as_dict().items():
+        add_row(table, name, json.dumps(value) if isinstance(value, bool) else str(value))
+    make_console().print(table)
+
+
+@tenant.command("delete")
+@click.argument("tenant_text", metavar="TENANT")
+@click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation on a terminal.")
+def tenant_delete(tenant_text: str, dry_run: bool, yes: bool) -> None:
+    """Delete a tenant and everything of it (reps, teams, pipelines, deals, targets,
+    rates, runs, API keys and sessions, settings), in one transaction.
+
+    On a terminal it asks first unless --yes; without a terminal it needs --yes.
+    """
+    conn = _app().connection()
+    tenant_id = resolve_tenant(conn, tenant_text)
+    if dry_run or not yes:
+        if not dry_run and not sys.stdin.isatty():
+            raise click.ClickException(
+                f"tenant delete: not on a terminal, so not asked: add --yes to delete tenant"
+                f" {tenant_id} and everything of it (--dry-run counts it)"
+            )
+        would = delete_tenant(conn, tenant_id, dry_run=True)
+        what = _deletion(would.rows)
+        if dry_run:
+            _echo(f"would delete tenant {tenant_id}: {what}")
+            return
+        if not click.confirm(
+            printable(f"delete tenant {tenant_id} and everything of it: {what}?"), default=False
+        ):
+            click.echo("nothing deleted")
+            return
+    deleted = delete_tenant(conn, tenant_id)
+    _echo(f"deleted tenant {tenant_id}: {_deletion(deleted.rows)}")
+
+
+def _deletion(rows: dict[str, int]) -> str:
+    """A tenant's rows, table by table ('3 crm_user, 120 deal, ...'), those it has."""
+    shown = [f"{n} {table}" for table, n in rows.items() if n]
+    return f"{sum(rows.values())} rows ({', '.join(shown)})"
 
 
 @cli.command()

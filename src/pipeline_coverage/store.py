@@ -19,6 +19,7 @@ from pipeline_coverage.db.connection import as_uuid, records, set_for_transactio
 from pipeline_coverage.errors import NotFoundError, ValidationError
 from pipeline_coverage.metrics import NAMES
 from pipeline_coverage.sql import query, specialized_query
+from pipeline_coverage.tenants import run_defaults
 from pipeline_coverage.validation import (
     TARGET_MATCHES,
     parse_choice,
@@ -483,22 +484,49 @@ def principal_history(
     *,
     granularity: str = "run",
     target_match: str | None = None,
-    rollup: bool | None = None,
+    rollup: bool | str | None = None,
 ) -> list[HistoryPoint]:
     """A principal's numbers for one period across the tenant's stored runs: the trend
     of how its pipeline built up (or drained) over time.
 
     ``granularity="run"``: every run's row, oldest first. ``"day"``: one point per day,
     the day's last run (by ``generated_at``), in order of day — where a run's day is
-    its ``as_of``, the day it speaks for (see docs/decisions.md). ``target_match`` and
-    ``rollup`` keep only the runs made with that option.
+    its ``as_of``, the day it speaks for (see docs/decisions.md). Only the runs made
+    with ``target_match`` and ``rollup`` count: each is a value, ``"any"`` (every run),
+    or None, the tenant's default run option (:func:`run_filters`).
     """
     start, end = parse_period(period_start, period_end)
     pick = parse_choice(granularity, "granularity", GRANULARITIES)
+    target_match, rollup = run_filters(conn, tenant_id, target_match, rollup)
     return principal_points(
         conn, tenant_id, principal_type, principal_id, [(start, end, None)], pick,
         pipeline_id=pipeline_id, target_match=target_match, rollup=rollup,
     )  # fmt: skip
+
+
+#: A trend's run filter that keeps every run, whatever it was made with.
+ANY = "any"
+
+
+def run_filters(
+    conn: Any, tenant_id: uuid.UUID | str, target_match: str | None, rollup: bool | str | None
+) -> tuple[str | None, bool | None]:
+    """The runs a trend keeps, as ``principal_points`` takes them (None: any): a value
+    given is kept, ``"any"`` is any, and None is the tenant's default run option — so a
+    trend follows the runs the tenant's runs and snapshots make, and a team's line does
+    not jump between rolled-up runs and runs without roll-up."""
+    if target_match is not None and target_match != ANY:
+        target_match = parse_choice(target_match, "target_match", (*TARGET_MATCHES, ANY))
+    if rollup is not None and rollup != ANY:
+        rollup = parse_flag(rollup, "rollup")
+    if target_match is None or rollup is None:
+        defaults = run_defaults(conn, required_uuid(tenant_id, "tenant_id"))
+        target_match = defaults.target_match if target_match is None else target_match
+        rollup = defaults.rollup if rollup is None else rollup
+    return (
+        None if target_match == ANY else target_match,
+        None if rollup == ANY else bool(rollup),
+    )
 
 
 def principal_points(
@@ -515,7 +543,8 @@ def principal_points(
 ) -> list[HistoryPoint]:
     """A principal's rows in the runs of several periods, each (start, end, cut-off
     day or None): every run's (``pick="run"``), each day's last (``"day"``), or each
-    period's last run on or before its cut-off (``"last"``). One statement for all."""
+    period's last run on or before its cut-off (``"last"``). One statement for all.
+    ``target_match`` and ``rollup`` keep the runs made so; None here is any run."""
     pipeline = parse_uuid(pipeline_id, "pipeline_id", optional=True)
     params = {
         "tenant_id": str(required_uuid(tenant_id, "tenant_id")),

@@ -17,7 +17,7 @@ from typing import Any
 from pipeline_coverage.directory import fiscal_year_start_month
 from pipeline_coverage.errors import ValidationError
 from pipeline_coverage.periods import quarter_name, quarters_back
-from pipeline_coverage.store import HistoryPoint, principal_points
+from pipeline_coverage.store import HistoryPoint, principal_points, run_filters
 from pipeline_coverage.validation import (
     parse_date,
     parse_principal_type,
@@ -64,7 +64,7 @@ def same_point_of_quarter(
     day_of_quarter: int | None = None,
     pipeline_id: uuid.UUID | str | None = None,
     target_match: str | None = None,
-    rollup: bool | None = None,
+    rollup: bool | str | None = None,
 ) -> SamePoint:
     """The principal at day k of the tenant's fiscal quarter containing ``as_of``
     (default today) and of the ``quarters - 1`` quarters before it.
@@ -74,8 +74,9 @@ def same_point_of_quarter(
     days), and the point is the principal's row in the last run whose period is
     exactly that quarter and whose day (``as_of``) is on or before the cut-off —
     the latest day, then the latest generated; None when there is no such run. A
-    run's options narrow it as in ``principal_history`` (``pipeline_id``,
-    ``target_match``, ``rollup``).
+    run's options narrow it as in ``principal_history`` (``pipeline_id``, and
+    ``target_match`` and ``rollup``: a value, ``"any"``, or None for the tenant's
+    default run option).
     """
     tenant = required_uuid(tenant_id, "tenant_id")
     parse_principal_type(principal_type)
@@ -85,6 +86,7 @@ def same_point_of_quarter(
     if day_of_quarter is not None:
         parse_whole(day_of_quarter, "day_of_quarter", 1, MAX_DAY_OF_QUARTER)
     month = fiscal_year_start_month(conn, tenant)
+    target_match, rollup = run_filters(conn, tenant, target_match, rollup)
     try:
         asked = quarters_back(day, month, count)
     except (ValueError, OverflowError):  # quarters the calendar has no room for

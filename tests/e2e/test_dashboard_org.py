@@ -123,3 +123,52 @@ def test_opens_on_a_period_with_targets_and_runs_rolled_up(
         "() => document.getElementById('run-title').textContent.startsWith('No run')"
     )
     assert page.input_value("#period-start") == current[0].isoformat()
+
+
+def test_a_tenant_with_roll_up_by_default_opens_on_and_runs_rolled_up(
+    browser: Any, live_server: str, conn: psycopg.Connection[Any]
+) -> None:
+    """The session's run_defaults: the dashboard opens on the newest run made with the
+    tenant's defaults (not a newer plain one), its roll-up box starts ticked, and Run
+    now makes a rolled-up run; unticked, a plain one."""
+    from pipeline_coverage.tenants import set_run_defaults
+
+    crm = Crm(conn)
+    tenant = crm.tenant("Rolled Org")
+    team = crm.group(tenant, "Team")
+    ada = crm.user(tenant, "Ada")
+    crm.member(tenant, team, ada)
+    pipeline = crm.pipeline(tenant)
+    crm.deal(tenant, pipeline, crm.stage(tenant, pipeline), "400.00", dt.date(2026, 2, 1),
+             owner=ada)  # fmt: skip
+    crm.target(tenant, "GROUP", team, *PAST, "1000.00")
+    rolled = run_pipeline_coverage_batch(conn, tenant, *PAST, rollup=True)
+    run_pipeline_coverage_batch(conn, tenant, *PAST, rollup=False)  # newer, not the default
+    set_run_defaults(conn, tenant, rollup=True)
+    _, key = create_api_key(conn, tenant, "browser test")
+
+    page = browser.new_page(viewport=VIEWPORT)
+    page.goto(f"{live_server}/")
+    page.fill("#api-key", key)
+    page.click("#login-form button[type=submit]")
+    page.wait_for_function("() => document.getElementById('run-status').dataset.runId")
+    assert page.get_attribute("#run-status", "data-run-id") == str(rolled)
+    assert page.is_checked("#run-rollup")
+
+    page.click("#run-now")
+    page.wait_for_function(
+        "id => { const s = document.getElementById('run-status').dataset.runId;"
+        " return s && s !== id; }",
+        arg=str(rolled),
+    )
+    made = page.get_attribute("#run-status", "data-run-id")
+    assert "teams rolled up" in page.inner_text("#run-status")
+    page.uncheck("#run-rollup")
+    page.click("#run-now")
+    page.wait_for_function(
+        "id => { const s = document.getElementById('run-status').dataset.runId;"
+        " return s && s !== id; }",
+        arg=made,
+    )
+    assert "teams rolled up" not in page.inner_text("#run-status")
+    page.close()

@@ -266,6 +266,7 @@ CROSS_TENANT = {
 TENANT_BY_NAME = {"find_tenants"}
 QUERY_FILES = (
     "coverage", "runs", "api_keys", "idempotency", "directory", "settings", "importing",
+    "tenants",
 )  # fmt: skip
 ALL_QUERIES = [(file, name) for file in QUERY_FILES for name in sorted(queries(file))]
 

@@ -16,6 +16,7 @@ import pytest
 from pipeline_coverage import NotFoundError
 from pipeline_coverage.cli import main
 from pipeline_coverage.reports.snapshot import snapshot_key, take_snapshots
+from pipeline_coverage.tenants import SEED_DEFAULTS
 from tests.factory import Crm, stored_runs
 from tests.oracle import Options, Oracle
 
@@ -276,7 +277,9 @@ def test_the_command_exits_2_when_every_failure_is_bad_input(
     taken = small_tenant(conn, "Taken")
     # The day's key of Taken's this-quarter snapshot, already used for another request.
     [(label, start, end), _] = expected_quarters(DAY, 1)
-    request = coverage_request(taken, start, end, as_of=DAY, period_expression=label)
+    request = coverage_request(taken, start, end, as_of=DAY, period_expression=label).with_defaults(
+        SEED_DEFAULTS
+    )
     other = coverage_request(taken, start, end, as_of=DAY, target_match="within")
     run_coverage(conn, other, idempotency_key=snapshot_key(request))
     code, out, err = run_cli(capsys, db_url, "--as-of", "2026-02-14")

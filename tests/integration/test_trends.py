@@ -137,11 +137,14 @@ def test_one_point_per_day_is_the_days_last_run(conn: psycopg.Connection[Any]) -
     assert [numbers(p) for p in found] == [made_numbers(m) for m in per_day]
     assert [p.as_of for p in found] == [dt.date(2026, 2, d) for d in (3, 4, 5, 7, 9)]
 
-    # Without the option filter, the within run is the 9th's last.
-    everything = principal_history(conn, s.tenant, "USER", s.rep, *FY27_Q1, granularity="day")
+    # The tenant's default target matching (exact) is the filter unless told.
+    assert principal_history(conn, s.tenant, "USER", s.rep, *FY27_Q1, granularity="day") == found
+    # With any target matching, the within run is the 9th's last.
+    everything = principal_history(conn, s.tenant, "USER", s.rep, *FY27_Q1, granularity="day",
+                                   target_match="any")  # fmt: skip
     assert [numbers(p) for p in everything] == [made_numbers(m) for m in [*per_day[:-1], within]]
     # Every run, oldest generated first (the legacy run's stamp is February's).
-    every_run = principal_history(conn, s.tenant, "USER", s.rep, *FY27_Q1)
+    every_run = principal_history(conn, s.tenant, "USER", s.rep, *FY27_Q1, target_match="any")
     assert [p.run_id for p in every_run] == [legacy.run_id] + [m.run_id for m in made] + [
         within.run_id
     ]
@@ -445,7 +448,8 @@ def test_rolled_up_runs_are_a_series_of_their_own(
                "granularity": "day"}  # fmt: skip
     same = {"principal_type": "GROUP", "principal_id": str(world.team), "quarters": "1",
             "as_of": "2026-02-01"}  # fmt: skip
-    for rollup, expected in (("false", plain), ("true", rolled), (None, rolled)):
+    # Unless told, the runs of the tenant's default (no roll-up); "any": the day's last.
+    for rollup, expected in (("false", plain), ("true", rolled), (None, plain), ("any", rolled)):
         query = {} if rollup is None else {"rollup": rollup}
         points = api.get("/v1/coverage/history", params={**history, **query},
                          headers=world.auth).json()["points"]  # fmt: skip

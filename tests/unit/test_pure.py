@@ -27,6 +27,7 @@ from pipeline_coverage.render import (
 from pipeline_coverage.reports.coverage import RUN_SETTINGS, coverage_request
 from pipeline_coverage.sql import parse_named_queries, queries, specialize
 from pipeline_coverage.store import CoverageRow, CoverageRun, Exclusion
+from pipeline_coverage.tenants import SEED_DEFAULTS
 from pipeline_coverage.validation import parse_date, parse_period, parse_uuid
 
 
@@ -295,12 +296,17 @@ def test_a_period_whose_lookback_starts_before_year_one_is_refused() -> None:
     """The win rate's window ends at the period's start: a period of the year 1 (or a
     lookback reaching before it) is an input error, not a crash computing its date."""
     tenant = uuid.uuid4()
+    # A lookback left out is the tenant's, checked when the request is completed with it.
     with pytest.raises(ValidationError, match=r"^win_rate_lookback_days: 365 days before"):
-        coverage_request(tenant, "0001-01-01", "0001-04-01")
+        coverage_request(tenant, "0001-01-01", "0001-04-01").with_defaults(SEED_DEFAULTS)
+    with pytest.raises(ValidationError, match=r"^win_rate_lookback_days: 365 days before"):
+        coverage_request(tenant, "0001-01-01", "0001-04-01", win_rate_lookback_days=365)
     with pytest.raises(ValidationError, match=r"^win_rate_lookback_days: 40 days before"):
         coverage_request(tenant, "0001-02-01", "0001-03-01", win_rate_lookback_days=40)
     assert coverage_request(tenant, "0001-02-01", "0001-03-01", win_rate_lookback_days=31)
-    assert coverage_request(tenant, "0002-01-01", "0002-04-01").win_rate_lookback_days == 365
+    left_out = coverage_request(tenant, "0002-01-01", "0002-04-01")
+    assert left_out.win_rate_lookback_days is None
+    assert left_out.with_defaults(SEED_DEFAULTS).win_rate_lookback_days == 365
 
 
 @pytest.mark.parametrize(

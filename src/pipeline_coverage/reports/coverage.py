@@ -33,8 +33,8 @@ from pipeline_coverage.db.distribute import execute_for_tenant
 from pipeline_coverage.errors import InputError, NotFoundError, ValidationError
 from pipeline_coverage.sql import query, specialized_query
 from pipeline_coverage.store import insert_run
+from pipeline_coverage.tenants import SEED_DEFAULTS, RunDefaults, run_defaults
 from pipeline_coverage.validation import (
-    DEFAULT_LOOKBACK_DAYS,
     MAX_LOOKBACK_DAYS,
     TARGET_MATCHES,
     parse_choice,
@@ -97,11 +97,13 @@ class CoverageRequest:
     pipeline_id: uuid.UUID | None = None
     by_pipeline: bool = False
     #: A group is also credited with its members' and subgroups' deals (SPEC.md §10).
-    rollup: bool = False
+    #: None (as for target_match and win_rate_lookback_days): the tenant's default,
+    #: filled in by run_coverage (``tenants.run_defaults``).
+    rollup: bool | None = None
     #: The day the run is "as of" (past-due deals); None: the day it is computed.
     as_of: dt.date | None = None
-    target_match: str = "exact"
-    win_rate_lookback_days: int = DEFAULT_LOOKBACK_DAYS
+    target_match: str | None = None
+    win_rate_lookback_days: int | None = None
     #: The period expression the dates came from (``FY2027-Q1``), if any.
     period_expression: str | None = None
 
@@ -109,8 +111,27 @@ class CoverageRequest:
     def mode(self) -> str:
         return "single" if self.principal_id is not None else "batch"
 
+    @property
+    def complete(self) -> bool:
+        """Whether every run option is given (none is left to the tenant's default)."""
+        return None not in (self.rollup, self.target_match, self.win_rate_lookback_days)
+
+    def with_defaults(self, defaults: RunDefaults) -> CoverageRequest:
+        """The request with each option it leaves out taken from ``defaults``."""
+        lookback = self.win_rate_lookback_days
+        if lookback is None:
+            lookback = defaults.win_rate_lookback_days
+            _check_lookback(self.period_start, lookback)
+        return dataclasses.replace(
+            self,
+            rollup=defaults.rollup if self.rollup is None else self.rollup,
+            target_match=defaults.target_match if self.target_match is None else self.target_match,
+            win_rate_lookback_days=lookback,
+        )
+
     def fingerprint(self) -> bytes:
-        """A digest of the request, to tell a replay from another use of a key."""
+        """A digest of the request, to tell a replay from another use of a key (of the
+        complete request: an option left out counts as the default it was given)."""
         fields = {k: str(v) for k, v in dataclasses.asdict(self).items()}
         if not self.rollup:  # as before rollup existed: keys stored then still replay
             del fields["rollup"]
@@ -126,15 +147,20 @@ def coverage_request(
     pipeline_id: uuid.UUID | str | None = None,
     *,
     by_pipeline: bool = False,
-    rollup: bool = False,
+    rollup: bool | None = None,
     as_of: dt.date | str | None = None,
-    target_match: str = "exact",
-    win_rate_lookback_days: int = DEFAULT_LOOKBACK_DAYS,
+    target_match: str | None = None,
+    win_rate_lookback_days: int | None = None,
     period_expression: str | None = None,
 ) -> CoverageRequest:
     """Validate a run's arguments (before the database is touched). The dates of a
     period expression are resolved first (``directory.tenant_period``); the expression
-    is recorded with the run."""
+    is recorded with the run.
+
+    A run option left out (``None``: ``rollup``, ``target_match``,
+    ``win_rate_lookback_days``) is the tenant's default when the run is made
+    (``tenants.run_defaults``); a value given is used as it is, whatever the default.
+    The run records the options it was made with."""
     tenant = required_uuid(tenant_id, "tenant_id")
     start, end = parse_run_period(period_start, period_end)
     if (principal_type is None) != (principal_id is None):
@@ -143,15 +169,15 @@ def coverage_request(
     kind = parse_principal_type(principal_type) if principal_type is not None else None
     principal = parse_uuid(principal_id, "principal_id", optional=True)
     by_pipeline = parse_flag(by_pipeline, "by_pipeline")
-    rollup = parse_flag(rollup, "rollup")
+    rollup = None if rollup is None else parse_flag(rollup, "rollup")
     if by_pipeline and principal is not None:
         raise ValidationError("by_pipeline: only for a batch (a run without a principal)")
-    lookback = parse_whole(win_rate_lookback_days, "win_rate_lookback_days", 1, MAX_LOOKBACK_DAYS)
-    if (start - dt.date.min).days < lookback:  # the win rate's window starts before it
-        raise ValidationError(
-            f"win_rate_lookback_days: {lookback} days before period_start {start} is before"
-            f" {dt.date.min}"
+    lookback = None
+    if win_rate_lookback_days is not None:
+        lookback = parse_whole(
+            win_rate_lookback_days, "win_rate_lookback_days", 1, MAX_LOOKBACK_DAYS
         )
+        _check_lookback(start, lookback)
     return CoverageRequest(
         tenant_id=tenant,
         period_start=start,
@@ -162,11 +188,21 @@ def coverage_request(
         by_pipeline=by_pipeline,
         rollup=rollup,
         as_of=parse_date(as_of, "as_of") if as_of is not None else None,
-        target_match=parse_choice(target_match, "target_match", TARGET_MATCHES),
+        target_match=None
+        if target_match is None
+        else parse_choice(target_match, "target_match", TARGET_MATCHES),
         win_rate_lookback_days=lookback,
         # (stored as it names the period: resolving it ignored spaces around it)
         period_expression=period_expression.strip() if period_expression else None,
     )
+
+
+def _check_lookback(period_start: dt.date, lookback: int) -> None:
+    if (period_start - dt.date.min).days < lookback:  # the win rate's window starts before it
+        raise ValidationError(
+            f"win_rate_lookback_days: {lookback} days before period_start {period_start} is"
+            f" before {dt.date.min}"
+        )
 
 
 @dataclass(frozen=True)
@@ -188,7 +224,14 @@ def run_coverage(
     with another request is an :class:`IdempotencyConflictError`. Concurrent requests
     with one key queue on a lock taken before the run's snapshot, so exactly one
     computes and the others see its run.
+
+    Options the request leaves out (None) are the tenant's default run options, read
+    first (``tenants.run_defaults``); a request is compared with a key's first one as
+    completed so (after the tenant's defaults changed, the same body is another
+    request).
     """
+    if not request.complete:
+        request = request.with_defaults(run_defaults(conn, request.tenant_id))
     isolation: Isolation | None = "REPEATABLE READ" if request.mode == "batch" else None
     callers = in_transaction(conn)  # then the run's planner settings are put back after it
     if idempotency_key is None:
@@ -229,6 +272,9 @@ def run_of_key(conn: Any, tenant_id: uuid.UUID, idempotency_key: str) -> uuid.UU
 def _write(cur: Any, request: CoverageRequest, *, restore: bool = False) -> uuid.UUID:
     """Check the scope, then write the header, the drill-down and the fact rows; with
     ``restore``, put the planner settings of the transaction back afterwards."""
+    lookback = request.win_rate_lookback_days
+    if request.rollup is None or request.target_match is None or lookback is None:
+        raise AssertionError("a run's options are completed before it is written")
     params: dict[str, Any] = {
         "tenant_id": str(request.tenant_id),
         "principal_type": request.principal_type,
@@ -263,8 +309,7 @@ def _write(cur: Any, request: CoverageRequest, *, restore: bool = False) -> uuid
             "run_id": str(run_id),
             "period_start": request.period_start,
             "period_end": request.period_end,
-            "history_start": request.period_start
-            - dt.timedelta(days=request.win_rate_lookback_days),
+            "history_start": request.period_start - dt.timedelta(days=lookback),
             "by_pipeline": request.by_pipeline,
             "rollup": request.rollup,
             "tree": tree,
@@ -343,10 +388,17 @@ def run_pipeline_coverage_report(
     the run is written in one unit of work (see ``unit_of_work``). ``options`` are
     :func:`coverage_request`'s keywords (``as_of``, ``target_match``,
     ``win_rate_lookback_days``, ``rollup``). Returns the new run's id.
+
+    The seed's report whatever the tenant's default run options: an option not given
+    (or given as None) is the seed's (no roll-up, exact targets, 365 days), never the
+    tenant's default (``run_coverage`` with a ``coverage_request`` takes those).
     """
     if principal_type is None or principal_id is None:
         missing = "principal_type" if principal_type is None else "principal_id"
         raise ValidationError(f"{missing}: required")
+    for name, seed in SEED_DEFAULTS.as_dict().items():
+        if options.get(name) is None:
+            options[name] = seed
     request = coverage_request(
         tenant_id, period_start, period_end, principal_type, principal_id, pipeline_id,
         **options,
@@ -366,8 +418,9 @@ def run_pipeline_coverage_batch(
     """Compute coverage for every principal in scope (SPEC.md §5) and store it as one run.
 
     One fact row per principal (with ``by_pipeline``: per principal and pipeline of the
-    tenant), each equal to what ``run_pipeline_coverage_report`` gives for it, all from
-    one snapshot. ``options`` as for ``run_pipeline_coverage_report``. Returns the id.
+    tenant), each equal to what ``run_pipeline_coverage_report`` gives for it with the
+    same options, all from one snapshot. ``options`` as for ``coverage_request``: one
+    left out is the tenant's default. Returns the id.
     """
     request = coverage_request(
         tenant_id, period_start, period_end, None, None, pipeline_id,

@@ -7,7 +7,9 @@ its own.
 idempotency key derived from the day (``as_of``) and the request, so a second call
 the same day with the same parameters replays the first run instead of storing
 another (``run_coverage``'s idempotency keys). A tenant-period that fails is reported
-in its result and the others go on.
+in its result and the others go on. Each tenant's runs are made with its default run
+options (``tenants.run_defaults``), read when the snapshots start; the key covers
+them, so a snapshot after the defaults changed is a new run, not the day's old one.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pipeline_coverage.errors import InputError, NotFoundError, PipelineCoverage
 from pipeline_coverage.periods import quarter_name, resolve_period
 from pipeline_coverage.reports.coverage import CoverageRequest, coverage_request, run_coverage
 from pipeline_coverage.sql import query
+from pipeline_coverage.tenants import RunDefaults
 from pipeline_coverage.validation import parse_date, parse_flag, required_uuid
 
 #: The periods a snapshot takes, relative to its day, in the tenant's fiscal calendar.
@@ -111,11 +114,16 @@ def _take(
     found = Snapshot(
         as_uuid(tenant["id"]), tenant["name"], quarter_name(start, end, month), start, end
     )
-    request = coverage_request(
-        found.tenant_id, start, end, by_pipeline=by_pipeline, as_of=day,
-        period_expression=found.period,
-    )  # fmt: skip
+    defaults = RunDefaults(
+        rollup=bool(tenant["rollup"]),
+        target_match=str(tenant["target_match"]),
+        win_rate_lookback_days=int(tenant["win_rate_lookback_days"]),
+    )
     try:
+        request = coverage_request(
+            found.tenant_id, start, end, by_pipeline=by_pipeline, as_of=day,
+            period_expression=found.period,
+        ).with_defaults(defaults)  # fmt: skip
         outcome = run_coverage(conn, request, idempotency_key=snapshot_key(request))
     except PipelineCoverageError as exc:
         return replace(found, error=str(exc), bad_input=isinstance(exc, InputError))

@@ -8,7 +8,7 @@ import datetime as dt
 import hashlib
 import json
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -68,7 +68,7 @@ from pipeline_coverage.web.schemas import (
     RunRequest,
     RunWithRows,
     SamePoint,
-    TargetMatch,
+    TargetMatchFilter,
 )
 
 router = APIRouter(prefix="/v1", tags=["coverage"])
@@ -290,12 +290,13 @@ def coverage_history(
     period_end: IsoDate,
     pipeline_id: uuid.UUID | None = None,
     granularity: Granularity = "run",
-    target_match: TargetMatch | None = None,
-    rollup: bool | None = None,
+    target_match: TargetMatchFilter | None = None,
+    rollup: bool | Literal["any"] | None = None,
 ) -> History:
     """Rows for no pipeline unless ``pipeline_id`` picks one: every run's, oldest first,
     or (``granularity=day``) one point per day — the day's last run, a run's day being
-    its ``as_of``. ``target_match`` and ``rollup`` keep only the runs made with them."""
+    its ``as_of``. Only the runs made with ``target_match`` and ``rollup`` count: absent,
+    the tenant's default run options; ``any``, every run."""
     points = principal_history(
         conn, caller.tenant_id, principal_type, principal_id, period_start, period_end,
         pipeline_id, granularity=granularity, target_match=target_match, rollup=rollup,
@@ -326,13 +327,14 @@ def coverage_same_point(
     as_of: IsoDate | None = None,
     day: Annotated[int | None, Query(ge=1, le=MAX_DAY_OF_QUARTER)] = None,
     pipeline_id: uuid.UUID | None = None,
-    target_match: TargetMatch | None = None,
-    rollup: bool | None = None,
+    target_match: TargetMatchFilter | None = None,
+    rollup: bool | Literal["any"] | None = None,
 ) -> SamePoint:
     """Day ``day`` (default: ``as_of``'s own day of its quarter; ``as_of`` defaults to
     today) of the tenant's fiscal quarter containing ``as_of`` and of the
     ``quarters - 1`` before it: for each, the principal's row in the last run of
-    exactly that quarter whose ``as_of`` is on or before that day, or null."""
+    exactly that quarter whose ``as_of`` is on or before that day, or null. Runs are
+    kept by ``target_match`` and ``rollup`` as for the history."""
     found = same_point_of_quarter(
         conn, caller.tenant_id, principal_type, principal_id, quarters=quarters,
         as_of=as_of, day_of_quarter=day, pipeline_id=pipeline_id, target_match=target_match,

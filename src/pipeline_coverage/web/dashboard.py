@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse
 from pipeline_coverage.apikeys import end_session, start_session
 from pipeline_coverage.directory import default_period, known_periods
 from pipeline_coverage.metrics import HEADLINE, METRICS
+from pipeline_coverage.tenants import run_defaults
 from pipeline_coverage.web.deps import (
     SESSION_ID,
     SESSION_TENANT,
@@ -26,7 +27,7 @@ from pipeline_coverage.web.deps import (
     session_of,
 )
 from pipeline_coverage.web.problems import ProblemError
-from pipeline_coverage.web.schemas import MetricInfo, Session, SignIn
+from pipeline_coverage.web.schemas import MetricInfo, RunDefaults, Session, SignIn
 
 router = APIRouter(include_in_schema=False)
 STATIC = resources.files("pipeline_coverage.web").joinpath("static")
@@ -55,9 +56,11 @@ def session(caller: Caller, conn: TenantConn, settings: Settings) -> Session:
     # Open on a period with data, not on an empty current quarter (/v1/periods).
     opening = default_period(known_periods(conn, caller.tenant_id))
     start, end = opening.period_start, opening.period_end
+    defaults = run_defaults(conn, caller.tenant_id)
     return Session(
         tenant_id=caller.tenant_id,
         tenant_name=caller.tenant_name,
+        run_defaults=RunDefaults(**defaults.as_dict()),
         low=settings.low,
         healthy=settings.healthy,
         period_start=start,

@@ -20,13 +20,15 @@ from pipeline_coverage.periods import EXAMPLES
 from pipeline_coverage.render import exclusions_values, metric_value
 from pipeline_coverage.reports.movement import MOVEMENT_METRICS, REASONS, STEPS
 from pipeline_coverage.store import CoverageRow, CoverageRun, HistoryPoint
-from pipeline_coverage.validation import DEFAULT_LOOKBACK_DAYS, MAX_LOOKBACK_DAYS, parse_date
+from pipeline_coverage.validation import MAX_LOOKBACK_DAYS, parse_date
 
 #: Money and ratios: exact decimal strings. Signed: a pipeline gap below zero is a surplus.
 Amount = Annotated[str, Field(pattern=r"^-?\d+(\.\d+)?$", examples=["1250.50"])]
 PrincipalType = Literal["USER", "GROUP"]
 Granularity = Literal["run", "day"]
 TargetMatch = Literal["exact", "within"]
+#: A trend's filter on a run option: that value, or "any" run.
+TargetMatchFilter = Literal["exact", "within", "any"]
 
 
 def _iso_date(value: Any) -> dt.date:
@@ -82,25 +84,28 @@ class RunRequest(BaseModel):
     by_pipeline: bool = Field(
         False, description="Batch only: one row per principal and pipeline.", strict=True
     )
-    rollup: bool = Field(
-        False,
+    rollup: bool | None = Field(
+        None,
         description="A team is also credited with the deals of its members and of the "
-        "teams below it; its rows carry member_target_amount.",
+        "teams below it; its rows carry member_target_amount. Absent or null: the "
+        "tenant's default (run_defaults of GET /session).",
         strict=True,
     )
     as_of: IsoDate | None = Field(
         None, description="Open deals dated before this day are past due (default: today)."
     )
-    target_match: TargetMatch = Field(
-        "exact",
-        description="exact: targets of exactly this period; within: every target inside it.",
+    target_match: TargetMatch | None = Field(
+        None,
+        description="exact: targets of exactly this period; within: every target inside it. "
+        "Absent or null: the tenant's default.",
     )
-    win_rate_lookback_days: int = Field(
-        DEFAULT_LOOKBACK_DAYS,
+    win_rate_lookback_days: int | None = Field(
+        None,
         ge=1,
         le=MAX_LOOKBACK_DAYS,
         strict=True,
-        description="The win rate counts deals closed this many days before the period.",
+        description="The win rate counts deals closed this many days before the period. "
+        "Absent or null: the tenant's default.",
     )
 
 
@@ -419,12 +424,22 @@ class MetricInfo(BaseModel):
     unit: Literal["", "x", "%"]
 
 
+class RunDefaults(BaseModel):
+    """A tenant's default run options: what a run, history and same-point use for an
+    option they are not given (``pipeline-coverage tenant settings``)."""
+
+    rollup: bool
+    target_match: TargetMatch
+    win_rate_lookback_days: int
+
+
 class Session(BaseModel):
     """The dashboard's signed-in tenant and display settings, and the metrics it can
     show (``headline``: the default columns, in order)."""
 
     tenant_id: uuid.UUID
     tenant_name: str
+    run_defaults: RunDefaults
     low: float
     healthy: float
     period_start: dt.date

@@ -98,9 +98,11 @@ ORDER BY k.period_start DESC, k.period_end
 LIMIT %(limit)s;
 
 -- name: tenant_calendars
--- Every tenant (or one) with its fiscal year start month, by name: what a snapshot
--- needs to name each tenant's this and next quarter.
-SELECT t.id, t.name, t.fiscal_year_start_month
+-- Every tenant (or one) with its fiscal year start month and default run options, by
+-- name: what a snapshot needs to name each tenant's this and next quarter and run them.
+SELECT t.id, t.name, t.fiscal_year_start_month, t.default_rollup AS rollup,
+       t.default_target_match AS target_match,
+       t.default_win_rate_lookback_days AS win_rate_lookback_days
 FROM dyno_crm.tenant AS t
 WHERE %(tenant_id)s::uuid IS NULL OR t.id = %(tenant_id)s::uuid
 ORDER BY lower(t.name), t.id;

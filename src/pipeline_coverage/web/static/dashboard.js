@@ -271,6 +271,8 @@ async function start() {
   for (const el of document.querySelectorAll(".band-healthy")) el.textContent = state.session.healthy;
   $("period-start").value = state.session.period_start;
   $("period-end").value = state.session.period_end;
+  // Run now makes a run with the tenant's default options; the box changes it for one run.
+  $("run-rollup").checked = state.session.run_defaults.rollup;
   drawColumnPicker();
   await loadPeriods();
   await loadRuns();
@@ -354,8 +356,9 @@ async function loadRuns(preferred = null, loaded = null) {
       return option;
     }));
     select.disabled = state.runs.length === 0;
+    const usual = state.runs.find(madeWithDefaults);
     const chosen = state.runs.some((run) => run.run_id === preferred) ? preferred
-      : state.runs.length ? state.runs[0].run_id : null;
+      : usual ? usual.run_id : state.runs.length ? state.runs[0].run_id : null;
     if (chosen === null) {
       show(loaded);
       return;
@@ -365,6 +368,14 @@ async function loadRuns(preferred = null, loaded = null) {
   } catch (error) {
     $("dashboard-error").textContent = error.message;
   }
+}
+
+/** Whether a run was made with the tenant's default roll-up and target matching: the
+ *  run the dashboard opens on (the newest such run; else the newest run). */
+function madeWithDefaults(run) {
+  const defaults = state.session.run_defaults;
+  return Boolean(run.parameters.rollup) === defaults.rollup
+    && (run.parameters.target_match || "exact") === defaults.target_match;
 }
 
 async function showRun(runId) {
