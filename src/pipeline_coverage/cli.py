@@ -57,6 +57,12 @@ from pipeline_coverage.errors import (
     PipelineCoverageError,
     ValidationError,
 )
+from pipeline_coverage.importing.crm import (
+    DEFAULT_MAX_DELETE,
+    ImportRequest,
+    import_export,
+    import_summary,
+)
 from pipeline_coverage.importing.load import load_directory
 from pipeline_coverage.metrics import HEADLINE, NAMES, headline, parse_columns
 from pipeline_coverage.periods import EXAMPLES
@@ -287,6 +293,55 @@ def load(directory: Path) -> None:
         if tenant.id in touched:
             _echo(f"tenant {tenant.name}: {tenant.id} ({tenant.users} reps, "
                   f"{tenant.groups} teams, {tenant.deals} deals)")  # fmt: skip
+
+
+@cli.command("import")
+@click.option(
+    "--tenant", "tenant_name", required=True, help="The tenant, by name (created when new)."
+)
+@click.option(
+    "--format",
+    "format_name",
+    metavar="salesforce|hubspot|pipedrive|MAPPING.toml",
+    help="The export's format (default: told from its header).",
+)
+@click.argument("deals_file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--teams", type=click.Path(path_type=Path, dir_okay=False),
+              help="rep,team[,parent_team] per line.")  # fmt: skip
+@click.option("--targets", type=click.Path(path_type=Path, dir_okay=False),
+              help="A quota sheet, long or wide.")  # fmt: skip
+@click.option("--currency", help="A new tenant's reporting currency (default USD).")
+@click.option("--fiscal-year-start-month", type=click.IntRange(1, 12),
+              help="A new tenant's fiscal year start (default 1).")  # fmt: skip
+@click.option("--date-format", metavar="FMT", help="The export's dates (strptime, e.g. %d.%m.%Y).")
+@click.option("--sheet", help="An .xlsx file's sheet (default: the first).")
+@click.option("--full", is_flag=True, help="The export is complete: deals absent from it go.")
+@click.option("--max-delete", type=click.FloatRange(0, 100), default=DEFAULT_MAX_DELETE,
+              show_default=True, metavar="PCT",
+              help="With --full: refuse to delete over PCT% of the source's deals.")  # fmt: skip
+@click.option("--dry-run", is_flag=True, help="Check and count everything, write nothing.")
+def import_(
+    tenant_name: str, format_name: str | None, deals_file: Path, teams: Path | None,
+    targets: Path | None, currency: str | None, fiscal_year_start_month: int | None,
+    date_format: str | None, sheet: str | None, full: bool, max_delete: float, dry_run: bool,
+) -> None:  # fmt: skip
+    """Import a CRM's own export (Salesforce, HubSpot, Pipedrive, or any CSV/XLSX with a
+    mapping file), with a teams file and a quota sheet, all or nothing."""
+    if max_delete != DEFAULT_MAX_DELETE and not full:
+        raise click.UsageError("--max-delete goes with --full")
+    if not tenant_name.strip():
+        raise click.UsageError("--tenant is empty")
+    conn = _app().connection()
+    request = ImportRequest(
+        tenant=tenant_name, deals=deals_file, format=format_name, teams=teams,
+        targets=targets, currency=currency, fiscal_year_start_month=fiscal_year_start_month,
+        date_format=date_format, sheet=sheet, full=full, max_delete=max_delete,
+        dry_run=dry_run,
+    )  # fmt: skip
+    with _working(make_console(), f"importing {deals_file.name}"):
+        outcome = import_export(conn, request)
+    for line in import_summary(outcome):
+        _echo(line)
 
 
 @contextmanager

@@ -263,7 +263,7 @@ CROSS_TENANT = {
     "list_tenants", "tenant_calendars",
 }  # fmt: skip
 #: Finding a tenant by its name looks at every tenant's name, and nothing else.
-TENANT_BY_NAME = {"find_tenants"}
+TENANT_BY_NAME = {"find_tenants", "tenants_named"}
 QUERY_FILES = (
     "coverage", "runs", "api_keys", "idempotency", "directory", "settings", "importing",
     "tenants",

@@ -1,0 +1,530 @@
+"""``pipeline-coverage import``: a CRM's own export (and a teams file and a quota
+sheet) into a tenant, through the same checks and upsert as ``load`` (SPEC §12).
+
+The export's records (:mod:`.deals`, :mod:`.sheets`) are mapped onto the contract's
+tables here: reps, teams and pipelines are matched by name within the tenant (any
+case) and created when new; every id an import creates is derived from the tenant,
+the source and the record's key (:func:`derived_id`), so importing the same export
+twice changes nothing. The rows then go through ``load``'s staging, checks and upsert
+(:func:`pipeline_coverage.importing.load.load_tables`), all or nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from pipeline_coverage.db.connection import as_uuid, records, unit_of_work
+from pipeline_coverage.errors import InputError, LoadError
+from pipeline_coverage.importing.deals import DealFormat, ExportDeal, ReadSummary, read_deals
+from pipeline_coverage.importing.load import TableLoad, load_tables
+from pipeline_coverage.importing.mapping import format_for
+from pipeline_coverage.importing.sheets import SheetTarget, Teams, read_targets, read_teams
+from pipeline_coverage.importing.upsert import delete_absent_deals
+from pipeline_coverage.importing.values import fold
+from pipeline_coverage.sql import query
+from pipeline_coverage.tenants import set_run_defaults
+
+_QUERIES = "importing"
+#: The namespace of every id an import derives (uuid5): fixed forever, or re-imports
+#: would make new rows.
+NAMESPACE = uuid.UUID("6f1c9a52-4a8e-5d0b-9b1e-2c6a0f3e7d41")
+#: A stage's state as the export gives it → the contract's stage state.
+STAGE_STATES = {"open": "IN_PROGRESS", "won": "DONE_SUCCESS", "lost": "DONE_FAILED"}
+#: The stage a won or lost deal is put in when its own stage is open (Pipedrive keeps
+#: a deal's status apart from its stage): one per pipeline, with this name.
+CLOSED_STAGES = {"won": ("Won", 100), "lost": ("Lost", 0)}
+#: A full sync deletes at most this share (%) of the deals a tenant has from a source.
+DEFAULT_MAX_DELETE = 10.0
+
+Line = int
+Row = tuple[Line, Sequence[object]]
+
+
+def derived_id(*parts: object) -> uuid.UUID:
+    """The id an import gives a record: the same parts, the same id, always."""
+    return uuid.uuid5(NAMESPACE, "\x1f".join(str(part) for part in parts))
+
+
+def tenant_id_for(name: str) -> uuid.UUID:
+    """The id of a tenant an import creates (by its name, in any case)."""
+    return derived_id("tenant", fold(name))
+
+
+@dataclass
+class Directory:
+    """A tenant's reps, teams, pipelines and stages as the database holds them, keyed
+    by folded name (what an import matches on)."""
+
+    users: dict[str, uuid.UUID] = field(default_factory=dict)
+    groups: dict[str, uuid.UUID] = field(default_factory=dict)
+    parents: dict[uuid.UUID, uuid.UUID | None] = field(default_factory=dict)
+    pipelines: dict[str, uuid.UUID] = field(default_factory=dict)
+    #: (pipeline id, folded stage name) → (stage id, state)
+    stages: dict[tuple[uuid.UUID, str], tuple[uuid.UUID, str]] = field(default_factory=dict)
+    positions: dict[uuid.UUID, int] = field(default_factory=dict)
+    members: set[tuple[uuid.UUID, uuid.UUID]] = field(default_factory=set)
+
+
+def read_directory(cur: Any, tenant_id: uuid.UUID) -> Directory:
+    """The tenant's directory (empty for a tenant the import creates)."""
+    found = Directory()
+    params = {"tenant_id": str(tenant_id)}
+    cur.execute(query(_QUERIES, "tenant_users"), params)
+    for row in records(cur):
+        found.users.setdefault(fold(row["name"]), as_uuid(row["id"]))
+    cur.execute(query(_QUERIES, "tenant_groups"), params)
+    for row in records(cur):
+        group = as_uuid(row["id"])
+        found.groups.setdefault(fold(row["name"]), group)
+        found.parents[group] = as_uuid(row["parent_group_id"]) if row["parent_group_id"] else None
+    cur.execute(query(_QUERIES, "tenant_pipelines"), params)
+    for row in records(cur):
+        found.pipelines.setdefault(fold(row["name"]), as_uuid(row["id"]))
+    cur.execute(query(_QUERIES, "tenant_stages"), params)
+    for row in records(cur):
+        pipeline = as_uuid(row["pipeline_id"])
+        key = (pipeline, fold(row["name"]))
+        found.stages.setdefault(key, (as_uuid(row["id"]), str(row["stage_state"])))
+        position = row["position"]
+        if position is not None:
+            found.positions[pipeline] = max(found.positions.get(pipeline, 0), int(position))
+    cur.execute(query(_QUERIES, "tenant_memberships"), params)
+    found.members = {(as_uuid(g), as_uuid(u)) for g, u in cur.fetchall()}
+    return found
+
+
+@dataclass
+class Plan:
+    """The rows an import writes, per import file of the contract (``deals.csv``,
+    ...), each with the line of the export it comes from, and what it made."""
+
+    tenant_id: uuid.UUID
+    source: str
+    rows: dict[str, list[Row]] = field(default_factory=dict)
+    users_created: list[str] = field(default_factory=list)
+    groups_created: list[str] = field(default_factory=list)
+    pipelines_created: list[str] = field(default_factory=list)
+    #: (pipeline, stage, stage state, probability) of every stage created
+    stages_created: list[tuple[str, str, str, int | None]] = field(default_factory=list)
+    deal_ids: set[uuid.UUID] = field(default_factory=set)
+    #: the (principal type, principal id, pipeline id, start, end) the sheet sets
+    target_keys: set[tuple[str, uuid.UUID, uuid.UUID | None, dt.date, dt.date]] = field(
+        default_factory=set
+    )
+    #: groups whose memberships the teams file gives (the others keep theirs)
+    teams_given: set[uuid.UUID] = field(default_factory=set)
+
+    def add(self, file: str, line: Line, values: Sequence[object]) -> None:
+        self.rows.setdefault(file, []).append((line, values))
+
+
+class Planner:
+    """Maps an export's records onto rows of the contract's tables for one tenant."""
+
+    def __init__(
+        self, tenant_id: uuid.UUID, source: str, directory: Directory, files: Mapping[str, str]
+    ) -> None:
+        self.tenant = tenant_id
+        self.plan = Plan(tenant_id, source)
+        self.found = directory
+        #: the file names problems are reported in: deals, teams, targets
+        self.files = files
+        self.problems: list[str] = []
+
+    # --- reps, teams, pipelines, stages --------------------------------------------
+
+    def user(self, name: str, line: Line, file: str) -> uuid.UUID:
+        key = fold(name)
+        found = self.found.users.get(key)
+        if found is None:
+            found = derived_id(self.tenant, "user", key)
+            self.found.users[key] = found
+            self.plan.users_created.append(name)
+            self.plan.add("users.csv", line, (found, self.tenant, name, None, True))
+        return found
+
+    def group(self, name: str, line: Line, parent: uuid.UUID | None = None) -> uuid.UUID:
+        key = fold(name)
+        found = self.found.groups.get(key)
+        if found is None:
+            found = derived_id(self.tenant, "group", key)
+            self.found.groups[key] = found
+            self.found.parents[found] = parent
+            self.plan.groups_created.append(name)
+            self.plan.add("groups.csv", line, (found, self.tenant, name, parent))
+        return found
+
+    def pipeline(self, name: str, line: Line) -> uuid.UUID:
+        key = fold(name)
+        found = self.found.pipelines.get(key)
+        if found is None:
+            found = derived_id(self.tenant, "pipeline", key)
+            self.found.pipelines[key] = found
+            self.plan.pipelines_created.append(name)
+            self.plan.add("pipelines.csv", line, (found, self.tenant, name))
+        return found
+
+    def stage(
+        self, pipeline_name: str, name: str, state: str, probability: int | None, line: Line
+    ) -> tuple[uuid.UUID, str]:
+        """The stage's id and contract state (created with ``state`` when new)."""
+        pipeline = self.pipeline(pipeline_name, line)
+        key = (pipeline, fold(name))
+        found = self.found.stages.get(key)
+        if found is None:
+            stage = derived_id(self.tenant, "stage", pipeline, key[1])
+            position = self.found.positions.get(pipeline, 0) + 1
+            self.found.positions[pipeline] = position
+            found = (stage, STAGE_STATES[state])
+            self.found.stages[key] = found
+            self.plan.stages_created.append((pipeline_name, name, found[1], probability))
+            self.plan.add(
+                "pipeline_stages.csv",
+                line,
+                (stage, self.tenant, pipeline, name, found[1], probability, position, None),
+            )
+        return found
+
+    # --- the files -----------------------------------------------------------------
+
+    def deals(self, deals: Sequence[ExportDeal], summary: ReadSummary) -> None:
+        """The deals, their owners, pipelines and stages (each stage as the export gives
+        it; a won or lost deal whose stage is open goes to its pipeline's Won or Lost
+        stage)."""
+        first: dict[tuple[str, str], Line] = {}
+        for deal in deals:
+            first.setdefault((deal.pipeline, deal.stage), deal.line)
+        for (pipeline_name, stage_name), given in summary.stages.items():
+            line = first.get((pipeline_name, stage_name), 1)
+            self.stage(pipeline_name, stage_name, given.state, given.probability, line)
+        for deal in deals:
+            as_given = summary.stages.get((deal.pipeline, deal.stage))
+            stage_state = as_given.state if as_given else "open"
+            if deal.state != "open" and STAGE_STATES[deal.state] != STAGE_STATES[stage_state]:
+                name, probability = CLOSED_STAGES[deal.state]
+                stage, _ = self.stage(deal.pipeline, name, deal.state, probability, deal.line)
+            else:
+                stage, _ = self.stage(
+                    deal.pipeline, deal.stage, stage_state,
+                    as_given.probability if as_given else None, deal.line,
+                )  # fmt: skip
+            owner = self.user(deal.owner, deal.line, "deals") if deal.owner else None
+            deal_id = derived_id(self.tenant, "deal", self.plan.source, deal.key)
+            self.plan.deal_ids.add(deal_id)
+            closed = deal.state != "open"
+            self.plan.add(
+                "deals.csv",
+                deal.line,
+                (
+                    deal_id, self.tenant, self.found.pipelines[fold(deal.pipeline)], stage,
+                    deal.name, deal.amount,
+                    None if closed else deal.close_date, deal.close_date if closed else None,
+                    owner, None, None, None, deal.forecast_category, deal.currency,
+                ),
+            )  # fmt: skip
+
+    def teams(self, teams: Teams) -> None:
+        """Teams, their parents and memberships: a team the file names has exactly the
+        members the file gives it."""
+        parents = {fold(p.team): p for p in teams.parents}
+        # Parents first, so a team's parent id is known when the team is created.
+        for parent in teams.parents:
+            if parent.parent:
+                self.group(parent.parent, parent.line)
+        for membership in teams.memberships:
+            given = parents.get(fold(membership.team))
+            parent_id = self.found.groups[fold(given.parent)] if given and given.parent else None
+            group = self.group(membership.team, membership.line, parent_id)
+            self._reparent(group, membership.team, parent_id, membership.line)
+            self.plan.teams_given.add(group)
+            user = self.user(membership.rep, membership.line, "teams")
+            if (group, user) not in self.found.members:
+                self.found.members.add((group, user))
+                self.plan.add("group_members.csv", membership.line, (self.tenant, group, user))
+        for parent in teams.parents:  # a parent team that is itself in no membership line
+            group = self.found.groups[fold(parent.team)]
+            parent_id = self.found.groups[fold(parent.parent)] if parent.parent else None
+            self._reparent(group, parent.team, parent_id, parent.line)
+
+    def _reparent(self, group: uuid.UUID, name: str, parent: uuid.UUID | None, line: Line) -> None:
+        if self.found.parents.get(group) != parent and parent is not None:
+            self.found.parents[group] = parent
+            self.plan.add("groups.csv", line, (group, self.tenant, name, parent))
+
+    def targets(self, targets: Sequence[SheetTarget]) -> None:
+        """Targets by principal name (a rep or a team; a name that is both needs its
+        type) and pipeline name; a target replaces any other of the same principal,
+        period and pipeline."""
+        file = self.files.get("targets", "targets")
+        for target in targets:
+            key = fold(target.principal)
+            user, group = self.found.users.get(key), self.found.groups.get(key)
+            kind = target.principal_type
+            if kind is None:
+                if user and group:
+                    self.problems.append(
+                        f"{file}:{target.line}: principal: {target.principal!r} is a rep and a"
+                        " team: give its type (USER or GROUP) in a type column"
+                    )
+                    continue
+                kind = "GROUP" if group else "USER"
+            principal = group if kind == "GROUP" else user
+            if principal is None:
+                what = "team" if kind == "GROUP" else "rep"
+                self.problems.append(
+                    f"{file}:{target.line}: principal: no {what} named {target.principal!r}"
+                    " (reps come from the deals' owners and the teams file)"
+                )
+                continue
+            pipeline = None
+            if target.pipeline:
+                pipeline = self.found.pipelines.get(fold(target.pipeline))
+                if pipeline is None:
+                    self.problems.append(
+                        f"{file}:{target.line}: pipeline: no pipeline named {target.pipeline!r}"
+                    )
+                    continue
+            key_parts = (kind, principal, pipeline, target.period_start, target.period_end)
+            self.plan.target_keys.add(key_parts)
+            self.plan.add(
+                "sales_targets.csv",
+                target.line,
+                (
+                    derived_id(self.tenant, "target", *key_parts), self.tenant, kind, principal,
+                    pipeline, target.period_start, target.period_end, target.amount,
+                ),
+            )  # fmt: skip
+
+    def finish(self) -> Plan:
+        if self.problems:
+            raise LoadError(self.problems)
+        return self.plan
+
+
+def amount_text(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def check_currency(existing: str, given: str | None, tenant: str) -> None:
+    """An import never changes an existing tenant's reporting currency."""
+    if given is not None and given.upper() != existing.upper():
+        raise InputError(
+            f"--currency: tenant {tenant!r} reports in {existing}; an import does not"
+            f" change it (got {given})"
+        )
+
+
+# --- the import ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImportRequest:
+    """What ``pipeline-coverage import`` was asked (SPEC §12)."""
+
+    tenant: str
+    deals: Path
+    format: str | None = None
+    teams: Path | None = None
+    targets: Path | None = None
+    currency: str | None = None
+    fiscal_year_start_month: int | None = None
+    date_format: str | None = None
+    sheet: str | None = None
+    full: bool = False
+    max_delete: float = DEFAULT_MAX_DELETE
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class ImportOutcome:
+    """What an import did (or, with ``dry_run``, would do)."""
+
+    tenant_id: uuid.UUID
+    tenant_name: str
+    tenant_created: bool
+    source: str
+    format_title: str
+    read: ReadSummary
+    loads: tuple[TableLoad, ...]
+    deals_deleted: int
+    users_created: tuple[str, ...]
+    groups_created: tuple[str, ...]
+    pipelines_created: tuple[str, ...]
+    stages_created: tuple[tuple[str, str, str, int | None], ...]
+    targets_set: int
+    dry_run: bool
+
+    def table(self, file: str) -> TableLoad | None:
+        return next((load for load in self.loads if load.file == file), None)
+
+
+class _Rollback(Exception):
+    """Ends a dry run's transaction after it computed everything (nothing kept)."""
+
+    def __init__(self, outcome: ImportOutcome) -> None:
+        super().__init__("dry run")
+        self.outcome = outcome
+
+
+def source_of(fmt: DealFormat) -> str:
+    """The source an export's deals come from: a CRM (both Salesforce exports are one
+    source: a deal keeps its id whichever of them brings it), or the mapping's name."""
+    return "salesforce" if fmt.name.startswith("salesforce") else fmt.name
+
+
+def import_export(conn: Any, request: ImportRequest) -> ImportOutcome:
+    """Import a CRM export (and a teams file, a quota sheet) into a tenant, all or
+    nothing; with ``dry_run``, everything is checked and counted, nothing kept.
+
+    Raises :class:`LoadError` for bad rows (every problem located), ``InputError`` for
+    a refused request (another currency, a full sync deleting too much)."""
+    if not 0 <= request.max_delete <= 100:
+        raise InputError(f"--max-delete: a percentage from 0 to 100, got {request.max_delete}")
+    fmt = format_for(
+        request.format, request.deals, sheet=request.sheet, date_format=request.date_format
+    )
+    deals, read = read_deals(request.deals, fmt, sheet=request.sheet)
+    teams = read_teams(request.teams, fmt.teams) if request.teams else None
+    source = source_of(fmt)
+    files = {
+        "deals": read.file,
+        "teams": request.teams.name if request.teams else "teams",
+        "targets": request.targets.name if request.targets else "targets",
+    }
+    try:
+        with unit_of_work(conn) as cur:
+            outcome = _import(conn, cur, request, fmt, source, deals, read, teams, files)
+            if request.dry_run:
+                raise _Rollback(outcome)
+    except _Rollback as rolled_back:
+        return rolled_back.outcome
+    return outcome
+
+
+def _import(
+    conn: Any, cur: Any, request: ImportRequest, fmt: DealFormat, source: str,
+    deals: Sequence[ExportDeal], read: ReadSummary, teams: Teams | None,
+    files: Mapping[str, str],
+) -> ImportOutcome:  # fmt: skip
+    cur.execute(query(_QUERIES, "tenants_named"), {"name": request.tenant})
+    named = records(cur)
+    if len(named) > 1:
+        raise InputError(f"--tenant: {len(named)} tenants are named {request.tenant!r}")
+    created = not named
+    if named:
+        tenant_id = as_uuid(named[0]["id"])
+        check_currency(named[0]["currency"], request.currency, request.tenant)
+        month = int(named[0]["fiscal_year_start_month"])
+        name = str(named[0]["name"])
+    else:
+        tenant_id, name = tenant_id_for(request.tenant), request.tenant.strip()
+        month = request.fiscal_year_start_month or 1
+    targets = (
+        read_targets(request.targets, fiscal_year_start_month=month, sheet=None)
+        if request.targets
+        else []
+    )
+    planner = Planner(tenant_id, source, read_directory(cur, tenant_id), files)
+    if created:
+        currency = (request.currency or "USD").upper()
+        planner.plan.add("tenants.csv", 1, (tenant_id, name, currency, month))
+    planner.deals(deals, read)
+    if teams is not None:
+        planner.teams(teams)
+    planner.targets(targets)
+    plan = planner.finish()
+
+    cur.execute(query(_QUERIES, "source_deals"), {"tenant_id": str(tenant_id), "source": source})
+    candidates = {as_uuid(row[0]) for row in cur.fetchall()}
+    absent = candidates - plan.deal_ids
+    if request.full and candidates:
+        share = 100 * len(absent) / len(candidates)
+        if share > request.max_delete:
+            raise InputError(
+                f"--full: the export would delete {len(absent):,} of the {len(candidates):,}"
+                f" deals this tenant has from {source} ({share:.1f}%), more than --max-delete"
+                f" {request.max_delete:g}%: is the export complete? Nothing was changed"
+            )
+    by_file = {
+        "tenants.csv": files["deals"], "users.csv": files["deals"],
+        "pipelines.csv": files["deals"], "pipeline_stages.csv": files["deals"],
+        "deals.csv": files["deals"], "groups.csv": files["teams"],
+        "group_members.csv": files["teams"], "sales_targets.csv": files["targets"],
+    }  # fmt: skip
+    rows = plan.rows
+    loads = load_tables(conn, rows, source=by_file)
+    params = {"tenant_id": str(tenant_id), "source": source,
+              "deal_ids": [str(d) for d in plan.deal_ids]}  # fmt: skip
+    cur.execute(query(_QUERIES, "mark_source_deals"), params)
+    if teams is not None and plan.teams_given:
+        members = [f"{g}:{u}" for g, u in planner.found.members if g in plan.teams_given]
+        cur.execute(
+            query(_QUERIES, "drop_other_members"),
+            {"tenant_id": str(tenant_id), "groups": [str(g) for g in plan.teams_given],
+             "kept": members},
+        )  # fmt: skip
+    if plan.target_keys:
+        cur.execute(
+            query(_QUERIES, "drop_replaced_targets"),
+            {"tenant_id": str(tenant_id),
+             "kept": [str(line_values[1][0]) for line_values in rows.get("sales_targets.csv", [])]},
+        )  # fmt: skip
+    deleted = 0
+    if request.full and absent:
+        deleted = delete_absent_deals(conn, tenant_id, plan.deal_ids, candidates)
+    if created:
+        set_run_defaults(conn, tenant_id, rollup=True)
+    return ImportOutcome(
+        tenant_id=tenant_id, tenant_name=name, tenant_created=created, source=source,
+        format_title=fmt.title, read=read, loads=tuple(loads), deals_deleted=deleted,
+        users_created=tuple(plan.users_created), groups_created=tuple(plan.groups_created),
+        pipelines_created=tuple(plan.pipelines_created),
+        stages_created=tuple(plan.stages_created),
+        targets_set=len(rows.get("sales_targets.csv", [])), dry_run=request.dry_run,
+    )  # fmt: skip
+
+
+def import_summary(outcome: ImportOutcome) -> list[str]:
+    """What an import did, as lines an analyst checks the mapping by (SPEC §12)."""
+    read = outcome.read
+    would = "would be " if outcome.dry_run else ""
+    lines = [
+        ("dry run, nothing written: " if outcome.dry_run else "")
+        + f"{read.file}: {outcome.format_title}, {read.deals:,} deals"
+        + f" keyed by {read.key_column}"
+        + (f" ({read.footer_lines} footer lines skipped)" if read.footer_lines else "")
+    ]
+    deals = outcome.table("deals.csv")
+    if deals is not None:
+        lines.append(
+            f"deals: {deals.inserted:,} new, {deals.updated:,} updated,"
+            f" {deals.unchanged:,} unchanged, {outcome.deals_deleted:,} deleted"
+            + "".join(f", {n:,} skipped ({why})" for why, n in read.skipped.items())
+        )
+    if outcome.tenant_created:
+        lines.append(f"tenant {outcome.tenant_name}: {would}created (roll-up on by default)")
+    for what, names in (("reps", outcome.users_created), ("teams", outcome.groups_created),
+                        ("pipelines", outcome.pipelines_created)):  # fmt: skip
+        if names:
+            shown = ", ".join(names[:10]) + (
+                f" and {len(names) - 10} more" if len(names) > 10 else ""
+            )
+            lines.append(f"{what} {would}created: {len(names)} ({shown})")
+    for pipeline, stage, state, probability in outcome.stages_created:
+        chance = "no probability" if probability is None else f"probability {probability}"
+        lines.append(f"stage {would}created: {pipeline} / {stage}: {state}, {chance}")
+    members = outcome.table("group_members.csv")
+    if members is not None:
+        lines.append(f"team memberships: {members.inserted:,} new")
+    if outcome.targets_set:
+        lines.append(f"targets set: {outcome.targets_set:,}")
+    if read.ignored_columns:
+        lines.append("columns ignored: " + ", ".join(read.ignored_columns))
+    lines.append(f"tenant {outcome.tenant_name}: {outcome.tenant_id}")
+    return lines
