@@ -1233,6 +1233,9 @@ def demo(deals: int) -> None:
         f"{app.where}: {summary.users} reps, {summary.groups} teams, "
         f"{sum(item.rows for item in loads if item.table == 'deal')} deals."
     )
+    # Its teams come with members, like an imported tenant's: rolled up by default, so
+    # that run, snapshot, history and the dashboard show them as this table does.
+    set_run_defaults(conn, summary.tenant_id, rollup=True)
     with _working(console, "computing coverage for every rep and team"):
         # Rolled up: the Enterprise region counts its two teams' deals (SPEC.md §10).
         run_id = run_pipeline_coverage_batch(
@@ -1245,7 +1248,7 @@ def demo(deals: int) -> None:
         f"      {me} run --tenant '{demo_data.TENANT_NAME}' --period this-quarter --all"
         " --by-pipeline\n"
         f"      {me} run --tenant '{demo_data.TENANT_NAME}' --period this-quarter --all"
-        "   # without --rollup: a team only counts the deals stamped with it\n"
+        " --no-rollup   # a team counts only the deals stamped with it\n"
         f"      {me} apikey create --tenant '{demo_data.TENANT_NAME}'   "
         f"# then: {me} serve, and sign in at http://127.0.0.1:8000/",
         soft_wrap=True,
