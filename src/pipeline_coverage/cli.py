@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import shutil
 import signal
@@ -1314,6 +1315,15 @@ def _raise_on_signal(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+class _QuietAfterInterrupt(logging.Filter):
+    """Drops psycopg's 'error ignored in rollback' when the rollback failed because an
+    interrupt stopped a query midway: the command ends with its one line, 'interrupted'."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        failed = sys.exc_info()[1]
+        return not (failed is not None and isinstance(failed.__context__, KeyboardInterrupt))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, map errors to exit codes, never show a traceback for
     an expected error (set PIPELINE_COVERAGE_DEBUG=1 to see one for unexpected ones)."""
@@ -1321,6 +1331,9 @@ def main(argv: list[str] | None = None) -> int:
     # Python then installs no KeyboardInterrupt handler of its own.
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _raise_on_signal)
+    rollbacks = logging.getLogger("psycopg.transaction")
+    if not any(isinstance(f, _QuietAfterInterrupt) for f in rollbacks.filters):
+        rollbacks.addFilter(_QuietAfterInterrupt())
     try:
         result = cli.main(args=argv, prog_name=PROG, standalone_mode=False)
     except click.exceptions.Exit as exc:
