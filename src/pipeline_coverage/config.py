@@ -73,6 +73,10 @@ class WebSettings:
     run_cache_seconds: float = 30.0
     #: The largest request body accepted; a larger one is refused with 413 unread.
     max_body_bytes: int = 64 * 1024
+    #: The largest import upload (``POST /v1/imports``, its files and fields together):
+    #: refused with 413 as soon as a streamed upload passes it. The JSON limit above
+    #: does not apply to it.
+    max_import_bytes: int = 100 * 1024 * 1024
     #: How many runs one tenant may be computing at once; more wait, then get 429.
     tenant_runs: int = 2
     #: How long a request may queue for a database slot (or its tenant's run slot)
@@ -88,8 +92,9 @@ class WebSettings:
     #: Open connections per server process; at the cap, a new connection closes the
     #: one idle longest (a connection whose request is being answered is never closed).
     max_connections: int = 1000
-    #: A request's headers (and a body, once its headers are in) must arrive within
-    #: this many seconds of its first byte, or of the connection's opening.
+    #: A request's headers must arrive within this many seconds of its first byte, or
+    #: of the connection's opening; its body may then not stall for as long, and must
+    #: keep up a minimum average rate (``server.MIN_BODY_RATE``) after as long.
     header_timeout: float = 10.0
     #: How long an idle keep-alive connection stays open.
     keepalive_seconds: float = 5.0
@@ -115,6 +120,9 @@ class WebSettings:
             run_cache_seconds=_number(env, "PIPELINE_COVERAGE_RUN_CACHE_SECONDS", 30.0, float),
             max_body_bytes=_number(
                 env, "PIPELINE_COVERAGE_MAX_BODY_BYTES", 64 * 1024, int, minimum=1024
+            ),
+            max_import_bytes=_number(
+                env, "PIPELINE_COVERAGE_MAX_IMPORT_BYTES", 100 * 1024 * 1024, int, minimum=1024
             ),
             tenant_runs=_number(env, "PIPELINE_COVERAGE_TENANT_RUNS", 2, int, minimum=1),
             queue_seconds=_number(env, "PIPELINE_COVERAGE_QUEUE_SECONDS", 10.0, float),

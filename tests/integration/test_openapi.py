@@ -37,6 +37,7 @@ V1_OPERATIONS = {
     ("GET", "/v1/coverage/history"),
     ("GET", "/v1/periods"),
     ("GET", "/v1/coverage/same-point"),
+    ("POST", "/v1/imports"),
 }
 Q1 = (dt.date(2026, 1, 1), dt.date(2026, 4, 1))
 MAX_EXAMPLES = 30

@@ -20,7 +20,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from pipeline_coverage.apikeys import SESSION_LIFETIME_SECONDS
 from pipeline_coverage.config import WebSettings
-from pipeline_coverage.web import api, dashboard, problems
+from pipeline_coverage.web import api, dashboard, imports, problems
 from pipeline_coverage.web.access import AccessLog
 from pipeline_coverage.web.cache import RunCache
 from pipeline_coverage.web.deps import get_pool
@@ -97,11 +97,17 @@ def create_app(database_url: str, settings: WebSettings, *, open_pool: bool = Tr
         https_only=settings.secure_cookies,
     )
     app.add_middleware(SameOriginWrites, public_url=settings.public_url)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    # An import's upload streams to its route under its own limit, not the JSON one.
+    app.add_middleware(
+        BodyLimit,
+        limit=settings.max_body_bytes,
+        streamed={imports.PATH: settings.max_import_bytes},
+    )
     # Outside the body limit: a refused request is logged and echoes its request id too.
     app.add_middleware(AccessLog)
     app.add_middleware(SecurityHeaders)
     app.include_router(api.router)
+    app.include_router(imports.router)
     app.include_router(dashboard.router)
     app.mount("/static", StaticFiles(packages=[("pipeline_coverage.web", "static")]), name="static")
 

@@ -1,7 +1,9 @@
 """What keeps one bad or greedy client from hurting the others.
 
 - ``BodyLimit``: a request body over ``max_body_bytes`` is refused with 413 before
-  anything parses it (by its Content-Length, or as soon as a streamed body passes it).
+  anything parses it (by its Content-Length, or as soon as a streamed body passes it);
+  an upload (``POST /v1/imports``) has a limit of its own, ``max_import_bytes``, and
+  is streamed to its route rather than held in memory.
 - ``admitted``: at most ``pool_size`` requests use the database at once; the others
   queue (without holding a thread) for at most ``queue_seconds``, then get 429.
 - ``TenantSlots``: one tenant computes at most ``tenant_runs`` runs and reads with at
@@ -21,7 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -44,18 +46,43 @@ def too_many(detail: str, retry_after: float) -> ProblemError:
     return ProblemError(429, detail, headers={"Retry-After": str(max(1, math.ceil(retry_after)))})
 
 
-class BodyLimit:
-    """Refuse request bodies over ``limit`` bytes with 413, reading no more than that."""
+class BodyTooLarge(ProblemError):
+    """A streamed upload passed its limit: 413, and the connection is closed (the rest
+    of the body is never read)."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            413, f"the request body is larger than {limit} bytes", headers={"Connection": "close"}
+        )
+
+
+class BodyLimit:
+    """Refuse request bodies over ``limit`` bytes with 413, reading no more than that.
+
+    ``streamed`` maps the paths of uploads (POSTed) to their own limit: their body is
+    not read here but handed on as it comes, counted, and the read that passes the
+    limit raises :class:`BodyTooLarge`. An answer given before such a body was read to
+    its end (a 401, a 413, a refused field) closes the connection, so the rest of the
+    upload is never read.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int, streamed: Mapping[str, int] | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.streamed = dict(streamed or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
             await self.app(scope, receive, send)
             return
         declared = _content_length(scope)
+        upload_limit = self.streamed.get(scope["path"]) if scope["method"] == "POST" else None
+        if upload_limit is not None:
+            if declared is not None and declared > upload_limit:
+                await self._refuse(scope, receive, send, upload_limit)
+                return
+            await self._stream(scope, receive, send, upload_limit)
+            return
         if declared is not None and declared > self.limit:
             await self._refuse(scope, receive, send)
             return
@@ -86,11 +113,38 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _stream(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        size = 0
+        ended = False
+
+        async def counted() -> Message:
+            nonlocal size, ended
+            message = await receive()
+            if message["type"] == "http.request":
+                size += len(message.get("body", b""))
+                if size > limit:
+                    raise BodyTooLarge(limit)
+                ended = not message.get("more_body", False)
+            return message
+
+        async def closing(message: Message) -> None:
+            if message["type"] == "http.response.start" and not ended:
+                headers = [(n, v) for n, v in message.get("headers", ()) if n != b"connection"]
+                message = {**message, "headers": [*headers, (b"connection", b"close")]}
+            await send(message)
+
+        try:
+            await self.app(scope, counted, closing)
+        except BodyTooLarge:  # raised where no handler answers it
+            await self._refuse(scope, receive, closing, limit)
+
+    async def _refuse(
+        self, scope: Scope, receive: Receive, send: Send, limit: int | None = None
+    ) -> None:
         response = problem_response(
             Request(scope),
             413,
-            f"the request body is larger than {self.limit} bytes",
+            f"the request body is larger than {limit or self.limit} bytes",
             headers={"Connection": "close"},
         )
         await response(scope, receive, send)

@@ -474,3 +474,57 @@ class PeriodList(BaseModel):
 
     items: list[PeriodInfo]
     default: PeriodInfo
+
+
+# --- imports -------------------------------------------------------------------------
+
+StageState = Literal["IN_PROGRESS", "DONE_SUCCESS", "DONE_FAILED"]
+
+
+class ImportedDeals(BaseModel):
+    """What an import did to the deals (a dry run: what it would do)."""
+
+    new: int
+    updated: int
+    unchanged: int
+    #: By a full sync: deals of the same source the export no longer has.
+    deleted: int
+    #: Left out on purpose, e.g. Pipedrive's deleted deals.
+    skipped: int
+    skipped_by_reason: dict[str, int] = Field(
+        description="Skipped deals by reason, e.g. {'Deal - Status deleted': 3}"
+    )
+
+
+class CreatedStage(BaseModel):
+    """A stage an import created, with the state and probability it was given."""
+
+    pipeline: str
+    stage: str
+    state: StageState
+    probability: int | None
+
+
+class ImportResult(BaseModel):
+    """What ``POST /v1/imports`` did (``dry_run``: what it would do; nothing written)."""
+
+    dry_run: bool
+    tenant_id: uuid.UUID
+    tenant_name: str
+    format: str = Field(description="The format read, e.g. 'Salesforce report export'")
+    source: str = Field(description="The source the deals' identities are kept under")
+    file: str = Field(description="The deals file's own name")
+    key_column: str = Field(description="The column the deals are identified by")
+    deals_read: int
+    footer_lines: int = Field(description="Lines of a report footer recognised and skipped")
+    deals: ImportedDeals
+    reps_created: list[str]
+    teams_created: list[str]
+    pipelines_created: list[str]
+    stages_created: list[CreatedStage]
+    memberships_added: int
+    targets_set: int
+    ignored_columns: list[str]
+    summary: list[str] = Field(
+        description="The same summary as `pipeline-coverage import` prints, one line each"
+    )

@@ -6,9 +6,14 @@ few thousand idle or slow (slowloris) connections would exhaust the process's fi
 descriptors, and nothing, ``/healthz`` included, could connect any more. So every
 connection of a server process is watched by one ``ConnectionGuard``:
 
-- **read deadline**: a request's headers and body must arrive within
-  ``header_timeout`` seconds of its first byte (or of the connection's opening), or
-  the connection is closed;
+- **read deadline**: a request's headers must arrive within ``header_timeout``
+  seconds of its first byte (or of the connection's opening), or the connection is
+  closed. Its body then has its own rule, so that a large upload over a slow link is
+  not cut short while a stalled or trickling one still is: the connection is closed
+  when no byte of the body arrives for ``header_timeout`` seconds, or when, after
+  ``header_timeout`` seconds, the body has come at less than ``MIN_BODY_RATE`` bytes a
+  second on average. Time the server itself is not reading (its flow control paused
+  the socket, because the app has not asked for more yet) counts against neither;
 - **keep-alive**: an idle connection is closed after ``keepalive_seconds``;
 - **cap**: at most ``max_connections`` per process. At the cap, a new connection
   closes the connection that has been *waiting* longest (idle, or still sending its
@@ -28,6 +33,7 @@ from collections import OrderedDict
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors import Multiprocess
 
@@ -38,6 +44,10 @@ DATABASE_URL_VARIABLE = "DATABASE_URL"
 SECRET_KEY_VARIABLE = "PIPELINE_COVERAGE_SECRET_KEY"
 APP_FACTORY = "pipeline_coverage.web.server:app_from_environment"
 
+#: A request body must arrive at least this fast on average (bytes a second), once its
+#: first ``header_timeout`` seconds are over: 64 kbit/s, a slow mobile link; a 100 MiB
+#: upload may take up to about three and a half hours at it, a 64 KiB JSON body 8 s.
+MIN_BODY_RATE = 8 * 1024
 #: File descriptors kept for everything but client connections (the database pool,
 #: logs, the listening socket, ...).
 RESERVED_DESCRIPTORS = 64
@@ -86,6 +96,30 @@ class ConnectionGuard:
             self.waiting.move_to_end(connection)
 
 
+class TimedFlowControl(FlowControl):
+    """uvicorn's flow control, keeping how long reading was paused (the server, not the
+    client, held the body up meanwhile) and when it last resumed."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(transport)
+        self.loop = loop
+        self.paused_seconds = 0.0
+        self.paused_at: float | None = None
+        self.resumed_at = 0.0
+
+    def pause_reading(self) -> None:
+        if not self.read_paused:
+            self.paused_at = self.loop.time()
+        super().pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.read_paused and self.paused_at is not None:
+            self.resumed_at = self.loop.time()
+            self.paused_seconds += self.resumed_at - self.paused_at
+            self.paused_at = None
+        super().resume_reading()
+
+
 class GuardedHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, with the read deadline and the cap of
     ``ConnectionGuard`` (found on the uvicorn config as ``connection_guard``)."""
@@ -95,9 +129,16 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.guard: ConnectionGuard = config.connection_guard
         self.read_deadline: asyncio.TimerHandle | None = None
         self.answering = False
+        #: While a request's body is coming: when its headers were in, the bytes since,
+        #: the last time any came, and the paused time of the flow control then.
+        self.body_since: float | None = None
+        self.body_bytes = 0
+        self.body_progress = 0.0
+        self.body_paused = 0.0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.flow = TimedFlowControl(transport, self.loop)
         if not self.guard.opened(self):
             transport.write(_BUSY)
             transport.close()
@@ -111,13 +152,28 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         # Bytes that begin no request (blank lines) must not keep a connection alive.
+        in_body = self.body_since is not None
         super().data_received(data)
+        if in_body and self.body_since is not None:
+            self.body_bytes += len(data)
+            self.body_progress = self.loop.time()
         if not self.answering:
             self._arm()
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        # The headers are in: from now on the body's own rule (see the module).
+        self._disarm()
+        now = self.loop.time()
+        self.body_since, self.body_bytes, self.body_progress = now, 0, now
+        flow = self.flow
+        self.body_paused = flow.paused_seconds if isinstance(flow, TimedFlowControl) else 0.0
+        self._arm()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._disarm()
+        self.body_since = None
         self.answering = True
         self.guard.busy(self)
 
@@ -138,8 +194,31 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def _expire(self) -> None:
         self.read_deadline = None
-        if not self.answering and not self.transport.is_closing():
-            self.transport.close()
+        if self.answering or self.transport.is_closing():
+            return
+        left = self._body_time_left()
+        if left > 0:
+            self.read_deadline = self.loop.call_later(left, self._expire)
+            return
+        self.transport.close()
+
+    def _body_time_left(self) -> float:
+        """Seconds the body being read may still take before the next check (0: close
+        the connection now); 0 outside a body (the headers' deadline has passed)."""
+        if self.body_since is None:
+            return 0.0
+        flow = self.flow
+        timeout = self.guard.header_timeout
+        if not isinstance(flow, TimedFlowControl):
+            return 0.0
+        if flow.read_paused:  # the server is not reading: not the client's doing
+            return timeout
+        now = self.loop.time()
+        paused = flow.paused_seconds - self.body_paused
+        last = max(self.body_progress, flow.resumed_at)
+        stalled_at = last + timeout
+        too_slow_at = self.body_since + paused + timeout + self.body_bytes / MIN_BODY_RATE
+        return max(0.0, min(stalled_at, too_slow_at) - now)
 
 
 def descriptor_budget() -> int:

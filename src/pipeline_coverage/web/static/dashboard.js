@@ -1046,6 +1046,93 @@ function dealRow(deal) {
 
 // trend(row, request): the principal's trend and the same point of the quarter, in trends.js.
 
+// --- importing a CRM export -----------------------------------------------------------------
+
+/** The import form as POST /v1/imports takes it; null (and a word why) when incomplete. */
+function importForm(dryRun) {
+  const deals = $("import-deals").files[0];
+  if (!deals) {
+    $("import-status").textContent = "Choose the deals export first.";
+    return null;
+  }
+  const form = new FormData();
+  form.append("deals", deals);
+  for (const name of ["teams", "targets"]) {
+    const file = $(`import-${name}`).files[0];
+    if (file) form.append(name, file);
+  }
+  const format = $("import-format").value;
+  if (format === "mapping") {
+    const mapping = $("import-mapping").files[0];
+    if (!mapping) {
+      $("import-status").textContent = "Choose the mapping file, or another format.";
+      return null;
+    }
+    form.append("mapping", mapping);
+  } else if (format) {
+    form.append("format", format);
+  }
+  if ($("import-full").checked) {
+    form.append("full", "true");
+    form.append("max_delete", $("import-max-delete").value || "10");
+  }
+  if (dryRun) form.append("dry_run", "true");
+  return form;
+}
+
+/** Sends the import (or its dry run) and shows what it did, or every problem, as text:
+ *  names in a file are anyone's, never HTML. A real import reloads the periods and runs,
+ *  so the new data can be run at once. */
+async function importExport(dryRun) {
+  const form = importForm(dryRun);
+  if (form === null) return;
+  const buttons = [$("import-dry-run"), $("import-run")];
+  for (const button of buttons) button.disabled = true;
+  $("import-problems").hidden = true;
+  $("import-problems").replaceChildren();
+  $("import-summary").hidden = true;
+  $("import-status").textContent = dryRun ? "Checking the files…" : "Importing…";
+  try {
+    const response = await fetch("/v1/imports", {
+      method: "POST", credentials: "same-origin", headers: { Accept: "application/json" }, body: form,
+    });
+    if (response.status === 401) {
+      endSession("Your session has ended: sign in again.");
+      return;
+    }
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      const problems = (body.errors || []).map((error) => error.message).filter(Boolean);
+      const lines = problems.length ? problems : [body.detail || `${response.status} ${response.statusText}`];
+      $("import-problems").replaceChildren(...lines.map((line) => {
+        const item = document.createElement("li");
+        item.textContent = line;
+        return item;
+      }));
+      $("import-problems").hidden = false;
+      const more = /\(and (\d+) more\)$/.exec(body.detail || "");
+      const total = lines.length + (more ? Number(more[1]) : 0);
+      $("import-status").textContent = `Nothing was imported: ${total} problem${total === 1 ? "" : "s"} to fix.`;
+      return;
+    }
+    const deals = body.deals;
+    const counts = `${deals.new} new, ${deals.updated} updated, ${deals.unchanged} unchanged, ${deals.deleted} deleted`;
+    $("import-status").textContent = body.dry_run
+      ? `Dry run, nothing written: the import would make ${counts}.`
+      : `Imported: ${counts}.`;
+    $("import-summary").textContent = body.summary.join("\n");
+    $("import-summary").hidden = false;
+    if (!body.dry_run) {
+      await loadPeriods(); // new targets make new periods
+      await loadRuns();
+    }
+  } catch (error) {
+    $("import-status").textContent = error.message;
+  } finally {
+    for (const button of buttons) button.disabled = false;
+  }
+}
+
 // --- wiring -----------------------------------------------------------------------------------------
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -1078,6 +1165,14 @@ document.addEventListener("DOMContentLoaded", () => {
   $("run-now").addEventListener("click", runNow);
   $("reset-columns").addEventListener("click", () => setColumns([...state.session.headline]));
   $("close-deals").addEventListener("click", closeSelection);
+  $("import-dry-run").addEventListener("click", () => importExport(true));
+  $("import-run").addEventListener("click", () => importExport(false));
+  $("import-format").addEventListener("change", () => {
+    $("import-mapping-label").hidden = $("import-format").value !== "mapping";
+  });
+  $("import-full").addEventListener("change", () => {
+    $("import-max-delete").disabled = !$("import-full").checked;
+  });
   const tabs = ["USER", "GROUP"];
   for (const type of tabs) {
     const tab = $(`tab-${type}`);
