@@ -269,6 +269,34 @@ def test_fields_no_import_takes_are_422(
     assert list(uploads.iterdir()) == []
 
 
+def test_a_malformed_body_and_overlong_part_headers_are_400(
+    conn: psycopg.Connection[Any], live_server: str, uploads: Path
+) -> None:
+    tenant, key = tenant_with_key(conn, "Acme")
+    content_type, body = multipart({"deals": export("hubspot.csv")})
+    long_header = b"X-Note: " + b"n" * 9000 + b"\r\n"
+    overlong = body.replace(
+        b"Content-Type: text/csv\r\n", b"Content-Type: text/csv\r\n" + long_header
+    )
+    cases = [
+        (overlong, "a part's headers are over 8192 bytes"),
+        (body[: len(body) // 2], "the body ends before its closing boundary"),
+        (body.replace(b"Content-Disposition", b"Content-Location"),
+         "a part has no 'Content-Disposition: form-data; name=...' header"),
+    ]  # fmt: skip
+    for sent, reason in cases:
+        response = httpx.post(
+            f"{live_server}/v1/imports",
+            headers={"Authorization": f"Bearer {key}", "Content-Type": content_type.decode()},
+            content=sent,
+            timeout=30,
+        )
+        assert response.status_code == 400, response.text
+        assert response.json()["detail"] == f"malformed multipart/form-data body: {reason}"
+    assert counts(conn, tenant) == dict.fromkeys(TABLES, 0)
+    assert list(uploads.iterdir()) == []
+
+
 def test_the_tenant_is_always_the_keys(
     conn: psycopg.Connection[Any], live_server: str, uploads: Path
 ) -> None:

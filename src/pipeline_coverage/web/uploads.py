@@ -1,10 +1,12 @@
 """A ``multipart/form-data`` body (RFC 7578) read as it streams in.
 
-Each file part goes straight to a file of its own in a folder the caller owns, under
-the file's own name made safe (its last path segment, without control characters),
-in a sub-folder named after the form field: two parts cannot collide, and no name
-can reach outside the folder. Other fields are short text, kept in memory. Nothing is
-held in memory but one chunk and a boundary's length, whatever the files' sizes.
+The body's chunks are fed, as they arrive, to python-multipart's push parser (the one
+Starlette uses); this module keeps only the policy around it. Each file part goes
+straight to a file of its own in a folder the caller owns, under the file's own name
+made safe (its last path segment, without control characters), in a sub-folder named
+after the form field: two parts cannot collide, and no name can reach outside the
+folder. Other fields are short text, kept in memory. Nothing is held in memory but one
+chunk and a part's headers, whatever the files' sizes.
 
 The body's total size is limited by :class:`pipeline_coverage.web.limits.BodyLimit`;
 this reader refuses what no import needs: an unknown field, a field given twice, a
@@ -13,13 +15,14 @@ long field value, overlong part headers, too many parts.
 
 from __future__ import annotations
 
-import contextlib
 import re
-import urllib.parse
 from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
+
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
 
 from pipeline_coverage.web.problems import ProblemError, field_problem
 
@@ -31,7 +34,8 @@ MAX_PART_HEADER_BYTES = 8 * 1024
 MAX_PARTS = 32
 #: The longest file name kept (characters; the end is kept, with its suffix).
 MAX_NAME = 120
-_PARAMETER = re.compile(r';\s*([A-Za-z0-9_.*-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
+#: The most header lines of one part (the parser's own default; a browser sends two).
+MAX_PART_HEADERS = 8
 
 
 @dataclass
@@ -52,29 +56,20 @@ def _bad_body(reason: str) -> ProblemError:
     return ProblemError(400, f"malformed multipart/form-data body: {reason}")
 
 
+_OVERLONG_HEADERS = f"a part's headers are over {MAX_PART_HEADER_BYTES} bytes"
+
+
 def boundary_of(content_type: str | None) -> bytes:
     """The boundary of a ``multipart/form-data`` Content-Type; 415 for another type."""
-    media, _, parameters = (content_type or "").partition(";")
-    if media.strip().lower() != "multipart/form-data":
+    media, options = parse_options_header((content_type or "").encode("latin-1", "replace"))
+    if media != b"multipart/form-data":
         raise ProblemError(
             415, "send the import as multipart/form-data (curl -F deals=@export.csv)"
         )
-    found = dict(_parameters(";" + parameters))
-    boundary = found.get("boundary", "")
+    boundary = options.get(b"boundary", b"")
     if not 0 < len(boundary) <= 70 or not boundary.isascii():
         raise _bad_body("the Content-Type has no valid boundary")
-    return boundary.encode("ascii")
-
-
-def _parameters(text: str) -> list[tuple[str, str]]:
-    """``; name=value`` pairs of a header (values unquoted, backslash escapes undone)."""
-    pairs = []
-    for match in _PARAMETER.finditer(text):
-        name, value = match.group(1).lower(), match.group(2).strip()
-        if len(value) >= 2 and value[0] == value[-1] == '"':
-            value = re.sub(r"\\(.)", r"\1", value[1:-1])
-        pairs.append((name, value))
-    return pairs
+    return boundary
 
 
 #: What browsers escape in a form's file names (the HTML standard: ``"``, CR, LF).
@@ -93,50 +88,132 @@ def safe_name(given: str, fallback: str) -> str:
     return name[-MAX_NAME:]
 
 
-def _disposition(headers: bytes) -> tuple[str, str | None]:
-    """The field name and file name (None: a text field) of a part's headers."""
+def _text(value: bytes) -> str:
     try:
-        text = headers.decode("utf-8")
+        return value.decode("utf-8")
     except UnicodeDecodeError:
-        text = headers.decode("latin-1")
-    for line in text.split("\r\n"):
-        name, sep, value = line.partition(":")
-        if not sep or name.strip().lower() != "content-disposition":
-            continue
-        kind, _, rest = value.partition(";")
-        if kind.strip().lower() != "form-data":
-            break
-        found = dict(_parameters(";" + rest))
-        if "name" not in found:
-            break
-        filename = found.get("filename")
-        extended = found.get("filename*")
-        if extended:  # RFC 5987: charset'language'percent-encoded
-            charset, _, encoded = extended.partition("'")
-            encoded = encoded.partition("'")[2]
-            with contextlib.suppress(LookupError):
-                filename = urllib.parse.unquote(encoded, encoding=charset or "utf-8")
-        return found["name"], filename
-    raise _bad_body("a part has no 'Content-Disposition: form-data; name=...' header")
+        return value.decode("latin-1")
 
 
-class _Part:
-    """The part being read: a file being written, or a text field being collected."""
+def _disposition(value: bytes | None) -> tuple[str, str | None]:
+    """The field name and file name (None: a text field) of a part's
+    ``Content-Disposition`` (``filename*`` is ignored, as RFC 7578 says)."""
+    kind, options = parse_options_header(value)
+    if value is None or kind != b"form-data" or b"name" not in options:
+        raise _bad_body("a part has no 'Content-Disposition: form-data; name=...' header")
+    filename = options.get(b"filename")
+    return _text(options[b"name"]), None if filename is None else _text(filename)
 
-    def __init__(self, name: str, handle: BinaryIO | None) -> None:
-        self.name = name
-        self.handle = handle
+
+#: The parser's own refusals, said as this reader says them.
+_PARSER_REASONS = {
+    "Maximum header size exceeded": _OVERLONG_HEADERS,
+    "Maximum header count exceeded": f"a part has more than {MAX_PART_HEADERS} headers",
+}
+
+
+class _Reader:
+    """The parser's callbacks, and the policy: a part's headers collected (at most
+    ``MAX_PART_HEADER_BYTES``), then its data written to its own file, or collected
+    (at most ``MAX_FIELD_BYTES``) for a text field."""
+
+    def __init__(
+        self, folder: Path, files: Mapping[str, str], texts: Collection[str],
+        refused: Mapping[str, str],
+    ) -> None:  # fmt: skip
+        self.folder, self.files, self.texts, self.refused = folder, files, texts, refused
+        self.form = Form()
+        self.parts = self.header_bytes = 0
+        self.header = (bytearray(), bytearray())  # the header line being read: name, value
+        self.disposition: bytes | None = None
+        self.name = ""
+        self.handle: BinaryIO | None = None
         self.text = bytearray()
+        self.ended = False
 
-    def write(self, data: bytes) -> None:
-        if not data:
+    def parser(self, boundary: bytes) -> MultipartParser:
+        return MultipartParser(
+            boundary,
+            {
+                "on_part_begin": self.part_begin,
+                "on_header_field": lambda data, start, end: self.collect(0, data[start:end]),
+                "on_header_value": lambda data, start, end: self.collect(1, data[start:end]),
+                "on_header_end": self.header_end,
+                "on_headers_finished": self.headers_finished,
+                "on_part_data": lambda data, start, end: self.data(memoryview(data)[start:end]),
+                "on_part_end": self.part_end,
+                "on_end": self.end,
+            },
+            max_header_count=MAX_PART_HEADERS,
+            max_header_size=MAX_PART_HEADER_BYTES,
+        )
+
+    def part_begin(self) -> None:
+        self.header_bytes, self.disposition = 0, None
+
+    def collect(self, which: int, data: bytes) -> None:
+        self.header_bytes += len(data)
+        if self.header_bytes > MAX_PART_HEADER_BYTES:
+            raise _bad_body(_OVERLONG_HEADERS)
+        self.header[which].extend(data)
+
+    def header_end(self) -> None:
+        name, value = self.header
+        if name.lower() == b"content-disposition" and self.disposition is None:
+            self.disposition = bytes(value)
+        name.clear()
+        value.clear()
+
+    def headers_finished(self) -> None:
+        name, filename = _disposition(self.disposition)
+        self.parts += 1
+        if self.parts > MAX_PARTS:
+            raise _bad_body(f"more than {MAX_PARTS} parts")
+        shown = safe_name(name, "?")[:40]
+        if name in self.refused:
+            raise _unprocessable(shown, self.refused[name])
+        if name not in self.files and name not in self.texts:
+            known = ", ".join([*self.files, *self.texts])
+            raise _unprocessable(shown, f"not a field of an import (its fields: {known})")
+        if name in self.form.fields or name in self.form.files:
+            raise _unprocessable(shown, "given twice")
+        self.name = name
+        if name in self.texts:
+            self.text.clear()
             return
+        home = self.folder / name
+        home.mkdir(mode=0o700)
+        path = home / safe_name(filename or "", self.files[name])
+        # The name is one segment without separators: it cannot leave its folder.
+        if path.parent != home or path.resolve().parent != home.resolve():
+            raise _unprocessable(name, "not a usable file name")
+        self.form.files[name] = path
+        self.handle = path.open("xb")
+
+    def data(self, data: memoryview) -> None:
         if self.handle is not None:
             self.handle.write(data)
             return
         self.text += data
         if len(self.text) > MAX_FIELD_BYTES:
             raise _unprocessable(self.name, f"longer than {MAX_FIELD_BYTES} bytes")
+
+    def part_end(self) -> None:
+        if self.handle is not None:
+            self.close()
+            return
+        try:
+            self.form.fields[self.name] = self.text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _unprocessable(self.name, "not UTF-8 text") from None
+
+    def end(self) -> None:
+        self.ended = True
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
 
 
 async def read_form(
@@ -152,119 +229,15 @@ async def read_form(
     (a part without a file name under the name ``files`` gives it), those in ``texts``
     kept as text; a part named in ``refused`` is 422 with its
     reason, any other name 422 too."""
-    delimiter = b"\r\n--" + boundary
-    form = Form()
-    seen: set[str] = set()
-    buffer = bytearray(b"\r\n")  # the first delimiter has no line break before it
-    state = "preamble"
-    part: _Part | None = None
-    parts = 0
+    reader = _Reader(folder, files, texts, refused or {})
+    parser = reader.parser(boundary)
     try:
         async for chunk in chunks:
-            buffer += chunk
-            while True:
-                if state == "preamble":
-                    at = buffer.find(delimiter)
-                    if at < 0:
-                        del buffer[: max(0, len(buffer) - len(delimiter))]
-                        break
-                    del buffer[: at + len(delimiter)]
-                    state = "delimiter"
-                elif state == "delimiter":
-                    if len(buffer) < 2:
-                        break
-                    if buffer[:2] == b"--":
-                        state = "done"
-                        buffer.clear()
-                        break
-                    end = buffer.find(b"\r\n")
-                    if end < 0:
-                        if len(buffer) > 256:
-                            raise _bad_body("text after a boundary")
-                        break
-                    if buffer[:end].strip(b" \t"):
-                        raise _bad_body("text after a boundary")
-                    del buffer[: end + 2]
-                    state = "headers"
-                elif state == "headers":
-                    if buffer.startswith(b"\r\n"):
-                        raise _bad_body("a part has no headers")
-                    end = buffer.find(b"\r\n\r\n")
-                    if end < 0:
-                        if len(buffer) > MAX_PART_HEADER_BYTES:
-                            raise _bad_body(
-                                f"a part's headers are over {MAX_PART_HEADER_BYTES} bytes"
-                            )
-                        break
-                    name, filename = _disposition(bytes(buffer[:end]))
-                    del buffer[: end + 4]
-                    parts += 1
-                    if parts > MAX_PARTS:
-                        raise _bad_body(f"more than {MAX_PARTS} parts")
-                    part = _begin(name, filename, folder, form, seen, files, texts, refused)
-                    state = "body"
-                elif state == "body":
-                    assert part is not None
-                    at = buffer.find(delimiter)
-                    if at < 0:
-                        keep = len(delimiter) - 1
-                        if len(buffer) > keep:
-                            part.write(bytes(buffer[: len(buffer) - keep]))
-                            del buffer[: len(buffer) - keep]
-                        break
-                    part.write(bytes(buffer[:at]))
-                    del buffer[: at + len(delimiter)]
-                    _end(part, form)
-                    part = None
-                    state = "delimiter"
-                else:  # done: an epilogue is ignored
-                    buffer.clear()
-                    break
+            parser.write(chunk)
+    except MultipartParseError as exc:
+        raise _bad_body(_PARSER_REASONS.get(str(exc), str(exc))) from None
     finally:
-        if part is not None and part.handle is not None:
-            part.handle.close()
-    if state != "done":
+        reader.close()
+    if not reader.ended:
         raise _bad_body("the body ends before its closing boundary")
-    return form
-
-
-def _begin(
-    name: str,
-    filename: str | None,
-    folder: Path,
-    form: Form,
-    seen: set[str],
-    files: Mapping[str, str],
-    texts: Collection[str],
-    refused: Mapping[str, str] | None,
-) -> _Part:
-    shown = safe_name(name, "?")[:40]
-    if refused and name in refused:
-        raise _unprocessable(shown, refused[name])
-    if name not in files and name not in texts:
-        known = ", ".join([*files, *texts])
-        raise _unprocessable(shown, f"not a field of an import (its fields: {known})")
-    if name in seen:
-        raise _unprocessable(shown, "given twice")
-    seen.add(name)
-    if name in texts:
-        return _Part(name, None)
-    own = safe_name(filename or "", files[name])
-    home = folder / name
-    home.mkdir(mode=0o700)
-    path = home / own
-    # The name is one segment without separators: it cannot leave its folder.
-    if path.parent != home or path.resolve().parent != home.resolve():
-        raise _unprocessable(name, "not a usable file name")
-    form.files[name] = path
-    return _Part(name, path.open("xb"))
-
-
-def _end(part: _Part, form: Form) -> None:
-    if part.handle is not None:
-        part.handle.close()
-        return
-    try:
-        form.fields[part.name] = part.text.decode("utf-8")
-    except UnicodeDecodeError:
-        raise _unprocessable(part.name, "not UTF-8 text") from None
+    return reader.form
