@@ -9,7 +9,8 @@ start it, and is timed on the wall clock (process start-up included) with the
 process's peak RSS:
 
 - ``load`` of the contract's files into a fresh database (the reference), and the
-  floor below it: PostgreSQL's own COPY of the deals into a copy of ``deal``;
+  floors below an import: PostgreSQL's own COPY of the deals into a copy of ``deal``,
+  and the export's reader alone (parsing every deal in Python, no database);
 - ``import`` of the CSV export into a new tenant of the same database (every deal new);
 - the same ``import`` again (every deal unchanged);
 - ``import --full`` of the export with 1% of its deals changed (0.5%) or gone (0.5%);
@@ -37,6 +38,8 @@ import psycopg
 from rich.console import Console
 
 from bench.generate import TenantSpec, generate
+from pipeline_coverage.importing.deals import DealReader
+from pipeline_coverage.importing.presets import SALESFORCE
 from pipeline_coverage.periods import quarter_of
 
 #: The export's columns: Salesforce's API names, as Data Loader writes an Opportunity.
@@ -188,6 +191,12 @@ def import_figures(server_url: str, args: argparse.Namespace) -> list[FigureRow]
         start = time.perf_counter()
         xlsx_deals = write_xlsx(xlsx, export_rows(folder), args.import_xlsx_deals)
         xlsx_write = time.perf_counter() - start
+        console.print("import: the reader alone over the CSV export ...")
+        start = time.perf_counter()
+        reader = DealReader(export, SALESFORCE, track_duplicates=False)
+        read_count = sum(1 for _ in reader.stream())
+        reader.finish()
+        read_rate = read_count / (time.perf_counter() - start)
         changed = exports / "opportunities-changed.csv"
         kept, n_changed, n_deleted = changed_export(export, changed, random.Random(11))
 
@@ -212,6 +221,10 @@ def import_figures(server_url: str, args: argparse.Namespace) -> list[FigureRow]
             return measured_cli(url, "import", "--tenant", tenant, "--format", "salesforce",
                                 *options, str(path))  # fmt: skip
 
+        rows.append(
+            ("import read floor: the export's deals read and parsed (no database), rows/s",
+             f"{read_rate:,.0f}", "", None)
+        )  # fmt: skip
         console.print("import: the CSV export, every deal new ...")
         first = imported("Imported", export)
         first_rate = deals / first.seconds
