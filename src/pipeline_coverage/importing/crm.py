@@ -263,6 +263,7 @@ class Planner:
                     buffer.truncate()
             copy.write(buffer.getvalue())
         self.plan.deals = count
+        cur.execute(query(_QUERIES, "index_read_deals"))
         cur.execute(query(_QUERIES, "analyze_read_deals"))
         cur.execute(query(_QUERIES, "read_deals_given_twice"))
         twice = [

@@ -68,6 +68,12 @@ COPY pg_temp.pipeline_coverage_import_deals
      forecast_category, currency)
 FROM STDIN WITH (FORMAT csv, ENCODING 'UTF8');
 
+-- name: index_read_deals
+-- The read deals by id: a join with the source's deals is then never a scan of them per
+-- deal, whatever the source's deals are estimated at (the statistics of import_source
+-- may predate this import's marking).
+CREATE INDEX ON pg_temp.pipeline_coverage_import_deals (id);
+
 -- name: analyze_read_deals
 -- A temporary table has no statistics until it is analyzed: the joins below plan on them.
 ANALYZE pg_temp.pipeline_coverage_import_deals;
