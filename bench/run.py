@@ -33,6 +33,7 @@ from rich.table import Table
 from bench.generate import GeneratedTenant, TenantSpec, generate
 from bench.http_load import run_http_load
 from bench.http_mix import run_http_mix
+from bench.import_bench import import_figures
 from pipeline_coverage import (
     compare_runs,
     run_pipeline_coverage_batch,
@@ -543,6 +544,9 @@ def run(args: argparse.Namespace) -> list[Figure]:
     if args.only == "http":
         with server(args.database_url) as server_url:
             return http_mix_figures(server_url, args)
+    if args.only == "import":
+        with server(args.database_url) as server_url:
+            return import_only_figures(server_url, args)
     console = Console(stderr=True)
     rng = random.Random(7)
     period = quarter_of(dt.date.today())
@@ -759,7 +763,14 @@ def run(args: argparse.Namespace) -> list[Figure]:
                 figures.append(Figure(name, value, goal, met))
             figures += http_mix_figures(server_url, args)
         figures += snapshot_figures(server_url, args)
+        figures += import_only_figures(server_url, args)
     return figures
+
+
+def import_only_figures(server_url: str, args: argparse.Namespace) -> list[Figure]:
+    """`import` of the large tenant as a Salesforce export against `load` of it
+    (bench/import_bench.py), on a database of its own."""
+    return [Figure(*row) for row in import_figures(server_url, args)]
 
 
 def movement_only(
@@ -819,11 +830,19 @@ def main() -> None:
     parser.add_argument("--snapshot-deals", type=int, default=10_000)
     parser.add_argument(
         "--only",
-        choices=("all", "movement", "snapshot", "http"),
+        choices=("all", "movement", "snapshot", "http", "import"),
         default="all",
         help="movement: only compare's figures, on the main tenant alone; snapshot: only"
         " the snapshot of many small tenants; http: only the HTTP tenant mix and noisy"
-        " neighbour",
+        " neighbour; import: only import of the large tenant as a Salesforce export against"
+        " load of it",
+    )
+    parser.add_argument(
+        "--import-xlsx-deals",
+        type=int,
+        default=200_000,
+        help="deals of the XLSX export the import figures read (a workbook of a million"
+        " rows takes minutes to write)",
     )
     args = parser.parse_args()
     figures = run(args)

@@ -7,11 +7,20 @@ case) and created when new; every id an import creates is derived from the tenan
 the source and the record's key (:func:`derived_id`), so importing the same export
 twice changes nothing. The rows then go through ``load``'s staging, checks and upsert
 (:func:`pipeline_coverage.importing.load.load_tables`), all or nothing.
+
+The deals stream: each deal of the export is written, as it is read, into a temporary
+table by COPY (with the index of its pipeline, stage and state in place of its stage,
+which is known once every deal is read), and nothing of it stays in memory. The deals
+given twice, the deals' staging for ``load``, the marking of their source and a full
+sync's delete are set-based SQL over that table.
 """
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import hashlib
+import io
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,13 +28,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from psycopg import sql
+
 from pipeline_coverage.db.connection import as_uuid, records, unit_of_work
 from pipeline_coverage.errors import InputError, LoadError
-from pipeline_coverage.importing.deals import DealFormat, ExportDeal, ReadSummary, read_deals
+from pipeline_coverage.importing.deals import DealFormat, DealReader, ReadSummary
 from pipeline_coverage.importing.load import TableLoad, load_tables
 from pipeline_coverage.importing.mapping import format_for
 from pipeline_coverage.importing.sheets import SheetTarget, Teams, read_targets, read_teams
-from pipeline_coverage.importing.upsert import delete_absent_deals
 from pipeline_coverage.importing.values import fold
 from pipeline_coverage.sql import query
 from pipeline_coverage.tenants import set_run_defaults
@@ -44,6 +54,8 @@ DEFAULT_MAX_DELETE = 10.0
 
 Line = int
 Row = tuple[Line, Sequence[object]]
+#: Deals are sent to COPY in batches of this many.
+_BATCH_DEALS = 5000
 
 
 def derived_id(*parts: object) -> uuid.UUID:
@@ -112,7 +124,7 @@ class Plan:
     pipelines_created: list[str] = field(default_factory=list)
     #: (pipeline, stage, stage state, probability) of every stage created
     stages_created: list[tuple[str, str, str, int | None]] = field(default_factory=list)
-    deal_ids: set[uuid.UUID] = field(default_factory=set)
+    deals: int = 0
     #: the (principal type, principal id, pipeline id, start, end) the sheet sets
     target_keys: set[tuple[str, uuid.UUID, uuid.UUID | None, dt.date, dt.date]] = field(
         default_factory=set
@@ -136,6 +148,15 @@ class Planner:
         #: the file names problems are reported in: deals, teams, targets
         self.files = files
         self.problems: list[str] = []
+        #: (pipeline, stage, deal state) of the deals read → its index ("kind"), and
+        #: the line of the first deal of each kind
+        self.kinds: dict[tuple[str, str, str], int] = {}
+        self.kind_lines: list[Line] = []
+        #: the first bad value of a deal (a NUL byte in a name): raised when the deals'
+        #: file is staged, as a row of it would have been
+        self.bad_value: LoadError | None = None
+        #: keys that the temporary table cannot hold as they are (a NUL byte), by deal id
+        self.odd_keys: dict[str, str] = {}
 
     # --- reps, teams, pipelines, stages --------------------------------------------
 
@@ -193,41 +214,124 @@ class Planner:
 
     # --- the files -----------------------------------------------------------------
 
-    def deals(self, deals: Sequence[ExportDeal], summary: ReadSummary) -> None:
-        """The deals, their owners, pipelines and stages (each stage as the export gives
-        it; a won or lost deal whose stage is open goes to its pipeline's Won or Lost
-        stage)."""
+    def stream_deals(self, cur: Any, reader: DealReader) -> ReadSummary:
+        """Read the deals into the temporary table :data:`DEALS` by COPY as they come,
+        their owners created as they come; then the keys given twice, found there, end
+        the read (:class:`LoadError` for any problem of the export) and the stages are
+        made (:meth:`deal_stages`)."""
+        cur.execute(query(_QUERIES, "create_read_deals"))
+        prefix = f"{self.tenant}\x1fdeal\x1f{self.plan.source}\x1f"
+        base = hashlib.sha1(NAMESPACE.bytes + prefix.encode())
+        owners: dict[str, str] = {}
+        kinds, kind_lines = self.kinds, self.kind_lines
+        buffer = io.StringIO()
+        write = csv.writer(buffer, lineterminator="\n").writerow
+        copier: Any = cur  # a psycopg 3 cursor: COPY is not DB-API
+        count = 0
+        with copier.copy(query(_QUERIES, "copy_read_deals")) as copy:
+            for deal in reader.stream():
+                kind = kinds.get((deal.pipeline, deal.stage, deal.state))
+                if kind is None:
+                    kind = kinds[(deal.pipeline, deal.stage, deal.state)] = len(kinds)
+                    kind_lines.append(deal.line)
+                owner = None
+                if deal.owner:
+                    owner = owners.get(deal.owner)
+                    if owner is None:
+                        owner = owners[deal.owner] = str(self.user(deal.owner, deal.line, "deals"))
+                digest = base.copy()
+                digest.update(deal.key.encode("utf-8"))  # derived_id's uuid5, by parts
+                deal_id = str(uuid.UUID(bytes=digest.digest()[:16], version=5))
+                key, name = deal.key, deal.name
+                if "\x00" in key:
+                    self.odd_keys[deal_id] = key
+                    key = key.replace("\x00", "\ufffd")
+                if not name.isascii() or "\x00" in name:
+                    name = self._checked_name(name, deal.line)
+                date = None if deal.close_date is None else deal.close_date.isoformat()
+                closed = deal.state != "open"
+                amount = None if deal.amount is None else format(deal.amount, "f")
+                write((
+                    deal.line, deal_id, key, kind, name, amount,
+                    None if closed else date, date if closed else None,
+                    owner, deal.forecast_category, deal.currency,
+                ))  # fmt: skip
+                count += 1
+                if count % _BATCH_DEALS == 0:
+                    copy.write(buffer.getvalue())
+                    buffer.seek(0)
+                    buffer.truncate()
+            copy.write(buffer.getvalue())
+        self.plan.deals = count
+        cur.execute(query(_QUERIES, "index_read_deals"))
+        cur.execute(query(_QUERIES, "analyze_read_deals"))
+        cur.execute(query(_QUERIES, "read_deals_given_twice"))
+        twice = [
+            (self.odd_keys.get(str(deal_id), key), lines) for deal_id, key, lines in cur.fetchall()
+        ]
+        return reader.finish(twice)
+
+    def _checked_name(self, name: str, line: Line) -> str:
+        """A deal's name as the temporary table can hold it; its first bad value is
+        kept to be raised as ``load`` would raise it for the row."""
+        problem = None
+        if "\x00" in name:
+            problem = "a NUL byte (0x00), which no text value can hold"
+        else:
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                problem = f"not UTF-8 text ({exc.reason})"
+        if problem is None:
+            return name
+        if self.bad_value is None:
+            self.bad_value = LoadError([f"{self.files['deals']}:{line}: name: {problem}"])
+        return name.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
+
+    def deal_stages(self, cur: Any, summary: ReadSummary) -> None:
+        """The deals' pipelines and stages (each stage as the export gives it; a won or
+        lost deal whose stage is open goes to its pipeline's Won or Lost stage), made in
+        the order of their first deal, and each kind of deal's stage in the temporary
+        table :data:`KINDS`."""
         first: dict[tuple[str, str], Line] = {}
-        for deal in deals:
-            first.setdefault((deal.pipeline, deal.stage), deal.line)
+        for (pipeline_name, stage_name, _), kind in self.kinds.items():
+            first.setdefault((pipeline_name, stage_name), self.kind_lines[kind])
         for (pipeline_name, stage_name), given in summary.stages.items():
             line = first.get((pipeline_name, stage_name), 1)
             self.stage(pipeline_name, stage_name, given.state, given.probability, line)
-        for deal in deals:
-            as_given = summary.stages.get((deal.pipeline, deal.stage))
+        kinds: list[tuple[int, str, str]] = []
+        for (pipeline_name, stage_name, state), kind in self.kinds.items():
+            line = self.kind_lines[kind]
+            as_given = summary.stages.get((pipeline_name, stage_name))
             stage_state = as_given.state if as_given else "open"
-            if deal.state != "open" and STAGE_STATES[deal.state] != STAGE_STATES[stage_state]:
-                name, probability = CLOSED_STAGES[deal.state]
-                stage, _ = self.stage(deal.pipeline, name, deal.state, probability, deal.line)
+            if state != "open" and STAGE_STATES[state] != STAGE_STATES[stage_state]:
+                name, probability = CLOSED_STAGES[state]
+                stage, _ = self.stage(pipeline_name, name, state, probability, line)
             else:
                 stage, _ = self.stage(
-                    deal.pipeline, deal.stage, stage_state,
-                    as_given.probability if as_given else None, deal.line,
+                    pipeline_name, stage_name, stage_state,
+                    as_given.probability if as_given else None, line,
                 )  # fmt: skip
-            owner = self.user(deal.owner, deal.line, "deals") if deal.owner else None
-            deal_id = derived_id(self.tenant, "deal", self.plan.source, deal.key)
-            self.plan.deal_ids.add(deal_id)
-            closed = deal.state != "open"
-            self.plan.add(
-                "deals.csv",
-                deal.line,
-                (
-                    deal_id, self.tenant, self.found.pipelines[fold(deal.pipeline)], stage,
-                    deal.name, deal.amount,
-                    None if closed else deal.close_date, deal.close_date if closed else None,
-                    owner, None, None, None, deal.forecast_category, deal.currency,
-                ),
-            )  # fmt: skip
+            pipeline = self.found.pipelines[fold(pipeline_name)]
+            kinds.append((kind, str(pipeline), str(stage)))
+        cur.execute(query(_QUERIES, "drop_read_kinds"))
+        cur.execute(
+            query(_QUERIES, "create_read_kinds"),
+            {"kinds": [k for k, _, _ in kinds], "pipelines": [p for _, p, _ in kinds],
+             "stages": [s for _, _, s in kinds]},
+        )  # fmt: skip
+
+    def staged_deals(self, cur: Any) -> sql.Composable:
+        """The deals read, as rows of ``deals.csv`` (for ``load_tables``)."""
+        if self.bad_value is not None:
+            raise self.bad_value
+        return sql.SQL(
+            "SELECT d.line, d.id::text, {tenant}, k.pipeline_id, k.stage_id, d.name, d.amount,"
+            " d.expected_close_date, d.close_date, d.owned_by_user_id, NULL, NULL, NULL,"
+            " d.forecast_category, d.currency"
+            " FROM pg_temp.pipeline_coverage_import_deals AS d"
+            " JOIN pg_temp.pipeline_coverage_import_kinds AS k USING (kind)"
+        ).format(tenant=sql.Literal(str(self.tenant)))
 
     def teams(self, teams: Teams) -> None:
         """Teams, their parents and memberships: a team the file names has exactly the
@@ -389,65 +493,69 @@ def import_export(conn: Any, request: ImportRequest) -> ImportOutcome:
     fmt = format_for(
         request.format, request.deals, sheet=request.sheet, date_format=request.date_format
     )
-    deals, read = read_deals(request.deals, fmt, sheet=request.sheet)
-    teams = read_teams(request.teams, fmt.teams) if request.teams else None
-    source = source_of(fmt)
-    files = {
-        "deals": read.file,
-        "teams": request.teams.name if request.teams else "teams",
-        "targets": request.targets.name if request.targets else "targets",
-    }
+    reader = DealReader(request.deals, fmt, sheet=request.sheet, track_duplicates=False)
     try:
         with unit_of_work(conn) as cur:
-            outcome = _import(conn, cur, request, fmt, source, deals, read, teams, files)
+            outcome = _import(conn, cur, request, fmt, reader)
             if request.dry_run:
                 raise _Rollback(outcome)
     except _Rollback as rolled_back:
         return rolled_back.outcome
+    finally:
+        reader.close()
     return outcome
 
 
 def _import(
-    conn: Any, cur: Any, request: ImportRequest, fmt: DealFormat, source: str,
-    deals: Sequence[ExportDeal], read: ReadSummary, teams: Teams | None,
-    files: Mapping[str, str],
-) -> ImportOutcome:  # fmt: skip
+    conn: Any, cur: Any, request: ImportRequest, fmt: DealFormat, reader: DealReader
+) -> ImportOutcome:
+    source = source_of(fmt)
     cur.execute(query(_QUERIES, "tenants_named"), {"name": request.tenant})
     named = records(cur)
-    if len(named) > 1:
-        raise InputError(f"--tenant: {len(named)} tenants are named {request.tenant!r}")
     created = not named
     if named:
         tenant_id = as_uuid(named[0]["id"])
-        check_currency(named[0]["currency"], request.currency, request.tenant)
         month = int(named[0]["fiscal_year_start_month"])
         name = str(named[0]["name"])
     else:
         tenant_id, name = tenant_id_for(request.tenant), request.tenant.strip()
         month = request.fiscal_year_start_month or 1
+    files = {
+        "deals": reader.file,
+        "teams": request.teams.name if request.teams else "teams",
+        "targets": request.targets.name if request.targets else "targets",
+    }
+    planner = Planner(tenant_id, source, read_directory(cur, tenant_id), files)
+    # The export's problems come first, then the teams file's, then the request's.
+    read = planner.stream_deals(cur, reader)
+    teams = read_teams(request.teams, fmt.teams) if request.teams else None
+    if len(named) > 1:
+        raise InputError(f"--tenant: {len(named)} tenants are named {request.tenant!r}")
+    if named:
+        check_currency(named[0]["currency"], request.currency, request.tenant)
     targets = (
         read_targets(request.targets, fiscal_year_start_month=month, sheet=None)
         if request.targets
         else []
     )
-    planner = Planner(tenant_id, source, read_directory(cur, tenant_id), files)
     if created:
         currency = (request.currency or "USD").upper()
         planner.plan.add("tenants.csv", 1, (tenant_id, name, currency, month))
-    planner.deals(deals, read)
+    planner.deal_stages(cur, read)
     if teams is not None:
         planner.teams(teams)
     planner.targets(targets)
     plan = planner.finish()
 
-    cur.execute(query(_QUERIES, "source_deals"), {"tenant_id": str(tenant_id), "source": source})
-    candidates = {as_uuid(row[0]) for row in cur.fetchall()}
-    absent = candidates - plan.deal_ids
-    if request.full and candidates:
-        share = 100 * len(absent) / len(candidates)
+    params = {"tenant_id": str(tenant_id), "source": source}
+    absent = 0
+    if request.full:
+        cur.execute(query(_QUERIES, "source_deals_absent"), params)
+        candidates, absent = cur.fetchone()
+        share = 100 * absent / candidates if candidates else 0
         if share > request.max_delete:
             raise InputError(
-                f"--full: the export would delete {len(absent):,} of the {len(candidates):,}"
+                f"--full: the export would delete {absent:,} of the {candidates:,}"
                 f" deals this tenant has from {source} ({share:.1f}%), more than --max-delete"
                 f" {request.max_delete:g}%: is the export complete? Nothing was changed"
             )
@@ -458,9 +566,8 @@ def _import(
         "group_members.csv": files["teams"], "sales_targets.csv": files["targets"],
     }  # fmt: skip
     rows = plan.rows
-    loads = load_tables(conn, rows, source=by_file)
-    params = {"tenant_id": str(tenant_id), "source": source,
-              "deal_ids": [str(d) for d in plan.deal_ids]}  # fmt: skip
+    staged = {"deals.csv": planner.staged_deals} if plan.deals else {}
+    loads = load_tables(conn, rows, source=by_file, staged=staged)
     cur.execute(query(_QUERIES, "mark_source_deals"), params)
     if teams is not None and plan.teams_given:
         members = [f"{g}:{u}" for g, u in planner.found.members if g in plan.teams_given]
@@ -477,7 +584,8 @@ def _import(
         )  # fmt: skip
     deleted = 0
     if request.full and absent:
-        deleted = delete_absent_deals(conn, tenant_id, plan.deal_ids, candidates)
+        cur.execute(query(_QUERIES, "delete_unread_source_deals"), params)
+        deleted = int(cur.rowcount)
     if created:
         set_run_defaults(conn, tenant_id, rollup=True)
     return ImportOutcome(

@@ -15,7 +15,7 @@ import datetime as dt
 import re
 import string
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
@@ -289,8 +289,18 @@ class DealReader:
     Raises :class:`LoadError` on opening for a bad header or missing columns.
     """
 
-    def __init__(self, path: Path | str, fmt: DealFormat, *, sheet: str | None = None) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        fmt: DealFormat,
+        *,
+        sheet: str | None = None,
+        track_duplicates: bool = True,
+    ) -> None:
         self.format = fmt
+        #: Whether the reader keeps every key to find those given twice; a caller that
+        #: stores the deals finds them there instead, and hands them to :meth:`finish`.
+        self._track_duplicates = track_duplicates
         self._table = open_table(path, sheet=sheet)
         try:
             self._bind()
@@ -365,10 +375,27 @@ class DealReader:
         self._table.close()
 
     def __iter__(self) -> Iterator[ExportDeal]:
+        yield from self.stream()
+        self.finish()
+
+    def stream(self) -> Iterator[ExportDeal]:
+        """The good deals, in file order, without the end of the read: the caller then
+        calls :meth:`finish` (which raises the problems of every row)."""
         try:
             yield from self._read()
         finally:
             self._table.close()
+
+    def finish(self, duplicates: Iterable[tuple[str, Sequence[int]]] = ()) -> ReadSummary:
+        """End the read after :meth:`stream`: :class:`LoadError` if anything was wrong,
+        else the summary. ``duplicates`` are the keys given more than once with their
+        lines in order, the keys in the order of their second line (what a reader made
+        with ``track_duplicates=False`` cannot know)."""
+        if not self._track_duplicates:
+            for key, lines in duplicates:
+                self._duplicates[key] = list(lines)
+        self._finish()
+        return self.summary
 
     def _read(self) -> Iterator[ExportDeal]:
         table, fmt = self._table, self.format
@@ -405,7 +432,6 @@ class DealReader:
         else:
             for earlier in pending:
                 yield from self._row(earlier)
-        self._finish()
 
     def _footer_like(self, row: Row) -> bool:
         return (
@@ -495,10 +521,11 @@ class DealReader:
             self._problems.add(file, line, column, reason)
         if bad or unmapped or state is None:
             return None
-        if key in self._first_line:
-            self._duplicates.setdefault(key, [self._first_line[key]]).append(line)
-        else:
-            self._first_line[key] = line
+        if self._track_duplicates:
+            if key in self._first_line:
+                self._duplicates.setdefault(key, [self._first_line[key]]).append(line)
+            else:
+                self._first_line[key] = line
         self._stages.setdefault((pipeline, stage), set()).add(state)  # type: ignore[arg-type]
         return ExportDeal(
             line=line,
@@ -626,5 +653,5 @@ def read_deals(
     """Every deal of ``path`` in a list, and the summary (for files that fit in
     memory; :class:`DealReader` streams). Raises :class:`LoadError`."""
     reader = DealReader(path, fmt, sheet=sheet)
-    deals = list(reader)
-    return deals, reader.summary
+    deals = list(reader.stream())
+    return deals, reader.finish()

@@ -113,6 +113,7 @@ def load_tables(
     source: str | Mapping[str, str] | None = None,
     columns: Mapping[str, Sequence[str]] | None = None,
     progress: Progress | None = None,
+    staged: Mapping[str, Callable[[Cursor], sql.Composable]] | None = None,
 ) -> list[TableLoad]:
     """Import rows held in memory, all or nothing, exactly as :func:`load_directory`
     imports files: the same staging tables (filled by COPY), checks, upsert and counts.
@@ -127,21 +128,32 @@ def load_tables(
     the file (one name for every file, or one per file; by default the import file's
     own name); rows may share a line (a wide sheet's line giving several targets).
 
+    ``staged`` gives files whose rows are in the database already (a temporary table
+    of the caller's transaction, say, filled by a COPY as they streamed in): per file,
+    a function called on the load's cursor when the file's turn comes, returning a
+    query of its rows, ``line`` first and then the file's columns (``columns``) as
+    text. It may raise :class:`LoadError` for the file instead.
+
     Raises :class:`LoadError` (nothing written) when any row is bad, every file's
     problems together; ``ValueError`` or ``TypeError`` for rows no import could hold
     (an unknown file or column, a row of the wrong length, a float).
     """
-    unknown = sorted(set(rows) - set(BY_FILE))
+    unknown = sorted((set(rows) | set(staged or {})) - set(BY_FILE))
     if unknown:
         raise ValueError(f"not import files: {', '.join(unknown)}")
     inputs = []
     for spec in TABLES:
-        if spec.file not in rows:
+        if spec.file not in rows and spec.file not in (staged or {}):
             continue
         names = list((columns or {}).get(spec.file, spec.column_names))
         _check_columns(spec, names)
         name = source if isinstance(source, str) else (source or {}).get(spec.file, spec.file)
-        inputs.append(_Input(spec, name, _rows_stager(names, rows[spec.file], progress)))
+        stager = (
+            _query_stager(names, staged[spec.file])
+            if staged and spec.file in staged
+            else _rows_stager(names, rows[spec.file], progress)
+        )
+        inputs.append(_Input(spec, name, stager))
     return _load(conn, inputs, {})
 
 
@@ -411,6 +423,24 @@ def _rows_stager(names: Sequence[str], rows: Iterable[Row], progress: Progress |
         return spec.present(list(names))
 
     return stage_rows
+
+
+def _query_stager(names: Sequence[str], rows: Callable[[Cursor], sql.Composable]) -> _Stager:
+    """Stages the rows of a query (``line``, then ``names``) over tables already in the
+    transaction: no round trip through Python."""
+
+    def stage_query(cur: Cursor, spec: TableSpec, name: str, stage: sql.Identifier) -> TableSpec:
+        query = rows(cur)
+        _create_stage(cur, stage, "NOT NULL", names)
+        columns = sql.SQL(", ").join(sql.Identifier(c) for c in names)
+        cur.execute(
+            sql.SQL("INSERT INTO {} (line, {}) SELECT * FROM ({}) AS q").format(
+                stage, columns, query
+            )
+        )
+        return spec.present(list(names))
+
+    return stage_query
 
 
 def _check_columns(spec: TableSpec, names: Sequence[str]) -> None:

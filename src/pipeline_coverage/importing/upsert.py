@@ -116,13 +116,36 @@ def upsert_rows(cur: Cursor, spec: TableSpec, stage: sql.Identifier) -> tuple[in
         )
     else:
         on_conflict = sql.Composed([sql.SQL("DO NOTHING")])
+    # A row as it is already stored is left out before the insert: ON CONFLICT ... DO
+    # UPDATE ... WHERE would lock it, and a lock is a write (of the row's page, to the
+    # WAL); an unchanged re-import then writes nothing.
+    unchanged: sql.Composable = sql.SQL("")
+    if updatable:
+        by_name = {column.name: column for column in spec.columns}
+
+        def staged(name: str) -> sql.Composable:
+            return cast_value(by_name[name], sql.SQL("s.{}").format(sql.Identifier(name)))
+
+        unchanged = sql.SQL(
+            " WHERE NOT EXISTS (SELECT 1 FROM {target} AS t WHERE {keys}"
+            " AND ({current}) IS NOT DISTINCT FROM ({incoming}))"
+        ).format(
+            target=target,
+            keys=sql.SQL(" AND ").join(
+                sql.SQL("t.{} = {}").format(sql.Identifier(n), staged(n)) for n in spec.key
+            ),
+            current=sql.SQL(", ").join(
+                sql.SQL("t.{}").format(sql.Identifier(n)) for n in updatable
+            ),
+            incoming=sql.SQL(", ").join(staged(n) for n in updatable),
+        )
     # In key order, not line order: two loads of the same rows then lock them in the
     # same order, so one waits for the other instead of each holding a row the other
     # needs (a deadlock, and one of them fails).
     cur.execute(
         sql.SQL(
             "WITH written AS (INSERT INTO {target} ({columns}) SELECT {values} FROM {stage}"
-            " ORDER BY {order} ON CONFLICT ({key}) {on_conflict}"
+            " AS s{unchanged} ORDER BY {order} ON CONFLICT ({key}) {on_conflict}"
             " RETURNING (xmax = 0) AS inserted)"
             " SELECT (SELECT count(*) FROM {stage}),"
             " count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written"
@@ -131,6 +154,7 @@ def upsert_rows(cur: Cursor, spec: TableSpec, stage: sql.Identifier) -> tuple[in
             columns=columns,
             values=values,
             stage=stage,
+            unchanged=unchanged,
             order=cast_key(spec),
             key=sql.SQL(", ").join(map(sql.Identifier, spec.key)),
             on_conflict=on_conflict,

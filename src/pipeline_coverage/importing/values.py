@@ -73,6 +73,8 @@ class Problems:
 def cell_text(value: Cell) -> str:
     """A cell as text, stripped: ``""`` for an empty cell, a whole float without its
     ``.0`` (an id typed as a number), a date or time in ISO form."""
+    if type(value) is str:  # a CSV cell: the common case first
+        return value.strip()
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -145,6 +147,9 @@ def check_date_format(pattern: str) -> str | None:
     return None
 
 
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
 def parse_date(value: Cell, fmt: DateFormat) -> dt.date | None:
     """A cell as a date: a spreadsheet's date (its time dropped), or text in ``fmt``;
     ``None`` for an empty cell. Raises :class:`ValueProblem`."""
@@ -159,6 +164,11 @@ def parse_date(value: Cell, fmt: DateFormat) -> dt.date | None:
     text = value.strip()
     if not text:
         return None
+    if fmt.pattern == "%Y-%m-%d" and _ISO_DATE.fullmatch(text):
+        try:  # what strptime reads of it, without its cost
+            return dt.date(int(text[:4]), int(text[5:7]), int(text[8:]))
+        except ValueError:
+            pass  # (no such day: strptime says so below)
     try:
         return dt.datetime.strptime(text, fmt.pattern).date()
     except ValueError:

@@ -43,18 +43,90 @@ ORDER BY s.id;
 SELECT m.group_id, m.user_id FROM dyno_crm.group_member AS m
 WHERE m.tenant_id = %(tenant_id)s::uuid;
 
--- name: source_deals
--- The ids of the deals a tenant got from an import source (what a full sync may delete).
-SELECT d.id FROM dyno_crm.deal AS d
+-- name: create_read_deals
+-- The deals of an export as they are read (an import's transaction): the values of
+-- each deal's row, its key (for the keys given twice) and the index of its pipeline,
+-- stage and state ("kind": its stage is known once every deal is read).
+DROP TABLE IF EXISTS pg_temp.pipeline_coverage_import_deals;
+CREATE TEMP TABLE pipeline_coverage_import_deals (
+    line bigint NOT NULL,
+    id uuid NOT NULL,
+    key text NOT NULL,
+    kind integer NOT NULL,
+    name text,
+    amount text,
+    expected_close_date text,
+    close_date text,
+    owned_by_user_id text,
+    forecast_category text,
+    currency text
+) ON COMMIT DROP;
+
+-- name: copy_read_deals
+COPY pg_temp.pipeline_coverage_import_deals
+    (line, id, key, kind, name, amount, expected_close_date, close_date, owned_by_user_id,
+     forecast_category, currency)
+FROM STDIN WITH (FORMAT csv, ENCODING 'UTF8');
+
+-- name: index_read_deals
+-- The read deals by id: a join with the source's deals is then never a scan of them per
+-- deal, whatever the source's deals are estimated at (the statistics of import_source
+-- may predate this import's marking).
+CREATE INDEX ON pg_temp.pipeline_coverage_import_deals (id);
+
+-- name: analyze_read_deals
+-- A temporary table has no statistics until it is analyzed: the joins below plan on them.
+ANALYZE pg_temp.pipeline_coverage_import_deals;
+
+-- name: read_deals_given_twice
+-- The keys given to several deals (one deal id each), with their lines, in the order of
+-- their second line (as a reader that keeps every key reports them).
+SELECT id, key, lines FROM (
+    SELECT id, min(key) AS key, array_agg(line ORDER BY line) AS lines
+    FROM pg_temp.pipeline_coverage_import_deals
+    GROUP BY id
+    HAVING count(*) > 1
+) AS twice
+ORDER BY lines[2];
+
+-- name: drop_read_kinds
+DROP TABLE IF EXISTS pg_temp.pipeline_coverage_import_kinds;
+
+-- name: create_read_kinds
+-- Each kind of deal read (pipeline, stage, state) with the pipeline and stage it goes to.
+CREATE TEMP TABLE pipeline_coverage_import_kinds ON COMMIT DROP AS
+SELECT k.kind, k.pipeline_id, k.stage_id
+FROM unnest(%(kinds)s::integer[], %(pipelines)s::text[], %(stages)s::text[])
+    AS k (kind, pipeline_id, stage_id);
+
+-- name: source_deals_absent
+-- The deals a tenant has from an import source (what a full sync may delete), and how
+-- many of them the export just read lacks; by the index on (tenant_id, import_source).
+-- (A join, not NOT EXISTS in the FILTER: there it is a subplan run once per deal.)
+SELECT count(*) AS candidates, count(*) FILTER (WHERE r.id IS NULL) AS absent
+FROM dyno_crm.deal AS d
+LEFT JOIN pg_temp.pipeline_coverage_import_deals AS r ON r.id = d.id
 WHERE d.tenant_id = %(tenant_id)s::uuid AND d.import_source = %(source)s::text;
 
 -- name: mark_source_deals
--- Marks the deals an import wrote as coming from its source (only those not yet so).
+-- Marks the deals an import wrote as coming from its source (only those not yet so: an
+-- unchanged deal is not written).
 UPDATE dyno_crm.deal AS d
 SET import_source = %(source)s::text
+FROM pg_temp.pipeline_coverage_import_deals AS r
 WHERE d.tenant_id = %(tenant_id)s::uuid
-  AND d.id = ANY (%(deal_ids)s::uuid[])
+  AND d.id = r.id
   AND d.import_source IS DISTINCT FROM %(source)s::text;
+
+-- name: delete_unread_source_deals
+-- Full sync: deletes the tenant's deals from the source that the export just read lacks;
+-- counts them. Nothing references a deal: stored runs keep the values of their deals in
+-- their own arrays.
+DELETE FROM dyno_crm.deal AS d
+WHERE d.tenant_id = %(tenant_id)s::uuid
+  AND d.import_source = %(source)s::text
+  AND NOT EXISTS (SELECT 1 FROM pg_temp.pipeline_coverage_import_deals AS r
+                  WHERE r.id = d.id);
 
 -- name: drop_other_members
 -- A team the teams file names has exactly the members it gives: the others leave it.
