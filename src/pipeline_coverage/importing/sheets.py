@@ -17,13 +17,14 @@ teams file, read into records with their lines; problems raised once, as ``load`
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
 from pipeline_coverage.errors import LoadError, ValidationError
 from pipeline_coverage.importing.deals import TeamColumns
-from pipeline_coverage.importing.tabular import Table, open_table
+from pipeline_coverage.importing.tabular import Row, Table, open_table
 from pipeline_coverage.importing.values import (
     Problems,
     ValueProblem,
@@ -73,6 +74,18 @@ class TeamParent:
 class Teams:
     memberships: tuple[Membership, ...]
     parents: tuple[TeamParent, ...]
+
+
+def readable_rows(table: Table, problems: Problems) -> Iterator[Row]:
+    """The table's rows that are not blank and were read without a problem (a row's
+    problems are recorded, and the row left out)."""
+    for row in table.rows():
+        if row.blank:
+            continue
+        for column_name, reason in row.problems:
+            problems.add(table.file, row.line, column_name, reason)
+        if not row.problems:
+            yield row
 
 
 def read_targets(
@@ -125,13 +138,7 @@ def _long(table: Table, month: int) -> list[SheetTarget]:
                 "unknown column (principal,period,amount[,type][,pipeline])",
             )
     targets = []
-    for row in table.rows():
-        if row.blank:
-            continue
-        for column_name, reason in row.problems:
-            problems.add(table.file, row.line, column_name, reason)
-        if row.problems:
-            continue
+    for row in readable_rows(table, problems):
         principal = cell_text(row.values.get("principal"))
         period_text = cell_text(row.values.get("period"))
         bad = False
@@ -197,13 +204,7 @@ def _wide(table: Table, month: int) -> list[SheetTarget]:
         periods.append((column, start, end))
     problems.raise_if_any()
     targets = []
-    for row in table.rows():
-        if row.blank:
-            continue
-        for column_name, reason in row.problems:
-            problems.add(table.file, row.line, column_name, reason)
-        if row.problems:
-            continue
+    for row in readable_rows(table, problems):
         principal = cell_text(row.values.get("principal"))
         try:
             kind = _type(cell_text(row.values.get("type")))
@@ -275,13 +276,7 @@ def read_teams(
         parents: dict[str, TeamParent] = {}
         names: dict[str, str] = {}  # a team's folded name → as first written
         seen: dict[tuple[str, str], int] = {}
-        for row in table.rows():
-            if row.blank:
-                continue
-            for column_name, reason in row.problems:
-                problems.add(table.file, row.line, column_name, reason)
-            if row.problems:
-                continue
+        for row in readable_rows(table, problems):
             rep = cell_text(row.values.get(fold(columns.rep)))
             team = cell_text(row.values.get(fold(columns.team)))
             if not rep:
