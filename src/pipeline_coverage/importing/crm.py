@@ -18,13 +18,11 @@ sync's delete are set-based SQL over that table.
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import hashlib
 import io
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -125,10 +123,6 @@ class Plan:
     #: (pipeline, stage, stage state, probability) of every stage created
     stages_created: list[tuple[str, str, str, int | None]] = field(default_factory=list)
     deals: int = 0
-    #: the (principal type, principal id, pipeline id, start, end) the sheet sets
-    target_keys: set[tuple[str, uuid.UUID, uuid.UUID | None, dt.date, dt.date]] = field(
-        default_factory=set
-    )
     #: groups whose memberships the teams file gives (the others keep theirs)
     teams_given: set[uuid.UUID] = field(default_factory=set)
 
@@ -395,7 +389,6 @@ class Planner:
                     )
                     continue
             key_parts = (kind, principal, pipeline, target.period_start, target.period_end)
-            self.plan.target_keys.add(key_parts)
             self.plan.add(
                 "sales_targets.csv",
                 target.line,
@@ -409,10 +402,6 @@ class Planner:
         if self.problems:
             raise LoadError(self.problems)
         return self.plan
-
-
-def amount_text(value: Decimal | None) -> str | None:
-    return None if value is None else str(value)
 
 
 def check_currency(existing: str, given: str | None, tenant: str) -> None:
@@ -576,12 +565,12 @@ def _import(
             {"tenant_id": str(tenant_id), "groups": [str(g) for g in plan.teams_given],
              "kept": members},
         )  # fmt: skip
-    if plan.target_keys:
+    targets_set = [str(values[0]) for _, values in rows.get("sales_targets.csv", [])]
+    if targets_set:
         cur.execute(
             query(_QUERIES, "drop_replaced_targets"),
-            {"tenant_id": str(tenant_id),
-             "kept": [str(line_values[1][0]) for line_values in rows.get("sales_targets.csv", [])]},
-        )  # fmt: skip
+            {"tenant_id": str(tenant_id), "kept": targets_set},
+        )
     deleted = 0
     if request.full and absent:
         cur.execute(query(_QUERIES, "delete_unread_source_deals"), params)
@@ -594,7 +583,7 @@ def _import(
         users_created=tuple(plan.users_created), groups_created=tuple(plan.groups_created),
         pipelines_created=tuple(plan.pipelines_created),
         stages_created=tuple(plan.stages_created),
-        targets_set=len(rows.get("sales_targets.csv", [])), dry_run=request.dry_run,
+        targets_set=len(targets_set), dry_run=request.dry_run,
     )  # fmt: skip
 
 
