@@ -21,6 +21,7 @@ from typing import Any
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pipeline_coverage.web.limits import header_value
 from pipeline_coverage.web.problems import problem_response
 
 access_log = logging.getLogger("pipeline_coverage.access")
@@ -33,12 +34,9 @@ MAX_REQUEST_ID = 200
 
 
 def _request_id(scope: Scope) -> str:
-    for name, value in scope.get("headers", ()):
-        if name == b"x-request-id":
-            given = str(value.decode("latin-1"))
-            if 0 < len(given) <= MAX_REQUEST_ID and given.isprintable():
-                return given
-            break
+    given = header_value(scope, b"x-request-id")
+    if given is not None and 0 < len(given) <= MAX_REQUEST_ID and given.isprintable():
+        return given
     return uuid.uuid4().hex
 
 

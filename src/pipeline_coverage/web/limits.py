@@ -150,14 +150,20 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
-def _content_length(scope: Scope) -> int | None:
+def header_value(scope: Scope, wanted: bytes) -> str | None:
+    """The first value of a request header (its name in lower case, as ASGI gives it)."""
     for name, value in scope.get("headers", ()):
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
+        if name == wanted:
+            return str(value.decode("latin-1"))
     return None
+
+
+def _content_length(scope: Scope) -> int | None:
+    value = header_value(scope, b"content-length")
+    try:
+        return None if value is None else int(value)
+    except ValueError:
+        return None
 
 
 @asynccontextmanager
@@ -283,20 +289,13 @@ class HeadAsGet:
         await self.app({**scope, "method": "GET"}, receive, headers_only)
 
 
-def _header(scope: Scope, wanted: bytes) -> str | None:
-    for name, value in scope.get("headers", ()):
-        if name == wanted:
-            return str(value.decode("latin-1"))
-    return None
-
-
 def own_origin(scope: Scope, public_url: str | None) -> str:
     """The dashboard's origin: the configured public URL's, else the one the request
     was sent to (its scheme and ``Host``)."""
     if public_url:
         scheme, _, rest = public_url.partition("://")
         return f"{scheme.lower()}://{rest.split('/', 1)[0].lower()}"
-    host = _header(scope, b"host") or ""
+    host = header_value(scope, b"host") or ""
     return f"{scope.get('scheme', 'http')}://{host.lower()}"
 
 
@@ -322,12 +321,12 @@ class SameOriginWrites:
             scope["type"] != "http"
             or scope["method"] in _SAFE_METHODS
             or scope["method"] == "OPTIONS"
-            or _header(scope, b"authorization") is not None
+            or header_value(scope, b"authorization") is not None
         ):
             await self.app(scope, receive, send)
             return
-        site = _header(scope, b"sec-fetch-site")
-        origin = _header(scope, b"origin")
+        site = header_value(scope, b"sec-fetch-site")
+        origin = header_value(scope, b"origin")
         if site is not None:
             allowed = site.strip().lower() in _OWN_FETCH_SITES
         elif origin is not None:
