@@ -263,3 +263,58 @@ def test_a_copy_of_the_export_elsewhere_is_the_same_source(
     lines = imported(capsys, db_url, "--tenant", "Acme", str(copy))
     assert "3 unchanged" in lines[1]
     assert counts(conn) == before
+
+
+EDGE_EXPORT = (
+    '"Id","Name","Owner.Name","StageName","IsWon","IsClosed","Amount","CurrencyIsoCode",'
+    '"CloseDate","ForecastCategoryName","Probability","RecordType.Name"\r\n'
+    '"e1","=HYPERLINK(""x"")","Zoë ""Z"" Ng","Prospecting","false","false",'
+    '"9999999999999999.99","usd","0001-01-01","Best Case","0.5",""\r\n'
+    '"e2","line\rbreak , [b]x[/b]","","Closed Won","true","true","0","JPY","9999-12-31",'
+    '"Closed","100","Renewal"\r\n'
+    '"e3","\x1b[31mred","\x1b[2Jowner","Prospecting","false","false","","","",'
+    '"Omitted","","Renewal"\r\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "preset"),
+    [("salesforce-report.csv", None), ("salesforce.csv", None), ("hubspot.csv", None),
+     ("pipedrive.csv", None), ("maven-pipeline.csv", str(MAVEN)), ("edge.csv", "salesforce")],
+)  # fmt: skip
+def test_an_imports_deals_pass_the_checks_of_load_that_it_skips(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, preset: str | None
+) -> None:
+    """An import hands its deals to the load as checked values (their checks are not
+    run again): here they go through the load's own path for rows instead, every value,
+    key and reference check included, twice (a new tenant, then every deal unchanged),
+    and the import ends as it does without them."""
+    from pipeline_coverage.importing import crm
+
+    real = crm.load_tables
+
+    def fully_checked(conn: Any, rows: Any, *, source: Any, staged: Any) -> Any:
+        rows = dict(rows)
+        for file, made in staged.items():
+            with conn.cursor() as cur:
+                cur.execute(made(cur))
+                rows[file] = [(row[0], row[1:]) for row in cur.fetchall()]
+        return real(conn, rows, source=source)
+
+    export = EXPORTS / name
+    if name == "edge.csv":
+        export = tmp_path / name
+        export.write_bytes(EDGE_EXPORT.encode("utf-8"))
+    request = crm.ImportRequest(tenant="Checked", deals=export, format=preset)
+    outcomes = []
+    for checked in (True, False, True):
+        if not checked:
+            monkeypatch.setattr(crm, "load_tables", fully_checked)
+        with psycopg.connect(db_url) as conn:
+            outcomes.append(crm.import_export(conn, request))
+        monkeypatch.setattr(crm, "load_tables", real)
+    first, again, last = (next(x for x in o.loads if x.table == "deal") for o in outcomes)
+    assert first.rows == first.inserted > 0
+    assert again.rows == first.rows
+    assert (again.inserted, again.updated) == (0, 0)
+    assert (last.inserted, last.updated) == (0, 0)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from psycopg import sql
 
 from pipeline_coverage.db.connection import as_uuid, records, unit_of_work
@@ -257,12 +258,22 @@ class Planner:
                     buffer.truncate()
             copy.write(buffer.getvalue())
         self.plan.deals = count
-        cur.execute(query(_QUERIES, "index_read_deals"))
+        # A unique index finds whether any key was given twice at the cost of the index
+        # the joins below need anyway; only then are the keys and their lines looked up.
+        twice = []
+        cur.execute("SAVEPOINT pipeline_coverage_read_deals")
+        try:
+            cur.execute(query(_QUERIES, "index_read_deals_unique"))
+        except psycopg.errors.UniqueViolation:
+            cur.execute("ROLLBACK TO SAVEPOINT pipeline_coverage_read_deals")
+            cur.execute(query(_QUERIES, "index_read_deals"))
+            cur.execute(query(_QUERIES, "read_deals_given_twice"))
+            twice = [
+                (self.odd_keys.get(str(deal_id), key), lines)
+                for deal_id, key, lines in cur.fetchall()
+            ]
+        cur.execute("RELEASE SAVEPOINT pipeline_coverage_read_deals")
         cur.execute(query(_QUERIES, "analyze_read_deals"))
-        cur.execute(query(_QUERIES, "read_deals_given_twice"))
-        twice = [
-            (self.odd_keys.get(str(deal_id), key), lines) for deal_id, key, lines in cur.fetchall()
-        ]
         return reader.finish(twice)
 
     def _checked_name(self, name: str, line: Line) -> str:
@@ -316,12 +327,14 @@ class Planner:
         )  # fmt: skip
 
     def staged_deals(self, cur: Any) -> sql.Composable:
-        """The deals read, as rows of ``deals.csv`` (for ``load_tables``)."""
+        """The deals read, as rows of ``deals.csv`` typed as ``deal``'s columns (for
+        ``load_tables``)."""
         if self.bad_value is not None:
             raise self.bad_value
         return sql.SQL(
-            "SELECT d.line, d.id::text, {tenant}, k.pipeline_id, k.stage_id, d.name, d.amount,"
-            " d.expected_close_date, d.close_date, d.owned_by_user_id, NULL, NULL, NULL,"
+            "SELECT d.line, d.id, {tenant}::uuid, k.pipeline_id, k.stage_id, d.name, d.amount,"
+            " d.expected_close_date, d.close_date, d.owned_by_user_id, NULL::uuid, NULL::uuid,"
+            " NULL::uuid,"
             " d.forecast_category, d.currency"
             " FROM pg_temp.pipeline_coverage_import_deals AS d"
             " JOIN pg_temp.pipeline_coverage_import_kinds AS k USING (kind)"
@@ -556,6 +569,8 @@ def _import(
     }  # fmt: skip
     rows = plan.rows
     staged = {"deals.csv": planner.staged_deals} if plan.deals else {}
+    # The deals' values were read and checked as deals.csv's checks would (their ids
+    # derived, given once; their pipelines, stages and owners those of this plan).
     loads = load_tables(conn, rows, source=by_file, staged=staged)
     cur.execute(query(_QUERIES, "mark_source_deals"), params)
     if teams is not None and plan.teams_given:

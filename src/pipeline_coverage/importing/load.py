@@ -129,10 +129,15 @@ def load_tables(
     own name); rows may share a line (a wide sheet's line giving several targets).
 
     ``staged`` gives files whose rows are in the database already (a temporary table
-    of the caller's transaction, say, filled by a COPY as they streamed in): per file,
-    a function called on the load's cursor when the file's turn comes, returning a
-    query of its rows, ``line`` first and then the file's columns (``columns``) as
-    text. It may raise :class:`LoadError` for the file instead.
+    of the caller's transaction, say, filled by a COPY as they streamed in), made by the
+    caller from values it checked as the file's own checks would (every value of its
+    column's kind, keys given once, references to rows of this load or of the tenant):
+    per file, a function called on the load's cursor when the file's turn comes,
+    returning a query of its rows, ``line`` first and then the file's columns
+    (``columns``), typed as the table's columns or as text. It may raise
+    :class:`LoadError` for the file instead. Their value, key and reference checks are
+    not run again; the database's constraints still hold (a row one refuses is
+    reported as for any file).
 
     Raises :class:`LoadError` (nothing written) when any row is bad, every file's
     problems together; ``ValueError`` or ``TypeError`` for rows no import could hold
@@ -153,7 +158,7 @@ def load_tables(
             if staged and spec.file in staged
             else _rows_stager(names, rows[spec.file], progress)
         )
-        inputs.append(_Input(spec, name, stager))
+        inputs.append(_Input(spec, name, stager, checked=bool(staged and spec.file in staged)))
     return _load(conn, inputs, {})
 
 
@@ -170,6 +175,8 @@ class _Input:
     spec: TableSpec
     name: str
     stager: _Stager | None
+    #: Rows made from checked values (``load_tables``'s ``staged``).
+    checked: bool = False
 
 
 def _load(conn: Any, inputs: list[_Input], rejected: dict[str, LoadError]) -> list[TableLoad]:
@@ -337,12 +344,13 @@ def _load_file(
     stage = _stage_name(item.spec)
     cur.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(stage))
     spec = item.stager(cur, item.spec, name, stage)
-    # Before PostgreSQL 16, a regular expression per UUID is most of a file's checks;
-    # a cast of every UUID column in one pass says the same of a file without a bad
-    # one (the regular expressions then locate a bad one).
-    cast = not modern and uuids_cast(cur, spec, stage)
-    raise_problems(cur, name, value_problems(spec, stage, modern=modern, uuids_cast=cast))
-    raise_problems(cur, name, duplicate_problems(spec, stage))
+    if not item.checked:
+        # Before PostgreSQL 16, a regular expression per UUID is most of a file's
+        # checks; a cast of every UUID column in one pass says the same of a file
+        # without a bad one (the regular expressions then locate a bad one).
+        cast = not modern and uuids_cast(cur, spec, stage)
+        raise_problems(cur, name, value_problems(spec, stage, modern=modern, uuids_cast=cast))
+        raise_problems(cur, name, duplicate_problems(spec, stage))
     targets = pulled_keys(cur, spec, stage) if citus and spec.references else {}
     checkable = [reference for reference in spec.references if reference.table not in unloaded]
     if len(checkable) < len(spec.references):
@@ -351,7 +359,7 @@ def _load_file(
     # Foreign keys check most references row by row during the upsert anyway: only
     # the others are checked first. When any reference fails, every check runs in
     # declared order, so the root cause (a missing pipeline, say) is the one named.
-    if any(
+    if not item.checked and any(
         has_problems(cur, reference_problems(reference, stage, targets))
         for reference in spec.references
         if not reference.enforced
@@ -431,10 +439,10 @@ def _query_stager(names: Sequence[str], rows: Callable[[Cursor], sql.Composable]
 
     def stage_query(cur: Cursor, spec: TableSpec, name: str, stage: sql.Identifier) -> TableSpec:
         query = rows(cur)
-        _create_stage(cur, stage, "NOT NULL", names)
         columns = sql.SQL(", ").join(sql.Identifier(c) for c in names)
+        # Typed as the query gives them: a checked value is not cast back and forth.
         cur.execute(
-            sql.SQL("INSERT INTO {} (line, {}) SELECT * FROM ({}) AS q").format(
+            sql.SQL("CREATE TEMP TABLE {} (line, {}) ON COMMIT DROP AS {}").format(
                 stage, columns, query
             )
         )

@@ -45,7 +45,7 @@ WHERE m.tenant_id = %(tenant_id)s::uuid;
 
 -- name: create_read_deals
 -- The deals of an export as they are read (an import's transaction): the values of
--- each deal's row, its key (for the keys given twice) and the index of its pipeline,
+-- each deal's row (checked as they were read, typed as deal's columns), its key (for the keys given twice) and the index of its pipeline,
 -- stage and state ("kind": its stage is known once every deal is read).
 DROP TABLE IF EXISTS pg_temp.pipeline_coverage_import_deals;
 CREATE TEMP TABLE pipeline_coverage_import_deals (
@@ -54,10 +54,10 @@ CREATE TEMP TABLE pipeline_coverage_import_deals (
     key text NOT NULL,
     kind integer NOT NULL,
     name text,
-    amount text,
-    expected_close_date text,
-    close_date text,
-    owned_by_user_id text,
+    amount numeric(18, 2),
+    expected_close_date date,
+    close_date date,
+    owned_by_user_id uuid,
     forecast_category text,
     currency text
 ) ON COMMIT DROP;
@@ -73,6 +73,10 @@ FROM STDIN WITH (FORMAT csv, ENCODING 'UTF8');
 -- deal, whatever the source's deals are estimated at (the statistics of import_source
 -- may predate this import's marking).
 CREATE INDEX ON pg_temp.pipeline_coverage_import_deals (id);
+
+-- name: index_read_deals_unique
+-- The same index, unique: it fails when a key was given to several deals.
+CREATE UNIQUE INDEX ON pg_temp.pipeline_coverage_import_deals (id);
 
 -- name: analyze_read_deals
 -- A temporary table has no statistics until it is analyzed: the joins below plan on them.
@@ -96,7 +100,7 @@ DROP TABLE IF EXISTS pg_temp.pipeline_coverage_import_kinds;
 -- Each kind of deal read (pipeline, stage, state) with the pipeline and stage it goes to.
 CREATE TEMP TABLE pipeline_coverage_import_kinds ON COMMIT DROP AS
 SELECT k.kind, k.pipeline_id, k.stage_id
-FROM unnest(%(kinds)s::integer[], %(pipelines)s::text[], %(stages)s::text[])
+FROM unnest(%(kinds)s::integer[], %(pipelines)s::uuid[], %(stages)s::uuid[])
     AS k (kind, pipeline_id, stage_id);
 
 -- name: source_deals_absent
