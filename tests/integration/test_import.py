@@ -290,8 +290,7 @@ def test_an_imports_deals_pass_the_checks_of_load_that_it_skips(
     key and reference check included, twice (a new tenant, then every deal unchanged),
     and the import ends as it does without them."""
     from pipeline_coverage.importing import crm
-
-    real = crm.load_tables
+    from pipeline_coverage.importing.load import load_tables as real
 
     def fully_checked(conn: Any, rows: Any, *, source: Any, staged: Any) -> Any:
         rows = dict(rows)
@@ -309,10 +308,10 @@ def test_an_imports_deals_pass_the_checks_of_load_that_it_skips(
     outcomes = []
     for checked in (True, False, True):
         if not checked:
-            monkeypatch.setattr(crm, "load_tables", fully_checked)
+            monkeypatch.setattr("pipeline_coverage.importing.crm.load_tables", fully_checked)
         with psycopg.connect(db_url) as conn:
             outcomes.append(crm.import_export(conn, request))
-        monkeypatch.setattr(crm, "load_tables", real)
+        monkeypatch.setattr("pipeline_coverage.importing.crm.load_tables", real)
     first, again, last = (next(x for x in o.loads if x.table == "deal") for o in outcomes)
     assert first.rows == first.inserted > 0
     assert again.rows == first.rows
