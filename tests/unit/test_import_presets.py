@@ -303,3 +303,16 @@ def test_xlsx_export_with_typed_cells(tmp_path: Path) -> None:
         ("123456789", Decimal("1234.50"), dt.date(2026, 3, 31), 40),
         ("123456790", Decimal("0.30"), dt.date(2026, 4, 1), 100),
     ]
+
+
+def test_a_deals_id_text_is_the_uuid5_of_its_parts() -> None:
+    """The import writes each deal's id from its SHA-1 without making a UUID object:
+    the text must be what ``derived_id`` (``uuid.uuid5``) gives, for any key."""
+    import hashlib
+
+    from pipeline_coverage.importing.crm import NAMESPACE, _uuid5_text, derived_id
+
+    for key in ("006000000000000001", "", "Zoë \x00 \U0001f600", "x" * 1000):
+        prefix = "t\x1fdeal\x1fsalesforce\x1f"
+        digest = hashlib.sha1(NAMESPACE.bytes + (prefix + key).encode(), usedforsecurity=False)
+        assert _uuid5_text(digest.digest()) == str(derived_id("t", "deal", "salesforce", key))

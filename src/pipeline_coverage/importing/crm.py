@@ -62,6 +62,15 @@ def derived_id(*parts: object) -> uuid.UUID:
     return uuid.uuid5(NAMESPACE, "\x1f".join(str(part) for part in parts))
 
 
+def _uuid5_text(sha1: bytes) -> str:
+    """The text of the version-5 UUID of a SHA-1 digest, as ``str(uuid.UUID(bytes=
+    sha1[:16], version=5))`` (that is, :func:`uuid.uuid5`), without making the object."""
+    hexed = (
+        sha1[:6] + bytes((sha1[6] & 0x0F | 0x50, sha1[7], sha1[8] & 0x3F | 0x80)) + sha1[9:16]
+    ).hex()
+    return f"{hexed[:8]}-{hexed[8:12]}-{hexed[12:16]}-{hexed[16:20]}-{hexed[20:]}"
+
+
 def tenant_id_for(name: str) -> uuid.UUID:
     """The id of a tenant an import creates (by its name, in any case)."""
     return derived_id("tenant", fold(name))
@@ -236,7 +245,7 @@ class Planner:
                         owner = owners[deal.owner] = str(self.user(deal.owner, deal.line, "deals"))
                 digest = base.copy()
                 digest.update(deal.key.encode("utf-8"))  # derived_id's uuid5, by parts
-                deal_id = str(uuid.UUID(bytes=digest.digest()[:16], version=5))
+                deal_id = _uuid5_text(digest.digest())
                 key, name = deal.key, deal.name
                 if "\x00" in key:
                     self.odd_keys[deal_id] = key

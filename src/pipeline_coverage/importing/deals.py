@@ -18,12 +18,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from operator import itemgetter
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal, NamedTuple, TypeVar
 
 from pipeline_coverage.errors import LoadError
 from pipeline_coverage.importing.tabular import Row, open_table
 from pipeline_coverage.importing.values import (
+    REMEMBERED_TEXTS,
     Cell,
     DateFormat,
     Problems,
@@ -35,6 +37,7 @@ from pipeline_coverage.importing.values import (
     parse_currency,
     parse_date,
     parse_probability,
+    remembering,
     shown,
 )
 
@@ -79,8 +82,7 @@ FORECAST_CATEGORIES: Mapping[str, str | None] = {
 }
 
 
-@dataclass(frozen=True)
-class ExportDeal:
+class ExportDeal(NamedTuple):
     """One deal of an export, normalized. ``state`` is the deal's own (a won Pipedrive
     deal may sit in any stage); ``close_date`` is the close date of a won or lost deal,
     the expected close date of an open one; ``probability`` is 0-100."""
@@ -264,6 +266,8 @@ class _Bound:
     label: str
     columns: tuple[str, ...]  # the header names it uses, as written
     get: Callable[[Row], Cell]
+    #: The column's position, for a plain column (not a template).
+    index: int | None = None
 
 
 _FOOTER_COPYRIGHT = re.compile(r"copyright \(c\).*salesforce\.com", re.IGNORECASE)
@@ -279,6 +283,23 @@ class _Unmapped:
     def add(self, value: str, line: int) -> None:
         self.counts[value] += 1
         self.first_line.setdefault(value, line)
+
+
+_DATE_FIELDS = ("close_date", "won_date", "lost_date")
+
+
+@dataclass(frozen=True)
+class _KindRead:
+    """What a combination of a deal's kind cells read as (see :meth:`DealReader._deal`)."""
+
+    stage: str
+    state: State
+    currency: str | None
+    category: str | None
+    probability: int | None
+    pipeline: str
+    #: The field its date is read from (None: the format reads no date).
+    date_field: str | None = None
 
 
 class DealReader:
@@ -302,6 +323,7 @@ class DealReader:
         #: stores the deals finds them there instead, and hands them to :meth:`finish`.
         self._track_duplicates = track_duplicates
         self._table = open_table(path, sheet=sheet)
+        self._file = self._table.file
         try:
             self._bind()
         except BaseException:
@@ -355,6 +377,32 @@ class DealReader:
         if self._key_by_name:
             bound["key"] = bound["name"]
         self._fields = bound
+        date_format, scale = fmt.date_format, fmt.probability_scale
+        #: Each parsed field's parser, remembering what it said of each text.
+        self._parsers: dict[str, Callable[[Cell], object]] = {
+            "is_won": remembering(parse_bool),
+            "is_closed": remembering(parse_bool),
+            "amount": parse_amount,
+            "currency": remembering(parse_currency),
+            "close_date": remembering(lambda cell: parse_date(cell, date_format)),
+            "probability": remembering(lambda cell: parse_probability(cell, scale)),
+        }
+        for name in ("won_date", "lost_date"):
+            self._parsers[name] = self._parsers["close_date"]
+        # A row's fields are picked from its cells in one step (see _picked): a plain
+        # column by its index, a template filled in after, a field not read as the
+        # None past the header's last cell.
+        self._width = len(table.columns) and max(c.index for c in table.columns) + 1
+        positions, self._templates = [], []
+        for position, name in enumerate(FIELDS):
+            field_bound = bound.get(name)
+            if field_bound is not None and field_bound.index is not None:
+                positions.append(field_bound.index)
+            else:
+                positions.append(self._width)
+                if field_bound is not None:
+                    self._templates.append((position, field_bound))
+        self._pick = itemgetter(*positions)
         used = {fold(column) for item in bound.values() for column in item.columns}
         self._ignored = tuple(column.name for column in table.columns if column.key not in used)
 
@@ -363,8 +411,13 @@ class DealReader:
         if template is None:
             column = self._table.column(candidate)
             assert column is not None
-            key = column.key
-            return _Bound(column.name, (column.name,), lambda row: row.values.get(key))
+            index = column.index
+
+            def cell(row: Row) -> Cell:
+                cells = row.cells
+                return cells[index] if index < len(cells) else None
+
+            return _Bound(column.name, (column.name,), cell, index)
         names = tuple(
             self._table.column(name).name  # type: ignore[union-attr]
             for name in template.columns
@@ -406,6 +459,7 @@ class DealReader:
         self._first_line: dict[str, int] = {}
         self._duplicates: dict[str, list[int]] = {}
         self._rows = self._deals = self._footer_lines = 0
+        self._kinds_read: dict[tuple[Cell, ...], _KindRead] = {}
         pending: list[Row] = []  # rows after a blank one: maybe the report's footer
         try:
             for row in table.rows():
@@ -443,7 +497,7 @@ class DealReader:
             return
         self._rows += 1
         problems = self._problems
-        file = self._table.file
+        file = self._file
         if row.problems:
             for column, reason in row.problems:
                 problems.add(file, row.line, column, reason)
@@ -453,34 +507,64 @@ class DealReader:
             self._deals += 1
             yield deal
 
-    def _text(self, name: str, row: Row) -> str:
-        bound = self._fields.get(name)
-        return cell_text(bound.get(row)) if bound else ""
+    def _picked(self, row: Row) -> Sequence[Cell]:
+        """The row's cell of each field of FIELDS, in that order (None when the format
+        does not read it): one pick of the cells, templates filled in."""
+        cells = row.cells
+        width = self._width
+        if len(cells) < width:  # (a workbook's row may end early)
+            cells = cells + (None,) * (width - len(cells))
+        picked: Sequence[Cell] = self._pick((*cells[:width], None))
+        if self._templates:
+            picked = list(picked)
+            for position, bound in self._templates:
+                picked[position] = bound.get(row)
+        return picked
 
     def _deal(self, row: Row) -> ExportDeal | None:
-        fmt, fields, file, line = self.format, self._fields, self._table.file, row.line
+        fmt, fields, file, line = self.format, self._fields, self._file, row.line
         bad: list[tuple[str, str]] = []
         unmapped = False
+        parsers = self._parsers
+        (
+            key_cell, name_cell, owner_cell, stage_cell, status_cell, won_cell, closed_cell,
+            amount_cell, currency_cell, close_cell, won_date_cell, lost_date_cell,
+            category_cell, probability_cell, pipeline_cell,
+        ) = self._picked(row)  # fmt: skip
+        # The cells that say a deal's kind (its state, stage, pipeline, currency,
+        # category, probability) repeat across an export: a combination already read
+        # without a problem is not read again.
+        kind_cells = (
+            stage_cell, status_cell, won_cell, closed_cell, currency_cell, category_cell,
+            probability_cell, pipeline_cell,
+        )  # fmt: skip
+        known = self._kinds_read.get(kind_cells)
+        if known is not None:
+            return self._known_kind(row, known, key_cell, name_cell, owner_cell, amount_cell,
+                                    (close_cell, won_date_cell, lost_date_cell))  # fmt: skip
 
-        def parse(name: str, parser: Callable[[Cell], _T]) -> _T | None:
+        def parse(name: str, cell: Cell) -> _T | None:
             bound = fields.get(name)
             if bound is None:
                 return None
             try:
-                return parser(bound.get(row))
+                return parsers[name](cell)  # type: ignore[return-value]
             except ValueProblem as problem:
                 bad.append((bound.label, str(problem)))
                 return None
 
-        key = self._text("key", row)
-        name = self._text("name", row)
-        stage = self._text("stage", row)
-        for field_name, value in (("key", key), ("name", name), ("stage", stage)):
-            if not value and not (field_name == "key" and self._key_by_name):
-                bad.append((fields[field_name].label, f"blank (every deal needs its {field_name})"))
+        name = cell_text(name_cell)
+        key = name if self._key_by_name else cell_text(key_cell)
+        stage = cell_text(stage_cell)
+        if not key and not self._key_by_name:
+            bad.append((fields["key"].label, "blank (every deal needs its key)"))
+        if not name:
+            bad.append((fields["name"].label, "blank (every deal needs its name)"))
+        if not stage:
+            bad.append((fields["stage"].label, "blank (every deal needs its stage)"))
         state: str | None = None
         if "status" in fields:
-            status = self._text("status", row)
+            status = cell_text(status_cell)
             state = fmt.statuses.get(fold(status))
             if state is None:
                 self._unmapped_value("status", status, line)
@@ -488,59 +572,98 @@ class DealReader:
                 self._skipped[f"{fields['status'].label} {status}"] += 1
                 return None
         elif "is_won" in fields or "is_closed" in fields:
-            won = parse("is_won", parse_bool)
-            closed = parse("is_closed", parse_bool)
+            won: bool | None = parse("is_won", won_cell)
+            closed: bool | None = parse("is_closed", closed_cell)
             if won is None and closed is None:
                 state = self._stage_state(stage, line)
             else:
                 state = "won" if won else "lost" if closed else "open"
         elif stage:
             state = self._stage_state(stage, line)
-        amount = parse("amount", parse_amount)
-        currency = parse("currency", parse_currency)
-        date_name = {"won": "won_date", "lost": "lost_date"}.get(state or "", "close_date")
-        if date_name not in fields:
-            date_name = "close_date"
-        close_date = parse(date_name, lambda cell: parse_date(cell, fmt.date_format))
+        amount: Decimal | None = parse("amount", amount_cell)
+        currency: str | None = parse("currency", currency_cell)
+        date_field = {"won": "won_date", "lost": "lost_date"}.get(state or "", "close_date")
+        if date_field not in fields:
+            date_field = "close_date"
+        date_cell = (close_cell, won_date_cell, lost_date_cell)[_DATE_FIELDS.index(date_field)]
+        close_date: dt.date | None = parse(date_field, date_cell)
         category: str | None = None
         if "forecast_category" in fields:
-            written = self._text("forecast_category", row)
+            written = cell_text(category_cell)
             if written:
-                if fold(written) in fmt.categories:
-                    category = fmt.categories[fold(written)]
+                folded = fold(written)
+                if folded in fmt.categories:
+                    category = fmt.categories[folded]
                 else:
                     self._unmapped_value("forecast_category", written, line)
                     unmapped = True
-        probability = parse(
-            "probability", lambda cell: parse_probability(cell, fmt.probability_scale)
-        )
+        probability: int | None = parse("probability", probability_cell)
         if probability is None:
             probability = fmt.stage_probabilities.get(fold(stage))
-        pipeline = self._text("pipeline", row) or fmt.default_pipeline
+        pipeline = cell_text(pipeline_cell) or fmt.default_pipeline
         for column, reason in bad:
             self._problems.add(file, line, column, reason)
         if bad or unmapped or state is None:
             return None
+        self._track(key, line)
+        self._stages.setdefault((pipeline, stage), set()).add(state)  # type: ignore[arg-type]
+        if len(self._kinds_read) < REMEMBERED_TEXTS:
+            self._kinds_read[kind_cells] = _KindRead(
+                stage, state, currency, category, probability, pipeline,  # type: ignore[arg-type]
+                date_field if date_field in fields else None,
+            )  # fmt: skip
+        return ExportDeal(
+            line, key, name, cell_text(owner_cell) or None, stage,
+            state,  # type: ignore[arg-type]
+            amount, currency, close_date, category, probability, pipeline,
+        )  # fmt: skip
+
+    def _known_kind(
+        self, row: Row, kind: _KindRead, key_cell: Cell, name_cell: Cell, owner_cell: Cell,
+        amount_cell: Cell, date_cells: tuple[Cell, Cell, Cell],
+    ) -> ExportDeal | None:  # fmt: skip
+        """:meth:`_deal` of a row whose kind was read before without a problem: only
+        its own cells (key, name, owner, amount, date) are read, in the same order."""
+        fields, line = self._fields, row.line
+        bad: list[tuple[str, str]] = []
+        name = cell_text(name_cell)
+        key = name if self._key_by_name else cell_text(key_cell)
+        if not key and not self._key_by_name:
+            bad.append((fields["key"].label, "blank (every deal needs its key)"))
+        if not name:
+            bad.append((fields["name"].label, "blank (every deal needs its name)"))
+        amount: Decimal | None = None
+        if "amount" in fields:
+            try:
+                amount = parse_amount(amount_cell)
+            except ValueProblem as problem:
+                bad.append((fields["amount"].label, str(problem)))
+        date_name = kind.date_field
+        close_date: dt.date | None = None
+        if date_name is not None:
+            try:
+                close_date = self._parsers[date_name](  # type: ignore[assignment]
+                    date_cells[_DATE_FIELDS.index(date_name)]
+                )
+            except ValueProblem as problem:
+                bad.append((fields[date_name].label, str(problem)))
+        if bad:
+            for column, reason in bad:
+                self._problems.add(self._file, line, column, reason)
+            return None
+        self._track(key, line)
+        return ExportDeal(
+            line, key, name, cell_text(owner_cell) or None, kind.stage, kind.state, amount,
+            kind.currency, close_date, kind.category, kind.probability, kind.pipeline,
+        )  # fmt: skip
+
+    def _track(self, key: str, line: int) -> None:
+        """Keep the key's line, to find those given twice (when this reader does)."""
         if self._track_duplicates:
             if key in self._first_line:
                 self._duplicates.setdefault(key, [self._first_line[key]]).append(line)
             else:
                 self._first_line[key] = line
-        self._stages.setdefault((pipeline, stage), set()).add(state)  # type: ignore[arg-type]
-        return ExportDeal(
-            line=line,
-            key=key,
-            name=name,
-            owner=self._text("owner", row) or None,
-            stage=stage,
-            state=state,  # type: ignore[arg-type]
-            amount=amount,
-            currency=currency,
-            close_date=close_date,
-            forecast_category=category,
-            probability=probability,
-            pipeline=pipeline,
-        )
 
     def _stage_state(self, stage: str, line: int) -> str | None:
         state = self.format.stage_states.get(fold(stage))

@@ -61,19 +61,46 @@ class Column:
         return get_column_letter(self.index + 1)
 
 
-@dataclass(frozen=True)
 class Row:
-    """A data row: its line, its cells by column key, and what is wrong with its shape
-    (``(column name or None, reason)``: too few or too many fields, bad cells)."""
+    """A data row: its line, its cells (in header order), what is wrong with its shape
+    (``(column name or None, reason)``: too few or too many fields, bad cells), and its
+    cells by column key (:attr:`values`, made when first asked: a reader of a million
+    rows that reads cells by position never builds it)."""
 
-    line: int
-    values: dict[str, Cell]
-    cells: tuple[Cell, ...]
-    problems: tuple[tuple[str | None, str], ...] = ()
+    __slots__ = ("_columns", "_values", "cells", "line", "problems")
+
+    def __init__(
+        self,
+        line: int,
+        cells: tuple[Cell, ...],
+        columns: tuple[Column, ...] = (),
+        problems: tuple[tuple[str | None, str], ...] = (),
+    ) -> None:
+        self.line = line
+        self.cells = cells
+        self.problems = problems
+        self._columns = columns
+        self._values: dict[str, Cell] | None = None
+
+    @property
+    def values(self) -> dict[str, Cell]:
+        if self._values is None:
+            cells, width = self.cells, len(self.cells)
+            self._values = {
+                column.key: cells[column.index] if column.index < width else None
+                for column in self._columns
+            }
+        return self._values
 
     @property
     def blank(self) -> bool:
-        return all(cell_text(cell) == "" for cell in self.cells)
+        cells = self.cells
+        if cells and type(cells[0]) is str and cells[0] and not cells[0].isspace():
+            return False  # (most rows: a first cell of text)
+        return all(cell_text(cell) == "" for cell in cells)
+
+    def __repr__(self) -> str:
+        return f"Row(line={self.line}, cells={self.cells!r}, problems={self.problems!r})"
 
 
 @dataclass
@@ -176,9 +203,9 @@ def _header(file: str, names: list[str]) -> tuple[Column, ...]:
 
 
 def _shape(
-    columns: tuple[Column, ...], cells: tuple[Cell, ...], width: int, *, padded: bool
-) -> tuple[dict[str, Cell], tuple[tuple[str | None, str], ...]]:
-    """A row's values by key and the problems of its shape."""
+    cells: tuple[Cell, ...], width: int, *, padded: bool
+) -> tuple[tuple[str | None, str], ...]:
+    """The problems of a row's shape."""
     problems: list[tuple[str | None, str]] = []
     if len(cells) < width and not padded:
         problems.append((None, f"{len(cells)} fields where the header has {width}"))
@@ -191,10 +218,7 @@ def _shape(
                 f"a value past the header's last column (column {where}: {shown(cells[extra[0]])})",
             )
         )
-    values = {
-        column.key: cells[column.index] if column.index < len(cells) else None for column in columns
-    }
-    return values, tuple(problems)
+    return tuple(problems)
 
 
 # --- CSV ------------------------------------------------------------------------
@@ -254,6 +278,7 @@ def _open_csv(path: Path) -> Table:
 
 
 def _csv_rows(reader: Iterator[list[str]], table: Table, width: int) -> Iterator[Row]:
+    columns = table.columns
     end = reader.line_num  # type: ignore[attr-defined]
     while True:
         start = end + 1
@@ -266,10 +291,11 @@ def _csv_rows(reader: Iterator[list[str]], table: Table, width: int) -> Iterator
         end = reader.line_num  # type: ignore[attr-defined]
         cells = tuple(record)
         if not any(cells):
-            yield Row(start, {}, cells)
-            continue
-        values, problems = _shape(table.columns, cells, width, padded=False)
-        yield Row(start, values, cells, problems)
+            yield Row(start, cells)
+        elif len(cells) == width:  # the common case: nothing to say of its shape
+            yield Row(start, cells, columns)
+        else:
+            yield Row(start, cells, columns, _shape(cells, width, padded=False))
 
 
 # --- XLSX -----------------------------------------------------------------------
@@ -394,13 +420,13 @@ def _xlsx_rows(
         cells = tuple(_cell(value) for value in raw)
         bad = scan.cells.pop(line, [])
         if not bad and not any(cell_text(cell) for cell in cells):
-            yield Row(line, {}, cells)
+            yield Row(line, cells)
             continue
-        values, problems = _shape(table.columns, cells, width, padded=True)
+        problems = _shape(cells, width, padded=True)
         located = tuple(
             (names.get(index, get_column_letter(index + 1)), reason) for index, reason in bad
         )
-        yield Row(line, values, cells, problems + located)
+        yield Row(line, cells, table.columns, problems + located)
 
 
 def _cell(value: object) -> Cell:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
+from typing import TypeVar
 
 import pycountry
 
@@ -40,6 +42,37 @@ def shown(value: Cell) -> str:
 
 class ValueProblem(Exception):
     """A value that does not parse; its message is the reason (the caller locates it)."""
+
+
+_T = TypeVar("_T")
+#: A remembering parser keeps at most this many texts (an export's dates, flags,
+#: currencies and probabilities take a few thousand; its amounts and names are not
+#: worth keeping).
+REMEMBERED_TEXTS = 50_000
+
+
+def remembering(parse: Callable[[Cell], _T]) -> Callable[[Cell], _T]:
+    """``parse`` with what it said of each text cell remembered (its value, or its
+    problem raised again): a column of an export repeats a few values a million times.
+    Cells of other types (a spreadsheet's numbers and dates) are parsed each time."""
+    said: dict[str, _T | ValueProblem] = {}
+
+    def remembered(value: Cell) -> _T:
+        if type(value) is not str:
+            return parse(value)
+        found = said.get(value, said)
+        if found is said:
+            try:
+                found = parse(value)
+            except ValueProblem as problem:
+                found = problem
+            if len(said) < REMEMBERED_TEXTS:
+                said[value] = found
+        if isinstance(found, ValueProblem):
+            raise ValueProblem(str(found))
+        return found  # type: ignore[return-value]
+
+    return remembered
 
 
 @dataclass
@@ -215,10 +248,17 @@ def _decimal_of(value: Cell, *, thousands: bool) -> Decimal | None:
     )
 
 
+_CENT = Decimal("0.01")
+#: Money as most exports write it: read as it is, without the general rules below.
+_PLAIN_MONEY = re.compile(r"[0-9]{1,16}(?:\.[0-9]{1,2})?")
+
+
 def parse_amount(value: Cell, *, thousands: bool = False) -> Decimal | None:
     """A cell as money (None when empty): ``>= 0``, at most 16 digits before the point
     and 2 after. A spreadsheet's float is taken to the cent when it is a cent amount
     but for binary noise (``1234.5000000001``); a real third decimal is refused."""
+    if type(value) is str and _PLAIN_MONEY.fullmatch(value):
+        return Decimal(value).quantize(_CENT)
     try:
         number = _decimal_of(value, thousands=thousands)
     except ValueProblem as problem:
