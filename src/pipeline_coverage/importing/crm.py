@@ -580,8 +580,11 @@ def _import(
     staged = {"deals.csv": planner.staged_deals} if plan.deals else {}
     # The deals' values were read and checked as deals.csv's checks would (their ids
     # derived, given once; their pipelines, stages and owners those of this plan).
-    loads = load_tables(conn, rows, source=by_file, staged=staged)
-    cur.execute(query(_QUERIES, "mark_source_deals"), params)
+    # Each deal read is marked as the source's, as it is written (a deal the tenant had
+    # from another source, or from a load, becomes this source's).
+    loads = load_tables(
+        conn, rows, source=by_file, staged=staged, stamp={"deals.csv": {"import_source": source}}
+    )
     if teams is not None and plan.teams_given:
         members = [f"{g}:{u}" for g, u in planner.found.members if g in plan.teams_given]
         cur.execute(

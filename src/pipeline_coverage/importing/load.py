@@ -114,6 +114,7 @@ def load_tables(
     columns: Mapping[str, Sequence[str]] | None = None,
     progress: Progress | None = None,
     staged: Mapping[str, Callable[[Cursor], sql.Composable]] | None = None,
+    stamp: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[TableLoad]:
     """Import rows held in memory, all or nothing, exactly as :func:`load_directory`
     imports files: the same staging tables (filled by COPY), checks, upsert and counts.
@@ -139,6 +140,10 @@ def load_tables(
     not run again; the database's constraints still hold (a row one refuses is
     reported as for any file).
 
+    ``stamp`` gives, per file, values of columns outside the file written to each of
+    its rows (an import marks its deals with their source: ``{"import_source":
+    "salesforce"}``); a stored row whose stamp differs is changed.
+
     Raises :class:`LoadError` (nothing written) when any row is bad, every file's
     problems together; ``ValueError`` or ``TypeError`` for rows no import could hold
     (an unknown file or column, a row of the wrong length, a float).
@@ -158,7 +163,12 @@ def load_tables(
             if staged and spec.file in staged
             else _rows_stager(names, rows[spec.file], progress)
         )
-        inputs.append(_Input(spec, name, stager, checked=bool(staged and spec.file in staged)))
+        inputs.append(
+            _Input(
+                spec, name, stager, checked=bool(staged and spec.file in staged),
+                stamp=(stamp or {}).get(spec.file),
+            )
+        )  # fmt: skip
     return _load(conn, inputs, {})
 
 
@@ -177,6 +187,8 @@ class _Input:
     stager: _Stager | None
     #: Rows made from checked values (``load_tables``'s ``staged``).
     checked: bool = False
+    #: Values of columns outside the file, for each row (``load_tables``'s ``stamp``).
+    stamp: Mapping[str, str] | None = None
 
 
 def _load(conn: Any, inputs: list[_Input], rejected: dict[str, LoadError]) -> list[TableLoad]:
@@ -365,7 +377,7 @@ def _load_file(
         if not reference.enforced
     ):
         raise_reference_problems(cur, name, stage, spec.references, targets)
-    rows, inserted, updated = upsert(cur, spec, stage, name, targets)
+    rows, inserted, updated = upsert(cur, spec, stage, name, targets, item.stamp)
     if spec.table == "crm_group" and "parent_group_id" in spec.column_names:
         raise_problems(cur, name, cycle_problems(cur, stage))
     tenant_column = sql.Identifier("id" if spec.table == "tenant" else "tenant_id")

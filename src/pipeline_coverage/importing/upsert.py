@@ -6,7 +6,7 @@ left behind by a stage that the import moved to another pipeline.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import psycopg
@@ -33,14 +33,16 @@ def upsert(
     stage: sql.Identifier,
     file: str,
     targets: dict[str, sql.Composable] | None = None,
+    stamp: Mapping[str, str] | None = None,
 ) -> tuple[int, int, int]:
     """Upsert the checked staging table ``stage`` of ``spec``'s file: (rows, inserted,
     updated). A row a foreign key refuses is reported as ``file``'s by the reference
     checks (in declared order, so the root cause is the one named; ``targets`` as for
-    them), any other rule only the database could see as the database says it."""
+    them), any other rule only the database could see as the database says it.
+    ``stamp``: values of columns outside the file, written to every row of it."""
     cur.execute("SAVEPOINT pipeline_coverage_upsert")
     try:
-        counts = upsert_rows(cur, spec, stage)
+        counts = upsert_rows(cur, spec, stage, stamp)
     except psycopg.errors.IntegrityError as exc:
         cur.execute("ROLLBACK TO SAVEPOINT pipeline_coverage_upsert")
         raise_reference_problems(cur, file, stage, spec.references, targets)
@@ -93,12 +95,18 @@ def moved_stage_problems(
     ).format(stage=stage)
 
 
-def upsert_rows(cur: Cursor, spec: TableSpec, stage: sql.Identifier) -> tuple[int, int, int]:
-    """The upsert itself: (rows, inserted, updated)."""
-    names = spec.column_names
+def upsert_rows(
+    cur: Cursor, spec: TableSpec, stage: sql.Identifier, stamp: Mapping[str, str] | None = None
+) -> tuple[int, int, int]:
+    """The upsert itself: (rows, inserted, updated); ``stamp`` as for :func:`upsert` (a
+    row whose stamp differs is changed)."""
+    stamp = stamp or {}
+    names = [*spec.column_names, *stamp]
     target = sql.Identifier("dyno_crm", spec.table)
     columns = sql.SQL(", ").join(map(sql.Identifier, names))
-    values = sql.SQL(", ").join(cast_value(column) for column in spec.columns)
+    values = sql.SQL(", ").join(
+        [cast_value(column) for column in spec.columns] + [sql.Literal(v) for v in stamp.values()]
+    )
     updatable = [name for name in names if name not in spec.key]
     if updatable:
         on_conflict = sql.SQL(
@@ -124,6 +132,8 @@ def upsert_rows(cur: Cursor, spec: TableSpec, stage: sql.Identifier) -> tuple[in
         by_name = {column.name: column for column in spec.columns}
 
         def staged(name: str) -> sql.Composable:
+            if name in stamp:
+                return sql.Literal(stamp[name])
             return cast_value(by_name[name], sql.SQL("s.{}").format(sql.Identifier(name)))
 
         unchanged = sql.SQL(

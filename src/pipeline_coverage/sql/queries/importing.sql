@@ -112,16 +112,6 @@ FROM dyno_crm.deal AS d
 LEFT JOIN pg_temp.pipeline_coverage_import_deals AS r ON r.id = d.id
 WHERE d.tenant_id = %(tenant_id)s::uuid AND d.import_source = %(source)s::text;
 
--- name: mark_source_deals
--- Marks the deals an import wrote as coming from its source (only those not yet so: an
--- unchanged deal is not written).
-UPDATE dyno_crm.deal AS d
-SET import_source = %(source)s::text
-FROM pg_temp.pipeline_coverage_import_deals AS r
-WHERE d.tenant_id = %(tenant_id)s::uuid
-  AND d.id = r.id
-  AND d.import_source IS DISTINCT FROM %(source)s::text;
-
 -- name: delete_unread_source_deals
 -- Full sync: deletes the tenant's deals from the source that the export just read lacks;
 -- counts them. Nothing references a deal: stored runs keep the values of their deals in
