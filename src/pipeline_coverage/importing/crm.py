@@ -17,9 +17,7 @@ sync's delete are set-based SQL over that table.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,8 +51,6 @@ DEFAULT_MAX_DELETE = 10.0
 
 Line = int
 Row = tuple[Line, Sequence[object]]
-#: Deals are sent to COPY in batches of this many.
-_BATCH_DEALS = 5000
 
 
 def derived_id(*parts: object) -> uuid.UUID:
@@ -228,11 +224,12 @@ class Planner:
         base = hashlib.sha1(NAMESPACE.bytes + prefix.encode())
         owners: dict[str, str] = {}
         kinds, kind_lines = self.kinds, self.kind_lines
-        buffer = io.StringIO()
-        write = csv.writer(buffer, lineterminator="\n").writerow
         copier: Any = cur  # a psycopg 3 cursor: COPY is not DB-API
         count = 0
+        # Rows go as values (psycopg writes COPY's text format itself, in C): a date, an
+        # amount or an id is not made into text here first.
         with copier.copy(query(_QUERIES, "copy_read_deals")) as copy:
+            write = copy.write_row
             for deal in reader.stream():
                 kind = kinds.get((deal.pipeline, deal.stage, deal.state))
                 if kind is None:
@@ -252,20 +249,13 @@ class Planner:
                     key = key.replace("\x00", "\ufffd")
                 if not name.isascii() or "\x00" in name:
                     name = self._checked_name(name, deal.line)
-                date = None if deal.close_date is None else deal.close_date.isoformat()
-                closed = deal.state != "open"
-                amount = None if deal.amount is None else format(deal.amount, "f")
+                date, closed = deal.close_date, deal.state != "open"
                 write((
-                    deal.line, deal_id, key, kind, name, amount,
+                    deal.line, deal_id, key, kind, name, deal.amount,
                     None if closed else date, date if closed else None,
                     owner, deal.forecast_category, deal.currency,
                 ))  # fmt: skip
                 count += 1
-                if count % _BATCH_DEALS == 0:
-                    copy.write(buffer.getvalue())
-                    buffer.seek(0)
-                    buffer.truncate()
-            copy.write(buffer.getvalue())
         self.plan.deals = count
         # A unique index finds whether any key was given twice at the cost of the index
         # the joins below need anyway; only then are the keys and their lines looked up.

@@ -136,11 +136,17 @@ def upsert_rows(
                 return sql.Literal(stamp[name])
             return cast_value(by_name[name], sql.SQL("s.{}").format(sql.Identifier(name)))
 
+        # The stored rows compared are the staged tenants' only, by their key's index:
+        # without it the comparison may read every tenant's rows (a hash of the table).
+        tenants: sql.Composable = sql.SQL("")
+        if "tenant_id" in spec.key:
+            tenants = sql.SQL(" AND t.tenant_id = ANY ({})").format(staged_tenants(cur, stage))
         unchanged = sql.SQL(
-            " WHERE NOT EXISTS (SELECT 1 FROM {target} AS t WHERE {keys}"
+            " WHERE NOT EXISTS (SELECT 1 FROM {target} AS t WHERE {keys}{tenants}"
             " AND ({current}) IS NOT DISTINCT FROM ({incoming}))"
         ).format(
             target=target,
+            tenants=tenants,
             keys=sql.SQL(" AND ").join(
                 sql.SQL("t.{} = {}").format(sql.Identifier(n), staged(n)) for n in spec.key
             ),

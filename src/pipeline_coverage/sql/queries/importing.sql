@@ -66,7 +66,7 @@ CREATE TEMP TABLE pipeline_coverage_import_deals (
 COPY pg_temp.pipeline_coverage_import_deals
     (line, id, key, kind, name, amount, expected_close_date, close_date, owned_by_user_id,
      forecast_category, currency)
-FROM STDIN WITH (FORMAT csv, ENCODING 'UTF8');
+FROM STDIN;
 
 -- name: index_read_deals
 -- The read deals by id: a join with the source's deals is then never a scan of them per
