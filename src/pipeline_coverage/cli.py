@@ -122,6 +122,7 @@ from pipeline_coverage.validation import (
     MAX_LOOKBACK_DAYS,
     TARGET_MATCHES,
     parse_date,
+    parse_timestamp,
 )
 
 PROG = "pipeline-coverage"
@@ -138,6 +139,25 @@ class _IsoDate(click.ParamType[dt.date, Any]):
 
 
 ISO_DATE = _IsoDate()
+
+
+class _Timestamp(click.ParamType[dt.datetime, Any]):
+    name = "TIMESTAMP"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return parse_timestamp(value, "time")
+        except ValidationError as exc:
+            self.fail(str(exc).removeprefix("time: "), param, ctx)
+
+
+TIMESTAMP = _Timestamp()
+EXPORTED_AT_OPTION = click.option(
+    "--exported-at",
+    type=TIMESTAMP,
+    help="When the data was taken (default: now): what changed holds from, in recorded"
+    " history; a tenant's exports go in oldest first.",
+)
 FORMAT_OPTION = click.option(
     "--format",
     "output_format",
@@ -278,12 +298,13 @@ def db_sql() -> None:
 
 @cli.command()
 @click.argument("directory", type=click.Path(path_type=Path))
-def load(directory: Path) -> None:
+@EXPORTED_AT_OPTION
+def load(directory: Path, exported_at: dt.datetime | None) -> None:
     """Import a folder of CSV files (tenants.csv, users.csv, deals.csv, ...), all or nothing."""
     conn = _app().connection()
     console = make_console()
     with _file_progress(console) as progress:
-        loads = load_directory(conn, directory, progress=progress)
+        loads = load_directory(conn, directory, progress=progress, recorded_at=exported_at)
     for item in loads:
         _echo(
             f"{item.file}: {item.rows} rows -> {item.table} "
@@ -321,10 +342,12 @@ def load(directory: Path) -> None:
               show_default=True, metavar="PCT",
               help="With --full: refuse to delete over PCT% of the source's deals.")  # fmt: skip
 @click.option("--dry-run", is_flag=True, help="Check and count everything, write nothing.")
+@EXPORTED_AT_OPTION
 def import_(
     tenant_name: str, format_name: str | None, deals_file: Path, teams: Path | None,
     targets: Path | None, currency: str | None, fiscal_year_start_month: int | None,
     date_format: str | None, sheet: str | None, full: bool, max_delete: float, dry_run: bool,
+    exported_at: dt.datetime | None,
 ) -> None:  # fmt: skip
     """Import a CRM's own export (Salesforce, HubSpot, Pipedrive, or any CSV/XLSX with a
     mapping file), with a teams file and a quota sheet, all or nothing."""
@@ -337,7 +360,7 @@ def import_(
         tenant=tenant_name, deals=deals_file, format=format_name, teams=teams,
         targets=targets, currency=currency, fiscal_year_start_month=fiscal_year_start_month,
         date_format=date_format, sheet=sheet, full=full, max_delete=max_delete,
-        dry_run=dry_run,
+        dry_run=dry_run, exported_at=exported_at,
     )  # fmt: skip
     with _working(make_console(), f"importing {deals_file.name}"):
         outcome = import_export(conn, request)

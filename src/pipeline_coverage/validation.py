@@ -62,6 +62,31 @@ def parse_date(value: object, name: str) -> dt.date:
     raise ValidationError(f"{name}: not a date (YYYY-MM-DD): {shown(value)}")
 
 
+def parse_timestamp(value: object, name: str) -> dt.datetime:
+    """A moment: a timezone-aware ``datetime``, or ISO 8601 text — a date (its start,
+    UTC), or a date and time with an offset or ``Z`` (without one: UTC)."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            raise ValidationError(f"{name}: a datetime needs its timezone: {value!r}")
+        return value
+    if isinstance(value, dt.date):
+        return dt.datetime.combine(value, dt.time(), dt.UTC)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            if _ISO_DATE.fullmatch(text):
+                return dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), dt.UTC)
+            if len(text) > 10 and text[10] in "T ":
+                moment = dt.datetime.fromisoformat(text)
+                return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+        except ValueError:
+            pass
+    raise ValidationError(
+        f"{name}: not a date or time (YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS][+HH:MM|Z]):"
+        f" {shown(value)}"
+    )
+
+
 def parse_period(period_start: object, period_end: object) -> tuple[dt.date, dt.date]:
     """A half-open period ``[start, end)``; ``end`` must be after ``start``."""
     start = parse_date(period_start, "period_start")

@@ -292,13 +292,13 @@ def test_an_imports_deals_pass_the_checks_of_load_that_it_skips(
     from pipeline_coverage.importing import crm
     from pipeline_coverage.importing.load import load_tables as real
 
-    def fully_checked(conn: Any, rows: Any, *, source: Any, staged: Any, stamp: Any) -> Any:
+    def fully_checked(conn: Any, rows: Any, *, staged: Any, **options: Any) -> Any:
         rows = dict(rows)
         for file, made in staged.items():
             with conn.cursor() as cur:
                 cur.execute(made(cur))
                 rows[file] = [(row[0], row[1:]) for row in cur.fetchall()]
-        return real(conn, rows, source=source, stamp=stamp)
+        return real(conn, rows, **options)
 
     export = EXPORTS / name
     if name == "edge.csv":

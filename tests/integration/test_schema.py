@@ -46,6 +46,7 @@ CONTRACT = {
         "owned_by_group_id",
         "assigned_group_id",
     },
+    "deal_version": {"tenant_id", "deal_id", "valid_from", "valid_to"},
     "sales_target": {
         "tenant_id",
         "id",

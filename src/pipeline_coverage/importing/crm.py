@@ -17,6 +17,7 @@ sync's delete are set-based SQL over that table.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
@@ -444,6 +445,8 @@ class ImportRequest:
     full: bool = False
     max_delete: float = DEFAULT_MAX_DELETE
     dry_run: bool = False
+    #: When the export was taken (default: now); timezone-aware.
+    exported_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -511,6 +514,11 @@ def _import(
     conn: Any, cur: Any, request: ImportRequest, fmt: DealFormat, reader: DealReader
 ) -> ImportOutcome:
     source = source_of(fmt)
+    # When the export was taken: what its deals' values hold from (SPEC.md §13).
+    at = request.exported_at
+    if at is None:
+        cur.execute("SELECT now()")
+        at = cur.fetchone()[0]
     cur.execute(query(_QUERIES, "tenants_named"), {"name": request.tenant})
     named = records(cur)
     created = not named
@@ -573,8 +581,9 @@ def _import(
     # Each deal read is marked as the source's, as it is written (a deal the tenant had
     # from another source, or from a load, becomes this source's).
     loads = load_tables(
-        conn, rows, source=by_file, staged=staged, stamp={"deals.csv": {"import_source": source}}
-    )
+        conn, rows, source=by_file, staged=staged,
+        stamp={"deals.csv": {"import_source": source}}, recorded_at=at,
+    )  # fmt: skip
     if teams is not None and plan.teams_given:
         members = [f"{g}:{u}" for g, u in planner.found.members if g in plan.teams_given]
         cur.execute(
@@ -590,8 +599,8 @@ def _import(
         )
     deleted = 0
     if request.full and absent:
-        cur.execute(query(_QUERIES, "delete_unread_source_deals"), params)
-        deleted = int(cur.rowcount)
+        cur.execute(query(_QUERIES, "delete_unread_source_deals"), {**params, "at": at})
+        deleted = int(cur.fetchone()[0])
     if created:
         set_run_defaults(conn, tenant_id, rollup=True)
     return ImportOutcome(

@@ -52,7 +52,7 @@ from pipeline_coverage.importing.records import (
     chunks,
     first_record_end,
 )
-from pipeline_coverage.importing.upsert import moved_stage_problems, upsert
+from pipeline_coverage.importing.upsert import moved_stage_problems, record_in_order, upsert
 
 
 @dataclass(frozen=True)
@@ -80,8 +80,17 @@ Progress = Callable[[str, int, int], None]
 Row = tuple[int, Sequence[object]]
 
 
-def load_directory(conn: Any, directory: Path, progress: Progress | None = None) -> list[TableLoad]:
+def load_directory(
+    conn: Any,
+    directory: Path,
+    progress: Progress | None = None,
+    *,
+    recorded_at: dt.datetime | None = None,
+) -> list[TableLoad]:
     """Import every known CSV file of ``directory``, all or nothing.
+
+    ``recorded_at`` is when the files' data was taken (default: now): what a changed
+    or new deal's values hold from, in recorded history (SPEC.md §13).
 
     Raises :class:`LoadError` (nothing written) when any row or header is bad. Every
     file is checked, also after another one had problems, and the problems of all
@@ -103,7 +112,7 @@ def load_directory(conn: Any, directory: Path, progress: Progress | None = None)
                 None if header is None else _file_stager(directory, header, progress),
             )
         )
-    return _load(conn, inputs, rejected)
+    return _load(conn, inputs, rejected, recorded_at)
 
 
 def load_tables(
@@ -115,6 +124,7 @@ def load_tables(
     progress: Progress | None = None,
     staged: Mapping[str, Callable[[Cursor], sql.Composable]] | None = None,
     stamp: Mapping[str, Mapping[str, str]] | None = None,
+    recorded_at: dt.datetime | None = None,
 ) -> list[TableLoad]:
     """Import rows held in memory, all or nothing, exactly as :func:`load_directory`
     imports files: the same staging tables (filled by COPY), checks, upsert and counts.
@@ -144,6 +154,8 @@ def load_tables(
     its rows (an import marks its deals with their source: ``{"import_source":
     "salesforce"}``); a stored row whose stamp differs is changed.
 
+    ``recorded_at`` as for :func:`load_directory`.
+
     Raises :class:`LoadError` (nothing written) when any row is bad, every file's
     problems together; ``ValueError`` or ``TypeError`` for rows no import could hold
     (an unknown file or column, a row of the wrong length, a float).
@@ -169,7 +181,7 @@ def load_tables(
                 stamp=(stamp or {}).get(spec.file),
             )
         )  # fmt: skip
-    return _load(conn, inputs, {})
+    return _load(conn, inputs, {}, recorded_at)
 
 
 #: Creates and fills a file's staging table (``line`` and its columns, as text) and
@@ -191,7 +203,12 @@ class _Input:
     stamp: Mapping[str, str] | None = None
 
 
-def _load(conn: Any, inputs: list[_Input], rejected: dict[str, LoadError]) -> list[TableLoad]:
+def _load(
+    conn: Any,
+    inputs: list[_Input],
+    rejected: dict[str, LoadError],
+    recorded_at: dt.datetime | None = None,
+) -> list[TableLoad]:
     """Stage, check and upsert ``inputs`` (in load order) in one unit of work; every
     file is checked, then the problems of all (and of ``rejected``, by import file)
     are raised together."""
@@ -209,13 +226,18 @@ def _load(conn: Any, inputs: list[_Input], rejected: dict[str, LoadError]) -> li
         # A stage may move to another pipeline together with its deals: the deal→stage
         # reference is checked once every file is in.
         cur.execute("SET CONSTRAINTS dyno_crm.fk_deal_stage DEFERRED")
+        if recorded_at is None:
+            cur.execute("SELECT now()")
+            recorded_at = cur.fetchone()[0]
         for item in inputs:
             if item.stager is None or item.spec.file in rejected:
                 continue
             # A COPY error aborts the transaction: the next file goes on from here.
             cur.execute("SAVEPOINT pipeline_coverage_file")
             try:
-                loaded = _load_file(cur, item, modern, unloaded, citus=citus)
+                loaded = _load_file(
+                    cur, item, modern, unloaded, citus=citus, recorded_at=recorded_at
+                )
             except LoadError as exc:
                 rejected[item.spec.file] = exc
                 loaded = None
@@ -343,7 +365,13 @@ def _stage_name(spec: TableSpec) -> sql.Identifier:
 
 
 def _load_file(
-    cur: Cursor, item: _Input, modern: bool, unloaded: set[str], *, citus: bool = False
+    cur: Cursor,
+    item: _Input,
+    modern: bool,
+    unloaded: set[str],
+    *,
+    citus: bool = False,
+    recorded_at: dt.datetime | None = None,
 ) -> TableLoad | None:
     """Stage, check and upsert one file; :class:`LoadError` if it has problems.
 
@@ -377,7 +405,9 @@ def _load_file(
         if not reference.enforced
     ):
         raise_reference_problems(cur, name, stage, spec.references, targets)
-    rows, inserted, updated = upsert(cur, spec, stage, name, targets, item.stamp)
+    if spec.table == "deal" and recorded_at is not None:
+        record_in_order(cur, stage, recorded_at)
+    rows, inserted, updated = upsert(cur, spec, stage, name, targets, item.stamp, recorded_at)
     if spec.table == "crm_group" and "parent_group_id" in spec.column_names:
         raise_problems(cur, name, cycle_problems(cur, stage))
     tenant_column = sql.Identifier("id" if spec.table == "tenant" else "tenant_id")

@@ -5,6 +5,7 @@ left behind by a stage that the import moved to another pipeline.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -13,7 +14,7 @@ import psycopg
 from psycopg import sql
 
 from pipeline_coverage.db.connection import Cursor, unit_of_work
-from pipeline_coverage.errors import LoadError
+from pipeline_coverage.errors import InputError, LoadError
 from pipeline_coverage.importing.checks import (
     SHOWN_CHARS,
     cast_key,
@@ -34,15 +35,17 @@ def upsert(
     file: str,
     targets: dict[str, sql.Composable] | None = None,
     stamp: Mapping[str, str] | None = None,
+    recorded_at: dt.datetime | None = None,
 ) -> tuple[int, int, int]:
     """Upsert the checked staging table ``stage`` of ``spec``'s file: (rows, inserted,
     updated). A row a foreign key refuses is reported as ``file``'s by the reference
     checks (in declared order, so the root cause is the one named; ``targets`` as for
     them), any other rule only the database could see as the database says it.
-    ``stamp``: values of columns outside the file, written to every row of it."""
+    ``stamp``: values of columns outside the file, written to every row of it;
+    ``recorded_at``: the recorded time of the deals' values (see :func:`upsert_rows`)."""
     cur.execute("SAVEPOINT pipeline_coverage_upsert")
     try:
-        counts = upsert_rows(cur, spec, stage, stamp)
+        counts = upsert_rows(cur, spec, stage, stamp, recorded_at)
     except psycopg.errors.IntegrityError as exc:
         cur.execute("ROLLBACK TO SAVEPOINT pipeline_coverage_upsert")
         raise_reference_problems(cur, file, stage, spec.references, targets)
@@ -52,6 +55,46 @@ def upsert(
         raise LoadError([f"{file}: {exc.diag.message_primary}{detail}"]) from exc
     cur.execute("RELEASE SAVEPOINT pipeline_coverage_upsert")
     return counts
+
+
+def record_in_order(cur: Cursor, stage: sql.Identifier, recorded_at: dt.datetime) -> None:
+    """:func:`record_tenants_in_order` for the tenants of a staged file."""
+    record_tenants_in_order(cur, _tenant_ids(cur, stage), recorded_at)
+
+
+def record_tenants_in_order(cur: Cursor, tenants: list[str], recorded_at: dt.datetime) -> None:
+    """Hold the tenants (until commit) and move their latest recorded time to
+    ``recorded_at``; :class:`InputError` when a tenant has data recorded later (exports
+    are written in time order, SPEC.md §13) or when it is in the future."""
+    cur.execute(query("history", "lock_recorded_tenants"), {"tenants": tenants})
+    now = None
+    for name, until, clock in cur.fetchall():
+        now = clock
+        if until is not None and until > recorded_at:
+            raise InputError(
+                f"--exported-at {_shown_time(recorded_at)}: tenant {shorten(name)!r} already"
+                f" holds an export taken {_shown_time(until)}: exports of a tenant are"
+                " imported oldest first"
+            )
+    if now is not None and recorded_at > now + FUTURE_SLACK:
+        raise InputError(
+            f"--exported-at {_shown_time(recorded_at)}: in the future (the database's"
+            f" clock says {_shown_time(now)})"
+        )
+    cur.execute(query("history", "move_recorded_until"), {"tenants": tenants, "at": recorded_at})
+
+
+#: An export's time may be this far ahead of the database's clock (clocks drift).
+FUTURE_SLACK = dt.timedelta(minutes=5)
+
+
+def _tenant_ids(cur: Cursor, stage: sql.Identifier) -> list[str]:
+    cur.execute(sql.SQL("SELECT DISTINCT tenant_id::text FROM {}").format(stage))
+    return [str(row[0]) for row in cur.fetchall()]
+
+
+def _shown_time(at: dt.datetime) -> str:
+    return at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def moved_stage_problems(
@@ -95,80 +138,142 @@ def moved_stage_problems(
     ).format(stage=stage)
 
 
+#: A deal's values a version keeps (``deal_version``'s columns besides its key and range).
+VERSIONED = (
+    "pipeline_id", "stage_id", "name", "amount", "expected_close_date", "close_date",
+    "owned_by_user_id", "assigned_user_id", "owned_by_group_id", "assigned_group_id",
+    "forecast_category", "currency",
+)  # fmt: skip
+_INCOMING = sql.Identifier("pipeline_coverage_incoming")
+
+
 def upsert_rows(
-    cur: Cursor, spec: TableSpec, stage: sql.Identifier, stamp: Mapping[str, str] | None = None
+    cur: Cursor,
+    spec: TableSpec,
+    stage: sql.Identifier,
+    stamp: Mapping[str, str] | None = None,
+    recorded_at: dt.datetime | None = None,
 ) -> tuple[int, int, int]:
     """The upsert itself: (rows, inserted, updated); ``stamp`` as for :func:`upsert` (a
-    row whose stamp differs is changed)."""
+    row whose stamp differs is changed). With ``recorded_at`` (deals only), a changed
+    deal's stored values become a version ending then (SPEC.md §13), and a new or
+    changed deal's values hold from then (``recorded_from``)."""
     stamp = stamp or {}
-    names = [*spec.column_names, *stamp]
+    history = recorded_at is not None and spec.table == "deal"
     target = sql.Identifier("dyno_crm", spec.table)
-    columns = sql.SQL(", ").join(map(sql.Identifier, names))
-    values = sql.SQL(", ").join(
-        [cast_value(column) for column in spec.columns] + [sql.Literal(v) for v in stamp.values()]
-    )
-    updatable = [name for name in names if name not in spec.key]
-    if updatable:
-        on_conflict = sql.SQL(
-            "DO UPDATE SET {assign} WHERE ({current}) IS DISTINCT FROM ({incoming})"
-        ).format(
-            assign=sql.SQL(", ").join(
-                sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(n)) for n in updatable
-            ),
-            current=sql.SQL(", ").join(
-                sql.SQL("{}.{}").format(target, sql.Identifier(n)) for n in updatable
-            ),
-            incoming=sql.SQL(", ").join(
-                sql.SQL("EXCLUDED.{}").format(sql.Identifier(n)) for n in updatable
-            ),
+    by_name = {column.name: column for column in spec.columns}
+    # The file's own values (not the key, not a stamp): what makes a row changed.
+    own = [name for name in spec.column_names if name not in spec.key]
+    updatable = [*own, *stamp]
+
+    def staged(name: str, row: str = "s") -> sql.Composable:
+        if name in stamp:
+            return sql.Literal(stamp[name])
+        return cast_value(
+            by_name[name], sql.SQL("{}.{}").format(sql.Identifier(row), sql.Identifier(name))
         )
-    else:
-        on_conflict = sql.Composed([sql.SQL("DO NOTHING")])
+
+    def listed(names: list[str], row: str) -> sql.Composable:
+        return sql.SQL(", ").join(
+            sql.SQL("{}.{}").format(sql.SQL(row), sql.Identifier(n)) for n in names
+        )
+
+    # The stored rows compared are the staged tenants' only, by their key's index:
+    # without it the comparison may read every tenant's rows (a hash of the table).
+    tenants: sql.Composable = sql.SQL("")
+    if "tenant_id" in spec.key:
+        tenants = sql.SQL(" AND t.tenant_id = ANY ({})").format(staged_tenants(cur, stage))
+    keys = sql.SQL(" AND ").join(
+        sql.SQL("t.{} = {}").format(sql.Identifier(n), staged(n)) for n in spec.key
+    )
     # A row as it is already stored is left out before the insert: ON CONFLICT ... DO
     # UPDATE ... WHERE would lock it, and a lock is a write (of the row's page, to the
     # WAL); an unchanged re-import then writes nothing.
     unchanged: sql.Composable = sql.SQL("")
     if updatable:
-        by_name = {column.name: column for column in spec.columns}
-
-        def staged(name: str) -> sql.Composable:
-            if name in stamp:
-                return sql.Literal(stamp[name])
-            return cast_value(by_name[name], sql.SQL("s.{}").format(sql.Identifier(name)))
-
-        # The stored rows compared are the staged tenants' only, by their key's index:
-        # without it the comparison may read every tenant's rows (a hash of the table).
-        tenants: sql.Composable = sql.SQL("")
-        if "tenant_id" in spec.key:
-            tenants = sql.SQL(" AND t.tenant_id = ANY ({})").format(staged_tenants(cur, stage))
         unchanged = sql.SQL(
             " WHERE NOT EXISTS (SELECT 1 FROM {target} AS t WHERE {keys}{tenants}"
             " AND ({current}) IS NOT DISTINCT FROM ({incoming}))"
         ).format(
-            target=target,
-            tenants=tenants,
-            keys=sql.SQL(" AND ").join(
-                sql.SQL("t.{} = {}").format(sql.Identifier(n), staged(n)) for n in spec.key
-            ),
-            current=sql.SQL(", ").join(
-                sql.SQL("t.{}").format(sql.Identifier(n)) for n in updatable
-            ),
+            target=target, keys=keys, tenants=tenants, current=listed(updatable, "t"),
             incoming=sql.SQL(", ").join(staged(n) for n in updatable),
+        )  # fmt: skip
+    source = stage
+    at = sql.Literal(recorded_at)
+    if history:
+        # The new or changed rows, once: the versions and the upsert both read them.
+        cur.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(_INCOMING))
+        cur.execute(
+            sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT s.* FROM {} AS s{}").format(
+                _INCOMING, stage, unchanged
+            )
         )
+        source, unchanged = _INCOMING, sql.SQL("")
+        cur.execute(
+            sql.SQL(
+                "INSERT INTO dyno_crm.deal_version (tenant_id, deal_id, valid_from, valid_to,"
+                " {versioned}) SELECT t.tenant_id, t.id, t.recorded_from, {at}, {stored}"
+                " FROM {source} AS s JOIN dyno_crm.deal AS t ON {keys}{tenants}"
+                " WHERE (t.recorded_from IS NULL OR t.recorded_from < {at})"
+                " AND ({current}) IS DISTINCT FROM ({incoming})"
+            ).format(
+                at=at,
+                versioned=sql.SQL(", ").join(map(sql.Identifier, VERSIONED)),
+                stored=listed(list(VERSIONED), "t"),
+                source=source,
+                keys=keys,
+                tenants=tenants,
+                current=listed(own, "t"),
+                incoming=sql.SQL(", ").join(staged(n) for n in own),
+            )
+        )
+    names = [*spec.column_names, *stamp] + (["recorded_from"] if history else [])
+    values = sql.SQL(", ").join(
+        [cast_value(column) for column in spec.columns]
+        + [sql.Literal(v) for v in stamp.values()]
+        + ([at] if history else [])
+    )
+    if updatable:
+        assign = [sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(n)) for n in updatable]
+        if history:  # a new stamp alone (another source) leaves the values' time alone
+            assign.append(
+                sql.SQL(
+                    "recorded_from = CASE WHEN ({current}) IS DISTINCT FROM ({incoming})"
+                    " THEN EXCLUDED.recorded_from ELSE {target}.recorded_from END"
+                ).format(
+                    current=sql.SQL(", ").join(
+                        sql.SQL("{}.{}").format(target, sql.Identifier(n)) for n in own
+                    ),
+                    incoming=listed(own, "EXCLUDED"),
+                    target=target,
+                )
+            )
+        on_conflict = sql.SQL(
+            "DO UPDATE SET {assign} WHERE ({current}) IS DISTINCT FROM ({incoming})"
+        ).format(
+            assign=sql.SQL(", ").join(assign),
+            current=sql.SQL(", ").join(
+                sql.SQL("{}.{}").format(target, sql.Identifier(n)) for n in updatable
+            ),
+            incoming=listed(updatable, "EXCLUDED"),
+        )
+    else:
+        on_conflict = sql.Composed([sql.SQL("DO NOTHING")])
     # In key order, not line order: two loads of the same rows then lock them in the
     # same order, so one waits for the other instead of each holding a row the other
     # needs (a deadlock, and one of them fails).
     cur.execute(
         sql.SQL(
-            "WITH written AS (INSERT INTO {target} ({columns}) SELECT {values} FROM {stage}"
+            "WITH written AS (INSERT INTO {target} ({columns}) SELECT {values} FROM {source}"
             " AS s{unchanged} ORDER BY {order} ON CONFLICT ({key}) {on_conflict}"
             " RETURNING (xmax = 0) AS inserted)"
             " SELECT (SELECT count(*) FROM {stage}),"
             " count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written"
         ).format(
             target=target,
-            columns=columns,
+            columns=sql.SQL(", ").join(map(sql.Identifier, names)),
             values=values,
+            source=source,
             stage=stage,
             unchanged=unchanged,
             order=cast_key(spec),
@@ -177,6 +282,8 @@ def upsert_rows(
         )
     )
     rows, inserted, updated = cur.fetchone()
+    if source is _INCOMING:
+        cur.execute(sql.SQL("DROP TABLE pg_temp.{}").format(_INCOMING))
     return int(rows), int(inserted), int(updated)
 
 
@@ -185,6 +292,7 @@ def delete_absent_deals(
     tenant_id: uuid.UUID | str,
     kept: Iterable[uuid.UUID | str],
     candidates: Iterable[uuid.UUID | str],
+    recorded_at: dt.datetime | None = None,
 ) -> int:
     """Full sync (``import --full``): delete the deals of ``tenant_id`` among
     ``candidates`` (the deals the tenant got from the source; the caller decides which
@@ -195,7 +303,8 @@ def delete_absent_deals(
     Like the loads, it runs in the caller's transaction when one is open (a savepoint
     of it), so that a load and this delete are one unit of work — and a caller that
     finds the count too high (``--max-delete``) rolls both back. Stored runs keep their
-    snapshots: they hold the values of their deals, not references to them.
+    snapshots: they hold the values of their deals, not references to them. The deleted
+    deals' values become versions ending at ``recorded_at`` (default: now).
     """
     params = {
         "tenant_id": str(required_uuid(tenant_id, "tenant_id")),
@@ -203,6 +312,10 @@ def delete_absent_deals(
         "candidates": [str(required_uuid(i, "candidates")) for i in candidates],
     }
     with unit_of_work(conn) as cur:
-        cur.execute(query("importing", "delete_absent_deals"), params)
-        deleted = int(cur.rowcount)
+        if recorded_at is None:
+            cur.execute("SELECT now()")
+            recorded_at = cur.fetchone()[0]
+        record_tenants_in_order(cur, [str(params["tenant_id"])], recorded_at)
+        cur.execute(query("importing", "delete_absent_deals"), {**params, "at": recorded_at})
+        deleted = int(cur.fetchone()[0])
     return deleted

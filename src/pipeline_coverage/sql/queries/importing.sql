@@ -1,10 +1,26 @@
 -- name: delete_absent_deals
 -- Full sync: deletes the tenant's deals among the candidates (the deals it got from a
--- source) that are not kept (the source's current export); counts them. Nothing
+-- source) that are not kept (the source's current export); counts them. Their values
+-- become versions ending at the sync's recorded time (SPEC.md §13). Nothing else
 -- references a deal: stored runs keep the values of their deals in their own arrays.
-DELETE FROM dyno_crm.deal AS d
-WHERE d.tenant_id = %(tenant_id)s::uuid
-  AND d.id IN (SELECT unnest(%(candidates)s::uuid[]) EXCEPT SELECT unnest(%(kept)s::uuid[]));
+WITH gone AS (
+    DELETE FROM dyno_crm.deal AS d
+    WHERE d.tenant_id = %(tenant_id)s::uuid
+      AND d.id IN (SELECT unnest(%(candidates)s::uuid[]) EXCEPT SELECT unnest(%(kept)s::uuid[]))
+    RETURNING d.*
+), versions AS (
+    INSERT INTO dyno_crm.deal_version
+        (tenant_id, deal_id, valid_from, valid_to, pipeline_id, stage_id, name, amount,
+         expected_close_date, close_date, owned_by_user_id, assigned_user_id,
+         owned_by_group_id, assigned_group_id, forecast_category, currency)
+    SELECT g.tenant_id, g.id, g.recorded_from, COALESCE(%(at)s::timestamptz, now()), g.pipeline_id,
+           g.stage_id, g.name, g.amount, g.expected_close_date, g.close_date,
+           g.owned_by_user_id, g.assigned_user_id, g.owned_by_group_id, g.assigned_group_id,
+           g.forecast_category, g.currency
+    FROM gone AS g
+    WHERE g.recorded_from IS NULL OR g.recorded_from < COALESCE(%(at)s::timestamptz, now())
+)
+SELECT count(*) AS deleted FROM gone;
 
 -- name: tenants_named
 -- Tenants whose name is exactly the text, in any case (an import names its tenant).
@@ -114,13 +130,29 @@ WHERE d.tenant_id = %(tenant_id)s::uuid AND d.import_source = %(source)s::text;
 
 -- name: delete_unread_source_deals
 -- Full sync: deletes the tenant's deals from the source that the export just read lacks;
--- counts them. Nothing references a deal: stored runs keep the values of their deals in
--- their own arrays.
-DELETE FROM dyno_crm.deal AS d
-WHERE d.tenant_id = %(tenant_id)s::uuid
-  AND d.import_source = %(source)s::text
-  AND NOT EXISTS (SELECT 1 FROM pg_temp.pipeline_coverage_import_deals AS r
-                  WHERE r.id = d.id);
+-- counts them. Their values become versions ending at the export's recorded time
+-- (SPEC.md §13). Nothing else references a deal: stored runs keep the values of their
+-- deals in their own arrays.
+WITH gone AS (
+    DELETE FROM dyno_crm.deal AS d
+    WHERE d.tenant_id = %(tenant_id)s::uuid
+      AND d.import_source = %(source)s::text
+      AND NOT EXISTS (SELECT 1 FROM pg_temp.pipeline_coverage_import_deals AS r
+                      WHERE r.id = d.id)
+    RETURNING d.*
+), versions AS (
+    INSERT INTO dyno_crm.deal_version
+        (tenant_id, deal_id, valid_from, valid_to, pipeline_id, stage_id, name, amount,
+         expected_close_date, close_date, owned_by_user_id, assigned_user_id,
+         owned_by_group_id, assigned_group_id, forecast_category, currency)
+    SELECT g.tenant_id, g.id, g.recorded_from, COALESCE(%(at)s::timestamptz, now()), g.pipeline_id,
+           g.stage_id, g.name, g.amount, g.expected_close_date, g.close_date,
+           g.owned_by_user_id, g.assigned_user_id, g.owned_by_group_id, g.assigned_group_id,
+           g.forecast_category, g.currency
+    FROM gone AS g
+    WHERE g.recorded_from IS NULL OR g.recorded_from < COALESCE(%(at)s::timestamptz, now())
+)
+SELECT count(*) AS deleted FROM gone;
 
 -- name: drop_other_members
 -- A team the teams file names has exactly the members it gives: the others leave it.

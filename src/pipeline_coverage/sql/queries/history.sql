@@ -1,0 +1,18 @@
+-- Recorded history (SPEC.md §13): versions of deals over recorded time, and the
+-- order in which a tenant's exports are written.
+
+-- name: lock_recorded_tenants
+-- The tenants a load writes deals of, held until it commits (two loads of a tenant
+-- then record in turn), with the time of their latest export and the clock.
+SELECT t.name, t.recorded_until, now() AS now
+FROM dyno_crm.tenant AS t
+WHERE t.id = ANY (%(tenants)s::uuid[])
+ORDER BY t.id
+FOR NO KEY UPDATE;
+
+-- name: move_recorded_until
+-- The tenants' latest export is now this one.
+UPDATE dyno_crm.tenant AS t
+SET recorded_until = %(at)s::timestamptz
+WHERE t.id = ANY (%(tenants)s::uuid[])
+  AND (t.recorded_until IS NULL OR t.recorded_until < %(at)s::timestamptz);
