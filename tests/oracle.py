@@ -227,6 +227,15 @@ class Oracle:
                 rows.setdefault(key, {})[deal.id] = (kind_of, reason)
         return rows
 
+    def forecast_category(self, deal: Deal, o: Options) -> str:
+        """The category a drill-down row shows: a won deal's is CLOSED and a lost one's
+        OMITTED (its outcome); an open or undated deal's is its own, else its stage's,
+        else PIPELINE (SPEC.md §8)."""
+        closed = {"WON": "CLOSED", "LOST": "OMITTED"}.get(self.deal_class(deal, o) or "")
+        if closed is not None:
+            return closed
+        return deal.forecast_category or self.stage_category[deal.stage_id] or "PIPELINE"
+
     def deal_flags(self, deal: Deal, o: Options) -> set[str]:
         kind_of = self.deal_class(deal, o)
         flags = set()

@@ -57,6 +57,7 @@ def compare_drilldown(
         found.setdefault(key, {})[deal.deal_id] = (deal.deal_class, deal.credit_reason)
         source = by_id[deal.deal_id]
         assert set(deal.flags) == oracle.deal_flags(source, options), deal
+        assert deal.forecast_category == oracle.forecast_category(source, options), deal
         assert deal.amount == source.amount
         assert deal.currency == (source.currency or oracle.currency)
         assert deal.reporting_amount == oracle.reporting(source, options.as_of)

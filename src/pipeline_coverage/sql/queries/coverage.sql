@@ -171,7 +171,13 @@ classified AS (
     SELECT c.deal_id, c.deal_name, c.pipeline_id, c.stage_id, c.stage_name, c.amount,
            c.probability, c.owned_by_user_id, c.assigned_user_id, c.owned_by_group_id,
            c.assigned_group_id, c.bucket, c.placed_on, c.deal_class,
-           COALESCE(c.forecast_category, c.stage_category, 'PIPELINE') AS forecast_category,
+           -- An open (or undated) deal's category is the deal's, else its stage's, else
+           -- PIPELINE (SPEC.md §8); a closed deal's is its outcome's, as CRMs file them
+           -- (Salesforce: Closed Won is Closed, Closed Lost is Omitted), never the open
+           -- category it had before it closed.
+           CASE c.deal_class WHEN 'WON' THEN 'CLOSED' WHEN 'LOST' THEN 'OMITTED'
+                ELSE COALESCE(c.forecast_category, c.stage_category, 'PIPELINE')
+           END AS forecast_category,
            c.currency, c.rate IS NOT NULL AS counted,
            ROUND(COALESCE(c.amount, 0) * c.rate, 2) AS reporting_amount,
            CASE WHEN c.deal_class = 'OPEN'
