@@ -83,9 +83,10 @@ credits AS (
 -- pipeline_coverage.metrics, composed with psycopg.sql by bench/run.py)
 INSERT INTO dyno_crm.report_pipeline_coverage_fact
     (run_id, tenant_id, period_start, period_end, principal_type, principal_id,
-     pipeline_id, principal_name, pipeline_name, flags, {metrics})
+     pipeline_id, principal_name, pipeline_name, flags, target_overlaps, {metrics})
 SELECT h.id, f.tenant_id, f.period_start, f.period_end, f.principal_type, f.principal_id,
-       f.pipeline_id, f.principal_name, f.pipeline_name, f.flags, {fact_metrics}
+       f.pipeline_id, f.principal_name, f.pipeline_name, f.flags, f.target_overlaps,
+       {fact_metrics}
 FROM dyno_crm.report_pipeline_coverage_fact AS f, header AS h
 WHERE f.tenant_id = %(tenant_id)s::uuid AND f.run_id = %(run_id)s::uuid
 RETURNING run_id;

@@ -281,6 +281,28 @@ class Oracle:
                 matched.append(amount)
         return matched, overlapping
 
+    def targets_overlap(
+        self, o: Options, kind: str, who: uuid.UUID, bucket: uuid.UUID | None
+    ) -> bool:
+        """target_match=within: whether two of the row's matched target rows, of one
+        pipeline (or none), have overlapping periods (both are summed: TARGET_OVERLAP)."""
+        if o.target_match != "within":
+            return False
+        inside = [
+            (t_pipeline, t_start, t_end)
+            for t_kind, t_who, t_pipeline, t_start, t_end, _ in self.targets
+            if (t_kind, t_who) == (kind, who)
+            and (o.pipeline is None or t_pipeline == o.pipeline)
+            and (t_pipeline if o.by_pipeline else o.pipeline) == bucket
+            and o.start <= t_start
+            and t_end <= o.end
+        ]
+        return any(
+            p1 == p2 and s1 < e2 and s2 < e1
+            for i, (p1, s1, e1) in enumerate(inside)
+            for p2, s2, e2 in inside[i + 1 :]
+        )
+
     def row(
         self, o: Options, kind: str, who: uuid.UUID, bucket: uuid.UUID | None
     ) -> dict[str, Any]:
@@ -359,7 +381,11 @@ class Oracle:
             "needed_coverage": _ratio(Decimal(1), win_rate),
             "pipeline_gap": gap,
             "member_target_amount": member_target,
-            "flags": ["TARGET_PERIOD_MISMATCH"] if target is None and overlapping else [],
+            "flags": ["TARGET_PERIOD_MISMATCH"]
+            if target is None and overlapping
+            else ["TARGET_OVERLAP"]
+            if self.targets_overlap(o, kind, who, bucket)
+            else [],
         }
 
     def run_principals(self, o: Options) -> set[tuple[str, uuid.UUID]]:

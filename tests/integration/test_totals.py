@@ -6,6 +6,7 @@ expected figures are added up from the oracle's rows, not from the code's."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -105,3 +106,69 @@ def test_totals_tell_the_net_remaining_from_the_shortfall_of_reps_still_short(
         "Still short: 2 rep rows with 120,000.00 USD of quota still to win, and 110,000.00"
         " open (0.92x covered)" in printed
     )
+
+
+def test_within_flags_and_names_overlapping_target_rows(
+    conn: psycopg.Connection[Any], db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A fiscal year's target and its quarters' and months' all lie inside the year:
+    target_match=within sums them all (SPEC.md §10), so the run says so, naming the
+    rows — and the number is still SPEC.md's sum, which the oracle gives."""
+    crm = Crm(conn)
+    tenant = crm.tenant("Overlaps")
+    ann, bob = crm.user(tenant, "Ann"), crm.user(tenant, "Bob")
+    year = (dt.date(2026, 1, 1), dt.date(2027, 1, 1))
+    crm.target(tenant, "USER", ann, *year, "12000000.00")
+    quarters = [dt.date(2026, m, 1) for m in (1, 4, 7, 10)] + [dt.date(2027, 1, 1)]
+    for start, end in itertools.pairwise(quarters[:4]):  # three of the year's quarters
+        crm.target(tenant, "USER", ann, start, end, "3000000.00")
+    for month in (10, 11, 12):
+        end = dt.date(2026 + month // 12, month % 12 + 1, 1)
+        crm.target(tenant, "USER", ann, dt.date(2026, month, 1), end, "1066666.66")
+    for start, end in itertools.pairwise(quarters):  # Bob: quarters only
+        crm.target(tenant, "USER", bob, start, end, "500000.00")
+    conn.commit()
+    ids = dict(
+        conn.execute(
+            "SELECT period_start || '..' || period_end || ' ' || target_amount, id"
+            " FROM dyno_crm.sales_target WHERE tenant_id = %s AND principal_id = %s",
+            (tenant, ann),
+        ).fetchall()
+    )
+    conn.commit()
+
+    assert (
+        main(["--database-url", db_url, "run", "--tenant", str(tenant), "--all",
+              "--period-start", "2026-01-01", "--period-end", "2027-01-01",
+              "--target-match", "within", "--as-of", "2026-02-01", "--format", "json"])
+        == 0
+    )  # fmt: skip
+    document = json.loads(capsys.readouterr().out)
+    rows = {row["principal_name"]: row for row in document["rows"]}
+    options = Options(*year, as_of=AS_OF, target_match="within")
+    oracle = Oracle(conn, tenant)
+    for who, name in ((ann, "Ann"), (bob, "Bob")):
+        assert (
+            Decimal(rows[name]["target_amount"])
+            == oracle.row(options, "USER", who, None)["target_amount"]
+        )
+    assert rows["Ann"]["target_amount"] == "24199999.98"  # the year, three quarters, 3 months
+    assert rows["Ann"]["flags"] == ["TARGET_OVERLAP"]
+    assert rows["Bob"]["flags"] == []  # four quarters: no overlap
+    [overlap] = [item for item in document["exclusions"] if item["flag"] == "TARGET_OVERLAP"]
+    assert overlap["count"] == 1
+    message = overlap["message"]
+    # every overlapping row of Ann's is named (all seven: each overlaps the year's)
+    assert all(f"{label} {target}" in message for label, target in ids.items())
+    assert message.startswith("1 row adds up target rows whose periods overlap")
+
+    # The table's note says the same, on one line.
+    run_id = document["run_id"]
+    assert main(["--database-url", db_url, "show", run_id]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if "overlap" in line]
+    assert len(notes) == 1
+    assert notes[0].startswith("Note: 1 row adds up target rows whose periods overlap")
+
+    # With exact matching nothing is summed twice, and nothing is flagged.
+    exact = run_pipeline_coverage_batch(conn, tenant, *year, as_of=AS_OF)
+    assert all(not row.flags for row in get_run(conn, exact).rows if row.principal_id == ann)

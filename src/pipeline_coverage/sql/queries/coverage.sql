@@ -67,7 +67,8 @@ FROM tree AS t;
 -- members (SPEC.md §7, §10).
 -- Runs send it specialized (sql.specialize): the parts marked `if rollup` only with
 -- rollup, those marked `if batch` only for a batch, and those marked `if users` /
--- `if groups` only when the run is for users / groups (a batch: both). What is left
+-- `if groups` only when the run is for users / groups (a batch: both), and those
+-- marked `if within` only with target_match=within. What is left
 -- out is what the run's values would fold away, so that a single report can run on
 -- one generic plan per connection (reports/coverage.py), with every condition it
 -- keeps indexable.
@@ -428,6 +429,7 @@ target_rows AS (
     -- target belongs to no pipeline's row (its bucket is NULL), but its principal is
     -- in scope.
     SELECT st.principal_type::text AS principal_type, st.principal_id, st.target_amount,
+           st.id AS target_id, st.pipeline_id, st.period_start, st.period_end,
            CASE WHEN %(by_pipeline)s::boolean THEN st.pipeline_id
                 ELSE %(pipeline_id)s::uuid END AS bucket,
            CASE %(target_match)s::text
@@ -460,6 +462,24 @@ targets AS (
     FROM target_rows AS tr
     GROUP BY tr.principal_type, tr.principal_id, tr.bucket
 ),
+-- if within
+overlapping_targets AS (
+    -- With target_match=within, SPEC.md §10 sums every target row inside the period:
+    -- two matched rows of one principal and pipeline whose periods overlap (a year's
+    -- target and its quarters') count the overlap twice. The row is flagged
+    -- TARGET_OVERLAP and keeps the rows it summed so, each as `start..end amount id`.
+    SELECT a.principal_type, a.principal_id, a.bucket,
+           array_agg(DISTINCT a.period_start || '..' || a.period_end || ' '
+                     || a.target_amount || ' ' || a.target_id) AS target_overlaps
+    FROM target_rows AS a
+    JOIN target_rows AS b
+      ON b.principal_type = a.principal_type AND b.principal_id = a.principal_id
+     AND b.pipeline_id IS NOT DISTINCT FROM a.pipeline_id AND b.target_id <> a.target_id
+     AND b.period_start < a.period_end AND a.period_start < b.period_end
+    WHERE %(target_match)s::text = 'within' AND a.matched AND b.matched
+    GROUP BY a.principal_type, a.principal_id, a.bucket
+),
+-- end if
 -- if rollup
 member_targets AS (
     SELECT ml.group_id, t.bucket, SUM(t.target_amount) AS member_target_amount
@@ -521,6 +541,10 @@ totals AS (
            COALESCE(s.undated_count, 0) AS undated_count,
            COALESCE(s.history_won_count, 0) AS history_won_count,
            COALESCE(s.history_lost_count, 0) AS history_lost_count,
+           -- if within
+           o.target_overlaps,
+           -- end if
+           -- unless within: NULL::text[] AS target_overlaps,
            -- if rollup
            mt.member_target_amount
            -- end if
@@ -537,6 +561,11 @@ totals AS (
     LEFT JOIN member_targets AS mt
            ON pr.principal_type = 'GROUP' AND mt.group_id = pr.principal_id
           AND mt.bucket IS NOT DISTINCT FROM b.bucket
+    -- end if
+    -- if within
+    LEFT JOIN overlapping_targets AS o
+           ON o.principal_type = pr.principal_type AND o.principal_id = pr.principal_id
+          AND o.bucket IS NOT DISTINCT FROM b.bucket
     -- end if
 ),
 derived AS (
@@ -563,7 +592,7 @@ derived AS (
 )
 INSERT INTO dyno_crm.report_pipeline_coverage_fact
     (run_id, tenant_id, period_start, period_end, principal_type, principal_id,
-     pipeline_id, principal_name, pipeline_name, flags,
+     pipeline_id, principal_name, pipeline_name, flags, target_overlaps,
      target_amount, open_amount, coverage_ratio, open_count, weighted_amount,
      commit_amount, best_case_amount, pipeline_amount, omitted_amount, won_amount,
      won_count, lost_amount, lost_count, attainment_ratio, remaining_target,
@@ -583,7 +612,10 @@ SELECT
     END,
     (SELECT p.name FROM dyno_crm.pipeline AS p
      WHERE p.tenant_id = %(tenant_id)s::uuid AND p.id = x.bucket),
-    CASE WHEN x.mismatch THEN ARRAY['TARGET_PERIOD_MISMATCH'] ELSE '{}'::text[] END,
+    CASE WHEN x.mismatch THEN ARRAY['TARGET_PERIOD_MISMATCH']
+         WHEN x.target_overlaps IS NOT NULL THEN ARRAY['TARGET_OVERLAP']
+         ELSE '{}'::text[] END,
+    x.target_overlaps,
     -- every metric of the registry (pipeline_coverage.metrics), in its order
     x.target_amount, x.open_amount, x.coverage_ratio, x.open_count, x.weighted_amount,
     x.commit_amount, x.best_case_amount, x.pipeline_amount, x.omitted_amount, x.won_amount,

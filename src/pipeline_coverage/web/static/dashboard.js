@@ -28,6 +28,10 @@ const ROW_FLAGS = {
     text: "target period mismatch",
     title: "No target for exactly this period, but targets overlapping it: use target_match=within, or the targets' own period",
   },
+  TARGET_OVERLAP: {
+    text: "overlapping targets",
+    title: "target_match=within summed target rows whose periods overlap (a year's and its quarters'): the overlap counts twice; the note above names them",
+  },
 };
 
 const state = {
