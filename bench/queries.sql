@@ -79,23 +79,14 @@ credits AS (
     WHERE c.tenant_id = %(tenant_id)s::uuid AND c.run_id = %(run_id)s::uuid
     RETURNING run_id
 )
+-- (its metric columns, {metrics} and {fact_metrics}, are the registry's:
+-- pipeline_coverage.metrics, composed with psycopg.sql by bench/run.py)
 INSERT INTO dyno_crm.report_pipeline_coverage_fact
     (run_id, tenant_id, period_start, period_end, principal_type, principal_id,
-     pipeline_id, target_amount, open_amount, coverage_ratio, principal_name,
-     pipeline_name, open_count, weighted_amount, commit_amount, best_case_amount,
-     pipeline_amount, omitted_amount, won_amount, won_count, lost_amount, lost_count,
-     attainment_ratio, remaining_target, remaining_coverage_ratio, win_rate,
-     history_won_count, history_lost_count, needed_coverage, pipeline_gap,
-     past_due_amount, past_due_count, undated_amount, undated_count, member_target_amount,
-     flags)
+     pipeline_id, principal_name, pipeline_name, flags, target_overlaps, {metrics})
 SELECT h.id, f.tenant_id, f.period_start, f.period_end, f.principal_type, f.principal_id,
-       f.pipeline_id, f.target_amount, f.open_amount, f.coverage_ratio, f.principal_name,
-       f.pipeline_name, f.open_count, f.weighted_amount, f.commit_amount,
-       f.best_case_amount, f.pipeline_amount, f.omitted_amount, f.won_amount, f.won_count,
-       f.lost_amount, f.lost_count, f.attainment_ratio, f.remaining_target,
-       f.remaining_coverage_ratio, f.win_rate, f.history_won_count, f.history_lost_count,
-       f.needed_coverage, f.pipeline_gap, f.past_due_amount, f.past_due_count,
-       f.undated_amount, f.undated_count, f.member_target_amount, f.flags
+       f.pipeline_id, f.principal_name, f.pipeline_name, f.flags, f.target_overlaps,
+       {fact_metrics}
 FROM dyno_crm.report_pipeline_coverage_fact AS f, header AS h
 WHERE f.tenant_id = %(tenant_id)s::uuid AND f.run_id = %(run_id)s::uuid
 RETURNING run_id;

@@ -43,6 +43,7 @@ from pipeline_coverage.config import Settings
 from pipeline_coverage.db import migrate
 from pipeline_coverage.db.embedded import embedded_server
 from pipeline_coverage.importing.load import load_directory
+from pipeline_coverage.metrics import NAMES
 from pipeline_coverage.periods import quarter_of
 from pipeline_coverage.sql import parse_named_queries
 from pipeline_coverage.store import run_deals
@@ -50,6 +51,11 @@ from pipeline_coverage.store import run_deals
 HERE = Path(__file__).parent
 QUERIES = parse_named_queries((HERE / "queries.sql").read_text(), "queries.sql")
 SEED_QUERY = (HERE / "seed_query.sql").read_text()
+#: A copy of a stored run, with the fact table's metric columns from the registry.
+COPY_RUN = sql.SQL(QUERIES["write_drilldown_floor"]).format(
+    metrics=sql.SQL(", ").join(sql.Identifier(name) for name in NAMES),
+    fact_metrics=sql.SQL(", ").join(sql.Identifier("f", name) for name in NAMES),
+)
 BENCH_DB = "pipeline_coverage_bench"
 #: Deals of the import copied straight into a copy of `deal` (the load floor).
 FLOOR_ROWS = 300_000
@@ -233,7 +239,7 @@ def drilldown_figures(
 
     def write_floor() -> None:
         copied = conn.execute(
-            QUERIES["write_drilldown_floor"],
+            COPY_RUN,
             {"tenant_id": str(tenant.tenant_id), "run_id": str(run_ids[-1])},
         )
         first = copied.fetchone()

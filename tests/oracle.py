@@ -227,6 +227,15 @@ class Oracle:
                 rows.setdefault(key, {})[deal.id] = (kind_of, reason)
         return rows
 
+    def forecast_category(self, deal: Deal, o: Options) -> str:
+        """The category a drill-down row shows: a won deal's is CLOSED and a lost one's
+        OMITTED (its outcome); an open or undated deal's is its own, else its stage's,
+        else PIPELINE (SPEC.md §8)."""
+        closed = {"WON": "CLOSED", "LOST": "OMITTED"}.get(self.deal_class(deal, o) or "")
+        if closed is not None:
+            return closed
+        return deal.forecast_category or self.stage_category[deal.stage_id] or "PIPELINE"
+
     def deal_flags(self, deal: Deal, o: Options) -> set[str]:
         kind_of = self.deal_class(deal, o)
         flags = set()
@@ -271,6 +280,28 @@ class Oracle:
             if hit:
                 matched.append(amount)
         return matched, overlapping
+
+    def targets_overlap(
+        self, o: Options, kind: str, who: uuid.UUID, bucket: uuid.UUID | None
+    ) -> bool:
+        """target_match=within: whether two of the row's matched target rows, of one
+        pipeline (or none), have overlapping periods (both are summed: TARGET_OVERLAP)."""
+        if o.target_match != "within":
+            return False
+        inside = [
+            (t_pipeline, t_start, t_end)
+            for t_kind, t_who, t_pipeline, t_start, t_end, _ in self.targets
+            if (t_kind, t_who) == (kind, who)
+            and (o.pipeline is None or t_pipeline == o.pipeline)
+            and (t_pipeline if o.by_pipeline else o.pipeline) == bucket
+            and o.start <= t_start
+            and t_end <= o.end
+        ]
+        return any(
+            p1 == p2 and s1 < e2 and s2 < e1
+            for i, (p1, s1, e1) in enumerate(inside)
+            for p2, s2, e2 in inside[i + 1 :]
+        )
 
     def row(
         self, o: Options, kind: str, who: uuid.UUID, bucket: uuid.UUID | None
@@ -350,7 +381,11 @@ class Oracle:
             "needed_coverage": _ratio(Decimal(1), win_rate),
             "pipeline_gap": gap,
             "member_target_amount": member_target,
-            "flags": ["TARGET_PERIOD_MISMATCH"] if target is None and overlapping else [],
+            "flags": ["TARGET_PERIOD_MISMATCH"]
+            if target is None and overlapping
+            else ["TARGET_OVERLAP"]
+            if self.targets_overlap(o, kind, who, bucket)
+            else [],
         }
 
     def run_principals(self, o: Options) -> set[tuple[str, uuid.UUID]]:

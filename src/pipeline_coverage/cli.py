@@ -96,6 +96,7 @@ from pipeline_coverage.render import (
     same_point_table,
     snapshot_lines,
     snapshots_json,
+    total_lines,
 )
 from pipeline_coverage.reports.coverage import (
     coverage_request,
@@ -1303,6 +1304,8 @@ def _print_run(found: Any, output_format: str, columns: Sequence[str] | None = N
         console.print(title, style="bold", soft_wrap=True, highlight=False)
         chosen = columns or headline(rollup=bool(found.parameters.get("rollup")))
         console.print(run_table(found, chosen))
+        for line in total_lines(found):
+            console.print(line, soft_wrap=True, highlight=False)
         console.print(caption, style="dim", soft_wrap=True, highlight=False)
         # What the numbers leave out, whenever anything was left out (SPEC.md §8).
         for line in exclusion_lines(found):

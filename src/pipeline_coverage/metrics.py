@@ -2,9 +2,11 @@
 
 Everything that lists metrics is derived from ``METRICS``: the fact table's columns
 (a test checks them), the rows read back from a run, the CSV header, the JSON fields,
-the terminal table's columns, the HTTP API's models and the dashboard's columns.
-Adding a metric is one line here, its column in a migration, and its computation in
-``sql/queries/coverage.sql``.
+the terminal table's columns, the HTTP API's models, the dashboard's columns and the
+benchmark's copy of a run (tests/integration/test_registry.py checks them). Adding a
+metric is one line here, its computation in ``sql/queries/coverage.sql``, the same
+rule in ``tests/oracle.py``, and its column in a migration (docs/metrics.md, "Adding a
+metric").
 """
 
 from __future__ import annotations
@@ -98,7 +100,7 @@ IDENTITY = (
 
 #: Flags a drill-down row can carry (SPEC.md §8), and the fact row's own.
 DEAL_FLAGS = ("UNDATED", "NO_AMOUNT", "NO_RATE", "NO_PROBABILITY", "PAST_DUE")
-ROW_FLAGS = ("TARGET_PERIOD_MISMATCH",)
+ROW_FLAGS = ("TARGET_PERIOD_MISMATCH", "TARGET_OVERLAP")
 
 
 def parse_columns(text: str) -> tuple[str, ...]:

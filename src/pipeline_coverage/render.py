@@ -30,6 +30,7 @@ from pipeline_coverage.reports.movement import (
 from pipeline_coverage.reports.snapshot import Snapshot
 from pipeline_coverage.store import CoverageRow, CoverageRun, DealCredit, HistoryPoint, Value
 from pipeline_coverage.text import csv_text, printable
+from pipeline_coverage.totals import RepTotals, rep_totals
 from pipeline_coverage.trends import SamePoint
 
 FORMATS = ("table", "json", "csv")
@@ -124,8 +125,44 @@ def run_json(run: CoverageRun) -> str:
     """``{"run_id": ..., ..., "rows": [...]}`` as one JSON document."""
     document = run_header(run)
     document["exclusions"] = exclusions_values(run)
+    document["totals"] = totals_values(rep_totals(run.rows))
     document["rows"] = [row_values(row) for row in run.rows]
     return json.dumps(document, indent=2)
+
+
+def totals_values(totals: RepTotals) -> dict[str, Any]:
+    """The reps' totals (``pipeline_coverage.totals``) as JSON-ready values."""
+    return {
+        name: value if isinstance(value, int) else _text(value)
+        for name, value in vars(totals).items()
+    }
+
+
+def total_lines(run: CoverageRun) -> list[Text]:
+    """The reps' totals under a run's table: the net remaining target (reps over quota
+    offset reps short) and, apart, the shortfall of the reps still short and their own
+    coverage of it."""
+    totals = rep_totals(run.rows)
+    if not totals.rows_with_target:
+        return []
+    unit = f" {run.currency}" if run.currency else ""
+    coverage = totals.remaining_coverage_ratio
+    lines = [
+        f"Reps' total: target {money(totals.target_amount)}{unit}, won"
+        f" {money(totals.won_amount)}, open {money(totals.open_amount)}; net remaining"
+        f" {money(totals.remaining_target)}"
+        + (f" ({coverage:,.2f}x covered)" if coverage is not None else " (quota met)")
+        + " — reps over quota offset reps short of it"
+    ]
+    if totals.short_rows:
+        short = totals.shortfall_coverage_ratio
+        lines.append(
+            f"Still short: {totals.short_rows:,} rep row{'' if totals.short_rows == 1 else 's'}"
+            f" with {money(totals.shortfall_amount)}{unit} of quota still to win, and"
+            f" {money(totals.short_open_amount)} open"
+            + (f" ({short:,.2f}x covered)" if short is not None else "")
+        )
+    return [plain(line) for line in lines]
 
 
 def _csv(columns: Sequence[str], lines: Iterable[dict[str, Any]]) -> str:
@@ -206,6 +243,10 @@ def metric_cell(metric: Metric, row: CoverageRow | HistoryPoint) -> str | Text:
         return "—" if value is None else f"{value:,}"
     if metric.kind == "money":
         assert value is None or isinstance(value, Decimal)
+        if metric.name == "pipeline_gap" and row.values.get("remaining_target") == 0:
+            # (stored by SPEC.md §8's formula: minus the open pipeline once quota is met,
+            # which is no gap at all)
+            return Text("quota met", style="green")
         return money(value)
     assert value is None or isinstance(value, Decimal)
     if metric.name == "remaining_coverage_ratio" and value is None:

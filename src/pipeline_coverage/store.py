@@ -97,6 +97,8 @@ class Exclusion:
     count: int
     amount: Decimal | None
     no_rate: int = 0
+    #: TARGET_OVERLAP: each row's name and the overlapping target rows it summed.
+    detail: tuple[str, ...] = ()
 
     def describe(self, currency: str = "") -> str:
         """The report's sentence for this flag, in the reporting currency. Deals without
@@ -110,6 +112,12 @@ class Exclusion:
                 f"{count:,} row{'' if one else 's'} {'has' if one else 'have'} no target "
                 "for exactly this period but targets overlapping it (use target_match=within, "
                 "or the targets' own period)"
+            )
+        if self.flag == "TARGET_OVERLAP":  # rows, each naming the target rows it summed
+            return (
+                f"{count:,} row{'' if one else 's'} {'adds' if one else 'add'} up target rows"
+                " whose periods overlap, counting the overlap twice (target_match=within"
+                f" sums every target inside the period): {'; '.join(self.detail)}"
             )
         if self.flag not in _DEAL_FLAG_PHRASES:
             return f"{self.flag}: {count:,}"
@@ -348,7 +356,9 @@ def get_run(
         rows = tuple(row_from_record(record) for record in records(cur))
         cur.execute(query(_QUERIES, "run_exclusions"), params)
         exclusions = tuple(
-            Exclusion(r["flag"], int(r["deals"]), r["amount"], int(r["no_rate"]))
+            Exclusion(
+                r["flag"], int(r["deals"]), r["amount"], int(r["no_rate"]), tuple(r["detail"] or ())
+            )
             for r in records(cur)
         )
     return run_from_header(header, rows=rows, row_count=len(rows), exclusions=exclusions)

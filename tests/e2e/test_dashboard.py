@@ -476,9 +476,10 @@ def test_dashboard_shows_remaining_coverage_deals_teams_and_pipelines(
         "Won (USD)": "12,000.50",
         "Open (USD)": "3,000.00",
         "Coverage of remaining": "quota met",
-        "Gap (USD)": money(served["Ada"]["pipeline_gap"]),
+        "Gap (USD)": "quota met",
     }
-    assert served["Ada"]["pipeline_gap"].startswith("-")  # a surplus
+    # (stored by SPEC.md §8's formula: minus her open pipeline, which is no gap)
+    assert served["Ada"]["pipeline_gap"] == "-3000.00"
     assert rows["Bo"]["Open (USD)"] == "10,000.25"
     assert rows["Bo"]["Won (USD)"] == "1,500.25"
     assert rows["Bo"]["Coverage of remaining"] == "0.54x"
@@ -530,8 +531,12 @@ def test_dashboard_shows_remaining_coverage_deals_teams_and_pipelines(
         "attainment_ratio": "41.4%",
         "remaining_target": "20,499.25 USD",
         "remaining_coverage_ratio": "1.12x",
+        # Bo's 18,499.75 and Cy's 4,000 still to win, with their 20,000.25 open
+        "shortfall_amount": "22,499.75 USD",
+        "shortfall_coverage_ratio": "0.89x",
     }
     assert "sum of the reps' rows" in page.inner_text("#total-note")
+    assert "reps over quota offset reps short of it" in page.inner_text("#total-note")
     assert "Teams are not added in" in page.inner_text("#total-note")
     page.evaluate("() => window.scrollTo(0, 0)")
     screenshot(page, folder, "dashboard.png")

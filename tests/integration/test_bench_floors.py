@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from pathlib import Path
 from typing import Any
 
 import psycopg
+from bench.run import COPY_RUN, QUERIES
 
 from pipeline_coverage import run_pipeline_coverage_batch
-from pipeline_coverage.sql import parse_named_queries
 from tests.factory import random_tenant
 
-BENCH_QUERIES = Path(__file__).resolve().parents[2] / "bench" / "queries.sql"
-QUERIES = parse_named_queries(BENCH_QUERIES.read_text(), "queries.sql")
 Q1 = (dt.date(2026, 1, 1), dt.date(2026, 4, 1))
 
 #: A run's stored rows, per table, without the run id (which the copy must change).
@@ -46,9 +43,7 @@ def test_the_write_floor_writes_a_runs_rows_again(conn: psycopg.Connection[Any])
     original = stored(conn, tenant, run)
     assert all(original.values()), "the run stored facts, deals and credits"
 
-    copied = conn.execute(
-        QUERIES["write_drilldown_floor"], {"tenant_id": str(tenant), "run_id": str(run)}
-    ).fetchall()
+    copied = conn.execute(COPY_RUN, {"tenant_id": str(tenant), "run_id": str(run)}).fetchall()
     conn.commit()
     copy = {row[0] for row in copied}
     assert len(copy) == 1

@@ -457,6 +457,35 @@ def test_load_reports_the_problems_of_every_file_in_one_line(
     assert scalar(db_url, "SELECT count(*) FROM dyno_crm.tenant") == 0
 
 
+def test_a_load_of_another_formats_export_is_one_short_line(
+    capsys: pytest.CaptureFixture[str], db_url: str, data_dir: Path
+) -> None:
+    """A CRM's export dropped into a load folder (eleven columns the format does not
+    know, none of those it needs): one line that names the file, the line and each
+    column once, and lists the expected columns once."""
+    export = ("Opportunity ID", "Opportunity Name", "Opportunity Owner", "Stage", "Amount",
+              "Opportunity Currency", "Close Date", "Forecast Category", "Probability (%)",
+              "Opportunity Record Type", "Account Name")  # fmt: skip
+    write_csv(data_dir / "deals.csv", export, [])
+
+    line = assert_one_error_line(cli(capsys, db_url, "load", str(data_dir)))
+
+    expected = (
+        "id,tenant_id,pipeline_id,stage_id,name,amount,expected_close_date,close_date,"
+        "owned_by_user_id,assigned_user_id,owned_by_group_id,assigned_group_id"
+    )
+    assert line.count(expected) == 1
+    assert line.removeprefix(f"{PREFIX} ") == (
+        f"deals.csv:1: {', '.join(export)}: 11 unknown columns (expected: {expected};"
+        " optional: forecast_category,currency); deals.csv:1: id, tenant_id, pipeline_id,"
+        " stage_id, name, amount, expected_close_date, close_date, owned_by_user_id,"
+        " assigned_user_id, owned_by_group_id, assigned_group_id: 12 missing columns"
+    )
+    assert all(line.count(name) == 1 for name in export)
+    assert len(line) < 700
+    assert scalar(db_url, "SELECT count(*) FROM dyno_crm.deal") == 0
+
+
 def test_load_of_a_missing_folder_is_an_input_error(
     capsys: pytest.CaptureFixture[str], db_url: str, data_dir: Path
 ) -> None:

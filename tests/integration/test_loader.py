@@ -795,7 +795,6 @@ def test_a_huge_header_name_is_echoed_cut(conn: psycopg.Connection[Any], data_di
 
     assert reject(conn, data_dir).problems == [
         f"tenants.csv:1: {'c' * 60}… (100000 characters): unknown column ({TENANT_COLUMNS})",
-        f"tenants.csv:1: {'c' * 60}… (100000 characters): unknown column ({TENANT_COLUMNS})",
         f"tenants.csv:1: {'c' * 60}… (100000 characters): column appears twice",
     ]
 
@@ -880,10 +879,8 @@ def test_a_header_name_with_a_space_or_an_invisible_character_is_shown_quoted(
         f"id, name,\ufeffcurrency,a\x00b\n{new_id()},Acme,USD,x\n".encode()
     )
     problems = reject(conn, data_dir).problems
-    assert [p.split(": unknown column")[0] for p in problems if "unknown column" in p] == [
-        "tenants.csv:1: ' name'",
-        "tenants.csv:1: '\\ufeffcurrency'",
-        "tenants.csv:1: 'a\\x00b'",
+    assert [p.split(": 3 unknown columns")[0] for p in problems if "unknown column" in p] == [
+        "tenants.csv:1: ' name', '\\ufeffcurrency', 'a\\x00b'",
     ]
     assert "tenants.csv:1: name: missing column" in problems
 

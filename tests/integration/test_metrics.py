@@ -20,7 +20,7 @@ from pipeline_coverage import (
     run_pipeline_coverage_batch,
     run_pipeline_coverage_report,
 )
-from pipeline_coverage.metrics import NAMES
+from pipeline_coverage.metrics import NAMES, ROW_FLAGS
 from pipeline_coverage.reports import coverage as coverage_module
 from pipeline_coverage.reports.coverage import coverage_request, run_coverage
 from pipeline_coverage.sql import query
@@ -57,6 +57,7 @@ def compare_drilldown(
         found.setdefault(key, {})[deal.deal_id] = (deal.deal_class, deal.credit_reason)
         source = by_id[deal.deal_id]
         assert set(deal.flags) == oracle.deal_flags(source, options), deal
+        assert deal.forecast_category == oracle.forecast_category(source, options), deal
         assert deal.amount == source.amount
         assert deal.currency == (source.currency or oracle.currency)
         assert deal.reporting_amount == oracle.reporting(source, options.as_of)
@@ -142,9 +143,9 @@ def test_batch_matches_the_oracle_in_every_column(
     for deal in oracle.all_deals:
         if oracle.deal_class(deal, options) in ("OPEN", "WON", "LOST", "UNDATED"):
             flagged.update(oracle.deal_flags(deal, options))
-    mismatched = sum("TARGET_PERIOD_MISMATCH" in row.flags for row in run.rows)
-    if mismatched:
-        flagged["TARGET_PERIOD_MISMATCH"] = mismatched
+    for row_flag in ROW_FLAGS:  # (each row's flags are the oracle's: compare_row)
+        if rows_flagged := sum(row_flag in row.flags for row in run.rows):
+            flagged[row_flag] = rows_flagged
     assert {item.flag: item.count for item in run.exclusions} == dict(flagged)
 
 

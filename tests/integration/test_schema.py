@@ -177,7 +177,7 @@ def test_the_fact_table_has_a_column_per_metric_of_the_registry(db_url: str) -> 
             " WHERE table_schema = 'dyno_crm' AND table_name = 'report_pipeline_coverage_fact'"
         ).fetchall()
     columns: dict[str, str] = dict(found)
-    keys = {"run_id", "tenant_id", "period_start", "period_end", "flags"}
+    keys = {"run_id", "tenant_id", "period_start", "period_end", "flags", "target_overlaps"}
     assert set(columns) == keys | set(IDENTITY) | set(NAMES)
     for metric in METRICS:
         expected = "integer" if metric.kind == "count" else "numeric"

@@ -62,7 +62,7 @@ def test_specialize_keeps_or_drops_the_flagged_lines() -> None:
         specialize("-- if rollup\n-- if rollup\n", rollup=True)
 
 
-BATCH_FLAGS = {"rollup": False, "batch": True, "users": True, "groups": True}
+BATCH_FLAGS = {"rollup": False, "batch": True, "users": True, "groups": True, "within": False}
 
 
 def test_the_run_statement_specializes_without_its_rollup_parts() -> None:
@@ -78,6 +78,10 @@ def test_the_run_statement_specializes_without_its_rollup_parts() -> None:
     assert "-- unless" not in plain
     assert "NULL::numeric AS member_target_amount" in plain
     assert "mt.member_target_amount" in rolled
+    within = specialize(whole, **{**BATCH_FLAGS, "within": True})
+    assert "overlapping_targets AS (" in within
+    assert "overlapping_targets" not in plain
+    assert "NULL::text[] AS target_overlaps" in plain
 
 
 def test_a_single_reports_statement_keeps_only_its_principals_conditions() -> None:

@@ -338,22 +338,23 @@ def _read_header(path: Path, spec: TableSpec) -> _Header:
         raise LoadError([f"{spec.file}:1: empty file (a header row is required)"])
     expected = spec.column_names
     problems = []
-    for name in header:
-        if name not in expected:
-            problems.append(
-                f"{spec.file}:1: {_header_name(name) or '(empty)'}: unknown column "
-                f"(expected: {expected_columns(spec)})"
-            )
+    # One problem for all the header's unknown columns, and one for the missing ones:
+    # an export of another format has a dozen of each, and the expected columns are
+    # listed once, not once per column.
+    unknown = list(dict.fromkeys(name for name in header if name not in expected))
+    if unknown:
+        names = ", ".join(_header_name(name) or "(empty)" for name in unknown)
+        what = "unknown column" if len(unknown) == 1 else f"{len(unknown)} unknown columns"
+        problems.append(f"{spec.file}:1: {names}: {what} (expected: {expected_columns(spec)})")
     seen: set[str] = set()
     for name in header:
         if name in seen:
             problems.append(f"{spec.file}:1: {_header_name(name)}: column appears twice")
         seen.add(name)
-    problems += [
-        f"{spec.file}:1: {column.name}: missing column"
-        for column in spec.columns
-        if column.name not in header and not column.optional
-    ]
+    missing = [c.name for c in spec.columns if c.name not in header and not c.optional]
+    if missing:
+        what = "missing column" if len(missing) == 1 else f"{len(missing)} missing columns"
+        problems.append(f"{spec.file}:1: {', '.join(missing)}: {what}")
     if problems:
         raise LoadError(problems[:MAX_PROBLEMS], total=len(problems))
     bare_cr = data[end : end + 1] == b"\r" and data[end + 1 : end + 2] != b"\n"

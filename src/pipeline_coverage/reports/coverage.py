@@ -299,6 +299,7 @@ def _write(cur: Any, request: CoverageRequest, *, restore: bool = False) -> uuid
     statement = specialized_query(
         _QUERIES, "insert_coverage", rollup=request.rollup, batch=not single,
         users=request.principal_type != "GROUP", groups=request.principal_type != "USER",
+        within=request.target_match == "within",
     )  # fmt: skip
     execute_for_tenant(
         cur,

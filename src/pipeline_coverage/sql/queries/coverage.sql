@@ -67,10 +67,23 @@ FROM tree AS t;
 -- members (SPEC.md §7, §10).
 -- Runs send it specialized (sql.specialize): the parts marked `if rollup` only with
 -- rollup, those marked `if batch` only for a batch, and those marked `if users` /
--- `if groups` only when the run is for users / groups (a batch: both). What is left
+-- `if groups` only when the run is for users / groups (a batch: both), and those
+-- marked `if within` only with target_match=within. What is left
 -- out is what the run's values would fold away, so that a single report can run on
 -- one generic plan per connection (reports/coverage.py), with every condition it
 -- keeps indexable.
+--
+-- Codes. Where a name would be compared once per unit, a small integer stands for it
+-- (compared cheaply, as a number). Every use carries its name, `2 /* WON */`, and
+-- tests/unit/test_sql_codes.py checks each use against these two lists:
+--   kind    which of a row's sums a unit goes to (`units`):
+--           0 NOT_COUNTED (NO_RATE: in no sum), 2 WON, 3 LOST, 4 UNDATED,
+--           5 HISTORY_WON, 6 HISTORY_LOST (the win rate's window),
+--           10 OPEN (of no known category; every open kind is 10 or more),
+--           11 OPEN_COMMIT, 12 OPEN_BEST_CASE, 13 OPEN_PIPELINE, 14 OPEN_OMITTED
+--   reason  why a deal counts for a principal (`credited`, `rolled_up`), in SPEC.md
+--           §7's order, the first that applies winning:
+--           1 OWNER, 2 ASSIGNEE, 3 OWNER_GROUP, 4 ASSIGNED_GROUP, 5 MEMBER, 6 SUBGROUP
 WITH
 -- if rollup
 tree AS (
@@ -159,7 +172,13 @@ classified AS (
     SELECT c.deal_id, c.deal_name, c.pipeline_id, c.stage_id, c.stage_name, c.amount,
            c.probability, c.owned_by_user_id, c.assigned_user_id, c.owned_by_group_id,
            c.assigned_group_id, c.bucket, c.placed_on, c.deal_class,
-           COALESCE(c.forecast_category, c.stage_category, 'PIPELINE') AS forecast_category,
+           -- An open (or undated) deal's category is the deal's, else its stage's, else
+           -- PIPELINE (SPEC.md §8); a closed deal's is its outcome's, as CRMs file them
+           -- (Salesforce: Closed Won is Closed, Closed Lost is Omitted), never the open
+           -- category it had before it closed.
+           CASE c.deal_class WHEN 'WON' THEN 'CLOSED' WHEN 'LOST' THEN 'OMITTED'
+                ELSE COALESCE(c.forecast_category, c.stage_category, 'PIPELINE')
+           END AS forecast_category,
            c.currency, c.rate IS NOT NULL AS counted,
            ROUND(COALESCE(c.amount, 0) * c.rate, 2) AS reporting_amount,
            CASE WHEN c.deal_class = 'OPEN'
@@ -195,22 +214,21 @@ units AS (
     -- What the credit rule is applied to: each deal of the period (and each undated
     -- one) with its values; and the closed deals of the win rate's lookback window,
     -- grouped by the principals they name (the win rate only counts them, and they
-    -- are most of what a run reads). `kind` says which of a row's sums and counts a
-    -- unit goes to, as a number the per-row aggregation compares cheaply: 0 not
-    -- counted (NO_RATE), 10 + the forecast category (1 COMMIT, 2 BEST_CASE,
-    -- 3 PIPELINE, 4 OMITTED) an open deal, 2 won, 3 lost, 4 undated, 5 and 6 the
-    -- window's won and lost deals.
+    -- are most of what a run reads). `kind` (the codes above) says which of a row's
+    -- sums and counts a unit goes to.
     SELECT k.deal_id, k.deal_class, k.bucket, k.owned_by_user_id, k.assigned_user_id,
            k.owned_by_group_id, k.assigned_group_id, 1 AS deals, k.forecast_category,
            k.reporting_amount, k.weighted_amount, k.past_due,
-           CASE WHEN NOT k.counted THEN 0
+           CASE WHEN NOT k.counted THEN 0 /* NOT_COUNTED */
                 WHEN k.deal_class = 'OPEN' THEN
-                    10 + CASE k.forecast_category WHEN 'COMMIT' THEN 1 WHEN 'BEST_CASE' THEN 2
-                                                  WHEN 'PIPELINE' THEN 3 WHEN 'OMITTED' THEN 4
-                                                  ELSE 0 END
-                WHEN k.deal_class = 'WON' THEN 2
-                WHEN k.deal_class = 'LOST' THEN 3
-                ELSE 4  -- UNDATED
+                    CASE k.forecast_category WHEN 'COMMIT' THEN 11 /* OPEN_COMMIT */
+                                             WHEN 'BEST_CASE' THEN 12 /* OPEN_BEST_CASE */
+                                             WHEN 'PIPELINE' THEN 13 /* OPEN_PIPELINE */
+                                             WHEN 'OMITTED' THEN 14 /* OPEN_OMITTED */
+                                             ELSE 10 /* OPEN */ END
+                WHEN k.deal_class = 'WON' THEN 2 /* WON */
+                WHEN k.deal_class = 'LOST' THEN 3 /* LOST */
+                ELSE 4 /* UNDATED */
            END AS kind
     FROM classified AS k
     UNION ALL
@@ -218,7 +236,8 @@ units AS (
            CASE WHEN h.stage_state = 'DONE_SUCCESS' THEN 'HISTORY_WON' ELSE 'HISTORY_LOST' END,
            h.bucket, h.owned_by_user_id, h.assigned_user_id, h.owned_by_group_id,
            h.assigned_group_id, count(*), NULL, NULL, NULL, NULL,
-           CASE WHEN h.stage_state = 'DONE_SUCCESS' THEN 5 ELSE 6 END
+           CASE WHEN h.stage_state = 'DONE_SUCCESS' THEN 5 /* HISTORY_WON */
+                ELSE 6 /* HISTORY_LOST */ END
     FROM scoped AS h
     WHERE h.stage_state IN ('DONE_SUCCESS', 'DONE_FAILED')
       AND h.rate IS NOT NULL  -- a deal without a rate is left out of every count
@@ -231,61 +250,78 @@ units AS (
 rolled_up AS (
     -- With rollup, a group's credit (SPEC.md §7): the deals that name the group, its
     -- member users, its descendant groups and their members; once per group, with
-    -- the first reason that applies (1 OWNER_GROUP, 2 ASSIGNED_GROUP, 3 MEMBER,
-    -- 4 SUBGROUP). A unit is a deal, or a group of history deals naming the same
-    -- principals: its key is every column it was grouped by.
+    -- the first reason that applies (the lowest `reason` code). A unit is a deal, or
+    -- a group of history deals naming the same principals: its key is every column
+    -- it was grouped by.
     SELECT DISTINCT ON (c.principal_id, c.deal_id, c.deal_class, c.bucket,
                         c.owned_by_user_id, c.assigned_user_id, c.owned_by_group_id,
                         c.assigned_group_id)
            c.*
     FROM (
-        SELECT t.ancestor_id AS principal_id, CASE WHEN t.depth = 0 THEN 1 ELSE 4 END AS rank,
+        SELECT t.ancestor_id AS principal_id,
+               CASE WHEN t.depth = 0 THEN 3 /* OWNER_GROUP */ ELSE 6 /* SUBGROUP */ END
+                   AS reason,
                n.*
         FROM units AS n JOIN tree AS t ON t.group_id = n.owned_by_group_id
         UNION ALL
-        SELECT t.ancestor_id, CASE WHEN t.depth = 0 THEN 2 ELSE 4 END, n.*
+        SELECT t.ancestor_id,
+               CASE WHEN t.depth = 0 THEN 4 /* ASSIGNED_GROUP */ ELSE 6 /* SUBGROUP */ END,
+               n.*
         FROM units AS n JOIN tree AS t ON t.group_id = n.assigned_group_id
         UNION ALL
-        SELECT m.ancestor_id, CASE WHEN m.depth = 0 THEN 3 ELSE 4 END, n.*
+        SELECT m.ancestor_id, CASE WHEN m.depth = 0 THEN 5 /* MEMBER */ ELSE 6 /* SUBGROUP */ END,
+               n.*
         FROM units AS n JOIN rolled_members AS m ON m.user_id = n.owned_by_user_id
         UNION ALL
-        SELECT m.ancestor_id, CASE WHEN m.depth = 0 THEN 3 ELSE 4 END, n.*
+        SELECT m.ancestor_id, CASE WHEN m.depth = 0 THEN 5 /* MEMBER */ ELSE 6 /* SUBGROUP */ END,
+               n.*
         FROM units AS n JOIN rolled_members AS m ON m.user_id = n.assigned_user_id
     ) AS c
     ORDER BY c.principal_id, c.deal_id, c.deal_class, c.bucket, c.owned_by_user_id,
-             c.assigned_user_id, c.owned_by_group_id, c.assigned_group_id, c.rank
+             c.assigned_user_id, c.owned_by_group_id, c.assigned_group_id, c.reason
 ),
 -- end if
 credited AS (
     -- THE CREDIT RULE (SPEC.md §7): a user for the deals it owns or is assigned, a
     -- group for the deals it owns or is assigned (with rollup: `rolled_up`); once per
     -- principal, with the first reason that applies (an assignee who is also the
-    -- owner is credited as OWNER). Each unit is paired with the four credit slots
-    -- (1 owner, 2 assignee, 3 owner group, 4 assigned group; with rollup, groups are
-    -- credited by `rolled_up` instead): one pass over the units, which are then not
-    -- stored for a second (four UNION ALL arms read them four times: a tenth slower).
+    -- owner is credited as OWNER). Each unit is paired with the four credit slots,
+    -- one per column that can name a principal (with rollup, groups are credited by
+    -- `rolled_up` instead): one pass over the units, which are then not stored for a
+    -- second (four UNION ALL arms read them four times: a tenth slower).
+    --
+    -- The rule is applied here; four other places depend on it, and change with it:
+    --   `scoped`     for one principal, reads only the deals whose owner/assignee
+    --                columns (user or group; with rollup, its tree's and members')
+    --                name it: the deals this rule could credit to it;
+    --   `units`      groups the win rate's window by the same four columns;
+    --   `rolled_up`  a group's reasons with rollup (MEMBER, SUBGROUP) and their order;
+    --   tests/oracle.py `Oracle.credits`, which states the rule independently.
     SELECT cr.principal_type, cr.principal_id, cr.credit_reason, cr.deal_id,
            cr.deal_class, cr.bucket, cr.deals, cr.forecast_category, cr.reporting_amount,
            cr.weighted_amount, cr.past_due, cr.kind
     FROM (
-        SELECT CASE WHEN s.slot <= 2 THEN 'USER' ELSE 'GROUP' END AS principal_type,
-               CASE s.slot WHEN 1 THEN n.owned_by_user_id
-                           WHEN 2 THEN NULLIF(n.assigned_user_id, n.owned_by_user_id)
-                           WHEN 3 THEN n.owned_by_group_id
-                           ELSE NULLIF(n.assigned_group_id, n.owned_by_group_id) END
+        SELECT s.principal_type,
+               CASE s.reason WHEN 1 /* OWNER */ THEN n.owned_by_user_id
+                             WHEN 2 /* ASSIGNEE */ THEN NULLIF(n.assigned_user_id, n.owned_by_user_id)
+                             WHEN 3 /* OWNER_GROUP */ THEN n.owned_by_group_id
+                             ELSE NULLIF(n.assigned_group_id, n.owned_by_group_id) END
                    AS principal_id,
-               CASE s.slot WHEN 1 THEN 'OWNER' WHEN 2 THEN 'ASSIGNEE'
-                           WHEN 3 THEN 'OWNER_GROUP' ELSE 'ASSIGNED_GROUP' END
-                   AS credit_reason,
+               s.credit_reason,
                n.*
         FROM units AS n
-        CROSS JOIN (VALUES (1), (2), (3), (4)) AS s (slot)
-        WHERE NOT %(rollup)s::boolean OR s.slot <= 2
+        CROSS JOIN (VALUES (1 /* OWNER */, 'USER', 'OWNER'),
+                           (2 /* ASSIGNEE */, 'USER', 'ASSIGNEE'),
+                           (3 /* OWNER_GROUP */, 'GROUP', 'OWNER_GROUP'),
+                           (4 /* ASSIGNED_GROUP */, 'GROUP', 'ASSIGNED_GROUP'))
+            AS s (reason, principal_type, credit_reason)
+        WHERE NOT %(rollup)s::boolean OR s.principal_type = 'USER'
         -- if rollup
         UNION ALL
         SELECT 'GROUP', r.principal_id,
-               CASE r.rank WHEN 1 THEN 'OWNER_GROUP' WHEN 2 THEN 'ASSIGNED_GROUP'
-                           WHEN 3 THEN 'MEMBER' ELSE 'SUBGROUP' END,
+               CASE r.reason WHEN 3 /* OWNER_GROUP */ THEN 'OWNER_GROUP'
+                             WHEN 4 /* ASSIGNED_GROUP */ THEN 'ASSIGNED_GROUP'
+                             WHEN 5 /* MEMBER */ THEN 'MEMBER' ELSE 'SUBGROUP' END,
                r.deal_id, r.deal_class, r.bucket, r.owned_by_user_id, r.assigned_user_id,
                r.owned_by_group_id, r.assigned_group_id, r.deals, r.forecast_category,
                r.reporting_amount, r.weighted_amount, r.past_due, r.kind
@@ -322,38 +358,30 @@ per_row AS (
     -- Every amount and count a row gets from its credited deals (over exactly the
     -- values stored for those deals; NO_RATE deals are in the drill-down, and in no
     -- amount or count), the win rate's counts, and the row's drill-down (its deals
-    -- and their credit reasons): one aggregation over the credited units.
+    -- and their credit reasons): one aggregation over the credited units. A sum over
+    -- no unit is NULL here; `totals` makes it 0.
     SELECT cd.principal_type, cd.principal_id, cd.bucket,
-           count(*) FILTER (WHERE cd.kind >= 10) AS open_count,
-           COALESCE(SUM(cd.reporting_amount) FILTER (
-               WHERE cd.kind >= 10), 0) AS open_amount,
-           COALESCE(SUM(cd.weighted_amount) FILTER (
-               WHERE cd.kind >= 10), 0) AS weighted_amount,
-           COALESCE(SUM(cd.reporting_amount) FILTER (
-               WHERE cd.kind = 11), 0) AS commit_amount,
-           COALESCE(SUM(cd.reporting_amount) FILTER (
-               WHERE cd.kind = 12), 0) AS best_case_amount,
-           COALESCE(SUM(cd.reporting_amount) FILTER (
-               WHERE cd.kind = 13), 0) AS pipeline_amount,
-           COALESCE(SUM(cd.reporting_amount) FILTER (
-               WHERE cd.kind = 14), 0) AS omitted_amount,
-           COALESCE(SUM(cd.reporting_amount) FILTER (
-               WHERE cd.kind = 2), 0) AS won_amount,
-           count(*) FILTER (WHERE cd.kind = 2) AS won_count,
-           COALESCE(SUM(cd.reporting_amount) FILTER (
-               WHERE cd.kind = 3), 0) AS lost_amount,
-           count(*) FILTER (WHERE cd.kind = 3) AS lost_count,
-           COALESCE(SUM(cd.reporting_amount) FILTER (WHERE cd.past_due), 0)
-               AS past_due_amount,
+           count(*) FILTER (WHERE cd.kind >= 10 /* OPEN */) AS open_count,
+           SUM(cd.reporting_amount) FILTER (WHERE cd.kind >= 10 /* OPEN */) AS open_amount,
+           SUM(cd.weighted_amount) FILTER (WHERE cd.kind >= 10 /* OPEN */) AS weighted_amount,
+           SUM(cd.reporting_amount) FILTER (WHERE cd.kind = 11 /* OPEN_COMMIT */)
+               AS commit_amount,
+           SUM(cd.reporting_amount) FILTER (WHERE cd.kind = 12 /* OPEN_BEST_CASE */)
+               AS best_case_amount,
+           SUM(cd.reporting_amount) FILTER (WHERE cd.kind = 13 /* OPEN_PIPELINE */)
+               AS pipeline_amount,
+           SUM(cd.reporting_amount) FILTER (WHERE cd.kind = 14 /* OPEN_OMITTED */)
+               AS omitted_amount,
+           SUM(cd.reporting_amount) FILTER (WHERE cd.kind = 2 /* WON */) AS won_amount,
+           count(*) FILTER (WHERE cd.kind = 2 /* WON */) AS won_count,
+           SUM(cd.reporting_amount) FILTER (WHERE cd.kind = 3 /* LOST */) AS lost_amount,
+           count(*) FILTER (WHERE cd.kind = 3 /* LOST */) AS lost_count,
+           SUM(cd.reporting_amount) FILTER (WHERE cd.past_due) AS past_due_amount,
            count(*) FILTER (WHERE cd.past_due) AS past_due_count,
-           COALESCE(SUM(cd.reporting_amount) FILTER (
-               WHERE cd.kind = 4), 0) AS undated_amount,
-           count(*) FILTER (WHERE cd.kind = 4)
-               AS undated_count,
-           COALESCE(SUM(cd.deals) FILTER (WHERE cd.kind = 5), 0)
-               AS history_won_count,
-           COALESCE(SUM(cd.deals) FILTER (WHERE cd.kind = 6), 0)
-               AS history_lost_count,
+           SUM(cd.reporting_amount) FILTER (WHERE cd.kind = 4 /* UNDATED */) AS undated_amount,
+           count(*) FILTER (WHERE cd.kind = 4 /* UNDATED */) AS undated_count,
+           SUM(cd.deals) FILTER (WHERE cd.kind = 5 /* HISTORY_WON */) AS history_won_count,
+           SUM(cd.deals) FILTER (WHERE cd.kind = 6 /* HISTORY_LOST */) AS history_lost_count,
            -- (a principal credited with deals of the period is in scope, also when
            -- none of them has a rate: its row is where their drill-down shows them)
            bool_or(cd.deal_id IS NOT NULL) AS in_scope,
@@ -401,6 +429,7 @@ target_rows AS (
     -- target belongs to no pipeline's row (its bucket is NULL), but its principal is
     -- in scope.
     SELECT st.principal_type::text AS principal_type, st.principal_id, st.target_amount,
+           st.id AS target_id, st.pipeline_id, st.period_start, st.period_end,
            CASE WHEN %(by_pipeline)s::boolean THEN st.pipeline_id
                 ELSE %(pipeline_id)s::uuid END AS bucket,
            CASE %(target_match)s::text
@@ -433,6 +462,24 @@ targets AS (
     FROM target_rows AS tr
     GROUP BY tr.principal_type, tr.principal_id, tr.bucket
 ),
+-- if within
+overlapping_targets AS (
+    -- With target_match=within, SPEC.md §10 sums every target row inside the period:
+    -- two matched rows of one principal and pipeline whose periods overlap (a year's
+    -- target and its quarters') count the overlap twice. The row is flagged
+    -- TARGET_OVERLAP and keeps the rows it summed so, each as `start..end amount id`.
+    SELECT a.principal_type, a.principal_id, a.bucket,
+           array_agg(DISTINCT a.period_start || '..' || a.period_end || ' '
+                     || a.target_amount || ' ' || a.target_id) AS target_overlaps
+    FROM target_rows AS a
+    JOIN target_rows AS b
+      ON b.principal_type = a.principal_type AND b.principal_id = a.principal_id
+     AND b.pipeline_id IS NOT DISTINCT FROM a.pipeline_id AND b.target_id <> a.target_id
+     AND b.period_start < a.period_end AND a.period_start < b.period_end
+    WHERE %(target_match)s::text = 'within' AND a.matched AND b.matched
+    GROUP BY a.principal_type, a.principal_id, a.bucket
+),
+-- end if
 -- if rollup
 member_targets AS (
     SELECT ml.group_id, t.bucket, SUM(t.target_amount) AS member_target_amount
@@ -471,7 +518,10 @@ buckets AS (
     SELECT %(pipeline_id)s::uuid
     WHERE NOT %(by_pipeline)s::boolean
 ),
-base AS (
+totals AS (
+    -- Each row's target and sums: a principal (or bucket) that no unit was credited to
+    -- has no `per_row` line, and a kind no unit had no sum; both are 0 — the one place
+    -- a missing sum becomes 0.
     SELECT pr.principal_type, pr.principal_id, b.bucket, t.target_amount,
            (t.principal_id IS NOT NULL AND t.target_amount IS NULL) AS mismatch,
            COALESCE(s.open_count, 0) AS open_count,
@@ -491,13 +541,10 @@ base AS (
            COALESCE(s.undated_count, 0) AS undated_count,
            COALESCE(s.history_won_count, 0) AS history_won_count,
            COALESCE(s.history_lost_count, 0) AS history_lost_count,
-           CASE WHEN COALESCE(s.history_won_count, 0) + COALESCE(s.history_lost_count, 0) > 0
-                THEN ROUND(s.history_won_count::numeric
-                           / (s.history_won_count + s.history_lost_count), 4)
-           END AS win_rate,
-           CASE WHEN t.target_amount IS NOT NULL
-                THEN GREATEST(t.target_amount - COALESCE(s.won_amount, 0), 0)
-           END AS remaining_target,
+           -- if within
+           o.target_overlaps,
+           -- end if
+           -- unless within: NULL::text[] AS target_overlaps,
            -- if rollup
            mt.member_target_amount
            -- end if
@@ -515,21 +562,46 @@ base AS (
            ON pr.principal_type = 'GROUP' AND mt.group_id = pr.principal_id
           AND mt.bucket IS NOT DISTINCT FROM b.bucket
     -- end if
+    -- if within
+    LEFT JOIN overlapping_targets AS o
+           ON o.principal_type = pr.principal_type AND o.principal_id = pr.principal_id
+          AND o.bucket IS NOT DISTINCT FROM b.bucket
+    -- end if
+),
+derived AS (
+    -- What a row computes from its sums (SPEC.md §8): the remaining target, the win
+    -- rate, the ratios and the gap. A ratio has no value when its denominator has none
+    -- or is 0 — NULLIF(denominator, 0) is that guard, the only one. The win rate is
+    -- rounded first (`x`), and the needed coverage and the gap use the rounded one,
+    -- as stored. A metric computed from a row's other columns is one line here.
+    SELECT x.*,
+           ROUND(x.open_amount / NULLIF(x.target_amount, 0), 4) AS coverage_ratio,
+           ROUND(x.won_amount / NULLIF(x.target_amount, 0), 4) AS attainment_ratio,
+           ROUND(x.open_amount / NULLIF(x.remaining_target, 0), 4) AS remaining_coverage_ratio,
+           ROUND(1 / NULLIF(x.win_rate, 0), 4) AS needed_coverage,
+           ROUND(x.remaining_target / NULLIF(x.win_rate, 0) - x.open_amount, 2) AS pipeline_gap
+    FROM (
+        SELECT tt.*,
+               CASE WHEN tt.target_amount IS NOT NULL
+                    THEN GREATEST(tt.target_amount - tt.won_amount, 0)
+               END AS remaining_target,
+               ROUND(tt.history_won_count::numeric
+                     / NULLIF(tt.history_won_count + tt.history_lost_count, 0), 4) AS win_rate
+        FROM totals AS tt
+    ) AS x
 )
 INSERT INTO dyno_crm.report_pipeline_coverage_fact
     (run_id, tenant_id, period_start, period_end, principal_type, principal_id,
-     pipeline_id, target_amount, open_amount, coverage_ratio, principal_name,
-     pipeline_name, open_count, weighted_amount, commit_amount, best_case_amount,
-     pipeline_amount, omitted_amount, won_amount, won_count, lost_amount, lost_count,
-     attainment_ratio, remaining_target, remaining_coverage_ratio, win_rate,
-     history_won_count, history_lost_count, needed_coverage, pipeline_gap,
-     past_due_amount, past_due_count, undated_amount, undated_count, member_target_amount,
-     flags)
+     pipeline_id, principal_name, pipeline_name, flags, target_overlaps,
+     target_amount, open_amount, coverage_ratio, open_count, weighted_amount,
+     commit_amount, best_case_amount, pipeline_amount, omitted_amount, won_amount,
+     won_count, lost_amount, lost_count, attainment_ratio, remaining_target,
+     remaining_coverage_ratio, win_rate, history_won_count, history_lost_count,
+     needed_coverage, pipeline_gap, past_due_amount, past_due_count, undated_amount,
+     undated_count, member_target_amount)
 SELECT
     %(run_id)s::uuid, %(tenant_id)s::uuid, %(period_start)s::date, %(period_end)s::date,
-    x.principal_type, x.principal_id, x.bucket, x.target_amount, x.open_amount,
-    CASE WHEN x.target_amount IS NULL OR x.target_amount = 0 THEN NULL
-         ELSE ROUND(x.open_amount / x.target_amount, 4) END,
+    x.principal_type, x.principal_id, x.bucket,
     -- (looked up per row, by key: a single report runs with nested loops off, and a
     -- join would hash all of the tenant's reps and teams for its one row)
     CASE x.principal_type
@@ -540,20 +612,15 @@ SELECT
     END,
     (SELECT p.name FROM dyno_crm.pipeline AS p
      WHERE p.tenant_id = %(tenant_id)s::uuid AND p.id = x.bucket),
-    x.open_count, x.weighted_amount, x.commit_amount, x.best_case_amount,
-    x.pipeline_amount, x.omitted_amount, x.won_amount, x.won_count, x.lost_amount,
-    x.lost_count,
-    CASE WHEN x.target_amount IS NULL OR x.target_amount = 0 THEN NULL
-         ELSE ROUND(x.won_amount / x.target_amount, 4) END,
-    x.remaining_target,
-    CASE WHEN x.remaining_target IS NULL OR x.remaining_target = 0 THEN NULL
-         ELSE ROUND(x.open_amount / x.remaining_target, 4) END,
-    x.win_rate, x.history_won_count, x.history_lost_count,
-    CASE WHEN x.win_rate IS NULL OR x.win_rate = 0 THEN NULL
-         ELSE ROUND(1 / x.win_rate, 4) END,
-    CASE WHEN x.remaining_target IS NULL OR x.win_rate IS NULL OR x.win_rate = 0 THEN NULL
-         ELSE ROUND(x.remaining_target / x.win_rate - x.open_amount, 2) END,
-    x.past_due_amount, x.past_due_count, x.undated_amount, x.undated_count,
-    x.member_target_amount,
-    CASE WHEN x.mismatch THEN ARRAY['TARGET_PERIOD_MISMATCH'] ELSE '{}'::text[] END
-FROM base AS x;
+    CASE WHEN x.mismatch THEN ARRAY['TARGET_PERIOD_MISMATCH']
+         WHEN x.target_overlaps IS NOT NULL THEN ARRAY['TARGET_OVERLAP']
+         ELSE '{}'::text[] END,
+    x.target_overlaps,
+    -- every metric of the registry (pipeline_coverage.metrics), in its order
+    x.target_amount, x.open_amount, x.coverage_ratio, x.open_count, x.weighted_amount,
+    x.commit_amount, x.best_case_amount, x.pipeline_amount, x.omitted_amount, x.won_amount,
+    x.won_count, x.lost_amount, x.lost_count, x.attainment_ratio, x.remaining_target,
+    x.remaining_coverage_ratio, x.win_rate, x.history_won_count, x.history_lost_count,
+    x.needed_coverage, x.pipeline_gap, x.past_due_amount, x.past_due_count, x.undated_amount,
+    x.undated_count, x.member_target_amount
+FROM derived AS x;

@@ -27,10 +27,11 @@ ORDER BY f.coverage_ratio DESC NULLS LAST, f.open_amount DESC, f.principal_type,
 
 -- name: run_exclusions
 -- What a run flagged (SPEC.md §8): per deal flag, its deals, their amount, and how
--- many of them have no rate in force (in no amount: NO_RATE); and the rows whose
--- target period did not match.
+-- many of them have no rate in force (in no amount: NO_RATE); the rows whose
+-- target period did not match; and the rows that summed overlapping target rows,
+-- each named with those rows (`detail`).
 SELECT fl.flag, count(*) AS deals, SUM(u.reporting_amount) AS amount,
-       count(*) FILTER (WHERE u.reporting_amount IS NULL) AS no_rate
+       count(*) FILTER (WHERE u.reporting_amount IS NULL) AS no_rate, NULL::text[] AS detail
 FROM (
     -- (streamed, as in run_deals below)
     SELECT unnest(d.reporting_amounts) AS reporting_amount, unnest(d.flags) AS flags
@@ -41,11 +42,22 @@ FROM (
 CROSS JOIN LATERAL unnest(string_to_array(NULLIF(u.flags, ''), ',')) AS fl (flag)
 GROUP BY fl.flag
 UNION ALL
-SELECT 'TARGET_PERIOD_MISMATCH', count(*), NULL, 0
+SELECT 'TARGET_PERIOD_MISMATCH', count(*), NULL, 0, NULL
 FROM dyno_crm.report_pipeline_coverage_fact AS f
 WHERE f.tenant_id = %(tenant_id)s::uuid
   AND f.run_id = %(run_id)s::uuid
   AND 'TARGET_PERIOD_MISMATCH' = ANY (f.flags)
+HAVING count(*) > 0
+UNION ALL
+SELECT 'TARGET_OVERLAP', count(*), NULL, 0,
+       array_agg(COALESCE(f.principal_name, f.principal_id::text)
+                 || COALESCE(' (' || f.pipeline_name || ')', '') || ': '
+                 || array_to_string(f.target_overlaps, ', ')
+                 ORDER BY f.principal_name, f.principal_id, f.pipeline_name)
+FROM dyno_crm.report_pipeline_coverage_fact AS f
+WHERE f.tenant_id = %(tenant_id)s::uuid
+  AND f.run_id = %(run_id)s::uuid
+  AND f.target_overlaps IS NOT NULL
 HAVING count(*) > 0;
 
 -- name: run_deals

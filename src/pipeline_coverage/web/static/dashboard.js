@@ -28,6 +28,10 @@ const ROW_FLAGS = {
     text: "target period mismatch",
     title: "No target for exactly this period, but targets overlapping it: use target_match=within, or the targets' own period",
   },
+  TARGET_OVERLAP: {
+    text: "overlapping targets",
+    title: "target_match=within summed target rows whose periods overlap (a year's and its quarters'): the overlap counts twice; the note above names them",
+  },
 };
 
 const state = {
@@ -492,10 +496,18 @@ function drawTotal() {
   let won = 0n;
   let open = 0n;
   let withTarget = 0;
+  let shortfall = 0n; // the remaining quota of the reps still short of theirs (totals.py)
+  let shortOpen = 0n;
+  let shortRows = 0;
   for (const row of reps) {
     if (row.target_amount !== null) {
       target += cents(row.target_amount);
       withTarget += 1;
+    }
+    if (row.remaining_target !== null && cents(row.remaining_target) > 0n) {
+      shortfall += cents(row.remaining_target);
+      shortOpen += cents(row.open_amount);
+      shortRows += 1;
     }
     if (row.won_amount !== null) won += cents(row.won_amount);
     open += cents(row.open_amount);
@@ -510,14 +522,20 @@ function drawTotal() {
     ...figure("Won", formatScaled(won, 2) + unit, "won_amount"),
     ...figure("Open", formatScaled(open, 2) + unit, "open_amount"),
     ...figure("Attainment", attainment, "attainment_ratio"),
-    ...figure("Remaining", formatScaled(remaining, 2) + unit, "remaining_target"),
+    ...figure("Remaining (net)", formatScaled(remaining, 2) + unit, "remaining_target"),
     ...figure("Coverage of remaining", coverage, "remaining_coverage_ratio"),
+    ...figure(`Still short (${shortRows} rep${shortRows === 1 ? "" : "s"})`,
+      formatScaled(shortfall, 2) + unit, "shortfall_amount"),
+    ...figure("Their coverage", shortfall === 0n ? "—"
+      : formatScaled(divided(shortOpen * 100n, shortfall), 2) + "x", "shortfall_coverage_ratio"),
   );
   const count = new Set(reps.map((r) => r.principal_id)).size;
   $("total-scope").textContent = `(${count} rep${count === 1 ? "" : "s"})`;
   $("total-note").textContent =
     `The sum of the reps' rows in this run${byPipeline() ? " (every rep's every pipeline)" : ""}: `
     + `target (${withTarget} of ${reps.length} row${reps.length === 1 ? "" : "s"} have one), won and open. `
+    + "Remaining (net) is the summed target less the summed wins: reps over quota offset reps short of it. "
+    + "Still short is the remaining quota of the reps who have not made theirs, and their coverage is their own open pipeline against it. "
     + "Teams are not added in, since a team's deals are its reps' deals too; "
     + "a deal credited to two reps (owner and assignee) counts for both.";
 }
@@ -825,6 +843,11 @@ function metricCell(metric, row) {
     } else {
       td.textContent = "—";
     }
+    return td;
+  }
+  if (metric.name === "pipeline_gap" && status(row) === "met") {
+    // (stored by formula: minus the open pipeline once quota is met, which is no gap)
+    td.append(pill("quota met", "met"));
     return td;
   }
   td.textContent = formatValue(metric, value);
