@@ -1,21 +1,21 @@
 """Recorded history: the values a load or an import replaced, as versions of the deal.
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 """
 
 from alembic import op
 
 from pipeline_coverage.sql import migration, statements
 
-revision = "0012"
-down_revision = "0011"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    for statement in statements(migration("0012_deal_history.sql")):
+    for statement in statements(migration("0013_deal_history.sql")):
         op.execute(statement)
 
 

@@ -1,4 +1,4 @@
--- 0012 Recorded history (SPEC.md §13): the values a `load` or an `import` replaced or
+-- 0013 Recorded history (SPEC.md §13): the values a `load` or an `import` replaced or
 -- deleted, as versions of their deal over a range of recorded time.
 --
 -- A deal's current values hold from `deal.recorded_from` on (the time of the export
