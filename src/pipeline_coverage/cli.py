@@ -472,6 +472,12 @@ TENANT_HELP = "Tenant: its id or its name."
     help="The win rate counts deals closed this many days before the period "
     "[default: the tenant's].",
 )
+@click.option(
+    "--as-recorded",
+    is_flag=True,
+    help="From the deals as they stood at the end of --as-of in recorded history, not as"
+    " they are now.",
+)
 @COLUMNS_OPTION
 @FORMAT_OPTION
 def run(
@@ -489,6 +495,7 @@ def run(
     as_of: dt.date | None,
     target_match: str | None,
     win_rate_lookback_days: int | None,
+    as_recorded: bool,
     columns: str | None,
     output_format: str,
 ) -> None:
@@ -533,6 +540,7 @@ def run(
         target_match=target_match,
         win_rate_lookback_days=win_rate_lookback_days,
         period_expression=period_text,
+        as_recorded=as_recorded,
     )
     with _working(make_console(), "computing coverage"):
         outcome = run_coverage(conn, request)

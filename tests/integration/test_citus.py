@@ -377,7 +377,7 @@ def _coverage_params(tenant: uuid.UUID) -> dict[str, Any]:
         "pipeline_id": None, "run_id": str(uuid.uuid4()), "period_start": Q1[0],
         "period_end": Q1[1], "history_start": Q1[0] - dt.timedelta(days=365),
         "by_pipeline": False, "rollup": False, "tree": "[]", "as_of": Q1[0],
-        "target_match": "exact", "currency": "USD", "rates": "{}",
+        "target_match": "exact", "currency": "USD", "rates": "{}", "recorded_at": None,
     }  # fmt: skip
 
 

@@ -4,15 +4,28 @@ exports go in oldest first, and a time in the future is refused."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import random
+import uuid
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
+from psycopg import sql
 
+from pipeline_coverage import get_run, run_deals
+from pipeline_coverage.importing.load import load_tables
+from pipeline_coverage.importing.upsert import delete_absent_deals
+from pipeline_coverage.metrics import NAMES
+from pipeline_coverage.reports.coverage import coverage_request, run_coverage
+from tests.factory import random_tenant
 from tests.integration.test_cli import assert_one_error_line, cli
 from tests.integration.test_import import EXPORTS, counts, imported
+from tests.integration.test_metrics import compare_drilldown, compare_row
+from tests.oracle import Options, Oracle
 
 UTC = dt.UTC
 T1 = dt.datetime(2026, 1, 5, 9, tzinfo=UTC)
@@ -103,3 +116,139 @@ def test_a_time_in_the_future_or_not_a_time_is_refused(
                  "--exported-at", "last tuesday")  # fmt: skip
     assert result.code == 2
     assert "not a date or time" in result.err
+
+
+# --- the invariant of SPEC.md §13 -----------------------------------------------------
+
+Q1 = (dt.date(2026, 1, 1), dt.date(2026, 4, 1))
+DEAL_COLUMNS = (
+    "id", "tenant_id", "pipeline_id", "stage_id", "name", "amount", "expected_close_date",
+    "close_date", "owned_by_user_id", "assigned_user_id", "owned_by_group_id",
+    "assigned_group_id", "forecast_category", "currency",
+)  # fmt: skip
+
+
+def tenant_deals(conn: psycopg.Connection[Any], tenant: uuid.UUID) -> dict[uuid.UUID, list[Any]]:
+    """The tenant's deals as rows of deals.csv, by id."""
+    found = conn.execute(
+        sql.SQL("SELECT {} FROM dyno_crm.deal WHERE tenant_id = %s").format(
+            sql.SQL(", ").join(map(sql.Identifier, DEAL_COLUMNS))
+        ),
+        (tenant,),
+    ).fetchall()
+    conn.commit()
+    return {row[0]: list(row) for row in found}
+
+
+def one_column(conn: psycopg.Connection[Any], statement: str, tenant: uuid.UUID) -> list[Any]:
+    found = [row[0] for row in conn.execute(statement, (tenant,)).fetchall()]
+    conn.commit()
+    return found
+
+
+def next_export(
+    conn: psycopg.Connection[Any], tenant: uuid.UUID, rng: random.Random,
+    gone: dict[uuid.UUID, list[Any]], at: dt.datetime,
+) -> None:  # fmt: skip
+    """The tenant's next export, taken at ``at``: a fifth of its deals changed (owner,
+    amount, dates, stage, currency, or moved to another pipeline), some deleted, and
+    some deleted before made again with other values."""
+    users = one_column(conn, "SELECT id FROM dyno_crm.crm_user WHERE tenant_id = %s", tenant)
+    stages: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for pipeline, stage in conn.execute(
+        "SELECT pipeline_id, id FROM dyno_crm.pipeline_stage WHERE tenant_id = %s", (tenant,)
+    ).fetchall():
+        stages.setdefault(pipeline, []).append(stage)
+    conn.commit()
+    deals = tenant_deals(conn, tenant)
+    changed = []
+    for deal_id in sorted(deals):
+        row = deals[deal_id]
+        roll = rng.random()
+        if roll < 0.05:
+            gone[deal_id] = row
+            continue
+        if roll < 0.25:
+            what = rng.choice(["owner", "amount", "dates", "stage", "currency", "pipeline"])
+            if what == "owner":
+                row[8] = rng.choice([None, *users])
+            elif what == "amount":
+                row[5] = Decimal(rng.randint(0, 5_000_000)) / 100
+            elif what == "dates":
+                row[6] = dt.date(2026, 1, 1) + dt.timedelta(days=rng.randint(-30, 120))
+                row[7] = rng.choice([None, row[6]])
+            elif what == "stage":
+                row[3] = rng.choice(stages[row[2]])
+            elif what == "currency":
+                row[13] = rng.choice([None, "USD", "EUR", "GBP", "JPY"])
+            else:
+                row[2] = rng.choice(sorted(stages))
+                row[3] = rng.choice(stages[row[2]])
+            changed.append((0, row))
+    for deal_id in sorted(gone)[: len(gone) // 2]:  # made again, with another amount
+        row = gone.pop(deal_id)
+        row[5] = Decimal(rng.randint(0, 5_000_000)) / 100
+        changed.append((0, row))
+    load_tables(conn, {"deals.csv": changed}, recorded_at=at)
+    delete_absent_deals(
+        conn, tenant, kept=[], candidates=[d for d in gone if d in deals], recorded_at=at
+    )
+
+
+def run_of(conn: psycopg.Connection[Any], tenant: uuid.UUID, day: dt.date, recorded: bool) -> Any:
+    request = coverage_request(
+        tenant, *Q1, as_of=day, rollup=True, target_match="exact", win_rate_lookback_days=90,
+        as_recorded=recorded,
+    )  # fmt: skip
+    run_id = run_coverage(conn, request).run_id
+    run = get_run(conn, run_id, tenant)
+    rows = sorted(
+        ((r.principal_type, r.principal_id, r.pipeline_id, tuple(r.values[n] for n in NAMES),
+          tuple(r.flags)) for r in run.rows),
+        key=repr,
+    )  # fmt: skip
+    deals = sorted(
+        (tuple(v for k, v in dataclasses.asdict(d).items() if k != "run_id")
+         for d in run_deals(conn, run_id, tenant)),
+        key=repr,
+    )  # fmt: skip
+    return run_id, rows, deals
+
+
+@pytest.mark.parametrize("seed", [31, 32])
+def test_a_run_as_recorded_equals_the_run_made_right_after_that_export(
+    conn: psycopg.Connection[Any], seed: int
+) -> None:
+    """SPEC.md §13's invariant: for exports A at t1 and B at t2, a run as recorded on a
+    day whose end lies in [t1, t2) equals the run made right after A with that as_of,
+    in every column and every deal of its drill-down — on random edge-case tenants
+    (each run right after its export checked against the oracle), over four exports
+    that change owners, amounts, dates, stages, currencies and pipelines, and delete
+    deals and make some again."""
+    tenant = random_tenant(conn, seed)
+    random_tenant(conn, seed + 100)  # another tenant's history must not leak in
+    rng = random.Random(seed)
+    gone: dict[uuid.UUID, list[Any]] = {}
+    made = []
+    for k in range(4):
+        at = dt.datetime(2026, 2, 10 + 2 * k, 9, tzinfo=UTC)
+        next_export(conn, tenant, rng, gone, at)
+        day = at.date()  # its end lies between this export and the next
+        run_id, rows, deals = run_of(conn, tenant, day, recorded=False)
+        oracle, options = Oracle(conn, tenant), Options(*Q1, as_of=day, rollup=True,
+                                                         lookback_days=90)  # fmt: skip
+        for row in get_run(conn, run_id, tenant).rows:
+            compare_row(oracle, options, row)
+        compare_drilldown(conn, oracle, options, run_id)
+        made.append((day, rows, deals))
+    versions_kept = one_column(
+        conn, "SELECT count(*) FROM dyno_crm.deal_version WHERE tenant_id = %s", tenant
+    )[0]
+    assert versions_kept > 50
+    for day, rows, deals in made:
+        _, recorded_rows, recorded_deals = run_of(conn, tenant, day, recorded=True)
+        assert recorded_rows == rows, day
+        assert recorded_deals == deals, day
+    # A day before the first export: the deals as they were before it (since always).
+    _, first_rows, _ = run_of(conn, tenant, dt.date(2026, 2, 1), recorded=True)
+    assert first_rows != made[-1][1]

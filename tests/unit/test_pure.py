@@ -62,7 +62,10 @@ def test_specialize_keeps_or_drops_the_flagged_lines() -> None:
         specialize("-- if rollup\n-- if rollup\n", rollup=True)
 
 
-BATCH_FLAGS = {"rollup": False, "batch": True, "users": True, "groups": True, "within": False}
+BATCH_FLAGS = {
+    "rollup": False, "batch": True, "users": True, "groups": True, "within": False,
+    "recorded": False,
+}  # fmt: skip
 
 
 def test_the_run_statement_specializes_without_its_rollup_parts() -> None:
@@ -402,3 +405,13 @@ def test_a_name_cannot_send_control_sequences_to_the_terminal() -> None:
     assert "\x07" not in text
     assert "Eve\ufffd[2J\ufffdroot" in text
     assert "Acme\ufffd]0;pwned\ufffd" in text
+
+
+def test_a_run_as_recorded_reads_versions_and_a_run_on_current_data_does_not() -> None:
+    whole = queries("coverage")["insert_coverage"]
+    current = specialize(whole, **BATCH_FLAGS)
+    recorded = specialize(whole, **{**BATCH_FLAGS, "recorded": True})
+    assert "deal_version" not in current
+    assert "FROM\n    dyno_crm.deal AS d\n" in current
+    assert "FROM dyno_crm.deal_version AS v" in recorded
+    assert "    dyno_crm.deal AS d\n" not in recorded

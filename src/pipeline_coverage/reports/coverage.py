@@ -106,6 +106,9 @@ class CoverageRequest:
     win_rate_lookback_days: int | None = None
     #: The period expression the dates came from (``FY2027-Q1``), if any.
     period_expression: str | None = None
+    #: Computed from the deals as they stood at the end of ``as_of`` in recorded
+    #: history (SPEC.md §13), not as they are now.
+    as_recorded: bool = False
 
     @property
     def mode(self) -> str:
@@ -133,8 +136,11 @@ class CoverageRequest:
         """A digest of the request, to tell a replay from another use of a key (of the
         complete request: an option left out counts as the default it was given)."""
         fields = {k: str(v) for k, v in dataclasses.asdict(self).items()}
-        if not self.rollup:  # as before rollup existed: keys stored then still replay
+        # As before these options existed: keys stored then still replay.
+        if not self.rollup:
             del fields["rollup"]
+        if not self.as_recorded:
+            del fields["as_recorded"]
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).digest()
 
 
@@ -152,6 +158,7 @@ def coverage_request(
     target_match: str | None = None,
     win_rate_lookback_days: int | None = None,
     period_expression: str | None = None,
+    as_recorded: bool = False,
 ) -> CoverageRequest:
     """Validate a run's arguments (before the database is touched). The dates of a
     period expression are resolved first (``directory.tenant_period``); the expression
@@ -160,7 +167,8 @@ def coverage_request(
     A run option left out (``None``: ``rollup``, ``target_match``,
     ``win_rate_lookback_days``) is the tenant's default when the run is made
     (``tenants.run_defaults``); a value given is used as it is, whatever the default.
-    The run records the options it was made with."""
+    The run records the options it was made with. ``as_recorded``: from the deals as
+    they stood at the end of ``as_of`` (default: today) in recorded history."""
     tenant = required_uuid(tenant_id, "tenant_id")
     start, end = parse_run_period(period_start, period_end)
     if (principal_type is None) != (principal_id is None):
@@ -194,6 +202,7 @@ def coverage_request(
         win_rate_lookback_days=lookback,
         # (stored as it names the period: resolving it ignored spaces around it)
         period_expression=period_expression.strip() if period_expression else None,
+        as_recorded=parse_flag(as_recorded, "as_recorded"),
     )
 
 
@@ -299,7 +308,7 @@ def _write(cur: Any, request: CoverageRequest, *, restore: bool = False) -> uuid
     statement = specialized_query(
         _QUERIES, "insert_coverage", rollup=request.rollup, batch=not single,
         users=request.principal_type != "GROUP", groups=request.principal_type != "USER",
-        within=request.target_match == "within",
+        within=request.target_match == "within", recorded=request.as_recorded,
     )  # fmt: skip
     execute_for_tenant(
         cur,
@@ -318,6 +327,7 @@ def _write(cur: Any, request: CoverageRequest, *, restore: bool = False) -> uuid
             "target_match": request.target_match,
             "currency": currency,
             "rates": json.dumps(rates),
+            "recorded_at": recorded_at(as_of) if request.as_recorded else None,
         },
         routed=routed,
         prepare=generic,
@@ -349,7 +359,16 @@ def _parameters(
         "as_of": as_of.isoformat(),
         "currency": currency,
         "rates": dict(rates),
-    }
+        # (only when set: the parameters of runs on current data stay as they were)
+        **({"as_recorded": True, "recorded_at": recorded_at(as_of).isoformat()}
+           if request.as_recorded else {}),
+    }  # fmt: skip
+
+
+def recorded_at(as_of: dt.date) -> dt.datetime:
+    """The moment a run as recorded on ``as_of`` sees the deals at: the end of that
+    day (UTC), so that an export taken during the day is in it (SPEC.md §13)."""
+    return dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time(), dt.UTC)
 
 
 def _check_scope(cur: Any, params: Mapping[str, Any]) -> tuple[str, dict[str, str], bool]:

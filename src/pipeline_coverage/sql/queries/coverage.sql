@@ -68,7 +68,9 @@ FROM tree AS t;
 -- Runs send it specialized (sql.specialize): the parts marked `if rollup` only with
 -- rollup, those marked `if batch` only for a batch, and those marked `if users` /
 -- `if groups` only when the run is for users / groups (a batch: both), and those
--- marked `if within` only with target_match=within. What is left
+-- marked `if within` only with target_match=within, and those marked `if recorded`
+-- (`unless recorded`: the line for runs on current data) only for runs as recorded.
+-- What is left
 -- out is what the run's values would fold away, so that a single report can run on
 -- one generic plan per connection (reports/coverage.py), with every condition it
 -- keeps indexable.
@@ -120,7 +122,33 @@ scoped AS NOT MATERIALIZED (
            ps.stage_state,
            CASE WHEN %(by_pipeline)s::boolean THEN d.pipeline_id ELSE %(pipeline_id)s::uuid END
                AS bucket
-    FROM dyno_crm.deal AS d
+    FROM
+    -- unless recorded: dyno_crm.deal AS d
+    -- if recorded
+    (
+        -- A run as recorded (SPEC.md §13): the deals as they stood at recorded_at (the
+        -- end of as_of), from their versions valid then and the rows whose values
+        -- already held; a deal made later, or deleted by then, is not among them.
+        -- (recorded_at NULL: the deals as they are.)
+        SELECT v.tenant_id, v.deal_id AS id, v.name, v.pipeline_id, v.stage_id, v.amount,
+               v.expected_close_date, v.close_date, v.forecast_category, v.currency,
+               v.owned_by_user_id, v.assigned_user_id, v.owned_by_group_id,
+               v.assigned_group_id
+        FROM dyno_crm.deal_version AS v
+        WHERE v.tenant_id = %(tenant_id)s::uuid
+          AND v.valid_to > %(recorded_at)s::timestamptz
+          AND (v.valid_from IS NULL OR v.valid_from <= %(recorded_at)s::timestamptz)
+        UNION ALL
+        SELECT c.tenant_id, c.id, c.name, c.pipeline_id, c.stage_id, c.amount,
+               c.expected_close_date, c.close_date, c.forecast_category, c.currency,
+               c.owned_by_user_id, c.assigned_user_id, c.owned_by_group_id,
+               c.assigned_group_id
+        FROM dyno_crm.deal AS c
+        WHERE c.tenant_id = %(tenant_id)s::uuid
+          AND (%(recorded_at)s::timestamptz IS NULL OR c.recorded_from IS NULL
+               OR c.recorded_from <= %(recorded_at)s::timestamptz)
+    ) AS d
+    -- end if
     JOIN dyno_crm.pipeline_stage AS ps
       ON ps.tenant_id = d.tenant_id AND ps.id = d.stage_id
     WHERE d.tenant_id = %(tenant_id)s::uuid
