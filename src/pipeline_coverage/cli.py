@@ -104,7 +104,8 @@ from pipeline_coverage.reports.coverage import (
     run_pipeline_coverage_batch,
 )
 from pipeline_coverage.reports.movement import compare_runs
-from pipeline_coverage.reports.snapshot import take_snapshots
+from pipeline_coverage.reports.snapshot import BACKFILL_STEPS, backfill_days, take_snapshots
+from pipeline_coverage.reports.snapshot import backfill as backfill_snapshots
 from pipeline_coverage.store import (
     ANY,
     GRANULARITIES,
@@ -594,6 +595,58 @@ def snapshot(
     if failed:
         names = ", ".join(f"{one.tenant_name} {one.period}" for one in failed)
         _echo(f"{PROG}: error: {len(failed)} of {len(taken)} snapshots failed: {names}", err=True)
+        raise click.exceptions.Exit(2 if all(one.bad_input for one in failed) else 1)
+
+
+@cli.command()
+@click.option("--tenant", "tenant_text", required=True, metavar="NAME|ID", help="The tenant.")
+@click.option("--from", "start", type=ISO_DATE, required=True, help="The first day.")
+@click.option("--to", "end", type=ISO_DATE, help="The last day [default: today].")
+@click.option(
+    "--every",
+    type=click.Choice(tuple(BACKFILL_STEPS)),
+    default="week",
+    show_default=True,
+    help="A snapshot every day, or every week from --from.",
+)
+@click.option("--by-pipeline", is_flag=True, help="One row per principal and pipeline.")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(("table", "json")),
+    default="table",
+    show_default=True,
+    help="A line per day, or one JSON document.",
+)
+def backfill(
+    tenant_text: str, start: dt.date, end: dt.date | None, every: str, by_pipeline: bool,
+    output_format: str,
+) -> None:  # fmt: skip
+    """The snapshots 'snapshot' would have taken on each day (or week) of a range, as
+    recorded: from the deals as they stood at the end of each day (recorded history:
+    the imports and loads up to then). A day done before is not made again.
+
+    A run that fails does not stop the others; the exit status is then 2 when every
+    failure was bad input or data, else 1.
+    """
+    conn = _app().connection()
+    tenant_id = resolve_tenant(conn, tenant_text)
+    days = backfill_days(start, end, every)
+    with _file_progress(make_console(), counted=True) as progress:
+        taken = backfill_snapshots(
+            conn, tenant_id, days, by_pipeline=by_pipeline, progress=progress
+        )
+    if output_format == "json":
+        _document(json.dumps([json.loads(snapshots_json(day, runs)) for day, runs in taken],
+                             indent=2))  # fmt: skip
+    else:
+        for day, runs in taken:
+            for line in snapshot_lines(runs):
+                _echo(f"{day.isoformat()} {line}")
+    failed = [one for _, runs in taken for one in runs if one.error is not None]
+    if failed:
+        _echo(f"{PROG}: error: {len(failed)} of {sum(len(r) for _, r in taken)} runs failed",
+              err=True)  # fmt: skip
         raise click.exceptions.Exit(2 if all(one.bad_input for one in failed) else 1)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import random
 import uuid
 from decimal import Decimal
@@ -252,3 +253,50 @@ def test_a_run_as_recorded_equals_the_run_made_right_after_that_export(
     # A day before the first export: the deals as they were before it (since always).
     _, first_rows, _ = run_of(conn, tenant, dt.date(2026, 2, 1), recorded=True)
     assert first_rows != made[-1][1]
+
+
+def test_backfill_takes_the_snapshots_of_each_week_as_recorded_once(
+    capsys: Any, db_url: str, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    """Two weekly exports, then a backfill over their weeks: one run as recorded per
+    week and quarter, each as the deals stood then (the raised amount only from the
+    second week on); a second backfill makes nothing new."""
+    first = export(tmp_path, "week1.csv")
+    raised = export(tmp_path, "week2.csv", lambda t: t.replace('"120000.00"', '"130000.00"'))
+    imported(capsys, db_url, "--tenant", "Hist", str(first), "--exported-at", "2026-01-05T09:00Z")
+    imported(capsys, db_url, "--tenant", "Hist", str(raised), "--exported-at", "2026-01-12T09:00Z")
+    result = cli(capsys, db_url, "backfill", "--tenant", "Hist", "--from", "2026-01-05",
+                 "--to", "2026-01-19", "--format", "json")  # fmt: skip
+    assert result.code == 0, result
+    days = json.loads(result.out)
+    assert [day["as_of"] for day in days] == ["2026-01-05", "2026-01-12", "2026-01-19"]
+    assert [day["created"] for day in days] == [2, 2, 2]
+    quarter_runs = [
+        next(s["run_id"] for s in day["snapshots"] if s["period_start"] == "2026-01-01")
+        for day in days
+    ]
+    open_amounts = []
+    for run_id in quarter_runs:
+        shown = json.loads(cli(capsys, db_url, "show", "--tenant", "Hist", run_id,
+                               "--format", "json").out)  # fmt: skip
+        assert shown["parameters"]["as_recorded"] is True
+        ana = next(r for r in shown["rows"] if r["principal_name"] == "Ana Silva")
+        open_amounts.append(ana["open_amount"])
+    assert open_amounts == ["120000.00", "130000.00", "130000.00"]
+    again = cli(capsys, db_url, "backfill", "--tenant", "Hist", "--from", "2026-01-05",
+                "--to", "2026-01-19", "--format", "json")  # fmt: skip
+    assert [day["replayed"] for day in json.loads(again.out)] == [2, 2, 2]
+    line = assert_one_error_line(
+        cli(
+            capsys,
+            db_url,
+            "backfill",
+            "--tenant",
+            "Hist",
+            "--from",
+            "2026-01-19",
+            "--to",
+            "2026-01-05",
+        )
+    )
+    assert "after to" in line

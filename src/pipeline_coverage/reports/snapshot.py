@@ -21,7 +21,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from pipeline_coverage.db.connection import as_uuid, records, unit_of_work
-from pipeline_coverage.errors import InputError, NotFoundError, PipelineCoverageError
+from pipeline_coverage.errors import (
+    InputError,
+    NotFoundError,
+    PipelineCoverageError,
+    ValidationError,
+)
 from pipeline_coverage.periods import quarter_name, resolve_period
 from pipeline_coverage.reports.coverage import CoverageRequest, coverage_request, run_coverage
 from pipeline_coverage.sql import query
@@ -72,9 +77,11 @@ def take_snapshots(
     as_of: dt.date | str | None = None,
     by_pipeline: bool = False,
     progress: Progress | None = None,
+    as_recorded: bool = False,
 ) -> list[Snapshot]:
     """Take the day's snapshots: for every tenant (or those of ``tenant_ids``), the
-    batch run of its this and next fiscal quarter as of ``as_of`` (default today).
+    batch run of its this and next fiscal quarter as of ``as_of`` (default today);
+    ``as_recorded``: from the deals as they stood at the end of that day (SPEC.md §13).
 
     Idempotent per day: a repeat with the same day and parameters makes no new run
     (its results are ``replayed``). Each tenant-period is its own unit of work, so a
@@ -99,14 +106,19 @@ def take_snapshots(
     taken: list[Snapshot] = []
     for tenant in tenants:
         for expression in SNAPSHOT_PERIODS:
-            taken.append(_take(conn, tenant, expression, day, by_pipeline))
+            taken.append(_take(conn, tenant, expression, day, by_pipeline, as_recorded))
             if progress is not None:
                 progress("snapshots", len(taken), total)
     return taken
 
 
 def _take(
-    conn: Any, tenant: dict[str, Any], expression: str, day: dt.date, by_pipeline: bool
+    conn: Any,
+    tenant: dict[str, Any],
+    expression: str,
+    day: dt.date,
+    by_pipeline: bool,
+    as_recorded: bool = False,
 ) -> Snapshot:
     """One tenant-period's run (or the day's run again), or the reason it failed."""
     month = int(tenant["fiscal_year_start_month"])
@@ -122,9 +134,56 @@ def _take(
     try:
         request = coverage_request(
             found.tenant_id, start, end, by_pipeline=by_pipeline, as_of=day,
-            period_expression=found.period,
+            period_expression=found.period, as_recorded=as_recorded,
         ).with_defaults(defaults)  # fmt: skip
         outcome = run_coverage(conn, request, idempotency_key=snapshot_key(request))
     except PipelineCoverageError as exc:
         return replace(found, error=str(exc), bad_input=isinstance(exc, InputError))
     return replace(found, run_id=outcome.run_id, replayed=outcome.replayed)
+
+
+#: How far apart a backfill's days are.
+BACKFILL_STEPS = {"day": 1, "week": 7}
+
+
+def backfill_days(
+    start: dt.date | str, end: dt.date | str | None = None, every: str = "week"
+) -> list[dt.date]:
+    """The days a backfill takes snapshots on: ``start``, then every day or week up to
+    ``end`` (default today), both included; never after today (history only holds
+    the past). :class:`ValidationError` for a range that is empty or in the future."""
+    first = parse_date(start, "from")
+    last = parse_date(end, "to") if end is not None else dt.date.today()
+    step = BACKFILL_STEPS.get(every)
+    if step is None:
+        raise ValidationError(f"every: day or week, got {every!r}")
+    if last > dt.date.today():
+        raise ValidationError(f"to: {last.isoformat()} is in the future")
+    if first > last:
+        raise ValidationError(f"from: {first.isoformat()} is after to {last.isoformat()}")
+    return [first + dt.timedelta(days=n) for n in range(0, (last - first).days + 1, step)]
+
+
+def backfill(
+    conn: Any,
+    tenant_id: uuid.UUID | str,
+    days: Sequence[dt.date],
+    *,
+    by_pipeline: bool = False,
+    progress: Progress | None = None,
+) -> list[tuple[dt.date, list[Snapshot]]]:
+    """The snapshots ``snapshot`` would have taken on each of ``days`` (SPEC.md §13):
+    each day's runs as recorded at its end, with the tenant's default run options.
+    Idempotent per day and options, as snapshots are: a day already backfilled (or a
+    run of it failed and is retried) replays its runs. Each run is its own unit of
+    work; a failure is reported in its :class:`Snapshot` and the others go on."""
+    tenant = required_uuid(tenant_id, "tenant_id")
+    taken: list[tuple[dt.date, list[Snapshot]]] = []
+    for n, day in enumerate(days, 1):
+        taken.append(
+            (day, take_snapshots(conn, [tenant], as_of=day, by_pipeline=by_pipeline,
+                                 as_recorded=True))
+        )  # fmt: skip
+        if progress is not None:
+            progress("backfill", n, len(days))
+    return taken
