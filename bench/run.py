@@ -31,6 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.generate import GeneratedTenant, TenantSpec, generate
+from bench.history_bench import history_figures
 from bench.http_load import run_http_load
 from bench.http_mix import run_http_mix
 from bench.import_bench import import_figures
@@ -553,6 +554,9 @@ def run(args: argparse.Namespace) -> list[Figure]:
     if args.only == "import":
         with server(args.database_url) as server_url:
             return import_only_figures(server_url, args)
+    if args.only == "history":
+        with server(args.database_url) as server_url:
+            return [Figure(*row) for row in history_figures(server_url, args)]
     console = Console(stderr=True)
     rng = random.Random(7)
     period = quarter_of(dt.date.today())
@@ -770,6 +774,7 @@ def run(args: argparse.Namespace) -> list[Figure]:
             figures += http_mix_figures(server_url, args)
         figures += snapshot_figures(server_url, args)
         figures += import_only_figures(server_url, args)
+        figures += [Figure(*row) for row in history_figures(server_url, args)]
     return figures
 
 
@@ -836,12 +841,13 @@ def main() -> None:
     parser.add_argument("--snapshot-deals", type=int, default=10_000)
     parser.add_argument(
         "--only",
-        choices=("all", "movement", "snapshot", "http", "import"),
+        choices=("all", "movement", "snapshot", "http", "import", "history"),
         default="all",
         help="movement: only compare's figures, on the main tenant alone; snapshot: only"
         " the snapshot of many small tenants; http: only the HTTP tenant mix and noisy"
         " neighbour; import: only import of the large tenant as a Salesforce export against"
-        " load of it",
+        " load of it; history: only recorded history (runs as recorded, backfill, size) on"
+        " the main tenant",
     )
     parser.add_argument(
         "--import-xlsx-deals",

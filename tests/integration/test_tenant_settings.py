@@ -28,6 +28,7 @@ from pipeline_coverage import (
 from pipeline_coverage.apikeys import start_session
 from pipeline_coverage.cli import main
 from pipeline_coverage.errors import NotFoundError, ValidationError
+from pipeline_coverage.importing.load import load_tables
 from pipeline_coverage.reports.snapshot import take_snapshots
 from pipeline_coverage.sql import query
 from pipeline_coverage.tenants import (
@@ -405,6 +406,13 @@ def rows_of(conn: psycopg.Connection[Any], tenant: uuid.UUID) -> dict[str, int]:
     return found
 
 
+DEAL_COLUMNS = (
+    "id", "tenant_id", "pipeline_id", "stage_id", "name", "amount", "expected_close_date",
+    "close_date", "owned_by_user_id", "assigned_user_id", "owned_by_group_id",
+    "assigned_group_id",
+)  # fmt: skip
+
+
 def full_tenant(conn: psycopg.Connection[Any], name: str) -> World:
     """A world with a row in every table: a sub-team, rates, runs with facts and
     drill-down, an idempotency key, a dashboard session, changed settings."""
@@ -416,6 +424,18 @@ def full_tenant(conn: psycopg.Connection[Any], name: str) -> World:
         (world.tenant,),
     )
     conn.commit()
+    # A deal's amount changed by a later export: a version of it in recorded history.
+    deal = conn.execute(
+        "SELECT id, tenant_id, pipeline_id, stage_id, name, amount, expected_close_date,"
+        " close_date, owned_by_user_id, assigned_user_id, owned_by_group_id, assigned_group_id"
+        " FROM dyno_crm.deal WHERE tenant_id = %s AND id = %s",
+        (world.tenant, world.big_deal),
+    ).fetchone()
+    conn.commit()
+    assert deal is not None
+    changed = list(deal)
+    changed[5] = (deal[5] or 0) + 1
+    load_tables(conn, {"deals.csv": [(2, changed)]}, columns={"deals.csv": DEAL_COLUMNS})
     run_coverage(conn, coverage_request(world.tenant, *Q1), idempotency_key=f"{name}-1")
     run_pipeline_coverage_report(conn, world.tenant, *Q1, "USER", world.ann)
     assert start_session(conn, world.key) is not None
