@@ -300,3 +300,31 @@ def test_backfill_takes_the_snapshots_of_each_week_as_recorded_once(
         )
     )
     assert "after to" in line
+
+
+def test_backfilled_runs_make_the_trend_and_the_same_point_of_past_quarters(
+    capsys: Any, db_url: str, tmp_path: Path
+) -> None:
+    """A tenant imported today with two past exports: after a backfill, `history` has a
+    point a week, and `same-point` finds last quarter's run of the same day."""
+    first = export(tmp_path, "q4.csv")
+    raised = export(tmp_path, "q1.csv", lambda t: t.replace('"120000.00"', '"130000.00"'))
+    imported(capsys, db_url, "--tenant", "Hist", str(first), "--exported-at", "2025-11-17")
+    imported(capsys, db_url, "--tenant", "Hist", str(raised), "--exported-at", "2026-02-16")
+    done = cli(capsys, db_url, "backfill", "--tenant", "Hist", "--from", "2025-11-17",
+               "--to", "2026-02-16", "--every", "week", "--format", "json")  # fmt: skip
+    assert done.code == 0, done
+    trend = cli(capsys, db_url, "history", "--tenant", "Hist", "--principal", "Ana Silva",
+                "--period", "2026-Q1", "--format", "json")  # fmt: skip
+    assert trend.code == 0, trend
+    points = json.loads(trend.out)["points"]
+    # The weeks of 2026 before the second export see the first; from it on, the second.
+    opened = {p["as_of"]: p["open_amount"] for p in points}
+    assert opened["2026-01-05"] == "120000.00"
+    assert opened["2026-02-09"] == "120000.00"
+    assert opened["2026-02-16"] == "130000.00"
+    same = cli(capsys, db_url, "same-point", "--tenant", "Hist", "--principal", "Ana Silva",
+               "--as-of", "2026-02-16", "--format", "json")  # fmt: skip
+    assert same.code == 0, same
+    quarters = json.loads(same.out)["quarters"]
+    assert len(quarters) >= 2, quarters

@@ -47,5 +47,11 @@ CREATE TABLE dyno_crm.deal_version (
     CONSTRAINT ck_deal_version_range CHECK (valid_from IS NULL OR valid_from < valid_to)
 );
 
--- A run as recorded reads the versions valid at its time, by tenant and range end.
+-- A run as recorded reads the versions valid at its time, by tenant and range end; a
+-- rep's report as recorded, the rep's versions (as ix_deal_owned_by_user_close finds a
+-- rep's deals).
 CREATE INDEX ix_deal_version_tenant_to ON dyno_crm.deal_version (tenant_id, valid_to);
+CREATE INDEX ix_deal_version_owned_by_user
+    ON dyno_crm.deal_version (tenant_id, owned_by_user_id, valid_to);
+CREATE INDEX ix_deal_version_assigned_user
+    ON dyno_crm.deal_version (tenant_id, assigned_user_id, valid_to);
