@@ -67,6 +67,7 @@ from pipeline_coverage.importing.crm import (
 from pipeline_coverage.importing.load import load_directory
 from pipeline_coverage.metrics import HEADLINE, NAMES, headline, parse_columns
 from pipeline_coverage.periods import EXAMPLES
+from pipeline_coverage.presentation import PRINCIPAL_TYPES, Bands
 from pipeline_coverage.render import (
     FORMATS,
     add_row,
@@ -109,6 +110,7 @@ from pipeline_coverage.store import (
     GRANULARITIES,
     MAX_LIST_LIMIT,
     MAX_RETENTION_DAYS,
+    CoverageRun,
     get_run,
     list_runs,
     principal_history,
@@ -170,7 +172,12 @@ class _App:
                         migrate.upgrade(self._url)
         return self._url
 
-    def connection(self, *, require_schema: bool = True) -> Any:
+    @property
+    def bands(self) -> Bands:
+        """The coverage bands (PIPELINE_COVERAGE_BANDS), as the dashboard has them."""
+        return Bands(*self.settings.bands)
+
+    def connection(self, *, require_schema: bool = True) -> psycopg.Connection[Any]:
         """A psycopg 3 connection, closed when the command ends."""
         conn = self._resources.enter_context(connect(self.url()))
         if require_schema:
@@ -405,7 +412,7 @@ TENANT_HELP = "Tenant: its id or its name."
 )
 @click.option(
     "--principal-type",
-    type=click.Choice(["USER", "GROUP"], case_sensitive=False),
+    type=click.Choice(PRINCIPAL_TYPES, case_sensitive=False),
     help="USER (a rep) or GROUP (a team), with --principal-id.",
 )
 @click.option("--principal-id", type=click.UUID, help="The user's or group's id.")
@@ -574,7 +581,7 @@ def _principal_options(command: Any) -> Any:
         ),
         click.option(
             "--principal-type",
-            type=click.Choice(["USER", "GROUP"], case_sensitive=False),
+            type=click.Choice(PRINCIPAL_TYPES, case_sensitive=False),
             help="USER (a rep) or GROUP (a team); with --principal-id, or to narrow --principal.",
         ),
         click.option("--principal-id", type=click.UUID, help="The user's or group's id."),
@@ -725,7 +732,7 @@ def history(
             f"History · {kind} {who} · {period_start.isoformat()} to {period_end.isoformat()}"
             f" · {each} ({len(points)})"
         )
-        make_console().print(history_table(title, points))
+        make_console().print(history_table(title, points, _app().bands))
 
 
 @cli.command("same-point")
@@ -785,7 +792,7 @@ def same_point(
             f"Same point of the quarter · {kind} {who} · day {found.day_of_quarter}"
             f" of {len(found.quarters)} quarters (as of {found.as_of.isoformat()})"
         )
-        make_console().print(same_point_table(title, found))
+        make_console().print(same_point_table(title, found, _app().bands))
 
 
 @cli.command()
@@ -796,7 +803,7 @@ def same_point(
 @click.option("--deals", is_flag=True, help="List the deals behind the run's rows instead.")
 @click.option(
     "--principal-type",
-    type=click.Choice(["USER", "GROUP"], case_sensitive=False),
+    type=click.Choice(PRINCIPAL_TYPES, case_sensitive=False),
     help="With --deals: only this principal's deals (with --principal-id).",
 )
 @click.option("--principal-id", type=click.UUID, help="With --deals: the user's or group's id.")
@@ -1027,7 +1034,7 @@ def _deletion(rows: dict[str, int]) -> str:
 @click.option(
     "--type",
     "kind",
-    type=click.Choice(["USER", "GROUP"], case_sensitive=False),
+    type=click.Choice(PRINCIPAL_TYPES, case_sensitive=False),
     help="Only reps (USER) or only teams (GROUP).",
 )
 @FORMAT_OPTION
@@ -1269,17 +1276,20 @@ def _invoked_as() -> str:
         return str(started)
 
 
-def _print_run(found: Any, output_format: str, columns: Sequence[str] | None = None) -> None:
+def _print_run(
+    found: CoverageRun, output_format: str, columns: Sequence[str] | None = None
+) -> None:
+    bands = _app().bands
     if output_format == "json":
-        _document(run_json(found))
+        _document(run_json(found, bands))
     elif output_format == "csv":
-        _document(run_csv(found), nl=False)
+        _document(run_csv(found, bands), nl=False)
     else:
         console = make_console()
         title, caption = run_heading(found)
         console.print(title, style="bold", soft_wrap=True, highlight=False)
         chosen = columns or headline(rollup=bool(found.parameters.get("rollup")))
-        console.print(run_table(found, chosen))
+        console.print(run_table(found, chosen, bands))
         console.print(caption, style="dim", soft_wrap=True, highlight=False)
         # What the numbers leave out, whenever anything was left out (SPEC.md §8).
         for line in exclusion_lines(found):

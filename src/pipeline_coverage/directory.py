@@ -13,6 +13,7 @@ from typing import Any
 from pipeline_coverage.db.connection import as_uuid, records, unit_of_work
 from pipeline_coverage.errors import NotFoundError, ValidationError
 from pipeline_coverage.periods import fiscal_quarter_of, period_name, resolve_period
+from pipeline_coverage.presentation import period_label
 from pipeline_coverage.sql import query
 from pipeline_coverage.validation import parse_principal_type, shown
 
@@ -44,6 +45,8 @@ class KnownPeriod:
     last_run: dt.datetime | None
     #: The fiscal quarter containing today.
     current: bool
+    #: How it is shown (``presentation.period_label``).
+    label: str = ""
 
 
 @dataclass(frozen=True)
@@ -260,12 +263,13 @@ def known_periods(
         span = (r["period_start"], r["period_end"])
         periods[span] = KnownPeriod(
             *span, period_name(*span, month), int(r["targets"]), int(r["runs"]), r["last_run"],
-            current=span == current,
+            current=span == current, label=period_label(*span, month),
         )  # fmt: skip
     if current not in periods:
         periods[current] = KnownPeriod(
-            *current, period_name(*current, month), 0, 0, None, current=True
-        )
+            *current, period_name(*current, month), 0, 0, None, current=True,
+            label=period_label(*current, month),
+        )  # fmt: skip
     return sorted(periods.values(), key=lambda p: (p.period_start, p.period_end), reverse=True)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from pipeline_coverage.db.connection import as_uuid, records, set_for_transaction, unit_of_work
 from pipeline_coverage.errors import NotFoundError, ValidationError
 from pipeline_coverage.metrics import NAMES
+from pipeline_coverage.presentation import exclusion_message
 from pipeline_coverage.sql import query, specialized_query
 from pipeline_coverage.tenants import run_defaults
 from pipeline_coverage.validation import (
@@ -99,57 +100,8 @@ class Exclusion:
     no_rate: int = 0
 
     def describe(self, currency: str = "") -> str:
-        """The report's sentence for this flag, in the reporting currency. Deals without
-        a rate are in no amount: the sentence names them apart, so that its count and
-        its amount are of the same deals."""
-        count, one = self.count, self.count == 1
-        if self.flag == "NO_RATE":
-            return f"{count:,} deal{'' if one else 's'} {_without_rate(count)}"
-        if self.flag == "TARGET_PERIOD_MISMATCH":  # counts rows, not deals: no amount
-            return (
-                f"{count:,} row{'' if one else 's'} {'has' if one else 'have'} no target "
-                "for exactly this period but targets overlapping it (use target_match=within, "
-                "or the targets' own period)"
-            )
-        if self.flag not in _DEAL_FLAG_PHRASES:
-            return f"{self.flag}: {count:,}"
-        what, then = _DEAL_FLAG_PHRASES[self.flag]
-        priced = count - self.no_rate
-        if priced == 0:  # none of them has a rate: there is no amount to give
-            return f"{_open_deals(count)} {what[not one]} but {_without_rate(count)}"
-        worth = "" if self.flag == "NO_AMOUNT" or self.amount is None else (
-            f" worth {self.amount:,.2f}{' ' + currency if currency else ''}"
-        )  # fmt: skip
-        sentence = f"{_open_deals(priced)}{worth} {what[priced != 1]}{then[priced != 1]}"
-        if self.no_rate:
-            sentence += f"; {self.no_rate:,} more {_without_rate(self.no_rate)}"
-        return sentence
-
-
-def _without_rate(count: int) -> str:
-    """What the report says of ``count`` deals without a rate in force."""
-    one = count == 1
-    have, are = ("has", "is") if one else ("have", "are")
-    return f"{have} no exchange rate in force and {are} left out"
-
-
-def _open_deals(count: int) -> str:
-    return f"{count:,} open deal{'' if count == 1 else 's'}"
-
-
-#: Per deal flag of the exclusions report, for one deal and for several: what the
-#: deals are, and what follows for those with a rate in force (the ones that count).
-_DEAL_FLAG_PHRASES = {
-    "UNDATED": (("has no close date", "have no close date"),
-                (" and counts in no period", " and count in no period")),
-    "NO_AMOUNT": (("in the period has no amount", "in the period have no amount"),
-                  (" and counts as 0", " and count as 0")),
-    "NO_PROBABILITY": (("sits in stages without a probability",
-                        "sit in stages without a probability"),
-                       (" and weighs 0", " and weigh 0")),
-    "PAST_DUE": (("is past its close date", "are past their close date"),
-                 (" and still counts as open", " and still count as open")),
-}  # fmt: skip
+        """The report's sentence for this flag (:func:`presentation.exclusion_message`)."""
+        return exclusion_message(self.flag, self.count, self.amount, self.no_rate, currency)
 
 
 @dataclass(frozen=True)
@@ -167,6 +119,8 @@ class CoverageRun:
     rows: tuple[CoverageRow, ...] = field(default=())
     row_count: int | None = None
     exclusions: tuple[Exclusion, ...] = ()
+    #: The tenant's fiscal calendar, which names the run's period.
+    fiscal_year_start_month: int = 1
 
     @property
     def currency(self) -> str:
@@ -254,6 +208,7 @@ def run_from_header(record: Mapping[str, Any], **extra: Any) -> CoverageRun:
         period_start=record["period_start"],
         period_end=record["period_end"],
         parameters=json.loads(record["parameters"]),
+        fiscal_year_start_month=int(record["fiscal_year_start_month"]),
         **extra,
     )
 

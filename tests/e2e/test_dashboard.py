@@ -384,10 +384,10 @@ def build_acme(conn: psycopg.Connection[Any]) -> Acme:
 
 def api_rows(conn: psycopg.Connection[Any], run: uuid.UUID, tenant: uuid.UUID) -> Any:
     """The run's rows as the API serves them, by label."""
+    from pipeline_coverage.render.values import run_document
     from pipeline_coverage.store import get_run
-    from pipeline_coverage.web.schemas import RunWithRows
 
-    rows = RunWithRows.of(get_run(conn, run, tenant)).model_dump(mode="json")["rows"]
+    rows = run_document(get_run(conn, run, tenant)).model_dump(mode="json")["rows"]
     conn.commit()
     return {
         row["principal_name"]
