@@ -54,7 +54,6 @@ from pipeline_coverage.directory import (
 from pipeline_coverage.errors import (
     InputError,
     LoadError,
-    NotFoundError,
     PipelineCoverageError,
     ValidationError,
 )
@@ -98,12 +97,9 @@ from pipeline_coverage.render import (
     snapshot_lines,
     snapshots_json,
 )
-from pipeline_coverage.reports.coverage import (
-    coverage_request,
-    run_coverage,
-    run_pipeline_coverage_batch,
-)
+from pipeline_coverage.reports.coverage import run_coverage, run_pipeline_coverage_batch
 from pipeline_coverage.reports.movement import compare_runs
+from pipeline_coverage.reports.requests import resolve_request
 from pipeline_coverage.reports.snapshot import take_snapshots
 from pipeline_coverage.store import (
     ANY,
@@ -477,46 +473,16 @@ def run(
 ) -> None:
     """Compute a coverage run, store it, and print it. A run option not given is the
     tenant's default ('tenant settings'); the run records the options it was made with."""
-    single = principal_type is not None or principal_id is not None or principal_text is not None
-    if everyone and single:
-        raise click.UsageError("--all cannot be combined with a principal")
-    if principal_text is not None and principal_id is not None:
-        raise click.UsageError("give --principal or --principal-id, not both")
-    if not everyone and principal_text is None and (principal_type is None or principal_id is None):
-        raise click.UsageError(
-            "give --principal NAME, or --principal-type and --principal-id, or --all"
-        )
-    if by_pipeline and not everyone:
-        raise click.UsageError("--by-pipeline goes with --all")
-    if period_text is not None and (period_start is not None or period_end is not None):
-        raise click.UsageError("give --period, or --period-start and --period-end, not both")
-    if period_text is None and (period_start is None or period_end is None):
-        raise click.UsageError("give --period, or --period-start and --period-end")
     chosen = parse_columns(columns) if columns is not None else None
-    kind = principal_type.upper() if principal_type else None
     conn = _app().connection()
     tenant_id = resolve_tenant(conn, tenant_text)
-    if period_text is not None:
-        period_start, period_end = tenant_period(conn, tenant_id, period_text, as_of)
-    assert period_start is not None
-    assert period_end is not None
-    if principal_text is not None:
-        kind, principal_id = resolve_principal(conn, tenant_id, principal_text, kind)
-    pipeline_id = resolve_pipeline(conn, tenant_id, pipeline_text) if pipeline_text else None
-    request = coverage_request(
-        tenant_id,
-        period_start,
-        period_end,
-        kind,
-        principal_id,
-        pipeline_id,
-        by_pipeline=by_pipeline,
-        rollup=rollup,
-        as_of=as_of,
-        target_match=target_match,
-        win_rate_lookback_days=win_rate_lookback_days,
-        period_expression=period_text,
-    )
+    request = resolve_request(
+        conn, tenant_id, period=period_text, period_start=period_start, period_end=period_end,
+        principal_type=principal_type.upper() if principal_type else None,
+        principal_id=principal_id, principal_name=principal_text, everyone=everyone,
+        pipeline_name=pipeline_text, by_pipeline=by_pipeline, rollup=rollup, as_of=as_of,
+        target_match=target_match, win_rate_lookback_days=win_rate_lookback_days,
+    )  # fmt: skip
     with _working(make_console(), "computing coverage"):
         outcome = run_coverage(conn, request)
     _print_run(get_run(conn, outcome.run_id, tenant_id), output_format, chosen)
@@ -839,10 +805,6 @@ def show(
         principal_type=principal_type.upper() if principal_type else None,
         principal_id=principal_id,
     )
-    if not behind and principal_id is not None:
-        kind = (principal_type or "").upper()
-        if not any((r.principal_type, r.principal_id) == (kind, principal_id) for r in found.rows):
-            raise NotFoundError(f"principal_id: run {run_id} has no row for {kind} {principal_id}")
     if output_format == "json":
         _document(deals_json(run_id, behind))
     elif output_format == "csv":
@@ -883,8 +845,6 @@ def compare(
         conn, run_a, run_b, tenant_id, principal_type=kind, principal_id=principal_id,
         deals=deals,
     )  # fmt: skip
-    if one is not None and not movement.rows:
-        raise NotFoundError(f"principal_id: neither run has a row for {kind} {principal_id}")
     if output_format == "json":
         _document(movement_json(movement))
     elif output_format == "csv":

@@ -191,11 +191,13 @@ def require_known(
     tenant_id: uuid.UUID,
     principal: tuple[str, uuid.UUID] | None = None,
     pipeline_id: uuid.UUID | None = None,
+    *,
+    stored_runs: bool = True,
 ) -> None:
     """Raise NotFoundError (exit 2 in the CLI) naming the rep or team, or the pipeline,
-    given by id that the tenant does not have. For a read that found nothing: a
-    principal deleted since still has its stored runs, so only an empty answer is
-    checked."""
+    given by id that the tenant does not have. For a read that found nothing
+    (``stored_runs``: a principal deleted since still has its stored runs, so only an
+    empty answer is checked), or before a run is computed."""
     kind, who = principal if principal is not None else (None, None)
     with unit_of_work(conn) as cur:
         # (the run's own scope check: whether the tenant has the principal, the pipeline)
@@ -207,15 +209,15 @@ def require_known(
              "as_of": dt.date.today()},
         )  # fmt: skip
         [known] = records(cur)
+    stored = ", and no stored run has it" if stored_runs else ""
+    if not known["tenant_exists"]:
+        raise NotFoundError(f"tenant_id: no tenant {tenant_id}")
     if not known["principal_exists"]:
         what = "user" if kind == "USER" else "group"
-        raise NotFoundError(
-            f"principal_id: no {what} {who} in tenant {tenant_id}, and no stored run has it"
-        )
+        raise NotFoundError(f"principal_id: no {what} {who} in tenant {tenant_id}{stored}")
     if not known["pipeline_exists"]:
-        raise NotFoundError(
-            f"pipeline: no pipeline {pipeline_id} in tenant {tenant_id}, and no stored run has it"
-        )
+        field = "pipeline" if stored_runs else "pipeline_id"
+        raise NotFoundError(f"{field}: no pipeline {pipeline_id} in tenant {tenant_id}{stored}")
 
 
 def _pipelines(conn: Any, tenant_id: uuid.UUID) -> list[dict[str, Any]]:

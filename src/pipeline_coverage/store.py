@@ -369,7 +369,7 @@ def run_deals(
 ) -> list[DealCredit]:
     """The deals behind a run's rows (all rows', or one principal's), ordered by
     principal, bucket and deal; ``after`` continues a page. A run of another tenant
-    (when ``tenant_id`` is given) is not found."""
+    (when ``tenant_id`` is given) is not found, nor a principal the run has no row for."""
     run = required_uuid(run_id, "run_id")
     tenant = parse_uuid(tenant_id, "tenant_id", optional=True)
     kind = parse_principal_type(principal_type) if principal_type is not None else None
@@ -394,6 +394,14 @@ def run_deals(
         )
         credits = _deal_credits(cur)
         set_for_transaction(cur, replaced)  # (a caller's transaction goes on)
+        if not credits and principal is not None and after is None:
+            cur.execute(
+                query(_QUERIES, "run_has_row"),
+                {"tenant_id": str(header["tenant_id"]), "run_id": str(run),
+                 "principal_type": kind, "principal_id": str(principal)},
+            )  # fmt: skip
+            if not records(cur)[0]["found"]:
+                raise NotFoundError(f"principal_id: run {run} has no row for {kind} {principal}")
     return credits
 
 

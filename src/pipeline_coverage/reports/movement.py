@@ -315,6 +315,8 @@ def compare_runs(
         replaced = set_for_transaction(cur, PLANNER_SETTINGS)
         cur.execute(query(_QUERIES, "movement_rows"), {**params, "deals": deals})
         found_rows = records(cur)
+        if kind and principal and not found_rows:  # not an empty movement: no such principal
+            raise NotFoundError(f"principal_id: neither run has a row for {kind} {principal}")
         rows = tuple(_row(r) for r in found_rows)
         listed = None
         if deals:

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 import anyio
 from fastapi import APIRouter, Header, Query, Request, Response
 
-from pipeline_coverage.directory import default_period, known_periods, tenant_period
+from pipeline_coverage.directory import default_period, known_periods
 from pipeline_coverage.errors import ConnectionLostError, NotFoundError
 from pipeline_coverage.presentation import PRINCIPAL_TYPES, Bands
 from pipeline_coverage.render.values import (
@@ -29,11 +29,11 @@ from pipeline_coverage.render.values import (
 from pipeline_coverage.reports.coverage import (
     IdempotencyConflictError,
     RunOutcome,
-    coverage_request,
     run_coverage,
     run_of_key,
 )
 from pipeline_coverage.reports.movement import compare_runs
+from pipeline_coverage.reports.requests import resolve_request
 from pipeline_coverage.store import (
     DealCredit,
     DealCursor,
@@ -148,18 +148,7 @@ def create_run(
     """With ``principal_type`` and ``principal_id``: that principal's report. Without:
     every rep and team in scope (the batch), optionally ``by_pipeline``."""
     try:
-        fields = body.model_dump()
-        expression = fields.pop("period")
-        if expression is not None and (body.period_start or body.period_end):
-            raise _invalid("period: give period, or period_start and period_end, not both")
-        if expression is not None:
-            fields["period_start"], fields["period_end"] = tenant_period(
-                conn, caller.tenant_id, expression, body.as_of
-            )
-        elif body.period_start is None or body.period_end is None:
-            missing = "period_start" if body.period_start is None else "period_end"
-            raise _invalid(f"{missing}: required (or give period)")
-        request = coverage_request(caller.tenant_id, **fields, period_expression=expression)
+        request = resolve_request(conn, caller.tenant_id, **body.model_dump())
         # Without a key of the caller's, the request gets one of its own: if the
         # connection is lost after the run was committed, the run is found by it.
         key = idempotency_key or f"{_SERVER_KEY}{uuid.uuid4().hex}"

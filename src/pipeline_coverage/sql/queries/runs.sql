@@ -242,3 +242,14 @@ DELETE FROM dyno_crm.report_run AS r
 WHERE r.generated_at < now() - make_interval(days => %(older_than_days)s::integer)
   AND (%(tenant_id)s::uuid IS NULL OR r.tenant_id = %(tenant_id)s::uuid);
 
+-- name: run_has_row
+-- Whether a run has a row for a principal (an empty drill-down of a principal the run
+-- has no row for is not found, rather than an empty answer).
+SELECT EXISTS (
+    SELECT 1
+    FROM dyno_crm.report_pipeline_coverage_fact AS f
+    WHERE f.tenant_id = %(tenant_id)s::uuid
+      AND f.run_id = %(run_id)s::uuid
+      AND f.principal_type = %(principal_type)s::text
+      AND f.principal_id = %(principal_id)s::uuid
+) AS found;
