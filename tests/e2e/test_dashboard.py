@@ -414,7 +414,7 @@ def test_dashboard_shows_remaining_coverage_deals_teams_and_pipelines(
 
     # The header: the period, when it was generated, as of when; the run id small.
     last = (acme.end - dt.timedelta(days=1)).isoformat()
-    quarter = f"Q{(acme.start.month - 1) // 3 + 1} {acme.start.year}"
+    quarter = f"{acme.start.year}-Q{(acme.start.month - 1) // 3 + 1}"  # (periods.period_name)
     assert (
         page.inner_text("#run-title") == f"{quarter} · {acme.start.isoformat()} \N{EN DASH} {last}"
     )
