@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol, TypeVar
 
-from pipeline_coverage.periods import period_name
-
 #: A rep, and a team.
 USER = "USER"
 GROUP = "GROUP"
@@ -273,6 +271,8 @@ def period_label(start: dt.date, end: dt.date, fiscal_year_start_month: int = 1)
     """The period's name in the tenant's calendar when one names it, and its first and
     last day, joined by an en dash (the end is exclusive): ``FY2027-Q1 · 2026-07-01
     \u2013 2026-09-30``."""
+    from pipeline_coverage.periods import period_name  # (periods reads SHOWN_CHARS here)
+
     last = end - dt.timedelta(days=1)
     span = f"{start.isoformat()} \u2013 {last.isoformat()}"
     name = period_name(start, end, fiscal_year_start_month)
