@@ -39,7 +39,7 @@ from pipeline_coverage.apikeys import create_api_key, list_api_keys, revoke_api_
 from pipeline_coverage.config import WORKERS_VARIABLE, Settings, WebSettings
 from pipeline_coverage.db import distribute as citus
 from pipeline_coverage.db import migrate
-from pipeline_coverage.db.connection import connect
+from pipeline_coverage.db.connection import Connection, connect
 from pipeline_coverage.db.embedded import embedded_server
 from pipeline_coverage.directory import (
     known_periods,
@@ -558,7 +558,7 @@ def _principal_options(command: Any) -> Any:
 
 
 def _principal(
-    conn: Any,
+    conn: Connection,
     tenant_id: Callable[[], uuid.UUID],
     text: str | None,
     kind: str | None,
@@ -620,7 +620,11 @@ def _rollup(rollup: bool | None, any_rollup: bool) -> bool | str | None:
 
 
 def _who(
-    conn: Any, tenant_id: uuid.UUID, text: str | None, kind: str | None, given: uuid.UUID | None
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    text: str | None,
+    kind: str | None,
+    given: uuid.UUID | None,
 ) -> tuple[str, uuid.UUID]:
     """The principal a trend command names (it needs one)."""
     found = _principal(conn, lambda: tenant_id, text, kind, given)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline_coverage.db.connection import as_uuid, records, unit_of_work
+from pipeline_coverage.db.connection import Connection, as_uuid, records, unit_of_work
 from pipeline_coverage.errors import NotFoundError, ValidationError
 from pipeline_coverage.periods import fiscal_quarter_of, period_name, resolve_period
 from pipeline_coverage.presentation import period_label
@@ -60,7 +60,7 @@ class PrincipalInfo:
     parent_name: str | None = None
 
 
-def list_tenants(conn: Any) -> list[TenantInfo]:
+def list_tenants(conn: Connection) -> list[TenantInfo]:
     """Every tenant, by name, with its reporting currency and sizes."""
     with unit_of_work(conn) as cur:
         cur.execute(query(_QUERIES, "list_tenants"), {"tenant_id": None})
@@ -73,7 +73,7 @@ def list_tenants(conn: Any) -> list[TenantInfo]:
 
 
 def list_principals(
-    conn: Any, tenant_id: uuid.UUID, kind: str | None = None
+    conn: Connection, tenant_id: uuid.UUID, kind: str | None = None
 ) -> list[PrincipalInfo]:
     """A tenant's reps and teams (``kind``: USER or GROUP only), by name."""
     params = {
@@ -131,7 +131,7 @@ def _one(
     )
 
 
-def resolve_tenant(conn: Any, text: str) -> uuid.UUID:
+def resolve_tenant(conn: Connection, text: str) -> uuid.UUID:
     """A tenant by id or name (any case; a unique part of a name will do)."""
     found = _as_id(_named("tenant", text))
     if found is not None:
@@ -147,7 +147,7 @@ def resolve_tenant(conn: Any, text: str) -> uuid.UUID:
 
 
 def resolve_principal(
-    conn: Any, tenant_id: uuid.UUID, text: str, kind: str | None = None
+    conn: Connection, tenant_id: uuid.UUID, text: str, kind: str | None = None
 ) -> tuple[str, uuid.UUID]:
     """A rep or team of the tenant by name (or id, with ``kind``): (type, id)."""
     found = _as_id(_named("principal", text))
@@ -171,7 +171,7 @@ def resolve_principal(
     return hit["principal_type"], as_uuid(hit["id"])
 
 
-def resolve_pipeline(conn: Any, tenant_id: uuid.UUID, text: str) -> uuid.UUID:
+def resolve_pipeline(conn: Connection, tenant_id: uuid.UUID, text: str) -> uuid.UUID:
     """A pipeline of the tenant by id or name."""
     found = _as_id(_named("pipeline", text))
     if found is not None:
@@ -187,7 +187,7 @@ def resolve_pipeline(conn: Any, tenant_id: uuid.UUID, text: str) -> uuid.UUID:
 
 
 def require_known(
-    conn: Any,
+    conn: Connection,
     tenant_id: uuid.UUID,
     principal: tuple[str, uuid.UUID] | None = None,
     pipeline_id: uuid.UUID | None = None,
@@ -220,21 +220,21 @@ def require_known(
         raise NotFoundError(f"{field}: no pipeline {pipeline_id} in tenant {tenant_id}{stored}")
 
 
-def _pipelines(conn: Any, tenant_id: uuid.UUID) -> list[dict[str, Any]]:
+def _pipelines(conn: Connection, tenant_id: uuid.UUID) -> list[dict[str, Any]]:
     with unit_of_work(conn) as cur:
         cur.execute(query(_QUERIES, "find_pipelines"), {"tenant_id": str(tenant_id), "text": ""})
         return records(cur)
 
 
 def tenant_period(
-    conn: Any, tenant_id: uuid.UUID, expression: str, as_of: dt.date | None = None
+    conn: Connection, tenant_id: uuid.UUID, expression: str, as_of: dt.date | None = None
 ) -> tuple[dt.date, dt.date]:
     """The period an expression names in the tenant's fiscal calendar (SPEC.md §10)."""
     month = fiscal_year_start_month(conn, tenant_id)
     return resolve_period(expression, fiscal_year_start_month=month, as_of=as_of)
 
 
-def fiscal_year_start_month(conn: Any, tenant_id: uuid.UUID) -> int:
+def fiscal_year_start_month(conn: Connection, tenant_id: uuid.UUID) -> int:
     """The month the tenant's fiscal year starts in (1 to 12)."""
     with unit_of_work(conn) as cur:
         cur.execute(query(_QUERIES, "tenant_calendar"), {"tenant_id": str(tenant_id)})
@@ -249,7 +249,7 @@ MAX_PERIODS = 200
 
 
 def known_periods(
-    conn: Any, tenant_id: uuid.UUID, today: dt.date | None = None
+    conn: Connection, tenant_id: uuid.UUID, today: dt.date | None = None
 ) -> list[KnownPeriod]:
     """The periods a tenant has target rows or runs for, newest first, with the
     current fiscal quarter among them even when it has neither."""

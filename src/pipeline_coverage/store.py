@@ -15,7 +15,13 @@ from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any
 
-from pipeline_coverage.db.connection import as_uuid, records, set_for_transaction, unit_of_work
+from pipeline_coverage.db.connection import (
+    Connection,
+    as_uuid,
+    records,
+    set_for_transaction,
+    unit_of_work,
+)
 from pipeline_coverage.errors import NotFoundError, ValidationError
 from pipeline_coverage.metrics import NAMES
 from pipeline_coverage.presentation import exclusion_message
@@ -234,7 +240,7 @@ def insert_run(
             "parameters": json.dumps(parameters),
         },
     )
-    return as_uuid(cur.fetchone()[0])
+    return as_uuid(records(cur)[0]["id"])
 
 
 @dataclass(frozen=True)
@@ -246,7 +252,7 @@ class Pruned:
 
 
 def prune_runs(
-    conn: Any,
+    conn: Connection,
     older_than_days: int,
     tenant_id: uuid.UUID | str | None = None,
     *,
@@ -288,7 +294,7 @@ def _header(cur: Any, run: uuid.UUID, tenant: uuid.UUID | None) -> Mapping[str, 
 
 
 def get_run(
-    conn: Any, run_id: uuid.UUID | str, tenant_id: uuid.UUID | str | None = None
+    conn: Connection, run_id: uuid.UUID | str, tenant_id: uuid.UUID | str | None = None
 ) -> CoverageRun:
     """A stored run with its rows (best coverage first) and its exclusions report.
 
@@ -310,7 +316,7 @@ def get_run(
 
 
 def list_runs(
-    conn: Any,
+    conn: Connection,
     tenant_id: uuid.UUID | str | None = None,
     limit: int = 50,
     *,
@@ -358,7 +364,7 @@ DEALS_SETTINGS = {"enable_nestloop": "off"}
 
 
 def run_deals(
-    conn: Any,
+    conn: Connection,
     run_id: uuid.UUID | str,
     tenant_id: uuid.UUID | str | None = None,
     *,
@@ -437,7 +443,7 @@ GRANULARITIES = ("run", "day")
 
 
 def principal_history(
-    conn: Any,
+    conn: Connection,
     tenant_id: uuid.UUID | str,
     principal_type: str,
     principal_id: uuid.UUID | str,
@@ -472,7 +478,10 @@ ANY = "any"
 
 
 def run_filters(
-    conn: Any, tenant_id: uuid.UUID | str, target_match: str | None, rollup: bool | str | None
+    conn: Connection,
+    tenant_id: uuid.UUID | str,
+    target_match: str | None,
+    rollup: bool | str | None,
 ) -> tuple[str | None, bool | None]:
     """The runs a trend keeps, as ``principal_points`` takes them (None: any): a value
     given is kept, ``"any"`` is any, and None is the tenant's default run option — so a
@@ -493,7 +502,7 @@ def run_filters(
 
 
 def principal_points(
-    conn: Any,
+    conn: Connection,
     tenant_id: uuid.UUID | str,
     principal_type: str,
     principal_id: uuid.UUID | str,

@@ -12,8 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
+from pipeline_coverage.db.connection import Connection
 from pipeline_coverage.directory import fiscal_year_start_month
 from pipeline_coverage.errors import ValidationError
 from pipeline_coverage.periods import quarter_name, quarters_back
@@ -54,7 +54,7 @@ class SamePoint:
 
 
 def same_point_of_quarter(
-    conn: Any,
+    conn: Connection,
     tenant_id: uuid.UUID | str,
     principal_type: str,
     principal_id: uuid.UUID | str,

@@ -19,7 +19,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from pipeline_coverage.db.connection import as_uuid, records, set_for_transaction, unit_of_work
+from pipeline_coverage.db.connection import (
+    Connection,
+    as_uuid,
+    records,
+    set_for_transaction,
+    unit_of_work,
+)
 from pipeline_coverage.errors import NotFoundError, ValidationError
 from pipeline_coverage.metrics import Metric
 from pipeline_coverage.sql import query
@@ -261,7 +267,7 @@ def _scope(
 
 
 def compare_runs(
-    conn: Any,
+    conn: Connection,
     run_a: uuid.UUID | str,
     run_b: uuid.UUID | str,
     tenant_id: uuid.UUID | str | None = None,

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pipeline_coverage.db.connection import as_uuid, records, unit_of_work
+from pipeline_coverage.db.connection import Connection, as_uuid, records, unit_of_work
 from pipeline_coverage.errors import InputError, NotFoundError, PipelineCoverageError
 from pipeline_coverage.periods import quarter_name, resolve_period
 from pipeline_coverage.reports.coverage import CoverageRequest, coverage_request, run_coverage
@@ -66,7 +66,7 @@ def snapshot_key(request: CoverageRequest) -> str:
 
 
 def take_snapshots(
-    conn: Any,
+    conn: Connection,
     tenant_ids: Sequence[uuid.UUID | str] | None = None,
     *,
     as_of: dt.date | str | None = None,
@@ -106,7 +106,7 @@ def take_snapshots(
 
 
 def _take(
-    conn: Any, tenant: dict[str, Any], expression: str, day: dt.date, by_pipeline: bool
+    conn: Connection, tenant: dict[str, Any], expression: str, day: dt.date, by_pipeline: bool
 ) -> Snapshot:
     """One tenant-period's run (or the day's run again), or the reason it failed."""
     month = int(tenant["fiscal_year_start_month"])
