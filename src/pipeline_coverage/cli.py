@@ -57,6 +57,14 @@ from pipeline_coverage.errors import (
     PipelineCoverageError,
     ValidationError,
 )
+from pipeline_coverage.history import (
+    ANY,
+    GRANULARITIES,
+    MAX_DAY_OF_QUARTER,
+    MAX_QUARTERS,
+    principal_history,
+    same_point_of_quarter,
+)
 from pipeline_coverage.importing.crm import (
     DEFAULT_MAX_DELETE,
     ImportRequest,
@@ -102,20 +110,16 @@ from pipeline_coverage.reports.movement import compare_runs
 from pipeline_coverage.reports.requests import resolve_request
 from pipeline_coverage.reports.snapshot import take_snapshots
 from pipeline_coverage.store import (
-    ANY,
-    GRANULARITIES,
     MAX_LIST_LIMIT,
     MAX_RETENTION_DAYS,
     CoverageRun,
     get_run,
     list_runs,
-    principal_history,
     prune_runs,
     run_deals,
 )
 from pipeline_coverage.tenants import delete_tenant, run_defaults, set_run_defaults
 from pipeline_coverage.text import csv_text, printable
-from pipeline_coverage.trends import MAX_DAY_OF_QUARTER, MAX_QUARTERS, same_point_of_quarter
 from pipeline_coverage.validation import (
     MAX_LOOKBACK_DAYS,
     TARGET_MATCHES,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any
@@ -26,11 +26,7 @@ from pipeline_coverage.errors import NotFoundError, ValidationError
 from pipeline_coverage.metrics import NAMES
 from pipeline_coverage.presentation import exclusion_message
 from pipeline_coverage.sql import query, specialized_query
-from pipeline_coverage.tenants import run_defaults
 from pipeline_coverage.validation import (
-    TARGET_MATCHES,
-    parse_choice,
-    parse_flag,
     parse_period,
     parse_principal_type,
     parse_uuid,
@@ -160,21 +156,7 @@ class DealCredit:
     owner_user_id: uuid.UUID | None
 
 
-@dataclass(frozen=True)
-class HistoryPoint(SeedMetrics):
-    """A principal's numbers in one stored run, with the run's period and its day
-    (its ``as_of``)."""
-
-    run_id: uuid.UUID
-    generated_at: dt.datetime
-    as_of: dt.date
-    period_start: dt.date
-    period_end: dt.date
-    pipeline_id: uuid.UUID | None
-    values: Mapping[str, Value]
-
-
-def _optional_uuid(value: Any) -> uuid.UUID | None:
+def optional_uuid(value: Any) -> uuid.UUID | None:
     return None if value is None else as_uuid(value)
 
 
@@ -190,7 +172,7 @@ def identity_from_record(record: Mapping[str, Any]) -> dict[str, Any]:
         "principal_type": record["principal_type"],
         "principal_id": as_uuid(record["principal_id"]),
         "principal_name": record["principal_name"],
-        "pipeline_id": _optional_uuid(record["pipeline_id"]),
+        "pipeline_id": optional_uuid(record["pipeline_id"]),
         "pipeline_name": record["pipeline_name"],
     }
 
@@ -432,118 +414,7 @@ def _deal_credits(cur: Any) -> list[DealCredit]:
     for row in cur.fetchall():
         values = list(row)
         for i in _DEAL_UUIDS:  # psycopg2 returns uuids as str
-            values[i] = _optional_uuid(values[i])
+            values[i] = optional_uuid(values[i])
         values[_DEAL_FLAGS] = _flags(values[_DEAL_FLAGS])
         credits.append(DealCredit(*values))
     return credits
-
-
-#: How a history is sampled: every run, or each day's last run (``principal_history``).
-GRANULARITIES = ("run", "day")
-
-
-def principal_history(
-    conn: Connection,
-    tenant_id: uuid.UUID | str,
-    principal_type: str,
-    principal_id: uuid.UUID | str,
-    period_start: dt.date | str,
-    period_end: dt.date | str,
-    pipeline_id: uuid.UUID | str | None = None,
-    *,
-    granularity: str = "run",
-    target_match: str | None = None,
-    rollup: bool | str | None = None,
-) -> list[HistoryPoint]:
-    """A principal's numbers for one period across the tenant's stored runs: the trend
-    of how its pipeline built up (or drained) over time.
-
-    ``granularity="run"``: every run's row, oldest first. ``"day"``: one point per day,
-    the day's last run (by ``generated_at``), in order of day — where a run's day is
-    its ``as_of``, the day it speaks for (see docs/decisions.md). Only the runs made
-    with ``target_match`` and ``rollup`` count: each is a value, ``"any"`` (every run),
-    or None, the tenant's default run option (:func:`run_filters`).
-    """
-    start, end = parse_period(period_start, period_end)
-    pick = parse_choice(granularity, "granularity", GRANULARITIES)
-    target_match, rollup = run_filters(conn, tenant_id, target_match, rollup)
-    return principal_points(
-        conn, tenant_id, principal_type, principal_id, [(start, end, None)], pick,
-        pipeline_id=pipeline_id, target_match=target_match, rollup=rollup,
-    )  # fmt: skip
-
-
-#: A trend's run filter that keeps every run, whatever it was made with.
-ANY = "any"
-
-
-def run_filters(
-    conn: Connection,
-    tenant_id: uuid.UUID | str,
-    target_match: str | None,
-    rollup: bool | str | None,
-) -> tuple[str | None, bool | None]:
-    """The runs a trend keeps, as ``principal_points`` takes them (None: any): a value
-    given is kept, ``"any"`` is any, and None is the tenant's default run option — so a
-    trend follows the runs the tenant's runs and snapshots make, and a team's line does
-    not jump between rolled-up runs and runs without roll-up."""
-    if target_match is not None and target_match != ANY:
-        target_match = parse_choice(target_match, "target_match", (*TARGET_MATCHES, ANY))
-    if rollup is not None and rollup != ANY:
-        rollup = parse_flag(rollup, "rollup")
-    if target_match is None or rollup is None:
-        defaults = run_defaults(conn, required_uuid(tenant_id, "tenant_id"))
-        target_match = defaults.target_match if target_match is None else target_match
-        rollup = defaults.rollup if rollup is None else rollup
-    return (
-        None if target_match == ANY else target_match,
-        None if rollup == ANY else bool(rollup),
-    )
-
-
-def principal_points(
-    conn: Connection,
-    tenant_id: uuid.UUID | str,
-    principal_type: str,
-    principal_id: uuid.UUID | str,
-    periods: Sequence[tuple[dt.date, dt.date, dt.date | None]],
-    pick: str,
-    *,
-    pipeline_id: uuid.UUID | str | None = None,
-    target_match: str | None = None,
-    rollup: bool | None = None,
-) -> list[HistoryPoint]:
-    """A principal's rows in the runs of several periods, each (start, end, cut-off
-    day or None): every run's (``pick="run"``), each day's last (``"day"``), or each
-    period's last run on or before its cut-off (``"last"``). One statement for all.
-    ``target_match`` and ``rollup`` keep the runs made so; None here is any run."""
-    pipeline = parse_uuid(pipeline_id, "pipeline_id", optional=True)
-    params = {
-        "tenant_id": str(required_uuid(tenant_id, "tenant_id")),
-        "principal_type": parse_principal_type(principal_type),
-        "principal_id": str(required_uuid(principal_id, "principal_id")),
-        "pipeline_id": str(pipeline) if pipeline else None,
-        "starts": [start for start, _, _ in periods],
-        "ends": [end for _, end, _ in periods],
-        "cutoffs": [cutoff for _, _, cutoff in periods],
-        "pick": parse_choice(pick, "pick", ("run", "day", "last")),
-        "target_match": None
-        if target_match is None
-        else parse_choice(target_match, "target_match", TARGET_MATCHES),
-        "rollup": None if rollup is None else parse_flag(rollup, "rollup"),
-    }
-    with unit_of_work(conn) as cur:
-        cur.execute(query(_QUERIES, "principal_points"), params)
-        found = records(cur)
-    return [
-        HistoryPoint(
-            run_id=as_uuid(r["run_id"]),
-            generated_at=r["generated_at"],
-            as_of=r["as_of"],
-            period_start=r["period_start"],
-            period_end=r["period_end"],
-            pipeline_id=_optional_uuid(r["pipeline_id"]),
-            values={name: r[name] for name in NAMES},
-        )
-        for r in found
-    ]

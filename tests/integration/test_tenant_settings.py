@@ -28,6 +28,7 @@ from pipeline_coverage import (
 from pipeline_coverage.apikeys import start_session
 from pipeline_coverage.cli import main
 from pipeline_coverage.errors import NotFoundError, ValidationError
+from pipeline_coverage.history import same_point_of_quarter
 from pipeline_coverage.reports.snapshot import take_snapshots
 from pipeline_coverage.sql import query
 from pipeline_coverage.tenants import (
@@ -37,7 +38,6 @@ from pipeline_coverage.tenants import (
     run_defaults,
     set_run_defaults,
 )
-from pipeline_coverage.trends import same_point_of_quarter
 from tests.factory import Crm
 from tests.worlds import Q1, World, build_world
 

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from pipeline_coverage.history import HistoryPoint, SamePoint
 from pipeline_coverage.metrics import BY_NAME, HEADLINE, Metric
 from pipeline_coverage.presentation import (
     BANDED,
@@ -32,9 +33,8 @@ from pipeline_coverage.presentation import (
 from pipeline_coverage.render.values import _day, _text
 from pipeline_coverage.reports.movement import DealNow, DealState, Movement
 from pipeline_coverage.reports.snapshot import Snapshot
-from pipeline_coverage.store import CoverageRow, CoverageRun, DealCredit, HistoryPoint, Value
+from pipeline_coverage.store import CoverageRow, CoverageRun, DealCredit, Value
 from pipeline_coverage.text import printable
-from pipeline_coverage.trends import SamePoint
 
 #: A band's colour in the terminal (the dashboard's red, amber and green).
 BAND_STYLE = {SHORT: "red", WATCH: "yellow", HEALTHY: "green"}

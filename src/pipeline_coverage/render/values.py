@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, Field, create_model
 
+from pipeline_coverage.history import HistoryPoint, SamePoint
 from pipeline_coverage.metrics import BY_NAME, IDENTITY, METRICS, NAMES, Metric
 from pipeline_coverage.presentation import (
     BANDS,
@@ -39,9 +40,8 @@ from pipeline_coverage.reports.movement import (
     MovementRow,
 )
 from pipeline_coverage.reports.snapshot import Snapshot
-from pipeline_coverage.store import CoverageRow, CoverageRun, DealCredit, HistoryPoint
+from pipeline_coverage.store import CoverageRow, CoverageRun, DealCredit
 from pipeline_coverage.text import csv_text
-from pipeline_coverage.trends import SamePoint
 
 #: Money and ratios: exact decimal strings. Signed: a pipeline gap below zero is a surplus.
 Amount = Annotated[str, Field(pattern=r"^-?\d+(\.\d+)?$", examples=["1250.50"])]

@@ -14,6 +14,12 @@ from fastapi import APIRouter, Header, Query, Request, Response
 
 from pipeline_coverage.directory import default_period, known_periods
 from pipeline_coverage.errors import ConnectionLostError, NotFoundError
+from pipeline_coverage.history import (
+    MAX_DAY_OF_QUARTER,
+    MAX_QUARTERS,
+    principal_history,
+    same_point_of_quarter,
+)
 from pipeline_coverage.presentation import PRINCIPAL_TYPES, Bands
 from pipeline_coverage.render.values import (
     PrincipalType,
@@ -34,15 +40,7 @@ from pipeline_coverage.reports.coverage import (
 )
 from pipeline_coverage.reports.movement import compare_runs
 from pipeline_coverage.reports.requests import resolve_request
-from pipeline_coverage.store import (
-    DealCredit,
-    DealCursor,
-    get_run,
-    list_runs,
-    principal_history,
-    run_deals,
-)
-from pipeline_coverage.trends import MAX_DAY_OF_QUARTER, MAX_QUARTERS, same_point_of_quarter
+from pipeline_coverage.store import DealCredit, DealCursor, get_run, list_runs, run_deals
 from pipeline_coverage.web.cache import Rendered, RunCache
 from pipeline_coverage.web.deps import (
     Caller,

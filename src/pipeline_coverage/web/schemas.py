@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
-from pipeline_coverage import trends
+from pipeline_coverage import history
 from pipeline_coverage.errors import ValidationError
+from pipeline_coverage.history import HistoryPoint
 from pipeline_coverage.periods import EXAMPLES
 from pipeline_coverage.presentation import Bands, judged_ratio, status
 from pipeline_coverage.render.values import (
@@ -27,7 +28,6 @@ from pipeline_coverage.render.values import (
     metric_values,
 )
 from pipeline_coverage.reports.movement import MOVEMENT_METRICS, REASONS, STEPS
-from pipeline_coverage.store import HistoryPoint
 from pipeline_coverage.validation import MAX_LOOKBACK_DAYS, parse_date
 
 Granularity = Literal["run", "day"]
@@ -278,7 +278,7 @@ class QuarterPoint(BaseModel):
     point: Point | None
 
     @classmethod
-    def of(cls, quarter: trends.QuarterPoint, bands: Bands) -> QuarterPoint:
+    def of(cls, quarter: history.QuarterPoint, bands: Bands) -> QuarterPoint:
         return cls.model_construct(
             period=quarter.period,
             period_start=quarter.period_start,
