@@ -278,7 +278,8 @@ def _header(cur: Any, run: uuid.UUID, tenant: uuid.UUID | None) -> Mapping[str, 
 def get_run(
     conn: Connection, run_id: uuid.UUID | str, tenant_id: uuid.UUID | str | None = None
 ) -> CoverageRun:
-    """A stored run with its rows (best coverage first) and its exclusions report.
+    """A stored run with its rows (in a fixed order of identity: the order they are
+    shown in is presentation.default_order's) and its exclusions report.
 
     With ``tenant_id``, a run of another tenant is reported as not found.
     """
