@@ -17,6 +17,7 @@ from pipeline_coverage.errors import (
     SchemaError,
     ValidationError,
 )
+from pipeline_coverage.history import HistoryPoint, principal_history
 from pipeline_coverage.reports.coverage import (
     CoverageRequest,
     IdempotencyConflictError,
@@ -38,10 +39,8 @@ from pipeline_coverage.store import (
     CoverageRun,
     DealCredit,
     Exclusion,
-    HistoryPoint,
     get_run,
     list_runs,
-    principal_history,
     prune_runs,
     run_deals,
 )

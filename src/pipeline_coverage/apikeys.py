@@ -12,10 +12,11 @@ import datetime as dt
 import hashlib
 import secrets
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline_coverage.db.connection import as_uuid, unit_of_work
+from pipeline_coverage.db.connection import Connection, as_uuid, records, unit_of_work
 from pipeline_coverage.errors import NotFoundError, ValidationError
 from pipeline_coverage.sql import query
 from pipeline_coverage.validation import parse_uuid
@@ -56,12 +57,25 @@ def _hash(key: str) -> bytes:
     return hashlib.sha256(key.encode("utf-8")).digest()
 
 
-def _from_row(row: Any) -> ApiKey:
-    return ApiKey(as_uuid(row[0]), as_uuid(row[1]), row[2], row[3], row[4])
+def _from_record(record: Mapping[str, Any]) -> ApiKey:
+    return ApiKey(
+        id=as_uuid(record["id"]),
+        tenant_id=as_uuid(record["tenant_id"]),
+        name=record["name"],
+        created_at=record["created_at"],
+        revoked_at=record["revoked_at"],
+    )
+
+
+def _principal(found: list[dict[str, Any]]) -> Principal | None:
+    """The principal of a lookup's one record (``tenant_id``, ``tenant_name``), if any."""
+    if not found:
+        return None
+    return Principal(as_uuid(found[0]["tenant_id"]), found[0]["tenant_name"])
 
 
 def create_api_key(
-    conn: Any, tenant_id: uuid.UUID | str, name: str = "default"
+    conn: Connection, tenant_id: uuid.UUID | str, name: str = "default"
 ) -> tuple[ApiKey, str]:
     """Create a key for a tenant; returns the stored key and the secret (shown once)."""
     tenant = parse_uuid(tenant_id, "tenant_id")
@@ -75,22 +89,22 @@ def create_api_key(
             query(_QUERIES, "insert_key"),
             {"tenant_id": str(tenant), "name": name, "key_hash": _hash(key)},
         )
-        row = cur.fetchone()
-        if row is None:
+        found = records(cur)
+        if not found:
             raise NotFoundError(f"tenant_id: no tenant {tenant}")
-    return _from_row(row), key
+    return _from_record(found[0]), key
 
 
-def list_api_keys(conn: Any, tenant_id: uuid.UUID | str | None = None) -> list[ApiKey]:
+def list_api_keys(conn: Connection, tenant_id: uuid.UUID | str | None = None) -> list[ApiKey]:
     """Keys, newest first (every tenant's when ``tenant_id`` is None)."""
     tenant = parse_uuid(tenant_id, "tenant_id", optional=True)
     with unit_of_work(conn) as cur:
         cur.execute(query(_QUERIES, "list_keys"), {"tenant_id": str(tenant) if tenant else None})
-        return [_from_row(row) for row in cur.fetchall()]
+        return [_from_record(record) for record in records(cur)]
 
 
 def revoke_api_key(
-    conn: Any, key_id: uuid.UUID | str, tenant_id: uuid.UUID | str | None = None
+    conn: Connection, key_id: uuid.UUID | str, tenant_id: uuid.UUID | str | None = None
 ) -> ApiKey:
     """Revoke a key at once; revoking twice keeps the first revocation time."""
     key = parse_uuid(key_id, "key_id")
@@ -100,10 +114,10 @@ def revoke_api_key(
             query(_QUERIES, "revoke_key"),
             {"key_id": str(key), "tenant_id": str(tenant) if tenant else None},
         )
-        row = cur.fetchone()
-    if row is None:
+        found = records(cur)
+    if not found:
         raise NotFoundError(f"key_id: no API key {key}")
-    return _from_row(row)
+    return _from_record(found[0])
 
 
 def tenant_of_key(key: str) -> uuid.UUID | None:
@@ -122,7 +136,7 @@ def key_hash(key: str) -> bytes:
     return _hash(key)
 
 
-def authenticate(conn: Any, key: str) -> Principal | None:
+def authenticate(conn: Connection, key: str) -> Principal | None:
     """The tenant an active key acts for; None for a missing, unknown or revoked key."""
     tenant = tenant_of_key(key)
     if tenant is None:
@@ -130,14 +144,13 @@ def authenticate(conn: Any, key: str) -> Principal | None:
     return authenticate_hash(conn, tenant, _hash(key))
 
 
-def authenticate_hash(conn: Any, tenant_id: uuid.UUID, hashed: bytes) -> Principal | None:
+def authenticate_hash(conn: Connection, tenant_id: uuid.UUID, hashed: bytes) -> Principal | None:
     """Like ``authenticate``, from the tenant and hash of a key (a dashboard session)."""
     with unit_of_work(conn) as cur:
         cur.execute(
             query(_QUERIES, "authenticate"), {"tenant_id": str(tenant_id), "key_hash": hashed}
         )
-        row = cur.fetchone()
-    return Principal(as_uuid(row[0]), row[1]) if row else None
+        return _principal(records(cur))
 
 
 @dataclass(frozen=True)
@@ -148,7 +161,7 @@ class Session:
     principal: Principal
 
 
-def start_session(conn: Any, key: str) -> Session | None:
+def start_session(conn: Connection, key: str) -> Session | None:
     """Open a server-side session for an active key; None for a bad or revoked key.
 
     A key keeps at most ``MAX_SESSIONS_PER_KEY`` sessions: opening one more ends (and
@@ -164,12 +177,13 @@ def start_session(conn: Any, key: str) -> Session | None:
     }
     with unit_of_work(conn) as cur:
         cur.execute(query(_QUERIES, "start_session"), params)
-        row = cur.fetchone()
-    return Session(as_uuid(row[2]), Principal(as_uuid(row[0]), row[1])) if row else None
+        found = records(cur)
+    principal = _principal(found)
+    return None if principal is None else Session(as_uuid(found[0]["session_id"]), principal)
 
 
 def authenticate_session(
-    conn: Any, tenant_id: uuid.UUID, session_id: uuid.UUID
+    conn: Connection, tenant_id: uuid.UUID, session_id: uuid.UUID
 ) -> Principal | None:
     """The tenant of a live session; None once it ended, expired or lost its key."""
     with unit_of_work(conn) as cur:
@@ -177,11 +191,10 @@ def authenticate_session(
             query(_QUERIES, "authenticate_session"),
             {"tenant_id": str(tenant_id), "session_id": str(session_id)},
         )
-        row = cur.fetchone()
-    return Principal(as_uuid(row[0]), row[1]) if row else None
+        return _principal(records(cur))
 
 
-def end_session(conn: Any, tenant_id: uuid.UUID, session_id: uuid.UUID) -> None:
+def end_session(conn: Connection, tenant_id: uuid.UUID, session_id: uuid.UUID) -> None:
     """End a session at once (signing out); ending an unknown or ended one is a no-op."""
     with unit_of_work(conn) as cur:
         cur.execute(

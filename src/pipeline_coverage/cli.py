@@ -39,7 +39,7 @@ from pipeline_coverage.apikeys import create_api_key, list_api_keys, revoke_api_
 from pipeline_coverage.config import WORKERS_VARIABLE, Settings, WebSettings
 from pipeline_coverage.db import distribute as citus
 from pipeline_coverage.db import migrate
-from pipeline_coverage.db.connection import connect
+from pipeline_coverage.db.connection import Connection, connect
 from pipeline_coverage.db.embedded import embedded_server
 from pipeline_coverage.directory import (
     known_periods,
@@ -54,9 +54,16 @@ from pipeline_coverage.directory import (
 from pipeline_coverage.errors import (
     InputError,
     LoadError,
-    NotFoundError,
     PipelineCoverageError,
     ValidationError,
+)
+from pipeline_coverage.history import (
+    ANY,
+    GRANULARITIES,
+    MAX_DAY_OF_QUARTER,
+    MAX_QUARTERS,
+    principal_history,
+    same_point_of_quarter,
 )
 from pipeline_coverage.importing.crm import (
     DEFAULT_MAX_DELETE,
@@ -67,6 +74,7 @@ from pipeline_coverage.importing.crm import (
 from pipeline_coverage.importing.load import load_directory
 from pipeline_coverage.metrics import HEADLINE, NAMES, headline, parse_columns
 from pipeline_coverage.periods import EXAMPLES
+from pipeline_coverage.presentation import PRINCIPAL_TYPES, Bands
 from pipeline_coverage.render import (
     FORMATS,
     add_row,
@@ -98,28 +106,22 @@ from pipeline_coverage.render import (
     snapshots_json,
     total_lines,
 )
-from pipeline_coverage.reports.coverage import (
-    coverage_request,
-    run_coverage,
-    run_pipeline_coverage_batch,
-)
+from pipeline_coverage.reports.coverage import run_coverage, run_pipeline_coverage_batch
 from pipeline_coverage.reports.movement import compare_runs
+from pipeline_coverage.reports.requests import resolve_request
 from pipeline_coverage.reports.snapshot import BACKFILL_STEPS, backfill_days, take_snapshots
 from pipeline_coverage.reports.snapshot import backfill as backfill_snapshots
 from pipeline_coverage.store import (
-    ANY,
-    GRANULARITIES,
     MAX_LIST_LIMIT,
     MAX_RETENTION_DAYS,
+    CoverageRun,
     get_run,
     list_runs,
-    principal_history,
     prune_runs,
     run_deals,
 )
 from pipeline_coverage.tenants import delete_tenant, run_defaults, set_run_defaults
 from pipeline_coverage.text import csv_text, printable
-from pipeline_coverage.trends import MAX_DAY_OF_QUARTER, MAX_QUARTERS, same_point_of_quarter
 from pipeline_coverage.validation import (
     MAX_LOOKBACK_DAYS,
     TARGET_MATCHES,
@@ -192,7 +194,12 @@ class _App:
                         migrate.upgrade(self._url)
         return self._url
 
-    def connection(self, *, require_schema: bool = True) -> Any:
+    @property
+    def bands(self) -> Bands:
+        """The coverage bands (PIPELINE_COVERAGE_BANDS), as the dashboard has them."""
+        return Bands(*self.settings.bands)
+
+    def connection(self, *, require_schema: bool = True) -> psycopg.Connection[Any]:
         """A psycopg 3 connection, closed when the command ends."""
         conn = self._resources.enter_context(connect(self.url()))
         if require_schema:
@@ -430,7 +437,7 @@ TENANT_HELP = "Tenant: its id or its name."
 )
 @click.option(
     "--principal-type",
-    type=click.Choice(["USER", "GROUP"], case_sensitive=False),
+    type=click.Choice(PRINCIPAL_TYPES, case_sensitive=False),
     help="USER (a rep) or GROUP (a team), with --principal-id.",
 )
 @click.option("--principal-id", type=click.UUID, help="The user's or group's id.")
@@ -502,47 +509,17 @@ def run(
 ) -> None:
     """Compute a coverage run, store it, and print it. A run option not given is the
     tenant's default ('tenant settings'); the run records the options it was made with."""
-    single = principal_type is not None or principal_id is not None or principal_text is not None
-    if everyone and single:
-        raise click.UsageError("--all cannot be combined with a principal")
-    if principal_text is not None and principal_id is not None:
-        raise click.UsageError("give --principal or --principal-id, not both")
-    if not everyone and principal_text is None and (principal_type is None or principal_id is None):
-        raise click.UsageError(
-            "give --principal NAME, or --principal-type and --principal-id, or --all"
-        )
-    if by_pipeline and not everyone:
-        raise click.UsageError("--by-pipeline goes with --all")
-    if period_text is not None and (period_start is not None or period_end is not None):
-        raise click.UsageError("give --period, or --period-start and --period-end, not both")
-    if period_text is None and (period_start is None or period_end is None):
-        raise click.UsageError("give --period, or --period-start and --period-end")
     chosen = parse_columns(columns) if columns is not None else None
-    kind = principal_type.upper() if principal_type else None
     conn = _app().connection()
     tenant_id = resolve_tenant(conn, tenant_text)
-    if period_text is not None:
-        period_start, period_end = tenant_period(conn, tenant_id, period_text, as_of)
-    assert period_start is not None
-    assert period_end is not None
-    if principal_text is not None:
-        kind, principal_id = resolve_principal(conn, tenant_id, principal_text, kind)
-    pipeline_id = resolve_pipeline(conn, tenant_id, pipeline_text) if pipeline_text else None
-    request = coverage_request(
-        tenant_id,
-        period_start,
-        period_end,
-        kind,
-        principal_id,
-        pipeline_id,
-        by_pipeline=by_pipeline,
-        rollup=rollup,
-        as_of=as_of,
-        target_match=target_match,
-        win_rate_lookback_days=win_rate_lookback_days,
-        period_expression=period_text,
+    request = resolve_request(
+        conn, tenant_id, period=period_text, period_start=period_start, period_end=period_end,
+        principal_type=principal_type.upper() if principal_type else None,
+        principal_id=principal_id, principal_name=principal_text, everyone=everyone,
+        pipeline_name=pipeline_text, by_pipeline=by_pipeline, rollup=rollup, as_of=as_of,
+        target_match=target_match, win_rate_lookback_days=win_rate_lookback_days,
         as_recorded=as_recorded,
-    )
+    )  # fmt: skip
     with _working(make_console(), "computing coverage"):
         outcome = run_coverage(conn, request)
     _print_run(get_run(conn, outcome.run_id, tenant_id), output_format, chosen)
@@ -659,7 +636,7 @@ def _principal_options(command: Any) -> Any:
         ),
         click.option(
             "--principal-type",
-            type=click.Choice(["USER", "GROUP"], case_sensitive=False),
+            type=click.Choice(PRINCIPAL_TYPES, case_sensitive=False),
             help="USER (a rep) or GROUP (a team); with --principal-id, or to narrow --principal.",
         ),
         click.option("--principal-id", type=click.UUID, help="The user's or group's id."),
@@ -670,7 +647,7 @@ def _principal_options(command: Any) -> Any:
 
 
 def _principal(
-    conn: Any,
+    conn: Connection,
     tenant_id: Callable[[], uuid.UUID],
     text: str | None,
     kind: str | None,
@@ -732,7 +709,11 @@ def _rollup(rollup: bool | None, any_rollup: bool) -> bool | str | None:
 
 
 def _who(
-    conn: Any, tenant_id: uuid.UUID, text: str | None, kind: str | None, given: uuid.UUID | None
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    text: str | None,
+    kind: str | None,
+    given: uuid.UUID | None,
 ) -> tuple[str, uuid.UUID]:
     """The principal a trend command names (it needs one)."""
     found = _principal(conn, lambda: tenant_id, text, kind, given)
@@ -810,7 +791,7 @@ def history(
             f"History · {kind} {who} · {period_start.isoformat()} to {period_end.isoformat()}"
             f" · {each} ({len(points)})"
         )
-        make_console().print(history_table(title, points))
+        make_console().print(history_table(title, points, _app().bands))
 
 
 @cli.command("same-point")
@@ -870,7 +851,7 @@ def same_point(
             f"Same point of the quarter · {kind} {who} · day {found.day_of_quarter}"
             f" of {len(found.quarters)} quarters (as of {found.as_of.isoformat()})"
         )
-        make_console().print(same_point_table(title, found))
+        make_console().print(same_point_table(title, found, _app().bands))
 
 
 @cli.command()
@@ -881,7 +862,7 @@ def same_point(
 @click.option("--deals", is_flag=True, help="List the deals behind the run's rows instead.")
 @click.option(
     "--principal-type",
-    type=click.Choice(["USER", "GROUP"], case_sensitive=False),
+    type=click.Choice(PRINCIPAL_TYPES, case_sensitive=False),
     help="With --deals: only this principal's deals (with --principal-id).",
 )
 @click.option("--principal-id", type=click.UUID, help="With --deals: the user's or group's id.")
@@ -917,10 +898,6 @@ def show(
         principal_type=principal_type.upper() if principal_type else None,
         principal_id=principal_id,
     )
-    if not behind and principal_id is not None:
-        kind = (principal_type or "").upper()
-        if not any((r.principal_type, r.principal_id) == (kind, principal_id) for r in found.rows):
-            raise NotFoundError(f"principal_id: run {run_id} has no row for {kind} {principal_id}")
     if output_format == "json":
         _document(deals_json(run_id, behind))
     elif output_format == "csv":
@@ -961,8 +938,6 @@ def compare(
         conn, run_a, run_b, tenant_id, principal_type=kind, principal_id=principal_id,
         deals=deals,
     )  # fmt: skip
-    if one is not None and not movement.rows:
-        raise NotFoundError(f"principal_id: neither run has a row for {kind} {principal_id}")
     if output_format == "json":
         _document(movement_json(movement))
     elif output_format == "csv":
@@ -1112,7 +1087,7 @@ def _deletion(rows: dict[str, int]) -> str:
 @click.option(
     "--type",
     "kind",
-    type=click.Choice(["USER", "GROUP"], case_sensitive=False),
+    type=click.Choice(PRINCIPAL_TYPES, case_sensitive=False),
     help="Only reps (USER) or only teams (GROUP).",
 )
 @FORMAT_OPTION
@@ -1354,17 +1329,20 @@ def _invoked_as() -> str:
         return str(started)
 
 
-def _print_run(found: Any, output_format: str, columns: Sequence[str] | None = None) -> None:
+def _print_run(
+    found: CoverageRun, output_format: str, columns: Sequence[str] | None = None
+) -> None:
+    bands = _app().bands
     if output_format == "json":
-        _document(run_json(found))
+        _document(run_json(found, bands))
     elif output_format == "csv":
-        _document(run_csv(found), nl=False)
+        _document(run_csv(found, bands), nl=False)
     else:
         console = make_console()
         title, caption = run_heading(found)
         console.print(title, style="bold", soft_wrap=True, highlight=False)
         chosen = columns or headline(rollup=bool(found.parameters.get("rollup")))
-        console.print(run_table(found, chosen))
+        console.print(run_table(found, chosen, bands))
         for line in total_lines(found):
             console.print(line, soft_wrap=True, highlight=False)
         console.print(caption, style="dim", soft_wrap=True, highlight=False)

@@ -6,6 +6,7 @@ import os
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,9 @@ class Settings:
 
     database_url: str | None
     data_dir: Path
+    #: The coverage bands (``PIPELINE_COVERAGE_BANDS``): below the first a coverage is
+    #: short, from the second up healthy — in the terminal as on the dashboard.
+    bands: tuple[Decimal, Decimal] = (Decimal(1), Decimal(3))
 
     @classmethod
     def from_env(
@@ -49,7 +53,13 @@ class Settings:
         url = database_url or env.get("DATABASE_URL") or None
         data_dir_raw = env.get("PIPELINE_COVERAGE_DATA_DIR")
         data_dir = Path(data_dir_raw).expanduser() if data_dir_raw else default_data_dir()
-        return cls(database_url=url, data_dir=data_dir)
+        bands = _bands(env.get(BANDS_VARIABLE, DEFAULT_BANDS))
+        return cls(database_url=url, data_dir=data_dir, bands=bands)
+
+
+#: The coverage bands, ``LOW,HEALTHY``, for the CLI and the dashboard alike.
+BANDS_VARIABLE = "PIPELINE_COVERAGE_BANDS"
+DEFAULT_BANDS = "1,3"
 
 
 #: Set by ``serve --workers N`` for its worker processes.
@@ -68,6 +78,8 @@ class WebSettings:
     #: Coverage below ``low`` is short (red), from ``healthy`` up it is healthy (green).
     low: float = 1.0
     healthy: float = 3.0
+    #: The same thresholds, exact: what the server bands a row's coverage by.
+    bands: tuple[Decimal, Decimal] = (Decimal(1), Decimal(3))
     pool_size: int = 10
     #: How long a rendered run may be served again (names, pruning show up after it).
     run_cache_seconds: float = 30.0
@@ -110,12 +122,13 @@ class WebSettings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WebSettings:
         env = os.environ if environ is None else environ
         secret = env.get("PIPELINE_COVERAGE_SECRET_KEY") or secrets.token_urlsafe(32)
-        low, healthy = _bands(env.get("PIPELINE_COVERAGE_BANDS", "1,3"))
+        low, healthy = _bands(env.get(BANDS_VARIABLE, DEFAULT_BANDS))
         return cls(
             secret_key=secret,
             secure_cookies=env.get("PIPELINE_COVERAGE_SECURE_COOKIES", "") in ("1", "true"),
-            low=low,
-            healthy=healthy,
+            low=float(low),
+            healthy=float(healthy),
+            bands=(low, healthy),
             pool_size=_number(env, "PIPELINE_COVERAGE_POOL_SIZE", 10, int, minimum=1),
             run_cache_seconds=_number(env, "PIPELINE_COVERAGE_RUN_CACHE_SECONDS", 30.0, float),
             max_body_bytes=_number(
@@ -167,11 +180,11 @@ def _public_url(raw: str | None) -> str | None:
     return raw.rstrip("/")
 
 
-def _bands(text: str) -> tuple[float, float]:
+def _bands(text: str) -> tuple[Decimal, Decimal]:
     try:
-        low, healthy = (float(part) for part in text.split(","))
-    except ValueError:
+        low, healthy = (Decimal(part.strip()) for part in text.split(","))
+    except (ValueError, InvalidOperation):
         raise InputError(f"PIPELINE_COVERAGE_BANDS: expected 'LOW,HEALTHY', got {text!r}") from None
-    if not 0 <= low < healthy:
+    if not (low.is_finite() and healthy.is_finite() and 0 <= low < healthy):
         raise InputError(f"PIPELINE_COVERAGE_BANDS: need 0 <= LOW < HEALTHY, got {text!r}")
     return low, healthy

@@ -10,9 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline_coverage.db.connection import as_uuid, records, unit_of_work
+from pipeline_coverage.db.connection import Connection, as_uuid, records, unit_of_work
 from pipeline_coverage.errors import NotFoundError, ValidationError
 from pipeline_coverage.periods import fiscal_quarter_of, period_name, resolve_period
+from pipeline_coverage.presentation import period_label
 from pipeline_coverage.sql import query
 from pipeline_coverage.validation import parse_principal_type, shown
 
@@ -44,6 +45,8 @@ class KnownPeriod:
     last_run: dt.datetime | None
     #: The fiscal quarter containing today.
     current: bool
+    #: How it is shown (``presentation.period_label``).
+    label: str = ""
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,7 @@ class PrincipalInfo:
     parent_name: str | None = None
 
 
-def list_tenants(conn: Any) -> list[TenantInfo]:
+def list_tenants(conn: Connection) -> list[TenantInfo]:
     """Every tenant, by name, with its reporting currency and sizes."""
     with unit_of_work(conn) as cur:
         cur.execute(query(_QUERIES, "list_tenants"), {"tenant_id": None})
@@ -70,7 +73,7 @@ def list_tenants(conn: Any) -> list[TenantInfo]:
 
 
 def list_principals(
-    conn: Any, tenant_id: uuid.UUID, kind: str | None = None
+    conn: Connection, tenant_id: uuid.UUID, kind: str | None = None
 ) -> list[PrincipalInfo]:
     """A tenant's reps and teams (``kind``: USER or GROUP only), by name."""
     params = {
@@ -128,7 +131,7 @@ def _one(
     )
 
 
-def resolve_tenant(conn: Any, text: str) -> uuid.UUID:
+def resolve_tenant(conn: Connection, text: str) -> uuid.UUID:
     """A tenant by id or name (any case; a unique part of a name will do)."""
     found = _as_id(_named("tenant", text))
     if found is not None:
@@ -144,7 +147,7 @@ def resolve_tenant(conn: Any, text: str) -> uuid.UUID:
 
 
 def resolve_principal(
-    conn: Any, tenant_id: uuid.UUID, text: str, kind: str | None = None
+    conn: Connection, tenant_id: uuid.UUID, text: str, kind: str | None = None
 ) -> tuple[str, uuid.UUID]:
     """A rep or team of the tenant by name (or id, with ``kind``): (type, id)."""
     found = _as_id(_named("principal", text))
@@ -168,7 +171,7 @@ def resolve_principal(
     return hit["principal_type"], as_uuid(hit["id"])
 
 
-def resolve_pipeline(conn: Any, tenant_id: uuid.UUID, text: str) -> uuid.UUID:
+def resolve_pipeline(conn: Connection, tenant_id: uuid.UUID, text: str) -> uuid.UUID:
     """A pipeline of the tenant by id or name."""
     found = _as_id(_named("pipeline", text))
     if found is not None:
@@ -184,15 +187,17 @@ def resolve_pipeline(conn: Any, tenant_id: uuid.UUID, text: str) -> uuid.UUID:
 
 
 def require_known(
-    conn: Any,
+    conn: Connection,
     tenant_id: uuid.UUID,
     principal: tuple[str, uuid.UUID] | None = None,
     pipeline_id: uuid.UUID | None = None,
+    *,
+    stored_runs: bool = True,
 ) -> None:
     """Raise NotFoundError (exit 2 in the CLI) naming the rep or team, or the pipeline,
-    given by id that the tenant does not have. For a read that found nothing: a
-    principal deleted since still has its stored runs, so only an empty answer is
-    checked."""
+    given by id that the tenant does not have. For a read that found nothing
+    (``stored_runs``: a principal deleted since still has its stored runs, so only an
+    empty answer is checked), or before a run is computed."""
     kind, who = principal if principal is not None else (None, None)
     with unit_of_work(conn) as cur:
         # (the run's own scope check: whether the tenant has the principal, the pipeline)
@@ -204,32 +209,32 @@ def require_known(
              "as_of": dt.date.today()},
         )  # fmt: skip
         [known] = records(cur)
+    stored = ", and no stored run has it" if stored_runs else ""
+    if not known["tenant_exists"]:
+        raise NotFoundError(f"tenant_id: no tenant {tenant_id}")
     if not known["principal_exists"]:
         what = "user" if kind == "USER" else "group"
-        raise NotFoundError(
-            f"principal_id: no {what} {who} in tenant {tenant_id}, and no stored run has it"
-        )
+        raise NotFoundError(f"principal_id: no {what} {who} in tenant {tenant_id}{stored}")
     if not known["pipeline_exists"]:
-        raise NotFoundError(
-            f"pipeline: no pipeline {pipeline_id} in tenant {tenant_id}, and no stored run has it"
-        )
+        field = "pipeline" if stored_runs else "pipeline_id"
+        raise NotFoundError(f"{field}: no pipeline {pipeline_id} in tenant {tenant_id}{stored}")
 
 
-def _pipelines(conn: Any, tenant_id: uuid.UUID) -> list[dict[str, Any]]:
+def _pipelines(conn: Connection, tenant_id: uuid.UUID) -> list[dict[str, Any]]:
     with unit_of_work(conn) as cur:
         cur.execute(query(_QUERIES, "find_pipelines"), {"tenant_id": str(tenant_id), "text": ""})
         return records(cur)
 
 
 def tenant_period(
-    conn: Any, tenant_id: uuid.UUID, expression: str, as_of: dt.date | None = None
+    conn: Connection, tenant_id: uuid.UUID, expression: str, as_of: dt.date | None = None
 ) -> tuple[dt.date, dt.date]:
     """The period an expression names in the tenant's fiscal calendar (SPEC.md §10)."""
     month = fiscal_year_start_month(conn, tenant_id)
     return resolve_period(expression, fiscal_year_start_month=month, as_of=as_of)
 
 
-def fiscal_year_start_month(conn: Any, tenant_id: uuid.UUID) -> int:
+def fiscal_year_start_month(conn: Connection, tenant_id: uuid.UUID) -> int:
     """The month the tenant's fiscal year starts in (1 to 12)."""
     with unit_of_work(conn) as cur:
         cur.execute(query(_QUERIES, "tenant_calendar"), {"tenant_id": str(tenant_id)})
@@ -244,7 +249,7 @@ MAX_PERIODS = 200
 
 
 def known_periods(
-    conn: Any, tenant_id: uuid.UUID, today: dt.date | None = None
+    conn: Connection, tenant_id: uuid.UUID, today: dt.date | None = None
 ) -> list[KnownPeriod]:
     """The periods a tenant has target rows or runs for, newest first, with the
     current fiscal quarter among them even when it has neither."""
@@ -260,12 +265,13 @@ def known_periods(
         span = (r["period_start"], r["period_end"])
         periods[span] = KnownPeriod(
             *span, period_name(*span, month), int(r["targets"]), int(r["runs"]), r["last_run"],
-            current=span == current,
+            current=span == current, label=period_label(*span, month),
         )  # fmt: skip
     if current not in periods:
         periods[current] = KnownPeriod(
-            *current, period_name(*current, month), 0, 0, None, current=True
-        )
+            *current, period_name(*current, month), 0, 0, None, current=True,
+            label=period_label(*current, month),
+        )  # fmt: skip
     return sorted(periods.values(), key=lambda p: (p.period_start, p.period_end), reverse=True)
 
 

@@ -15,6 +15,7 @@ import datetime as dt
 import re
 
 from pipeline_coverage.errors import ValidationError
+from pipeline_coverage.presentation import SHOWN_CHARS
 
 RELATIVE = ("this-quarter", "last-quarter", "next-quarter", "this-fiscal-year")
 _CALENDAR = re.compile(r"(?P<year>[0-9]{4})(?:-Q(?P<quarter>[1-4])|-(?P<month>0[1-9]|1[0-2]))?")
@@ -150,5 +151,5 @@ def _resolve(
             return start, add_months(start, 1)
         return dt.date(year, 1, 1), dt.date(year + 1, 1, 1)
     raise ValidationError(
-        f"period: not a period expression: {expression[:60]!r} (for example: {EXAMPLES})"
+        f"period: not a period expression: {expression[:SHOWN_CHARS]!r} (for example: {EXAMPLES})"
     )

@@ -10,20 +10,23 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any
 
-from pipeline_coverage.db.connection import as_uuid, records, set_for_transaction, unit_of_work
+from pipeline_coverage.db.connection import (
+    Connection,
+    as_uuid,
+    records,
+    set_for_transaction,
+    unit_of_work,
+)
 from pipeline_coverage.errors import NotFoundError, ValidationError
 from pipeline_coverage.metrics import NAMES
+from pipeline_coverage.presentation import exclusion_message
 from pipeline_coverage.sql import query, specialized_query
-from pipeline_coverage.tenants import run_defaults
 from pipeline_coverage.validation import (
-    TARGET_MATCHES,
-    parse_choice,
-    parse_flag,
     parse_period,
     parse_principal_type,
     parse_uuid,
@@ -101,63 +104,10 @@ class Exclusion:
     detail: tuple[str, ...] = ()
 
     def describe(self, currency: str = "") -> str:
-        """The report's sentence for this flag, in the reporting currency. Deals without
-        a rate are in no amount: the sentence names them apart, so that its count and
-        its amount are of the same deals."""
-        count, one = self.count, self.count == 1
-        if self.flag == "NO_RATE":
-            return f"{count:,} deal{'' if one else 's'} {_without_rate(count)}"
-        if self.flag == "TARGET_PERIOD_MISMATCH":  # counts rows, not deals: no amount
-            return (
-                f"{count:,} row{'' if one else 's'} {'has' if one else 'have'} no target "
-                "for exactly this period but targets overlapping it (use target_match=within, "
-                "or the targets' own period)"
-            )
-        if self.flag == "TARGET_OVERLAP":  # rows, each naming the target rows it summed
-            return (
-                f"{count:,} row{'' if one else 's'} {'adds' if one else 'add'} up target rows"
-                " whose periods overlap, counting the overlap twice (target_match=within"
-                f" sums every target inside the period): {'; '.join(self.detail)}"
-            )
-        if self.flag not in _DEAL_FLAG_PHRASES:
-            return f"{self.flag}: {count:,}"
-        what, then = _DEAL_FLAG_PHRASES[self.flag]
-        priced = count - self.no_rate
-        if priced == 0:  # none of them has a rate: there is no amount to give
-            return f"{_open_deals(count)} {what[not one]} but {_without_rate(count)}"
-        worth = "" if self.flag == "NO_AMOUNT" or self.amount is None else (
-            f" worth {self.amount:,.2f}{' ' + currency if currency else ''}"
-        )  # fmt: skip
-        sentence = f"{_open_deals(priced)}{worth} {what[priced != 1]}{then[priced != 1]}"
-        if self.no_rate:
-            sentence += f"; {self.no_rate:,} more {_without_rate(self.no_rate)}"
-        return sentence
-
-
-def _without_rate(count: int) -> str:
-    """What the report says of ``count`` deals without a rate in force."""
-    one = count == 1
-    have, are = ("has", "is") if one else ("have", "are")
-    return f"{have} no exchange rate in force and {are} left out"
-
-
-def _open_deals(count: int) -> str:
-    return f"{count:,} open deal{'' if count == 1 else 's'}"
-
-
-#: Per deal flag of the exclusions report, for one deal and for several: what the
-#: deals are, and what follows for those with a rate in force (the ones that count).
-_DEAL_FLAG_PHRASES = {
-    "UNDATED": (("has no close date", "have no close date"),
-                (" and counts in no period", " and count in no period")),
-    "NO_AMOUNT": (("in the period has no amount", "in the period have no amount"),
-                  (" and counts as 0", " and count as 0")),
-    "NO_PROBABILITY": (("sits in stages without a probability",
-                        "sit in stages without a probability"),
-                       (" and weighs 0", " and weigh 0")),
-    "PAST_DUE": (("is past its close date", "are past their close date"),
-                 (" and still counts as open", " and still count as open")),
-}  # fmt: skip
+        """The report's sentence for this flag (:func:`presentation.exclusion_message`)."""
+        return exclusion_message(
+            self.flag, self.count, self.amount, self.no_rate, currency, self.detail
+        )
 
 
 @dataclass(frozen=True)
@@ -175,6 +125,8 @@ class CoverageRun:
     rows: tuple[CoverageRow, ...] = field(default=())
     row_count: int | None = None
     exclusions: tuple[Exclusion, ...] = ()
+    #: The tenant's fiscal calendar, which names the run's period.
+    fiscal_year_start_month: int = 1
 
     @property
     def currency(self) -> str:
@@ -208,21 +160,7 @@ class DealCredit:
     owner_user_id: uuid.UUID | None
 
 
-@dataclass(frozen=True)
-class HistoryPoint(SeedMetrics):
-    """A principal's numbers in one stored run, with the run's period and its day
-    (its ``as_of``)."""
-
-    run_id: uuid.UUID
-    generated_at: dt.datetime
-    as_of: dt.date
-    period_start: dt.date
-    period_end: dt.date
-    pipeline_id: uuid.UUID | None
-    values: Mapping[str, Value]
-
-
-def _optional_uuid(value: Any) -> uuid.UUID | None:
+def optional_uuid(value: Any) -> uuid.UUID | None:
     return None if value is None else as_uuid(value)
 
 
@@ -238,7 +176,7 @@ def identity_from_record(record: Mapping[str, Any]) -> dict[str, Any]:
         "principal_type": record["principal_type"],
         "principal_id": as_uuid(record["principal_id"]),
         "principal_name": record["principal_name"],
-        "pipeline_id": _optional_uuid(record["pipeline_id"]),
+        "pipeline_id": optional_uuid(record["pipeline_id"]),
         "pipeline_name": record["pipeline_name"],
     }
 
@@ -262,6 +200,7 @@ def run_from_header(record: Mapping[str, Any], **extra: Any) -> CoverageRun:
         period_start=record["period_start"],
         period_end=record["period_end"],
         parameters=json.loads(record["parameters"]),
+        fiscal_year_start_month=int(record["fiscal_year_start_month"]),
         **extra,
     )
 
@@ -287,7 +226,7 @@ def insert_run(
             "parameters": json.dumps(parameters),
         },
     )
-    return as_uuid(cur.fetchone()[0])
+    return as_uuid(records(cur)[0]["id"])
 
 
 @dataclass(frozen=True)
@@ -299,7 +238,7 @@ class Pruned:
 
 
 def prune_runs(
-    conn: Any,
+    conn: Connection,
     older_than_days: int,
     tenant_id: uuid.UUID | str | None = None,
     *,
@@ -341,9 +280,10 @@ def _header(cur: Any, run: uuid.UUID, tenant: uuid.UUID | None) -> Mapping[str, 
 
 
 def get_run(
-    conn: Any, run_id: uuid.UUID | str, tenant_id: uuid.UUID | str | None = None
+    conn: Connection, run_id: uuid.UUID | str, tenant_id: uuid.UUID | str | None = None
 ) -> CoverageRun:
-    """A stored run with its rows (best coverage first) and its exclusions report.
+    """A stored run with its rows (in a fixed order of identity: the order they are
+    shown in is presentation.default_order's) and its exclusions report.
 
     With ``tenant_id``, a run of another tenant is reported as not found.
     """
@@ -365,7 +305,7 @@ def get_run(
 
 
 def list_runs(
-    conn: Any,
+    conn: Connection,
     tenant_id: uuid.UUID | str | None = None,
     limit: int = 50,
     *,
@@ -413,7 +353,7 @@ DEALS_SETTINGS = {"enable_nestloop": "off"}
 
 
 def run_deals(
-    conn: Any,
+    conn: Connection,
     run_id: uuid.UUID | str,
     tenant_id: uuid.UUID | str | None = None,
     *,
@@ -424,7 +364,7 @@ def run_deals(
 ) -> list[DealCredit]:
     """The deals behind a run's rows (all rows', or one principal's), ordered by
     principal, bucket and deal; ``after`` continues a page. A run of another tenant
-    (when ``tenant_id`` is given) is not found."""
+    (when ``tenant_id`` is given) is not found, nor a principal the run has no row for."""
     run = required_uuid(run_id, "run_id")
     tenant = parse_uuid(tenant_id, "tenant_id", optional=True)
     kind = parse_principal_type(principal_type) if principal_type is not None else None
@@ -449,6 +389,14 @@ def run_deals(
         )
         credits = _deal_credits(cur)
         set_for_transaction(cur, replaced)  # (a caller's transaction goes on)
+        if not credits and principal is not None and after is None:
+            cur.execute(
+                query(_QUERIES, "run_has_row"),
+                {"tenant_id": str(header["tenant_id"]), "run_id": str(run),
+                 "principal_type": kind, "principal_id": str(principal)},
+            )  # fmt: skip
+            if not records(cur)[0]["found"]:
+                raise NotFoundError(f"principal_id: run {run} has no row for {kind} {principal}")
     return credits
 
 
@@ -473,115 +421,7 @@ def _deal_credits(cur: Any) -> list[DealCredit]:
     for row in cur.fetchall():
         values = list(row)
         for i in _DEAL_UUIDS:  # psycopg2 returns uuids as str
-            values[i] = _optional_uuid(values[i])
+            values[i] = optional_uuid(values[i])
         values[_DEAL_FLAGS] = _flags(values[_DEAL_FLAGS])
         credits.append(DealCredit(*values))
     return credits
-
-
-#: How a history is sampled: every run, or each day's last run (``principal_history``).
-GRANULARITIES = ("run", "day")
-
-
-def principal_history(
-    conn: Any,
-    tenant_id: uuid.UUID | str,
-    principal_type: str,
-    principal_id: uuid.UUID | str,
-    period_start: dt.date | str,
-    period_end: dt.date | str,
-    pipeline_id: uuid.UUID | str | None = None,
-    *,
-    granularity: str = "run",
-    target_match: str | None = None,
-    rollup: bool | str | None = None,
-) -> list[HistoryPoint]:
-    """A principal's numbers for one period across the tenant's stored runs: the trend
-    of how its pipeline built up (or drained) over time.
-
-    ``granularity="run"``: every run's row, oldest first. ``"day"``: one point per day,
-    the day's last run (by ``generated_at``), in order of day — where a run's day is
-    its ``as_of``, the day it speaks for (see docs/decisions.md). Only the runs made
-    with ``target_match`` and ``rollup`` count: each is a value, ``"any"`` (every run),
-    or None, the tenant's default run option (:func:`run_filters`).
-    """
-    start, end = parse_period(period_start, period_end)
-    pick = parse_choice(granularity, "granularity", GRANULARITIES)
-    target_match, rollup = run_filters(conn, tenant_id, target_match, rollup)
-    return principal_points(
-        conn, tenant_id, principal_type, principal_id, [(start, end, None)], pick,
-        pipeline_id=pipeline_id, target_match=target_match, rollup=rollup,
-    )  # fmt: skip
-
-
-#: A trend's run filter that keeps every run, whatever it was made with.
-ANY = "any"
-
-
-def run_filters(
-    conn: Any, tenant_id: uuid.UUID | str, target_match: str | None, rollup: bool | str | None
-) -> tuple[str | None, bool | None]:
-    """The runs a trend keeps, as ``principal_points`` takes them (None: any): a value
-    given is kept, ``"any"`` is any, and None is the tenant's default run option — so a
-    trend follows the runs the tenant's runs and snapshots make, and a team's line does
-    not jump between rolled-up runs and runs without roll-up."""
-    if target_match is not None and target_match != ANY:
-        target_match = parse_choice(target_match, "target_match", (*TARGET_MATCHES, ANY))
-    if rollup is not None and rollup != ANY:
-        rollup = parse_flag(rollup, "rollup")
-    if target_match is None or rollup is None:
-        defaults = run_defaults(conn, required_uuid(tenant_id, "tenant_id"))
-        target_match = defaults.target_match if target_match is None else target_match
-        rollup = defaults.rollup if rollup is None else rollup
-    return (
-        None if target_match == ANY else target_match,
-        None if rollup == ANY else bool(rollup),
-    )
-
-
-def principal_points(
-    conn: Any,
-    tenant_id: uuid.UUID | str,
-    principal_type: str,
-    principal_id: uuid.UUID | str,
-    periods: Sequence[tuple[dt.date, dt.date, dt.date | None]],
-    pick: str,
-    *,
-    pipeline_id: uuid.UUID | str | None = None,
-    target_match: str | None = None,
-    rollup: bool | None = None,
-) -> list[HistoryPoint]:
-    """A principal's rows in the runs of several periods, each (start, end, cut-off
-    day or None): every run's (``pick="run"``), each day's last (``"day"``), or each
-    period's last run on or before its cut-off (``"last"``). One statement for all.
-    ``target_match`` and ``rollup`` keep the runs made so; None here is any run."""
-    pipeline = parse_uuid(pipeline_id, "pipeline_id", optional=True)
-    params = {
-        "tenant_id": str(required_uuid(tenant_id, "tenant_id")),
-        "principal_type": parse_principal_type(principal_type),
-        "principal_id": str(required_uuid(principal_id, "principal_id")),
-        "pipeline_id": str(pipeline) if pipeline else None,
-        "starts": [start for start, _, _ in periods],
-        "ends": [end for _, end, _ in periods],
-        "cutoffs": [cutoff for _, _, cutoff in periods],
-        "pick": parse_choice(pick, "pick", ("run", "day", "last")),
-        "target_match": None
-        if target_match is None
-        else parse_choice(target_match, "target_match", TARGET_MATCHES),
-        "rollup": None if rollup is None else parse_flag(rollup, "rollup"),
-    }
-    with unit_of_work(conn) as cur:
-        cur.execute(query(_QUERIES, "principal_points"), params)
-        found = records(cur)
-    return [
-        HistoryPoint(
-            run_id=as_uuid(r["run_id"]),
-            generated_at=r["generated_at"],
-            as_of=r["as_of"],
-            period_start=r["period_start"],
-            period_end=r["period_end"],
-            pipeline_id=_optional_uuid(r["pipeline_id"]),
-            values={name: r[name] for name in NAMES},
-        )
-        for r in found
-    ]

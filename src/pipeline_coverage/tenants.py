@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline_coverage.db.connection import records, unit_of_work
+from pipeline_coverage.db.connection import Connection, records, unit_of_work
 from pipeline_coverage.errors import DatabaseError, NotFoundError
 from pipeline_coverage.sql import query
 from pipeline_coverage.validation import (
@@ -62,7 +62,7 @@ def _defaults(row: dict[str, Any]) -> RunDefaults:
     )
 
 
-def run_defaults(conn: Any, tenant_id: uuid.UUID | str) -> RunDefaults:
+def run_defaults(conn: Connection, tenant_id: uuid.UUID | str) -> RunDefaults:
     """The tenant's default run options; :class:`NotFoundError` for no such tenant."""
     tenant = required_uuid(tenant_id, "tenant_id")
     with unit_of_work(conn) as cur:
@@ -74,7 +74,7 @@ def run_defaults(conn: Any, tenant_id: uuid.UUID | str) -> RunDefaults:
 
 
 def set_run_defaults(
-    conn: Any,
+    conn: Connection,
     tenant_id: uuid.UUID | str,
     *,
     rollup: bool | None = None,
@@ -117,7 +117,7 @@ class TenantDeletion:
         return sum(self.rows.values())
 
 
-def tenant_rows(conn: Any, tenant_id: uuid.UUID | str) -> dict[str, int]:
+def tenant_rows(conn: Connection, tenant_id: uuid.UUID | str) -> dict[str, int]:
     """The tenant's rows in each table of the schema (the tenant's own row included)."""
     tenant = required_uuid(tenant_id, "tenant_id")
     with unit_of_work(conn) as cur:
@@ -130,7 +130,7 @@ def _rows(cur: Any, tenant: uuid.UUID) -> dict[str, int]:
 
 
 def delete_tenant(
-    conn: Any, tenant_id: uuid.UUID | str, *, dry_run: bool = False
+    conn: Connection, tenant_id: uuid.UUID | str, *, dry_run: bool = False
 ) -> TenantDeletion:
     """Delete the tenant and everything of it — reps, teams, memberships, pipelines,
     stages, deals, targets, exchange rates, runs with their facts and drill-down, API

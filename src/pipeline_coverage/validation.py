@@ -12,8 +12,8 @@ import re
 import uuid
 
 from pipeline_coverage.errors import ValidationError
+from pipeline_coverage.presentation import PRINCIPAL_TYPES, SHOWN_CHARS
 
-PRINCIPAL_TYPES = ("USER", "GROUP")
 TARGET_MATCHES = ("exact", "within")
 #: The longest period a run may span: a year (a leap year, or any fiscal year). A
 #: longer run is almost certainly a mistake, and one over all time reads every deal.
@@ -139,7 +139,7 @@ def parse_whole(value: object, name: str, low: int, high: int) -> int:
     return value
 
 
-def shown(value: object, limit: int = 60) -> str:
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
     """A value as an error message shows it: its repr, cut to a readable length."""
     text = repr(value)
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"

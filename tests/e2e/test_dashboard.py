@@ -384,10 +384,10 @@ def build_acme(conn: psycopg.Connection[Any]) -> Acme:
 
 def api_rows(conn: psycopg.Connection[Any], run: uuid.UUID, tenant: uuid.UUID) -> Any:
     """The run's rows as the API serves them, by label."""
+    from pipeline_coverage.render.values import run_document
     from pipeline_coverage.store import get_run
-    from pipeline_coverage.web.schemas import RunWithRows
 
-    rows = RunWithRows.of(get_run(conn, run, tenant)).model_dump(mode="json")["rows"]
+    rows = run_document(get_run(conn, run, tenant)).model_dump(mode="json")["rows"]
     conn.commit()
     return {
         row["principal_name"]
@@ -414,7 +414,7 @@ def test_dashboard_shows_remaining_coverage_deals_teams_and_pipelines(
 
     # The header: the period, when it was generated, as of when; the run id small.
     last = (acme.end - dt.timedelta(days=1)).isoformat()
-    quarter = f"Q{(acme.start.month - 1) // 3 + 1} {acme.start.year}"
+    quarter = f"{acme.start.year}-Q{(acme.start.month - 1) // 3 + 1}"  # (periods.period_name)
     assert (
         page.inner_text("#run-title") == f"{quarter} · {acme.start.isoformat()} \N{EN DASH} {last}"
     )

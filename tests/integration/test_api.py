@@ -40,7 +40,7 @@ AMOUNT_FIELDS = ("target_amount", "open_amount", "coverage_ratio")
 #: name (the registry), and the row's flags.
 CSV_HEADER = [
     "run_id", "tenant_id", "period_start", "period_end", "principal_type", "principal_id",
-    "principal_name", "pipeline_id", "pipeline_name", *NAMES, "flags",
+    "principal_name", "pipeline_id", "pipeline_name", *NAMES, "flags", "status", "band",
 ]  # fmt: skip
 
 Json = dict[str, Any]
@@ -754,6 +754,7 @@ def test_a_run_as_csv(api: httpx.Client, world: World) -> None:
             assert record[column] == row[column], column
         for column in AMOUNT_FIELDS:
             assert record[column] == (row[column] or ""), column
+        assert (record["status"], record["band"]) == (row["status"], row["band"] or "")
 
     # Asking for JSON (or anything else) gives JSON.
     as_json = api.get(f"/v1/coverage-runs/{run_id}", headers={**world.auth, "Accept": "*/*"})

@@ -527,8 +527,12 @@ def test_run_single_principal_as_json(
     assert result.code == 0, result
     document = parse_json(result.out)
     assert uuid.UUID(document["run_id"]) == scalar(db_url, "SELECT id FROM dyno_crm.report_run")
-    assert document["tenant_id"] == str(scenario.tenant)
-    assert (document["period_start"], document["period_end"]) == ("2026-01-01", "2026-04-01")
+    assert document["run"]["tenant_id"] == str(scenario.tenant)
+    assert (document["run"]["period_start"], document["run"]["period_end"]) == (
+        "2026-01-01",
+        "2026-04-01",
+    )
+    assert document["run"]["period_label"] == "2026-Q1 · 2026-01-01 \u2013 2026-03-31"
     assert len(document["rows"]) == 1
     row = document["rows"][0]
     assert row["principal_type"] == "USER"
@@ -996,14 +1000,16 @@ def test_run_takes_a_period_expression_in_the_fiscal_calendar(
                  "--all", "--format", "json")  # fmt: skip
     assert fiscal.code == 0, fiscal
     document = parse_json(fiscal.out)
-    assert (document["period_start"], document["period_end"]) == ("2026-07-01", "2026-10-01")
-    assert document["parameters"]["period"] == "FY2027-Q1"
+    header = document["run"]
+    assert (header["period_start"], header["period_end"]) == ("2026-07-01", "2026-10-01")
+    assert header["parameters"]["period"] == "FY2027-Q1"
+    assert header["period_label"].startswith("FY2027-Q1 · 2026-07-01")
     calendar = cli(capsys, db_url, "run", "--tenant", "Acme Corp", "--period", "2026-Q1",
                    "--principal", "Alice Andersen", "--format", "json")  # fmt: skip
     assert parse_json(calendar.out)["rows"][0]["open_amount"] == "1250.50"  # as with dates
     relative = cli(capsys, db_url, "run", "--tenant", "Acme Corp", "--period", "this-quarter",
                    "--as-of", "2026-08-15", "--all", "--format", "json")  # fmt: skip
-    assert parse_json(relative.out)["period_start"] == "2026-07-01"
+    assert parse_json(relative.out)["run"]["period_start"] == "2026-07-01"
 
     both = cli(capsys, db_url, "run", "--tenant", "Acme Corp", "--period", "2026-Q1", *Q1,
                "--all")  # fmt: skip

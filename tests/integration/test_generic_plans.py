@@ -47,7 +47,7 @@ from pipeline_coverage.directory import (
     resolve_pipeline,
     resolve_principal,
 )
-from pipeline_coverage.trends import same_point_of_quarter
+from pipeline_coverage.history import same_point_of_quarter
 from tests.factory import bulk_tenant
 
 PERIOD = (dt.date(2026, 1, 1), dt.date(2026, 4, 1))

@@ -210,7 +210,7 @@ def run_all(capsys: pytest.CaptureFixture[str], db_url: str, names: Names, *extr
     result = ok(cli(capsys, db_url, "run", "--tenant", names.tenant, *Q1, "--all", *extra,
                     "--format", "json"))  # fmt: skip
     document = json.loads(result.out)
-    assert document["tenant_name"] == TENANT
+    assert document["run"]["tenant_name"] == TENANT
     for row in document["rows"]:
         assert row["principal_name"] == names.name_of(row["principal_type"], row["principal_id"])
     assert run_count(db_url) == before + 1

@@ -100,7 +100,7 @@ def test_a_salesforce_report_with_teams_and_targets_gives_rolled_up_coverage(
     assert "reps created: 3 (Ana Silva, Ben Ode, Cleo Park)" in text
 
     run = batch(capsys, db_url, "Acme Sales")
-    assert run["parameters"]["rollup"] is True  # the imported tenant's default
+    assert run["run"]["parameters"]["rollup"] is True  # the imported tenant's default
     rows = rows_by_name(run)
     expected = report_open_amounts(export)
     for owner, amount in expected.items():

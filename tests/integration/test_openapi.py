@@ -20,6 +20,7 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
 from schemathesis.generation import GenerationMode
+from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from pipeline_coverage.apikeys import create_api_key
 from pipeline_coverage.reports.coverage import (
@@ -235,3 +236,51 @@ def test_no_generated_request_gets_a_server_error(
         listed = client.get("/v1/coverage-runs", params={"limit": 3})
     assert listed.status_code == 200
     assert len(listed.json()["items"]) == 3
+
+
+def test_real_responses_conform_to_their_response_schemas(live_server: str, seeded: Seeded) -> None:
+    """What each JSON read and the run's POST actually send validates against the
+    schema the API declares for it (the deals and the comparison included, which are
+    returned through their response models), and carries the fields it documents."""
+    schema = schemathesis.openapi.from_url(f"{live_server}/openapi.json", timeout=30)
+    auth = {"Authorization": f"Bearer {seeded.key}"}
+    run = {"run_id": str(seeded.run_id)}
+    pair = {**run, "other_run_id": str(seeded.later_run_id)}
+    who = {"principal_type": "USER", "principal_id": str(seeded.rep)}
+    period = {"period_start": Q1[0].isoformat(), "period_end": Q1[1].isoformat()}
+    cases: list[tuple[str, str, dict[str, Any]]] = [
+        ("GET", "/v1/coverage-runs/{run_id}", {"path_parameters": run}),
+        ("GET", "/v1/coverage-runs/{run_id}/deals",
+         {"path_parameters": run, "query": {"limit": 2}}),
+        ("GET", "/v1/coverage-runs/{run_id}/deals", {"path_parameters": run, "query": who}),
+        ("GET", "/v1/coverage-runs/{run_id}/compare/{other_run_id}",
+         {"path_parameters": pair, "query": {"deals": True}}),
+        ("GET", "/v1/coverage-runs", {"query": {"limit": 2}}),
+        ("GET", "/v1/coverage/history", {"query": {**who, **period}}),
+        ("GET", "/v1/coverage/same-point", {"query": {**who, "as_of": Q1[1].isoformat()}}),
+        ("GET", "/v1/periods", {}),
+        ("POST", "/v1/coverage-runs", {"body": period, "media_type": "application/json"}),
+    ]  # fmt: skip
+    seen: dict[tuple[str, str], Any] = {}
+    for method, path, parts in cases:
+        operation = schema[path][method]
+        case = operation.Case(**parts)
+        response = case.call(base_url=live_server, headers=auth, timeout=30)
+        assert response.status_code in (200, 201), (method, path, response.text)
+        case.validate_response(response, checks=[response_schema_conformance])
+        seen[(method, path)] = response.json()
+    page = seen[("GET", "/v1/coverage-runs/{run_id}/deals")]
+    assert page["deals"]
+    assert set(page["deals"][0]) >= {"class", "reporting_amount", "deal_pipeline_name"}
+    comparison = seen[("GET", "/v1/coverage-runs/{run_id}/compare/{other_run_id}")]
+    assert comparison["rows"]
+    assert comparison["deals"] is not None
+    assert comparison["run_b"]["period_label"].startswith("2026-Q1 · ")
+    document = seen[("GET", "/v1/coverage-runs/{run_id}")]
+    assert document["run_id"] == str(seeded.run_id)
+    assert sorted(row["order"] for row in document["rows"]) == list(range(len(document["rows"])))
+    assert [row["order"] for row in document["rows"]] == sorted(
+        r["order"] for r in document["rows"]
+    )
+    created = seen[("POST", "/v1/coverage-runs")]
+    assert set(created) == {"run_id", "run", "exclusions", "rows"} == set(document)

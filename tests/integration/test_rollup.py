@@ -310,7 +310,7 @@ def test_cli_run_rollup_by_name_shows_member_targets(
     result = runner.invoke(cli, [*args, "--format", "json"])
     assert result.exit_code == 0, result.output
     found = json.loads(result.output)
-    assert found["parameters"]["rollup"] is True
+    assert found["run"]["parameters"]["rollup"] is True
     row = next(r for r in found["rows"] if r["principal_id"] == str(org.region))
     assert (row["open_amount"], row["member_target_amount"]) == ("260.00", "900.00")
     table = runner.invoke(cli, args, terminal_width=200)
@@ -434,9 +434,10 @@ def test_a_new_user_loads_an_export_and_runs_a_fiscal_rolled_up_quarter_by_name(
                                  "--format", "json"])  # fmt: skip
     assert result.exit_code == 0, result.output
     document = json.loads(result.output)
-    assert (document["period_start"], document["period_end"]) == ("2026-07-01", "2026-10-01")
-    assert document["parameters"]["period"] == "FY2027-Q1"
-    assert set(document["parameters"]["rates"]) == {"EUR", "GBP"}  # JPY has no rate
+    header = document["run"]
+    assert (header["period_start"], header["period_end"]) == ("2026-07-01", "2026-10-01")
+    assert header["parameters"]["period"] == "FY2027-Q1"
+    assert set(header["parameters"]["rates"]) == {"EUR", "GBP"}  # JPY has no rate
 
     oracle = Oracle(conn, tenant)
     assert {d.currency for d in oracle.all_deals} == {None, "USD", "EUR", "GBP", "JPY"}

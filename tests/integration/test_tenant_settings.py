@@ -28,6 +28,7 @@ from pipeline_coverage import (
 from pipeline_coverage.apikeys import start_session
 from pipeline_coverage.cli import main
 from pipeline_coverage.errors import NotFoundError, ValidationError
+from pipeline_coverage.history import same_point_of_quarter
 from pipeline_coverage.importing.load import load_tables
 from pipeline_coverage.reports.snapshot import take_snapshots
 from pipeline_coverage.sql import query
@@ -38,7 +39,6 @@ from pipeline_coverage.tenants import (
     run_defaults,
     set_run_defaults,
 )
-from pipeline_coverage.trends import same_point_of_quarter
 from tests.factory import Crm
 from tests.worlds import Q1, World, build_world
 

@@ -20,8 +20,8 @@ import pytest
 
 from pipeline_coverage import ValidationError, coverage_request, principal_history, run_coverage
 from pipeline_coverage.cli import main
+from pipeline_coverage.history import same_point_of_quarter
 from pipeline_coverage.reports.snapshot import take_snapshots
-from pipeline_coverage.trends import same_point_of_quarter
 from tests.factory import Crm
 from tests.oracle import Options, Oracle
 from tests.worlds import Q1, World

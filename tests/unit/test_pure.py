@@ -207,7 +207,9 @@ def test_csv_has_a_header_and_empty_fields_for_null() -> None:
     assert lines[0].startswith("run_id,tenant_id,period_start,period_end,principal_type")
     assert lines[0].split(",") == list(CSV_COLUMNS)
     assert ",Alice,,,1000.00,1250.50,1.2505," in lines[1]
-    assert lines[1].endswith("," * (len(NAMES) - 3))  # the other metrics and flags: empty
+    # The other metrics and flags: empty; then the row's status and band (a row without
+    # remaining_target, from before it existed: judged by its coverage_ratio).
+    assert lines[1].endswith("," * (len(NAMES) - 3) + ",legacy,watch")
 
 
 def test_load_error_counts_what_it_does_not_list() -> None:
@@ -249,9 +251,10 @@ def test_run_cache_expires_and_bounds_its_size() -> None:
     assert expired.get(tenant, uuid.UUID(int=10), "json") is None
 
 
-def test_the_table_orders_rows_by_the_first_ratio_it_shows() -> None:
+def test_the_table_shows_rows_in_the_default_order() -> None:
     def row(n: int, remaining: str | None, ratio: str | None) -> CoverageRow:
-        values = _values(Decimal("100.00"), Decimal("50.00"), Decimal("0.5000"))
+        target = None if remaining is None else Decimal("100.00")
+        values = _values(target, Decimal("50.00"), None if target is None else Decimal("0.5000"))
         values["remaining_target"] = None if remaining is None else Decimal(remaining)
         values["remaining_coverage_ratio"] = None if ratio is None else Decimal(ratio)
         return CoverageRow("USER", uuid.UUID(int=n), f"Rep {n}", None, None, values)

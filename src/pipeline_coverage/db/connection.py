@@ -49,6 +49,21 @@ class Cursor(Protocol):
     def __exit__(self, *exc: object) -> Any: ...
 
 
+class Connection(Protocol):
+    """The part of a DB-API connection the package uses: what every function taking
+    the caller's connection is typed with (a psycopg 3 or a psycopg2 connection)."""
+
+    @property
+    def closed(self) -> Any: ...
+    @property
+    def autocommit(self) -> Any: ...
+    @property
+    def info(self) -> Any: ...
+    def cursor(self) -> Any: ...
+    def commit(self) -> None: ...
+    def rollback(self) -> None: ...
+
+
 def connect(url: str) -> psycopg.Connection[tuple[Any, ...]]:
     """Open a psycopg 3 connection; a failure to connect is a :class:`DatabaseError`."""
     try:
@@ -64,7 +79,7 @@ def _first_line(exc: Exception) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _transaction_status(conn: Any) -> int:
+def _transaction_status(conn: Connection) -> int:
     return int(conn.info.transaction_status)
 
 
@@ -75,7 +90,7 @@ def set_for_transaction(cur: Any, settings: Mapping[str, str]) -> dict[str, str]
         query("settings", "set_for_transaction"),
         {"names": list(settings), "values": list(settings.values())},
     )
-    return {str(row[0]): str(row[1]) for row in cur.fetchall()}
+    return {str(r["name"]): str(r["previous"]) for r in records(cur)}
 
 
 def prepares(cur: Any) -> bool:
@@ -85,14 +100,14 @@ def prepares(cur: Any) -> bool:
     return isinstance(cur, psycopg.Cursor) and cur.connection.prepare_threshold is not None
 
 
-def in_transaction(conn: Any) -> bool:
+def in_transaction(conn: Connection) -> bool:
     """Whether the caller has a transaction open on ``conn`` (a unit of work then runs
     in a savepoint of it, and whatever it sets for its transaction outlives it)."""
     return _transaction_status(conn) == _INTRANS
 
 
 @contextmanager
-def unit_of_work(conn: Any, isolation: Isolation | None = None) -> Iterator[Cursor]:
+def unit_of_work(conn: Connection, isolation: Isolation | None = None) -> Iterator[Cursor]:
     """Run a block atomically on the caller's connection, leaving it usable afterwards.
 
     - Connection idle: the block runs in its own transaction, committed at the end
@@ -143,7 +158,7 @@ def unit_of_work(conn: Any, isolation: Isolation | None = None) -> Iterator[Curs
 
 
 @contextmanager
-def advisory_lock(conn: Any, key: str) -> Iterator[None]:
+def advisory_lock(conn: Connection, key: str) -> Iterator[None]:
     """Hold an advisory lock on ``key`` (any text) for the block.
 
     On an idle connection it is a session lock, taken and released in transactions of
@@ -166,7 +181,7 @@ def advisory_lock(conn: Any, key: str) -> Iterator[None]:
             cur.execute(query("locks", "unlock"), {"key": key})
 
 
-def _undo(conn: Any, cur: Cursor, *, nested: bool, explicit: bool) -> None:
+def _undo(conn: Connection, cur: Cursor, *, nested: bool, explicit: bool) -> None:
     if _transaction_status(conn) not in (_INTRANS, _INERROR):
         return  # the connection is broken or nothing was started: nothing to undo
     if nested:

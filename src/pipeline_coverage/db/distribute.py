@@ -62,7 +62,7 @@ class _Table:
     kind: str | None
 
 
-def distribute(conn: Any) -> Distribution:
+def distribute(conn: psycopg.Connection[Any]) -> Distribution:
     """Distribute every table of the schema by tenant; see the module's docstring.
 
     Raises :class:`DistributionError` (nothing changed) on a server without Citus, on

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline_coverage.db.connection import (
+    Connection,
     Isolation,
     advisory_lock,
     as_uuid,
@@ -223,7 +224,7 @@ class RunOutcome:
 
 
 def run_coverage(
-    conn: Any, request: CoverageRequest, *, idempotency_key: str | None = None
+    conn: Connection, request: CoverageRequest, *, idempotency_key: str | None = None
 ) -> RunOutcome:
     """Compute and store a run for ``request``; one unit of work (see ``unit_of_work``).
 
@@ -268,7 +269,7 @@ def run_coverage(
     return RunOutcome(run_id)
 
 
-def run_of_key(conn: Any, tenant_id: uuid.UUID, idempotency_key: str) -> uuid.UUID | None:
+def run_of_key(conn: Connection, tenant_id: uuid.UUID, idempotency_key: str) -> uuid.UUID | None:
     """The run an idempotency key made for the tenant, if it made one (committed)."""
     with unit_of_work(conn) as cur:
         cur.execute(
@@ -392,7 +393,7 @@ def _check_scope(cur: Any, params: Mapping[str, Any]) -> tuple[str, dict[str, st
 
 
 def run_pipeline_coverage_report(
-    conn: Any,
+    conn: Connection,
     tenant_id: uuid.UUID | str,
     period_start: dt.date | str,
     period_end: dt.date | str,
@@ -427,7 +428,7 @@ def run_pipeline_coverage_report(
 
 
 def run_pipeline_coverage_batch(
-    conn: Any,
+    conn: Connection,
     tenant_id: uuid.UUID | str,
     period_start: dt.date | str,
     period_end: dt.date | str,

@@ -19,7 +19,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from pipeline_coverage.db.connection import as_uuid, records, set_for_transaction, unit_of_work
+from pipeline_coverage.db.connection import (
+    Connection,
+    as_uuid,
+    records,
+    set_for_transaction,
+    unit_of_work,
+)
 from pipeline_coverage.errors import NotFoundError, ValidationError
 from pipeline_coverage.metrics import Metric
 from pipeline_coverage.sql import query
@@ -261,7 +267,7 @@ def _scope(
 
 
 def compare_runs(
-    conn: Any,
+    conn: Connection,
     run_a: uuid.UUID | str,
     run_b: uuid.UUID | str,
     tenant_id: uuid.UUID | str | None = None,
@@ -315,6 +321,8 @@ def compare_runs(
         replaced = set_for_transaction(cur, PLANNER_SETTINGS)
         cur.execute(query(_QUERIES, "movement_rows"), {**params, "deals": deals})
         found_rows = records(cur)
+        if kind and principal and not found_rows:  # not an empty movement: no such principal
+            raise NotFoundError(f"principal_id: neither run has a row for {kind} {principal}")
         rows = tuple(_row(r) for r in found_rows)
         listed = None
         if deals:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pipeline_coverage.db.connection import as_uuid, records, unit_of_work
+from pipeline_coverage.db.connection import Connection, as_uuid, records, unit_of_work
 from pipeline_coverage.errors import (
     InputError,
     NotFoundError,
@@ -71,7 +71,7 @@ def snapshot_key(request: CoverageRequest) -> str:
 
 
 def take_snapshots(
-    conn: Any,
+    conn: Connection,
     tenant_ids: Sequence[uuid.UUID | str] | None = None,
     *,
     as_of: dt.date | str | None = None,
@@ -113,7 +113,7 @@ def take_snapshots(
 
 
 def _take(
-    conn: Any,
+    conn: Connection,
     tenant: dict[str, Any],
     expression: str,
     day: dt.date,
@@ -165,7 +165,7 @@ def backfill_days(
 
 
 def backfill(
-    conn: Any,
+    conn: Connection,
     tenant_id: uuid.UUID | str,
     days: Sequence[dt.date],
     *,

@@ -6,40 +6,41 @@ import base64
 import binascii
 import datetime as dt
 import hashlib
-import json
 import uuid
 from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import APIRouter, Header, Query, Request, Response
 
-from pipeline_coverage.directory import default_period, known_periods, tenant_period
+from pipeline_coverage.directory import default_period, known_periods
 from pipeline_coverage.errors import ConnectionLostError, NotFoundError
-from pipeline_coverage.render import (
+from pipeline_coverage.history import (
+    MAX_DAY_OF_QUARTER,
+    MAX_QUARTERS,
+    principal_history,
+    same_point_of_quarter,
+)
+from pipeline_coverage.presentation import PRINCIPAL_TYPES, Bands
+from pipeline_coverage.render.values import (
+    PrincipalType,
+    Run,
     deal_values,
     deals_csv,
     movement_csv,
     movement_deals_csv,
-    movement_json,
+    movement_document,
     run_csv,
+    run_document,
 )
 from pipeline_coverage.reports.coverage import (
     IdempotencyConflictError,
     RunOutcome,
-    coverage_request,
     run_coverage,
     run_of_key,
 )
 from pipeline_coverage.reports.movement import compare_runs
-from pipeline_coverage.store import (
-    DealCredit,
-    DealCursor,
-    get_run,
-    list_runs,
-    principal_history,
-    run_deals,
-)
-from pipeline_coverage.trends import MAX_DAY_OF_QUARTER, MAX_QUARTERS, same_point_of_quarter
+from pipeline_coverage.reports.requests import resolve_request
+from pipeline_coverage.store import DealCredit, DealCursor, get_run, list_runs, run_deals
 from pipeline_coverage.web.cache import Rendered, RunCache
 from pipeline_coverage.web.deps import (
     Caller,
@@ -60,10 +61,8 @@ from pipeline_coverage.web.schemas import (
     PeriodInfo,
     PeriodList,
     Point,
-    PrincipalType,
     Problem,
     QuarterPoint,
-    Run,
     RunPage,
     RunRequest,
     RunWithRows,
@@ -111,6 +110,11 @@ def wants_csv(accept: str) -> bool:
     return csv_rank > 0 and (json_rank is None or csv_rank > json_rank)
 
 
+def _bands(request: Request) -> Bands:
+    """The coverage bands the server decides a row's band by (PIPELINE_COVERAGE_BANDS)."""
+    return Bands(*request.app.state.settings.bands)
+
+
 def _invalid(message: str) -> ProblemError:
     return ProblemError(422, message, [field_problem(message)])
 
@@ -142,18 +146,7 @@ def create_run(
     """With ``principal_type`` and ``principal_id``: that principal's report. Without:
     every rep and team in scope (the batch), optionally ``by_pipeline``."""
     try:
-        fields = body.model_dump()
-        expression = fields.pop("period")
-        if expression is not None and (body.period_start or body.period_end):
-            raise _invalid("period: give period, or period_start and period_end, not both")
-        if expression is not None:
-            fields["period_start"], fields["period_end"] = tenant_period(
-                conn, caller.tenant_id, expression, body.as_of
-            )
-        elif body.period_start is None or body.period_end is None:
-            missing = "period_start" if body.period_start is None else "period_end"
-            raise _invalid(f"{missing}: required (or give period)")
-        request = coverage_request(caller.tenant_id, **fields, period_expression=expression)
+        request = resolve_request(conn, caller.tenant_id, **body.model_dump())
         # Without a key of the caller's, the request gets one of its own: if the
         # connection is lost after the run was committed, the run is found by it.
         key = idempotency_key or f"{_SERVER_KEY}{uuid.uuid4().hex}"
@@ -179,10 +172,7 @@ def create_run(
     except ConnectionLostError:
         with fresh_connection(http_request) as other:
             stored = get_run(other, outcome.run_id, caller.tenant_id)
-    created = RunWithRows.of(stored)
-    return CreatedRun.model_construct(
-        run_id=outcome.run_id, run=created.run, exclusions=created.exclusions, rows=created.rows
-    )
+    return run_document(stored, _bands(http_request))
 
 
 def _encode_cursor(run: Run) -> str:
@@ -261,9 +251,10 @@ def _render_run(request: Request, tenant_id: uuid.UUID, run_id: uuid.UUID, fmt: 
     with fresh_connection(request) as conn:
         run = get_run(conn, run_id, tenant_id)
     if fmt == "csv":
-        body, media_type = run_csv(run).encode(), "text/csv; charset=utf-8"
+        body, media_type = run_csv(run, _bands(request)).encode(), "text/csv; charset=utf-8"
     else:
-        body, media_type = RunWithRows.of(run).model_dump_json().encode(), "application/json"
+        document = run_document(run, _bands(request))
+        body, media_type = document.model_dump_json().encode(), "application/json"
     return Rendered(body, media_type, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
 
 
@@ -284,6 +275,7 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
 def coverage_history(
     caller: Caller,
     conn: TenantConn,
+    request: Request,
     principal_type: PrincipalType,
     principal_id: uuid.UUID,
     period_start: IsoDate,
@@ -308,7 +300,7 @@ def coverage_history(
         period_end=period_end,
         pipeline_id=pipeline_id,
         granularity=granularity,
-        points=[Point.of(point) for point in points],
+        points=[Point.of(point, _bands(request)) for point in points],
     )
 
 
@@ -321,6 +313,7 @@ def coverage_history(
 def coverage_same_point(
     caller: Caller,
     conn: TenantConn,
+    request: Request,
     principal_type: PrincipalType,
     principal_id: uuid.UUID,
     quarters: Annotated[int, Query(ge=1, le=MAX_QUARTERS)] = 4,
@@ -346,7 +339,7 @@ def coverage_same_point(
         pipeline_id=pipeline_id,
         as_of=found.as_of,
         day_of_quarter=found.day_of_quarter,
-        quarters=[QuarterPoint.of(quarter) for quarter in found.quarters],
+        quarters=[QuarterPoint.of(quarter, _bands(request)) for quarter in found.quarters],
     )
 
 
@@ -366,7 +359,7 @@ def _decode_deal_cursor(cursor: str) -> DealCursor:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         kind, principal, pipeline, deal = raw.split("|")
-        if kind not in ("USER", "GROUP"):
+        if kind not in PRINCIPAL_TYPES:
             raise ValueError(kind)
         return (
             kind,
@@ -417,9 +410,8 @@ def read_run_deals(
         if next_cursor is not None:
             headers["Link"] = f'<{_next_page(request, next_cursor, limit)}>; rel="next"'
         return Response(deals_csv(page), media_type="text/csv; charset=utf-8", headers=headers)
-    document = {"run_id": str(run_id), "deals": [deal_values(d) for d in page],
-                "next_cursor": next_cursor}  # fmt: skip
-    return Response(json.dumps(document), media_type="application/json")
+    # (validated against DealPage, like every JSON answer)
+    return {"run_id": run_id, "deals": [deal_values(d) for d in page], "next_cursor": next_cursor}
 
 
 def _next_page(request: Request, cursor: str, limit: int) -> str:
@@ -464,7 +456,7 @@ def compare_coverage_runs(
     if _wants_csv(request):
         text = movement_deals_csv(movement.deals or ()) if deals else movement_csv(movement)
         return Response(text, media_type="text/csv; charset=utf-8")
-    return Response(movement_json(movement), media_type="application/json")
+    return movement_document(movement)  # (validated against Comparison)
 
 
 @router.get(

@@ -27,7 +27,7 @@ import anyio
 from fastapi import APIRouter, Request, Response
 from psycopg_pool import ConnectionPool
 
-from pipeline_coverage.db.connection import unit_of_work
+from pipeline_coverage.db.connection import Connection, unit_of_work
 from pipeline_coverage.errors import InputError, LoadError
 from pipeline_coverage.importing.crm import (
     DEFAULT_MAX_DELETE,
@@ -156,7 +156,7 @@ def _request(tenant: str, fields: dict[str, str], files: dict[str, Path]) -> Imp
     )
 
 
-def import_into(conn: Any, tenant_id: uuid.UUID, request: ImportRequest) -> ImportOutcome:
+def import_into(conn: Connection, tenant_id: uuid.UUID, request: ImportRequest) -> ImportOutcome:
     """Import into the tenant ``tenant_id`` exactly, all or nothing.
 
     The core names its tenant (as the CLI's ``--tenant`` does): within one transaction

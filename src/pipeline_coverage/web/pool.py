@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import psycopg
 from psycopg_pool import ConnectionPool
 
 #: A connection back in the pool for less than this is handed out unchecked.
@@ -43,7 +44,7 @@ class LivePool(ConnectionPool[Any]):
             conn = super().getconn(timeout)
         return conn
 
-    def putconn(self, conn: Any) -> None:
+    def putconn(self, conn: psycopg.Connection[Any]) -> None:
         if len(self._returned) > 4 * self.max_size:  # stamps of connections since closed
             self._returned.clear()
         self._returned[id(conn)] = time.monotonic()

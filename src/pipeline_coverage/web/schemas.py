@@ -8,23 +8,28 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
-from pipeline_coverage import trends
+from pipeline_coverage import history
 from pipeline_coverage.errors import ValidationError
-from pipeline_coverage.metrics import METRICS, Metric
+from pipeline_coverage.history import HistoryPoint
 from pipeline_coverage.periods import EXAMPLES
-from pipeline_coverage.render import exclusions_values, metric_value
+from pipeline_coverage.presentation import Bands, judged_ratio, status
+from pipeline_coverage.render.values import (
+    Amount,
+    Band,
+    PrincipalType,
+    Run,
+    RunDocument,
+    Status,
+    metric_fields,
+    metric_values,
+)
 from pipeline_coverage.reports.movement import MOVEMENT_METRICS, REASONS, STEPS
-from pipeline_coverage.store import CoverageRow, CoverageRun, HistoryPoint
 from pipeline_coverage.validation import MAX_LOOKBACK_DAYS, parse_date
 
-#: Money and ratios: exact decimal strings. Signed: a pipeline gap below zero is a surplus.
-Amount = Annotated[str, Field(pattern=r"^-?\d+(\.\d+)?$", examples=["1250.50"])]
-PrincipalType = Literal["USER", "GROUP"]
 Granularity = Literal["run", "day"]
 TargetMatch = Literal["exact", "within"]
 #: A trend's filter on a run option: that value, or "any" run.
@@ -41,21 +46,6 @@ def _iso_date(value: Any) -> dt.date:
 
 #: A date in a body or a query string alike.
 IsoDate = Annotated[dt.date, BeforeValidator(_iso_date)]
-
-
-def _metric_fields(metrics: tuple[Metric, ...] = METRICS) -> dict[str, Any]:
-    """One field per metric of a registry: counts are integers, the rest strings."""
-    fields: dict[str, Any] = {}
-    for metric in metrics:
-        kind: Any = int if metric.kind == "count" else Amount
-        if metric.nullable:
-            kind = kind | None
-        fields[metric.name] = (kind, Field(description=f"{metric.label}: {metric.description}"))
-    return fields
-
-
-def _metric_values(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {metric.name: metric_value(metric, values.get(metric.name)) for metric in METRICS}
 
 
 class RunRequest(BaseModel):
@@ -109,59 +99,6 @@ class RunRequest(BaseModel):
     )
 
 
-class Run(BaseModel):
-    """A stored run's header."""
-
-    run_id: uuid.UUID
-    tenant_id: uuid.UUID
-    tenant_name: str
-    report_type: str
-    generated_at: dt.datetime
-    period_start: dt.date
-    period_end: dt.date
-    parameters: dict[str, Any]
-    row_count: int | None
-
-    @classmethod
-    def of(cls, run: CoverageRun) -> Run:
-        return cls(
-            run_id=run.run_id,
-            tenant_id=run.tenant_id,
-            tenant_name=run.tenant_name,
-            report_type=run.report_type,
-            generated_at=run.generated_at,
-            period_start=run.period_start,
-            period_end=run.period_end,
-            parameters=dict(run.parameters),
-            row_count=run.row_count,
-        )
-
-
-class RowBase(BaseModel):
-    """One principal's (and pipeline's) numbers in a run: every metric of SPEC.md §8
-    under its column name (amounts and ratios as decimal strings, counts as integers),
-    and the row's flags."""
-
-    principal_type: PrincipalType
-    principal_id: uuid.UUID
-    principal_name: str | None
-    pipeline_id: uuid.UUID | None
-    pipeline_name: str | None
-    flags: list[str]
-
-    @classmethod
-    def of(cls, row: CoverageRow) -> Self:
-        return cls.model_construct(
-            principal_type=row.principal_type,
-            principal_id=row.principal_id,
-            principal_name=row.principal_name,
-            pipeline_id=row.pipeline_id,
-            pipeline_name=row.pipeline_name,
-            flags=list(row.flags),
-            **_metric_values(row.values),
-        )
-
-
 class PointBase(BaseModel):
     """The principal's numbers in one stored run (every metric, by name), and the
     run's day: its ``as_of``."""
@@ -170,26 +107,28 @@ class PointBase(BaseModel):
     generated_at: dt.datetime
     as_of: dt.date
     pipeline_id: uuid.UUID | None
+    status: Status = Field(description="As a run's row's status.")
+    band: Band | None = Field(description="As a run's row's band.")
 
     @classmethod
-    def of(cls, point: HistoryPoint) -> Self:
+    def of(cls, point: HistoryPoint, bands: Bands) -> Self:
         return cls.model_construct(
             run_id=point.run_id,
             generated_at=point.generated_at,
             as_of=point.as_of,
             pipeline_id=point.pipeline_id,
-            **_metric_values(point.values),
+            status=status(point.values),
+            band=bands.of(judged_ratio(point.values)),
+            **metric_values(point.values),
         )
 
 
 # The models with the metric fields are made from the registry; type checkers see
 # their bases, which carry everything but the metrics.
 if TYPE_CHECKING:
-    Row = RowBase
     Point = PointBase
 else:
-    Row = create_model("Row", __base__=RowBase, __doc__=RowBase.__doc__, **_metric_fields())
-    Point = create_model("Point", __base__=PointBase, __doc__=PointBase.__doc__, **_metric_fields())
+    Point = create_model("Point", __base__=PointBase, __doc__=PointBase.__doc__, **metric_fields())
 
 
 class MovementRowBase(BaseModel):
@@ -256,7 +195,7 @@ if TYPE_CHECKING:
 else:
     MovementRowModel = create_model(
         "MovementRow", __base__=MovementRowBase, __doc__=MovementRowBase.__doc__,
-        **_metric_fields(MOVEMENT_METRICS),
+        **metric_fields(MOVEMENT_METRICS),
     )  # fmt: skip
 
 
@@ -272,42 +211,10 @@ class Comparison(BaseModel):
     deals: list[MovementDeal] | None = None
 
 
-class ExclusionItem(BaseModel):
-    """One line of a run's exclusions report (SPEC.md §8)."""
-
-    flag: str
-    #: Deals flagged (rows, for TARGET_PERIOD_MISMATCH).
-    count: int
-    #: Their amount in the reporting currency (of those with a rate in force).
-    amount: Amount | None
-    #: How many of them have no exchange rate in force (NO_RATE: in no amount).
-    no_rate_count: int
-    message: str
-
-
-class RunWithRows(BaseModel):
-    """A run, its exclusions report, and its rows, best coverage first."""
-
-    run: Run
-    exclusions: list[ExclusionItem]
-    rows: list[Row]
-
-    @classmethod
-    def of(cls, run: CoverageRun) -> RunWithRows:
-        return cls.model_construct(
-            run=Run.of(run),
-            exclusions=[ExclusionItem(**item) for item in exclusions_values(run)],
-            rows=[Row.of(row) for row in run.rows],
-        )
-
-
-class CreatedRun(BaseModel):
-    """A new run (or, replaying an Idempotency-Key, the first one)."""
-
-    run_id: uuid.UUID
-    run: Run
-    exclusions: list[ExclusionItem]
-    rows: list[Row]
+#: A run as ``POST /v1/coverage-runs`` and ``GET /v1/coverage-runs/{id}`` return it:
+#: the one run document (``render.values.RunDocument``), which the CLI prints too.
+CreatedRun = RunDocument
+RunWithRows = RunDocument
 
 
 class Deal(BaseModel):
@@ -371,13 +278,13 @@ class QuarterPoint(BaseModel):
     point: Point | None
 
     @classmethod
-    def of(cls, quarter: trends.QuarterPoint) -> QuarterPoint:
+    def of(cls, quarter: history.QuarterPoint, bands: Bands) -> QuarterPoint:
         return cls.model_construct(
             period=quarter.period,
             period_start=quarter.period_start,
             period_end=quarter.period_end,
             day=quarter.day,
-            point=None if quarter.point is None else Point.of(quarter.point),
+            point=None if quarter.point is None else Point.of(quarter.point, bands),
         )
 
 
@@ -462,6 +369,10 @@ class PeriodInfo(BaseModel):
     name: str | None = Field(
         description="Its period expression in the tenant's calendar (FY2027-Q1, 2026-Q3, "
         "2026-11), when one names it."
+    )
+    label: str = Field(
+        description="The period as shown: its name when it has one, and its first and last "
+        "day (as a run's period_label)."
     )
     targets: int = Field(description="Target rows of exactly this period.")
     runs: int = Field(description="Stored runs of this period.")

@@ -32,7 +32,7 @@ SELECT r.id, r.tenant_id, r.name, r.created_at, r.revoked_at FROM revoked AS r;
 
 -- name: authenticate
 -- The tenant of an active key, found by the tenant id the key carries and its hash.
-SELECT k.tenant_id, t.name
+SELECT k.tenant_id, t.name AS tenant_name
 FROM dyno_crm.api_key AS k
 JOIN dyno_crm.tenant AS t ON t.id = k.tenant_id
 WHERE k.tenant_id = %(tenant_id)s::uuid
@@ -71,13 +71,13 @@ trimmed AS (
           OFFSET %(keep)s
       )
 )
-SELECT o.tenant_id, t.name, o.id
+SELECT o.tenant_id, t.name AS tenant_name, o.id AS session_id
 FROM opened AS o
 JOIN dyno_crm.tenant AS t ON t.id = o.tenant_id;
 
 -- name: authenticate_session
 -- The tenant of a live session: not ended, not expired, and its key not revoked.
-SELECT s.tenant_id, t.name
+SELECT s.tenant_id, t.name AS tenant_name
 FROM dyno_crm.api_session AS s
 JOIN dyno_crm.api_key AS k ON k.tenant_id = s.tenant_id AND k.id = s.key_id
 JOIN dyno_crm.tenant AS t ON t.id = s.tenant_id

@@ -4,6 +4,7 @@
 -- rows are looked up by the tenant too, so a tenant's pair stays on its shard (Citus).
 SELECT r.id AS run_id, r.tenant_id, tn.name AS tenant_name, r.report_type,
        r.generated_at, r.period_start, r.period_end, r.parameters::text AS parameters,
+       tn.fiscal_year_start_month,
        EXISTS (SELECT 1 FROM dyno_crm.report_pipeline_coverage_fact AS f
                WHERE f.tenant_id = r.tenant_id AND f.run_id = r.id
                  AND (%(tenant_id)s::uuid IS NULL OR f.tenant_id = %(tenant_id)s::uuid)

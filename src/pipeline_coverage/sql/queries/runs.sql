@@ -10,20 +10,21 @@ RETURNING id;
 -- name: get_run
 -- One run's header, looked up by id (and tenant, when the caller scopes it).
 SELECT r.id AS run_id, r.tenant_id, tn.name AS tenant_name, r.report_type,
-       r.generated_at, r.period_start, r.period_end, r.parameters::text AS parameters
+       r.generated_at, r.period_start, r.period_end, r.parameters::text AS parameters,
+       tn.fiscal_year_start_month
 FROM dyno_crm.report_run AS r
 JOIN dyno_crm.tenant AS tn ON tn.id = r.tenant_id
 WHERE r.id = %(run_id)s::uuid
   AND (%(tenant_id)s::uuid IS NULL OR r.tenant_id = %(tenant_id)s::uuid);
 
 -- name: get_run_rows
--- A run's fact rows, every column, with the names the run saw; best coverage first.
+-- A run's fact rows, every column, with the names the run saw; in a fixed order of
+-- identity (the order rows are shown in is presentation.default_order's).
 SELECT f.*
 FROM dyno_crm.report_pipeline_coverage_fact AS f
 WHERE f.tenant_id = %(tenant_id)s::uuid
   AND f.run_id = %(run_id)s::uuid
-ORDER BY f.coverage_ratio DESC NULLS LAST, f.open_amount DESC, f.principal_type,
-         f.principal_name, f.principal_id, f.pipeline_name NULLS FIRST, f.pipeline_id;
+ORDER BY f.principal_type, f.principal_id, f.pipeline_id NULLS FIRST;
 
 -- name: run_exclusions
 -- What a run flagged (SPEC.md §8): per deal flag, its deals, their amount, and how
@@ -154,6 +155,8 @@ SELECT r.id AS run_id, r.tenant_id,
        (SELECT tn.name FROM dyno_crm.tenant AS tn WHERE tn.id = r.tenant_id) AS tenant_name,
        r.report_type, r.generated_at, r.period_start, r.period_end,
        r.parameters::text AS parameters,
+       (SELECT tn.fiscal_year_start_month FROM dyno_crm.tenant AS tn
+        WHERE tn.id = r.tenant_id) AS fiscal_year_start_month,
        (SELECT count(*) FROM dyno_crm.report_pipeline_coverage_fact AS f
         WHERE f.tenant_id = r.tenant_id AND f.run_id = r.id
           AND (%(tenant_id)s::uuid IS NULL OR f.tenant_id = %(tenant_id)s::uuid))
@@ -250,3 +253,15 @@ WHERE f.tenant_id = r.tenant_id AND f.run_id = r.id
 DELETE FROM dyno_crm.report_run AS r
 WHERE r.generated_at < now() - make_interval(days => %(older_than_days)s::integer)
   AND (%(tenant_id)s::uuid IS NULL OR r.tenant_id = %(tenant_id)s::uuid);
+
+-- name: run_has_row
+-- Whether a run has a row for a principal (an empty drill-down of a principal the run
+-- has no row for is not found, rather than an empty answer).
+SELECT EXISTS (
+    SELECT 1
+    FROM dyno_crm.report_pipeline_coverage_fact AS f
+    WHERE f.tenant_id = %(tenant_id)s::uuid
+      AND f.run_id = %(run_id)s::uuid
+      AND f.principal_type = %(principal_type)s::text
+      AND f.principal_id = %(principal_id)s::uuid
+) AS found;

@@ -2,13 +2,20 @@
 // cookie), then reads and creates runs through the same /v1 API as any client.
 //
 // Columns come from the metric registry the session lists (GET /session: `metrics`,
-// `headline`), so a new metric shows here without touching this file. Amounts arrive
+// `headline`), so a new metric shows here without touching this file. What a row is —
+// its status, band, place in the default order, labels and flag notes — is what the
+// server decided (the same as the CLI's table): this file renders it, never decides it. Amounts arrive
 // as decimal strings; they are formatted and summed as integers (BigInt), never as
 // floats, so a total of deals equals its row to the cent. Floats are only used to
 // draw bars.
 "use strict";
 
-const COLORS = { short: "#d64545", watch: "#e0a100", healthy: "#2f9e44", met: "#2f9e44", none: "#adb5bd" };
+// A band's colour, and a status's that has no ratio (quota met, no target).
+const COLORS = { short: "#d64545", watch: "#e0a100", healthy: "#2f9e44", quota_met: "#2f9e44", no_target: "#adb5bd" };
+// A status without a ratio: its words and its pill's class.
+const STATUS_PILL = { quota_met: ["quota met", "met"], no_target: ["no target", "none"] };
+// The metric a row's status judges it by (the server's band is that metric's).
+const JUDGED = { coverage: "remaining_coverage_ratio", legacy: "coverage_ratio" };
 const INK = "#1f2a44";
 const CLASS_ORDER = ["OPEN", "WON", "LOST", "UNDATED"];
 // Which metric of a row each drill-down class adds up to.
@@ -22,18 +29,6 @@ const COLUMNS_KEY = "pipeline-coverage.columns";
 // What the sign-in form says after a session ended (read once, then removed).
 const LOGIN_MESSAGE_KEY = "pipeline-coverage.login-message";
 const SESSION_CHANGED_KEY = "pipeline-coverage.session-changed";
-// A row's own flags (the deals' are in the drill-down), as the table shows them.
-const ROW_FLAGS = {
-  TARGET_PERIOD_MISMATCH: {
-    text: "target period mismatch",
-    title: "No target for exactly this period, but targets overlapping it: use target_match=within, or the targets' own period",
-  },
-  TARGET_OVERLAP: {
-    text: "overlapping targets",
-    title: "target_match=within summed target rows whose periods overlap (a year's and its quarters'): the overlap counts twice; the note above names them",
-  },
-};
-
 const state = {
   session: null,
   metrics: new Map(), // name -> {name, kind, label, description, unit}
@@ -42,7 +37,7 @@ const state = {
   periods: [], // GET /v1/periods: what the period picker lists
   result: null, // {run, exclusions, rows} of the run on screen
   view: "USER",
-  sort: null, // {key, dir}; null: the default order (see defaultOrder)
+  sort: null, // {key, dir}; null: the default order (the rows' `order`)
   selected: null, // the row whose deals and trend are shown
   request: 0, // the newest drill-down request; older answers are dropped
 };
@@ -135,16 +130,18 @@ function byPipeline() {
   return Boolean(state.result && state.result.run.parameters.by_pipeline);
 }
 
+// A run's rows carry their labels; a movement row (movement.js) is labelled like them.
 function principalName(row) {
-  return row.principal_name || row.principal_id.slice(0, 8);
+  return row.principal_label ?? (row.principal_name || row.principal_id.slice(0, 8));
 }
 
 function pipelineName(row) {
-  return row.pipeline_name || (row.pipeline_id ? row.pipeline_id.slice(0, 8) : "");
+  return row.pipeline_label ?? (row.pipeline_name || (row.pipeline_id ? row.pipeline_id.slice(0, 8) : ""));
 }
 
 /** "Ann", or "Ann · Renewals" for a row of a by-pipeline run. */
 function rowLabel(row) {
+  if (row.label !== undefined) return row.label;
   return byPipeline() && row.pipeline_id ? `${principalName(row)} · ${pipelineName(row)}` : principalName(row);
 }
 
@@ -152,31 +149,16 @@ function rowKey(row) {
   return `${row.principal_type}:${row.principal_id}:${row.pipeline_id || ""}`;
 }
 
-/** none: no target; met: the target is won; ratio: coverage of what remains;
- *  legacy: a run stored before remaining_target existed (its seed coverage is used). */
-function status(row) {
-  if (row.target_amount === null) return "none";
-  if (row.remaining_coverage_ratio !== null) return "ratio";
-  if (isZero(row.remaining_target)) return "met";
-  return row.coverage_ratio !== null && row.remaining_target === null ? "legacy" : "none";
-}
-
+/** The coverage a row (or a trend's point) is drawn at: the ratio its status judges it
+ *  by; null when quota met or no target. */
 function ratioOf(row) {
-  const kind = status(row);
-  if (kind === "ratio") return Number(row.remaining_coverage_ratio);
-  if (kind === "legacy") return Number(row.coverage_ratio);
-  return null;
+  const metric = JUDGED[row.status];
+  return metric && row[metric] !== null ? Number(row[metric]) : null;
 }
 
-function band(ratio) {
-  if (ratio < state.session.low) return "short";
-  return ratio < state.session.healthy ? "watch" : "healthy";
-}
-
+/** A row's (or a point's) colour: its band's, or its status's when it has no ratio. */
 function colorOf(row) {
-  const kind = status(row);
-  if (kind === "met" || kind === "none") return COLORS[kind];
-  return COLORS[band(ratioOf(row))];
+  return row.band ? COLORS[row.band] : COLORS[row.status] || COLORS.no_target;
 }
 
 function rowsOf(type) {
@@ -188,13 +170,10 @@ function byName(a, b) {
     || a.principal_id.localeCompare(b.principal_id);
 }
 
-/** By pipeline: grouped by principal, then pipeline. Otherwise: quota met first, then
- *  the best coverage of the remaining quota, principals without a target last. */
+/** The server's default order (quota met first, then the best coverage, no target last;
+ *  by pipeline: by principal, then pipeline). */
 function defaultOrder(rows) {
-  if (byPipeline()) return [...rows].sort(byName);
-  const rank = { met: 0, ratio: 1, legacy: 1, none: 2 };
-  return [...rows].sort((a, b) => rank[status(a)] - rank[status(b)]
-    || (ratioOf(b) ?? 0) - (ratioOf(a) ?? 0) || byName(a, b));
+  return [...rows].sort((a, b) => a.order - b.order);
 }
 
 // --- sign in, period, runs --------------------------------------------------------------
@@ -303,7 +282,7 @@ async function loadPeriods() {
     if (item.targets) counts.push(`${item.targets} target${item.targets === 1 ? "" : "s"}`);
     if (item.runs) counts.push(`${item.runs} run${item.runs === 1 ? "" : "s"}`);
     if (item.current) counts.push("current");
-    const name = item.name || periodLabel(item.period_start, item.period_end);
+    const name = item.name || item.label;
     option.textContent = counts.length ? `${name} · ${counts.join(", ")}` : name;
     return option;
   });
@@ -411,18 +390,13 @@ async function runNow() {
 
 // --- a run on screen ----------------------------------------------------------------------
 
+/** A period as the server labels it (FY2027-Q1 · 2026-07-01 – 2026-09-30): the run's, or
+ *  the period picker's; the dates as they are for a period neither knows. */
 function periodLabel(startText, endText) {
-  const start = new Date(`${startText}T00:00:00Z`);
-  const end = new Date(`${endText}T00:00:00Z`);
-  const last = new Date(end.getTime() - 86_400_000).toISOString().slice(0, 10);
-  const month = start.getUTCMonth();
-  const quarter = start.getUTCDate() === 1 && month % 3 === 0
-    && end.getTime() === Date.UTC(start.getUTCFullYear(), month + 3, 1);
-  const range = `${startText} – ${last}`;
-  // Its fiscal name (FY2027-Q1) when the period picker knows one.
+  const run = state.result && state.result.run;
+  if (run && run.period_start === startText && run.period_end === endText) return run.period_label;
   const known = state.periods.find((p) => p.period_start === startText && p.period_end === endText);
-  if (known && known.name && known.name.startsWith("FY")) return `${known.name} · ${range}`;
-  return quarter ? `Q${month / 3 + 1} ${start.getUTCFullYear()} · ${range}` : range;
+  return known ? known.label : `${startText} to ${endText} (end exclusive)`;
 }
 
 function describeRun(result) {
@@ -489,46 +463,35 @@ function figure(term, value, key) {
   return [dt, dd];
 }
 
-/** The reps' rows added up: target, won and open, and what follows from them. */
+/** The reps' rows added up, as the server added them (totals.py): target, won and
+ * open, the net remaining, and apart the shortfall of the reps still short. */
 function drawTotal() {
   const reps = rowsOf("USER");
-  let target = 0n;
-  let won = 0n;
-  let open = 0n;
-  let withTarget = 0;
-  let shortfall = 0n; // the remaining quota of the reps still short of theirs (totals.py)
-  let shortOpen = 0n;
-  let shortRows = 0;
-  for (const row of reps) {
-    if (row.target_amount !== null) {
-      target += cents(row.target_amount);
-      withTarget += 1;
-    }
-    if (row.remaining_target !== null && cents(row.remaining_target) > 0n) {
-      shortfall += cents(row.remaining_target);
-      shortOpen += cents(row.open_amount);
-      shortRows += 1;
-    }
-    if (row.won_amount !== null) won += cents(row.won_amount);
-    open += cents(row.open_amount);
-  }
-  const remaining = target > won ? target - won : 0n;
+  const totals = state.result ? state.result.totals : null;
   const unit = currency() ? ` ${currency()}` : "";
-  const attainment = target > 0n ? formatScaled(divided(won * 1000n, target), 1) + "%" : "—";
-  const coverage = target === 0n ? "no target"
-    : remaining === 0n ? "quota met" : formatScaled(divided(open * 100n, remaining), 2) + "x";
-  $("total").replaceChildren(
-    ...figure("Target", formatScaled(target, 2) + unit, "target_amount"),
-    ...figure("Won", formatScaled(won, 2) + unit, "won_amount"),
-    ...figure("Open", formatScaled(open, 2) + unit, "open_amount"),
-    ...figure("Attainment", attainment, "attainment_ratio"),
-    ...figure("Remaining (net)", formatScaled(remaining, 2) + unit, "remaining_target"),
-    ...figure("Coverage of remaining", coverage, "remaining_coverage_ratio"),
-    ...figure(`Still short (${shortRows} rep${shortRows === 1 ? "" : "s"})`,
-      formatScaled(shortfall, 2) + unit, "shortfall_amount"),
-    ...figure("Their coverage", shortfall === 0n ? "—"
-      : formatScaled(divided(shortOpen * 100n, shortfall), 2) + "x", "shortfall_coverage_ratio"),
-  );
+  const money = (value) => formatScaled(cents(value), 2) + unit;
+  const ratio = (value) => value === null ? "—" : `${Number(value).toFixed(2)}x`;
+  const withTarget = totals ? totals.rows_with_target : 0;
+  const shortRows = totals ? totals.short_rows : 0;
+  if (!totals) {
+    $("total").replaceChildren();
+  } else {
+    const attainment = totals.attainment_ratio === null ? "—"
+      : `${(Number(totals.attainment_ratio) * 100).toFixed(1)}%`;
+    const coverage = withTarget === 0 ? "no target"
+      : cents(totals.remaining_target) === 0n ? "quota met" : ratio(totals.remaining_coverage_ratio);
+    $("total").replaceChildren(
+      ...figure("Target", money(totals.target_amount), "target_amount"),
+      ...figure("Won", money(totals.won_amount), "won_amount"),
+      ...figure("Open", money(totals.open_amount), "open_amount"),
+      ...figure("Attainment", attainment, "attainment_ratio"),
+      ...figure("Remaining (net)", money(totals.remaining_target), "remaining_target"),
+      ...figure("Coverage of remaining", coverage, "remaining_coverage_ratio"),
+      ...figure(`Still short (${shortRows} rep${shortRows === 1 ? "" : "s"})`,
+        money(totals.shortfall_amount), "shortfall_amount"),
+      ...figure("Their coverage", ratio(totals.shortfall_coverage_ratio), "shortfall_coverage_ratio"),
+    );
+  }
   const count = new Set(reps.map((r) => r.principal_id)).size;
   $("total-scope").textContent = `(${count} rep${count === 1 ? "" : "s"})`;
   $("total-note").textContent =
@@ -623,8 +586,8 @@ function money(text) {
 }
 
 function coverageTooltip(row) {
-  const kind = status(row);
-  if (kind === "met") {
+  const kind = row.status;
+  if (kind === "quota_met") {
     return `quota met · won ${money(row.won_amount)} of ${money(row.target_amount)} · open ${money(row.open_amount)}`;
   }
   if (kind === "legacy") return `coverage ${formatValue(state.metrics.get("coverage_ratio"), row.coverage_ratio)}`;
@@ -633,7 +596,7 @@ function coverageTooltip(row) {
 }
 
 function drawCoverageChart(all) {
-  const rows = defaultOrder(all.filter((row) => status(row) !== "none"));
+  const rows = defaultOrder(all.filter((row) => row.status !== "no_target"));
   const healthy = state.session.healthy;
   const attainment = state.metrics.get("attainment_ratio");
   $("chart-empty").hidden = rows.length > 0;
@@ -644,7 +607,7 @@ function drawCoverageChart(all) {
     datasets: [
       {
         type: "bar", label: "Coverage of the remaining quota", yAxisID: "y", order: 3,
-        data: rows.map((row) => (status(row) === "met" ? healthy : ratioOf(row))),
+        data: rows.map((row) => (row.status === "quota_met" ? healthy : ratioOf(row))),
         backgroundColor: rows.map(colorOf), maxBarThickness: 90,
       },
       {
@@ -655,7 +618,7 @@ function drawCoverageChart(all) {
       },
     ],
   };
-  const texts = rows.map((row) => (status(row) === "met" ? "quota met"
+  const texts = rows.map((row) => (row.status === "quota_met" ? STATUS_PILL.quota_met[0]
     : formatValue(state.metrics.get("remaining_coverage_ratio"), row.remaining_coverage_ratio ?? row.coverage_ratio)));
   if (window.coverageChart) window.coverageChart.destroy();
   window.coverageChart = new Chart($("coverage-chart"), {
@@ -703,7 +666,7 @@ function drawCoverageChart(all) {
 
 function drawNoTargetChart(all) {
   // Rows without a target but with something open: their open pipeline, in grey.
-  const rows = defaultOrder(all.filter((row) => status(row) === "none" && !isZero(row.open_amount)))
+  const rows = defaultOrder(all.filter((row) => row.status === "no_target" && !isZero(row.open_amount)))
     .sort((a, b) => Number(b.open_amount) - Number(a.open_amount));
   const box = $("no-target-box");
   box.hidden = rows.length === 0;
@@ -717,7 +680,7 @@ function drawNoTargetChart(all) {
       labels: rows.map(rowLabel),
       datasets: [{
         label: "Open pipeline (no target)", data: rows.map((row) => Number(row.open_amount)),
-        backgroundColor: COLORS.none, maxBarThickness: 22,
+        backgroundColor: COLORS.no_target, maxBarThickness: 22,
       }],
     },
     plugins: [barTexts(rows.map((row) => `no target · open ${money(row.open_amount)}`))],
@@ -806,7 +769,7 @@ function sortValue(row, key) {
   const value = row[key];
   if (value === null || value === undefined) {
     // Quota met is the best coverage of the remaining quota there is.
-    return key === "remaining_coverage_ratio" && status(row) === "met" ? Infinity : -Infinity;
+    return key === "remaining_coverage_ratio" && row.status === "quota_met" ? Infinity : -Infinity;
   }
   return Number(value);
 }
@@ -833,15 +796,17 @@ function metricCell(metric, row) {
   td.className = "num";
   td.dataset.metric = metric.name;
   const value = row[metric.name];
+  // The banded ratios: the band the server gave (a row's own coverage, or its seed
+  // coverage_ratio's), or the words of a status without a ratio.
   if (metric.name === "remaining_coverage_ratio" || metric.name === "coverage_ratio") {
-    if (value !== null) {
-      td.append(pill(formatValue(metric, value), band(Number(value))));
-    } else if (row.target_amount === null) {
-      td.append(pill("no target", "none"));
-    } else if (metric.name === "remaining_coverage_ratio" && status(row) === "met") {
-      td.append(pill("quota met", "met"));
+    const shown = metric.name === "coverage_ratio" ? row.coverage_band : row.status === "coverage" ? row.band : null;
+    const note = STATUS_PILL[row.status];
+    if (value !== null && shown) {
+      td.append(pill(formatValue(metric, value), shown));
+    } else if (note && (row.status === "no_target" || metric.name === "remaining_coverage_ratio")) {
+      td.append(pill(...note));
     } else {
-      td.textContent = "—";
+      td.textContent = value === null ? "—" : formatValue(metric, value);
     }
     return td;
   }
@@ -906,10 +871,10 @@ function drawTable(all) {
       } else if (column.key === "pipeline") {
         cell.textContent = pipelineName(row);
       } else {
-        for (const flag of row.flags) {
-          const known = ROW_FLAGS[flag] || { text: flag.toLowerCase().replaceAll("_", " "), title: flag };
-          const tag = pill(known.text, "flag");
-          tag.title = known.title;
+        for (const note of row.flag_notes) {
+          const tag = pill(note.label, "flag");
+          tag.title = note.description;
+          tag.dataset.flag = note.flag;
           cell.append(tag);
         }
       }

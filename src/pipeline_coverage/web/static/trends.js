@@ -2,7 +2,7 @@
 // day, the day's last run), the same point of this and the previous fiscal quarters,
 // and "Export CSV" for the dashboard's tables.
 //
-// Loaded after dashboard.js, whose helpers it uses (api, $, state, whoText, status,
+// Loaded after dashboard.js, whose helpers it uses (api, $, state, whoText, STATUS_PILL,
 // ratioOf, colorOf, formatValue, when, barTexts, referenceLine, INK, COLORS). `trend(row,
 // request)` is called by dashboard.js when a bar or row is picked.
 //
@@ -34,8 +34,7 @@ function dayLabel(days, withYear = false) {
 /** The coverage of the remaining quota a chart shows for a point: null once the quota
  *  is met (or without a target); the seed's coverage for a run stored before it. */
 function pointRatio(point) {
-  const kind = status(point);
-  return kind === "ratio" || kind === "legacy" ? ratioOf(point) : null;
+  return ratioOf(point);
 }
 
 function attainmentPercent(point) {
@@ -86,7 +85,7 @@ function pointCells(point) {
   if (!point) return POINT_COLUMNS.map(() => ({ text: "no run", csv: "" }));
   return POINT_COLUMNS.map((column) => {
     const value = point[column.name];
-    const text = column.name === "remaining_coverage_ratio" && status(point) === "met"
+    const text = column.name === "remaining_coverage_ratio" && point.status === "quota_met"
       ? "quota met" : metricText(column.name, value);
     return { text, csv: value ?? "" };
   });
@@ -205,8 +204,8 @@ function drawSamePoint(row, found) {
   const labels = quarters.map((q) => `${q.period} · ${dayLabel(epochDay(q.day))}${q.point ? "" : " (no run)"}`);
   const points = quarters.map((q) => q.point);
   const texts = points.map((point) => {
-    if (!point || status(point) === "none") return "";
-    if (status(point) === "met") return "quota met";
+    if (!point || point.status === "no_target") return "";
+    if (point.status === "quota_met") return STATUS_PILL.quota_met[0];
     return metricText("remaining_coverage_ratio", point.remaining_coverage_ratio ?? point.coverage_ratio);
   });
   const data = {
@@ -217,10 +216,10 @@ function drawSamePoint(row, found) {
         // Quota met: a full bar at the healthy line, as in the coverage chart.
         data: points.map((point) => {
           if (!point) return null;
-          return status(point) === "met" ? state.session.healthy : pointRatio(point);
+          return point.status === "quota_met" ? state.session.healthy : pointRatio(point);
         }),
         maxBarThickness: 90,
-        backgroundColor: points.map((point) => (point ? colorOf(point) : COLORS.none)),
+        backgroundColor: points.map((point) => (point ? colorOf(point) : COLORS.no_target)),
       },
       {
         label: "Attainment (%)", yAxisID: "attainment", type: "line", showLine: false, order: 1,
