@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 #: A rep, and a team.
 USER = "USER"
@@ -339,3 +339,16 @@ def shown_rows(rows: Sequence[R], *, by_pipeline: bool, bands: Bands) -> list[tu
             )
         )
     return shown
+
+
+def run_marks(parameters: Mapping[str, Any]) -> list[str]:
+    """What sets a stored run apart from another of its period, in words: as recorded,
+    rolled up, targets within the period."""
+    marks = []
+    if parameters.get("as_recorded"):
+        marks.append(f"as recorded at the end of {parameters.get('as_of')}")
+    if parameters.get("rollup"):
+        marks.append("rolled up")
+    if parameters.get("target_match") == "within":
+        marks.append("targets within")
+    return marks

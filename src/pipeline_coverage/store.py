@@ -132,6 +132,11 @@ class CoverageRun:
     def currency(self) -> str:
         return str(self.parameters.get("currency") or "")
 
+    @property
+    def as_recorded(self) -> bool:
+        """Computed from the deals as they stood at the end of its as_of (SPEC.md §13)."""
+        return bool(self.parameters.get("as_recorded"))
+
 
 @dataclass(frozen=True)
 class DealCredit:

@@ -328,3 +328,43 @@ def test_backfilled_runs_make_the_trend_and_the_same_point_of_past_quarters(
     assert same.code == 0, same
     quarters = json.loads(same.out)["quarters"]
     assert len(quarters) >= 2, quarters
+
+
+def test_a_run_as_recorded_through_the_api_and_the_cli_says_so(
+    capsys: Any, db_url: str, conn: psycopg.Connection[Any], api: Any, world: Any
+) -> None:
+    """POST as_recorded: the run is from the deals of that day (Ann's big deal before the
+    export that raised it), and says so in its header, the runs list and `runs`."""
+    row = conn.execute(
+        sql.SQL("SELECT {} FROM dyno_crm.deal WHERE tenant_id = %s AND id = %s").format(
+            sql.SQL(", ").join(map(sql.Identifier, DEAL_COLUMNS))
+        ),
+        (world.tenant, world.big_deal),
+    ).fetchone()
+    conn.commit()
+    assert row is not None
+    before = row[5]
+    raised = [*row[:5], before + 1000, *row[6:]]
+    load_tables(conn, {"deals.csv": [(2, raised)]},
+                recorded_at=dt.datetime(2026, 2, 12, 9, tzinfo=UTC))  # fmt: skip
+    body = {"period_start": "2026-01-01", "period_end": "2026-04-01", "as_of": "2026-02-10",
+            "principal_type": "USER", "principal_id": str(world.ann)}  # fmt: skip
+    made = {}
+    for recorded in (False, True):
+        response = api.post("/v1/coverage-runs", json={**body, "as_recorded": recorded},
+                            headers=world.auth)  # fmt: skip
+        assert response.status_code == 201, response.text
+        made[recorded] = response.json()
+    assert made[True]["run"]["as_recorded"] is True
+    assert made[False]["run"]["as_recorded"] is False
+    opened = {k: Decimal(v["rows"][0]["open_amount"]) for k, v in made.items()}
+    assert opened[False] - opened[True] == 1000
+    listed = api.get("/v1/coverage-runs", headers=world.auth).json()["items"]
+    marks = {item["run_id"]: item["as_recorded"] for item in listed}
+    assert marks[made[True]["run_id"]] is True
+    assert marks[made[False]["run_id"]] is False
+    shown = cli(capsys, db_url, "runs", "--tenant", str(world.tenant))
+    assert shown.code == 0, shown
+    assert "as recorded at the end of 2026-02-10" in " ".join(shown.out.split())
+    table = cli(capsys, db_url, "show", "--tenant", str(world.tenant), made[True]["run_id"])
+    assert "as recorded at the end of 2026-02-10" in " ".join(table.out.split())

@@ -27,6 +27,7 @@ from pipeline_coverage.presentation import (
     WATCH,
     Bands,
     ratio_cell,
+    run_marks,
     shown_rows,
 )
 from pipeline_coverage.render.values import _day, _text
@@ -120,6 +121,8 @@ def run_heading(run: CoverageRun) -> tuple[Text, Text]:
         f"Pipeline coverage · {run.tenant_name} · {run.period_start.isoformat()} to "
         f"{run.period_end.isoformat()} (end exclusive){currency}"
     )
+    if run.as_recorded:  # (SPEC.md §13: a run as recorded says so wherever it is shown)
+        title += f" · as recorded at the end of {run.parameters.get('as_of')}"
     caption = f"run {run.run_id} · generated {run.generated_at:%Y-%m-%d %H:%M:%S %Z}"
     if scope:
         caption += f" · pipeline {scope}"
@@ -185,7 +188,7 @@ def deals_table(run: CoverageRun, deals: Sequence[DealCredit]) -> Table:
 def runs_table(runs: Sequence[CoverageRun]) -> Table:
     """Stored runs, newest first."""
     table = Table(title="Stored runs (newest first)", title_justify="left")
-    for name in ("Run", "Tenant", "Generated", "Period", "Scope", "Rows"):
+    for name in ("Run", "Tenant", "Generated", "Period", "As of", "Scope", "Options", "Rows"):
         table.add_column(name, justify="right" if name == "Rows" else "left")
     for run in runs:
         add_row(
@@ -194,7 +197,9 @@ def runs_table(runs: Sequence[CoverageRun]) -> Table:
             run.tenant_name,
             f"{run.generated_at:%Y-%m-%d %H:%M:%S}",
             f"{run.period_start.isoformat()} to {run.period_end.isoformat()}",
+            str(run.parameters.get("as_of") or "—"),
             describe_scope(run.parameters),
+            ", ".join(run_marks(run.parameters)) or "—",
             str(run.row_count),
         )
     return table

@@ -122,6 +122,11 @@ class Run(BaseModel):
     )
     parameters: dict[str, Any]
     row_count: int | None
+    as_recorded: bool = Field(
+        False,
+        description="Computed from the deals as they stood at the end of its as_of in "
+        "recorded history, not as they were when it was made.",
+    )
 
     @classmethod
     def of(cls, run: CoverageRun) -> Self:
@@ -138,6 +143,7 @@ class Run(BaseModel):
             ),
             parameters=dict(run.parameters),
             row_count=run.row_count,
+            as_recorded=run.as_recorded,
         )
 
 

@@ -97,6 +97,12 @@ class RunRequest(BaseModel):
         description="The win rate counts deals closed this many days before the period. "
         "Absent or null: the tenant's default.",
     )
+    as_recorded: bool = Field(
+        False,
+        strict=True,
+        description="From the deals as they stood at the end of as_of in recorded history "
+        "(what the imports and loads up to then said), not as they are now.",
+    )
 
 
 class PointBase(BaseModel):

@@ -334,7 +334,8 @@ async function loadRuns(preferred = null, loaded = null) {
     select.replaceChildren(...state.runs.map((run) => {
       const option = document.createElement("option");
       option.value = run.run_id;
-      const kinds = [run.parameters.by_pipeline ? " · by pipeline" : "", run.parameters.rollup ? " · rolled up" : ""];
+      const kinds = [run.parameters.by_pipeline ? " · by pipeline" : "", run.parameters.rollup ? " · rolled up" : "",
+        run.as_recorded ? ` · as recorded on ${run.parameters.as_of}` : ""];
       option.textContent = `${when(run.generated_at)}${kinds.join("")}`;
       return option;
     }));
@@ -405,6 +406,8 @@ function describeRun(result) {
   const reps = new Set(rows.filter((r) => r.principal_type === "USER").map((r) => r.principal_id)).size;
   const teams = new Set(rows.filter((r) => r.principal_type === "GROUP").map((r) => r.principal_id)).size;
   const parts = [`generated ${when(run.generated_at)}`];
+  // A run as recorded says so first: its deals are as they stood that day, not now.
+  if (run.as_recorded) parts.unshift(`As recorded: the deals as they stood at the end of ${parameters.as_of}`);
   if (parameters.as_of) parts.push(`as of ${parameters.as_of}`);
   if (parameters.currency) parts.push(`amounts in ${parameters.currency}`);
   if (parameters.by_pipeline) parts.push("by pipeline");
