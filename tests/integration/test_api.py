@@ -275,7 +275,7 @@ def test_single_run_is_201_with_the_oracle_amounts_as_strings(
 ) -> None:
     response = api.post("/v1/coverage-runs", json=single(world, world.ann), headers=world.auth)
     created = body_of(response, 201)
-    assert set(created) == {"run_id", "run", "exclusions", "rows"}
+    assert set(created) == {"run_id", "run", "exclusions", "totals", "rows"}
     run_id = uuid.UUID(created["run_id"])
     run = created["run"]
     assert uuid.UUID(run["run_id"]) == run_id

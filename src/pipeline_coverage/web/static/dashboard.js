@@ -813,7 +813,7 @@ function metricCell(metric, row) {
     }
     return td;
   }
-  if (metric.name === "pipeline_gap" && status(row) === "met") {
+  if (metric.name === "pipeline_gap" && row.status === "quota_met") {
     // (stored by formula: minus the open pipeline once quota is met, which is no gap)
     td.append(pill("quota met", "met"));
     return td;
