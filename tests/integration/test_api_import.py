@@ -6,6 +6,7 @@ read in full while a stalled one is still closed."""
 
 from __future__ import annotations
 
+import datetime as dt
 import socket
 import time
 import uuid
@@ -253,6 +254,8 @@ def test_fields_no_import_takes_are_422(
         (deals, {"full": "maybe"}, "full"),
         (deals, {"max_delete": "101"}, "max_delete"),
         (deals, {"max_delete": "nan"}, "max_delete"),
+        (deals, {"exported_at": "last tuesday"}, "exported_at"),
+        (deals, {"exported_at": "2999-01-01"}, "exported_at"),
         ({"teams": export("teams.csv")}, {}, "deals"),
         ({**deals, "mapping": export("maven-crm.toml", "maven.txt")}, {}, "mapping"),
         ({**deals, "mapping": export("maven-crm.toml")}, {"format": "hubspot"}, "format"),
@@ -472,3 +475,21 @@ def test_a_client_gone_midway_leaves_nothing(
         time.sleep(0.05)
     assert list(uploads.iterdir()) == []
     assert counts(conn, tenant) == dict.fromkeys(TABLES, 0)
+
+
+def test_exported_at_dates_the_export_and_an_older_one_after_it_is_422(
+    conn: psycopg.Connection[Any], live_server: str, uploads: Path
+) -> None:
+    tenant, key = tenant_with_key(conn, "Acme")
+    deals = {"deals": export("salesforce.csv")}
+    assert post(live_server, key, deals, exported_at="2026-02-10T09:00:00Z").status_code == 201
+    stored = conn.execute(
+        "SELECT recorded_until FROM dyno_crm.tenant WHERE id = %s", (tenant,)
+    ).fetchone()
+    conn.commit()
+    assert stored is not None
+    assert stored[0] == dt.datetime(2026, 2, 10, 9, tzinfo=dt.UTC)
+    older = post(live_server, key, deals, exported_at="2026-01-01")
+    assert older.status_code == 422, older.text
+    assert older.json()["errors"][0]["field"] == "exported_at"
+    assert "oldest first" in older.json()["detail"]

@@ -98,7 +98,7 @@ def test_an_older_export_after_a_newer_one_is_refused_and_nothing_is_written(
             T1.isoformat(),
         )
     )
-    assert "--exported-at 2026-01-05 09:00:00 UTC" in line
+    assert "--exported-at: 2026-01-05 09:00:00 UTC" in line
     assert "2026-01-12 09:00:00 UTC" in line
     assert counts(conn) == before
     assert versions(conn) == []

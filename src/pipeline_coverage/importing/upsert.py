@@ -72,13 +72,13 @@ def record_tenants_in_order(cur: Cursor, tenants: list[str], recorded_at: dt.dat
         now = clock
         if until is not None and until > recorded_at:
             raise InputError(
-                f"--exported-at {_shown_time(recorded_at)}: tenant {shorten(name)!r} already"
+                f"--exported-at: {_shown_time(recorded_at)}: tenant {shorten(name)!r} already"
                 f" holds an export taken {_shown_time(until)}: exports of a tenant are"
                 " imported oldest first"
             )
     if now is not None and recorded_at > now + FUTURE_SLACK:
         raise InputError(
-            f"--exported-at {_shown_time(recorded_at)}: in the future (the database's"
+            f"--exported-at: {_shown_time(recorded_at)} is in the future (the database's"
             f" clock says {_shown_time(now)})"
         )
     cur.execute(query("history", "move_recorded_until"), {"tenants": tenants, "at": recorded_at})

@@ -28,7 +28,7 @@ from fastapi import APIRouter, Request, Response
 from psycopg_pool import ConnectionPool
 
 from pipeline_coverage.db.connection import Connection, unit_of_work
-from pipeline_coverage.errors import InputError, LoadError
+from pipeline_coverage.errors import InputError, LoadError, ValidationError
 from pipeline_coverage.importing.crm import (
     DEFAULT_MAX_DELETE,
     ImportOutcome,
@@ -36,6 +36,7 @@ from pipeline_coverage.importing.crm import (
     import_export,
     import_summary,
 )
+from pipeline_coverage.validation import parse_timestamp
 from pipeline_coverage.web.deps import Caller, get_pool, pooled
 from pipeline_coverage.web.limits import TenantSlots, admitted
 from pipeline_coverage.web.problems import MAX_REPORTED_ERRORS, ProblemError, field_problem
@@ -53,7 +54,7 @@ PATH = "/v1/imports"
 #: The file fields, each with the name a part sent without a file name is saved as.
 FILES = {"deals": "deals.csv", "teams": "teams.csv", "targets": "targets.csv",
          "mapping": "mapping.toml"}  # fmt: skip
-TEXTS = ("format", "date_format", "sheet", "full", "max_delete", "dry_run")
+TEXTS = ("format", "date_format", "sheet", "full", "max_delete", "dry_run", "exported_at")
 PRESETS = ("salesforce", "hubspot", "pipedrive")
 _REFUSED = {
     "tenant": "the tenant is the API key's; an import never names one",
@@ -62,7 +63,7 @@ _REFUSED = {
 }
 _TRUE, _FALSE = {"true", "1", "on", "yes"}, {"false", "0", "off", "no", ""}
 #: The CLI's option names in the core's messages, as this endpoint's fields.
-_OPTION = re.compile(r"--(format|date-format|sheet|full|max-delete|dry-run)\b")
+_OPTION = re.compile(r"--(format|date-format|sheet|full|max-delete|dry-run|exported-at)\b")
 
 _FILE = {"type": "string", "format": "binary"}
 _REQUEST_BODY = {
@@ -96,6 +97,13 @@ _REQUEST_BODY = {
                         "default": DEFAULT_MAX_DELETE,
                     },
                     "dry_run": {"type": "boolean", "default": False},
+                    "exported_at": {
+                        "type": "string",
+                        "description": "When the export was taken (default: now): what "
+                        "its changes hold from in recorded history; a tenant's exports go "
+                        "in oldest first. A date (its start, UTC) or an ISO 8601 time.",
+                        "examples": ["2026-01-05", "2026-01-05T09:30:00Z"],
+                    },
                 },
             }
         }
@@ -142,6 +150,12 @@ def _request(tenant: str, fields: dict[str, str], files: dict[str, Path]) -> Imp
             max_delete = -1.0
         if not 0 <= max_delete <= 100:  # NaN included
             raise _invalid("max_delete", "a percentage from 0 to 100")
+    exported_at = None
+    if fields.get("exported_at", "").strip():
+        try:
+            exported_at = parse_timestamp(fields["exported_at"], "exported_at")
+        except ValidationError as exc:
+            raise _invalid("exported_at", str(exc).removeprefix("exported_at: ")) from exc
     return ImportRequest(
         tenant=tenant,
         deals=files["deals"],
@@ -153,6 +167,7 @@ def _request(tenant: str, fields: dict[str, str], files: dict[str, Path]) -> Imp
         full=_flag(fields, "full"),
         max_delete=max_delete,
         dry_run=_flag(fields, "dry_run"),
+        exported_at=exported_at,
     )
 
 
