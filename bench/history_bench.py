@@ -88,19 +88,9 @@ def weekly_changes(
     return len(rows)
 
 
-def _median_seconds(action: Any, repeat: int) -> float:
-    action()  # warm-up
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        action()
-        samples.append(time.perf_counter() - start)
-    return sorted(samples)[len(samples) // 2]
-
-
 def history_figures(server_url: str, args: argparse.Namespace) -> list[FigureRow]:
     """The history figures (name, value, goal, met), on a database of their own."""
-    from bench.run import BENCH_DB, fresh_database
+    from bench.run import BENCH_DB, fresh_database, median_ms
 
     console = Console(stderr=True)
     # The last weekly export an hour ago (an export in the future is refused).
@@ -136,8 +126,8 @@ def history_figures(server_url: str, args: argparse.Namespace) -> list[FigureRow
             run_coverage(conn, request)
 
         console.print("history: a batch on current data and as recorded ...")
-        current = _median_seconds(lambda: batch(False), args.repeat)
-        recorded = _median_seconds(lambda: batch(True), args.repeat)
+        current = median_ms(lambda: batch(False), args.repeat) / 1000
+        recorded = median_ms(lambda: batch(True), args.repeat) / 1000
         ratio = recorded / current
         rows.append(
             (f"history: batch as recorded on {mid} vs on current data (same period, as_of)",

@@ -109,7 +109,12 @@ from pipeline_coverage.render import (
 from pipeline_coverage.reports.coverage import run_coverage, run_pipeline_coverage_batch
 from pipeline_coverage.reports.movement import compare_runs
 from pipeline_coverage.reports.requests import resolve_request
-from pipeline_coverage.reports.snapshot import BACKFILL_STEPS, backfill_days, take_snapshots
+from pipeline_coverage.reports.snapshot import (
+    BACKFILL_STEPS,
+    Snapshot,
+    backfill_days,
+    take_snapshots,
+)
 from pipeline_coverage.reports.snapshot import backfill as backfill_snapshots
 from pipeline_coverage.store import (
     MAX_LIST_LIMIT,
@@ -568,11 +573,7 @@ def snapshot(
     else:
         for line in snapshot_lines(taken):
             _echo(line)
-    failed = [one for one in taken if one.error is not None]
-    if failed:
-        names = ", ".join(f"{one.tenant_name} {one.period}" for one in failed)
-        _echo(f"{PROG}: error: {len(failed)} of {len(taken)} snapshots failed: {names}", err=True)
-        raise click.exceptions.Exit(2 if all(one.bad_input for one in failed) else 1)
+    _exit_on_failures(taken)
 
 
 @cli.command()
@@ -620,10 +621,16 @@ def backfill(
         for day, runs in taken:
             for line in snapshot_lines(runs):
                 _echo(f"{day.isoformat()} {line}")
-    failed = [one for _, runs in taken for one in runs if one.error is not None]
+    _exit_on_failures([one for _, runs in taken for one in runs])
+
+
+def _exit_on_failures(taken: Sequence[Snapshot]) -> None:
+    """After snapshots: the error line and exit status when any failed (2 when every
+    failure was bad input or data, else 1)."""
+    failed = [one for one in taken if one.error is not None]
     if failed:
-        _echo(f"{PROG}: error: {len(failed)} of {sum(len(r) for _, r in taken)} runs failed",
-              err=True)  # fmt: skip
+        names = ", ".join(f"{one.tenant_name} {one.period}" for one in failed)
+        _echo(f"{PROG}: error: {len(failed)} of {len(taken)} snapshots failed: {names}", err=True)
         raise click.exceptions.Exit(2 if all(one.bad_input for one in failed) else 1)
 
 

@@ -34,6 +34,7 @@ from pipeline_coverage.importing.deals import DealFormat, DealReader, ReadSummar
 from pipeline_coverage.importing.load import TableLoad, load_tables
 from pipeline_coverage.importing.mapping import format_for
 from pipeline_coverage.importing.sheets import SheetTarget, Teams, read_targets, read_teams
+from pipeline_coverage.importing.upsert import retire_deals
 from pipeline_coverage.importing.values import fold
 from pipeline_coverage.sql import query
 from pipeline_coverage.tenants import set_run_defaults
@@ -599,8 +600,8 @@ def _import(
         )
     deleted = 0
     if request.full and absent:
-        cur.execute(query(_QUERIES, "delete_unread_source_deals"), {**params, "at": at})
-        deleted = int(cur.fetchone()[0])
+        cur.execute(query(_QUERIES, "unread_source_deals"), params)
+        deleted = retire_deals(cur, tenant_id, [str(row[0]) for row in cur.fetchall()], at)
     if created:
         set_run_defaults(conn, tenant_id, rollup=True)
     return ImportOutcome(

@@ -173,10 +173,9 @@ def upsert_rows(
             by_name[name], sql.SQL("{}.{}").format(sql.Identifier(row), sql.Identifier(name))
         )
 
-    def listed(names: list[str], row: str) -> sql.Composable:
-        return sql.SQL(", ").join(
-            sql.SQL("{}.{}").format(sql.SQL(row), sql.Identifier(n)) for n in names
-        )
+    def listed(names: list[str], row: str | sql.Composable) -> sql.Composable:
+        table = sql.SQL(row) if isinstance(row, str) else row
+        return sql.SQL(", ").join(sql.SQL("{}.{}").format(table, sql.Identifier(n)) for n in names)
 
     # The stored rows compared are the staged tenants' only, by their key's index:
     # without it the comparison may read every tenant's rows (a hash of the table).
@@ -241,9 +240,7 @@ def upsert_rows(
                     "recorded_from = CASE WHEN ({current}) IS DISTINCT FROM ({incoming})"
                     " THEN EXCLUDED.recorded_from ELSE {target}.recorded_from END"
                 ).format(
-                    current=sql.SQL(", ").join(
-                        sql.SQL("{}.{}").format(target, sql.Identifier(n)) for n in own
-                    ),
+                    current=listed(own, target),
                     incoming=listed(own, "EXCLUDED"),
                     target=target,
                 )
@@ -252,9 +249,7 @@ def upsert_rows(
             "DO UPDATE SET {assign} WHERE ({current}) IS DISTINCT FROM ({incoming})"
         ).format(
             assign=sql.SQL(", ").join(assign),
-            current=sql.SQL(", ").join(
-                sql.SQL("{}.{}").format(target, sql.Identifier(n)) for n in updatable
-            ),
+            current=listed(updatable, target),
             incoming=listed(updatable, "EXCLUDED"),
         )
     else:
@@ -306,16 +301,27 @@ def delete_absent_deals(
     snapshots: they hold the values of their deals, not references to them. The deleted
     deals' values become versions ending at ``recorded_at`` (default: now).
     """
-    params = {
-        "tenant_id": str(required_uuid(tenant_id, "tenant_id")),
-        "kept": [str(required_uuid(i, "kept")) for i in kept],
-        "candidates": [str(required_uuid(i, "candidates")) for i in candidates],
-    }
+    tenant = required_uuid(tenant_id, "tenant_id")
+    keep = {required_uuid(i, "kept") for i in kept}
+    gone = sorted({required_uuid(i, "candidates") for i in candidates} - keep)
     with unit_of_work(conn) as cur:
         if recorded_at is None:
             cur.execute("SELECT now()")
             recorded_at = cur.fetchone()[0]
-        record_tenants_in_order(cur, [str(params["tenant_id"])], recorded_at)
-        cur.execute(query("importing", "delete_absent_deals"), {**params, "at": recorded_at})
-        deleted = int(cur.fetchone()[0])
+        record_tenants_in_order(cur, [str(tenant)], recorded_at)
+        deleted = retire_deals(cur, tenant, [str(i) for i in gone], recorded_at)
     return deleted
+
+
+def retire_deals(
+    cur: Cursor, tenant_id: uuid.UUID, ids: list[str], recorded_at: dt.datetime
+) -> int:
+    """Delete the tenant's deals of ``ids`` (others' ids are left alone), each one's
+    values kept as its last version, ending at ``recorded_at``; how many went."""
+    if not ids:
+        return 0
+    cur.execute(
+        query("importing", "retire_deals"),
+        {"tenant_id": str(tenant_id), "ids": ids, "at": recorded_at},
+    )
+    return int(cur.fetchone()[0])

@@ -1,24 +1,23 @@
--- name: delete_absent_deals
--- Full sync: deletes the tenant's deals among the candidates (the deals it got from a
--- source) that are not kept (the source's current export); counts them. Their values
--- become versions ending at the sync's recorded time (SPEC.md §13). Nothing else
--- references a deal: stored runs keep the values of their deals in their own arrays.
+-- name: retire_deals
+-- Deletes the tenant's deals among the ids (a full sync's: those its source's export no
+-- longer has); counts them. Their values become versions ending at the sync's recorded
+-- time (SPEC.md §13). Nothing else references a deal: stored runs keep the values of
+-- their deals in their own arrays.
 WITH gone AS (
     DELETE FROM dyno_crm.deal AS d
-    WHERE d.tenant_id = %(tenant_id)s::uuid
-      AND d.id IN (SELECT unnest(%(candidates)s::uuid[]) EXCEPT SELECT unnest(%(kept)s::uuid[]))
+    WHERE d.tenant_id = %(tenant_id)s::uuid AND d.id = ANY (%(ids)s::uuid[])
     RETURNING d.*
 ), versions AS (
     INSERT INTO dyno_crm.deal_version
         (tenant_id, deal_id, valid_from, valid_to, pipeline_id, stage_id, name, amount,
          expected_close_date, close_date, owned_by_user_id, assigned_user_id,
          owned_by_group_id, assigned_group_id, forecast_category, currency)
-    SELECT g.tenant_id, g.id, g.recorded_from, COALESCE(%(at)s::timestamptz, now()), g.pipeline_id,
+    SELECT g.tenant_id, g.id, g.recorded_from, %(at)s::timestamptz, g.pipeline_id,
            g.stage_id, g.name, g.amount, g.expected_close_date, g.close_date,
            g.owned_by_user_id, g.assigned_user_id, g.owned_by_group_id, g.assigned_group_id,
            g.forecast_category, g.currency
     FROM gone AS g
-    WHERE g.recorded_from IS NULL OR g.recorded_from < COALESCE(%(at)s::timestamptz, now())
+    WHERE g.recorded_from IS NULL OR g.recorded_from < %(at)s::timestamptz
 )
 SELECT count(*) AS deleted FROM gone;
 
@@ -128,31 +127,13 @@ FROM dyno_crm.deal AS d
 LEFT JOIN pg_temp.pipeline_coverage_import_deals AS r ON r.id = d.id
 WHERE d.tenant_id = %(tenant_id)s::uuid AND d.import_source = %(source)s::text;
 
--- name: delete_unread_source_deals
--- Full sync: deletes the tenant's deals from the source that the export just read lacks;
--- counts them. Their values become versions ending at the export's recorded time
--- (SPEC.md §13). Nothing else references a deal: stored runs keep the values of their
--- deals in their own arrays.
-WITH gone AS (
-    DELETE FROM dyno_crm.deal AS d
-    WHERE d.tenant_id = %(tenant_id)s::uuid
-      AND d.import_source = %(source)s::text
-      AND NOT EXISTS (SELECT 1 FROM pg_temp.pipeline_coverage_import_deals AS r
-                      WHERE r.id = d.id)
-    RETURNING d.*
-), versions AS (
-    INSERT INTO dyno_crm.deal_version
-        (tenant_id, deal_id, valid_from, valid_to, pipeline_id, stage_id, name, amount,
-         expected_close_date, close_date, owned_by_user_id, assigned_user_id,
-         owned_by_group_id, assigned_group_id, forecast_category, currency)
-    SELECT g.tenant_id, g.id, g.recorded_from, COALESCE(%(at)s::timestamptz, now()), g.pipeline_id,
-           g.stage_id, g.name, g.amount, g.expected_close_date, g.close_date,
-           g.owned_by_user_id, g.assigned_user_id, g.owned_by_group_id, g.assigned_group_id,
-           g.forecast_category, g.currency
-    FROM gone AS g
-    WHERE g.recorded_from IS NULL OR g.recorded_from < COALESCE(%(at)s::timestamptz, now())
-)
-SELECT count(*) AS deleted FROM gone;
+-- name: unread_source_deals
+-- Full sync: the tenant's deals from the source that the export just read lacks.
+SELECT d.id FROM dyno_crm.deal AS d
+WHERE d.tenant_id = %(tenant_id)s::uuid
+  AND d.import_source = %(source)s::text
+  AND NOT EXISTS (SELECT 1 FROM pg_temp.pipeline_coverage_import_deals AS r
+                  WHERE r.id = d.id);
 
 -- name: drop_other_members
 -- A team the teams file names has exactly the members it gives: the others leave it.
