@@ -284,6 +284,12 @@ def test_backfill_takes_the_snapshots_of_each_week_as_recorded_once(
         ana = next(r for r in shown["rows"] if r["principal_name"] == "Ana Silva")
         open_amounts.append(ana["open_amount"])
     assert open_amounts == ["120000.00", "130000.00", "130000.00"]
+    # The movement between two backfilled weeks: Ana's deal changed by 10,000.
+    moved = cli(capsys, db_url, "compare", quarter_runs[0], quarter_runs[1], "--tenant", "Hist",
+                "--principal", "Ana Silva", "--format", "json")  # fmt: skip
+    assert moved.code == 0, moved
+    [ana_row] = json.loads(moved.out)["rows"]
+    assert (ana_row["changed_count"], ana_row["changed_amount"]) == (1, "10000.00")
     again = cli(capsys, db_url, "backfill", "--tenant", "Hist", "--from", "2026-01-05",
                 "--to", "2026-01-19", "--format", "json")  # fmt: skip
     assert [day["replayed"] for day in json.loads(again.out)] == [2, 2, 2]
