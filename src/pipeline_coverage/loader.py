@@ -5,7 +5,6 @@ how problems are reported)."""
 
 from __future__ import annotations
 
-from pipeline_coverage.importing.checks import MAX_PROBLEMS, SHOWN_CHARS
 from pipeline_coverage.importing.formats import (
     CURRENCY_CODES,
     TABLES,
@@ -17,6 +16,8 @@ from pipeline_coverage.importing.formats import (
 )
 from pipeline_coverage.importing.load import Progress, TableLoad, load_directory
 from pipeline_coverage.importing.records import MAX_RECORD_BYTES
+from pipeline_coverage.importing.values import MAX_PROBLEMS
+from pipeline_coverage.presentation import SHOWN_CHARS
 
 __all__ = [
     "CURRENCY_CODES",

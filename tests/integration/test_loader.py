@@ -25,8 +25,9 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 
 from pipeline_coverage.errors import InputError, LoadError, PipelineCoverageError
-from pipeline_coverage.importing.checks import MAX_PROBLEMS, SHOWN_CHARS
 from pipeline_coverage.importing.load import TableLoad, load_directory
+from pipeline_coverage.importing.values import MAX_PROBLEMS
+from pipeline_coverage.presentation import SHOWN_CHARS
 from tests.factory import Crm
 
 Rows = list[list[str]]

@@ -14,6 +14,7 @@ from psycopg import sql
 from pipeline_coverage.errors import LoadError
 from pipeline_coverage.importing import checks
 from pipeline_coverage.importing.load import load_directory
+from pipeline_coverage.presentation import SHOWN_CHARS
 
 SAMPLES = [
     "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
@@ -80,7 +81,7 @@ def test_values_are_cut_alike_in_sql_and_in_python(
     ).fetchone()
 
     assert shown is not None
-    cut = value if length <= checks.SHOWN_CHARS else value[: checks.SHOWN_CHARS] + "…"
-    note = f" ({length} characters)" if length > checks.SHOWN_CHARS else ""
+    cut = value if length <= SHOWN_CHARS else value[:SHOWN_CHARS] + "…"
+    note = f" ({length} characters)" if length > SHOWN_CHARS else ""
     assert shown[0] == checks.shorten(value) == cut + note
     assert shown[1] == "'" + cut.replace("'", "''") + "'" + note

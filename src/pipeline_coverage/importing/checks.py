@@ -16,13 +16,13 @@ from psycopg import sql
 from pipeline_coverage.db.connection import Cursor
 from pipeline_coverage.errors import LoadError
 from pipeline_coverage.importing.formats import CURRENCY_CODES, Column, Reference, TableSpec
+from pipeline_coverage.importing.values import MAX_PROBLEMS
+from pipeline_coverage.presentation import SHOWN_CHARS
 
-#: At most this many problems are listed; the count of the rest is reported.
-MAX_PROBLEMS = 20
-#: A value echoed in a problem is cut after this many characters (then "…" and its
-#: length), so that a huge field cannot flood the report. No valid value is that long
-#: (the longest, a UUID in braces with a hyphen after every group of four, has 41).
-SHOWN_CHARS = 60
+# At most MAX_PROBLEMS problems are listed; the count of the rest is reported. A value
+# echoed in a problem is cut after SHOWN_CHARS characters (then "…" and its length), so
+# that a huge field cannot flood the report. No valid value is that long (the longest,
+# a UUID in braces with a hyphen after every group of four, has 41).
 #: What PostgreSQL's uuid input accepts: 32 hex digits, a hyphen allowed after any
 #: group of four, optionally in braces (pg_input_is_valid says the same on PG >= 16).
 UUID_RE = "^([0-9a-fA-F]{4}(-?[0-9a-fA-F]{4}){7}|[{][0-9a-fA-F]{4}(-?[0-9a-fA-F]{4}){7}[}])$"

@@ -13,6 +13,8 @@ from typing import Literal
 
 import pycountry
 
+from pipeline_coverage.presentation import PRINCIPAL_TYPES
+
 Kind = Literal["uuid", "text", "date", "money", "int", "bool", "enum", "currency", "rate"]
 
 #: ISO 4217's currency codes (pycountry keeps the standard's list).
@@ -93,7 +95,6 @@ _FORECAST_CATEGORIES = ("COMMIT", "BEST_CASE", "PIPELINE", "OMITTED")
 _FORECAST_CATEGORY = Column(
     "forecast_category", "enum", choices=_FORECAST_CATEGORIES, optional=True
 )
-_PRINCIPAL_TYPES = ("USER", "GROUP")
 
 #: The import files, in the order they load (parents before children).
 TABLES: tuple[TableSpec, ...] = (
@@ -246,7 +247,7 @@ TABLES: tuple[TableSpec, ...] = (
         (
             _id(),
             _TENANT,
-            Column("principal_type", "enum", required=True, choices=_PRINCIPAL_TYPES),
+            Column("principal_type", "enum", required=True, choices=PRINCIPAL_TYPES),
             Column("principal_id", "uuid", required=True),
             Column("pipeline_id", "uuid"),
             Column("period_start", "date", required=True),

@@ -32,7 +32,6 @@ from psycopg import sql
 from pipeline_coverage.db.connection import Cursor, as_uuid, unit_of_work
 from pipeline_coverage.errors import InputError, LoadError
 from pipeline_coverage.importing.checks import (
-    MAX_PROBLEMS,
     cycle_problems,
     duplicate_problems,
     has_problems,
@@ -53,6 +52,7 @@ from pipeline_coverage.importing.records import (
     first_record_end,
 )
 from pipeline_coverage.importing.upsert import moved_stage_problems, record_in_order, upsert
+from pipeline_coverage.importing.values import MAX_PROBLEMS
 
 
 @dataclass(frozen=True)

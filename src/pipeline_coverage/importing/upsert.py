@@ -16,7 +16,6 @@ from psycopg import sql
 from pipeline_coverage.db.connection import Cursor, unit_of_work
 from pipeline_coverage.errors import InputError, LoadError
 from pipeline_coverage.importing.checks import (
-    SHOWN_CHARS,
     cast_key,
     cast_value,
     raise_reference_problems,
@@ -24,6 +23,7 @@ from pipeline_coverage.importing.checks import (
     staged_tenants,
 )
 from pipeline_coverage.importing.formats import TableSpec
+from pipeline_coverage.presentation import SHOWN_CHARS
 from pipeline_coverage.sql import query
 from pipeline_coverage.validation import required_uuid
 

@@ -19,13 +19,12 @@ from typing import TypeVar
 import pycountry
 
 from pipeline_coverage.errors import LoadError
+from pipeline_coverage.presentation import SHOWN_CHARS
 
 Cell = str | int | float | bool | dt.datetime | dt.date | dt.time | None
 
 #: Problems listed in one error (then the count of the rest), as ``load`` does.
 MAX_PROBLEMS = 20
-#: A value echoed in a problem is cut after this many characters, as ``load`` does.
-SHOWN_CHARS = 60
 #: ISO 4217's currency codes (pycountry keeps the standard's list).
 CURRENCY_CODES = frozenset(currency.alpha_3 for currency in pycountry.currencies)
 #: Money as the import format holds it: 16 digits before the point, 2 after.
