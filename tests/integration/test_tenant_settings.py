@@ -415,6 +415,13 @@ def full_tenant(conn: psycopg.Connection[Any], name: str) -> World:
         " VALUES (%s, 'EUR', '2026-01-01', 1.1)",
         (world.tenant,),
     )
+    conn.execute(  # a deal's recorded version
+        "INSERT INTO dyno_crm.deal_version (tenant_id, deal_id, valid_from, valid_to,"
+        " pipeline_id, stage_id, name, amount)"
+        " SELECT d.tenant_id, d.id, NULL, '2026-01-01', d.pipeline_id, d.stage_id, d.name,"
+        " d.amount FROM dyno_crm.deal AS d WHERE d.tenant_id = %s LIMIT 1",
+        (world.tenant,),
+    )
     conn.commit()
     run_coverage(conn, coverage_request(world.tenant, *Q1), idempotency_key=f"{name}-1")
     run_pipeline_coverage_report(conn, world.tenant, *Q1, "USER", world.ann)

@@ -34,6 +34,8 @@ UNION ALL SELECT 'pipeline_stage', count(*)
 FROM dyno_crm.pipeline_stage AS ps WHERE ps.tenant_id = %(tenant_id)s::uuid
 UNION ALL SELECT 'deal', count(*)
 FROM dyno_crm.deal AS d WHERE d.tenant_id = %(tenant_id)s::uuid
+UNION ALL SELECT 'deal_version', count(*)
+FROM dyno_crm.deal_version AS dv WHERE dv.tenant_id = %(tenant_id)s::uuid
 UNION ALL SELECT 'sales_target', count(*)
 FROM dyno_crm.sales_target AS st WHERE st.tenant_id = %(tenant_id)s::uuid
 UNION ALL SELECT 'exchange_rate', count(*)
