@@ -438,3 +438,29 @@ def test_a_history_missing_a_column_or_with_a_bad_value_is_refused(
     )
     assert "bad.csv:7: Amount: not an amount: '20k'" in line
     assert counts(conn)["tenant"] == 0
+
+
+def test_a_history_workbook_with_typed_cells_reads_as_its_csv(
+    capsys: Any, db_url: str, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    """An .xlsx history: times and dates as typed cells (a time without an offset is
+    UTC), amounts and probabilities as numbers, header names in another case."""
+    from openpyxl import Workbook
+
+    workbook = Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    header, *lines = HISTORY.read_text(encoding="utf-8").splitlines()
+    sheet.append([name.lower() for name in header.split(",")])
+    for line in lines:
+        cells: list[Any] = line.split(",")
+        cells[2] = dt.datetime.fromisoformat(cells[2]).replace(tzinfo=None)
+        cells[4] = int(cells[4]) if cells[4] else None
+        cells[5] = dt.date.fromisoformat(cells[5])
+        cells[6] = int(cells[6])
+        sheet.append(cells)
+    path = tmp_path / "history.xlsx"
+    workbook.save(path)
+    out = with_history(capsys, db_url, CREATED, path, FIRST.isoformat())
+    assert "history: 7 lines, 3 deals;" in " ".join(out)
+    assert crm_versions(conn) == EXPECTED
