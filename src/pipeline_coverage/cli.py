@@ -355,13 +355,17 @@ def load(directory: Path, exported_at: dt.datetime | None) -> None:
 @click.option("--max-delete", type=click.FloatRange(0, 100), default=DEFAULT_MAX_DELETE,
               show_default=True, metavar="PCT",
               help="With --full: refuse to delete over PCT% of the source's deals.")  # fmt: skip
+@click.option("--history", "history_file", type=click.Path(path_type=Path, dir_okay=False),
+              metavar="FILE",
+              help="The CRM's own history of the deals (Salesforce's OpportunityHistory"
+              " export): versions of the deals before the tenant's first export.")  # fmt: skip
 @click.option("--dry-run", is_flag=True, help="Check and count everything, write nothing.")
 @EXPORTED_AT_OPTION
 def import_(
     tenant_name: str, format_name: str | None, deals_file: Path, teams: Path | None,
     targets: Path | None, currency: str | None, fiscal_year_start_month: int | None,
-    date_format: str | None, sheet: str | None, full: bool, max_delete: float, dry_run: bool,
-    exported_at: dt.datetime | None,
+    date_format: str | None, sheet: str | None, full: bool, max_delete: float,
+    history_file: Path | None, dry_run: bool, exported_at: dt.datetime | None,
 ) -> None:  # fmt: skip
     """Import a CRM's own export (Salesforce, HubSpot, Pipedrive, or any CSV/XLSX with a
     mapping file), with a teams file and a quota sheet, all or nothing."""
@@ -374,7 +378,7 @@ def import_(
         tenant=tenant_name, deals=deals_file, format=format_name, teams=teams,
         targets=targets, currency=currency, fiscal_year_start_month=fiscal_year_start_month,
         date_format=date_format, sheet=sheet, full=full, max_delete=max_delete,
-        dry_run=dry_run, exported_at=exported_at,
+        dry_run=dry_run, exported_at=exported_at, history=history_file,
     )  # fmt: skip
     with _working(make_console(), f"importing {deals_file.name}"):
         outcome = import_export(conn, request)

@@ -242,6 +242,37 @@ def test_a_bad_file_is_422_with_every_problem_located_and_nothing_written(
     assert list(uploads.iterdir()) == []
 
 
+def test_the_crms_history_comes_as_a_file_of_the_import(
+    conn: psycopg.Connection[Any], live_server: str, uploads: Path
+) -> None:
+    tenant, key = tenant_with_key(conn, "Acme")
+    files = {"deals": export("salesforce-created.csv"),
+             "history": export("opportunity-history.csv")}  # fmt: skip
+    # A line in the future of the import is a problem of the history file: nothing kept.
+    future = (EXPORTS / "opportunity-history.csv").read_text().replace("2026-01-03", "2999-01-03")
+    refused = post(live_server, key, {**files, "history": ("history.csv", future.encode())})
+    assert refused.status_code == 422, refused.text
+    errors = refused.json()["errors"]
+    assert [error["field"] for error in errors] == ["history"]
+    assert errors[0]["message"].startswith("history.csv:9: CreatedDate: 2999-01-03 12:00:00 UTC:")
+    assert counts(conn, tenant) == dict.fromkeys(TABLES, 0)
+
+    done = post(live_server, key, files)
+    assert done.status_code == 201, done.text
+    assert (
+        "history: 7 lines, 3 deals; 2 lines of 1 opportunity not in the export skipped"
+        " (first at line 6)"
+    ) in done.json()["summary"]
+    row = conn.execute(
+        "SELECT count(*), count(DISTINCT deal_id) FROM dyno_crm.deal_version"
+        " WHERE tenant_id = %s AND origin = 'crm' AND owner_assumed",
+        (tenant,),
+    ).fetchone()
+    conn.commit()
+    assert row == (8, 4)
+    assert list(uploads.iterdir()) == []
+
+
 def test_fields_no_import_takes_are_422(
     conn: psycopg.Connection[Any], live_server: str, uploads: Path
 ) -> None:

@@ -375,3 +375,364 @@ def test_a_run_as_recorded_through_the_api_and_the_cli_says_so(
     assert "as recorded at the end of 2026-02-10" in " ".join(shown.out.split())
     table = cli(capsys, db_url, "show", "--tenant", str(world.tenant), made[True]["run_id"])
     assert "as recorded at the end of 2026-02-10" in " ".join(table.out.split())
+
+
+# --- the CRM's own history (import --history) ------------------------------------------
+
+HISTORY = EXPORTS / "opportunity-history.csv"
+#: salesforce.csv with each deal's CreatedDate.
+CREATED = EXPORTS / "salesforce-created.csv"
+FIRST = dt.datetime(2026, 1, 5, 9, tzinfo=UTC)  # the tenant's first export: the clip
+
+
+def at(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+ACME, GLOBEX, INITECH, UMBRELLA = (
+    "Acme - 200 licenses",
+    "Globex renewal",
+    "Initech pilot",
+    "Umbrella expansion",
+)
+#: The versions opportunity-history.csv makes of salesforce-created.csv's deals, worked
+#: out by hand: (deal, from, to, stage, amount, expected close, close, category,
+#: currency, owner). The lines of each deal in time order, the first from the deal's
+#: created date when earlier (Initech was created after its first line), the last
+#: until the first export; Umbrella has no lines: as it is now, from its created date.
+EXPECTED = [
+    (ACME, at("2025-10-01 08:00"), at("2025-11-02 11:00"), "Prospecting", Decimal(100000),
+     dt.date(2026, 3, 31), None, "PIPELINE", "USD", "Ana Silva"),
+    (ACME, at("2025-11-02 11:00"), at("2025-12-10 15:30"), "Value Proposition", Decimal(110000),
+     dt.date(2026, 3, 15), None, "BEST_CASE", "USD", "Ana Silva"),
+    (ACME, at("2025-12-10 15:30"), FIRST, "Negotiation/Review", Decimal(120000),
+     dt.date(2026, 3, 31), None, "COMMIT", "USD", "Ana Silva"),
+    (GLOBEX, at("2025-11-14 08:00"), at("2026-01-02 16:00"), "Qualification", Decimal(40000),
+     dt.date(2026, 2, 28), None, "PIPELINE", "EUR", "Ben Ode"),
+    (GLOBEX, at("2026-01-02 16:00"), FIRST, "Closed Won", Decimal(45000),
+     None, dt.date(2026, 2, 14), None, "EUR", "Ben Ode"),
+    (INITECH, at("2025-12-05 10:00"), at("2026-01-03 12:00"), "Prospecting", Decimal(20000),
+     dt.date(2026, 1, 31), None, "PIPELINE", None, None),
+    (INITECH, at("2026-01-03 12:00"), FIRST, "Closed Lost", None,
+     None, dt.date(2026, 1, 20), "OMITTED", None, None),
+    (UMBRELLA, at("2025-12-20 12:00"), FIRST, "Prospecting", Decimal(9000),
+     dt.date(2026, 6, 30), None, "PIPELINE", "USD", "Ana Silva"),
+]  # fmt: skip
+
+
+def crm_versions(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+    """The CRM-history versions as EXPECTED lists them (every one flagged owner-assumed)."""
+    found = conn.execute(
+        "SELECT v.name, v.valid_from, v.valid_to, s.name, v.amount, v.expected_close_date,"
+        " v.close_date, v.forecast_category, v.currency, u.name, v.owner_assumed"
+        " FROM dyno_crm.deal_version AS v"
+        " JOIN dyno_crm.pipeline_stage AS s ON s.id = v.stage_id"
+        " LEFT JOIN dyno_crm.crm_user AS u ON u.id = v.owned_by_user_id"
+        " WHERE v.origin = 'crm' ORDER BY v.name, v.valid_to"
+    ).fetchall()
+    conn.commit()
+    assert all(row[-1] is True for row in found), "a CRM version's owner is assumed"
+    return [row[:-1] for row in found]
+
+
+def as_of(conn: psycopg.Connection[Any], when: dt.datetime) -> dict[str, tuple[str, Any]]:
+    """Each deal as it stood at ``when`` (stage, amount), by the rule runs as recorded
+    read: the versions valid then, and the deals whose values held from then on."""
+    found = conn.execute(
+        "SELECT x.name, s.name, x.amount FROM ("
+        "  SELECT v.name, v.stage_id, v.amount FROM dyno_crm.deal_version AS v"
+        "  WHERE (v.valid_from IS NULL OR v.valid_from <= %(t)s) AND %(t)s < v.valid_to"
+        "  UNION ALL"
+        "  SELECT d.name, d.stage_id, d.amount FROM dyno_crm.deal AS d"
+        "  WHERE d.recorded_from IS NULL OR d.recorded_from <= %(t)s"
+        ") AS x JOIN dyno_crm.pipeline_stage AS s ON s.id = x.stage_id ORDER BY x.name",
+        {"t": when},
+    ).fetchall()
+    conn.commit()
+    names = [name for name, _, _ in found]
+    assert len(names) == len(set(names)), f"a deal stands twice at {when}: {found}"
+    return {name: (stage, amount) for name, stage, amount in found}
+
+
+def with_history(capsys: Any, db_url: str, export_file: Path, history: Path, when: str,
+                 *extra: str) -> list[str]:  # fmt: skip
+    return imported(capsys, db_url, "--tenant", "Hist", str(export_file),
+                    "--history", str(history), "--exported-at", when, *extra)  # fmt: skip
+
+
+def test_history_lines_become_versions_up_to_the_first_export(
+    capsys: Any, db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    out = with_history(capsys, db_url, CREATED, HISTORY, FIRST.isoformat())
+    # The unknown opportunity's two lines are skipped, counted, and the first named.
+    assert (
+        "history: 7 lines, 3 deals; 2 lines of 1 opportunity not in the export skipped"
+        " (first at line 6)"
+    ) in out
+    assert any(line.startswith("history versions: 8 written, up to 2026-01-05 09:00:00 UTC")
+               for line in out)  # fmt: skip
+    # The stages only the history names are made as the export's are.
+    assert "stage created: New Business / Value Proposition: IN_PROGRESS, probability 50" in out
+    assert "stage created: Renewal / Qualification: IN_PROGRESS, probability 10" in out
+    assert crm_versions(conn) == EXPECTED
+    recorded = conn.execute("SELECT recorded_since, recorded_until FROM dyno_crm.tenant").fetchone()
+    conn.commit()
+    assert recorded == (FIRST, FIRST)
+
+
+def test_the_deals_as_they_stood_at_each_time(
+    capsys: Any, db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    with_history(capsys, db_url, CREATED, HISTORY, FIRST.isoformat())
+    neg, won, lost, prospecting = "Negotiation/Review", "Closed Won", "Closed Lost", "Prospecting"
+    assert as_of(conn, at("2025-09-30 00:00")) == {}, "before any deal was created"
+    assert as_of(conn, at("2025-10-01 07:59")) == {}
+    assert as_of(conn, at("2025-10-01 08:00")) == {ACME: (prospecting, Decimal(100000))}
+    assert as_of(conn, at("2025-11-20 00:00")) == {
+        ACME: ("Value Proposition", Decimal(110000)),
+        GLOBEX: ("Qualification", Decimal(40000)),
+    }
+    assert as_of(conn, at("2025-12-21 00:00")) == {
+        ACME: (neg, Decimal(120000)),
+        GLOBEX: ("Qualification", Decimal(40000)),
+        INITECH: (prospecting, Decimal(20000)),
+        UMBRELLA: (prospecting, Decimal(9000)),
+    }
+    assert as_of(conn, at("2026-01-04 00:00")) == {
+        ACME: (neg, Decimal(120000)), GLOBEX: (won, Decimal(45000)), INITECH: (lost, None),
+        UMBRELLA: (prospecting, Decimal(9000)),
+    }  # fmt: skip
+    now = {ACME: (neg, Decimal(120000)), GLOBEX: (won, Decimal(45000)), INITECH: (lost, None),
+           UMBRELLA: (prospecting, Decimal(9000))}  # fmt: skip
+    assert as_of(conn, FIRST) == now, "from the first export on, its deals"
+    assert as_of(conn, at("2026-03-01 00:00")) == now
+
+
+def test_lines_out_of_time_order_are_sorted(
+    capsys: Any, db_url: str, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    header, *lines = HISTORY.read_text(encoding="utf-8").splitlines()
+    reversed_file = tmp_path / "reversed.csv"
+    reversed_file.write_text("\n".join([header, *reversed(lines)]) + "\n", encoding="utf-8")
+    out = with_history(capsys, db_url, CREATED, reversed_file, FIRST.isoformat())
+    assert "(first at line 2)" in " ".join(out), "the unknown opportunity's last line is first"
+    assert crm_versions(conn) == EXPECTED
+
+
+def test_the_same_history_imported_again_changes_nothing(
+    capsys: Any, db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    with_history(capsys, db_url, CREATED, HISTORY, FIRST.isoformat())
+    with_history(capsys, db_url, CREATED, HISTORY, FIRST.isoformat())
+    assert crm_versions(conn) == EXPECTED
+    out = with_history(capsys, db_url, CREATED, HISTORY, T2.isoformat())
+    assert "deals: 0 new, 0 updated, 4 unchanged, 0 deleted" in out
+    assert crm_versions(conn) == EXPECTED, "still up to the tenant's first export"
+    assert versions(conn) == [(row[0], row[1], row[2], row[4]) for row in EXPECTED]
+
+
+def test_recorded_history_wins_from_the_first_export_on(
+    capsys: Any, db_url: str, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    imported(capsys, db_url, "--tenant", "Hist", str(CREATED), "--exported-at", FIRST.isoformat())
+    raised = tmp_path / "week2.csv"
+    raised.write_text(CREATED.read_text(encoding="utf-8").replace('"120000.00"', '"130000.00"'),
+                      encoding="utf-8")  # fmt: skip
+    later = tmp_path / "history.csv"
+    later.write_text(
+        HISTORY.read_text(encoding="utf-8")
+        + "0081x00000H1stAAAA,0065g00000AbCdEAAV,2026-01-08T10:00:00.000+0000,Closed Won,"
+        "125000,2026-01-08,100,Closed,USD\n",
+        encoding="utf-8",
+    )
+    with_history(capsys, db_url, raised, later, T2.isoformat())
+    # The line after the first export is left out, the one spanning it cut there.
+    assert crm_versions(conn) == EXPECTED
+    assert as_of(conn, at("2026-01-04 00:00"))[ACME] == ("Negotiation/Review", Decimal(120000))
+    assert as_of(conn, at("2026-01-09 00:00"))[ACME] == ("Negotiation/Review", Decimal(120000)), (
+        "between the exports, the first export's values, not the CRM history's"
+    )
+    assert as_of(conn, T2)[ACME] == ("Negotiation/Review", Decimal(130000))
+    found = conn.execute(
+        "SELECT v.name, v.valid_from, v.valid_to, v.amount FROM dyno_crm.deal_version AS v"
+        " WHERE v.origin = 'recorded'"
+    ).fetchall()
+    conn.commit()
+    assert found == [(ACME, FIRST, T2, Decimal("120000.00"))]
+
+
+def test_deals_recorded_since_always_are_known_from_the_clip(
+    capsys: Any, db_url: str, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    """Deals written before recorded history began (their values known since always)
+    take the CRM's history for the time before the tenant's first recorded export."""
+    imported(capsys, db_url, "--tenant", "Hist", str(CREATED), "--exported-at", T1.isoformat())
+    conn.execute("UPDATE dyno_crm.deal SET recorded_from = NULL")
+    conn.execute("UPDATE dyno_crm.tenant SET recorded_since = NULL, recorded_until = NULL")
+    conn.commit()
+    raised = tmp_path / "now.csv"
+    raised.write_text(CREATED.read_text(encoding="utf-8").replace('"120000.00"', '"130000.00"'),
+                      encoding="utf-8")  # fmt: skip
+    with_history(capsys, db_url, raised, HISTORY, T2.isoformat())
+    # The clip is this import's time; ACME's old values, known "since always", are what
+    # the CRM's history describes before it.
+    assert as_of(conn, at("2025-11-20 00:00")) == {
+        ACME: ("Value Proposition", Decimal(110000)), GLOBEX: ("Qualification", Decimal(40000)),
+    }  # fmt: skip
+    assert as_of(conn, at("2026-01-09 00:00"))[ACME] == ("Negotiation/Review", Decimal(120000))
+    assert as_of(conn, T2)[ACME] == ("Negotiation/Review", Decimal(130000))
+    nulls = conn.execute(
+        "SELECT (SELECT count(*) FROM dyno_crm.deal WHERE recorded_from IS NULL),"
+        " (SELECT count(*) FROM dyno_crm.deal_version WHERE origin = 'recorded')"
+    ).fetchone()
+    conn.commit()
+    assert nulls == (0, 0)
+
+
+def test_a_history_line_in_the_future_is_refused_and_nothing_is_written(
+    capsys: Any, db_url: str, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    late = tmp_path / "history.csv"
+    late.write_text(
+        HISTORY.read_text(encoding="utf-8").replace(
+            "2026-01-03T12:00:00.000+0000", "2026-01-05T09:00:01.000+0000"
+        ),
+        encoding="utf-8",
+    )
+    before = counts(conn)
+    line = assert_one_error_line(
+        cli(
+            capsys,
+            db_url,
+            "import",
+            "--tenant",
+            "Hist",
+            str(CREATED),
+            "--history",
+            str(late),
+            "--exported-at",
+            FIRST.isoformat(),
+        )
+    )
+    assert line.endswith(
+        "history.csv:9: CreatedDate: 2026-01-05 09:00:01 UTC: in the future (the import's"
+        " time is 2026-01-05 09:00:00 UTC)"
+    ), line
+    assert counts(conn) == before
+    assert versions(conn) == []
+
+
+def test_a_dry_run_with_history_writes_nothing(
+    capsys: Any, db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    out = with_history(capsys, db_url, CREATED, HISTORY, FIRST.isoformat(), "--dry-run")
+    assert any(line.startswith("history versions: 8 would be written") for line in out)
+    assert counts(conn)["deal"] == 0
+    assert versions(conn) == []
+
+
+def test_a_history_without_ids_is_matched_by_name(
+    capsys: Any, db_url: str, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    names = {
+        "0065g00000AbCdEAAV": ACME,
+        "0065g00000AbCdFAAV": GLOBEX,
+        "0065g00000AbCdGAAV": INITECH,
+    }
+    text = HISTORY.read_text(encoding="utf-8").replace("OpportunityId", "Opportunity Name")
+    for key, name in names.items():
+        text = text.replace(key, name.upper())  # any case
+    by_name = tmp_path / "by-name.csv"
+    by_name.write_text(text, encoding="utf-8")
+    out = with_history(capsys, db_url, CREATED, by_name, FIRST.isoformat())
+    assert "history: 7 lines, 3 deals;" in " ".join(out)
+    assert crm_versions(conn) == EXPECTED
+    # ACME name several deals of the export bear is an error at its line.
+    twice = tmp_path / "twice.csv"
+    twice.write_text(
+        CREATED.read_text(encoding="utf-8").replace(UMBRELLA, ACME.lower()), encoding="utf-8"
+    )
+    line = assert_one_error_line(
+        cli(
+            capsys,
+            db_url,
+            "import",
+            "--tenant",
+            "Hist",
+            str(twice),
+            "--history",
+            str(by_name),
+            "--exported-at",
+            T2.isoformat(),
+        )
+    )
+    assert "by-name.csv:2: Opportunity Name: 'ACME - 200 LICENSES' is the name of 2 deals" in line
+    assert crm_versions(conn) == EXPECTED
+
+
+def test_a_history_missing_a_column_or_with_a_bad_value_is_refused(
+    capsys: Any, db_url: str, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    no_stage = tmp_path / "no-stage.csv"
+    no_stage.write_text(HISTORY.read_text(encoding="utf-8").replace("StageName", "Phase"),
+                        encoding="utf-8")  # fmt: skip
+    line = assert_one_error_line(
+        cli(
+            capsys,
+            db_url,
+            "import",
+            "--tenant",
+            "Hist",
+            str(CREATED),
+            "--history",
+            str(no_stage),
+            "--exported-at",
+            FIRST.isoformat(),
+        )
+    )
+    assert "no-stage.csv:1: StageName or Stage: missing column" in line
+    bad = tmp_path / "bad.csv"
+    bad.write_text(HISTORY.read_text(encoding="utf-8").replace(",20000,", ",20k,"),
+                   encoding="utf-8")  # fmt: skip
+    line = assert_one_error_line(
+        cli(
+            capsys,
+            db_url,
+            "import",
+            "--tenant",
+            "Hist",
+            str(CREATED),
+            "--history",
+            str(bad),
+            "--exported-at",
+            FIRST.isoformat(),
+        )
+    )
+    assert "bad.csv:7: Amount: not an amount: '20k'" in line
+    assert counts(conn)["tenant"] == 0
+
+
+def test_a_history_workbook_with_typed_cells_reads_as_its_csv(
+    capsys: Any, db_url: str, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    """An .xlsx history: times and dates as typed cells (a time without an offset is
+    UTC), amounts and probabilities as numbers, header names in another case."""
+    from openpyxl import Workbook
+
+    workbook = Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    header, *lines = HISTORY.read_text(encoding="utf-8").splitlines()
+    sheet.append([name.lower() for name in header.split(",")])
+    for line in lines:
+        cells: list[Any] = line.split(",")
+        cells[2] = dt.datetime.fromisoformat(cells[2]).replace(tzinfo=None)
+        cells[4] = int(cells[4]) if cells[4] else None
+        cells[5] = dt.date.fromisoformat(cells[5])
+        cells[6] = int(cells[6])
+        sheet.append(cells)
+    path = tmp_path / "history.xlsx"
+    workbook.save(path)
+    out = with_history(capsys, db_url, CREATED, path, FIRST.isoformat())
+    assert "history: 7 lines, 3 deals;" in " ".join(out)
+    assert crm_versions(conn) == EXPECTED

@@ -166,7 +166,10 @@ def set_value(rows: dict[str, Rows], file: str, row: int, column: str, value: st
 
 #: Recorded history's bookkeeping (SPEC.md §13), which every load that writes deals
 #: moves: tests/integration/test_history.py checks it; a dump leaves it out.
-HISTORY = {("deal", "recorded_from"), ("tenant", "recorded_until"), ("deal_version", None)}
+HISTORY = {
+    ("deal", "recorded_from"), ("tenant", "recorded_until"), ("tenant", "recorded_since"),
+    ("deal_version", None),
+}  # fmt: skip
 
 
 def dump(url: str) -> Dump:

@@ -423,6 +423,13 @@ def full_tenant(conn: psycopg.Connection[Any], name: str) -> World:
         " VALUES (%s, 'EUR', '2026-01-01', 1.1)",
         (world.tenant,),
     )
+    conn.execute(  # a deal's recorded version
+        "INSERT INTO dyno_crm.deal_version (tenant_id, deal_id, valid_from, valid_to,"
+        " pipeline_id, stage_id, name, amount)"
+        " SELECT d.tenant_id, d.id, NULL, '2026-01-01', d.pipeline_id, d.stage_id, d.name,"
+        " d.amount FROM dyno_crm.deal AS d WHERE d.tenant_id = %s LIMIT 1",
+        (world.tenant,),
+    )
     conn.commit()
     # A deal's amount changed by a later export: a version of it in recorded history.
     deal = conn.execute(

@@ -103,7 +103,7 @@ def test_templates_alternatives_statuses_and_preset(tmp_path: Path) -> None:
     assert problems == [
         "crm.toml:9: [columns] category: not a field (fields: id, name, owner, stage, "
         "status, is_won, is_closed, amount, currency, close_date, won_date, lost_date, "
-        "forecast_category, probability, pipeline)"
+        "forecast_category, probability, pipeline, created_date)"
     ]
     mapping.write_text(mapping.read_text().replace("category =", "forecast_category ="))
     export = tmp_path / "deals.csv"

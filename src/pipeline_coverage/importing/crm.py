@@ -30,7 +30,14 @@ from psycopg import sql
 
 from pipeline_coverage.db.connection import as_uuid, records, unit_of_work
 from pipeline_coverage.errors import InputError, LoadError
-from pipeline_coverage.importing.deals import DealFormat, DealReader, ReadSummary
+from pipeline_coverage.importing import history
+from pipeline_coverage.importing.deals import (
+    DealFormat,
+    DealReader,
+    ReadSummary,
+    _Unmapped,
+    unmapped_problem,
+)
 from pipeline_coverage.importing.load import TableLoad, load_tables
 from pipeline_coverage.importing.mapping import format_for
 from pipeline_coverage.importing.sheets import SheetTarget, Teams, read_targets, read_teams
@@ -214,6 +221,28 @@ class Planner:
             )
         return found
 
+    def history_stages(self, cur: Any, read: history.HistoryRead, fmt: DealFormat) -> None:
+        """The stages the CRM's history names, in each of its deals' pipeline (a stage
+        not yet in the tenant is created as the export's are: its state the format's
+        for it, its probability the first line's or the format's)."""
+        pipelines = {kind: pipeline for (pipeline, _, _), kind in self.kinds.items()}
+        unmapped = _Unmapped(label=read.stage_column)
+        resolved = []
+        for kind, stage_name, line, probability in history.history_stages(cur):
+            state = fmt.stage_states.get(fold(stage_name))
+            if state is None:
+                if fmt.every_stage_mapped:
+                    unmapped.add(stage_name, line)
+                    continue
+                state = "open"
+            if probability is None:
+                probability = fmt.stage_probabilities.get(fold(stage_name))
+            stage, stage_state = self.stage(pipelines[kind], stage_name, state, probability, line)
+            resolved.append((kind, stage_name, str(stage), stage_state != STAGE_STATES["open"]))
+        if unmapped.counts:
+            raise LoadError([unmapped_problem(read.file, fmt, "stage", unmapped)])
+        history.set_history_stages(cur, resolved)
+
     # --- the files -----------------------------------------------------------------
 
     def stream_deals(self, cur: Any, reader: DealReader) -> ReadSummary:
@@ -255,7 +284,7 @@ class Planner:
                 write((
                     deal.line, deal_id, key, kind, name, deal.amount,
                     None if closed else date, date if closed else None,
-                    owner, deal.forecast_category, deal.currency,
+                    owner, deal.forecast_category, deal.currency, deal.created,
                 ))  # fmt: skip
                 count += 1
         self.plan.deals = count
@@ -448,6 +477,8 @@ class ImportRequest:
     dry_run: bool = False
     #: When the export was taken (default: now); timezone-aware.
     exported_at: dt.datetime | None = None
+    #: The CRM's own history of the deals (Salesforce's OpportunityHistory export).
+    history: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -468,6 +499,8 @@ class ImportOutcome:
     stages_created: tuple[tuple[str, str, str, int | None], ...]
     targets_set: int
     dry_run: bool
+    #: What ``--history`` did (None without it).
+    history: history.HistoryOutcome | None = None
 
     def table(self, file: str) -> TableLoad | None:
         return next((load for load in self.loads if load.file == file), None)
@@ -498,7 +531,10 @@ def import_export(conn: Any, request: ImportRequest) -> ImportOutcome:
     fmt = format_for(
         request.format, request.deals, sheet=request.sheet, date_format=request.date_format
     )
-    reader = DealReader(request.deals, fmt, sheet=request.sheet, track_duplicates=False)
+    reader = DealReader(
+        request.deals, fmt, sheet=request.sheet, track_duplicates=False,
+        created=request.history is not None,
+    )  # fmt: skip
     try:
         with unit_of_work(conn) as cur:
             outcome = _import(conn, cur, request, fmt, reader)
@@ -552,6 +588,18 @@ def _import(
         currency = (request.currency or "USD").upper()
         planner.plan.add("tenants.csv", 1, (tenant_id, name, currency, month))
     planner.deal_stages(cur, read)
+    history_read = skipped = None
+    if request.history is not None:
+        # The CRM's history of the export's deals (SPEC.md §13): read, matched and its
+        # stages made now; its versions are written once the deals are.
+        history_read = history.stream_history(
+            cur, request.history, fmt, at=at, keyed_by_name=read.keyed_by_name,
+            key_column=read.key_column,
+            deal_id_of=lambda key: str(derived_id(tenant_id, "deal", source, key)),
+        )  # fmt: skip
+        history.match_history(cur, history_read)
+        skipped = history.unmatched(cur)
+        planner.history_stages(cur, history_read, fmt)
     if teams is not None:
         planner.teams(teams)
     planner.targets(targets)
@@ -602,6 +650,9 @@ def _import(
     if request.full and absent:
         cur.execute(query(_QUERIES, "unread_source_deals"), params)
         deleted = retire_deals(cur, tenant_id, [str(row[0]) for row in cur.fetchall()], at)
+    history_done = None
+    if history_read is not None and skipped is not None:
+        history_done = history.write_versions(cur, str(tenant_id), at, history_read, skipped)
     if created:
         set_run_defaults(conn, tenant_id, rollup=True)
     return ImportOutcome(
@@ -610,7 +661,7 @@ def _import(
         users_created=tuple(plan.users_created), groups_created=tuple(plan.groups_created),
         pipelines_created=tuple(plan.pipelines_created),
         stages_created=tuple(plan.stages_created),
-        targets_set=len(targets_set), dry_run=request.dry_run,
+        targets_set=len(targets_set), dry_run=request.dry_run, history=history_done,
     )  # fmt: skip
 
 
@@ -648,6 +699,8 @@ def import_summary(outcome: ImportOutcome) -> list[str]:
         lines.append(f"team memberships: {members.inserted:,} new")
     if outcome.targets_set:
         lines.append(f"targets set: {outcome.targets_set:,}")
+    if outcome.history is not None:
+        lines += history.history_summary(outcome.history, dry_run=outcome.dry_run)
     if read.ignored_columns:
         lines.append("columns ignored: " + ", ".join(read.ignored_columns))
     lines.append(f"tenant {outcome.tenant_name}: {outcome.tenant_id}")

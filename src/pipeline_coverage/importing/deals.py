@@ -36,6 +36,7 @@ from pipeline_coverage.importing.values import (
     parse_bool,
     parse_currency,
     parse_date,
+    parse_moment,
     parse_probability,
     remembering,
     shown,
@@ -65,6 +66,7 @@ FIELDS = (
     "forecast_category",
     "probability",
     "pipeline",
+    "created_date",
 )
 
 #: Forecast categories as CRMs write them (folded) → the category (None: no category).
@@ -99,6 +101,8 @@ class ExportDeal(NamedTuple):
     forecast_category: str | None
     probability: int | None
     pipeline: str
+    #: When the deal was created in the CRM (read only for ``import --history``).
+    created: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -307,6 +311,9 @@ class DealReader:
     after the last one, :class:`LoadError` if anything was wrong (iterate inside the
     transaction that writes them), else :attr:`summary` is set.
 
+    With ``created``, the deals' created dates are read too (the format's
+    ``created_date`` column, when the export has it); else that column is ignored.
+
     Raises :class:`LoadError` on opening for a bad header or missing columns.
     """
 
@@ -317,8 +324,10 @@ class DealReader:
         *,
         sheet: str | None = None,
         track_duplicates: bool = True,
+        created: bool = False,
     ) -> None:
         self.format = fmt
+        self._read_created = created
         #: Whether the reader keeps every key to find those given twice; a caller that
         #: stores the deals finds them there instead, and hands them to :meth:`finish`.
         self._track_duplicates = track_duplicates
@@ -334,6 +343,12 @@ class DealReader:
     @property
     def file(self) -> str:
         return self._table.file
+
+    @property
+    def created_column(self) -> str | None:
+        """The column the deals' created dates are read from (None: not read)."""
+        bound = self._fields.get("created_date")
+        return bound.label if bound else None
 
     @property
     def summary(self) -> ReadSummary:
@@ -355,6 +370,8 @@ class DealReader:
         bound: dict[str, _Bound] = {}
         problems = []
         for name in FIELDS:
+            if name == "created_date" and not self._read_created:
+                continue
             candidates = fmt.columns.get(name, ())
             chosen = next((c for c in candidates if _available(c, set(table.keys))), None)
             if chosen is None and name in fmt.strict_fields and candidates:
@@ -386,6 +403,7 @@ class DealReader:
             "currency": remembering(parse_currency),
             "close_date": remembering(lambda cell: parse_date(cell, date_format)),
             "probability": remembering(lambda cell: parse_probability(cell, scale)),
+            "created_date": remembering(lambda cell: parse_moment(cell, date_format)),
         }
         for name in ("won_date", "lost_date"):
             self._parsers[name] = self._parsers["close_date"]
@@ -529,7 +547,7 @@ class DealReader:
         (
             key_cell, name_cell, owner_cell, stage_cell, status_cell, won_cell, closed_cell,
             amount_cell, currency_cell, close_cell, won_date_cell, lost_date_cell,
-            category_cell, probability_cell, pipeline_cell,
+            category_cell, probability_cell, pipeline_cell, created_cell,
         ) = self._picked(row)  # fmt: skip
         # The cells that say a deal's kind (its state, stage, pipeline, currency,
         # category, probability) repeat across an export: a combination already read
@@ -541,7 +559,8 @@ class DealReader:
         known = self._kinds_read.get(kind_cells)
         if known is not None:
             return self._known_kind(row, known, key_cell, name_cell, owner_cell, amount_cell,
-                                    (close_cell, won_date_cell, lost_date_cell))  # fmt: skip
+                                    (close_cell, won_date_cell, lost_date_cell),
+                                    created_cell)  # fmt: skip
 
         def parse(name: str, cell: Cell) -> _T | None:
             bound = fields.get(name)
@@ -601,6 +620,7 @@ class DealReader:
         if probability is None:
             probability = fmt.stage_probabilities.get(fold(stage))
         pipeline = cell_text(pipeline_cell) or fmt.default_pipeline
+        created: dt.datetime | None = parse("created_date", created_cell)
         for column, reason in bad:
             self._problems.add(file, line, column, reason)
         if bad or unmapped or state is None:
@@ -615,12 +635,12 @@ class DealReader:
         return ExportDeal(
             line, key, name, cell_text(owner_cell) or None, stage,
             state,  # type: ignore[arg-type]
-            amount, currency, close_date, category, probability, pipeline,
+            amount, currency, close_date, category, probability, pipeline, created,
         )  # fmt: skip
 
     def _known_kind(
         self, row: Row, kind: _KindRead, key_cell: Cell, name_cell: Cell, owner_cell: Cell,
-        amount_cell: Cell, date_cells: tuple[Cell, Cell, Cell],
+        amount_cell: Cell, date_cells: tuple[Cell, Cell, Cell], created_cell: Cell,
     ) -> ExportDeal | None:  # fmt: skip
         """:meth:`_deal` of a row whose kind was read before without a problem: only
         its own cells (key, name, owner, amount, date) are read, in the same order."""
@@ -647,6 +667,12 @@ class DealReader:
                 )
             except ValueProblem as problem:
                 bad.append((fields[date_name].label, str(problem)))
+        created: dt.datetime | None = None
+        if "created_date" in fields:
+            try:
+                created = self._parsers["created_date"](created_cell)  # type: ignore[assignment]
+            except ValueProblem as problem:
+                bad.append((fields["created_date"].label, str(problem)))
         if bad:
             for column, reason in bad:
                 self._problems.add(self._file, line, column, reason)
@@ -654,7 +680,7 @@ class DealReader:
         self._track(key, line)
         return ExportDeal(
             line, key, name, cell_text(owner_cell) or None, kind.stage, kind.state, amount,
-            kind.currency, close_date, kind.category, kind.probability, kind.pipeline,
+            kind.currency, close_date, kind.category, kind.probability, kind.pipeline, created,
         )  # fmt: skip
 
     def _track(self, key: str, line: int) -> None:

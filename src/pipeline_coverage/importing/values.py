@@ -213,6 +213,41 @@ def parse_date(value: Cell, fmt: DateFormat) -> dt.date | None:
     raise ValueProblem(f"not a date in the format {fmt}: {shown(text)}")
 
 
+#: Times of day that may follow a date written in an export's own date format.
+_TIMES_OF_DAY = (" %H:%M", " %H:%M:%S", " %I:%M %p", " %I:%M:%S %p")
+
+
+def parse_moment(value: Cell, fmt: DateFormat) -> dt.datetime | None:
+    """A cell as a point in time, timezone-aware (None when empty): a spreadsheet's
+    date or datetime, ISO 8601 text (``2026-01-05T09:00:00.000+0000``), or text in
+    ``fmt``'s date format, optionally followed by a time of day. A date alone is its
+    day's start, and a time without an offset is UTC. Raises :class:`ValueProblem`."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+    if isinstance(value, dt.date):
+        return dt.datetime.combine(value, dt.time(), dt.UTC)
+    if isinstance(value, bool | int | float | dt.time):
+        raise ValueProblem(f"not a date or time: {shown(value)} (a {type(value).__name__} cell)")
+    text = value.strip()
+    if not text:
+        return None
+    moment: dt.datetime | None = None
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        for pattern in (fmt.pattern, *(fmt.pattern + time for time in _TIMES_OF_DAY)):
+            try:
+                moment = dt.datetime.strptime(text, pattern)
+                break
+            except ValueError:
+                continue
+    if moment is None:
+        raise ValueProblem(f"not a date or time (ISO 8601, or the format {fmt}): {shown(text)}")
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+
+
 # --- numbers ----------------------------------------------------------------------
 
 _PLAIN_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?|\.[0-9]+")

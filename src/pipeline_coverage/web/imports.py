@@ -53,7 +53,7 @@ router = APIRouter(prefix="/v1", tags=["imports"])
 PATH = "/v1/imports"
 #: The file fields, each with the name a part sent without a file name is saved as.
 FILES = {"deals": "deals.csv", "teams": "teams.csv", "targets": "targets.csv",
-         "mapping": "mapping.toml"}  # fmt: skip
+         "mapping": "mapping.toml", "history": "history.csv"}  # fmt: skip
 TEXTS = ("format", "date_format", "sheet", "full", "max_delete", "dry_run", "exported_at")
 PRESETS = ("salesforce", "hubspot", "pipedrive")
 _REFUSED = {
@@ -77,6 +77,12 @@ _REQUEST_BODY = {
                     "deals": {**_FILE, "description": "The CRM's deals export (.csv or .xlsx)"},
                     "teams": {**_FILE, "description": "rep,team[,parent_team] lines"},
                     "targets": {**_FILE, "description": "A quota sheet, long or wide"},
+                    "history": {
+                        **_FILE,
+                        "description": "The CRM's own history of the deals (Salesforce's "
+                        "OpportunityHistory export, .csv or .xlsx): versions of the deals "
+                        "before the tenant's first export",
+                    },
                     "mapping": {
                         **_FILE,
                         "description": "A TOML mapping file (its name ends in .toml), "
@@ -162,6 +168,7 @@ def _request(tenant: str, fields: dict[str, str], files: dict[str, Path]) -> Imp
         format=fmt,
         teams=files.get("teams"),
         targets=files.get("targets"),
+        history=files.get("history"),
         date_format=fields.get("date_format") or None,
         sheet=fields.get("sheet") or None,
         full=_flag(fields, "full"),
@@ -279,7 +286,7 @@ def result_of(outcome: ImportOutcome) -> ImportResult:
     openapi_extra={"requestBody": _REQUEST_BODY},
 )
 async def create_import(request: Request, caller: Caller, response: Response) -> ImportResult:
-    """`multipart/form-data`: `deals` (required), `teams`, `targets`, `mapping` files;
+    """`multipart/form-data`: `deals` (required), `teams`, `targets`, `mapping`, `history` files;
     `format`, `date_format`, `sheet`, `full`, `max_delete`, `dry_run` fields. `201`
     with what the import did, `200` for a dry run (nothing written); `422` lists every
     problem of the files (`file:line: column: reason`) and nothing is written."""

@@ -12,16 +12,25 @@
 --
 -- `tenant.recorded_until` is the time of the latest export written into the tenant:
 -- exports are written in time order (an older one after a newer is refused), so that
--- each version ends where the next begins.
+-- each version ends where the next begins. `tenant.recorded_since` is the time of its
+-- first: recorded history holds from then on, and a CRM's own history (`import
+-- --history`) serves the time before it.
 --
 -- `owner_assumed`: the version's owner was not in its source (a CRM's field history
 -- has no owner) and is the owner known at the time.
+--
+-- `origin`: 'recorded' for the values an export replaced, 'crm' for a version read
+-- from the CRM's own history (`import --history`): those end at the tenant's
+-- `recorded_since` at the latest, and a deal's are replaced as a whole by the next
+-- history import of it.
 SELECT set_config('citus.multi_shard_modify_mode', 'sequential', true)
 FROM pg_extension WHERE extname = 'citus';
 
 ALTER TABLE dyno_crm.deal
     ADD COLUMN recorded_from timestamptz;
-ALTER TABLE dyno_crm.tenant ADD COLUMN recorded_until timestamptz;
+ALTER TABLE dyno_crm.tenant
+    ADD COLUMN recorded_until timestamptz,
+    ADD COLUMN recorded_since timestamptz;
 
 CREATE TABLE dyno_crm.deal_version (
     tenant_id           uuid          NOT NULL,
@@ -41,10 +50,12 @@ CREATE TABLE dyno_crm.deal_version (
     forecast_category   text,
     currency            text,
     owner_assumed       boolean       NOT NULL DEFAULT false,
+    origin              text          NOT NULL DEFAULT 'recorded',
     CONSTRAINT pk_deal_version PRIMARY KEY (tenant_id, deal_id, valid_to),
     CONSTRAINT fk_deal_version_tenant FOREIGN KEY (tenant_id)
         REFERENCES dyno_crm.tenant (id) ON DELETE CASCADE,
-    CONSTRAINT ck_deal_version_range CHECK (valid_from IS NULL OR valid_from < valid_to)
+    CONSTRAINT ck_deal_version_range CHECK (valid_from IS NULL OR valid_from < valid_to),
+    CONSTRAINT ck_deal_version_origin CHECK (origin IN ('recorded', 'crm'))
 );
 
 -- A run as recorded reads the versions valid at its time, by tenant and range end; a

@@ -11,8 +11,11 @@ ORDER BY t.id
 FOR NO KEY UPDATE;
 
 -- name: move_recorded_until
--- The tenants' latest export is now this one.
+-- The tenants' latest export is now this one; their first stays the earliest written
+-- (LEAST skips NULLs: a tenant's first export sets it).
 UPDATE dyno_crm.tenant AS t
-SET recorded_until = %(at)s::timestamptz
+SET recorded_until = GREATEST(t.recorded_until, %(at)s::timestamptz),
+    recorded_since = LEAST(t.recorded_since, t.recorded_until, %(at)s::timestamptz)
 WHERE t.id = ANY (%(tenants)s::uuid[])
-  AND (t.recorded_until IS NULL OR t.recorded_until < %(at)s::timestamptz);
+  AND (t.recorded_until IS NULL OR t.recorded_until < %(at)s::timestamptz
+       OR t.recorded_since IS NULL);

@@ -61,7 +61,8 @@ WHERE m.tenant_id = %(tenant_id)s::uuid;
 -- name: create_read_deals
 -- The deals of an export as they are read (an import's transaction): the values of
 -- each deal's row (checked as they were read, typed as deal's columns), its key (for the keys given twice) and the index of its pipeline,
--- stage and state ("kind": its stage is known once every deal is read).
+-- stage and state ("kind": its stage is known once every deal is read); its created
+-- date when the CRM's history is imported with it.
 DROP TABLE IF EXISTS pg_temp.pipeline_coverage_import_deals;
 CREATE TEMP TABLE pipeline_coverage_import_deals (
     line bigint NOT NULL,
@@ -74,13 +75,14 @@ CREATE TEMP TABLE pipeline_coverage_import_deals (
     close_date date,
     owned_by_user_id uuid,
     forecast_category text,
-    currency text
+    currency text,
+    created_at timestamptz
 ) ON COMMIT DROP;
 
 -- name: copy_read_deals
 COPY pg_temp.pipeline_coverage_import_deals
     (line, id, key, kind, name, amount, expected_close_date, close_date, owned_by_user_id,
-     forecast_category, currency)
+     forecast_category, currency, created_at)
 FROM STDIN;
 
 -- name: index_read_deals

@@ -21,5 +21,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DROP TABLE dyno_crm.deal_version")
-    op.execute("ALTER TABLE dyno_crm.tenant DROP COLUMN recorded_until")
+    op.execute("ALTER TABLE dyno_crm.tenant DROP COLUMN recorded_until, DROP COLUMN recorded_since")
     op.execute("ALTER TABLE dyno_crm.deal DROP COLUMN recorded_from")
