@@ -283,4 +283,4 @@ def test_real_responses_conform_to_their_response_schemas(live_server: str, seed
         r["order"] for r in document["rows"]
     )
     created = seen[("POST", "/v1/coverage-runs")]
-    assert set(created) == {"run_id", "run", "exclusions", "rows"} == set(document)
+    assert set(created) == {"run_id", "run", "exclusions", "totals", "rows"} == set(document)
