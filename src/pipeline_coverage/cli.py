@@ -93,6 +93,7 @@ from pipeline_coverage.render import (
     movement_heading,
     movement_json,
     movement_table,
+    movement_total_line,
     run_csv,
     run_heading,
     run_json,
@@ -946,16 +947,20 @@ def compare(
         conn, run_a, run_b, tenant_id, principal_type=kind, principal_id=principal_id,
         deals=deals,
     )  # fmt: skip
+    bands = _app().bands
     if output_format == "json":
-        _document(movement_json(movement))
+        _document(movement_json(movement, bands))
     elif output_format == "csv":
-        text = movement_deals_csv(movement.deals or ()) if deals else movement_csv(movement)
+        text = movement_deals_csv(movement.deals or ()) if deals else movement_csv(movement, bands)
         _document(text, nl=False)
     else:
         console = make_console()
         title, caption = movement_heading(movement)
         console.print(title, style="bold", soft_wrap=True, highlight=False)
-        console.print(movement_deals_table(movement) if deals else movement_table(movement))
+        console.print(movement_deals_table(movement) if deals else movement_table(movement, bands))
+        total = None if deals else movement_total_line(movement, bands)
+        if total is not None:
+            console.print(total, soft_wrap=True, highlight=False)
         console.print(caption, style="dim", soft_wrap=True, highlight=False)
 
 

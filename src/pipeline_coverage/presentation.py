@@ -352,3 +352,44 @@ def run_marks(parameters: Mapping[str, Any]) -> list[str]:
     if parameters.get("target_match") == "within":
         marks.append("targets within")
     return marks
+
+
+# --- a movement's two ends ---------------------------------------------------------------
+
+#: A movement row's two ends: run A's numbers (``start``) and run B's (``end``).
+MOVEMENT_SIDES = ("start", "end")
+#: What a movement shows of each end's coverage: the run table's own basis.
+MOVEMENT_BASIS = "coverage of remaining quota"
+
+
+def movement_end(values: Mapping[str, Value], side: str) -> dict[str, Value]:
+    """One end of a movement row (``start``: run A's, ``end``: run B's) under the names
+    of a run's row, so that it is judged as that run's row is: by the coverage of its
+    remaining quota, quota met when its target is won."""
+    return {
+        "target_amount": values.get(f"{side}_target_amount"),
+        "won_amount": values.get(f"{side}_won_amount"),
+        "open_amount": values.get(f"{side}_amount"),
+        "coverage_ratio": values.get(f"{side}_coverage_ratio"),
+        "remaining_target": values.get(f"{side}_remaining_target"),
+        "remaining_coverage_ratio": values.get(f"{side}_remaining_coverage_ratio"),
+    }
+
+
+@dataclass(frozen=True)
+class EndShown:
+    """One end of a movement row as shown: its status and band, as its run's row's; and
+    its cell on :data:`MOVEMENT_BASIS` (a ratio, or ``quota met``, ``no target``)."""
+
+    status: str
+    band: str | None
+    cell: RatioCell
+
+
+def end_shown(values: Mapping[str, Value], bands: Bands) -> EndShown:
+    """How an end (:func:`movement_end`, or a total of ends) is shown."""
+    return EndShown(
+        status=status(values),
+        band=bands.of(judged_ratio(values)),
+        cell=ratio_cell("remaining_coverage_ratio", values, bands),
+    )
