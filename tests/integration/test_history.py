@@ -279,7 +279,7 @@ def test_backfill_takes_the_snapshots_of_each_week_as_recorded_once(
     for run_id in quarter_runs:
         shown = json.loads(cli(capsys, db_url, "show", "--tenant", "Hist", run_id,
                                "--format", "json").out)  # fmt: skip
-        assert shown["parameters"]["as_recorded"] is True
+        assert shown["run"]["parameters"]["as_recorded"] is True
         ana = next(r for r in shown["rows"] if r["principal_name"] == "Ana Silva")
         open_amounts.append(ana["open_amount"])
     assert open_amounts == ["120000.00", "130000.00", "130000.00"]
