@@ -33,6 +33,7 @@ from pipeline_coverage.presentation import (
     ratio_cell,
     run_marks,
     shown_rows,
+    team_parents,
 )
 from pipeline_coverage.render.values import _day, _text
 from pipeline_coverage.reports.movement import DealNow, DealState, Movement
@@ -149,8 +150,11 @@ def run_table(
     for metric in metrics:
         table.add_column(metric.label, justify="right")
     by_pipeline = bool(run.parameters.get("by_pipeline"))
-    for row, shown in shown_rows(run.rows, by_pipeline=by_pipeline, bands=bands):
-        cells: list[str | Text] = [row.principal_type, shown.principal_label]
+    parents = team_parents(run.parameters)
+    for row, shown in shown_rows(run.rows, by_pipeline=by_pipeline, bands=bands, parents=parents):
+        # A rolled-up run's teams as their tree: each indented under the team above it.
+        tree = "  " * (shown.depth - 1) + "└ " if shown.depth else ""
+        cells: list[str | Text] = [row.principal_type, tree + shown.principal_label]
         if with_pipeline:
             cells.append(shown.pipeline_label or "all")
         cells += [metric_cell(metric, row, bands) for metric in metrics]

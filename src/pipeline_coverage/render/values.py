@@ -31,6 +31,7 @@ from pipeline_coverage.presentation import (
     movement_end,
     period_label,
     shown_rows,
+    team_parents,
 )
 from pipeline_coverage.reports.movement import (
     MOVEMENT_METRICS,
@@ -183,7 +184,8 @@ class RowBase(BaseModel):
     coverage_band: Band | None = Field(description="The band of coverage_ratio; null for none.")
     order: int = Field(
         description="The row's place in the default order, from 0: quota met first, then "
-        "the best coverage, no target last (a by-pipeline run: by principal, then pipeline)."
+        "the best coverage, no target last (a by-pipeline run: by principal, then pipeline; "
+        "a rolled-up run: the reps so, then the teams as their tree)."
     )
     principal_label: str = Field(description="The principal's name, else the start of its id.")
     pipeline_label: str = Field(
@@ -193,6 +195,15 @@ class RowBase(BaseModel):
         description="The row as charts label it: Ann, or Ann · Renewals by pipeline."
     )
     flag_notes: list[FlagNote] = Field(description="Each of flags, with its label and meaning.")
+    depth: int = Field(
+        0,
+        description="A team's depth in the team tree of a rolled-up run (the teams are "
+        "listed as that tree, each followed by the teams below it): how many teams above "
+        "it have a row; 0 at the top, for a rep, and in a run without a tree.",
+    )
+    parent_label: str | None = Field(
+        None, description="The label of the nearest team above it that has a row; null at the top."
+    )
 
     @classmethod
     def of(cls, row: CoverageRow, shown: Shown) -> Self:
@@ -214,6 +225,8 @@ class RowBase(BaseModel):
                 FlagNote.model_construct(flag=n.flag, label=n.label, description=n.description)
                 for n in shown.flag_notes
             ],
+            depth=shown.depth,
+            parent_label=shown.parent_label,
             **metric_values(row.values),
         )
 
@@ -367,7 +380,12 @@ def run_json(run: CoverageRun, bands: Bands = DEFAULT_BANDS) -> str:
 
 
 def _shown(run: CoverageRun, bands: Bands) -> list[tuple[CoverageRow, Shown]]:
-    return shown_rows(run.rows, by_pipeline=bool(run.parameters.get("by_pipeline")), bands=bands)
+    return shown_rows(
+        run.rows,
+        by_pipeline=bool(run.parameters.get("by_pipeline")),
+        bands=bands,
+        parents=team_parents(run.parameters),
+    )
 
 
 def _csv(columns: Sequence[str], lines: Iterable[dict[str, Any]]) -> str:

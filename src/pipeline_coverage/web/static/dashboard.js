@@ -371,6 +371,22 @@ async function showRun(runId) {
   }
 }
 
+/** The browser's today, YYYY-MM-DD (the operator's local day, as a scheduler's). */
+function localToday() {
+  const now = new Date();
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${now.getFullYear()}-${pad(now.getMonth() + 1)}-${pad(now.getDate())}`;
+}
+
+/** The as-of day of a run made now of a period that is over: its last day, so that the
+ *  run is a point of that period (its trend, the waterfall's "a week before") rather
+ *  than of today; null while the period lasts or has not begun (the server's today). */
+function pastPeriodDay(periodEnd) {
+  if (localToday() < periodEnd) return null;
+  const [year, month, day] = periodEnd.split("-").map(Number);
+  return new Date(Date.UTC(year, month - 1, day - 1)).toISOString().slice(0, 10);
+}
+
 async function runNow() {
   const button = $("run-now");
   button.disabled = true;
@@ -378,6 +394,8 @@ async function runNow() {
   $("run-status").textContent = "Computing a new run…";
   try {
     const body = { ...period(), by_pipeline: $("run-by-pipeline").checked, rollup: $("run-rollup").checked };
+    const asOf = pastPeriodDay(body.period_end);
+    if (asOf) body.as_of = asOf;
     const created = await api("/v1/coverage-runs", { method: "POST", body });
     await loadPeriods(); // the period now has one run more
     await loadRuns(created.run_id, { run: created.run, exclusions: created.exclusions, rows: created.rows });
@@ -871,6 +889,12 @@ function drawTable(all) {
       if (column.key === "principal") {
         cell.scope = "row";
         cell.textContent = principalName(row);
+        // A rolled-up run's teams, in the default order, as the server's tree: each
+        // indented under the team above it (CSS draws the indent and the branch).
+        if (!state.sort && row.depth) {
+          cell.dataset.depth = String(Math.min(row.depth, 6));
+          cell.title = `in ${row.parent_label}`;
+        }
       } else if (column.key === "pipeline") {
         cell.textContent = pipelineName(row);
       } else {
