@@ -45,6 +45,7 @@ from pipeline_coverage.directory import (
     known_periods,
     list_principals,
     list_tenants,
+    principal_name,
     require_known,
     resolve_pipeline,
     resolve_principal,
@@ -92,6 +93,7 @@ from pipeline_coverage.render import (
     movement_heading,
     movement_json,
     movement_table,
+    movement_total_line,
     run_csv,
     run_heading,
     run_json,
@@ -733,6 +735,15 @@ def _who(
     return found
 
 
+def _whom(conn: Connection, tenant_id: uuid.UUID, kind: str, who: uuid.UUID) -> str:
+    """A trend's principal in its title: ``Tess (rep)``, ``West (team)``; the type and id
+    of one the tenant no longer names."""
+    name = principal_name(conn, tenant_id, kind, who)
+    if name is None:
+        return f"{kind} {who}"
+    return f"{name} ({'rep' if kind == 'USER' else 'team'})"
+
+
 @cli.command()
 @_trend_options
 @click.option(
@@ -799,7 +810,8 @@ def history(
     else:
         each = "each day's last run" if granularity == "day" else "every run"
         title = (
-            f"History · {kind} {who} · {period_start.isoformat()} to {period_end.isoformat()}"
+            f"History · {_whom(conn, tenant_id, kind, who)} · {period_start.isoformat()} to"
+            f" {period_end.isoformat()}"
             f" · {each} ({len(points)})"
         )
         make_console().print(history_table(title, points, _app().bands))
@@ -859,7 +871,8 @@ def same_point(
         _document(same_point_csv(found), nl=False)
     else:
         title = (
-            f"Same point of the quarter · {kind} {who} · day {found.day_of_quarter}"
+            f"Same point of the quarter · {_whom(conn, tenant_id, kind, who)} · day"
+            f" {found.day_of_quarter}"
             f" of {len(found.quarters)} quarters (as of {found.as_of.isoformat()})"
         )
         make_console().print(same_point_table(title, found, _app().bands))
@@ -871,28 +884,23 @@ def same_point(
     "--tenant", "tenant_text", metavar="NAME|ID", help="The run's tenant (a safety check)."
 )
 @click.option("--deals", is_flag=True, help="List the deals behind the run's rows instead.")
-@click.option(
-    "--principal-type",
-    type=click.Choice(PRINCIPAL_TYPES, case_sensitive=False),
-    help="With --deals: only this principal's deals (with --principal-id).",
-)
-@click.option("--principal-id", type=click.UUID, help="With --deals: the user's or group's id.")
+@_principal_options
 @COLUMNS_OPTION
 @FORMAT_OPTION
 def show(
     run_id: uuid.UUID,
     tenant_text: str | None,
     deals: bool,
+    principal_text: str | None,
     principal_type: str | None,
     principal_id: uuid.UUID | None,
     columns: str | None,
     output_format: str,
 ) -> None:
-    """Print a stored run, or (--deals) the deals behind it."""
-    if (principal_type or principal_id) and not deals:
-        raise click.UsageError("--principal-type/--principal-id go with --deals")
-    if (principal_type is None) != (principal_id is None):
-        raise click.UsageError("--principal-type and --principal-id go together")
+    """Print a stored run, or (--deals) the deals behind it (all of them, or one rep's
+    or team's: --principal NAME, or --principal-type and --principal-id)."""
+    if (principal_text or principal_type or principal_id) and not deals:
+        raise click.UsageError("--principal, --principal-type and --principal-id go with --deals")
     if deals and columns is not None:
         raise click.UsageError("--columns chooses a run's metrics: not with --deals")
     chosen = parse_columns(columns) if columns is not None else None
@@ -902,12 +910,13 @@ def show(
     if not deals:
         _print_run(found, output_format, chosen)
         return
+    one = _principal(conn, lambda: found.tenant_id, principal_text, principal_type, principal_id)
     behind = run_deals(
         conn,
         run_id,
         found.tenant_id,
-        principal_type=principal_type.upper() if principal_type else None,
-        principal_id=principal_id,
+        principal_type=one[0] if one else None,
+        principal_id=one[1] if one else None,
     )
     if output_format == "json":
         _document(deals_json(run_id, behind))
@@ -949,16 +958,20 @@ def compare(
         conn, run_a, run_b, tenant_id, principal_type=kind, principal_id=principal_id,
         deals=deals,
     )  # fmt: skip
+    bands = _app().bands
     if output_format == "json":
-        _document(movement_json(movement))
+        _document(movement_json(movement, bands))
     elif output_format == "csv":
-        text = movement_deals_csv(movement.deals or ()) if deals else movement_csv(movement)
+        text = movement_deals_csv(movement.deals or ()) if deals else movement_csv(movement, bands)
         _document(text, nl=False)
     else:
         console = make_console()
         title, caption = movement_heading(movement)
         console.print(title, style="bold", soft_wrap=True, highlight=False)
-        console.print(movement_deals_table(movement) if deals else movement_table(movement))
+        console.print(movement_deals_table(movement) if deals else movement_table(movement, bands))
+        total = None if deals else movement_total_line(movement, bands)
+        if total is not None:
+            console.print(total, soft_wrap=True, highlight=False)
         console.print(caption, style="dim", soft_wrap=True, highlight=False)
 
 

@@ -171,6 +171,19 @@ def resolve_principal(
     return hit["principal_type"], as_uuid(hit["id"])
 
 
+def principal_name(
+    conn: Connection, tenant_id: uuid.UUID, kind: str, principal_id: uuid.UUID
+) -> str | None:
+    """A rep's or team's name today; None when the tenant has none such."""
+    params = {"tenant_id": str(tenant_id), "kind": parse_principal_type(kind),
+              "id": str(principal_id)}  # fmt: skip
+    with unit_of_work(conn) as cur:
+        cur.execute(query(_QUERIES, "principal_name"), params)
+        [found] = records(cur)
+    name = found["name"]
+    return name if isinstance(name, str) else None
+
+
 def resolve_pipeline(conn: Connection, tenant_id: uuid.UUID, text: str) -> uuid.UUID:
     """A pipeline of the tenant by id or name."""
     found = _as_id(_named("pipeline", text))

@@ -168,18 +168,75 @@ def _by_name(row: Row) -> tuple[str, str, str]:
 _RANK = {QUOTA_MET: 0, COVERAGE: 1, LEGACY: 1, NO_TARGET: 2}
 
 
-def default_order(rows: Sequence[R], *, by_pipeline: bool) -> list[R]:
+def default_order(
+    rows: Sequence[R], *, by_pipeline: bool, parents: Mapping[uuid.UUID, uuid.UUID] | None = None
+) -> list[R]:
     """The order rows are shown in. By pipeline: grouped by principal (by name), then
     pipeline. Otherwise: quota met first, then the best coverage of the remaining
-    quota, principals without a target last; ties by name."""
+    quota, principals without a target last; ties by name. With the team tree of a
+    rolled-up run (``parents``): the reps so, then the teams as a tree — each team
+    followed by the teams below it, siblings in that order."""
     if by_pipeline:
-        return sorted(rows, key=_by_name)
+        ordered = sorted(rows, key=_by_name)
+    else:
 
-    def key(row: R) -> tuple[int, Decimal, tuple[str, str, str]]:
-        ratio = judged_ratio(row.values)
-        return (_RANK[status(row.values)], -(ratio or Decimal(0)), _by_name(row))
+        def key(row: R) -> tuple[int, Decimal, tuple[str, str, str]]:
+            ratio = judged_ratio(row.values)
+            return (_RANK[status(row.values)], -(ratio or Decimal(0)), _by_name(row))
 
-    return sorted(rows, key=key)
+        ordered = sorted(rows, key=key)
+    if parents is None:
+        return ordered
+    teams = [row for row in ordered if row.principal_type == GROUP]
+    return [row for row in ordered if row.principal_type != GROUP] + _as_tree(teams, parents)
+
+
+def _shown_parent(
+    team: uuid.UUID, parents: Mapping[uuid.UUID, uuid.UUID], present: set[uuid.UUID]
+) -> uuid.UUID | None:
+    """The nearest team above ``team`` that has a row (a team between them may have
+    none); None at the top."""
+    seen = {team}
+    above = parents.get(team)
+    while above is not None and above not in present and above not in seen:
+        seen.add(above)
+        above = parents.get(above)
+    return above if above in present and above != team else None
+
+
+def _as_tree(teams: list[R], parents: Mapping[uuid.UUID, uuid.UUID]) -> list[R]:
+    """Teams' rows (in their order) as a tree, depth first; each team's rows (one per
+    pipeline) together."""
+    present = {row.principal_id for row in teams}
+    rows_of: dict[uuid.UUID, list[R]] = {}
+    for row in teams:
+        rows_of.setdefault(row.principal_id, []).append(row)
+    below: dict[uuid.UUID | None, list[uuid.UUID]] = {}
+    for team in rows_of:
+        below.setdefault(_shown_parent(team, parents, present), []).append(team)
+    tree: list[R] = []
+    done: set[uuid.UUID] = set()
+
+    def walk(team: uuid.UUID) -> None:
+        done.add(team)
+        tree.extend(rows_of[team])
+        for child in below.get(team, []):
+            if child not in done:
+                walk(child)
+
+    for team in [*below.get(None, []), *rows_of]:  # (a cycle has no top: its teams last)
+        if team not in done:
+            walk(team)
+    return tree
+
+
+def team_parents(parameters: Mapping[str, Any]) -> dict[uuid.UUID, uuid.UUID] | None:
+    """The team tree a rolled-up run recorded (each team's parent); None for a run
+    without one (not rolled up, or stored before runs recorded it)."""
+    recorded = parameters.get("team_parents") if parameters.get("rollup") else None
+    if not isinstance(recorded, Mapping):
+        return None
+    return {uuid.UUID(str(team)): uuid.UUID(str(parent)) for team, parent in recorded.items()}
 
 
 # --- flags and the exclusions report ------------------------------------------------------
@@ -315,14 +372,42 @@ class Shown:
     pipeline_label: str
     label: str
     flag_notes: tuple[FlagNote, ...]
+    #: In a rolled-up run's team tree: how many teams above it have a row (0 at the
+    #: top, and for every row of a run without a tree) ...
+    depth: int = 0
+    #: ... and the nearest of them, by its label.
+    parent_label: str | None = None
 
 
-def shown_rows(rows: Sequence[R], *, by_pipeline: bool, bands: Bands) -> list[tuple[R, Shown]]:
-    """A run's rows in the default order, each with what is decided about it."""
+def shown_rows(
+    rows: Sequence[R],
+    *,
+    by_pipeline: bool,
+    bands: Bands,
+    parents: Mapping[uuid.UUID, uuid.UUID] | None = None,
+) -> list[tuple[R, Shown]]:
+    """A run's rows in the default order, each with what is decided about it; with a
+    rolled-up run's team tree (:func:`team_parents`), each team's place in it."""
+    present = {row.principal_id for row in rows if row.principal_type == GROUP}
+    labels = {row.principal_id: principal_label(row) for row in rows if row.principal_type == GROUP}
+
+    def tree_place(row: R) -> tuple[int, str | None]:
+        if parents is None or row.principal_type != GROUP:
+            return 0, None
+        above = _shown_parent(row.principal_id, parents, present)
+        depth, seen = 0, {row.principal_id}
+        while above is not None and above not in seen:
+            seen.add(above)
+            depth += 1
+            above = _shown_parent(above, parents, present)
+        parent = _shown_parent(row.principal_id, parents, present)
+        return depth, labels[parent] if parent is not None else None
+
     shown = []
-    for place, row in enumerate(default_order(rows, by_pipeline=by_pipeline)):
+    for place, row in enumerate(default_order(rows, by_pipeline=by_pipeline, parents=parents)):
         values = row.values
         coverage = values.get("coverage_ratio")
+        depth, parent_label = tree_place(row)
         shown.append(
             (
                 row,
@@ -335,6 +420,8 @@ def shown_rows(rows: Sequence[R], *, by_pipeline: bool, bands: Bands) -> list[tu
                     pipeline_label=pipeline_label(row),
                     label=row_label(row, by_pipeline=by_pipeline),
                     flag_notes=tuple(flag_note(flag) for flag in row.flags),
+                    depth=depth,
+                    parent_label=parent_label,
                 ),
             )
         )
@@ -352,3 +439,44 @@ def run_marks(parameters: Mapping[str, Any]) -> list[str]:
     if parameters.get("target_match") == "within":
         marks.append("targets within")
     return marks
+
+
+# --- a movement's two ends ---------------------------------------------------------------
+
+#: A movement row's two ends: run A's numbers (``start``) and run B's (``end``).
+MOVEMENT_SIDES = ("start", "end")
+#: What a movement shows of each end's coverage: the run table's own basis.
+MOVEMENT_BASIS = "coverage of remaining quota"
+
+
+def movement_end(values: Mapping[str, Value], side: str) -> dict[str, Value]:
+    """One end of a movement row (``start``: run A's, ``end``: run B's) under the names
+    of a run's row, so that it is judged as that run's row is: by the coverage of its
+    remaining quota, quota met when its target is won."""
+    return {
+        "target_amount": values.get(f"{side}_target_amount"),
+        "won_amount": values.get(f"{side}_won_amount"),
+        "open_amount": values.get(f"{side}_amount"),
+        "coverage_ratio": values.get(f"{side}_coverage_ratio"),
+        "remaining_target": values.get(f"{side}_remaining_target"),
+        "remaining_coverage_ratio": values.get(f"{side}_remaining_coverage_ratio"),
+    }
+
+
+@dataclass(frozen=True)
+class EndShown:
+    """One end of a movement row as shown: its status and band, as its run's row's; and
+    its cell on :data:`MOVEMENT_BASIS` (a ratio, or ``quota met``, ``no target``)."""
+
+    status: str
+    band: str | None
+    cell: RatioCell
+
+
+def end_shown(values: Mapping[str, Value], bands: Bands) -> EndShown:
+    """How an end (:func:`movement_end`, or a total of ends) is shown."""
+    return EndShown(
+        status=status(values),
+        band=bands.of(judged_ratio(values)),
+        cell=ratio_cell("remaining_coverage_ratio", values, bands),
+    )

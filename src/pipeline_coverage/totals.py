@@ -12,11 +12,12 @@ are its reps' deals too).
 from __future__ import annotations
 
 import decimal
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Protocol
 
-from pipeline_coverage.store import CoverageRow
+from pipeline_coverage.store import Value
 
 ZERO = Decimal(0)
 
@@ -29,7 +30,17 @@ def _ratio(numerator: Decimal, denominator: Decimal) -> Decimal | None:
         return (numerator / denominator).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
 
 
-def _amount(row: CoverageRow, name: str) -> Decimal:
+class Totalled(Protocol):
+    """What a row added up has: whose it is, and its metrics by a run's row's names (a
+    run's fact row, or one end of a movement row)."""
+
+    @property
+    def principal_type(self) -> str: ...
+    @property
+    def values(self) -> Mapping[str, Value]: ...
+
+
+def _amount(row: Totalled, name: str) -> Decimal:
     value = row.values.get(name)
     return value if isinstance(value, Decimal) else ZERO
 
@@ -55,8 +66,20 @@ class RepTotals:
     short_open_amount: Decimal
     shortfall_coverage_ratio: Decimal | None
 
+    @property
+    def values(self) -> dict[str, Value]:
+        """The net totals under a run's row's names, to be judged as a row is (no target
+        when none of the rows has one)."""
+        return {
+            "target_amount": self.target_amount if self.rows_with_target else None,
+            "won_amount": self.won_amount,
+            "open_amount": self.open_amount,
+            "remaining_target": self.remaining_target,
+            "remaining_coverage_ratio": self.remaining_coverage_ratio,
+        }
 
-def rep_totals(rows: Sequence[CoverageRow]) -> RepTotals:
+
+def rep_totals(rows: Sequence[Totalled]) -> RepTotals:
     """The reps' (``USER``) rows of a run added up, net and for those still short."""
     reps = [row for row in rows if row.principal_type == "USER"]
     targeted = [row for row in reps if row.values.get("target_amount") is not None]

@@ -18,7 +18,15 @@ import pytest
 from pipeline_coverage import run_pipeline_coverage_batch
 from pipeline_coverage.apikeys import create_api_key
 from pipeline_coverage.periods import fiscal_quarter_of, period_name
-from tests.e2e.test_dashboard import CHROMIUM, SCREENSHOTS, VIEWPORT, browser, headers, screenshot
+from tests.e2e.test_dashboard import (
+    CHROMIUM,
+    SCREENSHOTS,
+    VIEWPORT,
+    browser,
+    headers,
+    row_order,
+    screenshot,
+)
 from tests.e2e.test_dashboard import table as coverage_table
 from tests.factory import Crm
 
@@ -90,6 +98,8 @@ def test_opens_on_a_period_with_targets_and_runs_rolled_up(
         arg=str(plain),
     )
     assert "teams rolled up" in page.inner_text("#run-status")
+    # The quarter is over: the run is as of its last day, not of today.
+    assert "as of 2026-03-31" in page.inner_text("#run-status")
     assert "rolled up" in page.locator("#run-select option").all_inner_texts()[0]
     # The picker counts the new run.
     page.wait_for_function(
@@ -113,9 +123,22 @@ def test_opens_on_a_period_with_targets_and_runs_rolled_up(
     assert region_row["Open (USD)"] == "650.00"
     assert rows["East"]["Open (USD)"] == "400.00"
     assert rows["East"]["Member targets (USD)"] == "—"
+    # The teams as their tree (the server's order and depth): Region, then East and
+    # West under it — not the flat order by coverage (East, Region, West).
+    assert row_order(page) == ["Region", "East", "West"]
+    depths = page.evaluate(
+        "() => [...document.querySelectorAll('#coverage-table tbody th')]"
+        ".map(th => [th.textContent, th.dataset.depth || '0', th.title])"
+    )
+    assert depths == [["Region", "0", ""], ["East", "1", "in Region"], ["West", "1", "in Region"]]
     folder = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path
     page.locator("#coverage-table").scroll_into_view_if_needed()
     screenshot(page, folder, "dashboard-rollup.png")
+    page.locator("#coverage-table").screenshot(path=str(folder / "dashboard-team-tree.png"))
+    # Sorted by a column, the table is a plain list again.
+    page.click("#coverage-table th[data-key='open_amount'] button")
+    assert row_order(page) == ["Region", "East", "West"]  # (650, 400, 250: by open, down)
+    assert page.locator("#coverage-table tbody th[data-depth]").count() == 0
 
     # Picking another period shows it (the current quarter has no run).
     page.select_option("#period-picker", f"{current[0]}/{current[1]}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import itertools
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -181,3 +182,140 @@ def test_trend_by_day_same_point_and_csv_export(
 
 def before_day(quarter_start: dt.date) -> str:
     return (quarter_start + dt.timedelta(days=7)).isoformat()
+
+
+def test_the_trend_of_a_past_quarter_spans_it_and_shows_quota_met(
+    browser: Any, live_server: str, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    """A quarter that is over: runs as of its days 10 (short of the target), 20 and 40
+    (quota met), and one made today (as the old Run now did). Run now makes a run as of
+    the quarter's last day; the trend's axis is the quarter, not up to today (today's
+    run is in the Data table only); the coverage line breaks on the days of quota met,
+    which are marked; attainment and coverage look the same in both charts."""
+    crm = Crm(conn)
+    tenant = crm.tenant("Past Quarter")
+    ada = crm.user(tenant, "Ada")
+    pipeline = crm.pipeline(tenant)
+    open_stage = crm.stage(tenant, pipeline)
+    won_stage = crm.stage(tenant, pipeline, "DONE_SUCCESS")
+    this_quarter = quarter_of(dt.date.today())
+    start, end = add_months(this_quarter[0], -3), this_quarter[0]
+    last = end - dt.timedelta(days=1)
+    big = crm.deal(tenant, pipeline, open_stage, "1500", last, owner=ada)
+    crm.target(tenant, "USER", ada, start, end, "1000")
+    days = [start + dt.timedelta(days=n) for n in (9, 19, 39)]
+    run_coverage(conn, coverage_request(tenant, start, end, as_of=days[0]))
+    conn.execute("UPDATE dyno_crm.deal SET stage_id = %s, close_date = %s WHERE id = %s",
+                 (won_stage, days[1], big))  # fmt: skip
+    crm.deal(tenant, pipeline, open_stage, "300", last, owner=ada)
+    conn.commit()
+    for day in days[1:]:
+        run_coverage(conn, coverage_request(tenant, start, end, as_of=day))
+    today = run_coverage(conn, coverage_request(tenant, start, end)).run_id
+    _, key = create_api_key(conn, tenant, "browser test")
+
+    page, _ = sign_in(browser, live_server, key, today)
+    page.click("#run-now")
+    page.wait_for_function(
+        "id => { const s = document.getElementById('run-status').dataset.runId;"
+        " return s && s !== id; }",
+        arg=str(today),
+    )
+    assert f"as of {last.isoformat()}" in page.inner_text("#run-status")
+    page.click("#coverage-table tbody tr >> nth=0")
+    wait_for_deals(page, f"USER:{ada}:")
+    page.wait_for_function("() => window.samePointChart && window.trendChart")
+
+    trend = drawn(page, "trendChart")
+    assert trend["x"] == {"type": "linear", "min": epoch_day(start), "max": epoch_day(last)}
+    inside = [*days, last]
+    assert trend["labels"] == [d.isoformat() for d in inside]
+    assert page.inner_text("#trend-title") == (
+        "Trend: Ada on 4 days of this period (1 more as of days outside it: see Data)"
+    )
+    # Coverage: 1.50x on day 10, then quota met (no point, the line breaks), marked.
+    assert [p["y"] for p in trend["data"][0]] == [1.5, None, None, None]
+    looks = page.evaluate(
+        "() => [window.trendChart, window.samePointChart].map(c => c.data.datasets.map(d =>"
+        " ({ label: d.label, spanGaps: d.spanGaps ?? null, border: d.borderColor,"
+        " points: d.pointBackgroundColor ?? d.backgroundColor, style: d.pointStyle ?? null })))"
+    )
+    coverage, attainment, met = looks[0]
+    assert coverage["spanGaps"] is False
+    assert met["label"] == "Quota met"
+    assert [p["x"] for p in trend["data"][2]] == [epoch_day(d) for d in inside[1:]]
+    same_coverage, same_attainment = looks[1]
+    # One look per metric: attainment ink diamonds in both; coverage by band in both
+    # (a point or a bar: 1.50x amber, quota met green like its star), one legend swatch.
+    assert (attainment["border"], attainment["style"]) == (
+        same_attainment["border"],
+        same_attainment["style"],
+    )
+    assert attainment["border"] != coverage["border"]
+    assert coverage["points"][0] == "#e0a100"  # 1.50x: watch, as the coverage chart
+    assert coverage["points"][1] == met["border"] == same_coverage["points"][-1]
+    swatches = page.evaluate(
+        "() => [window.trendChart, window.samePointChart].map(c =>"
+        " Object.fromEntries(c.legend.legendItems.map(i => [i.text, i.fillStyle])))"
+    )
+    shared = set(swatches[0]) & set(swatches[1])
+    assert shared == {coverage["label"], attainment["label"]}
+    assert all(swatches[0][label] == swatches[1][label] for label in shared)
+    assert swatches[0][coverage["label"]] != swatches[0][attainment["label"]]
+    # The Data table has every day, today's run as well.
+    rows = page.locator("#trend-table tbody tr").all()
+    assert [r.locator("td").first.text_content() for r in rows][-1] == dt.date.today().isoformat()
+
+    folder = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path
+    folder.mkdir(parents=True, exist_ok=True)
+    page.evaluate("() => document.getElementById('trend-card').scrollIntoView({ block: 'start' })")
+    shot = folder / "dashboard-trend-past-quarter.png"
+    page.locator("#trend-card").screenshot(path=str(shot))
+    assert shot.stat().st_size > 10_000
+
+
+def test_bar_texts_never_overlap_nor_are_cut_off(
+    browser: Any, live_server: str, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    """45 reps at 0.00x after one far above the rest, and 30 teams of quota met: too
+    many bars for every text. Texts that would run into the one before are left out,
+    none overlaps another, and the tallest bar's is inside the canvas."""
+    crm = Crm(conn)
+    tenant = crm.tenant("Crowded")
+    pipeline = crm.pipeline(tenant)
+    open_stage = crm.stage(tenant, pipeline)
+    won_stage = crm.stage(tenant, pipeline, "DONE_SUCCESS")
+    start, end = quarter_of(dt.date.today())
+    late = end - dt.timedelta(days=1)
+    star = crm.user(tenant, "Star")
+    crm.deal(tenant, pipeline, open_stage, "50000", late, owner=star)
+    crm.target(tenant, "USER", star, start, end, "1000")
+    for n in range(45):
+        crm.target(tenant, "USER", crm.user(tenant, f"Rep {n:02}"), start, end, "1000")
+    for n in range(30):
+        team = crm.group(tenant, f"Team {n:02}")
+        crm.deal(tenant, pipeline, won_stage, "100", start, owner_group=team)
+        crm.target(tenant, "GROUP", team, start, end, "100")
+    conn.commit()
+    run_id = run_coverage(conn, coverage_request(tenant, start, end)).run_id
+    _, key = create_api_key(conn, tenant, "browser test")
+    page, _ = sign_in(browser, live_server, key, run_id)
+    folder = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path
+    folder.mkdir(parents=True, exist_ok=True)
+    for tab, texts, first in (("USER", "0.00x", "50.00x"), ("GROUP", "quota met", "quota met")):
+        page.click(f"#tab-{tab}")
+        page.wait_for_function("() => window.coverageChart && window.coverageChart.$barTexts")
+        written = page.evaluate("() => window.coverageChart.$barTexts")
+        bars = page.evaluate("() => window.coverageChart.data.labels.length")
+        assert bars in (46, 30)
+        assert written[0]["index"] == 0
+        assert written[0]["text"] == first
+        assert {w["text"] for w in written[1:]} == {texts}
+        assert 1 < len(written) < bars  # thinned, not dropped
+        for before, after in itertools.pairwise(written):
+            assert after["left"] >= before["right"], (before, after)
+        assert all(w["top"] >= 0 for w in written)
+        if tab == "GROUP":
+            page.locator("#coverage-chart").screenshot(
+                path=str(folder / "dashboard-bar-labels.png")
+            )

@@ -1016,3 +1016,60 @@ def test_run_takes_a_period_expression_in_the_fiscal_calendar(
     assert "not both" in assert_one_error_line(both)
     bad = cli(capsys, db_url, "run", "--tenant", "Acme Corp", "--period", "Q5", "--all")
     assert "not a period expression" in assert_one_error_line(bad)
+
+
+def test_show_deals_takes_a_principal_by_name(
+    capsys: pytest.CaptureFixture[str], db_url: str, scenario: Scenario
+) -> None:
+    made = cli(capsys, db_url, "run", "--tenant", "Acme Corp", *Q1, "--all", "--format", "json")
+    run_id = parse_json(made.out)["run_id"]
+    by_name = cli(capsys, db_url, "show", run_id, "--deals", "--principal", "Alice",
+                  "--format", "json")  # fmt: skip
+    assert by_name.code == 0, by_name
+    deals = parse_json(by_name.out)["deals"]
+    assert {(d["principal_type"], d["principal_id"]) for d in deals} == {
+        ("USER", str(scenario.alice))
+    }
+    by_id = cli(capsys, db_url, "show", run_id, "--deals", "--principal-type", "user",
+                "--principal-id", str(scenario.alice), "--format", "json")  # fmt: skip
+    assert parse_json(by_id.out)["deals"] == deals
+    # A team by name; a name the tenant does not have, and a principal without --deals.
+    team = cli(capsys, db_url, "show", run_id, "--deals", "--principal", "East Team")
+    assert team.code == 0, team
+    assert "Alice" in team.out or "East Team" in team.out
+    for args, message in (
+        (("--deals", "--principal", "Nobody"), "Nobody"),
+        (("--principal", "Alice"), "go with --deals"),
+    ):
+        refused = cli(capsys, db_url, "show", run_id, *args)
+        assert (refused.code, refused.out) == (2, ""), refused
+        assert message in assert_one_error_line(refused)
+
+
+def test_runs_tell_apart_the_runs_of_one_period(
+    capsys: pytest.CaptureFixture[str], db_url: str, scenario: Scenario
+) -> None:
+    """Runs of one quarter differ by their as-of day, roll-up and target matching: the
+    list shows each."""
+    made = {}
+    for name, extra in (
+        ("plain", ("--as-of", "2026-02-03")),
+        ("rolled", ("--as-of", "2026-02-10", "--rollup")),
+        ("within", ("--as-of", "2026-02-17", "--target-match", "within")),
+    ):
+        result = cli(capsys, db_url, "run", "--tenant", "Acme Corp", *Q1, "--all", *extra,
+                     "--format", "json")  # fmt: skip
+        assert result.code == 0, result
+        made[name] = parse_json(result.out)["run_id"]
+    listed = cli(capsys, db_url, "runs", "--tenant", "Acme Corp")
+    assert listed.code == 0, listed
+    assert "As of" in listed.out
+    assert "Options" in listed.out
+    lines = {name: next(line for line in listed.out.splitlines() if run_id[:8] in line)
+             for name, run_id in made.items()}  # fmt: skip
+    assert "2026-02-03" in lines["plain"]
+    assert "rolled up" not in lines["plain"]
+    assert "2026-02-10" in lines["rolled"]
+    assert "rolled up" in lines["rolled"]
+    assert "2026-02-17" in lines["within"]
+    assert "targets within" in lines["within"]

@@ -35,6 +35,7 @@ from pipeline_coverage import (
     run_pipeline_coverage_batch,
     run_pipeline_coverage_report,
 )
+from pipeline_coverage.apikeys import create_api_key
 from pipeline_coverage.cli import main
 from pipeline_coverage.db import distribute as citus
 from pipeline_coverage.db import migrate
@@ -543,8 +544,13 @@ def test_compare_on_the_command_line(
     assert f"{ann.start_amount:,.2f}" in line
     assert f"{-ann.amounts['left']:+,.2f}" in line
     assert f"{ann.end_amount:,.2f}" in line
-    target = Decimal(4000)  # Ann's coverage, then and now
-    assert f"{ann.start_amount / target:.2f}x → {ann.end_amount / target:.2f}x" in line
+    # Ann's coverage of her remaining quota then and now, as each run's table has it.
+    then, now = (
+        oracle.row(_options(day), "USER", story.ann, None)["remaining_coverage_ratio"]
+        for oracle, day in ((before, AS_OF_A), (after, AS_OF_B))
+    )
+    assert f"{then:,.2f}x → {now:,.2f}x" in line
+    assert "Coverage of remaining quota" in out
 
     # Every amount of every row with its two decimals, also a step without any deal.
     code, out, _ = _cli(capsys, db_url, "compare", str(run_a), str(run_b), "--format", "json")
@@ -732,3 +738,63 @@ def test_compare_on_citus_matches_the_oracle(citus_url: str) -> None:
                 "EXPLAIN " + query("movement", name), params))  # fmt: skip
             assert re.findall(r"Task Count: (\d+)", plan) == ["1"], (name, plan)
         conn.rollback()
+
+
+def test_the_movement_speaks_of_the_remaining_quota_as_the_run_table_does(
+    conn: psycopg.Connection[Any],
+    db_url: str,
+    capsys: pytest.CaptureFixture[str],
+    api: httpx.Client,
+) -> None:
+    """Run A: 900 of Ann's 1,000 won and 1,516 open, 15.16x of the 100 left; run B: the
+    last 100 won, quota met. Compare says so in the CLI, the JSON and the CSV (not
+    1.52x → 1.42x, open over the whole target), and the reps' total at each end is
+    the run's own total."""
+    crm = Crm(conn)
+    tenant = crm.tenant("Quota Makers")
+    ann = crm.user(tenant, "Ann")
+    sales = crm.pipeline(tenant, "Sales")
+    open_stage = crm.stage(tenant, sales, "IN_PROGRESS")
+    won_stage = crm.stage(tenant, sales, "DONE_SUCCESS")
+    in_q1 = dt.date(2026, 2, 20)
+    crm.deal(tenant, sales, won_stage, "900", in_q1, owner=ann)
+    crm.deal(tenant, sales, open_stage, "1416", in_q1, owner=ann)
+    last = crm.deal(tenant, sales, open_stage, "100", in_q1, owner=ann)
+    crm.target(tenant, "USER", ann, *Q1, "1000")
+    run_a = run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=AS_OF_A)
+    conn.execute("UPDATE dyno_crm.deal SET stage_id = %s WHERE id = %s", (won_stage, last))
+    conn.commit()
+    run_b = run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=AS_OF_B)
+
+    code, out, _ = _cli(capsys, db_url, "compare", str(run_a), str(run_b))
+    assert code == 0
+    assert "Coverage of remaining quota" in out
+    [line] = [text for text in out.splitlines() if " Ann " in text]
+    assert "15.16x → quota met" in line
+    assert "Reps' total, coverage of remaining quota: 15.16x → quota met" in out
+
+    code, out, _ = _cli(capsys, db_url, "compare", str(run_a), str(run_b), "--format", "json")
+    document = json.loads(out)
+    [row] = document["rows"]
+    assert (row["start_status"], row["start_band"]) == ("coverage", "healthy")
+    assert (row["end_status"], row["end_band"]) == ("quota_met", None)
+    assert row["start_remaining_coverage_ratio"] == "15.1600"
+    assert row["start_coverage_ratio"] == "1.5160"  # (still there, by its own name)
+    assert (row["start_won_amount"], row["end_won_amount"]) == ("900.00", "1000.00")
+    code, out, _ = _cli(capsys, db_url, "compare", str(run_a), str(run_b), "--format", "csv")
+    [line_csv] = list(csv.DictReader(io.StringIO(out)))
+    assert (line_csv["start_status"], line_csv["end_status"]) == ("coverage", "quota_met")
+
+    # Over HTTP the same, with the reps' total at each end equal to each run's own.
+    key = create_api_key(conn, tenant, "movement")[1]
+    auth = {"Authorization": f"Bearer {key}"}
+    compared = api.get(f"/v1/coverage-runs/{run_a}/compare/{run_b}", headers=auth).json()
+    Comparison.model_validate(compared)
+    for side, run in (("start", run_a), ("end", run_b)):
+        own = api.get(f"/v1/coverage-runs/{run}", headers=auth).json()["totals"]
+        total = compared["totals"][side]
+        assert {k: total[k] for k in own} == own
+    assert (compared["totals"]["start"]["status"], compared["totals"]["start"]["band"]) == (
+        "coverage", "healthy")  # fmt: skip
+    assert compared["totals"]["end"]["status"] == "quota_met"
+    assert compared["rows"][0]["end_status"] == "quota_met"

@@ -448,3 +448,52 @@ def test_a_new_user_loads_an_export_and_runs_a_fiscal_rolled_up_quarter_by_name(
     for row in run.rows:
         compare_row(oracle, options, row)
     assert any(row["member_target_amount"] is not None for row in run.rows)
+
+
+def test_a_rolled_up_run_lists_its_teams_as_their_tree(
+    conn: psycopg.Connection[Any], db_url: str, live_server: str
+) -> None:
+    """Region over A (over A1) and B. Flat, the default order would be A1 (quota met),
+    A, Region, B; a rolled-up run lists the reps, then Region, A, A1, B — each team
+    with its depth and the team above it — in the JSON, the API and the table. The
+    run records the tree it rolled up over, so a team moved since does not move."""
+    org = build_org(conn)
+    runner = CliRunner()
+    args = ["--database-url", db_url, "run", "--tenant", "Org Co", "--period", "2026-Q1",
+            "--all", "--rollup", "--as-of", AS_OF.isoformat()]  # fmt: skip
+    found = json.loads(runner.invoke(cli, [*args, "--format", "json"]).output)
+    assert found["run"]["parameters"]["team_parents"] == {
+        str(org.a): str(org.region),
+        str(org.b): str(org.region),
+        str(org.a1): str(org.a),
+    }
+    teams = [r for r in found["rows"] if r["principal_type"] == "GROUP"]
+    assert [(r["principal_name"], r["depth"], r["parent_label"]) for r in teams] == [
+        ("Region", 0, None), ("Team A", 1, "Region"), ("Team A1", 2, "Team A"),
+        ("Team B", 1, "Region"),
+    ]  # fmt: skip
+    assert [r["order"] for r in found["rows"]] == list(range(len(found["rows"])))
+    assert all(r["principal_type"] == "USER" for r in found["rows"][: -len(teams)])
+    # Moving a team afterwards changes neither the stored run nor how it is shown.
+    conn.execute("UPDATE dyno_crm.crm_group SET parent_group_id = NULL WHERE id = %s", (org.a1,))
+    conn.commit()
+    _, key = create_api_key(conn, org.tenant)
+    shown = httpx.get(f"{live_server}/v1/coverage-runs/{found['run_id']}",
+                      headers={"Authorization": f"Bearer {key}"}, timeout=30).json()  # fmt: skip
+    assert [r for r in shown["rows"] if r["principal_type"] == "GROUP"] == teams
+    table = runner.invoke(cli, ["--database-url", db_url, "show", found["run_id"]],
+                          terminal_width=200)  # fmt: skip
+    lines = [line for line in table.output.splitlines() if "Region" in line or "Team" in line]
+    assert [line.split("│")[2].rstrip() for line in lines] == [
+        " Region",
+        " └ Team A",
+        "   └ Team A1",
+        " └ Team B",
+    ]
+    # Without roll-up the teams are a flat list in the default order.
+    plain_args = [*args[:-3], "--no-rollup", "--as-of", AS_OF.isoformat(), "--format", "json"]
+    plain = json.loads(runner.invoke(cli, plain_args).output)
+    assert "team_parents" not in plain["run"]["parameters"]
+    flat = [r for r in plain["rows"] if r["principal_type"] == "GROUP"]
+    assert {r["depth"] for r in flat} == {0}
+    assert {r["parent_label"] for r in flat} == {None}

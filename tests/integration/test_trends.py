@@ -22,6 +22,7 @@ from pipeline_coverage import ValidationError, coverage_request, principal_histo
 from pipeline_coverage.cli import main
 from pipeline_coverage.history import same_point_of_quarter
 from pipeline_coverage.reports.snapshot import take_snapshots
+from pipeline_coverage.tenants import set_run_defaults
 from tests.factory import Crm
 from tests.oracle import Options, Oracle
 from tests.worlds import Q1, World
@@ -459,3 +460,43 @@ def test_rolled_up_runs_are_a_series_of_their_own(
         assert quarters[0]["point"]["run_id"] == str(expected)
     found = principal_history(conn, world.tenant, "GROUP", world.team, *Q1, rollup=False)
     assert [p.run_id for p in found] == [plain]
+
+
+def test_a_teams_trend_commands_name_it_and_read_the_tenants_default_rollup(
+    conn: psycopg.Connection[Any],
+    db_url: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    world: World,
+) -> None:
+    """A team's history and same point, on a tenant that rolls up by default: only the
+    rolled-up runs, and the titles name the team rather than print its type and id."""
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    set_run_defaults(conn, world.tenant, rollup=True)
+    day = dt.date(2026, 1, 14)
+    made = {
+        rollup: run_coverage(
+            conn, coverage_request(world.tenant, *Q1, as_of=day, rollup=rollup)
+        ).run_id
+        for rollup in (True, False)  # the plain run is the day's last
+    }
+    team = f"{world.name} Team"
+    period = ("--period-start", "2026-01-01", "--period-end", "2026-04-01")
+    code, out, err = cli(capsys, db_url, "history", "--tenant", world.name, "--principal", team,
+                         *period, "--format", "json")  # fmt: skip
+    assert (code, err) == (0, "")
+    assert [p["run_id"] for p in json.loads(out)["points"]] == [str(made[True])]
+    code, out, _ = cli(capsys, db_url, "history", "--tenant", world.name, "--principal", team,
+                       *period, "--no-rollup", "--format", "json")  # fmt: skip
+    assert [p["run_id"] for p in json.loads(out)["points"]] == [str(made[False])]
+    code, out, _ = cli(capsys, db_url, "history", "--tenant", world.name, "--principal-type",
+                       "group", "--principal-id", str(world.team), *period)  # fmt: skip
+    assert code == 0
+    title = out.splitlines()[0]
+    assert f"History · {team} (team) · 2026-01-01 to 2026-04-01" in title
+    assert str(world.team) not in out
+    code, out, _ = cli(capsys, db_url, "same-point", "--tenant", world.name, "--principal",
+                       f"{world.name} Ann", "--as-of", "2026-01-20", "--quarters", "1")  # fmt: skip
+    assert code == 0
+    assert f"Same point of the quarter · {world.name} Ann (rep) · day 20" in out.splitlines()[0]
+    assert str(world.ann) not in out

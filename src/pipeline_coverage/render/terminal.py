@@ -6,7 +6,7 @@ CRM is printed literally (:func:`plain`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -20,15 +20,20 @@ from pipeline_coverage.presentation import (
     BANDED,
     DEFAULT_BANDS,
     HEALTHY,
+    MOVEMENT_BASIS,
+    MOVEMENT_SIDES,
     NO_TARGET,
     QUOTA_MET,
     SHORT,
     STATUS_TEXT,
     WATCH,
     Bands,
+    end_shown,
+    movement_end,
     ratio_cell,
     run_marks,
     shown_rows,
+    team_parents,
 )
 from pipeline_coverage.render.values import _day, _text
 from pipeline_coverage.reports.movement import DealNow, DealState, Movement
@@ -145,8 +150,11 @@ def run_table(
     for metric in metrics:
         table.add_column(metric.label, justify="right")
     by_pipeline = bool(run.parameters.get("by_pipeline"))
-    for row, shown in shown_rows(run.rows, by_pipeline=by_pipeline, bands=bands):
-        cells: list[str | Text] = [row.principal_type, shown.principal_label]
+    parents = team_parents(run.parameters)
+    for row, shown in shown_rows(run.rows, by_pipeline=by_pipeline, bands=bands, parents=parents):
+        # A rolled-up run's teams as their tree: each indented under the team above it.
+        tree = "  " * (shown.depth - 1) + "└ " if shown.depth else ""
+        cells: list[str | Text] = [row.principal_type, tree + shown.principal_label]
         if with_pipeline:
             cells.append(shown.pipeline_label or "all")
         cells += [metric_cell(metric, row, bands) for metric in metrics]
@@ -322,31 +330,58 @@ def signed(value: Decimal | None) -> str:
     return f"{value:+,.2f}" if value else "0.00"
 
 
-def _ratio_text(value: Value) -> str:
-    return "—" if not isinstance(value, Decimal) else f"{value:,.2f}x"
+def end_text(values: Mapping[str, Value] | None, bands: Bands = DEFAULT_BANDS) -> Text:
+    """One end's coverage of its remaining quota (:data:`MOVEMENT_BASIS`): ``2.35x`` in
+    its band's colour, ``quota met``, ``no target``; a dash for a run without the row."""
+    if values is None:
+        return Text("—")
+    cell = end_shown(values, bands).cell
+    if cell.ratio is not None:
+        return Text(f"{cell.ratio:,.2f}x", style=BAND_STYLE[cell.band or SHORT])
+    if cell.note is not None:
+        note = QUOTA_MET if cell.note == STATUS_TEXT[QUOTA_MET] else NO_TARGET
+        return Text(cell.note, style=NOTE_STYLE[note])
+    return Text("—")
 
 
-def movement_table(movement: Movement) -> Table:
-    """The waterfall per row: coverage then and now, start, each step's effect, end."""
+def _ends(start: Text, end: Text) -> Text:
+    return Text.assemble(start, " → ", end)
+
+
+def movement_table(movement: Movement, bands: Bands = DEFAULT_BANDS) -> Table:
+    """The waterfall per row: the coverage of the remaining quota then and now (the run
+    table's basis, judged as each run's row is), start, each step's effect, end."""
     table = Table()
     with_pipeline = any(row.pipeline_id is not None for row in movement.rows)
-    for column in ("Type", "Principal", *(["Pipeline"] if with_pipeline else []), "Coverage"):
+    for column in ("Type", "Principal", *(["Pipeline"] if with_pipeline else [])):
         table.add_column(column)
+    table.add_column(MOVEMENT_BASIS[0].upper() + MOVEMENT_BASIS[1:])
     for label in ("Start", "Won", "Lost", "Left", "Entered", "Changed", "End"):
         table.add_column(label, justify="right")
     for row in movement.rows:
-        cells = [row.principal_type, row.principal_name or str(row.principal_id)]
+        cells: list[str | Text] = [row.principal_type, row.principal_name or str(row.principal_id)]
         if with_pipeline:
             cells.append(row.pipeline_name or _text(row.pipeline_id) or "all")
-        cells.append(
-            f"{_ratio_text(row['start_coverage_ratio'])} → {_ratio_text(row['end_coverage_ratio'])}"
-        )
+        ends = [
+            end_text(movement_end(row.values, side) if present else None, bands)
+            for side, present in zip(MOVEMENT_SIDES, (row.in_a, row.in_b), strict=True)
+        ]
+        cells.append(_ends(*ends))
         cells.append(money(row.amount("start_amount")))
         cells += [signed(-row.amount(f"{step}_amount")) for step in ("won", "lost", "left")]
         cells += [signed(row.amount(f"{step}_amount")) for step in ("entered", "changed")]
         cells.append(money(row.amount("end_amount")))
         add_row(table, *cells)
     return table
+
+
+def movement_total_line(movement: Movement, bands: Bands = DEFAULT_BANDS) -> Text | None:
+    """The reps added up at both ends, on the run table's basis (as each run's own
+    totals: the net remaining quota); None when the movement has no rep row."""
+    if not any(row.principal_type == "USER" for row in movement.rows):
+        return None
+    ends = [end_text(movement.rep_totals(side).values, bands) for side in MOVEMENT_SIDES]
+    return Text.assemble(f"Reps' total, {MOVEMENT_BASIS}: ", _ends(*ends))
 
 
 def _state_cell(state: DealState | DealNow | None) -> str:

@@ -22,12 +22,16 @@ from pipeline_coverage.metrics import BY_NAME, IDENTITY, METRICS, NAMES, Metric
 from pipeline_coverage.presentation import (
     BANDS,
     DEFAULT_BANDS,
+    MOVEMENT_SIDES,
     PRINCIPAL_TYPES,
     STATUSES,
     Bands,
     Shown,
+    end_shown,
+    movement_end,
     period_label,
     shown_rows,
+    team_parents,
 )
 from pipeline_coverage.reports.movement import (
     MOVEMENT_METRICS,
@@ -180,7 +184,8 @@ class RowBase(BaseModel):
     coverage_band: Band | None = Field(description="The band of coverage_ratio; null for none.")
     order: int = Field(
         description="The row's place in the default order, from 0: quota met first, then "
-        "the best coverage, no target last (a by-pipeline run: by principal, then pipeline)."
+        "the best coverage, no target last (a by-pipeline run: by principal, then pipeline; "
+        "a rolled-up run: the reps so, then the teams as their tree)."
     )
     principal_label: str = Field(description="The principal's name, else the start of its id.")
     pipeline_label: str = Field(
@@ -190,6 +195,15 @@ class RowBase(BaseModel):
         description="The row as charts label it: Ann, or Ann · Renewals by pipeline."
     )
     flag_notes: list[FlagNote] = Field(description="Each of flags, with its label and meaning.")
+    depth: int = Field(
+        0,
+        description="A team's depth in the team tree of a rolled-up run (the teams are "
+        "listed as that tree, each followed by the teams below it): how many teams above "
+        "it have a row; 0 at the top, for a rep, and in a run without a tree.",
+    )
+    parent_label: str | None = Field(
+        None, description="The label of the nearest team above it that has a row; null at the top."
+    )
 
     @classmethod
     def of(cls, row: CoverageRow, shown: Shown) -> Self:
@@ -211,6 +225,8 @@ class RowBase(BaseModel):
                 FlagNote.model_construct(flag=n.flag, label=n.label, description=n.description)
                 for n in shown.flag_notes
             ],
+            depth=shown.depth,
+            parent_label=shown.parent_label,
             **metric_values(row.values),
         )
 
@@ -261,6 +277,27 @@ class Totals(BaseModel):
             for name, value in vars(totals).items()
         }
         return cls.model_construct(**values)
+
+
+class EndTotals(Totals):
+    """The reps' rows of one end of a movement added up, as that run's ``totals`` are,
+    with the status and band of their net coverage of the remaining quota."""
+
+    status: Status
+    band: Band | None
+
+    @classmethod
+    def shown(cls, totals: RepTotals, bands: Bands = DEFAULT_BANDS) -> Self:
+        shown = end_shown(totals.values, bands)
+        base = Totals.of(totals)
+        return cls.model_construct(**base.__dict__, status=shown.status, band=shown.band)
+
+
+class MovementTotals(BaseModel):
+    """The reps added up at each end of a movement: run A's (``start``), run B's (``end``)."""
+
+    start: EndTotals
+    end: EndTotals
 
 
 class RunDocument(BaseModel):
@@ -343,7 +380,12 @@ def run_json(run: CoverageRun, bands: Bands = DEFAULT_BANDS) -> str:
 
 
 def _shown(run: CoverageRun, bands: Bands) -> list[tuple[CoverageRow, Shown]]:
-    return shown_rows(run.rows, by_pipeline=bool(run.parameters.get("by_pipeline")), bands=bands)
+    return shown_rows(
+        run.rows,
+        by_pipeline=bool(run.parameters.get("by_pipeline")),
+        bands=bands,
+        parents=team_parents(run.parameters),
+    )
 
 
 def _csv(columns: Sequence[str], lines: Iterable[dict[str, Any]]) -> str:
@@ -510,8 +552,10 @@ def same_point_csv(found: SamePoint) -> str:
 
 
 #: A movement row's CSV columns: both runs, the row's identity, then every number.
+#: How each end of a movement row is shown (as a run's row's ``status`` and ``band``).
+MOVEMENT_SHOWN = tuple(f"{side}_{what}" for side in MOVEMENT_SIDES for what in ("status", "band"))
 MOVEMENT_CSV_COLUMNS = ("run_a_id", "run_b_id", "tenant_id", "period_start", "period_end",
-                        *IDENTITY, "in_a", "in_b", *MOVEMENT_NAMES)  # fmt: skip
+                        *IDENTITY, "in_a", "in_b", *MOVEMENT_NAMES, *MOVEMENT_SHOWN)  # fmt: skip
 _DEAL_STATE_FIELDS = ("class", "amount", "native_amount", "currency", "placed_on",
                       "stage_name", "pipeline_name", "owner_user_id", "owner_name")  # fmt: skip
 _DEAL_NOW_FIELDS = ("exists", "native_amount", "currency", "placed_on", "stage_name",
@@ -530,11 +574,16 @@ def _day(value: dt.date | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def movement_row_values(row: MovementRow) -> dict[str, Any]:
-    """A movement row as JSON-ready values: identity, where it is, every number."""
+def movement_row_values(row: MovementRow, bands: Bands = DEFAULT_BANDS) -> dict[str, Any]:
+    """A movement row as JSON-ready values: identity, where it is, every number, and
+    each end's status and band (none for a run without the row)."""
     values = {**identity_values(row), "in_a": row.in_a, "in_b": row.in_b}
     for metric in MOVEMENT_METRICS:
         values[metric.name] = metric_value(metric, row.values.get(metric.name))
+    for side, present in zip(MOVEMENT_SIDES, (row.in_a, row.in_b), strict=True):
+        shown = end_shown(movement_end(row.values, side), bands) if present else None
+        values[f"{side}_status"] = shown.status if shown else None
+        values[f"{side}_band"] = shown.band if shown else None
     return values
 
 
@@ -598,21 +647,26 @@ def movement_header(movement: Movement) -> dict[str, Any]:
     }
 
 
-def movement_document(movement: Movement) -> dict[str, Any]:
-    """``{"run_a": ..., "run_b": ..., "rows": [...]}`` (and ``"deals"`` when listed)."""
+def movement_document(movement: Movement, bands: Bands = DEFAULT_BANDS) -> dict[str, Any]:
+    """``{"run_a": ..., "run_b": ..., "totals": {"start", "end"}, "rows": [...]}`` (and
+    ``"deals"`` when listed)."""
     document = movement_header(movement)
-    document["rows"] = [movement_row_values(row) for row in movement.rows]
+    document["totals"] = {
+        side: EndTotals.shown(movement.rep_totals(side), bands).model_dump(mode="json")
+        for side in MOVEMENT_SIDES
+    }
+    document["rows"] = [movement_row_values(row, bands) for row in movement.rows]
     if movement.deals is not None:
         document["deals"] = [movement_deal_values(deal) for deal in movement.deals]
     return document
 
 
-def movement_json(movement: Movement) -> str:
+def movement_json(movement: Movement, bands: Bands = DEFAULT_BANDS) -> str:
     """:func:`movement_document` as one JSON document."""
-    return json.dumps(movement_document(movement), indent=2)
+    return json.dumps(movement_document(movement, bands), indent=2)
 
 
-def movement_csv(movement: Movement) -> str:
+def movement_csv(movement: Movement, bands: Bands = DEFAULT_BANDS) -> str:
     """One CSV line per movement row, with a header."""
 
     def lines() -> Iterable[dict[str, Any]]:
@@ -624,7 +678,7 @@ def movement_csv(movement: Movement) -> str:
             "period_end": movement.run_a.period_end.isoformat(),
         }
         for row in movement.rows:
-            yield {**identity, **movement_row_values(row)}
+            yield {**identity, **movement_row_values(row, bands)}
 
     return _csv(MOVEMENT_CSV_COLUMNS, lines())
 

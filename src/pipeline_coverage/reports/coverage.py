@@ -293,14 +293,14 @@ def _write(cur: Any, request: CoverageRequest, *, restore: bool = False) -> uuid
     }
     as_of = request.as_of or dt.date.today()
     currency, rates, routed = _check_scope(cur, {**params, "as_of": as_of})
-    run_id = insert_run(
-        cur, request.tenant_id, (request.period_start, request.period_end),
-        _parameters(request, as_of, currency, rates),
-    )  # fmt: skip
     tree = "[]"
     if request.rollup and request.principal_type != "USER":  # (a rep's row does not roll up)
         cur.execute(query(_QUERIES, "group_tree"), params)
         tree = records(cur)[0]["tree"]
+    run_id = insert_run(
+        cur, request.tenant_id, (request.period_start, request.period_end),
+        _parameters(request, as_of, currency, rates, _team_parents(tree)),
+    )  # fmt: skip
     single = request.mode == "single"
     generic = single and prepares(cur)  # else the statement is planned for its values
     replaced = None
@@ -338,10 +338,26 @@ def _write(cur: Any, request: CoverageRequest, *, restore: bool = False) -> uuid
     return run_id
 
 
+def _team_parents(tree: str) -> dict[str, str]:
+    """Each team's parent in the tree a rolled-up run reads (``group_tree``): the team
+    at depth 1 below its ancestor."""
+    return {
+        str(link["group_id"]): str(link["ancestor_id"])
+        for link in json.loads(tree)
+        if link["depth"] == 1
+    }
+
+
 def _parameters(
-    request: CoverageRequest, as_of: dt.date, currency: str, rates: Mapping[str, str]
+    request: CoverageRequest,
+    as_of: dt.date,
+    currency: str,
+    rates: Mapping[str, str],
+    team_parents: Mapping[str, str],
 ) -> Mapping[str, Any]:
-    """What a run records of how it was asked for (SPEC.md §8)."""
+    """What a run records of how it was asked for (SPEC.md §8); a rolled-up run also
+    the team tree it rolled up over (``team_parents``: each team's parent), which its
+    teams are shown in."""
     chosen: dict[str, Any] = {"mode": request.mode}
     if request.mode == "single":
         chosen["principal_type"] = request.principal_type
@@ -363,6 +379,7 @@ def _parameters(
         # (only when set: the parameters of runs on current data stay as they were)
         **({"as_recorded": True, "recorded_at": recorded_at(as_of).isoformat()}
            if request.as_recorded else {}),
+        **({"team_parents": dict(team_parents)} if request.rollup else {}),
     }  # fmt: skip
 
 

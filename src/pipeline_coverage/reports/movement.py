@@ -28,8 +28,10 @@ from pipeline_coverage.db.connection import (
 )
 from pipeline_coverage.errors import NotFoundError, ValidationError
 from pipeline_coverage.metrics import Metric
+from pipeline_coverage.presentation import movement_end
 from pipeline_coverage.sql import query
 from pipeline_coverage.store import CoverageRun, Value, identity_from_record, run_from_header
+from pipeline_coverage.totals import RepTotals, rep_totals
 from pipeline_coverage.validation import parse_principal_type, parse_uuid, required_uuid
 
 _QUERIES = "movement"
@@ -85,6 +87,8 @@ MOVEMENT_METRICS: tuple[Metric, ...] = (
            "run A's remaining_coverage_ratio", "x"),
     Metric("end_remaining_coverage_ratio", "ratio", "Coverage of remaining in B",
            "run B's remaining_coverage_ratio", "x"),
+    Metric("start_won_amount", "money", "Won in A", "run A's won_amount"),
+    Metric("end_won_amount", "money", "Won in B", "run B's won_amount"),
 )  # fmt: skip
 MOVEMENT_NAMES = tuple(metric.name for metric in MOVEMENT_METRICS)
 #: Why a deal left or entered a row (``MovementDeal.reason``), see docs/movement.md.
@@ -199,6 +203,20 @@ class Movement:
     @property
     def currency(self) -> str:
         return self.run_b.currency
+
+    def rep_totals(self, side: str) -> RepTotals:
+        """The reps' rows of one end added up (``start``: run A's, ``end``: run B's), as
+        that run's own totals add them: the same net remaining quota and its coverage."""
+        return rep_totals([_End(row.principal_type, movement_end(row.values, side))
+                           for row in self.rows])  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _End:
+    """One end of a movement row, as a row to add up."""
+
+    principal_type: str
+    values: Mapping[str, Value]
 
 
 def _optional_uuid(value: Any) -> uuid.UUID | None:

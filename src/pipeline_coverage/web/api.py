@@ -454,9 +454,13 @@ def compare_coverage_runs(
         principal_id=principal_id, deals=deals,
     )  # fmt: skip
     if _wants_csv(request):
-        text = movement_deals_csv(movement.deals or ()) if deals else movement_csv(movement)
+        text = (
+            movement_deals_csv(movement.deals or ())
+            if deals
+            else movement_csv(movement, _bands(request))
+        )
         return Response(text, media_type="text/csv; charset=utf-8")
-    return movement_document(movement)  # (validated against Comparison)
+    return movement_document(movement, _bands(request))  # (validated against Comparison)
 
 
 @router.get(

@@ -20,6 +20,7 @@ from pipeline_coverage.presentation import Bands, judged_ratio, status
 from pipeline_coverage.render.values import (
     Amount,
     Band,
+    MovementTotals,
     PrincipalType,
     Run,
     RunDocument,
@@ -149,6 +150,16 @@ class MovementRowBase(BaseModel):
     pipeline_name: str | None
     in_a: bool = Field(description="Whether run A has this row (else it starts at 0).")
     in_b: bool = Field(description="Whether run B has this row (else it ends at 0).")
+    start_status: Status | None = Field(
+        description="Run A's row's status (as a run's row's: coverage, quota_met, "
+        "no_target, legacy); null when run A has no such row."
+    )
+    start_band: Band | None = Field(
+        description="The band of run A's row's coverage of its remaining quota; null "
+        "when quota met, without a target or without the row."
+    )
+    end_status: Status | None = Field(description="Run B's row's status, as start_status.")
+    end_band: Band | None = Field(description="Run B's row's band, as start_band.")
 
 
 class DealView(BaseModel):
@@ -213,6 +224,10 @@ class Comparison(BaseModel):
     run_b: Run
     principal_type: PrincipalType | None
     principal_id: uuid.UUID | None
+    totals: MovementTotals = Field(
+        description="The reps' rows added up at each end, as each run's own totals: the "
+        "net remaining quota and its coverage, with their status and band."
+    )
     rows: list[MovementRowModel]
     deals: list[MovementDeal] | None = None
 

@@ -34,6 +34,15 @@ FROM dyno_crm.crm_group AS g
 WHERE g.tenant_id = %(tenant_id)s::uuid AND (%(kind)s::text IS NULL OR %(kind)s::text = 'GROUP')
 ORDER BY 1 DESC, 3, 2;
 
+-- name: principal_name
+-- A rep's or team's name (NULL when the tenant has no such principal).
+SELECT CASE %(kind)s::text
+           WHEN 'USER' THEN (SELECT u.name FROM dyno_crm.crm_user AS u
+                             WHERE u.tenant_id = %(tenant_id)s::uuid AND u.id = %(id)s::uuid)
+           ELSE (SELECT g.name FROM dyno_crm.crm_group AS g
+                 WHERE g.tenant_id = %(tenant_id)s::uuid AND g.id = %(id)s::uuid)
+       END AS name;
+
 -- name: find_principals
 -- A tenant's reps and teams whose name is the text (any case), or contains it when
 -- none is exactly it.

@@ -116,7 +116,7 @@ facts AS (
     SELECT f.run_id, f.principal_type, f.principal_id, f.principal_name, f.pipeline_id,
            f.pipeline_name,
            COALESCE(f.pipeline_id, '00000000-0000-0000-0000-000000000000'::uuid) AS bucket,
-           f.target_amount, f.open_amount, f.open_count, f.coverage_ratio,
+           f.target_amount, f.won_amount, f.open_amount, f.open_count, f.coverage_ratio,
            f.remaining_target, f.remaining_coverage_ratio
     FROM dyno_crm.report_pipeline_coverage_fact AS f
     WHERE f.tenant_id = %(tenant_id)s::uuid
@@ -150,6 +150,7 @@ SELECT COALESCE(fb.principal_type, fa.principal_type) AS principal_type,
        fb.remaining_target AS end_remaining_target,
        fa.remaining_coverage_ratio AS start_remaining_coverage_ratio,
        fb.remaining_coverage_ratio AS end_remaining_coverage_ratio,
+       fa.won_amount AS start_won_amount, fb.won_amount AS end_won_amount,
        p.listed_won, p.listed_lost, p.listed_left, p.listed_entered, p.listed_changed
 FROM (SELECT * FROM facts WHERE run_id = %(run_a)s::uuid) AS fa
 FULL JOIN (SELECT * FROM facts WHERE run_id = %(run_b)s::uuid) AS fb

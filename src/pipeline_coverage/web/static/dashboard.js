@@ -371,6 +371,22 @@ async function showRun(runId) {
   }
 }
 
+/** The browser's today, YYYY-MM-DD (the operator's local day, as a scheduler's). */
+function localToday() {
+  const now = new Date();
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${now.getFullYear()}-${pad(now.getMonth() + 1)}-${pad(now.getDate())}`;
+}
+
+/** The as-of day of a run made now of a period that is over: its last day, so that the
+ *  run is a point of that period (its trend, the waterfall's "a week before") rather
+ *  than of today; null while the period lasts or has not begun (the server's today). */
+function pastPeriodDay(periodEnd) {
+  if (localToday() < periodEnd) return null;
+  const [year, month, day] = periodEnd.split("-").map(Number);
+  return new Date(Date.UTC(year, month - 1, day - 1)).toISOString().slice(0, 10);
+}
+
 async function runNow() {
   const button = $("run-now");
   button.disabled = true;
@@ -378,6 +394,8 @@ async function runNow() {
   $("run-status").textContent = "Computing a new run…";
   try {
     const body = { ...period(), by_pipeline: $("run-by-pipeline").checked, rollup: $("run-rollup").checked };
+    const asOf = pastPeriodDay(body.period_end);
+    if (asOf) body.as_of = asOf;
     const created = await api("/v1/coverage-runs", { method: "POST", body });
     await loadPeriods(); // the period now has one run more
     await loadRuns(created.run_id, { run: created.run, exclusions: created.exclusions, rows: created.rows });
@@ -541,22 +559,48 @@ function drawView() {
   drawTable(rows);
 }
 
-/** A Chart.js plugin (an object, no eval): writes a text above or beside each bar. */
+const TEXT_PX = 11;
+const TEXT_GAP = 6; // the least room between two bars' texts
+
+/** A Chart.js plugin (an object, no eval): writes a text above or beside each bar.
+ *  Above bars, a text that would run into the last one written is left out (bars
+ *  too narrow for their texts show every other one, or fewer: the Data table and the
+ *  tooltips have them all), and a text that would be cut off at the top of the
+ *  canvas goes inside its bar. What was written is kept in `chart.$barTexts`. */
 function barTexts(texts) {
   return {
     id: "barTexts",
     afterDatasetsDraw(chart) {
       const { ctx } = chart;
       const horizontal = chart.options.indexAxis === "y";
+      const written = [];
       ctx.save();
-      ctx.font = "11px system-ui, sans-serif";
-      ctx.fillStyle = INK;
+      ctx.font = `${TEXT_PX}px system-ui, sans-serif`;
       ctx.textAlign = horizontal ? "left" : "center";
-      ctx.textBaseline = horizontal ? "middle" : "bottom";
+      let right = -Infinity;
       chart.getDatasetMeta(0).data.forEach((bar, index) => {
-        if (texts[index]) ctx.fillText(texts[index], horizontal ? bar.x + 6 : bar.x, horizontal ? bar.y : bar.y - 4);
+        const text = texts[index];
+        if (!text) return;
+        if (horizontal) {
+          ctx.fillStyle = INK;
+          ctx.textBaseline = "middle";
+          ctx.fillText(text, bar.x + 6, bar.y);
+          written.push({ index, text, left: bar.x + 6, right: bar.x + 6 + ctx.measureText(text).width, top: bar.y - TEXT_PX / 2 });
+          return;
+        }
+        const width = ctx.measureText(text).width;
+        const left = bar.x - width / 2;
+        if (left < right + TEXT_GAP) return; // would overlap the text before it
+        right = bar.x + width / 2;
+        const above = bar.y - 4 - TEXT_PX >= 0;
+        ctx.fillStyle = above ? INK : "#fff";
+        ctx.textBaseline = above ? "bottom" : "top";
+        const y = above ? bar.y - 4 : bar.y + 4;
+        ctx.fillText(text, bar.x, y);
+        written.push({ index, text, left, right, top: above ? y - TEXT_PX : y });
       });
       ctx.restore();
+      chart.$barTexts = written;
     },
   };
 }
@@ -630,6 +674,7 @@ function drawCoverageChart(all) {
     options: {
       maintainAspectRatio: false,
       animation: false,
+      layout: { padding: { top: TEXT_PX + 8 } }, // room for the tallest bar's text
       interaction: { mode: "index", intersect: false },
       plugins: {
         legend: { display: false },
@@ -871,6 +916,12 @@ function drawTable(all) {
       if (column.key === "principal") {
         cell.scope = "row";
         cell.textContent = principalName(row);
+        // A rolled-up run's teams, in the default order, as the server's tree: each
+        // indented under the team above it (CSS draws the indent and the branch).
+        if (!state.sort && row.depth) {
+          cell.dataset.depth = String(Math.min(row.depth, 6));
+          cell.title = `in ${row.parent_label}`;
+        }
       } else if (column.key === "pipeline") {
         cell.textContent = pipelineName(row);
       } else {

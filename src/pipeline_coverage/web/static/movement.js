@@ -20,6 +20,8 @@ const STEP_COLOR = { start: INK, end: INK, won: COLORS.healthy, lost: COLORS.sho
 // Steps that take the open amount down (their amounts are A's, SPEC.md §11).
 const DOWN = new Set(["won", "lost", "left"]);
 const WEEK_MS = 7 * 86_400_000;
+// The coverage the card shows at each end: the run table's (the server's words).
+const BASIS = "coverage of remaining quota";
 const TOTAL = "total";
 
 const moved = {
@@ -44,14 +46,26 @@ function sameShape(a, b) {
     && (p.pipeline_id || null) === (q.pipeline_id || null) && (p.currency || null) === (q.currency || null);
 }
 
-/** The run a week before `run` (the latest generated 7 days or more earlier; else the
- *  oldest one before it), among the period's runs of the same shape. */
+/** The day a run speaks for: its as_of (a run stored before as_of was kept: the day
+ *  it was generated). */
+function runDay(run) {
+  return run.parameters.as_of || run.generated_at.slice(0, 10);
+}
+
+/** Whether run `a` is earlier than run `b`: by the day it is as of, then by when it was
+ *  generated (runs back-filled today are still as of their own days). */
+function earlierRun(a, b) {
+  return runDay(a) < runDay(b) || (runDay(a) === runDay(b) && new Date(a.generated_at) < new Date(b.generated_at));
+}
+
+/** The run a week before `run` by the day each is as of: the latest as of 7 days or more
+ *  earlier; else the earliest one before it; among the period's runs of the same shape. */
 function weekBefore(run) {
-  const at = new Date(run.generated_at).getTime();
+  const day = Date.parse(runDay(run));
   const earlier = state.runs
-    .filter((r) => r.run_id !== run.run_id && new Date(r.generated_at).getTime() < at && sameShape(r, run))
-    .sort((a, b) => new Date(b.generated_at) - new Date(a.generated_at));
-  return earlier.find((r) => at - new Date(r.generated_at).getTime() >= WEEK_MS)
+    .filter((r) => r.run_id !== run.run_id && sameShape(r, run) && earlierRun(r, run))
+    .sort((a, b) => (earlierRun(a, b) ? 1 : earlierRun(b, a) ? -1 : 0));
+  return earlier.find((r) => day - Date.parse(runDay(r)) >= WEEK_MS)
     || earlier[earlier.length - 1] || null;
 }
 
@@ -83,7 +97,6 @@ function figures() {
   const sum = { start: 0n, end: 0n };
   const count = {};
   for (const step of STEPS) { sum[step] = 0n; count[step] = 0; }
-  const ends = { startTarget: 0n, endTarget: 0n, startHas: false, endHas: false };
   for (const row of rows) {
     sum.start += cents(row.start_amount);
     sum.end += cents(row.end_amount);
@@ -91,15 +104,25 @@ function figures() {
       sum[step] += cents(row[`${step}_amount`]);
       count[step] += row[`${step}_count`];
     }
-    if (row.start_target_amount !== null) { ends.startTarget += cents(row.start_target_amount); ends.startHas = true; }
-    if (row.end_target_amount !== null) { ends.endTarget += cents(row.end_target_amount); ends.endHas = true; }
   }
-  return { sum, count, ends, rows };
+  return { sum, count, rows };
 }
 
-function coverageText(open, target, has) {
-  if (!has || target === 0n) return "no target";
-  return formatScaled(divided(open * 100n, target), 2) + "x";
+/** One end's coverage of the remaining quota, as the server judged it (the run table's
+ *  basis): the reps' total of that run, or the row's; a pill in its band's colour, or
+ *  the words of its status; a dash for a run without the row. */
+function endCoverage(side) {
+  const end = moved.who === TOTAL ? moved.result.totals[side] : rowOf(moved.who);
+  const status = end ? (moved.who === TOTAL ? end.status : end[`${side}_status`]) : null;
+  const ratio = end ? end[moved.who === TOTAL ? "remaining_coverage_ratio" : `${side}_remaining_coverage_ratio`] : null;
+  const band = end ? (moved.who === TOTAL ? end.band : end[`${side}_band`]) : null;
+  let shown;
+  if (status === "coverage" && ratio !== null) shown = pill(formatValue(state.metrics.get("remaining_coverage_ratio"), ratio), band);
+  else if (STATUS_PILL[status]) shown = pill(...STATUS_PILL[status]);
+  else shown = Object.assign(document.createElement("span"), { textContent: "—" });
+  shown.dataset.side = side;
+  shown.dataset.status = status || "";
+  return shown;
 }
 
 // --- drawing ----------------------------------------------------------------------------------
@@ -177,13 +200,11 @@ function effect(step, amount) {
 function draw() {
   if (!moved.result) return;
   drawWho();
-  const { sum, count, ends } = figures();
+  const { sum, count } = figures();
   const unit = currency() ? ` ${currency()}` : "";
   const who = whoLabel(moved.who);
-  const from = coverageText(sum.start, ends.startTarget, ends.startHas);
-  const to = coverageText(sum.end, ends.endTarget, ends.endHas);
-  $("movement-summary").textContent = `${who}: coverage ${from} → ${to} · open `
-    + `${formatScaled(sum.start, 2)}${unit} → ${formatScaled(sum.end, 2)}${unit} (${signedText(sum.end - sum.start)})`;
+  $("movement-summary").replaceChildren(`${who}: ${BASIS} `, endCoverage("start"), " → ", endCoverage("end"),
+    ` · open ${formatScaled(sum.start, 2)}${unit} → ${formatScaled(sum.end, 2)}${unit} (${signedText(sum.end - sum.start)})`);
   // The waterfall: floating bars from the running total before each step to after it.
   const labels = ["start", ...STEPS, "end"];
   const bars = [];

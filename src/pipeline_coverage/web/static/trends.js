@@ -118,29 +118,63 @@ async function trend(row, request) {
   }
 }
 
+// One look per metric in both trend charts (and as in the coverage chart): coverage of
+// the remaining quota in its band's colour (a bar, or a point on a blue-grey line),
+// attainment as ink diamonds; a day of quota met as a green star at the healthy line.
+const COVERAGE_LINE = "#5c7cfa";
+const ATTAINMENT = { borderColor: INK, backgroundColor: INK, pointStyle: "rectRot", pointRadius: 6 };
+const COVERAGE_LABEL = "Coverage of the remaining quota (x)";
+const ATTAINMENT_LABEL = "Attainment (%)";
+// Each metric's legend swatch, the same in both charts (a bar's would be its first
+// bar's band, a line's its line's).
+const SWATCH = { [COVERAGE_LABEL]: COVERAGE_LINE, [ATTAINMENT_LABEL]: INK, "Quota met": COLORS.quota_met };
+const LEGEND = {
+  display: true, position: "bottom",
+  labels: {
+    generateLabels: (chart) => Chart.defaults.plugins.legend.labels.generateLabels(chart).map((item) => {
+      const color = SWATCH[chart.data.datasets[item.datasetIndex].label];
+      return color ? { ...item, fillStyle: color, strokeStyle: color, lineDash: [] } : item;
+    }),
+  },
+};
+
 function drawTrend(row, run, points) {
   $("trend-card").hidden = false;
-  const days = points.length;
-  $("trend-title").textContent =
-    `Trend: ${whoText(row)} on ${days} day${days === 1 ? "" : "s"} of this period`;
   const first = epochDay(run.period_start);
   const last = epochDay(run.period_end) - 1;
-  const xs = points.map((point) => epochDay(point.as_of));
+  // The chart is the period's days; a run as of a day outside it (taken before the
+  // period began, or made after it ended) is in the Data table only.
+  const inside = points.filter((point) => epochDay(point.as_of) >= first && epochDay(point.as_of) <= last);
+  const outside = points.length - inside.length;
+  const days = inside.length;
+  $("trend-title").textContent = `Trend: ${whoText(row)} on ${days} day${days === 1 ? "" : "s"} of this period`
+    + (outside ? ` (${outside} more as of days outside it: see Data)` : "");
+  const xs = inside.map((point) => epochDay(point.as_of));
+  const healthy = state.session.healthy;
   const data = {
-    labels: points.map((point) => point.as_of),
+    labels: inside.map((point) => point.as_of),
     datasets: [
       {
-        label: "Coverage of the remaining quota (x)", yAxisID: "y", tension: 0.2, spanGaps: true,
-        data: points.map((point, index) => ({ x: xs[index], y: pointRatio(point) })),
-        borderColor: INK, backgroundColor: INK,
+        // No line across a day without a ratio (quota met, no target): the line breaks.
+        label: COVERAGE_LABEL, yAxisID: "y", tension: 0.2, spanGaps: false,
+        data: inside.map((point, index) => ({ x: xs[index], y: pointRatio(point) })),
+        borderColor: COVERAGE_LINE, backgroundColor: COVERAGE_LINE,
+        pointBackgroundColor: inside.map(colorOf), pointBorderColor: inside.map(colorOf), pointRadius: 4,
       },
       {
-        label: "Attainment (%)", yAxisID: "attainment", tension: 0.2, spanGaps: true,
-        data: points.map((point, index) => ({ x: xs[index], y: attainmentPercent(point) })),
-        borderColor: COLORS.healthy, backgroundColor: COLORS.healthy, borderDash: [4, 3],
+        label: ATTAINMENT_LABEL, yAxisID: "attainment", tension: 0.2, spanGaps: true,
+        data: inside.map((point, index) => ({ x: xs[index], y: attainmentPercent(point) })),
+        borderDash: [4, 3], ...ATTAINMENT,
+      },
+      {
+        label: "Quota met", yAxisID: "y", showLine: false,
+        data: inside.flatMap((point, index) => (point.status === "quota_met" ? [{ x: xs[index], y: healthy }] : [])),
+        pointStyle: "star", pointRadius: 9, borderWidth: 2,
+        borderColor: COLORS.quota_met, backgroundColor: COLORS.quota_met,
       },
     ],
   };
+  for (const dataset of data.datasets) dataset.clip = 12; // a point on the period's first or last day, whole
   if (window.trendChart) window.trendChart.destroy();
   window.trendChart = new Chart($("trend-chart"), {
     type: "line", data,
@@ -148,17 +182,17 @@ function drawTrend(row, run, points) {
     options: {
       maintainAspectRatio: false, animation: false,
       plugins: {
-        legend: { display: true, position: "bottom" },
+        legend: LEGEND,
         tooltip: { callbacks: { title: (items) => (items.length ? dayLabel(items[0].parsed.x, true) : "") } },
       },
       scales: {
         // The whole period, and any day before it that a run speaks for.
         x: {
-          type: "linear", min: Math.min(first, ...xs), max: Math.max(last, ...xs),
+          type: "linear", min: first, max: last,
           ticks: { stepSize: 7, callback: (value) => dayLabel(value) },
           title: { display: true, text: "as-of day (each day's last run)" },
         },
-        y: { beginAtZero: true, suggestedMax: state.session.healthy * 1.25, title: { display: true, text: "x" } },
+        y: { beginAtZero: true, suggestedMax: healthy * 1.25, title: { display: true, text: "x" } },
         attainment: {
           position: "right", beginAtZero: true, suggestedMax: 100, grid: { drawOnChartArea: false },
           ticks: { callback: (value) => `${value}%` },
@@ -212,7 +246,7 @@ function drawSamePoint(row, found) {
     labels,
     datasets: [
       {
-        label: "Coverage of the remaining quota (x)", yAxisID: "y", type: "bar", order: 3,
+        label: COVERAGE_LABEL, yAxisID: "y", type: "bar", order: 3,
         // Quota met: a full bar at the healthy line, as in the coverage chart.
         data: points.map((point) => {
           if (!point) return null;
@@ -222,10 +256,9 @@ function drawSamePoint(row, found) {
         backgroundColor: points.map((point) => (point ? colorOf(point) : COLORS.no_target)),
       },
       {
-        label: "Attainment (%)", yAxisID: "attainment", type: "line", showLine: false, order: 1,
-        pointStyle: "rectRot", pointRadius: 7,
+        label: ATTAINMENT_LABEL, yAxisID: "attainment", type: "line", showLine: false, order: 1,
         data: points.map((point) => (point ? attainmentPercent(point) : null)),
-        borderColor: INK, backgroundColor: INK,
+        ...ATTAINMENT,
       },
     ],
   };
@@ -236,7 +269,7 @@ function drawSamePoint(row, found) {
     options: {
       maintainAspectRatio: false, animation: false,
       layout: { padding: { top: 16 } },
-      plugins: { legend: { display: true, position: "bottom" } },
+      plugins: { legend: LEGEND },
       scales: {
         y: { beginAtZero: true, suggestedMax: state.session.healthy * 1.25, title: { display: true, text: "x" } },
         attainment: {
