@@ -1368,10 +1368,20 @@ def demo(deals: int) -> None:
     # Its teams come with members, like an imported tenant's: rolled up by default, so
     # that run, snapshot, history and the dashboard show them as this table does.
     set_run_defaults(conn, summary.tenant_id, rollup=True)
+    # Past quarters (made-up runs, marked demo_history) for calibration to learn from,
+    # so that this quarter's rows carry their chance of making the number (SPEC.md §14).
+    with _working(console, "calibrating on the demo's past quarters"):
+        demo_data.write_past_runs(conn, today)
+        calibrate(conn, summary.tenant_id, "USER", as_of=today)
     with _working(console, "computing coverage for every rep and team"):
         # Rolled up: the Enterprise region counts its two teams' deals (SPEC.md §10).
         run_id = run_pipeline_coverage_batch(
-            conn, summary.tenant_id, summary.period_start, summary.period_end, rollup=True
+            conn,
+            summary.tenant_id,
+            summary.period_start,
+            summary.period_end,
+            rollup=True,
+            as_of=today,
         )
     _print_run(get_run(conn, run_id, summary.tenant_id), "table")
     me = _invoked_as()
@@ -1381,6 +1391,8 @@ def demo(deals: int) -> None:
         " --by-pipeline\n"
         f"      {me} run --tenant '{demo_data.TENANT_NAME}' --period this-quarter --all"
         " --no-rollup   # a team counts only the deals stamped with it\n"
+        f"      {me} calibration --tenant '{demo_data.TENANT_NAME}'   # which coverage made"
+        " the number, week by week\n"
         f"      {me} apikey create --tenant '{demo_data.TENANT_NAME}'   "
         f"# then: {me} serve, and sign in at http://127.0.0.1:8000/",
         soft_wrap=True,
