@@ -30,6 +30,7 @@ from psycopg.conninfo import make_conninfo
 from rich.console import Console
 from rich.table import Table
 
+from bench.calibration_bench import calibration_figures
 from bench.generate import GeneratedTenant, TenantSpec, generate
 from bench.history_bench import history_figures
 from bench.http_load import run_http_load
@@ -557,6 +558,9 @@ def run(args: argparse.Namespace) -> list[Figure]:
     if args.only == "history":
         with server(args.database_url) as server_url:
             return [Figure(*row) for row in history_figures(server_url, args)]
+    if args.only == "calibration":
+        with server(args.database_url) as server_url:
+            return [Figure(*row) for row in calibration_figures(server_url, args)]
     console = Console(stderr=True)
     rng = random.Random(7)
     period = quarter_of(dt.date.today())
@@ -841,13 +845,14 @@ def main() -> None:
     parser.add_argument("--snapshot-deals", type=int, default=10_000)
     parser.add_argument(
         "--only",
-        choices=("all", "movement", "snapshot", "http", "import", "history"),
+        choices=("all", "movement", "snapshot", "http", "import", "history", "calibration"),
         default="all",
         help="movement: only compare's figures, on the main tenant alone; snapshot: only"
         " the snapshot of many small tenants; http: only the HTTP tenant mix and noisy"
         " neighbour; import: only import of the large tenant as a Salesforce export against"
         " load of it; history: only recorded history (runs as recorded, backfill, size) on"
-        " the main tenant",
+        " the main tenant; calibration: only calibration over 8 past quarters of the main"
+        " tenant's principals, and a batch with and without hit_probability",
     )
     parser.add_argument(
         "--import-xlsx-deals",

@@ -381,6 +381,11 @@ class Oracle:
             "needed_coverage": _ratio(Decimal(1), win_rate),
             "pipeline_gap": gap,
             "member_target_amount": member_target,
+            # A random tenant has no calibration (no past quarters): its rows have no
+            # hit probability (tests/integration/test_calibration.py has the fitted).
+            "hit_probability": None,
+            "hit_probability_low": None,
+            "hit_probability_high": None,
             "flags": ["TARGET_PERIOD_MISMATCH"]
             if target is None and overlapping
             else ["TARGET_OVERLAP"]

@@ -36,6 +36,9 @@ from rich.table import Table
 
 from pipeline_coverage import demo as demo_data
 from pipeline_coverage.apikeys import create_api_key, list_api_keys, revoke_api_key
+from pipeline_coverage.calibration import DEFAULT_QUARTERS as DEFAULT_CALIBRATION_QUARTERS
+from pipeline_coverage.calibration import MAX_QUARTERS as MAX_CALIBRATION_QUARTERS
+from pipeline_coverage.calibration import calibrate
 from pipeline_coverage.config import WORKERS_VARIABLE, Settings, WebSettings
 from pipeline_coverage.db import distribute as citus
 from pipeline_coverage.db import migrate
@@ -94,6 +97,7 @@ from pipeline_coverage.render import (
     movement_json,
     movement_table,
     movement_total_line,
+    plain,
     run_csv,
     run_heading,
     run_json,
@@ -107,6 +111,12 @@ from pipeline_coverage.render import (
     snapshot_lines,
     snapshots_json,
     total_lines,
+)
+from pipeline_coverage.render.calibration import (
+    calibration_csv,
+    calibration_json,
+    calibration_lines,
+    calibration_table,
 )
 from pipeline_coverage.reports.coverage import run_coverage, run_pipeline_coverage_batch
 from pipeline_coverage.reports.movement import compare_runs
@@ -879,6 +889,67 @@ def same_point(
 
 
 @cli.command()
+@click.option("--tenant", "tenant_text", required=True, metavar="NAME|ID", help=TENANT_HELP)
+@click.option(
+    "--type",
+    "principal_type",
+    type=click.Choice(PRINCIPAL_TYPES, case_sensitive=False),
+    default="USER",
+    show_default=True,
+    help="Calibrate the reps (USER) or the teams (GROUP).",
+)
+@click.option(
+    "--quarters",
+    type=click.IntRange(1, MAX_CALIBRATION_QUARTERS),
+    default=DEFAULT_CALIBRATION_QUARTERS,
+    show_default=True,
+    help="The fiscal quarters before the current one to learn from.",
+)
+@click.option("--as-of", type=ISO_DATE, help="The current day [default: today].")
+@click.option(
+    "--dry-run", is_flag=True, help="Print the calibration; keep the stored fits as they are."
+)
+@FORMAT_OPTION
+def calibration(
+    tenant_text: str,
+    principal_type: str,
+    quarters: int,
+    as_of: dt.date | None,
+    dry_run: bool,
+    output_format: str,
+) -> None:
+    """Which coverage of the remaining quota made the number, per week of the quarter,
+    in this tenant's past quarters: the coverage at which the fitted chance is 50% and
+    80%, the hit rate at 3x, and a leave-one-quarter-out backtest of the fit against the
+    3x rule. Stores the fits, which every run from then on applies to its rows
+    (hit_probability). Learns from the tenant's batch runs made with its default
+    roll-up and target matching; a quarter counts once a run of it as of its end or
+    later exists (docs/calibration.md)."""
+    conn = _app().connection()
+    tenant_id = resolve_tenant(conn, tenant_text)
+    with _working(make_console(), "calibrating"):
+        found = calibrate(
+            conn, tenant_id, principal_type.upper(), quarters=quarters, as_of=as_of,
+            store=not dry_run,
+        )  # fmt: skip
+    if output_format == "json":
+        _document(calibration_json(found))
+    elif output_format == "csv":
+        _document(calibration_csv(found), nl=False)
+    else:
+        console = make_console()
+        kind = "reps" if found.principal_type == "USER" else "teams"
+        console.print(
+            plain(f"Coverage calibration · {kind} · {len(found.quarters_used)} past quarters"
+                  f" (as of {found.as_of.isoformat()})"),
+            style="bold", soft_wrap=True, highlight=False,
+        )  # fmt: skip
+        console.print(calibration_table(found))
+        for line in calibration_lines(found):
+            console.print(line, soft_wrap=True, highlight=False)
+
+
+@cli.command()
 @click.argument("run_id", type=click.UUID)
 @click.option(
     "--tenant", "tenant_text", metavar="NAME|ID", help="The run's tenant (a safety check)."
@@ -1321,10 +1392,20 @@ def demo(deals: int) -> None:
     # Its teams come with members, like an imported tenant's: rolled up by default, so
     # that run, snapshot, history and the dashboard show them as this table does.
     set_run_defaults(conn, summary.tenant_id, rollup=True)
+    # Past quarters (made-up runs, marked demo_history) for calibration to learn from,
+    # so that this quarter's rows carry their chance of making the number (SPEC.md §14).
+    with _working(console, "calibrating on the demo's past quarters"):
+        demo_data.write_past_runs(conn, today)
+        calibrate(conn, summary.tenant_id, "USER", as_of=today)
     with _working(console, "computing coverage for every rep and team"):
         # Rolled up: the Enterprise region counts its two teams' deals (SPEC.md §10).
         run_id = run_pipeline_coverage_batch(
-            conn, summary.tenant_id, summary.period_start, summary.period_end, rollup=True
+            conn,
+            summary.tenant_id,
+            summary.period_start,
+            summary.period_end,
+            rollup=True,
+            as_of=today,
         )
     _print_run(get_run(conn, run_id, summary.tenant_id), "table")
     me = _invoked_as()
@@ -1334,6 +1415,8 @@ def demo(deals: int) -> None:
         " --by-pipeline\n"
         f"      {me} run --tenant '{demo_data.TENANT_NAME}' --period this-quarter --all"
         " --no-rollup   # a team counts only the deals stamped with it\n"
+        f"      {me} calibration --tenant '{demo_data.TENANT_NAME}'   # which coverage made"
+        " the number, week by week\n"
         f"      {me} apikey create --tenant '{demo_data.TENANT_NAME}'   "
         f"# then: {me} serve, and sign in at http://127.0.0.1:8000/",
         soft_wrap=True,

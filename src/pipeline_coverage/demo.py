@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import math
 import random
 import uuid
 from collections.abc import Iterable, Sequence
@@ -17,8 +18,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
+from pipeline_coverage.db.connection import Connection, unit_of_work
 from pipeline_coverage.importing.formats import columns
 from pipeline_coverage.periods import add_months, quarter_of
+from pipeline_coverage.sql import query
+from pipeline_coverage.store import insert_run
 
 _NAMESPACE = uuid.UUID("6f1c7a52-3d0e-4b8e-9f51-2a7f0c9d4e11")
 
@@ -256,3 +260,84 @@ def _write(path: Path, header: Sequence[str], rows: Iterable[Sequence[str]]) -> 
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(header)
         writer.writerows(rows)
+
+
+# --- past quarters, for calibration (SPEC.md §14) ------------------------------------
+
+#: How many past quarters of made-up runs the demo tenant gets: enough for calibration
+#: (which needs four) to fit every week.
+PAST_QUARTERS = 8
+
+
+def write_past_runs(
+    conn: Connection, today: dt.date, quarters: int = PAST_QUARTERS, *, rollup: bool = True
+) -> int:
+    """Made-up batch runs of the demo reps over the ``quarters`` calendar quarters
+    before ``today``'s — one a week and one after each quarter's end — so that
+    ``calibration`` has a history to learn from. Demo data, marked so in each run's
+    parameters (``demo_history``), with fact rows and no drill-down. Drawn so that the
+    chance of making the number is logistic in ln(coverage) with the 50% point falling
+    from 2.6x in week 1 to about 1.3x in week 13 (the construction of
+    docs/calibration.md's worked example). Replaces an earlier demo history; returns
+    how many runs it wrote."""
+    rng = random.Random(20260214)
+    reps = [
+        (_id("user", team, seat), f"{first} {last}")
+        for (team, _, headcount), names in zip(_TEAMS, _name_groups(), strict=True)
+        for seat, (first, last) in zip(range(headcount), names, strict=True)
+    ]
+    first_quarter = add_months(quarter_of(today)[0], -3 * quarters)
+    written = 0
+    with unit_of_work(conn) as cur:
+        cur.execute(query("demo", "delete_past_runs"), {"tenant_id": str(TENANT_ID)})
+        for back in range(quarters):
+            start = add_months(first_quarter, 3 * back)
+            end = add_months(start, 3)
+            made = {rep: rng.random() < 0.5 for rep, _ in reps}
+            own = {rep: rng.gauss(0, 1) for rep, _ in reps}
+            quota = {rep: Decimal(rng.randint(20, 50) * 10_000) for rep, _ in reps}
+            for week in range(1, 15):  # week 14: the run after the quarter's end
+                as_of = start + dt.timedelta(days=7 * (week - 1) + 4) if week < 14 else end
+                run_id = insert_run(cur, TENANT_ID, (start, end), {
+                    "mode": "batch", "pipeline_id": None, "by_pipeline": False,
+                    "period_start": start.isoformat(), "period_end": end.isoformat(),
+                    "rollup": rollup, "target_match": "exact", "win_rate_lookback_days": 365,
+                    "as_of": as_of.isoformat(), "currency": "USD", "rates": {},
+                    "demo_history": True,
+                })  # fmt: skip
+                opens, wons = [], []
+                for rep, _ in reps:
+                    target = quota[rep]
+                    if week == 14:
+                        won = target if made[rep] else (target * Decimal("0.7")).quantize(_CENT)
+                        opens.append(Decimal(0))
+                        wons.append(won)
+                        continue
+                    c50 = 2.6 * math.exp(-0.06 * (week - 1))
+                    mean = math.log(c50) + (0.375 if made[rep] else -0.375)
+                    noise = math.sqrt(0.6) * own[rep] + math.sqrt(0.4) * rng.gauss(0, 1)
+                    won = (target * Decimal(week) / Decimal(40)).quantize(_CENT)
+                    coverage = Decimal(repr(math.exp(mean + 0.5 * noise)))
+                    opens.append(((target - won) * coverage).quantize(_CENT))
+                    wons.append(won)
+                cur.execute(
+                    query("demo", "insert_past_rows"),
+                    {
+                        "run_id": str(run_id), "tenant_id": str(TENANT_ID),
+                        "period_start": start, "period_end": end,
+                        "principal_ids": [rep for rep, _ in reps],
+                        "names": [name for _, name in reps], "targets": [quota[r] for r, _ in reps],
+                        "opens": opens, "wons": wons,
+                    },
+                )  # fmt: skip
+                written += 1
+    return written
+
+
+_CENT = Decimal("0.01")
+
+
+def _name_groups() -> list[list[tuple[str, str]]]:
+    """The reps' names, team by team, as ``write_demo`` hands them out."""
+    names = iter(zip(_FIRST, _LAST, strict=True))
+    return [[next(names) for _ in range(headcount)] for _, _, headcount in _TEAMS]

@@ -66,6 +66,15 @@ METRICS: tuple[Metric, ...] = (
         "Member targets",
         "with rollup: the targets of a team's members and child teams",
     ),
+    Metric(
+        "hit_probability",
+        "ratio",
+        "Hit probability",
+        "calibrated chance of making the number, from the tenant's past quarters at this week",
+        "%",
+    ),
+    Metric("hit_probability_low", "ratio", "Hit prob. low", "its 95% interval's low end", "%"),
+    Metric("hit_probability_high", "ratio", "Hit prob. high", "its 95% interval's high end", "%"),
 )
 
 BY_NAME = {metric.name: metric for metric in METRICS}

@@ -480,3 +480,29 @@ def end_shown(values: Mapping[str, Value], bands: Bands) -> EndShown:
         band=bands.of(judged_ratio(values)),
         cell=ratio_cell("remaining_coverage_ratio", values, bands),
     )
+
+
+def calibration_notes(parameters: Mapping[str, Any]) -> dict[str, str]:
+    """What a run's hit probabilities stand on, per principal type (SPEC.md §14), as
+    the CLI prints under the table and the dashboard beside the 3x line: "needs 2.4x
+    at week 6 for 80%", or why its rows have none. Empty for a run made before
+    calibration existed."""
+    note = parameters.get("calibration")
+    if not isinstance(note, Mapping):
+        return {}
+    found: dict[str, str] = {}
+    for kind in PRINCIPAL_TYPES:
+        fit = note.get(kind) if "reason" not in note else {"reason": note["reason"]}
+        if not isinstance(fit, Mapping):
+            continue
+        if fit.get("reason") is not None:
+            found[kind] = f"no hit probability: {fit['reason']}"
+            continue
+        c80, c50 = Decimal(str(fit["coverage_80"])), Decimal(str(fit["coverage_50"]))
+        weeks = fit.get("weeks") or [note.get("week")] * 2
+        pooled = f", weeks {weeks[0]}-{weeks[1]} pooled" if weeks[0] != weeks[1] else ""
+        found[kind] = (
+            f"needs {c80:.1f}x at week {note.get('week')} for 80% (50% at {c50:.1f}x;"
+            f" fitted on {fit.get('quarters')} quarters{pooled})"
+        )
+    return found

@@ -57,9 +57,13 @@ def test_embedded_default_starts_migrates_and_stops(tmp_path: Path) -> None:
     demo = cli(data_dir, "demo", "--deals", "300")
     assert demo.returncode == 0, demo.stderr
     assert "Northwind Traders (demo)" in demo.stdout
-    runs = cli(data_dir, "runs", "--format", "csv")
+    runs = cli(data_dir, "runs", "--format", "csv", "--limit", "500")
     assert runs.returncode == 0, runs.stderr
-    assert len(runs.stdout.strip().splitlines()) == 2  # header + the demo's run
+    listed = runs.stdout.strip().splitlines()
+    # header, the demo's run, and its made-up past quarters (8 x 13 weekly runs and a
+    # closing run each, marked demo_history) that calibration learns from
+    assert len(listed) == 2 + 8 * 14
+    assert sum("demo_history" in line for line in listed) == 8 * 14
     assert servers_for(pgdata) == []
 
 

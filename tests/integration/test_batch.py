@@ -134,6 +134,10 @@ def test_tenant_without_anyone_gives_an_empty_run(conn: psycopg.Connection[Any])
         "as_of": dt.date.today().isoformat(),
         "currency": "USD",
         "rates": {},
+        # SPEC.md §14: why its rows have no hit probability
+        "calibration": {"reason": "the run's as_of is outside its quarter"}
+        if not Q1[0] <= dt.date.today() < Q1[1]
+        else run.parameters["calibration"],
     }
 
 

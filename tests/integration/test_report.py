@@ -152,6 +152,8 @@ def test_run_header_and_fact_keep_the_seed_shape(
         "as_of": dt.date.today().isoformat(),
         "currency": "USD",
         "rates": {},
+        # SPEC.md §14: why its row has no hit probability (a pipeline's run)
+        "calibration": {"reason": "calibrated on runs of every pipeline; not for one pipeline"},
     }
     assert header[5] is not None
     row = fact(conn, run_id)

@@ -70,6 +70,7 @@ CONTRACT = {
     "idempotency_key": {"tenant_id", "key", "request_hash", "run_id", "created_at"},
     "api_session": {"tenant_id", "id", "key_id", "created_at", "expires_at", "ended_at"},
     "exchange_rate": {"tenant_id", "currency", "valid_from", "rate"},
+    "calibration_fit": {"tenant_id", "principal_type", "week", "intercept", "slope"},
     "report_run_deals": {
         "tenant_id",
         "run_id",
@@ -267,7 +268,7 @@ CROSS_TENANT = {
 TENANT_BY_NAME = {"find_tenants", "tenants_named"}
 QUERY_FILES = (
     "coverage", "runs", "api_keys", "idempotency", "directory", "settings", "importing",
-    "tenants",
+    "tenants", "calibration",
 )  # fmt: skip
 ALL_QUERIES = [(file, name) for file in QUERY_FILES for name in sorted(queries(file))]
 

@@ -26,6 +26,7 @@ from pipeline_coverage import (
     run_pipeline_coverage_report,
 )
 from pipeline_coverage.apikeys import start_session
+from pipeline_coverage.calibration import calibrate
 from pipeline_coverage.cli import main
 from pipeline_coverage.errors import NotFoundError, ValidationError
 from pipeline_coverage.history import same_point_of_quarter
@@ -446,6 +447,7 @@ def full_tenant(conn: psycopg.Connection[Any], name: str) -> World:
     run_coverage(conn, coverage_request(world.tenant, *Q1), idempotency_key=f"{name}-1")
     run_pipeline_coverage_report(conn, world.tenant, *Q1, "USER", world.ann)
     assert start_session(conn, world.key) is not None
+    calibrate(conn, world.tenant)  # (no past quarters: the fits say why there are none)
     set_run_defaults(conn, world.tenant, rollup=True)
     return world
 

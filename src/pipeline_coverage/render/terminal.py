@@ -28,6 +28,7 @@ from pipeline_coverage.presentation import (
     STATUS_TEXT,
     WATCH,
     Bands,
+    calibration_notes,
     end_shown,
     movement_end,
     ratio_cell,
@@ -164,8 +165,15 @@ def run_table(
 
 def exclusion_lines(run: CoverageRun) -> list[Text]:
     """The exclusions report, one ``Note:`` per flag (empty when nothing was flagged),
-    printed literally (:func:`plain`)."""
-    return [plain(f"Note: {i.describe(run.currency)}") for i in run.exclusions]
+    printed literally (:func:`plain`); then what the rows' hit probabilities stand on,
+    per principal type the run has rows of (SPEC.md §14)."""
+    lines = [plain(f"Note: {i.describe(run.currency)}") for i in run.exclusions]
+    kinds = {row.principal_type for row in run.rows}
+    for kind, note in calibration_notes(run.parameters).items():
+        if kind in kinds:
+            who = "Reps" if kind == "USER" else "Teams"
+            lines.append(plain(f"Hit probability · {who}: {note}"))
+    return lines
 
 
 def deals_table(run: CoverageRun, deals: Sequence[DealCredit]) -> Table:

@@ -27,6 +27,7 @@ from pipeline_coverage.presentation import (
     STATUSES,
     Bands,
     Shown,
+    calibration_notes,
     end_shown,
     movement_end,
     period_label,
@@ -131,6 +132,12 @@ class Run(BaseModel):
         description="Computed from the deals as they stood at the end of its as_of in "
         "recorded history, not as they were when it was made.",
     )
+    calibration_notes: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per principal type (USER, GROUP): what the rows' hit_probability "
+        'stands on ("needs 2.4x at week 6 for 80% ..."), or why they have none; the '
+        "fits' numbers are in parameters.calibration (SPEC.md §14).",
+    )
 
     @classmethod
     def of(cls, run: CoverageRun) -> Self:
@@ -148,6 +155,7 @@ class Run(BaseModel):
             parameters=dict(run.parameters),
             row_count=run.row_count,
             as_recorded=run.as_recorded,
+            calibration_notes=calibration_notes(run.parameters),
         )
 
 

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline_coverage.calibration import run_calibration
 from pipeline_coverage.db.connection import (
     Connection,
     Isolation,
@@ -292,14 +293,21 @@ def _write(cur: Any, request: CoverageRequest, *, restore: bool = False) -> uuid
         "pipeline_id": str(request.pipeline_id) if request.pipeline_id else None,
     }
     as_of = request.as_of or dt.date.today()
-    currency, rates, routed = _check_scope(cur, {**params, "as_of": as_of})
+    currency, rates, routed, month = _check_scope(cur, {**params, "as_of": as_of})
+    fits, calibration = run_calibration(
+        cur, request.tenant_id, period=(request.period_start, request.period_end), as_of=as_of,
+        fiscal_year_start_month=month,
+        whole_pipeline=request.pipeline_id is None and not request.by_pipeline,
+        rollup=request.rollup, target_match=request.target_match,
+    )  # fmt: skip
     tree = "[]"
     if request.rollup and request.principal_type != "USER":  # (a rep's row does not roll up)
         cur.execute(query(_QUERIES, "group_tree"), params)
         tree = records(cur)[0]["tree"]
     run_id = insert_run(
         cur, request.tenant_id, (request.period_start, request.period_end),
-        _parameters(request, as_of, currency, rates, _team_parents(tree)),
+        {**_parameters(request, as_of, currency, rates, _team_parents(tree)),
+         "calibration": calibration},
     )  # fmt: skip
     single = request.mode == "single"
     generic = single and prepares(cur)  # else the statement is planned for its values
@@ -329,6 +337,7 @@ def _write(cur: Any, request: CoverageRequest, *, restore: bool = False) -> uuid
             "currency": currency,
             "rates": json.dumps(rates),
             "recorded_at": recorded_at(as_of) if request.as_recorded else None,
+            "calibration": fits,
         },
         routed=routed,
         prepare=generic,
@@ -389,10 +398,11 @@ def recorded_at(as_of: dt.date) -> dt.datetime:
     return dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time(), dt.UTC)
 
 
-def _check_scope(cur: Any, params: Mapping[str, Any]) -> tuple[str, dict[str, str], bool]:
+def _check_scope(cur: Any, params: Mapping[str, Any]) -> tuple[str, dict[str, str], bool, int]:
     """The tenant's reporting currency and the other currencies' rates in force on
-    ``as_of``, once the tenant, principal and pipeline exist; and whether the run's
-    statement is to be routed to the tenant's Citus worker."""
+    ``as_of``, once the tenant, principal and pipeline exist; whether the run's
+    statement is to be routed to the tenant's Citus worker; and the month its fiscal
+    year starts in."""
     cur.execute(query(_QUERIES, "check_scope"), params)
     [found] = records(cur)
     if not found["tenant_exists"]:
@@ -406,7 +416,12 @@ def _check_scope(cur: Any, params: Mapping[str, Any]) -> tuple[str, dict[str, st
         raise NotFoundError(
             f"pipeline_id: no pipeline {params['pipeline_id']} in tenant {params['tenant_id']}"
         )
-    return str(found["currency"]), json.loads(found["rates"]), bool(found["routed"])
+    return (
+        str(found["currency"]),
+        json.loads(found["rates"]),
+        bool(found["routed"]),
+        int(found["fiscal_year_start_month"]),
+    )
 
 
 def run_pipeline_coverage_report(

@@ -2,7 +2,8 @@
 -- Whether the tenant, the principal and the pipeline (when given) exist in that
 -- tenant; the tenant's reporting currency and the exchange rates in force on the
 -- run's as_of (SPEC.md §9: the latest of each other currency from that day or
--- before), which the run freezes in its parameters; and whether `db distribute` made
+-- before), which the run freezes in its parameters; its fiscal calendar (the run's
+-- week of the quarter, for its calibration); and whether `db distribute` made
 -- the function that runs the run's statement on the tenant's Citus worker.
 SELECT
     EXISTS (SELECT 1 FROM dyno_crm.tenant AS t WHERE t.id = %(tenant_id)s::uuid) AS tenant_exists,
@@ -20,6 +21,8 @@ SELECT
         WHERE p.tenant_id = %(tenant_id)s::uuid AND p.id = %(pipeline_id)s::uuid
     ) AS pipeline_exists,
     (SELECT t.currency FROM dyno_crm.tenant AS t WHERE t.id = %(tenant_id)s::uuid) AS currency,
+    (SELECT t.fiscal_year_start_month FROM dyno_crm.tenant AS t
+     WHERE t.id = %(tenant_id)s::uuid) AS fiscal_year_start_month,
     (SELECT COALESCE(jsonb_object_agg(r.currency, r.rate::text), '{}')::text
      FROM (SELECT DISTINCT ON (er.currency) er.currency, er.rate
            FROM dyno_crm.exchange_rate AS er
@@ -617,6 +620,45 @@ derived AS (
                      / NULLIF(tt.history_won_count + tt.history_lost_count, 0), 4) AS win_rate
         FROM totals AS tt
     ) AS x
+),
+fits AS (
+    -- The tenant's calibration at the run's week (SPEC.md §14), per principal type, as
+    -- the run read it from calibration_fit (none: the run says why in its parameters):
+    -- logistic in ln(coverage), with the covariance of its two coefficients.
+    SELECT cf.*
+    FROM jsonb_to_recordset(%(calibration)s::jsonb)
+        AS cf (principal_type text, intercept float8, slope float8, var_intercept float8,
+               covariance float8, var_slope float8, floor float8, ceiling float8)
+),
+calibrated AS (
+    -- A row's chance of making the number at its coverage of the remaining quota, and
+    -- its 95 percent interval (the delta method on the linear predictor, then the logistic):
+    -- only a whole-pipeline row with a remaining quota and a fit for its type. The
+    -- coverage is held within the fit's floor and ceiling (ln of 0 has no value) and
+    -- the predictor within ±30 (exp must not overflow): docs/calibration.md.
+    SELECT d.*,
+           ROUND((1 / (1 + exp(-p.eta)))::numeric, 4) AS hit_probability,
+           ROUND((1 / (1 + exp(-p.low)))::numeric, 4) AS hit_probability_low,
+           ROUND((1 / (1 + exp(-p.high)))::numeric, 4) AS hit_probability_high
+    FROM derived AS d
+    LEFT JOIN fits AS cf
+           ON cf.principal_type = d.principal_type AND d.bucket IS NULL
+          AND d.remaining_coverage_ratio IS NOT NULL
+    LEFT JOIN LATERAL (
+        -- (only where a fit joined: GREATEST and LEAST pass over a NULL)
+        SELECT GREATEST(LEAST(e.eta, 30), -30) AS eta,
+               GREATEST(LEAST(e.eta - 1.959964 * e.se, 30), -30) AS low,
+               GREATEST(LEAST(e.eta + 1.959964 * e.se, 30), -30) AS high
+        FROM (SELECT ln(CASE WHEN cf.floor IS NOT NULL
+                             THEN LEAST(GREATEST(d.remaining_coverage_ratio::float8, cf.floor),
+                                        cf.ceiling) END) AS x) AS c
+        CROSS JOIN LATERAL (
+            SELECT cf.intercept + cf.slope * c.x AS eta,
+                   sqrt(GREATEST(cf.var_intercept + 2 * c.x * cf.covariance
+                                 + c.x * c.x * cf.var_slope, 0)) AS se
+        ) AS e
+        WHERE cf.principal_type IS NOT NULL
+    ) AS p ON true
 )
 INSERT INTO dyno_crm.report_pipeline_coverage_fact
     (run_id, tenant_id, period_start, period_end, principal_type, principal_id,
@@ -626,7 +668,8 @@ INSERT INTO dyno_crm.report_pipeline_coverage_fact
      won_count, lost_amount, lost_count, attainment_ratio, remaining_target,
      remaining_coverage_ratio, win_rate, history_won_count, history_lost_count,
      needed_coverage, pipeline_gap, past_due_amount, past_due_count, undated_amount,
-     undated_count, member_target_amount)
+     undated_count, member_target_amount, hit_probability, hit_probability_low,
+     hit_probability_high)
 SELECT
     %(run_id)s::uuid, %(tenant_id)s::uuid, %(period_start)s::date, %(period_end)s::date,
     x.principal_type, x.principal_id, x.bucket,
@@ -650,5 +693,6 @@ SELECT
     x.won_count, x.lost_amount, x.lost_count, x.attainment_ratio, x.remaining_target,
     x.remaining_coverage_ratio, x.win_rate, x.history_won_count, x.history_lost_count,
     x.needed_coverage, x.pipeline_gap, x.past_due_amount, x.past_due_count, x.undated_amount,
-    x.undated_count, x.member_target_amount
-FROM derived AS x;
+    x.undated_count, x.member_target_amount, x.hit_probability, x.hit_probability_low,
+    x.hit_probability_high
+FROM calibrated AS x;

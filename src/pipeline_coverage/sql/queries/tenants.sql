@@ -53,7 +53,9 @@ FROM dyno_crm.api_key AS k WHERE k.tenant_id = %(tenant_id)s::uuid
 UNION ALL SELECT 'api_session', count(*)
 FROM dyno_crm.api_session AS s WHERE s.tenant_id = %(tenant_id)s::uuid
 UNION ALL SELECT 'idempotency_key', count(*)
-FROM dyno_crm.idempotency_key AS ik WHERE ik.tenant_id = %(tenant_id)s::uuid;
+FROM dyno_crm.idempotency_key AS ik WHERE ik.tenant_id = %(tenant_id)s::uuid
+UNION ALL SELECT 'calibration_fit', count(*)
+FROM dyno_crm.calibration_fit AS cf WHERE cf.tenant_id = %(tenant_id)s::uuid;
 
 -- name: delete_targets
 -- A tenant's targets: one for no pipeline references nothing of the tenant's (the

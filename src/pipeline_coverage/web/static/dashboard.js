@@ -606,26 +606,48 @@ function barTexts(texts) {
 }
 
 /** A Chart.js plugin: the dashed reference line at `value` on the y axis, across the
- *  whole plot (a line dataset would need two bars to show). */
-function referenceLine(value) {
+ *  whole plot (a line dataset would need two bars to show); with `label`, written at
+ *  its right end. */
+function referenceLine(value, { id = "referenceLine", color = INK, dash = [6, 4], label = "" } = {}) {
   return {
-    id: "referenceLine",
+    id,
     value,
     afterDatasetsDraw(chart) {
       const { ctx, chartArea } = chart;
       const y = chart.scales.y.getPixelForValue(value);
       if (y < chartArea.top || y > chartArea.bottom) return;
       ctx.save();
-      ctx.strokeStyle = INK;
+      ctx.strokeStyle = color;
       ctx.lineWidth = 2;
-      ctx.setLineDash([6, 4]);
+      ctx.setLineDash(dash);
       ctx.beginPath();
       ctx.moveTo(chartArea.left, y);
       ctx.lineTo(chartArea.right, y);
       ctx.stroke();
+      if (label) {
+        ctx.font = "bold 11px system-ui, sans-serif";
+        ctx.fillStyle = color;
+        ctx.textAlign = "right";
+        ctx.textBaseline = "bottom";
+        ctx.fillText(label, chartArea.right - 4, y - 3);
+      }
       ctx.restore();
     },
   };
+}
+
+const CALIBRATED = "#7048e8";
+
+/** The run's calibration for the view's principals (SPEC.md §14), as the server sent
+ *  it: the sentence it decided ("needs 2.4x at week 6 for 80% ..." or why there is
+ *  none), and the coverage at 80% and the week when there is a fit. */
+function calibrationOf(type) {
+  const run = state.result.run;
+  const note = (run.calibration_notes || {})[type] || "";
+  const fits = run.parameters.calibration || {};
+  const fit = fits[type] || {};
+  const coverage80 = fit.coverage_80 === undefined ? null : Number(fit.coverage_80);
+  return { note, coverage80, week: fits.week };
 }
 
 function money(text) {
@@ -667,10 +689,24 @@ function drawCoverageChart(all) {
   };
   const texts = rows.map((row) => (row.status === "quota_met" ? STATUS_PILL.quota_met[0]
     : formatValue(state.metrics.get("remaining_coverage_ratio"), row.remaining_coverage_ratio ?? row.coverage_ratio)));
+  // Beside the 3x line, the coverage this tenant's history says gives an 80% chance
+  // at the run's week of the quarter (SPEC.md §14), and the server's sentence on it.
+  const calibration = calibrationOf(state.view);
+  $("calibration-note").hidden = !calibration.note;
+  $("calibration-note").textContent = calibration.note
+    ? `${state.view === "USER" ? "Reps" : "Teams"}: ${calibration.note}` : "";
+  $("calibration-legend").hidden = calibration.coverage80 === null;
+  const lines = [referenceLine(healthy)];
+  if (calibration.coverage80 !== null) {
+    lines.push(referenceLine(calibration.coverage80, {
+      id: "calibratedLine", color: CALIBRATED, dash: [2, 3],
+      label: `needs ${calibration.coverage80.toFixed(1)}x at week ${calibration.week} for 80%`,
+    }));
+  }
   if (window.coverageChart) window.coverageChart.destroy();
   window.coverageChart = new Chart($("coverage-chart"), {
     data,
-    plugins: [barTexts(texts), referenceLine(healthy)],
+    plugins: [barTexts(texts), ...lines],
     options: {
       maintainAspectRatio: false,
       animation: false,
@@ -692,7 +728,7 @@ function drawCoverageChart(all) {
       },
       scales: {
         y: {
-          beginAtZero: true, suggestedMax: healthy * 1.25,
+          beginAtZero: true, suggestedMax: Math.max(healthy, calibration.coverage80 || 0) * 1.25,
           title: { display: true, text: "coverage of the remaining quota (x)" },
         },
         attainment: {
