@@ -667,9 +667,7 @@ def test_run_all_prints_one_row_per_principal(
     for name in ("Alice Andersen", "Bob Becker", "East Team", "West Team"):
         assert table.out.count(name) == 1, name
     assert "Carl Cold" not in table.out  # inactive, with nothing in scope
-    # the two demos' runs, and one made-up history of 8 past quarters (8 x 13 weekly runs
-    # and a closing run each), which the second demo replaced
-    assert run_count(db_url) == 2 + 8 * 14
+    assert run_count(db_url) == 2
 
 
 # --- exit codes and error lines ------------------------------------------------------

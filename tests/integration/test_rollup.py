@@ -483,7 +483,11 @@ def test_a_rolled_up_run_lists_its_teams_as_their_tree(
     assert [r for r in shown["rows"] if r["principal_type"] == "GROUP"] == teams
     table = runner.invoke(cli, ["--database-url", db_url, "show", found["run_id"]],
                           terminal_width=200)  # fmt: skip
-    lines = [line for line in table.output.splitlines() if "Region" in line or "Team" in line]
+    lines = [
+        line
+        for line in table.output.splitlines()
+        if "│" in line and ("Region" in line or "Team" in line)
+    ]  # (the table's rows)
     assert [line.split("│")[2].rstrip() for line in lines] == [
         " Region",
         " └ Team A",
