@@ -736,3 +736,29 @@ def test_a_history_workbook_with_typed_cells_reads_as_its_csv(
     out = with_history(capsys, db_url, CREATED, path, FIRST.isoformat())
     assert "history: 7 lines, 3 deals;" in " ".join(out)
     assert crm_versions(conn) == EXPECTED
+
+
+def test_a_run_as_recorded_on_the_crms_history_flags_the_assumed_owners(
+    capsys: Any, db_url: str
+) -> None:
+    """Before the first export, Ana's deals come from the CRM's history, which has no
+    owner: a run as recorded then flags them OWNER_ASSUMED in its drill-down and its
+    exclusions report; a run as recorded after the export flags none."""
+    with_history(capsys, db_url, CREATED, HISTORY, FIRST.isoformat())
+    flagged = {}
+    for day in ("2025-12-20", "2026-01-10"):
+        made = cli(capsys, db_url, "run", "--tenant", "Hist", "--period", "2026-Q1", "--all",
+                   "--as-of", day, "--as-recorded", "--format", "json")  # fmt: skip
+        assert made.code == 0, made
+        document = json.loads(made.out)
+        deals = cli(capsys, db_url, "show", "--tenant", "Hist", document["run_id"], "--deals",
+                    "--format", "json")  # fmt: skip
+        flagged[day] = {
+            deal["deal_name"] for deal in json.loads(deals.out)["deals"]
+            if "OWNER_ASSUMED" in deal["flags"]
+        }  # fmt: skip
+        notes = [item["flag"] for item in document["exclusions"]]
+        assert ("OWNER_ASSUMED" in notes) == bool(flagged[day]), (day, notes)
+    # (the deals open in Q1 that day with an owner to credit; Initech has none)
+    assert flagged["2025-12-20"] == {ACME, GLOBEX}
+    assert flagged["2026-01-10"] == set()
