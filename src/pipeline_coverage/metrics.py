@@ -108,7 +108,7 @@ IDENTITY = (
 )
 
 #: Flags a drill-down row can carry (SPEC.md §8), and the fact row's own.
-DEAL_FLAGS = ("UNDATED", "NO_AMOUNT", "NO_RATE", "NO_PROBABILITY", "PAST_DUE")
+DEAL_FLAGS = ("UNDATED", "NO_AMOUNT", "NO_RATE", "NO_PROBABILITY", "PAST_DUE", "OWNER_ASSUMED")
 ROW_FLAGS = ("TARGET_PERIOD_MISMATCH", "TARGET_OVERLAP")
 
 

@@ -291,6 +291,11 @@ def exclusion_message(
         return f"{count:,} deal{'' if one else 's'} {_without_rate(count)}"
     if flag == "TARGET_PERIOD_MISMATCH":  # counts rows, not deals: no amount
         return f"{count:,} row{'' if one else 's'} {'has' if one else 'have'} {TARGET_MISMATCH}"
+    if flag == "OWNER_ASSUMED":  # any class of deal; amounts are not affected
+        return (
+            f"{count:,} deal{'' if one else 's'} {'takes' if one else 'take'} the owner"
+            " known at the time: the CRM's history it comes from has no owner"
+        )
     if flag == "TARGET_OVERLAP":  # rows, each naming the target rows it summed
         return (
             f"{count:,} row{'' if one else 's'} {'adds' if one else 'add'} up target rows"

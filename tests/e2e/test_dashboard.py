@@ -674,3 +674,43 @@ def test_dashboard_shows_remaining_coverage_deals_teams_and_pipelines(
 
     assert key not in page.url
     assert_csp_held(page, loaded)
+
+
+def test_run_now_as_recorded_on_a_day_shows_the_deals_as_they_stood_then(
+    browser: Any, live_server: str, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    """A rep's deal raised by an export today: "as recorded on" yesterday computes the run
+    from the deals as they stood then (the old amount), and the page says so first."""
+    from pipeline_coverage.importing.load import load_tables
+
+    crm = Crm(conn)
+    tenant = crm.tenant("Acme Recorded")
+    rep = crm.user(tenant, "Ada")
+    pipeline = crm.pipeline(tenant)
+    stage = crm.stage(tenant, pipeline)
+    start, end = quarter_of(dt.date.today())
+    deal = crm.deal(tenant, pipeline, stage, "1000.00", expected=end - dt.timedelta(days=1),
+                    owner=rep)  # fmt: skip
+    crm.target(tenant, "USER", rep, start, end, "1000.00")
+    raised = [deal, tenant, pipeline, stage, "D", Decimal("5000.00"), end - dt.timedelta(days=1),
+              None, rep, None, None, None, None, None]  # fmt: skip
+    now = dt.datetime.now(dt.UTC)
+    load_tables(conn, {"deals.csv": [(2, raised)]}, recorded_at=now - dt.timedelta(minutes=1))
+    first_run = run_pipeline_coverage_batch(conn, tenant, start, end)
+    _, key = create_api_key(conn, tenant, "browser test")
+    page, _ = sign_in(browser, live_server, key, first_run)
+    assert table(page)["Ada"]["Open (USD)"] == "5,000.00"
+    yesterday = (now - dt.timedelta(days=1)).date()
+    page.check("#run-as-recorded")
+    page.fill("#run-recorded-day", yesterday.isoformat())
+    page.click("#run-now")
+    page.wait_for_function(
+        "id => { const s = document.getElementById('run-status').dataset.runId;"
+        " return s && s !== id; }",
+        arg=str(first_run),
+    )
+    assert page.inner_text("#run-status").startswith(
+        f"As recorded: the deals as they stood at the end of {yesterday.isoformat()}"
+    )
+    assert table(page)["Ada"]["Open (USD)"] == "1,000.00"
+    assert "as recorded on" in page.inner_text("#run-select")

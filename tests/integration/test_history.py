@@ -270,7 +270,8 @@ def test_backfill_takes_the_snapshots_of_each_week_as_recorded_once(
     assert result.code == 0, result
     days = json.loads(result.out)
     assert [day["as_of"] for day in days] == ["2026-01-05", "2026-01-12", "2026-01-19"]
-    assert [day["created"] for day in days] == [2, 2, 2]
+    # (2026-01-05 is in the first week of Q1: Q4 2025's closing run too)
+    assert [day["created"] for day in days] == [3, 2, 2]
     quarter_runs = [
         next(s["run_id"] for s in day["snapshots"] if s["period_start"] == "2026-01-01")
         for day in days
@@ -292,7 +293,7 @@ def test_backfill_takes_the_snapshots_of_each_week_as_recorded_once(
     assert (ana_row["changed_count"], ana_row["changed_amount"]) == (1, "10000.00")
     again = cli(capsys, db_url, "backfill", "--tenant", "Hist", "--from", "2026-01-05",
                 "--to", "2026-01-19", "--format", "json")  # fmt: skip
-    assert [day["replayed"] for day in json.loads(again.out)] == [2, 2, 2]
+    assert [day["replayed"] for day in json.loads(again.out)] == [3, 2, 2]
     line = assert_one_error_line(
         cli(
             capsys,
@@ -736,3 +737,29 @@ def test_a_history_workbook_with_typed_cells_reads_as_its_csv(
     out = with_history(capsys, db_url, CREATED, path, FIRST.isoformat())
     assert "history: 7 lines, 3 deals;" in " ".join(out)
     assert crm_versions(conn) == EXPECTED
+
+
+def test_a_run_as_recorded_on_the_crms_history_flags_the_assumed_owners(
+    capsys: Any, db_url: str
+) -> None:
+    """Before the first export, Ana's deals come from the CRM's history, which has no
+    owner: a run as recorded then flags them OWNER_ASSUMED in its drill-down and its
+    exclusions report; a run as recorded after the export flags none."""
+    with_history(capsys, db_url, CREATED, HISTORY, FIRST.isoformat())
+    flagged = {}
+    for day in ("2025-12-20", "2026-01-10"):
+        made = cli(capsys, db_url, "run", "--tenant", "Hist", "--period", "2026-Q1", "--all",
+                   "--as-of", day, "--as-recorded", "--format", "json")  # fmt: skip
+        assert made.code == 0, made
+        document = json.loads(made.out)
+        deals = cli(capsys, db_url, "show", "--tenant", "Hist", document["run_id"], "--deals",
+                    "--format", "json")  # fmt: skip
+        flagged[day] = {
+            deal["deal_name"] for deal in json.loads(deals.out)["deals"]
+            if "OWNER_ASSUMED" in deal["flags"]
+        }  # fmt: skip
+        notes = [item["flag"] for item in document["exclusions"]]
+        assert ("OWNER_ASSUMED" in notes) == bool(flagged[day]), (day, notes)
+    # (the deals open in Q1 that day with an owner to credit; Initech has none)
+    assert flagged["2025-12-20"] == {ACME, GLOBEX}
+    assert flagged["2026-01-10"] == set()

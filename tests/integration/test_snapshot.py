@@ -298,3 +298,27 @@ def test_the_command_refuses_an_unknown_tenant(
     assert err.startswith(f"{PREFIX} tenant: no tenant named 'Nobody'")
     assert len(err.splitlines()) == 1
     assert stored_runs(conn) == (0, 0)
+
+
+def test_the_first_days_of_a_quarter_take_the_closing_run_of_the_last_one(
+    conn: psycopg.Connection[Any],
+) -> None:
+    """From the first day of a fiscal quarter for a week, a snapshot also takes the
+    quarter that just ended, as of that day (its outcome, which calibration learns
+    from), once; and then fits the tenant's calibration again (here: too few quarters,
+    said as such)."""
+    tenant = small_tenant(conn, "Closing")
+    first = dt.date(2026, 4, 1)
+    for day, closing in ((first, True), (first + dt.timedelta(days=6), True),
+                         (first + dt.timedelta(days=7), False)):  # fmt: skip
+        taken = take_snapshots(conn, [tenant], as_of=day)
+        periods = [(one.period_start, one.period_end, one.closing) for one in taken]
+        assert ((dt.date(2026, 1, 1), first, True) in periods) is closing, (day, periods)
+        closed = [one for one in taken if one.closing]
+        assert all(one.status == "created" for one in closed)
+        if closed:
+            assert closed[0].calibrated is not None
+            assert "no fit" in closed[0].calibrated
+    again = take_snapshots(conn, [tenant], as_of=first)
+    assert [one.status for one in again] == ["replayed"] * 3
+    assert all(one.calibrated is None for one in again)  # (nothing new to learn from)

@@ -246,7 +246,9 @@ def snapshot_lines(snapshots: Sequence[Snapshot]) -> list[str]:
                 parts.append(f"{one.period} failed: {one.error}")
             else:
                 done = "already taken for this day" if one.replayed else "created"
-                parts.append(f"{one.period} run {one.run_id} {done}")
+                closing = " (closing run)" if one.closing else ""
+                refit = f", calibration refitted: {one.calibrated}" if one.calibrated else ""
+                parts.append(f"{one.period}{closing} run {one.run_id} {done}{refit}")
         first = periods[0]
         lines.append(f"{first.tenant_name} ({first.tenant_id}): " + "; ".join(parts))
     return lines

@@ -495,6 +495,8 @@ def snapshots_json(as_of: Any, snapshots: Sequence[Snapshot]) -> str:
             "status": one.status,
             "run_id": _text(one.run_id),
             "error": one.error,
+            "closing": one.closing,
+            "calibrated": one.calibrated,
         }
         for one in snapshots
     ]

@@ -27,7 +27,8 @@ from pipeline_coverage.errors import (
     PipelineCoverageError,
     ValidationError,
 )
-from pipeline_coverage.periods import quarter_name, resolve_period
+from pipeline_coverage.periods import fiscal_quarter_of, quarter_name, resolve_period
+from pipeline_coverage.presentation import PRINCIPAL_TYPES
 from pipeline_coverage.reports.coverage import CoverageRequest, coverage_request, run_coverage
 from pipeline_coverage.sql import query
 from pipeline_coverage.tenants import RunDefaults
@@ -35,6 +36,11 @@ from pipeline_coverage.validation import parse_date, parse_flag, required_uuid
 
 #: The periods a snapshot takes, relative to its day, in the tenant's fiscal calendar.
 SNAPSHOT_PERIODS = ("this-quarter", "next-quarter")
+#: In the first days of a fiscal quarter, a snapshot also takes the quarter that just
+#: ended: its closing run, as of a day on or after its end, is the quarter's outcome
+#: (won against target) that coverage calibration learns from (SPEC.md §14).
+CLOSING_DAYS = 7
+CLOSING_PERIOD = "last-quarter"
 #: Called after each tenant-period: (what, done, total), as ``load``'s progress is.
 Progress = Callable[[str, int, int], None]
 
@@ -55,6 +61,10 @@ class Snapshot:
     error: str | None = None
     #: The failure was caused by input or data (an ``InputError``), not unexpected.
     bad_input: bool = False
+    #: The quarter that just ended (its closing run, the quarter's outcome).
+    closing: bool = False
+    #: A closing run's refit of the tenant's calibration: what came of it.
+    calibrated: str | None = None
 
     @property
     def status(self) -> str:
@@ -78,10 +88,14 @@ def take_snapshots(
     by_pipeline: bool = False,
     progress: Progress | None = None,
     as_recorded: bool = False,
+    refit: bool = True,
 ) -> list[Snapshot]:
     """Take the day's snapshots: for every tenant (or those of ``tenant_ids``), the
     batch run of its this and next fiscal quarter as of ``as_of`` (default today);
     ``as_recorded``: from the deals as they stood at the end of that day (SPEC.md §13).
+    In the first :data:`CLOSING_DAYS` days of a tenant's fiscal quarter, also the
+    quarter that just ended (its closing run); when one is made, and ``refit``, the
+    tenant's coverage calibration is fitted again (``calibration.refit``).
 
     Idempotent per day: a repeat with the same day and parameters makes no new run
     (its results are ``replayed``). Each tenant-period is its own unit of work, so a
@@ -102,14 +116,45 @@ def take_snapshots(
             if not found:
                 raise NotFoundError(f"tenant_id: no tenant {asked}")
             tenants += [t for t in found if t not in tenants]
-    total = len(tenants) * len(SNAPSHOT_PERIODS)
+    periods = {
+        str(tenant["id"]): _periods_of(day, int(tenant["fiscal_year_start_month"]))
+        for tenant in tenants
+    }
+    total = sum(len(wanted) for wanted in periods.values())
     taken: list[Snapshot] = []
     for tenant in tenants:
-        for expression in SNAPSHOT_PERIODS:
-            taken.append(_take(conn, tenant, expression, day, by_pipeline, as_recorded))
+        for expression in periods[str(tenant["id"])]:
+            one = _take(conn, tenant, expression, day, by_pipeline, as_recorded)
+            if expression == CLOSING_PERIOD and refit and one.status == "created":
+                one = replace(one, calibrated=_refit(conn, one.tenant_id, day))
+            taken.append(one)
             if progress is not None:
                 progress("snapshots", len(taken), total)
     return taken
+
+
+def _periods_of(day: dt.date, fiscal_year_start_month: int) -> tuple[str, ...]:
+    """The periods a snapshot of ``day`` takes (with the closing one, early in a quarter)."""
+    start, _ = fiscal_quarter_of(day, fiscal_year_start_month)
+    if (day - start).days < CLOSING_DAYS:
+        return (*SNAPSHOT_PERIODS, CLOSING_PERIOD)
+    return SNAPSHOT_PERIODS
+
+
+def _refit(conn: Connection, tenant_id: uuid.UUID, day: dt.date) -> str:
+    """Fit the tenant's calibration again (reps and teams) now that a quarter closed;
+    what came of it, in words (a fit, or why there is none)."""
+    from pipeline_coverage.calibration import calibrate  # (statsmodels: loaded only here)
+
+    said = []
+    for kind in PRINCIPAL_TYPES:
+        try:
+            found = calibrate(conn, tenant_id, kind, as_of=day)
+        except PipelineCoverageError as exc:
+            said.append(f"{kind}: not fitted ({exc})")
+            continue
+        said.append(f"{kind}: " + (f"no fit ({found.reason})" if found.reason else "fitted"))
+    return "; ".join(said)
 
 
 def _take(
@@ -124,8 +169,9 @@ def _take(
     month = int(tenant["fiscal_year_start_month"])
     start, end = resolve_period(expression, fiscal_year_start_month=month, as_of=day)
     found = Snapshot(
-        as_uuid(tenant["id"]), tenant["name"], quarter_name(start, end, month), start, end
-    )
+        as_uuid(tenant["id"]), tenant["name"], quarter_name(start, end, month), start, end,
+        closing=expression == CLOSING_PERIOD,
+    )  # fmt: skip
     defaults = RunDefaults(
         rollup=bool(tenant["rollup"]),
         target_match=str(tenant["target_match"]),
@@ -182,8 +228,18 @@ def backfill(
     for n, day in enumerate(days, 1):
         taken.append(
             (day, take_snapshots(conn, [tenant], as_of=day, by_pipeline=by_pipeline,
-                                 as_recorded=True))
+                                 as_recorded=True, refit=False))
         )  # fmt: skip
         if progress is not None:
             progress("backfill", n, len(days))
+    # The quarters it closed feed the calibration once, as of today (not of each past
+    # day: the fit runs use is the one of the quarters before today).
+    last = None
+    for n, (_, runs) in enumerate(taken):
+        for i, one in enumerate(runs):
+            if one.status == "created" and one.closing:
+                last = (n, i)
+    if last is not None:
+        runs = taken[last[0]][1]
+        runs[last[1]] = replace(runs[last[1]], calibrated=_refit(conn, tenant, dt.date.today()))
     return taken

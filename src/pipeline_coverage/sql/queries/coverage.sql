@@ -121,6 +121,12 @@ scoped AS NOT MATERIALIZED (
                 ELSE (%(rates)s::jsonb ->> d.currency)::numeric
            END AS rate,
            d.owned_by_user_id, d.assigned_user_id, d.owned_by_group_id, d.assigned_group_id,
+           -- A version whose owner its source did not say (a CRM's field history): the
+           -- owner known at the time is assumed (SPEC.md §13), and the deal says so.
+           -- unless recorded: false AS owner_assumed,
+           -- if recorded
+           d.owner_assumed,
+           -- end if
            ps.name AS stage_name, ps.probability, ps.forecast_category AS stage_category,
            ps.stage_state,
            CASE WHEN %(by_pipeline)s::boolean THEN d.pipeline_id ELSE %(pipeline_id)s::uuid END
@@ -136,7 +142,7 @@ scoped AS NOT MATERIALIZED (
         SELECT v.tenant_id, v.deal_id AS id, v.name, v.pipeline_id, v.stage_id, v.amount,
                v.expected_close_date, v.close_date, v.forecast_category, v.currency,
                v.owned_by_user_id, v.assigned_user_id, v.owned_by_group_id,
-               v.assigned_group_id
+               v.assigned_group_id, v.owner_assumed
         FROM dyno_crm.deal_version AS v
         WHERE v.tenant_id = %(tenant_id)s::uuid
           AND v.valid_to > %(recorded_at)s::timestamptz
@@ -145,7 +151,7 @@ scoped AS NOT MATERIALIZED (
         SELECT c.tenant_id, c.id, c.name, c.pipeline_id, c.stage_id, c.amount,
                c.expected_close_date, c.close_date, c.forecast_category, c.currency,
                c.owned_by_user_id, c.assigned_user_id, c.owned_by_group_id,
-               c.assigned_group_id
+               c.assigned_group_id, false
         FROM dyno_crm.deal AS c
         WHERE c.tenant_id = %(tenant_id)s::uuid
           AND (%(recorded_at)s::timestamptz IS NULL OR c.recorded_from IS NULL
@@ -225,7 +231,8 @@ classified AS (
                CASE WHEN c.deal_class = 'OPEN' AND c.probability IS NULL
                     THEN 'NO_PROBABILITY' END,
                CASE WHEN c.deal_class = 'OPEN' AND c.placed_on < %(as_of)s::date
-                    THEN 'PAST_DUE' END) AS flags
+                    THEN 'PAST_DUE' END,
+               CASE WHEN c.owner_assumed THEN 'OWNER_ASSUMED' END) AS flags
     FROM (
         SELECT pl.*,
                CASE

@@ -396,9 +396,16 @@ async function runNow() {
     const body = { ...period(), by_pipeline: $("run-by-pipeline").checked, rollup: $("run-rollup").checked };
     const asOf = pastPeriodDay(body.period_end);
     if (asOf) body.as_of = asOf;
+    if ($("run-as-recorded").checked) {
+      // A run as recorded on a day: the deals as the imports had them at its end.
+      const day = $("run-recorded-day").value;
+      if (!day) throw new Error("Choose the day the run is as recorded on.");
+      body.as_of = day;
+      body.as_recorded = true;
+    }
     const created = await api("/v1/coverage-runs", { method: "POST", body });
     await loadPeriods(); // the period now has one run more
-    await loadRuns(created.run_id, { run: created.run, exclusions: created.exclusions, rows: created.rows });
+    await loadRuns(created.run_id, created);
   } catch (error) {
     $("dashboard-error").textContent = error.message;
     if (state.result) describeRun(state.result);
