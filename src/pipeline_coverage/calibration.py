@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline_coverage.db.connection import (
     Connection,
+    Cursor,
     records,
     set_for_transaction,
     unit_of_work,
@@ -204,7 +205,7 @@ def _ratio(value: float | None) -> Decimal | None:
 
 
 def read_observations(
-    cur: Any,
+    cur: Cursor,
     tenant_id: uuid.UUID,
     principal_type: str,
     quarters: Sequence[tuple[dt.date, dt.date]],
@@ -490,7 +491,7 @@ def week_of_quarter(as_of: dt.date, period_start: dt.date) -> int:
 
 
 def run_calibration(
-    cur: Any,
+    cur: Cursor,
     tenant_id: uuid.UUID,
     *,
     period: tuple[dt.date, dt.date],

@@ -17,6 +17,7 @@ from typing import Any
 
 from pipeline_coverage.db.connection import (
     Connection,
+    Cursor,
     as_uuid,
     records,
     set_for_transaction,
@@ -214,7 +215,7 @@ def run_from_header(record: Mapping[str, Any], **extra: Any) -> CoverageRun:
 
 
 def insert_run(
-    cur: Any,
+    cur: Cursor,
     tenant_id: uuid.UUID,
     period: tuple[dt.date, dt.date],
     parameters: Mapping[str, Any],
@@ -273,7 +274,7 @@ def prune_runs(
 # --- reading -------------------------------------------------------------------------
 
 
-def _header(cur: Any, run: uuid.UUID, tenant: uuid.UUID | None) -> Mapping[str, Any]:
+def _header(cur: Cursor, run: uuid.UUID, tenant: uuid.UUID | None) -> Mapping[str, Any]:
     cur.execute(
         query(_QUERIES, "get_run"),
         {"run_id": str(run), "tenant_id": str(tenant) if tenant else None},
@@ -415,7 +416,7 @@ _DEAL_UUIDS = tuple(
 _DEAL_FLAGS = _DEAL_FIELDS.index("flags")
 
 
-def _deal_credits(cur: Any) -> list[DealCredit]:
+def _deal_credits(cur: Cursor) -> list[DealCredit]:
     """The cursor's drill-down rows as DealCredit, matched to its fields by column
     name (checked once per read, not looked up per value: a large principal's
     drill-down is thousands of rows)."""

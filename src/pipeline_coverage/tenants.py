@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline_coverage.db.connection import Connection, records, unit_of_work
+from pipeline_coverage.db.connection import Connection, Cursor, records, unit_of_work
 from pipeline_coverage.errors import DatabaseError, NotFoundError
 from pipeline_coverage.sql import query
 from pipeline_coverage.validation import (
@@ -124,7 +124,7 @@ def tenant_rows(conn: Connection, tenant_id: uuid.UUID | str) -> dict[str, int]:
         return _rows(cur, tenant)
 
 
-def _rows(cur: Any, tenant: uuid.UUID) -> dict[str, int]:
+def _rows(cur: Cursor, tenant: uuid.UUID) -> dict[str, int]:
     cur.execute(query(_QUERIES, "tenant_rows"), {"tenant_id": str(tenant)})
     return {str(r["table_name"]): int(r["n_rows"]) for r in records(cur)}
 

@@ -45,8 +45,8 @@ class Cursor(Protocol):
     def fetchall(self) -> list[Any]: ...
     @property
     def rowcount(self) -> int: ...
-    def __enter__(self) -> Cursor: ...
-    def __exit__(self, *exc: object) -> Any: ...
+    @property
+    def description(self) -> Any: ...
 
 
 class Connection(Protocol):
@@ -83,7 +83,7 @@ def _transaction_status(conn: Connection) -> int:
     return int(conn.info.transaction_status)
 
 
-def set_for_transaction(cur: Any, settings: Mapping[str, str]) -> dict[str, str]:
+def set_for_transaction(cur: Cursor, settings: Mapping[str, str]) -> dict[str, str]:
     """Set each of ``settings`` (name: value) for the rest of the transaction, in one
     statement; returns the values they replace, which a second call puts back."""
     cur.execute(
@@ -93,7 +93,7 @@ def set_for_transaction(cur: Any, settings: Mapping[str, str]) -> dict[str, str]
     return {str(r["name"]): str(r["previous"]) for r in records(cur)}
 
 
-def prepares(cur: Any) -> bool:
+def prepares(cur: Cursor) -> bool:
     """Whether statements can be prepared on ``cur``'s connection: psycopg 3, unless
     the caller turned preparing off (``prepare_threshold = None``, as behind a pooler
     that cannot keep prepared statements); psycopg2 never prepares."""
@@ -193,7 +193,7 @@ def _undo(conn: Connection, cur: Cursor, *, nested: bool, explicit: bool) -> Non
         conn.rollback()
 
 
-def records(cur: Any) -> list[dict[str, Any]]:
+def records(cur: Cursor) -> list[dict[str, Any]]:
     """The cursor's remaining rows as dicts keyed by column name (either driver)."""
     names = [column[0] for column in cur.description]
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]

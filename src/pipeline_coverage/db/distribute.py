@@ -25,7 +25,7 @@ from typing import Any
 
 import psycopg
 
-from pipeline_coverage.db.connection import unit_of_work
+from pipeline_coverage.db.connection import Cursor, unit_of_work
 from pipeline_coverage.db.migrate import SCHEMA, VERSION_TABLE, require_current
 from pipeline_coverage.errors import InputError
 from pipeline_coverage.sql import query
@@ -133,7 +133,7 @@ def run_statement_settings() -> tuple[str, ...]:
 
 
 def execute_for_tenant(
-    cur: Any,
+    cur: Cursor,
     tenant_id: uuid.UUID,
     statement: str,
     params: Mapping[str, Any],
@@ -166,7 +166,7 @@ def execute_for_tenant(
     )
 
 
-def _bound(cur: Any, statement: str, params: Mapping[str, Any]) -> str:
+def _bound(cur: Any, statement: str, params: Mapping[str, Any]) -> str:  # (either driver's)
     """``statement`` with ``params`` quoted into it by the driver (psycopg 3 binds on
     the server unless asked through a client-side cursor; psycopg2 always in the
     client)."""

@@ -28,7 +28,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pipeline_coverage.db.connection import as_uuid, records, unit_of_work
+from pipeline_coverage.db.connection import Connection, Cursor, as_uuid, records, unit_of_work
 from pipeline_coverage.errors import InputError, LoadError
 from pipeline_coverage.importing import history
 from pipeline_coverage.importing.deals import (
@@ -96,7 +96,7 @@ class Directory:
     members: set[tuple[uuid.UUID, uuid.UUID]] = field(default_factory=set)
 
 
-def read_directory(cur: Any, tenant_id: uuid.UUID) -> Directory:
+def read_directory(cur: Cursor, tenant_id: uuid.UUID) -> Directory:
     """The tenant's directory (empty for a tenant the import creates)."""
     found = Directory()
     params = {"tenant_id": str(tenant_id)}
@@ -221,7 +221,7 @@ class Planner:
             )
         return found
 
-    def history_stages(self, cur: Any, read: history.HistoryRead, fmt: DealFormat) -> None:
+    def history_stages(self, cur: Cursor, read: history.HistoryRead, fmt: DealFormat) -> None:
         """The stages the CRM's history names, in each of its deals' pipeline (a stage
         not yet in the tenant is created as the export's are: its state the format's
         for it, its probability the first line's or the format's)."""
@@ -245,7 +245,7 @@ class Planner:
 
     # --- the files -----------------------------------------------------------------
 
-    def stream_deals(self, cur: Any, reader: DealReader) -> ReadSummary:
+    def stream_deals(self, cur: Cursor, reader: DealReader) -> ReadSummary:
         """Read the deals into the temporary table :data:`DEALS` by COPY as they come,
         their owners created as they come; then the keys given twice, found there, end
         the read (:class:`LoadError` for any problem of the export) and the stages are
@@ -323,7 +323,7 @@ class Planner:
             self.bad_value = LoadError([f"{self.files['deals']}:{line}: name: {problem}"])
         return name.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
 
-    def deal_stages(self, cur: Any, summary: ReadSummary) -> None:
+    def deal_stages(self, cur: Cursor, summary: ReadSummary) -> None:
         """The deals' pipelines and stages (each stage as the export gives it; a won or
         lost deal whose stage is open goes to its pipeline's Won or Lost stage), made in
         the order of their first deal, and each kind of deal's stage in the temporary
@@ -356,7 +356,7 @@ class Planner:
              "stages": [s for _, _, s in kinds]},
         )  # fmt: skip
 
-    def staged_deals(self, cur: Any) -> sql.Composable:
+    def staged_deals(self, cur: Cursor) -> sql.Composable:
         """The deals read, as rows of ``deals.csv`` typed as ``deal``'s columns (for
         ``load_tables``)."""
         if self.bad_value is not None:
@@ -520,7 +520,7 @@ def source_of(fmt: DealFormat) -> str:
     return "salesforce" if fmt.name.startswith("salesforce") else fmt.name
 
 
-def import_export(conn: Any, request: ImportRequest) -> ImportOutcome:
+def import_export(conn: Connection, request: ImportRequest) -> ImportOutcome:
     """Import a CRM export (and a teams file, a quota sheet) into a tenant, all or
     nothing; with ``dry_run``, everything is checked and counted, nothing kept.
 
@@ -548,7 +548,7 @@ def import_export(conn: Any, request: ImportRequest) -> ImportOutcome:
 
 
 def _import(
-    conn: Any, cur: Any, request: ImportRequest, fmt: DealFormat, reader: DealReader
+    conn: Connection, cur: Cursor, request: ImportRequest, fmt: DealFormat, reader: DealReader
 ) -> ImportOutcome:
     source = source_of(fmt)
     # When the export was taken: what its deals' values hold from (SPEC.md §13).

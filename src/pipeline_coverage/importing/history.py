@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline_coverage.db.connection import Cursor
 from pipeline_coverage.errors import LoadError
 from pipeline_coverage.importing.deals import DealFormat, _Unmapped, unmapped_problem
 from pipeline_coverage.importing.tabular import Column, open_table
@@ -94,7 +95,7 @@ def _bind(columns: list[Column], names: tuple[str, ...]) -> Column | None:
 
 
 def stream_history(
-    cur: Any,
+    cur: Cursor,
     path: Path,
     fmt: DealFormat,
     *,
@@ -143,7 +144,7 @@ def stream_history(
 
 
 def _stream(
-    cur: Any,
+    cur: Cursor,
     rows: Any,
     file: str,
     fmt: DealFormat,
@@ -272,7 +273,7 @@ def _shown_time(at: dt.datetime) -> str:
     return at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def match_history(cur: Any, read: HistoryRead) -> None:
+def match_history(cur: Cursor, read: HistoryRead) -> None:
     """Find each line's deal among the export's by name (when the file names deals
     only); :class:`LoadError` for a line whose name several of the export's deals
     bear."""
@@ -299,14 +300,14 @@ class Unmatched:
     first_line: int | None
 
 
-def unmatched(cur: Any) -> Unmatched:
+def unmatched(cur: Cursor) -> Unmatched:
     """The lines of opportunities the export does not have (skipped, counted)."""
     cur.execute(query(_QUERIES, "history_unmatched"))
     lines, opportunities, first = cur.fetchone()
     return Unmatched(int(lines), int(opportunities), int(first) if first is not None else None)
 
 
-def history_stages(cur: Any) -> list[tuple[int, str, int, int | None]]:
+def history_stages(cur: Cursor) -> list[tuple[int, str, int, int | None]]:
     """(kind of deal, stage as written, first line, probability of that line) for each
     stage the matched lines name within each kind of the export's deals."""
     cur.execute(query(_QUERIES, "history_stages_named"))
@@ -316,7 +317,7 @@ def history_stages(cur: Any) -> list[tuple[int, str, int, int | None]]:
     ]
 
 
-def set_history_stages(cur: Any, stages: list[tuple[int, str, str, bool]]) -> None:
+def set_history_stages(cur: Cursor, stages: list[tuple[int, str, str, bool]]) -> None:
     """Each (kind, stage as written) → (stage id, closed) for the versions' SQL."""
     cur.execute(query(_QUERIES, "drop_history_stages"))
     cur.execute(
@@ -327,7 +328,7 @@ def set_history_stages(cur: Any, stages: list[tuple[int, str, str, bool]]) -> No
 
 
 def write_versions(
-    cur: Any, tenant_id: str, at: dt.datetime, read: HistoryRead, skipped: Unmatched
+    cur: Cursor, tenant_id: str, at: dt.datetime, read: HistoryRead, skipped: Unmatched
 ) -> HistoryOutcome:
     """Replace the CRM-history versions of the export's deals (after the import wrote
     its deals): each line holds until the next line of its deal, the last until the

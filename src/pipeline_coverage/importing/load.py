@@ -29,7 +29,7 @@ from typing import Any
 
 from psycopg import sql
 
-from pipeline_coverage.db.connection import Cursor, as_uuid, unit_of_work
+from pipeline_coverage.db.connection import Connection, Cursor, as_uuid, unit_of_work
 from pipeline_coverage.errors import InputError, LoadError
 from pipeline_coverage.importing.checks import (
     cycle_problems,
@@ -81,7 +81,7 @@ Row = tuple[int, Sequence[object]]
 
 
 def load_directory(
-    conn: Any,
+    conn: Connection,
     directory: Path,
     progress: Progress | None = None,
     *,
@@ -116,7 +116,7 @@ def load_directory(
 
 
 def load_tables(
-    conn: Any,
+    conn: Connection,
     rows: Mapping[str, Iterable[Row]],
     *,
     source: str | Mapping[str, str] | None = None,
@@ -204,7 +204,7 @@ class _Input:
 
 
 def _load(
-    conn: Any,
+    conn: Connection,
     inputs: list[_Input],
     rejected: dict[str, LoadError],
     recorded_at: dt.datetime | None = None,
@@ -562,7 +562,7 @@ _COPY_LINE = re.compile(r"\bline (\d+)")
 
 
 def _copy(
-    cur: Any,
+    cur: Cursor,
     path: Path,
     spec: TableSpec,
     stage: sql.Identifier,
@@ -576,8 +576,9 @@ def _copy(
     size = path.stat().st_size
     sent = 0
     records = Records(header.eol)
+    copier: Any = cur  # a psycopg 3 cursor: COPY is not DB-API
     try:
-        with cur.copy(statement) as copy:
+        with copier.copy(statement) as copy:
             for chunk in chunks(path):
                 if (problem := records.feed(chunk)) is not None:
                     raise _record_error(spec, problem)

@@ -8,12 +8,11 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from pipeline_coverage.db.connection import Cursor, unit_of_work
+from pipeline_coverage.db.connection import Connection, Cursor, unit_of_work
 from pipeline_coverage.errors import InputError, LoadError
 from pipeline_coverage.importing.checks import (
     cast_key,
@@ -283,7 +282,7 @@ def upsert_rows(
 
 
 def delete_absent_deals(
-    conn: Any,
+    conn: Connection,
     tenant_id: uuid.UUID | str,
     kept: Iterable[uuid.UUID | str],
     candidates: Iterable[uuid.UUID | str],

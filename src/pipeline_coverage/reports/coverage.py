@@ -22,6 +22,7 @@ from typing import Any
 from pipeline_coverage.calibration import run_calibration
 from pipeline_coverage.db.connection import (
     Connection,
+    Cursor,
     Isolation,
     advisory_lock,
     as_uuid,
@@ -280,7 +281,7 @@ def run_of_key(conn: Connection, tenant_id: uuid.UUID, idempotency_key: str) -> 
     return as_uuid(found[0]["run_id"]) if found else None
 
 
-def _write(cur: Any, request: CoverageRequest, *, restore: bool = False) -> uuid.UUID:
+def _write(cur: Cursor, request: CoverageRequest, *, restore: bool = False) -> uuid.UUID:
     """Check the scope, then write the header, the drill-down and the fact rows; with
     ``restore``, put the planner settings of the transaction back afterwards."""
     lookback = request.win_rate_lookback_days
@@ -398,7 +399,7 @@ def recorded_at(as_of: dt.date) -> dt.datetime:
     return dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time(), dt.UTC)
 
 
-def _check_scope(cur: Any, params: Mapping[str, Any]) -> tuple[str, dict[str, str], bool, int]:
+def _check_scope(cur: Cursor, params: Mapping[str, Any]) -> tuple[str, dict[str, str], bool, int]:
     """The tenant's reporting currency and the other currencies' rates in force on
     ``as_of``, once the tenant, principal and pipeline exist; whether the run's
     statement is to be routed to the tenant's Citus worker; and the month its fiscal
