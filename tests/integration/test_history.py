@@ -104,6 +104,25 @@ def test_an_older_export_after_a_newer_one_is_refused_and_nothing_is_written(
     assert versions(conn) == []
 
 
+def test_a_full_sync_without_deals_older_than_the_latest_export_is_refused(
+    capsys: Any, db_url: str, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    first = export(tmp_path, "new.csv")
+    empty = export(tmp_path, "empty.csv", lambda t: t.split("\n")[0] + "\n")
+    imported(capsys, db_url, "--tenant", "Hist", str(first), "--exported-at", T2.isoformat())
+    before = counts(conn)
+    result = cli(capsys, db_url, "import", "--tenant", "Hist", "--full", "--max-delete", "100",
+                 str(empty), "--exported-at", T1.isoformat())  # fmt: skip
+    assert "2026-01-12 09:00:00 UTC" in assert_one_error_line(result)
+    assert counts(conn) == before
+    imported(capsys, db_url, "--tenant", "Hist", "--full", "--max-delete", "100", str(empty),
+             "--exported-at", T3.isoformat())  # fmt: skip
+    assert {row[2] for row in versions(conn)} == {T3}
+    until = conn.execute("SELECT recorded_until FROM dyno_crm.tenant").fetchone()
+    conn.commit()
+    assert until == (T3,)
+
+
 def test_a_time_in_the_future_or_not_a_time_is_refused(
     capsys: Any, db_url: str, tmp_path: Path
 ) -> None:

@@ -41,7 +41,7 @@ from pipeline_coverage.importing.deals import (
 from pipeline_coverage.importing.load import TableLoad, load_tables
 from pipeline_coverage.importing.mapping import format_for
 from pipeline_coverage.importing.sheets import SheetTarget, Teams, read_targets, read_teams
-from pipeline_coverage.importing.upsert import retire_deals
+from pipeline_coverage.importing.upsert import record_tenants_in_order, retire_deals
 from pipeline_coverage.importing.values import fold
 from pipeline_coverage.sql import query
 from pipeline_coverage.tenants import set_run_defaults
@@ -648,6 +648,9 @@ def _import(
         )
     deleted = 0
     if request.full and absent:
+        # An export without deals wrote none (load_tables held no tenant): its time
+        # must still come after the tenant's latest export, as its deletions' does.
+        record_tenants_in_order(cur, [str(tenant_id)], at)
         cur.execute(query(_QUERIES, "unread_source_deals"), params)
         deleted = retire_deals(cur, tenant_id, [str(row[0]) for row in cur.fetchall()], at)
     history_done = None
