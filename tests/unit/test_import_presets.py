@@ -316,3 +316,21 @@ def test_a_deals_id_text_is_the_uuid5_of_its_parts() -> None:
         prefix = "t\x1fdeal\x1fsalesforce\x1f"
         digest = hashlib.sha1(NAMESPACE.bytes + (prefix + key).encode(), usedforsecurity=False)
         assert _uuid5_text(digest.digest()) == str(derived_id("t", "deal", "salesforce", key))
+
+
+def test_a_kind_cell_of_another_type_but_equal_value_is_read_as_its_own(tmp_path: Path) -> None:
+    """A workbook's TRUE equals 1 in Python (and hashes alike): a row whose kind cells
+    differ from an earlier row's only so is read as it would be alone."""
+    from openpyxl import Workbook
+
+    workbook = Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.append(["Record ID", "Deal Name", "Deal Stage", "Amount", "Deal probability"])
+    sheet.append([1, "Acme", "qualifiedtobuy", 10, 1])
+    sheet.append([2, "Globex", "qualifiedtobuy", 20, True])
+    path = tmp_path / "deals.xlsx"
+    workbook.save(path)
+    with pytest.raises(LoadError) as caught:
+        read(path)
+    assert "not a probability" in " ".join(caught.value.problems)

@@ -477,7 +477,8 @@ class DealReader:
         self._first_line: dict[str, int] = {}
         self._duplicates: dict[str, list[int]] = {}
         self._rows = self._deals = self._footer_lines = 0
-        self._kinds_read: dict[tuple[Cell, ...], _KindRead] = {}
+        self._kinds_read: dict[tuple[object, ...], _KindRead] = {}
+        self._typed_cells = table.kind != "csv"
         pending: list[Row] = []  # rows after a blank one: maybe the report's footer
         try:
             for row in table.rows():
@@ -552,10 +553,14 @@ class DealReader:
         # The cells that say a deal's kind (its state, stage, pipeline, currency,
         # category, probability) repeat across an export: a combination already read
         # without a problem is not read again.
-        kind_cells = (
+        kind_cells: tuple[object, ...] = (
             stage_cell, status_cell, won_cell, closed_cell, currency_cell, category_cell,
             probability_cell, pipeline_cell,
         )  # fmt: skip
+        if self._typed_cells:
+            # A workbook's TRUE equals its 1 (and hashes alike) but reads otherwise: a
+            # cell's type is part of what it says.
+            kind_cells = (*kind_cells, *map(type, kind_cells))
         known = self._kinds_read.get(kind_cells)
         if known is not None:
             return self._known_kind(row, known, key_cell, name_cell, owner_cell, amount_cell,
