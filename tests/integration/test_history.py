@@ -782,3 +782,22 @@ def test_a_run_as_recorded_on_the_crms_history_flags_the_assumed_owners(
     # (the deals open in Q1 that day with an owner to credit; Initech has none)
     assert flagged["2025-12-20"] == {ACME, GLOBEX}
     assert flagged["2026-01-10"] == set()
+
+
+def test_an_export_dated_a_day_is_that_days_not_the_day_befores(
+    capsys: Any, db_url: str, tmp_path: Path
+) -> None:
+    """--exported-at 2026-01-12 is its midnight: a run as recorded on 2026-01-11 (which
+    ends just before it) has the export before; one on 2026-01-12 has it."""
+    first = export(tmp_path, "week1.csv")
+    raised = export(tmp_path, "week2.csv", lambda t: t.replace('"120000.00"', '"130000.00"'))
+    imported(capsys, db_url, "--tenant", "Hist", str(first), "--exported-at", "2026-01-05")
+    imported(capsys, db_url, "--tenant", "Hist", str(raised), "--exported-at", "2026-01-12")
+    seen = {}
+    for day in ("2026-01-11", "2026-01-12"):
+        made = cli(capsys, db_url, "run", "--tenant", "Hist", "--period", "2026-Q1",
+                   "--principal", "Ana Silva", "--as-of", day, "--as-recorded",
+                   "--format", "json")  # fmt: skip
+        assert made.code == 0, made
+        seen[day] = json.loads(made.out)["rows"][0]["open_amount"]
+    assert seen == {"2026-01-11": "120000.00", "2026-01-12": "130000.00"}

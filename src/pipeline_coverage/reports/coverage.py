@@ -394,8 +394,9 @@ def _parameters(
 
 
 def recorded_at(as_of: dt.date) -> dt.datetime:
-    """The moment a run as recorded on ``as_of`` sees the deals at: the end of that
-    day (UTC), so that an export taken during the day is in it (SPEC.md §13)."""
+    """The midnight (UTC) after ``as_of``: a run as recorded on ``as_of`` sees the
+    deals as they stood just before it, the end of that day — an export taken during
+    the day is in it, one taken at that midnight is the next day's (SPEC.md §13)."""
     return dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time(), dt.UTC)
 
 

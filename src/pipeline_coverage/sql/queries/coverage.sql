@@ -135,18 +135,19 @@ scoped AS NOT MATERIALIZED (
     -- unless recorded: dyno_crm.deal AS d
     -- if recorded
     (
-        -- A run as recorded (SPEC.md §13): the deals as they stood at recorded_at (the
-        -- end of as_of), from their versions valid then and the rows whose values
-        -- already held; a deal made later, or deleted by then, is not among them.
-        -- (recorded_at NULL: the deals as they are.)
+        -- A run as recorded (SPEC.md §13): the deals as they stood at the end of as_of
+        -- (recorded_at is the midnight after it, UTC, and the end is the instant before:
+        -- an export taken at that midnight is the next day's), from their versions
+        -- valid then and the rows whose values already held; a deal made later, or
+        -- deleted by then, is not among them. (recorded_at NULL: the deals as they are.)
         SELECT v.tenant_id, v.deal_id AS id, v.name, v.pipeline_id, v.stage_id, v.amount,
                v.expected_close_date, v.close_date, v.forecast_category, v.currency,
                v.owned_by_user_id, v.assigned_user_id, v.owned_by_group_id,
                v.assigned_group_id, v.owner_assumed
         FROM dyno_crm.deal_version AS v
         WHERE v.tenant_id = %(tenant_id)s::uuid
-          AND v.valid_to > %(recorded_at)s::timestamptz
-          AND (v.valid_from IS NULL OR v.valid_from <= %(recorded_at)s::timestamptz)
+          AND v.valid_to >= %(recorded_at)s::timestamptz
+          AND (v.valid_from IS NULL OR v.valid_from < %(recorded_at)s::timestamptz)
         UNION ALL
         SELECT c.tenant_id, c.id, c.name, c.pipeline_id, c.stage_id, c.amount,
                c.expected_close_date, c.close_date, c.forecast_category, c.currency,
@@ -155,7 +156,7 @@ scoped AS NOT MATERIALIZED (
         FROM dyno_crm.deal AS c
         WHERE c.tenant_id = %(tenant_id)s::uuid
           AND (%(recorded_at)s::timestamptz IS NULL OR c.recorded_from IS NULL
-               OR c.recorded_from <= %(recorded_at)s::timestamptz)
+               OR c.recorded_from < %(recorded_at)s::timestamptz)
     ) AS d
     -- end if
     JOIN dyno_crm.pipeline_stage AS ps
