@@ -32,7 +32,7 @@ QUARTERS = 8
 
 
 def calibration_figures(server_url: str, args: argparse.Namespace) -> list[FigureRow]:
-    from bench.run import BENCH_DB, fresh_database
+    from bench.run import BENCH_DB, drop_database, fresh_database
 
     console = Console(stderr=True)
     start, end = quarter_of(dt.date.today())
@@ -100,4 +100,5 @@ def calibration_figures(server_url: str, args: argparse.Namespace) -> list[Figur
         cost = filled / empty - 1
         rows.append(("calibration: what the column adds to a batch", f"{cost:+.1%}", "<= 10%",
                      cost <= 0.10))  # fmt: skip
+    drop_database(server_url, f"{BENCH_DB}_calibration")
     return rows

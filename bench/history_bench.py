@@ -90,7 +90,7 @@ def weekly_changes(
 
 def history_figures(server_url: str, args: argparse.Namespace) -> list[FigureRow]:
     """The history figures (name, value, goal, met), on a database of their own."""
-    from bench.run import BENCH_DB, fresh_database, median_ms
+    from bench.run import BENCH_DB, drop_database, fresh_database, median_ms
 
     console = Console(stderr=True)
     # The last weekly export an hour ago (an export in the future is refused).
@@ -169,6 +169,5 @@ def history_figures(server_url: str, args: argparse.Namespace) -> list[FigureRow
              f" a changed deal ({per_deal:,.0f} a deal row)", f"<= {SIZE_GOAL}x",
              ratio <= SIZE_GOAL)
         )  # fmt: skip
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {BENCH_DB}_history WITH (FORCE)")
+    drop_database(server_url, f"{BENCH_DB}_history")
     return rows

@@ -174,7 +174,7 @@ def changed_export(source: Path, target: Path, rng: random.Random) -> tuple[int,
 
 def import_figures(server_url: str, args: argparse.Namespace) -> list[FigureRow]:
     """The import's figures (name, value, goal, met) on a database of their own."""
-    from bench.run import BENCH_DB, FLOOR_ROWS, copy_floor, fresh_database
+    from bench.run import BENCH_DB, FLOOR_ROWS, copy_floor, drop_database, fresh_database
 
     console = Console(stderr=True)
     period = quarter_of(dt.date.today())
@@ -268,6 +268,5 @@ def import_figures(server_url: str, args: argparse.Namespace) -> list[FigureRow]
              f"{book.peak_mb:.0f} MB ({xlsx_deals:,} rows)",
              f"<= {RSS_GOAL_MB} MB", book.peak_mb <= RSS_GOAL_MB)
         )  # fmt: skip
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB}_import WITH (FORCE)")
+    drop_database(server_url, f"{BENCH_DB}_import")
     return rows

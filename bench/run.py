@@ -83,11 +83,17 @@ def server(url: str | None) -> Iterator[str]:
         yield embedded
 
 
-def fresh_database(server_url: str, name: str = BENCH_DB) -> str:
+def drop_database(server_url: str, name: str) -> None:
+    """Drop a database a bench made for itself (``fresh_database``), once measured."""
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
+
+
+def fresh_database(server_url: str, name: str = BENCH_DB) -> str:
+    drop_database(server_url, name)
+    with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     url = make_conninfo(server_url, dbname=name)
     migrate.upgrade(url)
