@@ -41,7 +41,11 @@ from pipeline_coverage.importing.deals import (
 from pipeline_coverage.importing.load import TableLoad, load_tables
 from pipeline_coverage.importing.mapping import format_for
 from pipeline_coverage.importing.sheets import SheetTarget, Teams, read_targets, read_teams
-from pipeline_coverage.importing.upsert import record_tenants_in_order, retire_deals
+from pipeline_coverage.importing.upsert import (
+    record_tenants_in_order,
+    recorded_time,
+    retire_deals,
+)
 from pipeline_coverage.importing.values import fold
 from pipeline_coverage.sql import query
 from pipeline_coverage.tenants import set_run_defaults
@@ -552,10 +556,7 @@ def _import(
 ) -> ImportOutcome:
     source = source_of(fmt)
     # When the export was taken: what its deals' values hold from (SPEC.md §13).
-    at = request.exported_at
-    if at is None:
-        cur.execute("SELECT now()")
-        at = cur.fetchone()[0]
+    at = recorded_time(cur, request.exported_at)
     cur.execute(query(_QUERIES, "tenants_named"), {"name": request.tenant})
     named = records(cur)
     created = not named

@@ -51,7 +51,12 @@ from pipeline_coverage.importing.records import (
     chunks,
     first_record_end,
 )
-from pipeline_coverage.importing.upsert import moved_stage_problems, record_in_order, upsert
+from pipeline_coverage.importing.upsert import (
+    moved_stage_problems,
+    record_tenants_in_order,
+    recorded_time,
+    upsert,
+)
 from pipeline_coverage.importing.values import MAX_PROBLEMS
 
 
@@ -226,9 +231,7 @@ def _load(
         # A stage may move to another pipeline together with its deals: the deal→stage
         # reference is checked once every file is in.
         cur.execute("SET CONSTRAINTS dyno_crm.fk_deal_stage DEFERRED")
-        if recorded_at is None:
-            cur.execute("SELECT now()")
-            recorded_at = cur.fetchone()[0]
+        recorded_at = recorded_time(cur, recorded_at)
         for item in inputs:
             if item.stager is None or item.spec.file in rejected:
                 continue
@@ -406,14 +409,16 @@ def _load_file(
         if not reference.enforced
     ):
         raise_reference_problems(cur, name, stage, spec.references, targets)
-    if spec.table == "deal" and recorded_at is not None:
-        record_in_order(cur, stage, recorded_at)
-    rows, inserted, updated = upsert(cur, spec, stage, name, targets, item.stamp, recorded_at)
-    if spec.table == "crm_group" and "parent_group_id" in spec.column_names:
-        raise_problems(cur, name, cycle_problems(cur, stage))
+    # The file's tenants (its values are checked by now): recorded history holds them in
+    # time order, and the load reports them.
     tenant_column = sql.Identifier("id" if spec.table == "tenant" else "tenant_id")
     cur.execute(sql.SQL("SELECT DISTINCT {}::uuid FROM {}").format(tenant_column, stage))
     tenant_ids = tuple(as_uuid(row[0]) for row in cur.fetchall())
+    if spec.table == "deal" and recorded_at is not None:
+        record_tenants_in_order(cur, [str(t) for t in tenant_ids], recorded_at)
+    rows, inserted, updated = upsert(cur, spec, stage, name, targets, item.stamp, recorded_at)
+    if spec.table == "crm_group" and "parent_group_id" in spec.column_names:
+        raise_problems(cur, name, cycle_problems(cur, stage))
     if spec.table != "pipeline_stage":  # kept for the moved-stage check at the end
         cur.execute(sql.SQL("DROP TABLE pg_temp.{}").format(stage))
     return TableLoad(spec.file, spec.table, rows, inserted, updated, tenant_ids)

@@ -56,9 +56,13 @@ def upsert(
     return counts
 
 
-def record_in_order(cur: Cursor, stage: sql.Identifier, recorded_at: dt.datetime) -> None:
-    """:func:`record_tenants_in_order` for the tenants of a staged file."""
-    record_tenants_in_order(cur, _tenant_ids(cur, stage), recorded_at)
+def recorded_time(cur: Cursor, given: dt.datetime | None) -> dt.datetime:
+    """The time a load's data is recorded at: ``given`` (when the export was taken),
+    else the transaction's start (``now()``), one time for all it writes."""
+    if given is not None:
+        return given
+    cur.execute("SELECT now()")
+    return cur.fetchone()[0]  # type: ignore[no-any-return]
 
 
 def record_tenants_in_order(cur: Cursor, tenants: list[str], recorded_at: dt.datetime) -> None:
@@ -85,11 +89,6 @@ def record_tenants_in_order(cur: Cursor, tenants: list[str], recorded_at: dt.dat
 
 #: An export's time may be this far ahead of the database's clock (clocks drift).
 FUTURE_SLACK = dt.timedelta(minutes=5)
-
-
-def _tenant_ids(cur: Cursor, stage: sql.Identifier) -> list[str]:
-    cur.execute(sql.SQL("SELECT DISTINCT tenant_id::text FROM {}").format(stage))
-    return [str(row[0]) for row in cur.fetchall()]
 
 
 def _shown_time(at: dt.datetime) -> str:
@@ -304,11 +303,9 @@ def delete_absent_deals(
     keep = {required_uuid(i, "kept") for i in kept}
     gone = sorted({required_uuid(i, "candidates") for i in candidates} - keep)
     with unit_of_work(conn) as cur:
-        if recorded_at is None:
-            cur.execute("SELECT now()")
-            recorded_at = cur.fetchone()[0]
-        record_tenants_in_order(cur, [str(tenant)], recorded_at)
-        deleted = retire_deals(cur, tenant, [str(i) for i in gone], recorded_at)
+        at = recorded_time(cur, recorded_at)
+        record_tenants_in_order(cur, [str(tenant)], at)
+        deleted = retire_deals(cur, tenant, [str(i) for i in gone], at)
     return deleted
 
 
