@@ -58,10 +58,10 @@ WITH header AS (
 ),
 deals AS (
     INSERT INTO dyno_crm.report_run_deals
-        (tenant_id, run_id, deal_ids, deal_names, pipeline_ids, pipeline_names, stage_ids,
-         stage_names, deal_classes, forecast_categories, probabilities, amounts, currencies,
-         reporting_amounts, weighted_amounts, placed_on, owner_user_ids, flags)
-    SELECT d.tenant_id, h.id, d.deal_ids, d.deal_names, d.pipeline_ids, d.pipeline_names,
+        (tenant_id, run_id, chunk, deal_ids, deal_names, pipeline_ids, pipeline_names,
+         stage_ids, stage_names, deal_classes, forecast_categories, probabilities, amounts,
+         currencies, reporting_amounts, weighted_amounts, placed_on, owner_user_ids, flags)
+    SELECT d.tenant_id, h.id, d.chunk, d.deal_ids, d.deal_names, d.pipeline_ids, d.pipeline_names,
            d.stage_ids, d.stage_names, d.deal_classes, d.forecast_categories, d.probabilities,
            d.amounts, d.currencies, d.reporting_amounts, d.weighted_amounts, d.placed_on,
            d.owner_user_ids, d.flags
@@ -72,9 +72,9 @@ deals AS (
 credits AS (
     INSERT INTO dyno_crm.report_run_credit
         (tenant_id, run_id, principal_type, principal_id, pipeline_id, deal_ids,
-         credit_reasons)
+         credit_reasons, deal_chunks)
     SELECT c.tenant_id, h.id, c.principal_type, c.principal_id, c.pipeline_id, c.deal_ids,
-           c.credit_reasons
+           c.credit_reasons, c.deal_chunks
     FROM dyno_crm.report_run_credit AS c, header AS h
     WHERE c.tenant_id = %(tenant_id)s::uuid AND c.run_id = %(run_id)s::uuid
     RETURNING run_id

@@ -1,6 +1,7 @@
 """The reconciliation invariant (SPEC.md §7), checked on every database the suite
 used: every amount and count of every fact row equals the sum over the drill-down
-rows behind it, to the cent. Plain Python over plain queries, independent of the
+rows behind it, to the cent; and a run stores each of its deals once, in the chunk
+its credit rows say holds it. Plain Python over plain queries, independent of the
 SQL that wrote the runs."""
 
 from __future__ import annotations
@@ -57,9 +58,13 @@ def problems(url: str) -> list[str]:
             credits = cur.execute("SELECT * FROM dyno_crm.report_run_credit").fetchall()
             runs = cur.execute("SELECT * FROM dyno_crm.report_run_deals").fetchall()
     by_deal: dict[Any, dict[str, Any]] = {}
+    found = []
     for run in runs:
         for i, deal_id in enumerate(run["deal_ids"]):
+            if (run["tenant_id"], run["run_id"], deal_id) in by_deal:
+                found.append(f"run {run['run_id']}: deal {deal_id} stored twice")
             by_deal[(run["tenant_id"], run["run_id"], deal_id)] = {
+                "chunk": run["chunk"],
                 "deal_class": run["deal_classes"][i],
                 "reporting_amount": run["reporting_amounts"][i],
                 "weighted_amount": run["weighted_amounts"][i],
@@ -67,16 +72,18 @@ def problems(url: str) -> list[str]:
                 "flags": (run["flags"][i] or "").split(","),
             }
     behind: dict[Any, list[dict[str, Any]]] = defaultdict(list)
-    found = []
     for credit in credits:
         key = (credit["tenant_id"], credit["run_id"], credit["principal_type"],
                credit["principal_id"], credit["pipeline_id"])  # fmt: skip
         if len(set(credit["deal_ids"])) != len(credit["deal_ids"]):
             found.append(f"{key}: a deal credited twice to one row")
-        for deal_id in credit["deal_ids"]:
+        chunks = credit["deal_chunks"] or [0] * len(credit["deal_ids"])
+        for deal_id, chunk in zip(credit["deal_ids"], chunks, strict=True):
             deal = by_deal.get((credit["tenant_id"], credit["run_id"], deal_id))
             if deal is None:
                 found.append(f"{key}: credits deal {deal_id}, which the run did not store")
+            elif deal["chunk"] != chunk:
+                found.append(f"{key}: deal {deal_id} is in chunk {deal['chunk']}, not {chunk}")
             else:
                 behind[key].append(deal)
     fact_keys = set()

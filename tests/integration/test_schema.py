@@ -74,6 +74,7 @@ CONTRACT = {
     "report_run_deals": {
         "tenant_id",
         "run_id",
+        "chunk",
         "deal_ids",
         "deal_names",
         "pipeline_ids",
@@ -99,6 +100,7 @@ CONTRACT = {
         "pipeline_id",
         "deal_ids",
         "credit_reasons",
+        "deal_chunks",
     },
     "report_pipeline_coverage_fact": {
         "run_id",

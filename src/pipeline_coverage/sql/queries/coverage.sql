@@ -233,7 +233,11 @@ classified AS (
                     THEN 'NO_PROBABILITY' END,
                CASE WHEN c.deal_class = 'OPEN' AND c.placed_on < %(as_of)s::date
                     THEN 'PAST_DUE' END,
-               CASE WHEN c.owner_assumed THEN 'OWNER_ASSUMED' END) AS flags
+               CASE WHEN c.owner_assumed THEN 'OWNER_ASSUMED' END) AS flags,
+           -- The stored chunk that holds the deal (migration 0015): its owner's
+           -- hash, so that a rep's deals share one chunk and a drill-down of a rep
+           -- or a team reads only the chunks of the deals it shows.
+           (hashtext(COALESCE(c.owned_by_user_id::text, '')) & 255)::smallint AS chunk
     FROM (
         SELECT pl.*,
                CASE
@@ -257,7 +261,7 @@ units AS (
     -- sums and counts a unit goes to.
     SELECT k.deal_id, k.deal_class, k.bucket, k.owned_by_user_id, k.assigned_user_id,
            k.owned_by_group_id, k.assigned_group_id, 1 AS deals, k.forecast_category,
-           k.reporting_amount, k.weighted_amount, k.past_due,
+           k.reporting_amount, k.weighted_amount, k.past_due, k.chunk,
            CASE WHEN NOT k.counted THEN 0 /* NOT_COUNTED */
                 WHEN k.deal_class = 'OPEN' THEN
                     CASE k.forecast_category WHEN 'COMMIT' THEN 11 /* OPEN_COMMIT */
@@ -274,7 +278,7 @@ units AS (
     SELECT NULL,
            CASE WHEN h.stage_state = 'DONE_SUCCESS' THEN 'HISTORY_WON' ELSE 'HISTORY_LOST' END,
            h.bucket, h.owned_by_user_id, h.assigned_user_id, h.owned_by_group_id,
-           h.assigned_group_id, count(*), NULL, NULL, NULL, NULL,
+           h.assigned_group_id, count(*), NULL, NULL, NULL, NULL, NULL,
            CASE WHEN h.stage_state = 'DONE_SUCCESS' THEN 5 /* HISTORY_WON */
                 ELSE 6 /* HISTORY_LOST */ END
     FROM scoped AS h
@@ -338,7 +342,7 @@ credited AS (
     --   tests/oracle.py `Oracle.credits`, which states the rule independently.
     SELECT cr.principal_type, cr.principal_id, cr.credit_reason, cr.deal_id,
            cr.deal_class, cr.bucket, cr.deals, cr.forecast_category, cr.reporting_amount,
-           cr.weighted_amount, cr.past_due, cr.kind
+           cr.weighted_amount, cr.past_due, cr.chunk, cr.kind
     FROM (
         SELECT s.principal_type,
                CASE s.reason WHEN 1 /* OWNER */ THEN n.owned_by_user_id
@@ -363,7 +367,7 @@ credited AS (
                              WHEN 5 /* MEMBER */ THEN 'MEMBER' ELSE 'SUBGROUP' END,
                r.deal_id, r.deal_class, r.bucket, r.owned_by_user_id, r.assigned_user_id,
                r.owned_by_group_id, r.assigned_group_id, r.deals, r.forecast_category,
-               r.reporting_amount, r.weighted_amount, r.past_due, r.kind
+               r.reporting_amount, r.weighted_amount, r.past_due, r.chunk, r.kind
         FROM rolled_up AS r
         WHERE %(rollup)s::boolean
         -- end if
@@ -375,13 +379,13 @@ credited AS (
 ),
 stored_deals AS (
     -- The run's deals of the period (each once, credited to a row or not), as the run
-    -- saw them. Stored by column, one row per run: element i of every array is one
-    -- deal (the arrays are aggregated in one pass, so they line up).
+    -- saw them. Stored by column, one row per chunk (`classified`): element i of every
+    -- array is one deal (the arrays are aggregated in one pass, so they line up).
     INSERT INTO dyno_crm.report_run_deals
-        (tenant_id, run_id, deal_ids, deal_names, pipeline_ids, pipeline_names, stage_ids,
+        (tenant_id, run_id, chunk, deal_ids, deal_names, pipeline_ids, pipeline_names, stage_ids,
          stage_names, deal_classes, forecast_categories, probabilities, amounts, currencies,
          reporting_amounts, weighted_amounts, placed_on, owner_user_ids, flags)
-    SELECT %(tenant_id)s::uuid, %(run_id)s::uuid, array_agg(k.deal_id),
+    SELECT %(tenant_id)s::uuid, %(run_id)s::uuid, k.chunk, array_agg(k.deal_id),
            array_agg(k.deal_name), array_agg(k.pipeline_id), array_agg(p.name),
            array_agg(k.stage_id), array_agg(k.stage_name), array_agg(k.deal_class),
            array_agg(k.forecast_category), array_agg(k.probability), array_agg(k.amount),
@@ -390,7 +394,7 @@ stored_deals AS (
            array_agg(k.owned_by_user_id), array_agg(k.flags)
     FROM classified AS k
     JOIN dyno_crm.pipeline AS p ON p.tenant_id = %(tenant_id)s::uuid AND p.id = k.pipeline_id
-    HAVING count(*) > 0
+    GROUP BY k.chunk
     RETURNING run_id
 ),
 per_row AS (
@@ -426,7 +430,8 @@ per_row AS (
            bool_or(cd.deal_id IS NOT NULL) AS in_scope,
            array_agg(cd.deal_id) FILTER (WHERE cd.deal_id IS NOT NULL) AS deal_ids,
            array_agg(cd.credit_reason) FILTER (WHERE cd.deal_id IS NOT NULL)
-               AS credit_reasons
+               AS credit_reasons,
+           array_agg(cd.chunk) FILTER (WHERE cd.deal_id IS NOT NULL) AS deal_chunks
     FROM credited AS cd
     GROUP BY cd.principal_type, cd.principal_id, cd.bucket
 ),
@@ -434,9 +439,9 @@ stored_credits AS (
     -- Who each stored deal counts for, and why: one row per (principal, bucket).
     INSERT INTO dyno_crm.report_run_credit
         (tenant_id, run_id, principal_type, principal_id, pipeline_id, deal_ids,
-         credit_reasons)
+         credit_reasons, deal_chunks)
     SELECT %(tenant_id)s::uuid, %(run_id)s::uuid, r.principal_type, r.principal_id,
-           r.bucket, r.deal_ids, r.credit_reasons
+           r.bucket, r.deal_ids, r.credit_reasons, r.deal_chunks
     FROM per_row AS r
     WHERE r.deal_ids IS NOT NULL
     RETURNING run_id

@@ -66,13 +66,15 @@ HAVING count(*) > 0;
 -- optionally one principal's; keyset-paged by (principal, bucket, deal). Within one
 -- run the buckets are all NULL or all pipelines, so the nil UUID orders NULL safely.
 -- A page costs its own deals, whatever the run's size and whatever the plan (custom
--- or generic): the page's credits are picked from the rows it can reach, then the
--- run's deals are read once and matched to them by hash.
+-- or generic): the page's credits are picked from the rows it can reach, then only
+-- the stored chunks that hold the page's deals are read (migration 0015; a run
+-- stored before it is one chunk, 0), once, and matched to them by hash.
 WITH rows AS (
     -- The rows the page can reach, in order: from the cursor's row on, while the deals
     -- of the rows before (the cursor's own row left out) are fewer than the page. Only
     -- their arrays are expanded; `before` reads each row's array length alone.
     SELECT c.principal_type, c.principal_id, c.pipeline_id, c.deal_ids, c.credit_reasons,
+           c.deal_chunks,
            COALESCE(c.pipeline_id, '00000000-0000-0000-0000-000000000000'::uuid) AS bucket,
            sum(CASE WHEN (c.principal_type, c.principal_id,
                           COALESCE(c.pipeline_id, '00000000-0000-0000-0000-000000000000'::uuid))
@@ -99,10 +101,11 @@ page AS MATERIALIZED (
     -- The page's (row, deal) pairs: at most `limit`, found before any deal's values
     -- are read. Unnested in the select list, so no join (see deals).
     SELECT x.principal_type, x.principal_id, x.pipeline_id, x.bucket, x.deal_id,
-           x.credit_reason
+           x.credit_reason, COALESCE(x.chunk, 0) AS chunk
     FROM (
         SELECT r.principal_type, r.principal_id, r.pipeline_id, r.bucket,
-               unnest(r.deal_ids) AS deal_id, unnest(r.credit_reasons) AS credit_reason
+               unnest(r.deal_ids) AS deal_id, unnest(r.credit_reasons) AS credit_reason,
+               unnest(r.deal_chunks) AS chunk
         FROM rows AS r
         WHERE COALESCE(r.before, 0) < %(limit)s::bigint
     ) AS x
@@ -115,10 +118,10 @@ page AS MATERIALIZED (
     LIMIT %(limit)s::bigint
 ),
 deals AS (
-    -- The run's deals, streamed once (a deal at a time: unnest in FROM would first
-    -- copy them into a tuplestore) and hashed against the page: never rescanned per
-    -- credit row, which is what a nested loop did (run_deals sets enable_nestloop
-    -- off). Parallel arrays: the i-th of each is one deal.
+    -- The deals of the page's chunks, streamed once (a deal at a time: unnest in FROM
+    -- would first copy them into a tuplestore) and hashed against the page: never
+    -- rescanned per credit row, which is what a nested loop did (run_deals sets
+    -- enable_nestloop off). Parallel arrays: the i-th of each is one deal.
     SELECT unnest(d.deal_ids) AS deal_id, unnest(d.deal_names) AS deal_name,
            unnest(d.pipeline_ids) AS deal_pipeline_id,
            unnest(d.pipeline_names) AS pipeline_name, unnest(d.stage_ids) AS stage_id,
@@ -131,6 +134,7 @@ deals AS (
     FROM dyno_crm.report_run_deals AS d
     WHERE d.tenant_id = %(tenant_id)s::uuid
       AND d.run_id = %(run_id)s::uuid
+      AND d.chunk = ANY (ARRAY(SELECT DISTINCT pc.chunk FROM page AS pc))
 )
 SELECT p.principal_type, p.principal_id, p.pipeline_id, dl.deal_id, dl.deal_name,
        dl.deal_class, p.credit_reason, dl.forecast_category, dl.probability, dl.amount,
