@@ -19,6 +19,7 @@ from pipeline_coverage.db.connection import (
     Connection,
     Cursor,
     as_uuid,
+    in_transaction,
     records,
     set_for_transaction,
     unit_of_work,
@@ -376,8 +377,17 @@ def run_deals(
     kind = parse_principal_type(principal_type) if principal_type is not None else None
     principal = parse_uuid(principal_id, "principal_id", optional=True)
     parse_whole(limit, "limit", 1, MAX_DEALS_LIMIT)
+    callers = in_transaction(conn)
     with unit_of_work(conn) as cur:
-        header = _header(cur, run, tenant)
+        # (the API's hot path: a light look-up of the run's tenant, not its header)
+        cur.execute(
+            query(_QUERIES, "run_tenant"),
+            {"run_id": str(run), "tenant_id": str(tenant) if tenant else None},
+        )
+        found = records(cur)
+        if not found:
+            raise NotFoundError(f"run_id: no run {run}")
+        header = found[0]
         replaced = set_for_transaction(cur, DEALS_SETTINGS)
         cur.execute(
             query(_QUERIES, "run_deals"),
@@ -394,7 +404,8 @@ def run_deals(
             },
         )
         credits = _deal_credits(cur)
-        set_for_transaction(cur, replaced)  # (a caller's transaction goes on)
+        if callers:  # (a caller's transaction goes on; ours ends with its settings)
+            set_for_transaction(cur, replaced)
         if not credits and principal is not None and after is None:
             cur.execute(
                 query(_QUERIES, "run_has_row"),
@@ -423,11 +434,12 @@ def _deal_credits(cur: Cursor) -> list[DealCredit]:
     names = tuple(column[0] for column in cur.description)
     if names != _DEAL_FIELDS:
         raise RuntimeError(f"run_deals selects {names}, not DealCredit's fields")
-    credits = []
-    for row in cur.fetchall():
-        values = list(row)
-        for i in _DEAL_UUIDS:  # psycopg2 returns uuids as str
-            values[i] = optional_uuid(values[i])
-        values[_DEAL_FLAGS] = _flags(values[_DEAL_FLAGS])
-        credits.append(DealCredit(*values))
-    return credits
+    rows = cur.fetchall()
+    if rows and not isinstance(rows[0][_DEAL_UUIDS[0]], uuid.UUID):
+        # psycopg2 returns uuids as str
+        rows = [
+            tuple(optional_uuid(v) if i in _DEAL_UUIDS else v for i, v in enumerate(row))
+            for row in rows
+        ]
+    flags = _DEAL_FLAGS
+    return [DealCredit(*row[:flags], _flags(row[flags]), *row[flags + 1 :]) for row in rows]

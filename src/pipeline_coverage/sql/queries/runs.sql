@@ -17,6 +17,14 @@ JOIN dyno_crm.tenant AS tn ON tn.id = r.tenant_id
 WHERE r.id = %(run_id)s::uuid
   AND (%(tenant_id)s::uuid IS NULL OR r.tenant_id = %(tenant_id)s::uuid);
 
+-- name: run_tenant
+-- A run's tenant, looked up by id (and tenant, when the caller scopes it): the
+-- drill-down's check, lighter than the whole header.
+SELECT r.tenant_id
+FROM dyno_crm.report_run AS r
+WHERE r.id = %(run_id)s::uuid
+  AND (%(tenant_id)s::uuid IS NULL OR r.tenant_id = %(tenant_id)s::uuid);
+
 -- name: get_run_rows
 -- A run's fact rows, every column, with the names the run saw; in a fixed order of
 -- identity (the order rows are shown in is presentation.default_order's).
