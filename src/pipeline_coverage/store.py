@@ -442,4 +442,8 @@ def _deal_credits(cur: Cursor) -> list[DealCredit]:
             for row in rows
         ]
     flags = _DEAL_FLAGS
-    return [DealCredit(*row[:flags], _flags(row[flags]), *row[flags + 1 :]) for row in rows]
+    # (mypy cannot count a starred tuple's items: DealCredit's fields, checked above)
+    return [
+        DealCredit(*row[:flags], _flags(row[flags]), *row[flags + 1 :])  # type: ignore[call-arg]
+        for row in rows
+    ]

@@ -15,7 +15,7 @@ import pytest
 
 from pipeline_coverage import run_deals, run_pipeline_coverage_batch
 from pipeline_coverage.sql import query
-from pipeline_coverage.store import DEALS_SETTINGS, _QUERIES
+from pipeline_coverage.store import _QUERIES, DEALS_SETTINGS
 from tests.factory import bulk_tenant, random_tenant
 from tests.oracle import Options, Oracle
 
@@ -42,8 +42,8 @@ def store_as_one_chunk(conn: psycopg.Connection[Any], tenant: uuid.UUID, run: uu
     """Rewrites a run's drill-down as runs stored before chunks were: one row, chunk 0,
     and credit rows without deal_chunks."""
     columns = ", ".join(ARRAYS)
-    conn.execute(
-        f"CREATE TEMPORARY TABLE one_chunk AS SELECT d.tenant_id, d.run_id,"
+    conn.execute(  # (built from the column names above)
+        f"CREATE TEMPORARY TABLE one_chunk AS SELECT d.tenant_id, d.run_id,"  # noqa: S608
         f" {', '.join(f'array_agg(x.{name}) AS {name}' for name in ARRAYS)}"
         f" FROM dyno_crm.report_run_deals AS d CROSS JOIN LATERAL unnest("
         f"{', '.join(f'd.{name}' for name in ARRAYS)}) AS x ({columns})"
@@ -55,7 +55,7 @@ def store_as_one_chunk(conn: psycopg.Connection[Any], tenant: uuid.UUID, run: uu
         (tenant, run),
     )
     conn.execute(
-        f"INSERT INTO dyno_crm.report_run_deals (tenant_id, run_id, chunk, {columns})"
+        f"INSERT INTO dyno_crm.report_run_deals (tenant_id, run_id, chunk, {columns})"  # noqa: S608
         f" SELECT tenant_id, run_id, 0, {columns} FROM one_chunk"
     )
     conn.execute(
@@ -79,7 +79,8 @@ def test_each_principals_drilldown_is_its_share_of_the_whole_runs(
     chunks = conn.execute(
         "SELECT count(*) FROM dyno_crm.report_run_deals WHERE run_id = %s", (run,)
     ).fetchone()
-    assert chunks is not None and chunks[0] > 1, "the run is stored in several chunks"
+    assert chunks is not None
+    assert chunks[0] > 1, "the run is stored in several chunks"
 
     whole = by_principal(conn, run)
     assert whole, "the run has a drill-down"
@@ -121,7 +122,8 @@ def test_a_reps_drilldown_reads_only_the_chunks_of_its_deals(
         (run,),
     ).fetchone()
     conn.commit()
-    assert stored is not None and rep is not None
+    assert stored is not None
+    assert rep is not None
     assert stored[0] >= 30
 
     params = {
@@ -148,6 +150,7 @@ def test_a_reps_drilldown_reads_only_the_chunks_of_its_deals(
     assert rep[1] > 0
     assert 1 <= chunks_read <= len(owners), (chunks_read, len(owners))
     assert chunks_read * 4 <= stored[0], (chunks_read, stored[0])
+
 
 def _nodes(plan: Any) -> Any:
     if isinstance(plan, list):

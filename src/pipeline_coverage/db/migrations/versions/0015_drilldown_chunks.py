@@ -29,8 +29,9 @@ def downgrade() -> None:
         "currencies", "reporting_amounts", "weighted_amounts", "placed_on",
         "owner_user_ids", "flags",
     )  # fmt: skip
+    # (the statements are built from the column names above, never from input)
     op.execute(
-        "CREATE TEMPORARY TABLE merged_run_deals ON COMMIT DROP AS"
+        "CREATE TEMPORARY TABLE merged_run_deals ON COMMIT DROP AS"  # noqa: S608
         " SELECT d.tenant_id, d.run_id, "
         + ", ".join(f"array_agg(x.{name}) AS {name}" for name in arrays)
         + " FROM dyno_crm.report_run_deals AS d CROSS JOIN LATERAL unnest("
@@ -46,7 +47,7 @@ def downgrade() -> None:
         " WHERE d.tenant_id = m.tenant_id AND d.run_id = m.run_id"
     )
     op.execute(
-        "INSERT INTO dyno_crm.report_run_deals (tenant_id, run_id, chunk, "
+        "INSERT INTO dyno_crm.report_run_deals (tenant_id, run_id, chunk, "  # noqa: S608
         + ", ".join(arrays)
         + ") SELECT m.tenant_id, m.run_id, 0, "
         + ", ".join(f"m.{name}" for name in arrays)
