@@ -1,12 +1,12 @@
 """The metric registry: one declaration per metric of a fact row (SPEC.md §8).
 
 Everything that lists metrics is derived from ``METRICS``: the fact table's columns
-(a test checks them), the rows read back from a run, the CSV header, the JSON fields,
-the terminal table's columns, the HTTP API's models, the dashboard's columns and the
+(``db upgrade`` adds the column of a metric the table lacks, of its ``column_type``:
+db/migrate.py), the rows read back from a run, the CSV header, the JSON fields, the
+terminal table's columns, the HTTP API's models, the dashboard's columns and the
 benchmark's copy of a run (tests/integration/test_registry.py checks them). Adding a
-metric is one line here, its computation in ``sql/queries/coverage.sql``, the same
-rule in ``tests/oracle.py``, and its column in a migration (docs/metrics.md, "Adding a
-metric").
+metric is one line here, its computation in ``sql/queries/coverage.sql`` and the same
+rule in ``tests/oracle.py`` (docs/metrics.md, "Adding a metric").
 """
 
 from __future__ import annotations
@@ -32,6 +32,23 @@ class Metric:
     #: Whether a row may lack it: a NULL target makes ratios NULL, and runs stored
     #: before a metric existed lack it. Only the seed's open amount is always there.
     nullable: bool = True
+    #: The fact table's column type, when not its kind's (``COLUMN_TYPES``).
+    column: str | None = None
+
+    @property
+    def column_type(self) -> str:
+        """The SQL type of its column in report_pipeline_coverage_fact."""
+        return self.column or COLUMN_TYPES[self.kind]
+
+
+#: A kind's column type (SPEC.md §8, migration 0001): sums of money NUMERIC(38,2), which
+#: no valid input can overflow; ratios NUMERIC(42,4), which hold the largest sum over
+#: the smallest target; counts integer.
+COLUMN_TYPES: dict[Kind, str] = {
+    "money": "numeric(38,2)",
+    "count": "integer",
+    "ratio": "numeric(42,4)",
+}
 
 
 METRICS: tuple[Metric, ...] = (
@@ -51,11 +68,26 @@ METRICS: tuple[Metric, ...] = (
     Metric("attainment_ratio", "ratio", "Attainment", "won / target", "%"),
     Metric("remaining_target", "money", "Remaining", "target not yet won"),
     Metric("remaining_coverage_ratio", "ratio", "Coverage of remaining", "open / remaining", "x"),
-    Metric("win_rate", "ratio", "Win rate", "won / (won + lost) before the period", "%"),
+    Metric(
+        "win_rate",
+        "ratio",
+        "Win rate",
+        "won / (won + lost) before the period",
+        "%",
+        column="numeric(5,4)",
+    ),
     Metric("history_won_count", "count", "Won before", "deals won in the lookback window"),
     Metric("history_lost_count", "count", "Lost before", "deals lost in the lookback window"),
-    Metric("needed_coverage", "ratio", "Needed coverage", "1 / win rate", "x"),
-    Metric("pipeline_gap", "money", "Gap", "remaining / win rate - open: pipeline to create"),
+    Metric(
+        "needed_coverage", "ratio", "Needed coverage", "1 / win rate", "x", column="numeric(9,4)"
+    ),
+    Metric(
+        "pipeline_gap",
+        "money",
+        "Gap",
+        "remaining / win rate - open: pipeline to create",
+        column="numeric(44,2)",
+    ),
     Metric("past_due_amount", "money", "Past due", "open deals whose date has passed"),
     Metric("past_due_count", "count", "Past-due deals", "how many past-due deals"),
     Metric("undated_amount", "money", "Undated", "open deals without any date"),
@@ -72,9 +104,24 @@ METRICS: tuple[Metric, ...] = (
         "Hit probability",
         "calibrated chance of making the number, from the tenant's past quarters at this week",
         "%",
+        column="numeric(5,4)",
     ),
-    Metric("hit_probability_low", "ratio", "Hit prob. low", "its 95% interval's low end", "%"),
-    Metric("hit_probability_high", "ratio", "Hit prob. high", "its 95% interval's high end", "%"),
+    Metric(
+        "hit_probability_low",
+        "ratio",
+        "Hit prob. low",
+        "its 95% interval's low end",
+        "%",
+        column="numeric(5,4)",
+    ),
+    Metric(
+        "hit_probability_high",
+        "ratio",
+        "Hit prob. high",
+        "its 95% interval's high end",
+        "%",
+        column="numeric(5,4)",
+    ),
 )
 
 BY_NAME = {metric.name: metric for metric in METRICS}

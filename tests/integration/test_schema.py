@@ -12,7 +12,7 @@ import pytest
 
 from pipeline_coverage.db import migrate
 from pipeline_coverage.errors import SchemaError
-from pipeline_coverage.metrics import IDENTITY, METRICS, NAMES
+from pipeline_coverage.metrics import IDENTITY, METRICS, NAMES, Metric
 from pipeline_coverage.sql import queries
 from tests.factory import Crm
 
@@ -182,9 +182,51 @@ def test_the_fact_table_has_a_column_per_metric_of_the_registry(db_url: str) -> 
     columns: dict[str, str] = dict(found)
     keys = {"run_id", "tenant_id", "period_start", "period_end", "flags", "target_overlaps"}
     assert set(columns) == keys | set(IDENTITY) | set(NAMES)
+    with psycopg.connect(db_url) as conn:
+        types: dict[str, str] = dict(
+            conn.execute(
+                "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute AS a"
+                " WHERE a.attrelid = 'dyno_crm.report_pipeline_coverage_fact'::regclass"
+                " AND a.attnum > 0 AND NOT a.attisdropped"
+            ).fetchall()
+        )
     for metric in METRICS:
-        expected = "integer" if metric.kind == "count" else "numeric"
-        assert columns[metric.name] == expected, metric.name
+        assert types[metric.name] == metric.column_type, metric.name
+    assert {m.column_type for m in METRICS if m.kind == "count"} == {"integer"}
+
+
+def test_upgrade_adds_the_column_of_a_metric_new_to_the_registry(empty_db_url: str) -> None:
+    """A metric added to the registry needs no migration: ``db upgrade`` gives the fact
+    table its column, of the registry's type, and a database without it is refused
+    until then. Here the registry is the product's plus one metric."""
+    migrate.upgrade(empty_db_url)
+    grown = (*METRICS, Metric("probe_share", "ratio", "Probe", "a metric new to the registry", "%"))
+    with psycopg.connect(empty_db_url) as conn:
+        assert migrate.missing_metric_columns(conn) == []
+        assert migrate.missing_metric_columns(conn, grown) == ["probe_share"]
+        conn.execute(migrate.metric_columns_sql(grown[-1:]))
+        conn.commit()
+        assert migrate.missing_metric_columns(conn, grown) == []
+        kind = conn.execute(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute"
+            " WHERE attrelid = 'dyno_crm.report_pipeline_coverage_fact'::regclass"
+            " AND attname = 'probe_share'"
+        ).fetchone()
+        assert kind == ("numeric(42,4)",)
+        # A column of the registry gone (a database older than the package): refused.
+        conn.execute("ALTER TABLE dyno_crm.report_pipeline_coverage_fact DROP COLUMN win_rate")
+        conn.commit()
+        with pytest.raises(SchemaError, match=r"no column for the metric.* win_rate"):
+            migrate.require_current(conn)
+    migrate.upgrade(empty_db_url)  # ... and given back by db upgrade, of its type
+    with psycopg.connect(empty_db_url) as conn:
+        migrate.require_current(conn)
+        kind = conn.execute(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute"
+            " WHERE attrelid = 'dyno_crm.report_pipeline_coverage_fact'::regclass"
+            " AND attname = 'win_rate'"
+        ).fetchone()
+        assert kind == ("numeric(5,4)",)
 
 
 def test_upgrade_twice_changes_nothing(empty_db_url: str) -> None:
@@ -262,7 +304,7 @@ TABLE_REFERENCE = re.compile(r"(?:FROM|JOIN)\s+dyno_crm\.(\w+)\s+AS\s+(\w+)", re
 #: `prune`, `snapshot` and `apikey list/revoke` without --tenant. Each still filters by
 #: tenant whenever one is given.
 CROSS_TENANT = {
-    "get_run", "list_runs", "prune_count", "prune_facts", "prune_runs", "list_keys",
+    "get_run", "run_tenant", "list_runs", "prune_count", "prune_facts", "prune_runs", "list_keys",
     "revoke_key",
     "list_tenants", "tenant_calendars",
 }  # fmt: skip

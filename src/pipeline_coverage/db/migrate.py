@@ -2,6 +2,13 @@
 
 ``upgrade`` applies them (idempotent), ``status`` reports where a database stands,
 ``offline_sql`` renders the SQL a DBA can review and apply by hand.
+
+The fact table's metric columns follow the metric registry (``metrics.METRICS``):
+once the migrations are at head, ``upgrade`` adds the column of any metric the table
+lacks, of the type the registry declares, in the same transaction; a metric added to
+the registry needs no migration of its own. (Migrations 0001-0014 added the metrics
+of their time; a later metric's column comes from the registry only. Changing a
+column's type, or dropping one, still takes a migration.)
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from sqlalchemy.pool import NullPool
 
 from pipeline_coverage.db.connection import connect
 from pipeline_coverage.errors import SchemaError
+from pipeline_coverage.metrics import METRICS, Metric
 
 SCHEMA = "dyno_crm"
 VERSION_TABLE = "pipeline_coverage_version"
@@ -53,15 +61,57 @@ def upgrade(url: str, revision: str = "head") -> None:
             config = _config()
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
+            if revision == "head":
+                found = set(connection.exec_driver_sql(_FACT_COLUMNS).scalars().all())
+                missing = tuple(m for m in METRICS if m.name not in found)
+                if missing:  # (an ALTER locks the table: only when there is one to add)
+                    connection.exec_driver_sql(metric_columns_sql(missing))
     finally:
         engine.dispose()
 
 
+_FACT_COLUMNS = (
+    "SELECT column_name FROM information_schema.columns"
+    " WHERE table_schema = 'dyno_crm' AND table_name = 'report_pipeline_coverage_fact'"
+)
+
+
+def metric_columns_sql(metrics: tuple[Metric, ...] = METRICS) -> str:
+    """The statements that give the fact table the columns of ``metrics`` it lacks
+    (``IF NOT EXISTS``), of the registry's types. On Citus, DDL on the distributed table
+    reaches every shard; the sequential mode keeps it in the upgrade's transaction."""
+    columns = ",\n    ".join(
+        f"ADD COLUMN IF NOT EXISTS {metric.name} {metric.column_type}" for metric in metrics
+    )
+    return (
+        "SELECT set_config('citus.multi_shard_modify_mode', 'sequential', true)\n"
+        "FROM pg_extension WHERE extname = 'citus';\n"
+        f"ALTER TABLE {SCHEMA}.report_pipeline_coverage_fact\n    {columns};\n"
+    )
+
+
+def missing_metric_columns(
+    conn: psycopg.Connection[Any], metrics: tuple[Metric, ...] = METRICS
+) -> list[str]:
+    """The metrics of the registry the fact table has no column for (in its order)."""
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute(_FACT_COLUMNS)
+        found = {str(row[0]) for row in cur.fetchall()}
+    return [metric.name for metric in metrics if metric.name not in found]
+
+
 def offline_sql() -> str:
-    """The SQL of every migration, as one script for a DBA to review and apply."""
+    """The SQL of every migration, and the registry's metric columns, as one script for
+    a DBA to review and apply."""
     buffer = io.StringIO()
     command.upgrade(_config(buffer), "head", sql=True)
-    return buffer.getvalue()
+    script = buffer.getvalue()
+    # (inside the script's transaction, before its COMMIT)
+    head, commit, tail = script.rpartition("COMMIT;")
+    columns = (
+        f"-- The metric registry's columns (pipeline_coverage.metrics)\n{metric_columns_sql()}"
+    )
+    return f"{head}{columns}\n{commit}{tail}"
 
 
 @dataclass(frozen=True)
@@ -104,4 +154,10 @@ def require_current(conn: psycopg.Connection[Any]) -> None:
         raise SchemaError(
             f"database schema is at revision {state.current}, this version needs {state.head}: "
             "run 'pipeline-coverage db upgrade'"
+        )
+    missing = missing_metric_columns(conn)
+    if missing:
+        raise SchemaError(
+            f"database has no column for the metric(s) {', '.join(missing)}:"
+            " run 'pipeline-coverage db upgrade'"
         )
