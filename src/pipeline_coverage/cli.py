@@ -372,12 +372,14 @@ def load(directory: Path, exported_at: dt.datetime | None) -> None:
               help="The CRM's own history of the deals (Salesforce's OpportunityHistory"
               " export): versions of the deals before the tenant's first export.")  # fmt: skip
 @click.option("--dry-run", is_flag=True, help="Check and count everything, write nothing.")
+@click.option("--reread", is_flag=True,
+              help="Read every row in full, even one unchanged since it was imported.")  # fmt: skip
 @EXPORTED_AT_OPTION
 def import_(
     tenant_name: str, format_name: str | None, deals_file: Path, teams: Path | None,
     targets: Path | None, currency: str | None, fiscal_year_start_month: int | None,
     date_format: str | None, sheet: str | None, full: bool, max_delete: float,
-    history_file: Path | None, dry_run: bool, exported_at: dt.datetime | None,
+    history_file: Path | None, dry_run: bool, reread: bool, exported_at: dt.datetime | None,
 ) -> None:  # fmt: skip
     """Import a CRM's own export (Salesforce, HubSpot, Pipedrive, or any CSV/XLSX with a
     mapping file), with a teams file and a quota sheet, all or nothing."""
@@ -390,7 +392,7 @@ def import_(
         tenant=tenant_name, deals=deals_file, format=format_name, teams=teams,
         targets=targets, currency=currency, fiscal_year_start_month=fiscal_year_start_month,
         date_format=date_format, sheet=sheet, full=full, max_delete=max_delete,
-        dry_run=dry_run, exported_at=exported_at, history=history_file,
+        dry_run=dry_run, exported_at=exported_at, history=history_file, reread=reread,
     )  # fmt: skip
     with _working(make_console(), f"importing {deals_file.name}"):
         outcome = import_export(conn, request)

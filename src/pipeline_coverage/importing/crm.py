@@ -13,15 +13,24 @@ table by COPY (with the index of its pipeline, stage and state in place of its s
 which is known once every deal is read), and nothing of it stays in memory. The deals
 given twice, the deals' staging for ``load``, the marking of their source and a full
 sync's delete are set-based SQL over that table.
+
+A re-import reads in full only the rows it has not read before: each imported deal
+keeps the digest of the CSV row it was written from (``deal.import_digest``), and a
+row whose digest is among them is counted as unchanged without being parsed, staged
+or compared (:class:`~pipeline_coverage.importing.deals.KnownRows`). ``load`` clears
+a deal's digest when it changes the deal; ``--reread`` reads every row.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
+import sys
 import uuid
+from array import array
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +43,7 @@ from pipeline_coverage.importing import history
 from pipeline_coverage.importing.deals import (
     DealFormat,
     DealReader,
+    KnownRows,
     ReadSummary,
     _Unmapped,
     unmapped_problem,
@@ -61,6 +71,20 @@ STAGE_STATES = {"open": "IN_PROGRESS", "won": "DONE_SUCCESS", "lost": "DONE_FAIL
 CLOSED_STAGES = {"won": ("Won", 100), "lost": ("Lost", 0)}
 #: A full sync deletes at most this share (%) of the deals a tenant has from a source.
 DEFAULT_MAX_DELETE = 10.0
+#: How rows are digested (KnownRows): a new scheme finds no row of an older one.
+DIGEST_SCHEME = "pipeline-coverage row digest 1"
+#: The modules that make a deal of a row: a row digested by other code is read again.
+_READER_MODULES = ("crm.py", "deals.py", "mapping.py", "presets.py", "tabular.py", "values.py")
+
+
+@functools.cache
+def _reader_code() -> str:
+    folder = Path(__file__).parent
+    digest = hashlib.sha256()
+    for name in _READER_MODULES:
+        digest.update((folder / name).read_bytes())
+    return digest.hexdigest()
+
 
 Line = int
 Row = tuple[Line, Sequence[object]]
@@ -170,6 +194,8 @@ class Planner:
         self.bad_value: LoadError | None = None
         #: keys that the temporary table cannot hold as they are (a NUL byte), by deal id
         self.odd_keys: dict[str, str] = {}
+        #: rows read unchanged (not read in full: KnownRows)
+        self.unchanged = 0
 
     # --- reps, teams, pipelines, stages --------------------------------------------
 
@@ -288,10 +314,11 @@ class Planner:
                 write((
                     deal.line, deal_id, key, kind, name, deal.amount,
                     None if closed else date, date if closed else None,
-                    owner, deal.forecast_category, deal.currency, deal.created,
+                    owner, deal.forecast_category, deal.currency, deal.created, deal.digest,
                 ))  # fmt: skip
                 count += 1
         self.plan.deals = count
+        self.unchanged = reader.known.unchanged if reader.known is not None else 0
         # A unique index finds whether any key was given twice at the cost of the index
         # the joins below need anyway; only then are the keys and their lines looked up.
         twice = []
@@ -308,7 +335,26 @@ class Planner:
             ]
         cur.execute("RELEASE SAVEPOINT pipeline_coverage_read_deals")
         cur.execute(query(_QUERIES, "analyze_read_deals"))
+        if reader.digested and reader.known is not None:
+            self._unmatched(cur, reader.known)
         return reader.finish(twice)
+
+    def _unmatched(self, cur: Cursor, known: KnownRows) -> None:
+        """Keep the stored digests no row matched (their deals were not read unchanged);
+        raise :class:`Reread` when a deal read in full was also read unchanged (its key
+        given twice: the lines are named by reading every row in full)."""
+        copier: Any = cur
+        with copier.copy(query(_QUERIES, "copy_unmatched")) as copy:
+            for digest in known.stored:
+                copy.write_row((digest,))
+        cur.execute(query(_QUERIES, "analyze_unmatched"))
+        if known.unchanged and self.plan.deals:
+            cur.execute(
+                query(_QUERIES, "read_deals_also_unchanged"),
+                {"tenant_id": str(self.tenant), "source": self.plan.source},
+            )
+            if cur.fetchone() is not None:
+                raise Reread()
 
     def _checked_name(self, name: str, line: Line) -> str:
         """A deal's name as the temporary table can hold it; its first bad value is
@@ -369,7 +415,7 @@ class Planner:
             "SELECT d.line, d.id, {tenant}::uuid, k.pipeline_id, k.stage_id, d.name, d.amount,"
             " d.expected_close_date, d.close_date, d.owned_by_user_id, NULL::uuid, NULL::uuid,"
             " NULL::uuid,"
-            " d.forecast_category, d.currency"
+            " d.forecast_category, d.currency, d.digest AS import_digest"
             " FROM pg_temp.pipeline_coverage_import_deals AS d"
             " JOIN pg_temp.pipeline_coverage_import_kinds AS k USING (kind)"
         ).format(tenant=sql.Literal(str(self.tenant)))
@@ -483,6 +529,8 @@ class ImportRequest:
     exported_at: dt.datetime | None = None
     #: The CRM's own history of the deals (Salesforce's OpportunityHistory export).
     history: Path | None = None
+    #: Read every row in full, even one read unchanged before (``--reread``).
+    reread: bool = False
 
 
 @dataclass(frozen=True)
@@ -510,6 +558,11 @@ class ImportOutcome:
         return next((load for load in self.loads if load.file == file), None)
 
 
+class Reread(Exception):
+    """A row read unchanged shares its key with another row: the import starts again,
+    reading every row in full (to name both lines)."""
+
+
 class _Rollback(Exception):
     """Ends a dry run's transaction after it computed everything (nothing kept)."""
 
@@ -535,24 +588,47 @@ def import_export(conn: Connection, request: ImportRequest) -> ImportOutcome:
     fmt = format_for(
         request.format, request.deals, sheet=request.sheet, date_format=request.date_format
     )
-    reader = DealReader(
-        request.deals, fmt, sheet=request.sheet, track_duplicates=False,
-        created=request.history is not None,
-    )  # fmt: skip
-    try:
-        with unit_of_work(conn) as cur:
-            outcome = _import(conn, cur, request, fmt, reader)
-            if request.dry_run:
-                raise _Rollback(outcome)
-    except _Rollback as rolled_back:
-        return rolled_back.outcome
-    finally:
-        reader.close()
-    return outcome
+    reread = request.reread
+    while True:
+        reader = DealReader(
+            request.deals, fmt, sheet=request.sheet, track_duplicates=False,
+            created=request.history is not None,
+        )  # fmt: skip
+        try:
+            with unit_of_work(conn) as cur:
+                outcome = _import(conn, cur, request, fmt, reader, reread=reread)
+                if request.dry_run:
+                    raise _Rollback(outcome)
+        except _Rollback as rolled_back:
+            return rolled_back.outcome
+        except Reread:
+            if reread:
+                raise
+            reread = True
+            continue
+        finally:
+            reader.close()
+        return outcome
+
+
+def row_fingerprint(
+    tenant_id: uuid.UUID, source: str, fmt: DealFormat, header: Sequence[str]
+) -> bytes:
+    """What a row's deal depends on besides the row (see :class:`KnownRows`): the tenant,
+    the source, the format (its columns, maps and date format), the header and the
+    code of the reader."""
+    parts = (DIGEST_SCHEME, _reader_code(), str(tenant_id), source, repr(fmt), repr(tuple(header)))
+    return hashlib.sha256("\x1e".join(parts).encode("utf-8", "surrogatepass")).digest()
 
 
 def _import(
-    conn: Connection, cur: Cursor, request: ImportRequest, fmt: DealFormat, reader: DealReader
+    conn: Connection,
+    cur: Cursor,
+    request: ImportRequest,
+    fmt: DealFormat,
+    reader: DealReader,
+    *,
+    reread: bool,
 ) -> ImportOutcome:
     source = source_of(fmt)
     # When the export was taken: what its deals' values hold from (SPEC.md §13).
@@ -573,6 +649,19 @@ def _import(
         "targets": request.targets.name if request.targets else "targets",
     }
     planner = Planner(tenant_id, source, read_directory(cur, tenant_id), files)
+    params = {"tenant_id": str(tenant_id), "source": source}
+    if not reread and request.history is None:
+        # The rows the tenant's deals from the source were written from: not read again.
+        # (The CRM's history is matched with every deal of the export: all are read.)
+        stored: set[int] = set()
+        if not created:
+            cur.execute(query(_QUERIES, "source_digests"), params)
+            digests = array("q", cur.fetchone()[0] or b"")
+            if sys.byteorder == "little":
+                digests.byteswap()
+            stored = set(digests)
+            del digests
+        reader.known = KnownRows(row_fingerprint(tenant_id, source, fmt, reader.header), stored)
     # The export's problems come first, then the teams file's, then the request's.
     read = planner.stream_deals(cur, reader)
     teams = read_teams(request.teams, fmt.teams) if request.teams else None
@@ -606,10 +695,10 @@ def _import(
     planner.targets(targets)
     plan = planner.finish()
 
-    params = {"tenant_id": str(tenant_id), "source": source}
+    flags: dict[str, object] = {**params, "digested": reader.digested}
     absent = 0
     if request.full:
-        cur.execute(query(_QUERIES, "source_deals_absent"), params)
+        cur.execute(query(_QUERIES, "source_deals_absent"), flags)
         candidates, absent = cur.fetchone()
         share = 100 * absent / candidates if candidates else 0
         if share > request.max_delete:
@@ -633,7 +722,12 @@ def _import(
     loads = load_tables(
         conn, rows, source=by_file, staged=staged,
         stamp={"deals.csv": {"import_source": source}}, recorded_at=at,
+        carry={"deals.csv": ["import_digest"]},
     )  # fmt: skip
+    if planner.unchanged:
+        # The rows read unchanged count as the deals they are; an export of nothing else
+        # still dates the tenant's latest export (as a load of its rows would).
+        loads = _with_unchanged(cur, loads, tenant_id, planner.unchanged, at)
     if teams is not None and plan.teams_given:
         members = [f"{g}:{u}" for g, u in planner.found.members if g in plan.teams_given]
         cur.execute(
@@ -652,7 +746,7 @@ def _import(
         # An export without deals wrote none (load_tables held no tenant): its time
         # must still come after the tenant's latest export, as its deletions' does.
         record_tenants_in_order(cur, [str(tenant_id)], at)
-        cur.execute(query(_QUERIES, "unread_source_deals"), params)
+        cur.execute(query(_QUERIES, "unread_source_deals"), flags)
         deleted = retire_deals(cur, tenant_id, [str(row[0]) for row in cur.fetchall()], at)
     history_done = None
     if history_read is not None and skipped is not None:
@@ -667,6 +761,16 @@ def _import(
         stages_created=tuple(plan.stages_created),
         targets_set=len(targets_set), dry_run=request.dry_run, history=history_done,
     )  # fmt: skip
+
+
+def _with_unchanged(
+    cur: Cursor, loads: list[TableLoad], tenant_id: uuid.UUID, unchanged: int, at: dt.datetime
+) -> list[TableLoad]:
+    deals = next((load for load in loads if load.file == "deals.csv"), None)
+    if deals is None:
+        record_tenants_in_order(cur, [str(tenant_id)], at)
+        return [*loads, TableLoad("deals.csv", "deal", unchanged, 0, 0, (tenant_id,))]
+    return [replace(load, rows=load.rows + unchanged) if load is deals else load for load in loads]
 
 
 def import_summary(outcome: ImportOutcome) -> list[str]:

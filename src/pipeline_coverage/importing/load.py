@@ -130,6 +130,7 @@ def load_tables(
     staged: Mapping[str, Callable[[Cursor], sql.Composable]] | None = None,
     stamp: Mapping[str, Mapping[str, str]] | None = None,
     recorded_at: dt.datetime | None = None,
+    carry: Mapping[str, Sequence[str]] | None = None,
 ) -> list[TableLoad]:
     """Import rows held in memory, all or nothing, exactly as :func:`load_directory`
     imports files: the same staging tables (filled by COPY), checks, upsert and counts.
@@ -159,6 +160,10 @@ def load_tables(
     its rows (an import marks its deals with their source: ``{"import_source":
     "salesforce"}``); a stored row whose stamp differs is changed.
 
+    ``carry`` names, per staged file, columns its query gives after the file's own
+    (an import's row digests: ``{"deals.csv": ["import_digest"]}``): written with each
+    row, never what makes a row changed (see ``upsert_rows``).
+
     ``recorded_at`` as for :func:`load_directory`.
 
     Raises :class:`LoadError` (nothing written) when any row is bad, every file's
@@ -184,6 +189,7 @@ def load_tables(
             _Input(
                 spec, name, stager, checked=bool(staged and spec.file in staged),
                 stamp=(stamp or {}).get(spec.file),
+                carry=tuple((carry or {}).get(spec.file, ())),
             )
         )  # fmt: skip
     return _load(conn, inputs, {}, recorded_at)
@@ -206,6 +212,8 @@ class _Input:
     checked: bool = False
     #: Values of columns outside the file, for each row (``load_tables``'s ``stamp``).
     stamp: Mapping[str, str] | None = None
+    #: Columns the staged rows carry beyond the file's (``load_tables``'s ``carry``).
+    carry: tuple[str, ...] = ()
 
 
 def _load(
@@ -416,7 +424,9 @@ def _load_file(
     tenant_ids = tuple(as_uuid(row[0]) for row in cur.fetchall())
     if spec.table == "deal" and recorded_at is not None:
         record_tenants_in_order(cur, [str(t) for t in tenant_ids], recorded_at)
-    rows, inserted, updated = upsert(cur, spec, stage, name, targets, item.stamp, recorded_at)
+    rows, inserted, updated = upsert(
+        cur, spec, stage, name, targets, item.stamp, recorded_at, item.carry
+    )
     if spec.table == "crm_group" and "parent_group_id" in spec.column_names:
         raise_problems(cur, name, cycle_problems(cur, stage))
     if spec.table != "pipeline_stage":  # kept for the moved-stage check at the end

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import psycopg
 from psycopg import sql
@@ -35,16 +35,18 @@ def upsert(
     targets: dict[str, sql.Composable] | None = None,
     stamp: Mapping[str, str] | None = None,
     recorded_at: dt.datetime | None = None,
+    carry: Sequence[str] = (),
 ) -> tuple[int, int, int]:
     """Upsert the checked staging table ``stage`` of ``spec``'s file: (rows, inserted,
     updated). A row a foreign key refuses is reported as ``file``'s by the reference
     checks (in declared order, so the root cause is the one named; ``targets`` as for
     them), any other rule only the database could see as the database says it.
     ``stamp``: values of columns outside the file, written to every row of it;
-    ``recorded_at``: the recorded time of the deals' values (see :func:`upsert_rows`)."""
+    ``recorded_at``: the recorded time of the deals' values; ``carry``: columns outside
+    the file the staging table holds per row (see :func:`upsert_rows`)."""
     cur.execute("SAVEPOINT pipeline_coverage_upsert")
     try:
-        counts = upsert_rows(cur, spec, stage, stamp, recorded_at)
+        counts = upsert_rows(cur, spec, stage, stamp, recorded_at, carry)
     except psycopg.errors.IntegrityError as exc:
         cur.execute("ROLLBACK TO SAVEPOINT pipeline_coverage_upsert")
         raise_reference_problems(cur, file, stage, spec.references, targets)
@@ -151,12 +153,25 @@ def upsert_rows(
     stage: sql.Identifier,
     stamp: Mapping[str, str] | None = None,
     recorded_at: dt.datetime | None = None,
+    carry: Sequence[str] = (),
 ) -> tuple[int, int, int]:
     """The upsert itself: (rows, inserted, updated); ``stamp`` as for :func:`upsert` (a
     row whose stamp differs is changed). With ``recorded_at`` (deals only), a changed
     deal's stored values become a version ending then (SPEC.md §13), and a new or
-    changed deal's values hold from then (``recorded_from``)."""
+    changed deal's values hold from then (``recorded_from``).
+
+    ``carry`` names columns outside the file that the staging table holds per row (an
+    import's row digests, ``import_digest``): written with the row, never what makes it
+    changed, and written alone to a row whose values are unchanged. A deal written
+    without its ``import_digest`` carried (``load``) loses it when it changes: the
+    digest says the deal holds what its export row gave."""
     stamp = stamp or {}
+    carried = list(carry)
+    cleared = (
+        ["import_digest"]
+        if spec.table == "deal" and "import_digest" not in carried and "import_digest" not in stamp
+        else []
+    )
     history = recorded_at is not None and spec.table == "deal"
     target = sql.Identifier("dyno_crm", spec.table)
     by_name = {column.name: column for column in spec.columns}
@@ -224,14 +239,17 @@ def upsert_rows(
                 incoming=sql.SQL(", ").join(staged(n) for n in own),
             )
         )
-    names = [*spec.column_names, *stamp] + (["recorded_from"] if history else [])
+    names = [*spec.column_names, *stamp, *carried] + (["recorded_from"] if history else [])
     values = sql.SQL(", ").join(
         [cast_value(column) for column in spec.columns]
         + [sql.Literal(v) for v in stamp.values()]
+        + [sql.SQL("s.{}").format(sql.Identifier(n)) for n in carried]
         + ([at] if history else [])
     )
     if updatable:
-        assign = [sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(n)) for n in updatable]
+        assign = [
+            sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(n)) for n in [*updatable, *carried]
+        ] + [sql.SQL("{} = NULL").format(sql.Identifier(n)) for n in cleared]
         if history:  # a new stamp alone (another source) leaves the values' time alone
             assign.append(
                 sql.SQL(
@@ -277,6 +295,25 @@ def upsert_rows(
     rows, inserted, updated = cur.fetchone()
     if source is _INCOMING:
         cur.execute(sql.SQL("DROP TABLE pg_temp.{}").format(_INCOMING))
+    if carried and updatable:
+        # The rows left out as unchanged may still carry new values (a row's digest
+        # changes with a column the import ignores): written alone, not counted.
+        cur.execute(
+            sql.SQL(
+                "UPDATE {target} AS t SET {assign} FROM {stage} AS s WHERE {keys}{tenants}"
+                " AND ({current}) IS DISTINCT FROM ({incoming})"
+            ).format(
+                target=target,
+                assign=sql.SQL(", ").join(
+                    sql.SQL("{0} = s.{0}").format(sql.Identifier(n)) for n in carried
+                ),
+                stage=stage,
+                keys=keys,
+                tenants=tenants,
+                current=listed(carried, "t"),
+                incoming=listed(carried, "s"),
+            )
+        )
     return int(rows), int(inserted), int(updated)
 
 

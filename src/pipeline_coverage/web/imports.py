@@ -54,7 +54,9 @@ PATH = "/v1/imports"
 #: The file fields, each with the name a part sent without a file name is saved as.
 FILES = {"deals": "deals.csv", "teams": "teams.csv", "targets": "targets.csv",
          "mapping": "mapping.toml", "history": "history.csv"}  # fmt: skip
-TEXTS = ("format", "date_format", "sheet", "full", "max_delete", "dry_run", "exported_at")
+TEXTS = (
+    "format", "date_format", "sheet", "full", "max_delete", "dry_run", "exported_at", "reread",
+)  # fmt: skip
 PRESETS = ("salesforce", "hubspot", "pipedrive")
 _REFUSED = {
     "tenant": "the tenant is the API key's; an import never names one",
@@ -63,7 +65,7 @@ _REFUSED = {
 }
 _TRUE, _FALSE = {"true", "1", "on", "yes"}, {"false", "0", "off", "no", ""}
 #: The CLI's option names in the core's messages, as this endpoint's fields.
-_OPTION = re.compile(r"--(format|date-format|sheet|full|max-delete|dry-run|exported-at)\b")
+_OPTION = re.compile(r"--(format|date-format|sheet|full|max-delete|dry-run|exported-at|reread)\b")
 
 _FILE = {"type": "string", "format": "binary"}
 _REQUEST_BODY = {
@@ -103,6 +105,12 @@ _REQUEST_BODY = {
                         "default": DEFAULT_MAX_DELETE,
                     },
                     "dry_run": {"type": "boolean", "default": False},
+                    "reread": {
+                        "type": "boolean",
+                        "default": False,
+                        "description": "Read every row in full, even one unchanged since "
+                        "the import that wrote its deal",
+                    },
                     "exported_at": {
                         "type": "string",
                         "description": "When the export was taken (default: now): what "
@@ -175,6 +183,7 @@ def _request(tenant: str, fields: dict[str, str], files: dict[str, Path]) -> Imp
         max_delete=max_delete,
         dry_run=_flag(fields, "dry_run"),
         exported_at=exported_at,
+        reread=_flag(fields, "reread"),
     )
 
 

@@ -62,7 +62,11 @@ WHERE m.tenant_id = %(tenant_id)s::uuid;
 -- The deals of an export as they are read (an import's transaction): the values of
 -- each deal's row (checked as they were read, typed as deal's columns), its key (for the keys given twice) and the index of its pipeline,
 -- stage and state ("kind": its stage is known once every deal is read); its created
--- date when the CRM's history is imported with it.
+-- date when the CRM's history is imported with it; its row's digest (a CSV export's).
+-- The digests of the source's stored rows that no row of the export matched
+-- ("unmatched": a deal whose digest is not there had its row read unchanged).
+DROP TABLE IF EXISTS pg_temp.pipeline_coverage_import_unmatched;
+CREATE TEMP TABLE pipeline_coverage_import_unmatched (digest bigint NOT NULL) ON COMMIT DROP;
 DROP TABLE IF EXISTS pg_temp.pipeline_coverage_import_deals;
 CREATE TEMP TABLE pipeline_coverage_import_deals (
     line bigint NOT NULL,
@@ -76,14 +80,46 @@ CREATE TEMP TABLE pipeline_coverage_import_deals (
     owned_by_user_id uuid,
     forecast_category text,
     currency text,
-    created_at timestamptz
+    created_at timestamptz,
+    digest bigint
 ) ON COMMIT DROP;
 
 -- name: copy_read_deals
 COPY pg_temp.pipeline_coverage_import_deals
     (line, id, key, kind, name, amount, expected_close_date, close_date, owned_by_user_id,
-     forecast_category, currency, created_at)
+     forecast_category, currency, created_at, digest)
 FROM STDIN;
+
+-- name: source_digests
+-- The digests of the rows the tenant's deals from the source were written from, as
+-- one value (8 bytes each, big-endian): what a re-import need not read again.
+SELECT string_agg(int8send(d.import_digest), ''::bytea)
+FROM dyno_crm.deal AS d
+WHERE d.tenant_id = %(tenant_id)s::uuid AND d.import_source = %(source)s::text
+  AND d.import_digest IS NOT NULL;
+
+-- name: copy_unmatched
+COPY pg_temp.pipeline_coverage_import_unmatched (digest) FROM STDIN;
+
+-- name: analyze_unmatched
+ANALYZE pg_temp.pipeline_coverage_import_unmatched;
+
+-- name: read_deals_also_unchanged
+-- The deals read in full whose stored row was also read unchanged: their key was given
+-- twice (the import then reads every row in full, to name the lines). Each deal read
+-- is looked up by its key (a lateral subquery: never a join planned on the estimates
+-- of the tenant's deals, stale right after a large import); the unmatched digests are
+-- a hashed subplan (NOT IN: neither side is NULL).
+SELECT r.line FROM pg_temp.pipeline_coverage_import_deals AS r
+CROSS JOIN LATERAL (
+    SELECT d.import_digest FROM dyno_crm.deal AS d
+    WHERE d.tenant_id = %(tenant_id)s::uuid AND d.id = r.id
+      AND d.import_source = %(source)s::text
+    LIMIT 1
+) AS d
+WHERE d.import_digest IS NOT NULL
+  AND d.import_digest NOT IN (SELECT u.digest FROM pg_temp.pipeline_coverage_import_unmatched AS u)
+LIMIT 1;
 
 -- name: index_read_deals
 -- The read deals by id: a join with the source's deals is then never a scan of them per
@@ -124,18 +160,32 @@ FROM unnest(%(kinds)s::integer[], %(pipelines)s::uuid[], %(stages)s::uuid[])
 -- The deals a tenant has from an import source (what a full sync may delete), and how
 -- many of them the export just read lacks; by the index on (tenant_id, import_source).
 -- (A join, not NOT EXISTS in the FILTER: there it is a subplan run once per deal.)
-SELECT count(*) AS candidates, count(*) FILTER (WHERE r.id IS NULL) AS absent
+-- A deal whose row was read unchanged (its digest matched: not among the unmatched)
+-- is in the export too.
+-- The unmatched digests are a hashed subplan (see read_deals_also_unchanged).
+SELECT count(*) AS candidates,
+       count(*) FILTER (
+           WHERE r.id IS NULL
+             AND (NOT %(digested)s OR d.import_digest IS NULL
+                  OR d.import_digest IN (SELECT u.digest
+                                         FROM pg_temp.pipeline_coverage_import_unmatched AS u))
+       ) AS absent
 FROM dyno_crm.deal AS d
 LEFT JOIN pg_temp.pipeline_coverage_import_deals AS r ON r.id = d.id
 WHERE d.tenant_id = %(tenant_id)s::uuid AND d.import_source = %(source)s::text;
 
 -- name: unread_source_deals
--- Full sync: the tenant's deals from the source that the export just read lacks.
+-- Full sync: the tenant's deals from the source that the export just read lacks (a
+-- deal whose row was read unchanged, its digest not among the unmatched, is in it).
+-- A join, and a hashed subplan: not EXISTS under an OR, a subplan run once per deal.
 SELECT d.id FROM dyno_crm.deal AS d
+LEFT JOIN pg_temp.pipeline_coverage_import_deals AS r ON r.id = d.id
 WHERE d.tenant_id = %(tenant_id)s::uuid
   AND d.import_source = %(source)s::text
-  AND NOT EXISTS (SELECT 1 FROM pg_temp.pipeline_coverage_import_deals AS r
-                  WHERE r.id = d.id);
+  AND r.id IS NULL
+  AND (NOT %(digested)s OR d.import_digest IS NULL
+       OR d.import_digest IN (SELECT u.digest
+                              FROM pg_temp.pipeline_coverage_import_unmatched AS u));
 
 -- name: drop_other_members
 -- A team the teams file names has exactly the members it gives: the others leave it.
