@@ -425,7 +425,7 @@ def _load_file(
     if spec.table == "deal" and recorded_at is not None:
         record_tenants_in_order(cur, [str(t) for t in tenant_ids], recorded_at)
     rows, inserted, updated = upsert(
-        cur, spec, stage, name, targets, item.stamp, recorded_at, item.carry
+        cur, spec, stage, name, targets, item.stamp, recorded_at, item.carry, citus=citus
     )
     if spec.table == "crm_group" and "parent_group_id" in spec.column_names:
         raise_problems(cur, name, cycle_problems(cur, stage))

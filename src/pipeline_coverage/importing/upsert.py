@@ -36,6 +36,7 @@ def upsert(
     stamp: Mapping[str, str] | None = None,
     recorded_at: dt.datetime | None = None,
     carry: Sequence[str] = (),
+    citus: bool = False,
 ) -> tuple[int, int, int]:
     """Upsert the checked staging table ``stage`` of ``spec``'s file: (rows, inserted,
     updated). A row a foreign key refuses is reported as ``file``'s by the reference
@@ -46,7 +47,7 @@ def upsert(
     the file the staging table holds per row (see :func:`upsert_rows`)."""
     cur.execute("SAVEPOINT pipeline_coverage_upsert")
     try:
-        counts = upsert_rows(cur, spec, stage, stamp, recorded_at, carry)
+        counts = upsert_rows(cur, spec, stage, stamp, recorded_at, carry, citus=citus)
     except psycopg.errors.IntegrityError as exc:
         cur.execute("ROLLBACK TO SAVEPOINT pipeline_coverage_upsert")
         raise_reference_problems(cur, file, stage, spec.references, targets)
@@ -154,6 +155,8 @@ def upsert_rows(
     stamp: Mapping[str, str] | None = None,
     recorded_at: dt.datetime | None = None,
     carry: Sequence[str] = (),
+    *,
+    citus: bool = False,
 ) -> tuple[int, int, int]:
     """The upsert itself: (rows, inserted, updated); ``stamp`` as for :func:`upsert` (a
     row whose stamp differs is changed). With ``recorded_at`` (deals only), a changed
@@ -164,7 +167,12 @@ def upsert_rows(
     import's row digests, ``import_digest``): written with the row, never what makes it
     changed, and written alone to a row whose values are unchanged. A deal written
     without its ``import_digest`` carried (``load``) loses it when it changes: the
-    digest says the deal holds what its export row gave."""
+    digest says the deal holds what its export row gave.
+
+    On Citus (``citus``), a statement that writes a distributed table cannot join it
+    with a local one (the staging table): the stored rows of the staged tenants are
+    first pulled into a temporary table (a router or multi-shard SELECT), and the
+    comparisons read that copy."""
     stamp = stamp or {}
     carried = list(carry)
     cleared = (
@@ -198,6 +206,12 @@ def upsert_rows(
     keys = sql.SQL(" AND ").join(
         sql.SQL("t.{} = {}").format(sql.Identifier(n), staged(n)) for n in spec.key
     )
+    # What the stored rows are read from: the table, or on Citus a copy of the staged
+    # tenants' rows (the copy holds those tenants only).
+    stored: sql.Composable = target
+    if citus:
+        stored = _pulled_rows(cur, spec, stage, target, tenants)
+        tenants = sql.SQL("")
     # A row as it is already stored is left out before the insert: ON CONFLICT ... DO
     # UPDATE ... WHERE would lock it, and a lock is a write (of the row's page, to the
     # WAL); an unchanged re-import then writes nothing.
@@ -207,7 +221,7 @@ def upsert_rows(
             " WHERE NOT EXISTS (SELECT 1 FROM {target} AS t WHERE {keys}{tenants}"
             " AND ({current}) IS NOT DISTINCT FROM ({incoming}))"
         ).format(
-            target=target, keys=keys, tenants=tenants, current=listed(updatable, "t"),
+            target=stored, keys=keys, tenants=tenants, current=listed(updatable, "t"),
             incoming=sql.SQL(", ").join(staged(n) for n in updatable),
         )  # fmt: skip
     source = stage
@@ -224,15 +238,16 @@ def upsert_rows(
         cur.execute(
             sql.SQL(
                 "INSERT INTO dyno_crm.deal_version (tenant_id, deal_id, valid_from, valid_to,"
-                " {versioned}) SELECT t.tenant_id, t.id, t.recorded_from, {at}, {stored}"
-                " FROM {source} AS s JOIN dyno_crm.deal AS t ON {keys}{tenants}"
+                " {versioned}) SELECT t.tenant_id, t.id, t.recorded_from, {at}, {values}"
+                " FROM {source} AS s JOIN {stored} AS t ON {keys}{tenants}"
                 " WHERE (t.recorded_from IS NULL OR t.recorded_from < {at})"
                 " AND ({current}) IS DISTINCT FROM ({incoming})"
             ).format(
                 at=at,
                 versioned=sql.SQL(", ").join(map(sql.Identifier, VERSIONED)),
-                stored=listed(list(VERSIONED), "t"),
+                values=listed(list(VERSIONED), "t"),
                 source=source,
+                stored=stored,
                 keys=keys,
                 tenants=tenants,
                 current=listed(own, "t"),
@@ -298,23 +313,118 @@ def upsert_rows(
     if carried and updatable:
         # The rows left out as unchanged may still carry new values (a row's digest
         # changes with a column the import ignores): written alone, not counted.
+        _write_carried(cur, spec, stage, target, stored, carried, keys, tenants, citus=citus)
+    if citus:
+        cur.execute(sql.SQL("DROP TABLE {}").format(stored))
+    return int(rows), int(inserted), int(updated)
+
+
+def _pulled_rows(
+    cur: Cursor,
+    spec: TableSpec,
+    stage: sql.Identifier,
+    target: sql.Identifier,
+    tenants: sql.Composable,
+) -> sql.Composable:
+    """On Citus: the stored rows of the staged tenants (``tenants``, the filter on
+    ``t``; for the tenant table, the staged ids), copied into a temporary table."""
+    pulled = sql.Identifier(f"pipeline_coverage_stored_{spec.table}")
+    where: sql.Composable = sql.SQL("WHERE TRUE{}").format(tenants)
+    if spec.table == "tenant":
         cur.execute(
-            sql.SQL(
-                "UPDATE {target} AS t SET {assign} FROM {stage} AS s WHERE {keys}{tenants}"
-                " AND ({current}) IS DISTINCT FROM ({incoming})"
-            ).format(
+            sql.SQL("SELECT COALESCE(array_agg(DISTINCT id::uuid), '{{}}') FROM {}").format(stage)
+        )
+        ids = [str(i) for i in cur.fetchone()[0]]
+        where = sql.SQL("WHERE t.id = ANY ({}::uuid[])").format(sql.Literal(ids))
+    cur.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(pulled))
+    cur.execute(
+        sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT t.* FROM {} AS t {}").format(
+            pulled, target, where
+        )
+    )
+    cur.execute(sql.SQL("ANALYZE pg_temp.{}").format(pulled))
+    return sql.SQL("pg_temp.{}").format(pulled)
+
+
+def _write_carried(
+    cur: Cursor,
+    spec: TableSpec,
+    stage: sql.Identifier,
+    target: sql.Identifier,
+    stored: sql.Composable,
+    carried: list[str],
+    keys: sql.Composable,
+    tenants: sql.Composable,
+    *,
+    citus: bool,
+) -> None:
+    """Write the carried columns of the staged rows whose stored values differ in them
+    alone (by a join; on Citus, the rows found in the pulled copy, then sent by key)."""
+
+    def listed(names: Sequence[str], row: str) -> sql.Composable:
+        return sql.SQL(", ").join(
+            sql.SQL("{}.{}").format(sql.Identifier(row), sql.Identifier(n)) for n in names
+        )
+
+    differ = sql.SQL("({}) IS DISTINCT FROM ({})").format(
+        listed(carried, "t"), listed(carried, "s")
+    )
+    if not citus:
+        cur.execute(
+            sql.SQL("UPDATE {target} AS t SET {assign} FROM {stage} AS s WHERE {keys}{tenants}"
+                    " AND {differ}").format(
                 target=target,
                 assign=sql.SQL(", ").join(
                     sql.SQL("{0} = s.{0}").format(sql.Identifier(n)) for n in carried
                 ),
-                stage=stage,
-                keys=keys,
-                tenants=tenants,
-                current=listed(carried, "t"),
-                incoming=listed(carried, "s"),
+                stage=stage, keys=keys, tenants=tenants, differ=differ,
             )
+        )  # fmt: skip
+        return
+    # The staged rows' keys are text or typed; the stored copy's are the table's types.
+    key_columns = list(spec.key)
+    cur.execute(
+        sql.SQL("SELECT {keys_out}, {carried_out} FROM {stage} AS s JOIN {stored} AS t"
+                " ON {keys} WHERE {differ}").format(
+            keys_out=listed(key_columns, "t"), carried_out=listed(carried, "s"),
+            stage=stage, stored=stored, keys=keys, differ=differ,
         )
-    return int(rows), int(inserted), int(updated)
+    )  # fmt: skip
+    rows = cur.fetchall()
+    if not rows:
+        return
+    by_tenant: dict[object, list[tuple[object, ...]]] = {}
+    for row in rows:
+        tenant = row[key_columns.index("tenant_id")] if "tenant_id" in key_columns else None
+        by_tenant.setdefault(tenant, []).append(tuple(row))
+    # (keys by their kind; a carried column is a digest: bigint)
+    kinds = {"uuid": "uuid", "date": "date", "int": "integer"}
+    types = {column.name: kinds.get(column.kind, "text") for column in spec.columns}
+    for tenant, found in by_tenant.items():
+        # One tenant at a time: a router UPDATE on its shard (a constant tenant).
+        columns = [*key_columns, *carried]
+        arrays = [[row[i] for row in found] for i in range(len(columns))]
+        cur.execute(
+            sql.SQL("UPDATE {target} AS t SET {assign} FROM unnest({arrays}) AS s ({names})"
+                    " WHERE {match}{tenant}").format(
+                target=target,
+                assign=sql.SQL(", ").join(
+                    sql.SQL("{0} = s.{0}").format(sql.Identifier(n)) for n in carried
+                ),
+                arrays=sql.SQL(", ").join(
+                    sql.SQL("{}::{}[]").format(
+                        sql.Placeholder(), sql.SQL(types.get(n, "bigint"))
+                    ) for n in columns
+                ),
+                names=sql.SQL(", ").join(map(sql.Identifier, columns)),
+                match=sql.SQL(" AND ").join(
+                    sql.SQL("t.{0} = s.{0}").format(sql.Identifier(n)) for n in key_columns
+                ),
+                tenant=sql.SQL(" AND t.tenant_id = {}::uuid").format(sql.Literal(str(tenant)))
+                if tenant is not None else sql.SQL(""),
+            ),
+            arrays,
+        )  # fmt: skip
 
 
 def delete_absent_deals(

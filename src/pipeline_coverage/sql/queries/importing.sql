@@ -107,17 +107,16 @@ ANALYZE pg_temp.pipeline_coverage_import_unmatched;
 -- name: read_deals_also_unchanged
 -- The deals read in full whose stored row was also read unchanged: their key was given
 -- twice (the import then reads every row in full, to name the lines). Each deal read
--- is looked up by its key (a lateral subquery: never a join planned on the estimates
--- of the tenant's deals, stale right after a large import); the unmatched digests are
--- a hashed subplan (NOT IN: neither side is NULL).
+-- is looked up by its primary key alone (a lateral subquery: never a join planned on
+-- the estimates of the tenant's deals, nor a scan of its source's index, both stale
+-- right after a large import); the unmatched digests are a hashed subplan (NOT IN:
+-- neither side is NULL).
 SELECT r.line FROM pg_temp.pipeline_coverage_import_deals AS r
 CROSS JOIN LATERAL (
-    SELECT d.import_digest FROM dyno_crm.deal AS d
+    SELECT d.import_digest, d.import_source FROM dyno_crm.deal AS d
     WHERE d.tenant_id = %(tenant_id)s::uuid AND d.id = r.id
-      AND d.import_source = %(source)s::text
-    LIMIT 1
 ) AS d
-WHERE d.import_digest IS NOT NULL
+WHERE d.import_source = %(source)s::text AND d.import_digest IS NOT NULL
   AND d.import_digest NOT IN (SELECT u.digest FROM pg_temp.pipeline_coverage_import_unmatched AS u)
 LIMIT 1;
 
