@@ -773,6 +773,8 @@ def run(args: argparse.Namespace) -> list[Figure]:
                 peak <= 150,
             )
         )
+        if args.only == "core":
+            return figures
         if not args.skip_http:
             console.print(
                 f"HTTP load: {args.http_clients} clients for {args.http_seconds:.0f} s ..."
@@ -851,9 +853,20 @@ def main() -> None:
     parser.add_argument("--snapshot-deals", type=int, default=10_000)
     parser.add_argument(
         "--only",
-        choices=("all", "movement", "snapshot", "http", "import", "history", "calibration"),
+        choices=(
+            "all",
+            "core",
+            "movement",
+            "snapshot",
+            "http",
+            "import",
+            "history",
+            "calibration",
+        ),
         default="all",
-        help="movement: only compare's figures, on the main tenant alone; snapshot: only"
+        help="core: the load, batches, drill-downs, single reports, compare and the CLI's"
+        " RSS (every part before the HTTP load); movement: only compare's figures, on the"
+        " main tenant alone; snapshot: only"
         " the snapshot of many small tenants; http: only the HTTP tenant mix and noisy"
         " neighbour; import: only import of the large tenant as a Salesforce export against"
         " load of it; history: only recorded history (runs as recorded, backfill, size) on"

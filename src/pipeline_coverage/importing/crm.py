@@ -71,6 +71,8 @@ STAGE_STATES = {"open": "IN_PROGRESS", "won": "DONE_SUCCESS", "lost": "DONE_FAIL
 CLOSED_STAGES = {"won": ("Won", 100), "lost": ("Lost", 0)}
 #: A full sync deletes at most this share (%) of the deals a tenant has from a source.
 DEFAULT_MAX_DELETE = 10.0
+#: An import that inserts this many deals analyzes the deal table before it commits.
+ANALYZE_AFTER = 10_000
 #: How rows are digested (KnownRows): a new scheme finds no row of an older one.
 DIGEST_SCHEME = "pipeline-coverage row digest 1"
 #: The modules that make a deal of a row: a row digested by other code is read again.
@@ -724,6 +726,11 @@ def _import(
         stamp={"deals.csv": {"import_source": source}}, recorded_at=at,
         carry={"deals.csv": ["import_digest"]},
     )  # fmt: skip
+    written = next((load for load in loads if load.file == "deals.csv"), None)
+    if written is not None and written.inserted >= ANALYZE_AFTER:
+        # The deals' statistics follow the rows just written: the next import (or run)
+        # plans on them, not on a tenant that had none (autovacuum comes later).
+        cur.execute("ANALYZE dyno_crm.deal")
     if planner.unchanged:
         # The rows read unchanged count as the deals they are; an export of nothing else
         # still dates the tenant's latest export (as a load of its rows would).

@@ -115,6 +115,7 @@ SELECT r.line FROM pg_temp.pipeline_coverage_import_deals AS r
 CROSS JOIN LATERAL (
     SELECT d.import_digest, d.import_source FROM dyno_crm.deal AS d
     WHERE d.tenant_id = %(tenant_id)s::uuid AND d.id = r.id
+    LIMIT 1  -- (a subquery run per deal read, not pulled up into a join)
 ) AS d
 WHERE d.import_source = %(source)s::text AND d.import_digest IS NOT NULL
   AND d.import_digest NOT IN (SELECT u.digest FROM pg_temp.pipeline_coverage_import_unmatched AS u)
