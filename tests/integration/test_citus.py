@@ -28,7 +28,7 @@ from pipeline_coverage.db import migrate
 from pipeline_coverage.db.distribute import run_statement_settings
 from pipeline_coverage.demo import write_demo
 from pipeline_coverage.reports.coverage import coverage_request, run_coverage
-from pipeline_coverage.sql import query
+from pipeline_coverage.sql import query, specialized_query
 from tests.conftest import serving, with_dbname
 from tests.factory import random_tenant, stored_runs
 from tests.integration.test_metrics import Q1, compare_drilldown, compare_row, options_for
@@ -378,6 +378,7 @@ def _coverage_params(tenant: uuid.UUID) -> dict[str, Any]:
         "period_end": Q1[1], "history_start": Q1[0] - dt.timedelta(days=365),
         "by_pipeline": False, "rollup": False, "tree": "[]", "as_of": Q1[0],
         "target_match": "exact", "currency": "USD", "rates": "{}", "recorded_at": None,
+        "calibration": "[]",
     }  # fmt: skip
 
 
@@ -396,7 +397,13 @@ def test_per_tenant_statements_are_router_queries(citus_url: str, name: str) -> 
             "principal_id": None, "after_type": None, "after_principal": None,
             "after_pipeline": None, "after_deal": None, "older_than_days": 0,
         }  # fmt: skip
-        assert _task_counts(conn, query("runs", name), params) == [1]
+        # (as the product sends it: one tenant's list without the every-tenant branch)
+        text = (
+            specialized_query("runs", name, every_tenant=False)
+            if name == "list_runs"
+            else query("runs", name)
+        )
+        assert _task_counts(conn, text, params) == [1]
         assert _task_counts(conn, query("coverage", "check_scope"), _coverage_params(tenant)) == [1]
         conn.rollback()
 

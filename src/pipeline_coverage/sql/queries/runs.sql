@@ -162,13 +162,19 @@ ORDER BY p.principal_type, p.principal_id, p.bucket, p.deal_id;
 -- tenant's runs to sort them instead of the tenant's newest by its index. The
 -- tenant's name and the row count are looked up for the listed runs only (a join
 -- with the tenants, which a generic plan took for a few rows' nested loop, read
--- every tenant for every run of the store).
+-- every tenant for every run of the store). One tenant's look-ups name the tenant too:
+-- Citus then routes the whole list to the tenant's shard (a correlated subquery alone
+-- made it a task on every shard).
 SELECT r.id AS run_id, r.tenant_id,
-       (SELECT tn.name FROM dyno_crm.tenant AS tn WHERE tn.id = r.tenant_id) AS tenant_name,
+       (SELECT tn.name FROM dyno_crm.tenant AS tn WHERE tn.id = r.tenant_id
+        -- unless every_tenant: AND tn.id = %(tenant_id)s::uuid
+       ) AS tenant_name,
        r.report_type, r.generated_at, r.period_start, r.period_end,
        r.parameters::text AS parameters,
        (SELECT tn.fiscal_year_start_month FROM dyno_crm.tenant AS tn
-        WHERE tn.id = r.tenant_id) AS fiscal_year_start_month,
+        WHERE tn.id = r.tenant_id
+        -- unless every_tenant: AND tn.id = %(tenant_id)s::uuid
+       ) AS fiscal_year_start_month,
        (SELECT count(*) FROM dyno_crm.report_pipeline_coverage_fact AS f
         WHERE f.tenant_id = r.tenant_id AND f.run_id = r.id
           AND (%(tenant_id)s::uuid IS NULL OR f.tenant_id = %(tenant_id)s::uuid))
