@@ -8,6 +8,7 @@ One fresh database per module, created on every node (see docs/scaling.md).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import re
@@ -50,25 +51,27 @@ def _nodes(admin: psycopg.Connection[Any]) -> list[str]:
     return [f"postgresql://postgres@{host}:{port}" for host, port in rows]
 
 
-@pytest.fixture(scope="module")
-def citus_url() -> Iterator[str]:
-    """A fresh database on every node of the cluster, with Citus and the workers."""
+@contextlib.contextmanager
+def cluster_database(*, registered: bool = True, workers: bool = True) -> Iterator[str]:
+    """A fresh database on every node of the cluster, with Citus; the coordinator
+    registered and the workers added unless told otherwise."""
     assert CITUS_URL is not None
     name = f"pc_citus_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(CITUS_URL, autocommit=True) as admin:
-        workers = _nodes(admin)
+        nodes = _nodes(admin)
         coordinator = admin.info.host, admin.info.port
         admin.execute("SET citus.enable_create_database_propagation TO on")
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     url = with_dbname(CITUS_URL, name)
     try:
-        for worker in workers:
+        for worker in nodes:
             with psycopg.connect(with_dbname(worker, name), autocommit=True) as conn:
                 conn.execute("CREATE EXTENSION citus")
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("CREATE EXTENSION citus")
-            conn.execute("SELECT citus_set_coordinator_host(%s, %s)", coordinator)
-            for worker in workers:
+            if registered:
+                conn.execute("SELECT citus_set_coordinator_host(%s, %s)", coordinator)
+            for worker in nodes if registered and workers else []:
                 info = psycopg.conninfo.conninfo_to_dict(worker)
                 conn.execute(
                     "SELECT citus_add_node(%s, %s)", (info["host"], int(str(info["port"])))
@@ -80,6 +83,13 @@ def citus_url() -> Iterator[str]:
             admin.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+@pytest.fixture(scope="module")
+def citus_url() -> Iterator[str]:
+    """A fresh database on every node of the cluster, with Citus and the workers."""
+    with cluster_database() as url:
+        yield url
 
 
 def first_tenant(conn: psycopg.Connection[Any]) -> uuid.UUID:
@@ -547,3 +557,52 @@ def test_one_transaction_may_run_tenants_of_different_workers(citus_url: str) ->
         conn.commit()
         for tenant, run_id in zip(alone, together, strict=True):
             assert get_run(conn, run_id, tenant).rows == alone[tenant]
+
+
+def test_distribute_says_what_the_cluster_lacks(capsys: pytest.CaptureFixture[str]) -> None:
+    """A coordinator not registered yet is not called a worker, and a cluster without
+    workers is said to lack them (exit 1), each with what to do."""
+    with cluster_database(registered=False) as url:
+        assert cli(capsys, url, "db", "upgrade")[0] == 0
+        code, out, err = cli(capsys, url, "db", "distribute")
+        assert (code, out) == (2, "")
+        assert "lists no node" in err
+        assert "citus_set_coordinator_host" in err
+        assert "Traceback" not in err
+    with cluster_database(workers=False) as url:
+        assert cli(capsys, url, "db", "upgrade")[0] == 0
+        code, out, err = cli(capsys, url, "db", "distribute")
+        assert (code, out) == (1, "")
+        assert "no active worker" in err
+        assert "citus_add_node" in err
+        assert "replication_factor" not in err
+
+
+def test_distributing_a_database_that_holds_data_leaves_no_local_copy(
+    demo_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An existing plain database distributed in place: every row in the shards, none
+    left in the coordinator's own tables, and runs as before."""
+    tables = ["tenant", "crm_user", "deal", "sales_target", "pipeline_stage"]
+    # Each table's rows (through Citus once distributed) and its local table's size.
+    sizes = (
+        "SELECT t, (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c"
+        " FROM dyno_crm.%%I', t), false, true, '')))[1]::text::bigint,"
+        " pg_relation_size(('dyno_crm.' || t)::regclass) FROM unnest(%s::text[]) AS t"
+    )
+    with cluster_database() as url:
+        assert cli(capsys, url, "db", "upgrade")[0] == 0
+        assert cli(capsys, url, "load", str(demo_dir))[0] == 0
+        with psycopg.connect(url) as conn:
+            before = conn.execute(sizes, (tables,)).fetchall()
+        assert all(rows > 0 and size > 0 for _, rows, size in before), before
+        code, _, err = cli(capsys, url, "db", "distribute")
+        assert (code, err) == (0, ""), err
+        with psycopg.connect(url) as conn:
+            after = conn.execute(sizes, (tables,)).fetchall()
+        assert [(t, rows) for t, rows, _ in after] == [(t, rows) for t, rows, _ in before]
+        assert [size for _, _, size in after] == [0] * len(tables)
+        period = ("--period-start", str(Q1[0]), "--period-end", str(Q1[1]))
+        code, _, err = cli(capsys, url, "run", "--tenant", "Northwind Traders (demo)", "--all",
+                           *period)  # fmt: skip
+        assert (code, err) == (0, ""), err

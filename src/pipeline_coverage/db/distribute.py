@@ -27,7 +27,7 @@ import psycopg
 
 from pipeline_coverage.db.connection import Cursor, unit_of_work
 from pipeline_coverage.db.migrate import SCHEMA, VERSION_TABLE, require_current
-from pipeline_coverage.errors import InputError
+from pipeline_coverage.errors import InputError, PipelineCoverageError
 from pipeline_coverage.sql import query
 
 ANCHOR = f"{SCHEMA}.tenant"
@@ -38,6 +38,11 @@ TENANT_COLUMN = "tenant_id"
 class DistributionError(InputError):
     """The database cannot be distributed: no Citus, not the coordinator, or a table
     that cannot be sharded by tenant."""
+
+
+class ClusterError(PipelineCoverageError):
+    """The Citus cluster cannot take the tables yet (no workers): not the request's
+    fault, so not an input error (exit 1)."""
 
 
 @dataclass(frozen=True)
@@ -76,10 +81,23 @@ def distribute(conn: psycopg.Connection[Any]) -> Distribution:
                 "the Citus extension is not installed in this database: 'db distribute'"
                 " needs a Citus coordinator (CREATE EXTENSION citus)"
             )
-        cur.execute(query("citus", "is_coordinator"))
-        coordinator = bool(cur.fetchone()[0])
+        cur.execute(query("citus", "cluster_nodes"))
+        coordinator, nodes, workers = cur.fetchone()
+    if not coordinator and not nodes:
+        raise DistributionError(
+            "this node's Citus metadata lists no node: on the coordinator, register it"
+            " (SELECT citus_set_coordinator_host('its host', its port)) and its workers"
+            " (SELECT citus_add_node('worker host', worker port)), then run 'db distribute'"
+            " again; on a worker, run 'db distribute' on the coordinator"
+        )
     if not coordinator:
         raise DistributionError("this is a Citus worker: run 'db distribute' on the coordinator")
+    if not workers:
+        raise ClusterError(
+            "the Citus cluster has no active worker: add the workers on the coordinator"
+            " (SELECT citus_add_node('worker host', worker port)), then run 'db distribute'"
+            " again"
+        )
     require_current(conn)
     with unit_of_work(conn) as cur:
         cur.execute(query("citus", "one_connection_per_node"))
@@ -109,6 +127,10 @@ def distribute(conn: psycopg.Connection[Any]) -> Distribution:
                 },
             )
             done.append(table.name)
+        # create_distributed_table copies a table's rows into its shards and leaves them
+        # in the coordinator's local table too, unused: they go (children first).
+        for name in reversed(done):
+            cur.execute(query("citus", "truncate_local_data"), {"table_name": name})
         cur.execute(query("citus", "tenant_statement_routed"), {"anchor": ANCHOR})
         found, settings = cur.fetchone()
         routed = not found

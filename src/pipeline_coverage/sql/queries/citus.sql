@@ -2,9 +2,14 @@
 -- The version of the Citus extension installed in this database (no row: none).
 SELECT e.extversion FROM pg_extension AS e WHERE e.extname = 'citus';
 
--- name: is_coordinator
--- Whether this Citus node is the coordinator (where distributed tables are created).
-SELECT citus_is_coordinator();
+-- name: cluster_nodes
+-- Whether this Citus node is the coordinator (where distributed tables are created),
+-- how many nodes its metadata lists (none: a coordinator not registered yet), and its
+-- active primary workers.
+SELECT citus_is_coordinator() AS coordinator,
+       (SELECT count(*) FROM pg_dist_node) AS nodes,
+       (SELECT count(*) FROM pg_dist_node AS n
+        WHERE n.groupid <> 0 AND n.noderole = 'primary' AND n.isactive) AS workers;
 
 -- name: one_connection_per_node
 -- For the rest of the transaction, one connection per worker: Citus refuses to
@@ -36,6 +41,11 @@ ORDER BY c.relname;
 SELECT create_distributed_table(
     %(table_name)s::text::regclass, %(column)s::text,
     colocate_with => COALESCE(%(colocate_with)s::text, 'default'));
+
+-- name: truncate_local_data
+-- After a table holding rows was distributed: its rows are in its shards now, and the
+-- copy Citus leaves in the coordinator's own table goes (nothing when it had none).
+SELECT truncate_local_data_after_distributing_table(%(table_name)s::text::regclass);
 
 -- name: tenant_statement_routed
 -- Whether run_tenant_statement is distributed by its tenant_id argument, co-located
