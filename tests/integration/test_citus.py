@@ -150,8 +150,11 @@ def test_distribute_after_a_partly_distributed_0005(
             " AND o.objid = 'dyno_crm.run_tenant_statement(uuid, text)'::regprocedure"
         ).fetchall()
     assert routed == [(0, True, found["dyno_crm.tenant"][1])]
-    # The run's settings travel with the call (a SET on the coordinator would not).
-    assert _function_settings(citus_url) == {"work_mem=64MB", "jit=off", "enable_sort=off"}
+    # The run's settings travel with the call (a SET on the coordinator would not), and
+    # the call may write the tenant's shards it names.
+    assert _function_settings(citus_url) == {
+        "work_mem=64MB", "jit=off", "enable_sort=off", "citus.enable_manual_changes_to_shards=on"
+    }  # fmt: skip
     with psycopg.connect(citus_url) as conn:
         tables = {
             row[0]
@@ -191,7 +194,9 @@ def test_distribute_again_brings_the_run_settings_up_to_date(
     code, out, err = cli(capsys, citus_url, "db", "distribute")
     assert (code, err) == (0, "")
     assert out == "updated dyno_crm.run_tenant_statement to this version's run settings\n"
-    expected = {"work_mem=64MB", "jit=off", "enable_sort=off"}
+    expected = {
+        "work_mem=64MB", "jit=off", "enable_sort=off", "citus.enable_manual_changes_to_shards=on"
+    }  # fmt: skip
     assert set(run_statement_settings()) == expected
     assert [_function_settings(u) for u in [citus_url, *workers]] == [expected] * (1 + len(workers))
     code, out, err = cli(capsys, citus_url, "db", "distribute")  # up to date: nothing to do
@@ -519,6 +524,99 @@ def test_a_run_talks_to_one_worker_without_two_phase_commit(citus_url: str, mode
     assert run.rows
     if mode == "single":
         assert [(r.principal_type, r.principal_id) for r in run.rows] == [("USER", user[0])]
+
+
+@pytest.mark.parametrize("mode", ["batch", "single"])
+def test_on_the_tenants_worker_a_run_sends_nothing_to_another_node(
+    citus_url: str, mode: str
+) -> None:
+    """What the tenant's worker itself sends while it runs the statement (Citus logs it
+    there when the function says so, and passes the notices back): nothing — no
+    intermediate result copied to another node, no loopback connection, no two-phase
+    commit. (Before, each run copied its CTEs' results to the other worker and the
+    coordinator and committed with all three by PREPARE TRANSACTION.)"""
+    sent: list[tuple[str, str]] = []
+    function = "dyno_crm.run_tenant_statement(uuid, text)"
+    with psycopg.connect(citus_url, autocommit=True) as conn:
+        tenant = first_tenant(conn)
+        user = conn.execute(
+            "SELECT id FROM dyno_crm.crm_user WHERE tenant_id = %s ORDER BY id LIMIT 1", (tenant,)
+        ).fetchone()
+        assert user is not None
+        conn.execute(f"ALTER FUNCTION {function} SET citus.log_remote_commands = on")
+        try:
+            conn.autocommit = False
+            conn.add_notice_handler(
+                lambda notice: sent.append(
+                    (notice.message_primary or "", notice.message_detail or "")
+                )
+            )
+            principal = ("USER", user[0]) if mode == "single" else (None, None)
+            run = get_run(conn, run_coverage(conn, coverage_request(tenant, *Q1, *principal))
+                          .run_id, tenant)  # fmt: skip
+            conn.commit()
+        finally:
+            conn.rollback()
+            conn.autocommit = True
+            conn.execute(f"ALTER FUNCTION {function} RESET citus.log_remote_commands")
+    assert run.rows
+    issued = [text for text, _ in sent if text.startswith("issuing ")]
+    # The coordinator's own commands (to the tenant's worker) are not logged here (its
+    # session does not log them); what is logged comes from the worker's statement.
+    assert issued == [], issued
+
+
+def test_a_tenants_run_needs_no_other_worker(citus_url: str) -> None:
+    """A batch and a single report of a tenant while every other worker refuses
+    connections (its database closed to them): both run, on the tenant's worker."""
+    with psycopg.connect(citus_url) as conn:
+        tenant = first_tenant(conn)
+        worker = _tenant_worker(conn, tenant)
+        user = conn.execute(
+            "SELECT id FROM dyno_crm.crm_user WHERE tenant_id = %s ORDER BY id LIMIT 1", (tenant,)
+        ).fetchone()
+        assert user is not None
+        others = [
+            f"{host}:{port}"
+            for host, port in conn.execute(
+                "SELECT nodename, nodeport FROM pg_dist_node WHERE groupid <> 0"
+            ).fetchall()
+            if f"{host}:{port}" != worker
+        ]
+    assert others
+    name = psycopg.conninfo.conninfo_to_dict(citus_url)["dbname"]
+
+    def allow(flag: bool) -> None:
+        for node in others:
+            host, port = node.rsplit(":", 1)
+            with psycopg.connect(host=host, port=int(port), user="postgres", dbname="postgres",
+                                 autocommit=True) as admin:  # fmt: skip
+                admin.execute("SET citus.enable_ddl_propagation TO off")  # (on this node only)
+                admin.execute(
+                    sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}").format(
+                        sql.Identifier(str(name)), sql.SQL("true" if flag else "false")
+                    )
+                )
+                if not flag:  # (and the connections Citus keeps open go)
+                    admin.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                        " WHERE datname = %s AND pid <> pg_backend_pid()", (name,)
+                    )  # fmt: skip
+
+    allow(False)
+    try:
+        with psycopg.connect(citus_url) as conn:
+            batch = get_run(conn, run_coverage(conn, coverage_request(tenant, *Q1)).run_id,
+                            tenant)  # fmt: skip
+            single = get_run(
+                conn,
+                run_coverage(conn, coverage_request(tenant, *Q1, "USER", user[0])).run_id,
+                tenant,
+            )
+    finally:
+        allow(True)
+    assert batch.rows
+    assert [(r.principal_type, r.principal_id) for r in single.rows] == [("USER", user[0])]
 
 
 def test_psycopg2_runs_route_too(citus_url: str) -> None:

@@ -150,7 +150,7 @@ def run_statement_settings() -> tuple[str, ...]:
     text = query("citus", "create_tenant_statement")
     return tuple(
         f"{name}={value}"
-        for name, value in re.findall(r"^SET (\w+) = '?([^'\n]*?)'?$", text, re.MULTILINE)
+        for name, value in re.findall(r"^SET ([\w.]+) = '?([^'\n]*?)'?$", text, re.MULTILINE)
     )
 
 
@@ -182,10 +182,19 @@ def execute_for_tenant(
         else:
             cur.execute(statement, params)
         return
+    # The tables become the tenant's shards (in the statement's SQL, before its values
+    # are bound: a value that spells a table's name stays as it is).
+    cur.execute(query("citus", "tenant_shards"), {"tenant_id": str(tenant_id)})
+    shards = {str(table): str(shard) for table, shard in cur.fetchall()}
+    local = _TABLE.sub(lambda found: shards.get(found[0], found[0]), statement)
     cur.execute(
         query("citus", "run_tenant_statement"),
-        {"tenant_id": str(tenant_id), "statement": _bound(cur, statement, params)},
+        {"tenant_id": str(tenant_id), "statement": _bound(cur, local, params)},
     )
+
+
+#: A table of the schema named in a statement's SQL.
+_TABLE = re.compile(r"\bdyno_crm\.[a-z_][a-z0-9_]*\b")
 
 
 def _bound(cur: Any, statement: str, params: Mapping[str, Any]) -> str:  # (either driver's)

@@ -72,12 +72,18 @@ SELECT EXISTS (
 -- work_mem, jit and enable_sort are the run's (RUN_SETTINGS in reports/coverage.py),
 -- which a SET on the coordinator would not carry to the worker; the statement arrives
 -- with its values bound, so its plan is a custom one anyway.
+-- The statement names the tenant's shards themselves (tenant_shards; execute_for_tenant
+-- in db/distribute.py): on the worker it is then a plain PostgreSQL statement over its
+-- local tables, written where it runs, with no intermediate result sent to another
+-- node and nothing for a two-phase commit (citus.enable_manual_changes_to_shards lets
+-- it write them; only this function's statement does).
 CREATE OR REPLACE FUNCTION dyno_crm.run_tenant_statement(tenant_id uuid, statement text)
 RETURNS void
 LANGUAGE plpgsql
 SET work_mem = '64MB'
 SET jit = off
 SET enable_sort = off
+SET citus.enable_manual_changes_to_shards = 'on'
 AS $$
 BEGIN
     EXECUTE statement;
@@ -89,6 +95,16 @@ $$;
 SELECT create_distributed_function(
     'dyno_crm.run_tenant_statement(uuid, text)', 'tenant_id',
     colocate_with => %(anchor)s::text, force_delegation => true);
+
+-- name: tenant_shards
+-- The shard of each distributed table of the schema that holds one tenant's rows.
+SELECT p.logicalrelid::regclass::text AS table_name,
+       shard_name(p.logicalrelid,
+                  get_shard_id_for_distribution_column(p.logicalrelid, %(tenant_id)s::uuid))
+           AS shard
+FROM pg_dist_partition AS p
+JOIN pg_class AS c ON c.oid = p.logicalrelid
+WHERE c.relnamespace = 'dyno_crm'::regnamespace AND p.partmethod = 'h';
 
 -- name: run_tenant_statement
 -- One tenant's statement, run on the worker that holds the tenant (one task).
