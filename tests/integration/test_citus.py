@@ -566,7 +566,9 @@ def test_on_the_tenants_worker_a_run_sends_nothing_to_another_node(
     assert issued == [], issued
 
 
-def test_a_tenants_run_needs_no_other_worker(citus_url: str) -> None:
+def test_a_tenants_run_needs_no_other_worker(
+    citus_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A batch and a single report of a tenant while every other worker refuses
     connections (its database closed to them): both run, on the tenant's worker."""
     with psycopg.connect(citus_url) as conn:
@@ -613,8 +615,13 @@ def test_a_tenants_run_needs_no_other_worker(citus_url: str) -> None:
                 run_coverage(conn, coverage_request(tenant, *Q1, "USER", user[0])).run_id,
                 tenant,
             )
+        # What needs every node (the list of every tenant) names the node it missed.
+        code, out, err = cli(capsys, citus_url, "tenants")
     finally:
         allow(True)
+    assert (code, out) == (1, "")
+    assert len(err.splitlines()) == 1, err
+    assert any(f"the Citus node {node} cannot be reached" in err for node in others), err
     assert batch.rows
     assert [(r.principal_type, r.principal_id) for r in single.rows] == [("USER", user[0])]
 

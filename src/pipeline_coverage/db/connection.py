@@ -11,6 +11,7 @@ adapters registered.
 from __future__ import annotations
 
 import contextlib
+import re
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -216,9 +217,29 @@ def translate(exc: Exception) -> PipelineCoverageError:
             f"the database has no pipeline-coverage schema ({message}): "
             "run 'pipeline-coverage db upgrade'"
         )
+    node = _CITUS_NODE.search(message)
+    if node is not None:
+        # A Citus node this statement needed could not be reached: this connection is
+        # fine, and trying again on a new one would not help.
+        hint = (
+            "start it or restore the network to it (on the coordinator, the function"
+            " citus_check_cluster_node_health() shows which node fails to reach which);"
+            " what needs only the other nodes still works"
+        )
+        return DatabaseError(
+            f"the Citus node {node['node']} cannot be reached ({node['reason'].strip()}): {hint}"
+        )
     if _connection_lost(exc, sqlstate):
         return ConnectionLostError(f"database connection lost: {message}")
     return DatabaseError(f"database error: {message}")
+
+
+#: Citus's message when a node it needs is unreachable ("connection to the remote node
+#: postgres@10.0.0.2:5432 failed with the following error: ...").
+_CITUS_NODE = re.compile(
+    r"connection to the remote node (?:[^@\s]+@)?(?P<node>\S+) failed with the following"
+    r" error:\s*(?P<reason>.*)"
+)
 
 
 def _connection_lost(exc: Exception, sqlstate: str | None) -> bool:
