@@ -31,6 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.calibration_bench import calibration_figures
+from bench.citus_bench import citus_figures
 from bench.generate import GeneratedTenant, TenantSpec, generate
 from bench.history_bench import history_figures
 from bench.http_load import run_http_load
@@ -564,6 +565,11 @@ def run(args: argparse.Namespace) -> list[Figure]:
     if args.only == "history":
         with server(args.database_url) as server_url:
             return [Figure(*row) for row in history_figures(server_url, args)]
+    if args.only == "citus":
+        if not args.citus_url:
+            raise SystemExit("--only citus needs --citus-url (or $CITUS_DATABASE_URL)")
+        with server(args.database_url) as server_url:
+            return [Figure(*row) for row in citus_figures(server_url, args)]
     if args.only == "calibration":
         with server(args.database_url) as server_url:
             return [Figure(*row) for row in calibration_figures(server_url, args)]
@@ -862,6 +868,7 @@ def main() -> None:
             "import",
             "history",
             "calibration",
+            "citus",
         ),
         default="all",
         help="core: the load, batches, drill-downs, single reports, compare and the CLI's"
@@ -871,7 +878,16 @@ def main() -> None:
         " neighbour; import: only import of the large tenant as a Salesforce export against"
         " load of it; history: only recorded history (runs as recorded, backfill, size) on"
         " the main tenant; calibration: only calibration over 8 past quarters of the main"
-        " tenant's principals, and a batch with and without hit_probability",
+        " tenant's principals, and a batch with and without hit_probability; citus: runs"
+        " on a Citus cluster (--citus-url) against the same runs on plain PostgreSQL",
+    )
+    parser.add_argument(
+        "--citus-url",
+        default=os.environ.get("CITUS_DATABASE_URL"),
+        help="--only citus: the cluster's coordinator (default: $CITUS_DATABASE_URL)",
+    )
+    parser.add_argument(
+        "--citus-deals", type=int, default=200_000, help="--only citus: deals of each tenant"
     )
     parser.add_argument(
         "--import-xlsx-deals",

@@ -15,5 +15,7 @@ def test_bench_lists_its_options() -> None:
         [sys.executable, "-m", "bench", "--help"], cwd=ROOT, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
-    assert "--only {all,core,movement,snapshot,http,import,history,calibration}" in done.stdout
+    assert (
+        "--only {all,core,movement,snapshot,http,import,history,calibration,citus}" in done.stdout
+    )
     assert "--import-xlsx-deals" in done.stdout

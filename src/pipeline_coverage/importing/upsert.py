@@ -72,9 +72,12 @@ def record_tenants_in_order(cur: Cursor, tenants: list[str], recorded_at: dt.dat
     """Hold the tenants (until commit) and move their latest recorded time to
     ``recorded_at``; :class:`InputError` when a tenant has data recorded later (exports
     are written in time order, SPEC.md §13) or when it is in the future."""
-    cur.execute(query("history", "lock_recorded_tenants"), {"tenants": tenants})
+    held = []
+    for tenant in sorted(set(tenants), key=uuid.UUID):
+        cur.execute(query("history", "lock_recorded_tenant"), {"tenant": tenant})
+        held += cur.fetchall()
     now = None
-    for name, until, clock in cur.fetchall():
+    for name, until, clock in held:
         now = clock
         if until is not None and until > recorded_at:
             raise InputError(

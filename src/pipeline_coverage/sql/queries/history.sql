@@ -1,13 +1,14 @@
 -- Recorded history (SPEC.md §13): versions of deals over recorded time, and the
 -- order in which a tenant's exports are written.
 
--- name: lock_recorded_tenants
--- The tenants a load writes deals of, held until it commits (two loads of a tenant
--- then record in turn), with the time of their latest export and the clock.
+-- name: lock_recorded_tenant
+-- A tenant a load writes deals of, held until it commits (two loads of a tenant then
+-- record in turn), with the time of its latest export and the clock. One tenant a
+-- statement, in id order: Citus locks rows by a router query only (a row lock over
+-- several tenants' shards is refused).
 SELECT t.name, t.recorded_until, now() AS now
 FROM dyno_crm.tenant AS t
-WHERE t.id = ANY (%(tenants)s::uuid[])
-ORDER BY t.id
+WHERE t.id = %(tenant)s::uuid
 FOR NO KEY UPDATE;
 
 -- name: move_recorded_until
