@@ -107,9 +107,11 @@ def test_a_single_reports_statement_keeps_only_its_principals_conditions() -> No
 
 
 def test_the_citus_function_carries_the_run_settings() -> None:
-    """On Citus the run's settings are SET clauses of run_tenant_statement."""
+    """On Citus the run's settings are SET clauses of run_tenant_statement, with the
+    one that lets its statement write the tenant's shards by name."""
     assert sorted(run_statement_settings()) == sorted(
-        f"{name}={value}" for name, value in RUN_SETTINGS.items()
+        [f"{name}={value}" for name, value in RUN_SETTINGS.items()]
+        + ["citus.enable_manual_changes_to_shards=on"]
     )
 
 

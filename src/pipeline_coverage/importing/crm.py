@@ -23,9 +23,11 @@ a deal's digest when it changes the deal; ``--reread`` reads every row.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import hashlib
+import json
 import sys
 import uuid
 from array import array
@@ -75,17 +77,33 @@ DEFAULT_MAX_DELETE = 10.0
 ANALYZE_AFTER = 10_000
 #: How rows are digested (KnownRows): a new scheme finds no row of an older one.
 DIGEST_SCHEME = "pipeline-coverage row digest 1"
-#: The modules that make a deal of a row: a row digested by other code is read again.
-_READER_MODULES = ("crm.py", "deals.py", "mapping.py", "presets.py", "tabular.py", "values.py")
 
 
 @functools.cache
 def _reader_code() -> str:
+    """A hash of the code that makes a deal of a row and writes it (every module of
+    this package, and its SQL): a row digested by other code is read again."""
     folder = Path(__file__).parent
     digest = hashlib.sha256()
-    for name in _READER_MODULES:
-        digest.update((folder / name).read_bytes())
+    for path in [*sorted(folder.glob("*.py")), folder.parent / "sql" / "queries" / "importing.sql"]:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
+
+
+def _canonical(value: object) -> object:
+    """A format as plain, ordered JSON values (a set's order, and so its repr, changes
+    from one process to the next)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return sorted(([str(k), _canonical(v)] for k, v in value.items()), key=json.dumps)
+    if isinstance(value, (set, frozenset)):
+        return sorted((_canonical(v) for v in value), key=json.dumps)
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return repr(value)
 
 
 Line = int
@@ -391,14 +409,18 @@ class Planner:
             line = self.kind_lines[kind]
             as_given = summary.stages.get((pipeline_name, stage_name))
             stage_state = as_given.state if as_given else "open"
-            if state != "open" and STAGE_STATES[state] != STAGE_STATES[stage_state]:
+            # The stage as it is stored (made now with the export's state when new; a
+            # stage that exists keeps its own): a won or lost deal whose stage is not
+            # of its state goes to its pipeline's Won or Lost stage. (Not the state
+            # this export's deals agree on: a stored open stage stays open, and a
+            # re-import reads only some of its deals.)
+            stage, stored = self.stage(
+                pipeline_name, stage_name, stage_state,
+                as_given.probability if as_given else None, line,
+            )  # fmt: skip
+            if state != "open" and STAGE_STATES[state] != stored:
                 name, probability = CLOSED_STAGES[state]
                 stage, _ = self.stage(pipeline_name, name, state, probability, line)
-            else:
-                stage, _ = self.stage(
-                    pipeline_name, stage_name, stage_state,
-                    as_given.probability if as_given else None, line,
-                )  # fmt: skip
             pipeline = self.found.pipelines[fold(pipeline_name)]
             kinds.append((kind, str(pipeline), str(stage)))
         cur.execute(query(_QUERIES, "drop_read_kinds"))
@@ -614,12 +636,15 @@ def import_export(conn: Connection, request: ImportRequest) -> ImportOutcome:
 
 
 def row_fingerprint(
-    tenant_id: uuid.UUID, source: str, fmt: DealFormat, header: Sequence[str]
+    tenant_id: uuid.UUID, source: str, fmt: DealFormat, header: Sequence[tuple[int, str]]
 ) -> bytes:
     """What a row's deal depends on besides the row (see :class:`KnownRows`): the tenant,
     the source, the format (its columns, maps and date format), the header and the
     code of the reader."""
-    parts = (DIGEST_SCHEME, _reader_code(), str(tenant_id), source, repr(fmt), repr(tuple(header)))
+    parts = (
+        DIGEST_SCHEME, _reader_code(), str(tenant_id), source,
+        json.dumps(_canonical(fmt), sort_keys=True), json.dumps([list(h) for h in header]),
+    )  # fmt: skip
     return hashlib.sha256("\x1e".join(parts).encode("utf-8", "surrogatepass")).digest()
 
 
@@ -652,18 +677,18 @@ def _import(
     }
     planner = Planner(tenant_id, source, read_directory(cur, tenant_id), files)
     params = {"tenant_id": str(tenant_id), "source": source}
-    if not reread and request.history is None:
-        # The rows the tenant's deals from the source were written from: not read again.
-        # (The CRM's history is matched with every deal of the export: all are read.)
-        stored: set[int] = set()
-        if not created:
-            cur.execute(query(_QUERIES, "source_digests"), params)
-            digests = array("q", cur.fetchone()[0] or b"")
-            if sys.byteorder == "little":
-                digests.byteswap()
-            stored = set(digests)
-            del digests
-        reader.known = KnownRows(row_fingerprint(tenant_id, source, fmt, reader.header), stored)
+    # The rows the tenant's deals from the source were written from are not read again
+    # (unless asked, or with the CRM's history, which is matched with every deal of the
+    # export); every row read keeps its digest for the next import.
+    stored: set[int] = set()
+    if not reread and request.history is None and not created:
+        cur.execute(query(_QUERIES, "source_digests"), params)
+        digests = array("q", cur.fetchone()[0] or b"")
+        if sys.byteorder == "little":
+            digests.byteswap()
+        stored = set(digests)
+        del digests
+    reader.known = KnownRows(row_fingerprint(tenant_id, source, fmt, reader.header), stored)
     # The export's problems come first, then the teams file's, then the request's.
     read = planner.stream_deals(cur, reader)
     teams = read_teams(request.teams, fmt.teams) if request.teams else None
@@ -697,7 +722,8 @@ def _import(
     planner.targets(targets)
     plan = planner.finish()
 
-    flags: dict[str, object] = {**params, "digested": reader.digested}
+    # (rows read unchanged: a deal not read may still be in the export)
+    flags: dict[str, object] = {**params, "digested": planner.unchanged > 0}
     absent = 0
     if request.full:
         cur.execute(query(_QUERIES, "source_deals_absent"), flags)
@@ -721,6 +747,10 @@ def _import(
     # derived, given once; their pipelines, stages and owners those of this plan).
     # Each deal read is marked as the source's, as it is written (a deal the tenant had
     # from another source, or from a load, becomes this source's).
+    if planner.unchanged and not plan.deals:
+        # Only rows read unchanged: the export still dates the tenant's latest export,
+        # and is refused, as a load of its rows would be, when one taken later is in.
+        record_tenants_in_order(cur, [str(tenant_id)], at)
     loads = load_tables(
         conn, rows, source=by_file, staged=staged,
         stamp={"deals.csv": {"import_source": source}}, recorded_at=at,
@@ -731,10 +761,8 @@ def _import(
         # The deals' statistics follow the rows just written: the next import (or run)
         # plans on them, not on a tenant that had none (autovacuum comes later).
         cur.execute("ANALYZE dyno_crm.deal")
-    if planner.unchanged:
-        # The rows read unchanged count as the deals they are; an export of nothing else
-        # still dates the tenant's latest export (as a load of its rows would).
-        loads = _with_unchanged(cur, loads, tenant_id, planner.unchanged, at)
+    if planner.unchanged:  # the rows read unchanged count as the deals they are
+        loads = _with_unchanged(loads, tenant_id, planner.unchanged)
     if teams is not None and plan.teams_given:
         members = [f"{g}:{u}" for g, u in planner.found.members if g in plan.teams_given]
         cur.execute(
@@ -771,11 +799,10 @@ def _import(
 
 
 def _with_unchanged(
-    cur: Cursor, loads: list[TableLoad], tenant_id: uuid.UUID, unchanged: int, at: dt.datetime
+    loads: list[TableLoad], tenant_id: uuid.UUID, unchanged: int
 ) -> list[TableLoad]:
     deals = next((load for load in loads if load.file == "deals.csv"), None)
     if deals is None:
-        record_tenants_in_order(cur, [str(tenant_id)], at)
         return [*loads, TableLoad("deals.csv", "deal", unchanged, 0, 0, (tenant_id,))]
     return [replace(load, rows=load.rows + unchanged) if load is deals else load for load in loads]
 

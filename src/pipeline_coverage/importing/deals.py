@@ -381,9 +381,9 @@ class DealReader:
         return self._table.file
 
     @property
-    def header(self) -> tuple[str, ...]:
-        """The header's column names as written."""
-        return tuple(column.name for column in self._table.columns)
+    def header(self) -> tuple[tuple[int, str], ...]:
+        """The header's columns: each one's position and name as written."""
+        return tuple((column.index, column.name) for column in self._table.columns)
 
     @property
     def digested(self) -> bool:
