@@ -90,6 +90,61 @@ BEGIN
 END
 $$;
 
+-- name: create_tenant_prepared
+-- A single report's statement on the tenant's worker, prepared once per connection
+-- there (the coordinator keeps its connection to the worker) and run on its generic
+-- plan, as a plain server runs it (SINGLE_SETTINGS in reports/coverage.py): its SQL
+-- (naming the tenant's shards, its values as $1...) and its values, as text, apart.
+-- `name` is the statement's own (a hash of its SQL): another statement, another name.
+CREATE OR REPLACE FUNCTION dyno_crm.run_tenant_prepared(
+    tenant_id uuid, name text, statement text, arguments text[])
+RETURNS void
+LANGUAGE plpgsql
+SET work_mem = '64MB'
+SET jit = off
+SET enable_sort = off
+SET citus.enable_manual_changes_to_shards = 'on'
+SET plan_cache_mode = 'force_generic_plan'
+SET enable_nestloop = off
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_prepared_statements AS p
+                   WHERE p.name = run_tenant_prepared.name) THEN
+        EXECUTE format('PREPARE %I AS %s', run_tenant_prepared.name, statement);
+    END IF;
+    EXECUTE format('EXECUTE %I(%s)', run_tenant_prepared.name,
+                   (SELECT string_agg(quote_nullable(a.value), ', ' ORDER BY a.n)
+                    FROM unnest(arguments) WITH ORDINALITY AS a (value, n)));
+END
+$$;
+
+-- name: distribute_tenant_prepared
+-- Delegates run_tenant_prepared to the tenant's worker, also inside a transaction.
+SELECT create_distributed_function(
+    'dyno_crm.run_tenant_prepared(uuid, text, text, text[])', 'tenant_id',
+    colocate_with => %(anchor)s::text, force_delegation => true);
+
+-- name: tenant_prepared_routed
+-- As tenant_statement_routed, for run_tenant_prepared.
+SELECT EXISTS (
+    SELECT 1
+    FROM pg_dist_object AS o
+    JOIN pg_dist_partition AS p ON p.logicalrelid = %(anchor)s::text::regclass
+    WHERE o.classid = 'pg_proc'::regclass
+      AND o.objid = to_regprocedure('dyno_crm.run_tenant_prepared(uuid, text, text, text[])')
+      AND o.distribution_argument_index = 0
+      AND o.force_delegation
+      AND o.colocationid = p.colocationid
+) AS routed,
+(SELECT COALESCE(f.proconfig, '{}') FROM pg_proc AS f
+ WHERE f.oid = to_regprocedure('dyno_crm.run_tenant_prepared(uuid, text, text, text[])'))
+    AS settings;
+
+-- name: run_tenant_prepared
+-- A single report's statement, prepared on the worker that holds the tenant (one task).
+SELECT dyno_crm.run_tenant_prepared(%(tenant_id)s::uuid, %(name)s::text, %(statement)s::text,
+                                    %(arguments)s::text[]);
+
 -- name: distribute_tenant_statement
 -- Delegates run_tenant_statement to the tenant's worker, also inside a transaction.
 SELECT create_distributed_function(
