@@ -517,10 +517,7 @@ def test_a_run_talks_to_one_worker_without_two_phase_commit(citus_url: str, mode
     assert {re.sub(r".*@([^ ]+) .*", r"\1", detail) for _, detail in commands} == {worker}
     assert len({re.sub(r".*connectionId: ", "", detail) for _, detail in commands}) == 1
     texts = [text for text, _ in commands]
-    # (a batch's statement bound; a single report's prepared on the worker, as a plain
-    # server prepares it)
-    call = "run_tenant_prepared(" if mode == "single" else "run_tenant_statement("
-    assert sum(f"SELECT dyno_crm.{call}" in text for text in texts) == 1
+    assert sum("SELECT dyno_crm.run_tenant_statement(" in text for text in texts) == 1
     assert not [text for text in texts if "PREPARE TRANSACTION" in text]
     assert not [text for text in texts if "intermediate_result" in text]
     assert texts[-1] == "issuing COMMIT"

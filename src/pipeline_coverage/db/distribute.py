@@ -17,8 +17,6 @@ run's, with its data-modifying CTEs) runs whole on the tenant's worker instead.
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
 import re
 import uuid
 from collections.abc import Mapping
@@ -143,27 +141,13 @@ def distribute(conn: psycopg.Connection[Any]) -> Distribution:
             cur.execute(query("citus", "create_tenant_statement"))
         if routed:
             cur.execute(query("citus", "distribute_tenant_statement"), {"anchor": ANCHOR})
-        # The single report's prepared twin, made, brought up to date and routed alike.
-        cur.execute(query("citus", "tenant_prepared_routed"), {"anchor": ANCHOR})
-        found_prepared, prepared_settings = cur.fetchone()
-        wanted = set(_settings_of("create_tenant_prepared"))
-        if not found_prepared or set(prepared_settings or ()) != wanted:
-            cur.execute(query("citus", "create_tenant_prepared"))
-            refreshed = refreshed or bool(found_prepared)
-        if not found_prepared:
-            cur.execute(query("citus", "distribute_tenant_prepared"), {"anchor": ANCHOR})
-            routed = True
     return Distribution(tuple(done), tuple(unchanged), routed, refreshed)
 
 
 def run_statement_settings() -> tuple[str, ...]:
     """The settings run_tenant_statement is defined with (its ``SET name = value``
     clauses, as ``name=value``, the form PostgreSQL lists them in)."""
-    return _settings_of("create_tenant_statement")
-
-
-def _settings_of(name: str) -> tuple[str, ...]:
-    text = query("citus", name)
+    text = query("citus", "create_tenant_statement")
     return tuple(
         f"{name}={value}"
         for name, value in re.findall(r"^SET ([\w.]+) = '?([^'\n]*?)'?$", text, re.MULTILINE)
@@ -178,7 +162,6 @@ def execute_for_tenant(
     *,
     routed: bool,
     prepare: bool = False,
-    routed_prepared: bool = False,
 ) -> None:
     """Run one tenant's statement: as it is, or (``routed``: on a database that
     ``db distribute`` prepared) inside ``run_tenant_statement``, which Citus delegates
@@ -204,54 +187,10 @@ def execute_for_tenant(
     cur.execute(query("citus", "tenant_shards"), {"tenant_id": str(tenant_id)})
     shards = {str(table): str(shard) for table, shard in cur.fetchall()}
     local = _TABLE.sub(lambda found: shards.get(found[0], found[0]), statement)
-    if prepare and routed_prepared:
-        # Prepared once per worker connection and run on its generic plan, as a plain
-        # server runs a single report: the SQL and the values travel apart.
-        numbered, names = _numbered(local)
-        cur.execute(
-            query("citus", "run_tenant_prepared"),
-            {
-                "tenant_id": str(tenant_id),
-                "name": "pipeline_coverage_" + hashlib.md5(numbered.encode()).hexdigest(),
-                "statement": numbered,
-                "arguments": [_as_text(params[name]) for name in names],
-            },
-        )
-        return
     cur.execute(
         query("citus", "run_tenant_statement"),
         {"tenant_id": str(tenant_id), "statement": _bound(cur, local, params)},
     )
-
-
-_PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
-
-
-def _numbered(statement: str) -> tuple[str, list[str]]:
-    """A statement's ``%(name)s`` placeholders as ``$1``... (one number a name) and the
-    names in their order."""
-    names: list[str] = []
-
-    def number(found: re.Match[str]) -> str:
-        if found[1] is None:
-            return "%"
-        if found[1] not in names:
-            names.append(found[1])
-        return f"${names.index(found[1]) + 1}"
-
-    return _PLACEHOLDER.sub(number, statement), names
-
-
-def _as_text(value: Any) -> str | None:
-    """A value as PostgreSQL reads it from text (the prepared statement's parameter
-    types say what each is)."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (dt.date, dt.datetime)):
-        return value.isoformat()
-    return str(value)
 
 
 #: A table of the schema named in a statement's SQL.

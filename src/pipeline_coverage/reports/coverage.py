@@ -294,7 +294,7 @@ def _write(cur: Cursor, request: CoverageRequest, *, restore: bool = False) -> u
         "pipeline_id": str(request.pipeline_id) if request.pipeline_id else None,
     }
     as_of = request.as_of or dt.date.today()
-    currency, rates, routed, month, routed_prepared = _check_scope(cur, {**params, "as_of": as_of})
+    currency, rates, routed, month = _check_scope(cur, {**params, "as_of": as_of})
     fits, calibration = run_calibration(
         cur, request.tenant_id, period=(request.period_start, request.period_end), as_of=as_of,
         fiscal_year_start_month=month,
@@ -342,7 +342,6 @@ def _write(cur: Cursor, request: CoverageRequest, *, restore: bool = False) -> u
         },
         routed=routed,
         prepare=generic,
-        routed_prepared=routed_prepared,
     )
     if restore and replaced is not None:
         set_for_transaction(cur, replaced)
@@ -401,13 +400,11 @@ def recorded_at(as_of: dt.date) -> dt.datetime:
     return dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time(), dt.UTC)
 
 
-def _check_scope(
-    cur: Cursor, params: Mapping[str, Any]
-) -> tuple[str, dict[str, str], bool, int, bool]:
+def _check_scope(cur: Cursor, params: Mapping[str, Any]) -> tuple[str, dict[str, str], bool, int]:
     """The tenant's reporting currency and the other currencies' rates in force on
     ``as_of``, once the tenant, principal and pipeline exist; whether the run's
-    statement is to be routed to the tenant's Citus worker; the month its fiscal year
-    starts in; and whether a routed single report can be prepared on the worker."""
+    statement is to be routed to the tenant's Citus worker; and the month its fiscal
+    year starts in."""
     cur.execute(query(_QUERIES, "check_scope"), params)
     [found] = records(cur)
     if not found["tenant_exists"]:
@@ -426,7 +423,6 @@ def _check_scope(
         json.loads(found["rates"]),
         bool(found["routed"]),
         int(found["fiscal_year_start_month"]),
-        bool(found["prepared"]),
     )
 
 

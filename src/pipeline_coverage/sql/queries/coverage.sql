@@ -31,9 +31,7 @@ SELECT
              AND er.valid_from <= %(as_of)s::date
              AND er.currency <> t.currency
            ORDER BY er.currency, er.valid_from DESC) AS r) AS rates,
-    to_regprocedure('dyno_crm.run_tenant_statement(uuid, text)') IS NOT NULL AS routed,
-    to_regprocedure('dyno_crm.run_tenant_prepared(uuid, text, text, text[])') IS NOT NULL
-        AS prepared;
+    to_regprocedure('dyno_crm.run_tenant_statement(uuid, text)') IS NOT NULL AS routed;
 
 -- name: group_tree
 -- With rollup (SPEC.md §10): each group of the tenant (for one principal: that
