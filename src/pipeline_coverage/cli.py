@@ -14,6 +14,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -1484,16 +1485,24 @@ def _error(message: str) -> None:
     _echo(f"{PROG}: error: {_one_line(message)}", err=True)
 
 
+#: Set once a signal interrupted the command (its rollbacks may then fail, unheard).
+_INTERRUPTED = threading.Event()
+
+
 def _raise_on_signal(signum: int, frame: FrameType | None) -> None:
     # Unwinds the stack like Ctrl-C, so the embedded server is stopped on the way out.
+    _INTERRUPTED.set()
     raise KeyboardInterrupt
 
 
 class _QuietAfterInterrupt(logging.Filter):
     """Drops psycopg's 'error ignored in rollback' when the rollback failed because an
-    interrupt stopped a query midway: the command ends with its one line, 'interrupted'."""
+    interrupt stopped a query midway (a transaction's, or a connection's as its ``with``
+    block ends): the command ends with its one line, 'interrupted'."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if _INTERRUPTED.is_set() and str(record.msg).startswith("error ignored in rollback"):
+            return False
         failed = sys.exc_info()[1]
         return not (failed is not None and isinstance(failed.__context__, KeyboardInterrupt))
 
@@ -1505,9 +1514,10 @@ def main(argv: list[str] | None = None) -> int:
     # Python then installs no KeyboardInterrupt handler of its own.
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _raise_on_signal)
-    rollbacks = logging.getLogger("psycopg.transaction")
-    if not any(isinstance(f, _QuietAfterInterrupt) for f in rollbacks.filters):
-        rollbacks.addFilter(_QuietAfterInterrupt())
+    for name in ("psycopg", "psycopg.transaction"):
+        rollbacks = logging.getLogger(name)
+        if not any(isinstance(f, _QuietAfterInterrupt) for f in rollbacks.filters):
+            rollbacks.addFilter(_QuietAfterInterrupt())
     try:
         result = cli.main(args=argv, prog_name=PROG, standalone_mode=False)
     except click.exceptions.Exit as exc:

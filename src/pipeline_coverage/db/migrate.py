@@ -17,21 +17,20 @@ import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
+from alembic import command
+from alembic.config import Config
 from psycopg import sql
+from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
 
 from pipeline_coverage.db.connection import connect
 from pipeline_coverage.errors import SchemaError
 from pipeline_coverage.metrics import METRICS, Metric
 
-if TYPE_CHECKING:
-    from alembic.config import Config
-
-# Alembic (and SQLAlchemy under it) is imported by the functions that migrate: every
-# other command only compares a database's revision with the head, read off the
-# migration files, and starts half a second sooner without them.
+# The head revision is read off the migration files (a test holds it to Alembic's).
 
 SCHEMA = "dyno_crm"
 VERSION_TABLE = "pipeline_coverage_version"
@@ -42,8 +41,6 @@ _SCRIPTS = Path(__file__).with_name("migrations")
 
 
 def _config(output: io.StringIO | None = None) -> Config:
-    from alembic.config import Config
-
     config = Config(output_buffer=output) if output is not None else Config()
     config.set_main_option("script_location", str(_SCRIPTS))
     return config
@@ -74,10 +71,6 @@ def head_revision() -> str:
 def upgrade(url: str, revision: str = "head") -> None:
     """Apply every pending migration (up to ``revision``) to the database at ``url``,
     in one transaction."""
-    from alembic import command
-    from sqlalchemy import create_engine
-    from sqlalchemy.pool import NullPool
-
     raw = connect(url)  # connection errors surface as the package's own
     engine = create_engine("postgresql+psycopg://", creator=lambda: raw, poolclass=NullPool)
     try:
@@ -127,8 +120,6 @@ def missing_metric_columns(
 def offline_sql() -> str:
     """The SQL of every migration, and the registry's metric columns, as one script for
     a DBA to review and apply."""
-    from alembic import command
-
     buffer = io.StringIO()
     command.upgrade(_config(buffer), "head", sql=True)
     script = buffer.getvalue()

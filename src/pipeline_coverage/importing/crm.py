@@ -365,7 +365,7 @@ class Planner:
         given twice: the lines are named by reading every row in full)."""
         copier: Any = cur
         with copier.copy(query(_QUERIES, "copy_unmatched")) as copy:
-            for digest in known.stored:
+            for digest in known.unmatched():
                 copy.write_row((digest,))
         cur.execute(query(_QUERIES, "analyze_unmatched"))
         if known.unchanged and self.plan.deals:
@@ -680,14 +680,12 @@ def _import(
     # The rows the tenant's deals from the source were written from are not read again
     # (unless asked, or with the CRM's history, which is matched with every deal of the
     # export); every row read keeps its digest for the next import.
-    stored: set[int] = set()
+    stored = array("q")
     if not reread and request.history is None and not created:
         cur.execute(query(_QUERIES, "source_digests"), params)
-        digests = array("q", cur.fetchone()[0] or b"")
+        stored = array("q", cur.fetchone()[0] or b"")
         if sys.byteorder == "little":
-            digests.byteswap()
-        stored = set(digests)
-        del digests
+            stored.byteswap()
     reader.known = KnownRows(row_fingerprint(tenant_id, source, fmt, reader.header), stored)
     # The export's problems come first, then the teams file's, then the request's.
     read = planner.stream_deals(cur, reader)

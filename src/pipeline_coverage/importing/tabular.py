@@ -31,6 +31,10 @@ from types import TracebackType
 from typing import IO, Self
 from xml.etree import ElementTree
 
+from openpyxl import load_workbook
+from openpyxl.utils import column_index_from_string, get_column_letter
+from openpyxl.utils.cell import range_boundaries
+
 from pipeline_coverage.errors import LoadError
 from pipeline_coverage.importing.values import MAX_PROBLEMS, Cell, cell_text, fold, shown
 
@@ -41,14 +45,6 @@ MAX_LINE_BYTES = 2 * 1024 * 1024
 MAX_CELL_PROBLEMS = 1000
 _NOT_UTF8 = re.compile("[\udc80-\udcff]")
 _MAIN = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
-
-
-def get_column_letter(index: int) -> str:
-    """A sheet's column letter of a 1-based index (openpyxl's; openpyxl is imported when
-    first needed: a CSV import starts without it)."""
-    from openpyxl.utils import get_column_letter as letter
-
-    return str(letter(index))
 
 
 @dataclass(frozen=True)
@@ -347,8 +343,6 @@ def _scan_sheet(source: IO[bytes]) -> _Scan:
         elif tag == f"{_MAIN}mergeCell":
             reference = element.get("ref", "")
             try:
-                from openpyxl.utils.cell import range_boundaries
-
                 _, min_row, _, _ = range_boundaries(reference)
             except ValueError:
                 continue
@@ -361,15 +355,11 @@ def _add_cell(scan: _Scan, reference: str, reason: str) -> None:
     letters = reference.rstrip("0123456789")
     digits = reference[len(letters) :]
     if letters and digits:
-        from openpyxl.utils import column_index_from_string
-
         scan.add(int(digits), column_index_from_string(letters) - 1, f"{reason} (cell {reference})")
 
 
 def _open_xlsx(path: Path, sheet: str | None) -> Table:
     try:
-        from openpyxl import load_workbook
-
         workbook = load_workbook(path, read_only=True, data_only=True)
     except FileNotFoundError as exc:
         raise LoadError([f"{path.name}: cannot read ({exc.strerror or exc})"]) from exc

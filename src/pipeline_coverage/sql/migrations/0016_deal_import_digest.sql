@@ -12,9 +12,11 @@ FROM pg_extension WHERE extname = 'citus';
 
 ALTER TABLE dyno_crm.deal ADD COLUMN import_digest bigint;
 
--- Deleting a rep or a team through the product clears the deals' references to it:
--- those deals no longer hold what their export rows gave, so their digests go too
--- (the next import reads their rows again, and makes the rep again).
+-- Deleting a rep through the product clears the deals' references to it: those deals
+-- no longer hold what their export rows gave, so their digests go too (the next import
+-- reads their rows again, and makes the rep again). (A team's deletion needs no such
+-- care: an import writes no team on a deal, and a deal given one by `load` has no
+-- digest left.)
 CREATE OR REPLACE FUNCTION dyno_crm.delete_crm_user(p_tenant_id uuid, p_user_id uuid)
 RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE
@@ -27,23 +29,6 @@ BEGIN
     WHERE d.tenant_id = p_tenant_id
       AND (d.owned_by_user_id = p_user_id OR d.assigned_user_id = p_user_id);
     DELETE FROM dyno_crm.crm_user AS u WHERE u.tenant_id = p_tenant_id AND u.id = p_user_id;
-    GET DIAGNOSTICS deleted = ROW_COUNT;
-    RETURN deleted > 0;
-END;
-$$;
-
-CREATE OR REPLACE FUNCTION dyno_crm.delete_crm_group(p_tenant_id uuid, p_group_id uuid)
-RETURNS boolean LANGUAGE plpgsql AS $$
-DECLARE
-    deleted integer;
-BEGIN
-    UPDATE dyno_crm.deal AS d
-    SET owned_by_group_id = NULLIF(d.owned_by_group_id, p_group_id),
-        assigned_group_id = NULLIF(d.assigned_group_id, p_group_id),
-        import_digest = NULL
-    WHERE d.tenant_id = p_tenant_id
-      AND (d.owned_by_group_id = p_group_id OR d.assigned_group_id = p_group_id);
-    DELETE FROM dyno_crm.crm_group AS g WHERE g.tenant_id = p_tenant_id AND g.id = p_group_id;
     GET DIAGNOSTICS deleted = ROW_COUNT;
     RETURN deleted > 0;
 END;

@@ -92,8 +92,8 @@ FROM STDIN;
 
 -- name: source_digests
 -- The digests of the rows the tenant's deals from the source were written from, as
--- one value (8 bytes each, big-endian): what a re-import need not read again.
-SELECT string_agg(int8send(d.import_digest), ''::bytea)
+-- one value (8 bytes each, big-endian, in order): what a re-import need not read again.
+SELECT string_agg(int8send(d.import_digest), ''::bytea ORDER BY d.import_digest)
 FROM dyno_crm.deal AS d
 WHERE d.tenant_id = %(tenant_id)s::uuid AND d.import_source = %(source)s::text
   AND d.import_digest IS NOT NULL;

@@ -21,8 +21,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # The functions as 0006 made them (they name the column), then the column.
+    # The rep's deletion as 0006 made it (it names the column), then the column.
     for statement in statements(migration("0006_citus_compatible_references.sql")):
-        if "CREATE FUNCTION dyno_crm.delete_crm_" in statement:
+        if "CREATE FUNCTION dyno_crm.delete_crm_user" in statement:
             op.execute(statement.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1))
     op.execute("ALTER TABLE dyno_crm.deal DROP COLUMN import_digest")
