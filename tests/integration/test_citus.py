@@ -92,6 +92,15 @@ def citus_url() -> Iterator[str]:
         yield url
 
 
+def first_user(conn: psycopg.Connection[Any], tenant: uuid.UUID) -> tuple[uuid.UUID]:
+    """The tenant's first rep (by id), as its row."""
+    row = conn.execute(
+        "SELECT id FROM dyno_crm.crm_user WHERE tenant_id = %s ORDER BY id LIMIT 1", (tenant,)
+    ).fetchone()
+    assert row is not None
+    return (uuid.UUID(str(row[0])),)
+
+
 def first_tenant(conn: psycopg.Connection[Any]) -> uuid.UUID:
     row = conn.execute("SELECT id FROM dyno_crm.tenant ORDER BY id LIMIT 1").fetchone()
     assert row is not None
@@ -500,10 +509,7 @@ def test_a_run_talks_to_one_worker_without_two_phase_commit(citus_url: str, mode
     with psycopg.connect(citus_url) as conn:
         tenant = first_tenant(conn)
         worker = _tenant_worker(conn, tenant)
-        user = conn.execute(
-            "SELECT id FROM dyno_crm.crm_user WHERE tenant_id = %s ORDER BY id LIMIT 1", (tenant,)
-        ).fetchone()
-        assert user is not None
+        user = first_user(conn, tenant)
         conn.execute("SET citus.log_remote_commands TO on")
         conn.commit()
         conn.add_notice_handler(
@@ -539,10 +545,7 @@ def test_on_the_tenants_worker_a_run_sends_nothing_to_another_node(
     function = "dyno_crm.run_tenant_statement(uuid, text)"
     with psycopg.connect(citus_url, autocommit=True) as conn:
         tenant = first_tenant(conn)
-        user = conn.execute(
-            "SELECT id FROM dyno_crm.crm_user WHERE tenant_id = %s ORDER BY id LIMIT 1", (tenant,)
-        ).fetchone()
-        assert user is not None
+        user = first_user(conn, tenant)
         conn.execute(f"ALTER FUNCTION {function} SET citus.log_remote_commands = on")
         try:
             conn.autocommit = False
@@ -574,10 +577,7 @@ def test_a_tenants_run_needs_no_other_worker(
     with psycopg.connect(citus_url) as conn:
         tenant = first_tenant(conn)
         worker = _tenant_worker(conn, tenant)
-        user = conn.execute(
-            "SELECT id FROM dyno_crm.crm_user WHERE tenant_id = %s ORDER BY id LIMIT 1", (tenant,)
-        ).fetchone()
-        assert user is not None
+        user = first_user(conn, tenant)
         others = [
             f"{host}:{port}"
             for host, port in conn.execute(

@@ -197,10 +197,6 @@ def upsert_rows(
             by_name[name], sql.SQL("{}.{}").format(sql.Identifier(row), sql.Identifier(name))
         )
 
-    def listed(names: list[str], row: str | sql.Composable) -> sql.Composable:
-        table = sql.SQL(row) if isinstance(row, str) else row
-        return sql.SQL(", ").join(sql.SQL("{}.{}").format(table, sql.Identifier(n)) for n in names)
-
     # The stored rows compared are the staged tenants' only, by their key's index:
     # without it the comparison may read every tenant's rows (a hash of the table).
     tenants: sql.Composable = sql.SQL("")
@@ -224,7 +220,7 @@ def upsert_rows(
             " WHERE NOT EXISTS (SELECT 1 FROM {target} AS t WHERE {keys}{tenants}"
             " AND ({current}) IS NOT DISTINCT FROM ({incoming}))"
         ).format(
-            target=stored, keys=keys, tenants=tenants, current=listed(updatable, "t"),
+            target=stored, keys=keys, tenants=tenants, current=_listed(updatable, "t"),
             incoming=sql.SQL(", ").join(staged(n) for n in updatable),
         )  # fmt: skip
     source = stage
@@ -248,12 +244,12 @@ def upsert_rows(
             ).format(
                 at=at,
                 versioned=sql.SQL(", ").join(map(sql.Identifier, VERSIONED)),
-                values=listed(list(VERSIONED), "t"),
+                values=_listed(list(VERSIONED), "t"),
                 source=source,
                 stored=stored,
                 keys=keys,
                 tenants=tenants,
-                current=listed(own, "t"),
+                current=_listed(own, "t"),
                 incoming=sql.SQL(", ").join(staged(n) for n in own),
             )
         )
@@ -274,8 +270,8 @@ def upsert_rows(
                     "recorded_from = CASE WHEN ({current}) IS DISTINCT FROM ({incoming})"
                     " THEN EXCLUDED.recorded_from ELSE {target}.recorded_from END"
                 ).format(
-                    current=listed(own, target),
-                    incoming=listed(own, "EXCLUDED"),
+                    current=_listed(own, target),
+                    incoming=_listed(own, "EXCLUDED"),
                     target=target,
                 )
             )
@@ -283,8 +279,8 @@ def upsert_rows(
             "DO UPDATE SET {assign} WHERE ({current}) IS DISTINCT FROM ({incoming})"
         ).format(
             assign=sql.SQL(", ").join(assign),
-            current=listed(updatable, target),
-            incoming=listed(updatable, "EXCLUDED"),
+            current=_listed(updatable, target),
+            incoming=_listed(updatable, "EXCLUDED"),
         )
     else:
         on_conflict = sql.Composed([sql.SQL("DO NOTHING")])
@@ -320,6 +316,17 @@ def upsert_rows(
     if citus:
         cur.execute(sql.SQL("DROP TABLE {}").format(stored))
     return int(rows), int(inserted), int(updated)
+
+
+def _listed(names: Sequence[str], row: str | sql.Composable) -> sql.Composable:
+    """``row.a, row.b, ...`` of ``names`` (``row`` an alias, or a table)."""
+    table = sql.SQL(row) if isinstance(row, str) else row
+    return sql.SQL(", ").join(sql.SQL("{}.{}").format(table, sql.Identifier(n)) for n in names)
+
+
+def _from_s(names: Sequence[str]) -> sql.Composable:
+    """``a = s.a, b = s.b, ...``: an UPDATE's assignments from the row ``s``."""
+    return sql.SQL(", ").join(sql.SQL("{0} = s.{0}").format(sql.Identifier(n)) for n in names)
 
 
 def _pulled_rows(
@@ -364,22 +371,15 @@ def _write_carried(
     """Write the carried columns of the staged rows whose stored values differ in them
     alone (by a join; on Citus, the rows found in the pulled copy, then sent by key)."""
 
-    def listed(names: Sequence[str], row: str) -> sql.Composable:
-        return sql.SQL(", ").join(
-            sql.SQL("{}.{}").format(sql.Identifier(row), sql.Identifier(n)) for n in names
-        )
-
     differ = sql.SQL("({}) IS DISTINCT FROM ({})").format(
-        listed(carried, "t"), listed(carried, "s")
+        _listed(carried, "t"), _listed(carried, "s")
     )
     if not citus:
         cur.execute(
             sql.SQL("UPDATE {target} AS t SET {assign} FROM {stage} AS s WHERE {keys}{tenants}"
                     " AND {differ}").format(
                 target=target,
-                assign=sql.SQL(", ").join(
-                    sql.SQL("{0} = s.{0}").format(sql.Identifier(n)) for n in carried
-                ),
+                assign=_from_s(carried),
                 stage=stage, keys=keys, tenants=tenants, differ=differ,
             )
         )  # fmt: skip
@@ -389,7 +389,7 @@ def _write_carried(
     cur.execute(
         sql.SQL("SELECT {keys_out}, {carried_out} FROM {stage} AS s JOIN {stored} AS t"
                 " ON {keys} WHERE {differ}").format(
-            keys_out=listed(key_columns, "t"), carried_out=listed(carried, "s"),
+            keys_out=_listed(key_columns, "t"), carried_out=_listed(carried, "s"),
             stage=stage, stored=stored, keys=keys, differ=differ,
         )
     )  # fmt: skip
@@ -411,9 +411,7 @@ def _write_carried(
             sql.SQL("UPDATE {target} AS t SET {assign} FROM unnest({arrays}) AS s ({names})"
                     " WHERE {match}{tenant}").format(
                 target=target,
-                assign=sql.SQL(", ").join(
-                    sql.SQL("{0} = s.{0}").format(sql.Identifier(n)) for n in carried
-                ),
+                assign=_from_s(carried),
                 arrays=sql.SQL(", ").join(
                     sql.SQL("{}::{}[]").format(
                         sql.Placeholder(), sql.SQL(types.get(n, "bigint"))
