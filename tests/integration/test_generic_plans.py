@@ -48,6 +48,7 @@ from pipeline_coverage.directory import (
     resolve_principal,
 )
 from pipeline_coverage.history import same_point_of_quarter
+from pipeline_coverage.store import run_deals_json
 from tests.factory import bulk_tenant
 
 PERIOD = (dt.date(2026, 1, 1), dt.date(2026, 4, 1))
@@ -188,6 +189,12 @@ def test_repeated_reads_keep_their_speed_on_a_generic_plan(
         ),
         "run_deals: one principal, every deal": lambda c: run_deals(c, batch, tenant, **principal),
         "run_deals: a single run": lambda c: run_deals(c, single, tenant, limit=1001),
+        "run_deals_json: a middle page of the run": lambda c: run_deals_json(
+            c, batch, tenant, after=middle, limit=1001
+        ),
+        "run_deals_json: one principal, first page": lambda c: run_deals_json(
+            c, batch, tenant, **principal, limit=200
+        ),
         "get_run: a batch": lambda c: get_run(c, batch, tenant),
         "get_run: a by-pipeline batch": lambda c: get_run(c, by_pipeline, tenant),
         "get_run: a single run": lambda c: get_run(c, single, tenant),
@@ -227,7 +234,7 @@ def test_repeated_reads_keep_their_speed_on_a_generic_plan(
     # The reads give the same answers either way (a plan is never a result).
     with planned(db_url, "force_generic_plan") as generic:
         same = ("run_deals: a middle page of the run", "run_deals: one principal, every deal",
-                "list_runs: the tenant's")  # fmt: skip
+                "run_deals_json: a middle page of the run", "list_runs: the tenant's")  # fmt: skip
         for name in same:
             assert reads[name](generic) == reads[name](conn)
 

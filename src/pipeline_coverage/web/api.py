@@ -6,6 +6,7 @@ import base64
 import binascii
 import datetime as dt
 import hashlib
+import json
 import uuid
 from typing import Annotated, Any, Literal
 
@@ -24,7 +25,6 @@ from pipeline_coverage.presentation import PRINCIPAL_TYPES, Bands
 from pipeline_coverage.render.values import (
     PrincipalType,
     Run,
-    deal_values,
     deals_csv,
     movement_csv,
     movement_deals_csv,
@@ -40,7 +40,13 @@ from pipeline_coverage.reports.coverage import (
 )
 from pipeline_coverage.reports.movement import compare_runs
 from pipeline_coverage.reports.requests import resolve_request
-from pipeline_coverage.store import DealCredit, DealCursor, get_run, list_runs, run_deals
+from pipeline_coverage.store import (
+    DealCursor,
+    get_run,
+    list_runs,
+    run_deals,
+    run_deals_json,
+)
 from pipeline_coverage.web.cache import Rendered, RunCache
 from pipeline_coverage.web.deps import (
     Caller,
@@ -343,15 +349,10 @@ def coverage_same_point(
     )
 
 
-def _encode_deal_cursor(deal: DealCredit) -> str:
-    raw = "|".join(
-        [
-            deal.principal_type,
-            str(deal.principal_id),
-            str(deal.pipeline_id or ""),
-            str(deal.deal_id),
-        ]
-    )
+def _encode_deal_cursor(
+    principal_type: str, principal_id: object, pipeline_id: object, deal_id: object
+) -> str:
+    raw = "|".join([principal_type, str(principal_id), str(pipeline_id or ""), str(deal_id)])
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
@@ -393,25 +394,37 @@ def read_run_deals(
     if (principal_type is None) != (principal_id is None):
         raise _invalid("principal_id: principal_type and principal_id go together")
     after = _decode_deal_cursor(cursor) if cursor else None
-    found = run_deals(
-        conn,
-        run_id,
-        caller.tenant_id,
-        principal_type=principal_type,
-        principal_id=principal_id,
-        after=after,
-        limit=limit + 1,
-    )
-    page = found[:limit]
-    next_cursor = _encode_deal_cursor(page[-1]) if len(found) > limit else None
+    wanted: dict[str, Any] = {
+        "principal_type": principal_type, "principal_id": principal_id, "after": after,
+        "limit": limit + 1,
+    }  # fmt: skip
     if _wants_csv(request):
+        found = run_deals(conn, run_id, caller.tenant_id, **wanted)
+        page = found[:limit]
         # CSV has no room for the cursor: the next page's URL is a Link header.
         headers = {}
-        if next_cursor is not None:
-            headers["Link"] = f'<{_next_page(request, next_cursor, limit)}>; rel="next"'
+        if len(found) > limit:
+            last = page[-1]
+            following = _encode_deal_cursor(
+                last.principal_type, last.principal_id, last.pipeline_id, last.deal_id
+            )
+            headers["Link"] = f'<{_next_page(request, following, limit)}>; rel="next"'
         return Response(deals_csv(page), media_type="text/csv; charset=utf-8", headers=headers)
-    # (validated against DealPage, like every JSON answer)
-    return {"run_id": run_id, "deals": [deal_values(d) for d in page], "next_cursor": next_cursor}
+    # The deals come as JSON objects from the database (store.run_deals_json, held to
+    # deal_values and DealPage by the tests), so the page is joined, not re-encoded.
+    objects = run_deals_json(conn, run_id, caller.tenant_id, **wanted)
+    next_cursor = None
+    if len(objects) > limit:
+        last_deal = json.loads(objects[limit - 1])
+        next_cursor = _encode_deal_cursor(
+            last_deal["principal_type"], last_deal["principal_id"], last_deal["pipeline_id"],
+            last_deal["deal_id"],
+        )  # fmt: skip
+    body = (
+        f'{{"run_id":"{run_id}","deals":[{",".join(objects[:limit])}],'
+        f'"next_cursor":{json.dumps(next_cursor)}}}'
+    )
+    return Response(body.encode(), media_type="application/json")
 
 
 def _next_page(request: Request, cursor: str, limit: int) -> str:
