@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import anyio
 import psycopg
@@ -18,6 +18,7 @@ from pipeline_coverage.config import WebSettings
 from pipeline_coverage.web.limits import TenantSlots, admitted
 from pipeline_coverage.web.problems import ProblemError
 
+T = TypeVar("T")
 SESSION_TENANT = "tenant_id"
 SESSION_ID = "session_id"
 #: How long a request waits for a database connection before answering 503.
@@ -156,6 +157,25 @@ async def tenant_read(request: Request, tenant_id: uuid.UUID) -> AsyncIterator[N
 async def _tenant_read_slot(request: Request, caller: Caller) -> AsyncIterator[None]:
     async with tenant_read(request, caller.tenant_id):
         yield
+
+
+async def in_tenant_read(
+    request: Request,
+    tenant_id: uuid.UUID,
+    read: Callable[..., T],
+    subject: object,
+    keywords: Mapping[str, Any],
+) -> T:
+    """``read(conn, subject, tenant_id, **keywords)`` within the tenant's read share, on
+    a pooled connection taken and given back in the same worker thread: one hand-off
+    to a thread where a connection dependency and a sync route take three."""
+
+    def work() -> T:
+        with fresh_connection(request) as conn:
+            return read(conn, subject, tenant_id, **keywords)
+
+    async with tenant_read(request, tenant_id):
+        return await anyio.to_thread.run_sync(work)
 
 
 def get_tenant_conn(
