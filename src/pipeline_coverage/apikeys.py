@@ -16,7 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline_coverage.db.connection import Connection, as_uuid, records, unit_of_work
+from pipeline_coverage.db.connection import (
+    Connection,
+    as_uuid,
+    one_read,
+    records,
+    unit_of_work,
+)
 from pipeline_coverage.errors import NotFoundError, ValidationError
 from pipeline_coverage.sql import query
 from pipeline_coverage.validation import parse_uuid
@@ -146,7 +152,7 @@ def authenticate(conn: Connection, key: str) -> Principal | None:
 
 def authenticate_hash(conn: Connection, tenant_id: uuid.UUID, hashed: bytes) -> Principal | None:
     """Like ``authenticate``, from the tenant and hash of a key (a dashboard session)."""
-    with unit_of_work(conn) as cur:
+    with one_read(conn) as cur:  # (once per API request: no transaction round trips)
         cur.execute(
             query(_QUERIES, "authenticate"), {"tenant_id": str(tenant_id), "key_hash": hashed}
         )
@@ -186,7 +192,7 @@ def authenticate_session(
     conn: Connection, tenant_id: uuid.UUID, session_id: uuid.UUID
 ) -> Principal | None:
     """The tenant of a live session; None once it ended, expired or lost its key."""
-    with unit_of_work(conn) as cur:
+    with one_read(conn) as cur:
         cur.execute(
             query(_QUERIES, "authenticate_session"),
             {"tenant_id": str(tenant_id), "session_id": str(session_id)},

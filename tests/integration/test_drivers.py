@@ -21,7 +21,8 @@ from pipeline_coverage import (
     run_pipeline_coverage_batch,
     run_pipeline_coverage_report,
 )
-from pipeline_coverage.db.connection import prepares
+from pipeline_coverage.db.connection import one_read, prepares, unit_of_work
+from pipeline_coverage.errors import PipelineCoverageError
 from tests.factory import Crm
 
 Q1 = (dt.date(2026, 1, 1), dt.date(2026, 4, 1))
@@ -254,3 +255,48 @@ def test_the_drill_down_reads_the_same_with_either_driver(
     assert deal.pipeline_id is None
     assert deal.flags == ("PAST_DUE",)  # (its close date is behind today)
     assert deal.reporting_amount == Decimal("123.45")
+
+
+# --- one_read: the API's key check, once per request --------------------------------
+
+LONE = "SELECT statement_timestamp() = transaction_timestamp() AS alone"
+
+
+def test_one_read_on_an_idle_connection_runs_without_a_transaction(driver_conn: Any) -> None:
+    """No BEGIN and COMMIT around it: the statement is its transaction's only one (its
+    timestamp is the transaction's), and the connection is left as it was found."""
+    with one_read(driver_conn) as cur:
+        cur.execute(LONE)
+        assert cur.fetchone()[0] is True
+    assert driver_conn.autocommit is False
+    assert driver_conn.info.transaction_status == 0  # idle
+    # A unit of work for comparison: BEGIN, then the statement.
+    with unit_of_work(driver_conn) as cur:
+        cur.execute("SELECT pg_sleep(0.01)")
+        cur.execute(LONE)
+        assert cur.fetchone()[0] is False
+
+
+def test_one_read_inside_the_callers_transaction_reads_within_it(
+    driver_conn: Any, setup: Setup
+) -> None:
+    cur = driver_conn.cursor()
+    cur.execute("UPDATE dyno_crm.tenant SET name = 'renamed, not committed' WHERE id = %s",
+                (str(setup.tenant),))  # fmt: skip
+    with one_read(driver_conn) as inner:
+        inner.execute("SELECT name FROM dyno_crm.tenant WHERE id = %s", (str(setup.tenant),))
+        assert inner.fetchone()[0] == "renamed, not committed"
+    assert driver_conn.info.transaction_status == 2  # still the caller's transaction
+    driver_conn.rollback()
+
+
+def test_one_read_that_fails_is_the_packages_error_and_leaves_the_connection_usable(
+    driver_conn: Any,
+) -> None:
+    with pytest.raises(PipelineCoverageError), one_read(driver_conn) as cur:
+        cur.execute("SELECT 1 / 0")
+    assert driver_conn.autocommit is False
+    assert driver_conn.info.transaction_status == 0
+    with one_read(driver_conn) as cur:
+        cur.execute("SELECT 2")
+        assert cur.fetchone()[0] == 2

@@ -56,8 +56,8 @@ class Connection(Protocol):
 
     @property
     def closed(self) -> Any: ...
-    @property
-    def autocommit(self) -> Any: ...
+    autocommit: Any  # (set by one_read for its statement)
+
     @property
     def info(self) -> Any: ...
     def cursor(self) -> Any: ...
@@ -156,6 +156,34 @@ def unit_of_work(conn: Connection, isolation: Isolation | None = None) -> Iterat
         if type(exc).__module__.startswith("psycopg"):  # psycopg or psycopg2
             raise translate(exc) from exc
         raise
+
+
+@contextmanager
+def one_read(conn: Connection) -> Iterator[Cursor]:
+    """Run one read-only statement: on an idle connection by itself, with no
+    transaction around it (autocommit for the block: no BEGIN and COMMIT round trips —
+    a lone SELECT sees one snapshot anyway); inside the caller's transaction, or on a
+    connection already in autocommit, as ``unit_of_work`` does. The block must run a
+    single statement that writes nothing (the API's key check, once per request)."""
+    if conn.closed or conn.autocommit or _transaction_status(conn) != _IDLE:
+        with unit_of_work(conn) as cur:
+            yield cur
+        return
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            yield cur
+    except PipelineCoverageError:
+        raise
+    except Exception as exc:
+        if type(exc).__module__.startswith("psycopg"):  # psycopg or psycopg2
+            raise translate(exc) from exc
+        raise
+    finally:
+        # (idle again after the statement; a connection that broke meanwhile refuses,
+        # and the pool discards it)
+        with contextlib.suppress(Exception):
+            conn.autocommit = False
 
 
 @contextmanager
