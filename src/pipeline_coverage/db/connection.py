@@ -56,6 +56,7 @@ class Connection(Protocol):
 
     @property
     def closed(self) -> Any: ...
+
     autocommit: Any  # (set by one_read for its statement)
 
     @property
