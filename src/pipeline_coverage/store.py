@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any, TypeVar
 
+import psycopg
+
 from pipeline_coverage.db.connection import (
     Connection,
     Cursor,
@@ -451,6 +453,9 @@ def _run_deals(
             raise NotFoundError(f"run_id: no run {run}")
         header = found[0]
         replaced = set_for_transaction(cur, DEALS_SETTINGS)
+        # psycopg 3 takes the rows in binary: PostgreSQL writes a large principal's
+        # thousands of UUIDs, amounts and dates faster so than as text.
+        binary = {"binary": True} if isinstance(cur, psycopg.Cursor) else {}
         cur.execute(
             statement,
             {
@@ -464,6 +469,7 @@ def _run_deals(
                 "after_deal": str(after[3]) if after else None,
                 "limit": limit,
             },
+            **binary,
         )
         deals = read(cur)
         if callers:  # (a caller's transaction goes on; ours ends with its settings)
