@@ -130,27 +130,33 @@ def unit_of_work(conn: Connection, isolation: Isolation | None = None) -> Iterat
 
     nested = status == _INTRANS
     explicit = not nested and bool(conn.autocommit)
+    with _driver_errors(), conn.cursor() as cur:
+        try:
+            if nested:
+                cur.execute(f"SAVEPOINT {_SAVEPOINT}")
+            elif explicit:
+                cur.execute(f"BEGIN ISOLATION LEVEL {isolation}" if isolation else "BEGIN")
+            elif isolation:
+                cur.execute(f"SET TRANSACTION ISOLATION LEVEL {isolation}")
+            yield cur
+            if nested:
+                cur.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
+            elif explicit:
+                cur.execute("COMMIT")
+            else:
+                conn.commit()
+        except BaseException:
+            # A failed undo (say, the server went away) must not hide the real error.
+            with contextlib.suppress(Exception):
+                _undo(conn, cur, nested=nested, explicit=explicit)
+            raise
+
+
+@contextmanager
+def _driver_errors() -> Iterator[None]:
+    """A driver's error (either driver's) leaves the block as the package's own."""
     try:
-        with conn.cursor() as cur:
-            try:
-                if nested:
-                    cur.execute(f"SAVEPOINT {_SAVEPOINT}")
-                elif explicit:
-                    cur.execute(f"BEGIN ISOLATION LEVEL {isolation}" if isolation else "BEGIN")
-                elif isolation:
-                    cur.execute(f"SET TRANSACTION ISOLATION LEVEL {isolation}")
-                yield cur
-                if nested:
-                    cur.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
-                elif explicit:
-                    cur.execute("COMMIT")
-                else:
-                    conn.commit()
-            except BaseException:
-                # A failed undo (say, the server went away) must not hide the real error.
-                with contextlib.suppress(Exception):
-                    _undo(conn, cur, nested=nested, explicit=explicit)
-                raise
+        yield
     except PipelineCoverageError:
         raise
     except Exception as exc:
@@ -172,14 +178,8 @@ def one_read(conn: Connection) -> Iterator[Cursor]:
         return
     conn.autocommit = True
     try:
-        with conn.cursor() as cur:
+        with _driver_errors(), conn.cursor() as cur:
             yield cur
-    except PipelineCoverageError:
-        raise
-    except Exception as exc:
-        if type(exc).__module__.startswith("psycopg"):  # psycopg or psycopg2
-            raise translate(exc) from exc
-        raise
     finally:
         # (idle again after the statement; a connection that broke meanwhile refuses,
         # and the pool discards it)

@@ -402,7 +402,11 @@ async def read_run_deals(
     # (a connection dependency and a sync route would take three), all within the
     # tenant's read share.
     if _wants_csv(request):
-        found = await in_tenant_read(request, caller.tenant_id, run_deals, run_id, wanted)
+        found = await in_tenant_read(
+            request,
+            caller.tenant_id,
+            lambda conn: run_deals(conn, run_id, caller.tenant_id, **wanted),
+        )
         page = found[:limit]
         # CSV has no room for the cursor: the next page's URL is a Link header.
         headers = {}
@@ -415,7 +419,11 @@ async def read_run_deals(
         return Response(deals_csv(page), media_type="text/csv; charset=utf-8", headers=headers)
     # The deals come as JSON objects from the database (store.run_deals_json, held to
     # deal_values and DealPage by the tests), so the page is joined, not re-encoded.
-    objects = await in_tenant_read(request, caller.tenant_id, run_deals_json, run_id, wanted)
+    objects = await in_tenant_read(
+        request,
+        caller.tenant_id,
+        lambda conn: run_deals_json(conn, run_id, caller.tenant_id, **wanted),
+    )
     next_cursor = None
     if len(objects) > limit:
         last_deal = json.loads(objects[limit - 1])

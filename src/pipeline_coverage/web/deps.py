@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from typing import Annotated, Any, TypeVar
 
@@ -160,19 +160,15 @@ async def _tenant_read_slot(request: Request, caller: Caller) -> AsyncIterator[N
 
 
 async def in_tenant_read(
-    request: Request,
-    tenant_id: uuid.UUID,
-    read: Callable[..., T],
-    subject: object,
-    keywords: Mapping[str, Any],
+    request: Request, tenant_id: uuid.UUID, read: Callable[[psycopg.Connection[Any]], T]
 ) -> T:
-    """``read(conn, subject, tenant_id, **keywords)`` within the tenant's read share, on
-    a pooled connection taken and given back in the same worker thread: one hand-off
-    to a thread where a connection dependency and a sync route take three."""
+    """``read(conn)`` within the tenant's read share, on a pooled connection taken and
+    given back in the same worker thread: one hand-off to a thread where a connection
+    dependency and a sync route take three."""
 
     def work() -> T:
         with fresh_connection(request) as conn:
-            return read(conn, subject, tenant_id, **keywords)
+            return read(conn)
 
     async with tenant_read(request, tenant_id):
         return await anyio.to_thread.run_sync(work)
