@@ -420,3 +420,63 @@ def test_a_run_as_recorded_reads_versions_and_a_run_on_current_data_does_not() -
     assert "FROM\n    dyno_crm.deal AS d\n" in current
     assert "FROM dyno_crm.deal_version AS v" in recorded
     assert "    dyno_crm.deal AS d\n" not in recorded
+
+
+def test_a_run_is_rendered_once_for_the_requests_that_ask_meanwhile() -> None:
+    """Requests that find a run's entry missing (it expired under load) share the one
+    rendering in progress; its error is each caller's; a caller that goes away does
+    not cancel it for the others; once done, it is kept (and, unkept, made again)."""
+    import asyncio
+
+    from pipeline_coverage.web.cache import Rendered, RunCache
+
+    tenant, run = uuid.UUID(int=1), uuid.UUID(int=10)
+    body = Rendered(b"{}", "application/json", '"a"')
+
+    async def scenario() -> None:
+        calls = 0
+        release = asyncio.Event()
+
+        async def render() -> Rendered:
+            nonlocal calls
+            calls += 1
+            await release.wait()
+            return body
+
+        cache = RunCache(ttl=60)
+        callers = [asyncio.ensure_future(cache.rendered(tenant, run, "json", render))
+                   for _ in range(12)]  # fmt: skip
+        await asyncio.sleep(0)
+        callers[0].cancel()  # the first caller (the one that started it) goes away
+        release.set()
+        done = await asyncio.gather(*callers[1:])
+        assert calls == 1
+        assert all(result is body for result in done)
+        assert callers[0].cancelled()
+        assert await cache.rendered(tenant, run, "json", render) is body  # kept
+        assert calls == 1
+        # Another tenant's or format's rendering is its own.
+        await cache.rendered(uuid.UUID(int=2), run, "json", render)
+        await cache.rendered(tenant, run, "csv", render)
+        assert calls == 3
+
+        failures = 0
+
+        async def missing() -> Rendered:
+            nonlocal failures
+            failures += 1
+            await asyncio.sleep(0.01)
+            raise LookupError("no run")
+
+        uncached = RunCache(ttl=0)
+        outcomes = await asyncio.gather(
+            *(uncached.rendered(tenant, run, "json", missing) for _ in range(5)),
+            return_exceptions=True,
+        )
+        assert failures == 1
+        assert all(isinstance(o, LookupError) for o in outcomes)
+        await asyncio.gather(uncached.rendered(tenant, run, "json", missing),
+                             return_exceptions=True)  # fmt: skip
+        assert failures == 2  # nothing kept: the next request renders (fails) again
+
+    asyncio.run(scenario())

@@ -236,13 +236,14 @@ async def read_coverage_run(run_id: uuid.UUID, caller: Caller, request: Request)
     an ETag; a run's rendering may be reused for a short while (see docs/api.md)."""
     fmt = "csv" if _wants_csv(request) else "json"
     cache: RunCache = request.app.state.run_cache
-    rendered = cache.get(caller.tenant_id, run_id, fmt)
-    if rendered is None:  # only then a database slot, a connection and a thread
+
+    async def render() -> Rendered:  # only then a database slot, a connection and a thread
         async with tenant_read(request, caller.tenant_id):
-            rendered = await anyio.to_thread.run_sync(
+            return await anyio.to_thread.run_sync(
                 _render_run, request, caller.tenant_id, run_id, fmt
             )
-        cache.put(caller.tenant_id, run_id, fmt, rendered)
+
+    rendered = await cache.rendered(caller.tenant_id, run_id, fmt, render)
     # Private: a shared cache must never hand one tenant's run to another caller.
     headers = {
         "ETag": rendered.etag,
