@@ -16,10 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
+
 from pipeline_coverage.db.connection import (
     Connection,
     as_uuid,
     one_read,
+    read_async,
     records,
     unit_of_work,
 )
@@ -153,10 +156,21 @@ def authenticate(conn: Connection, key: str) -> Principal | None:
 def authenticate_hash(conn: Connection, tenant_id: uuid.UUID, hashed: bytes) -> Principal | None:
     """Like ``authenticate``, from the tenant and hash of a key (a dashboard session)."""
     with one_read(conn) as cur:  # (once per API request: no transaction round trips)
-        cur.execute(
-            query(_QUERIES, "authenticate"), {"tenant_id": str(tenant_id), "key_hash": hashed}
-        )
+        cur.execute(query(_QUERIES, "authenticate"), _key_params(tenant_id, hashed))
         return _principal(records(cur))
+
+
+async def authenticate_async(conn: psycopg.AsyncConnection[Any], key: str) -> Principal | None:
+    """``authenticate`` on an asyncio connection in autocommit (the API's key check)."""
+    tenant = tenant_of_key(key)
+    if tenant is None:
+        return None
+    found = await read_async(conn, query(_QUERIES, "authenticate"), _key_params(tenant, _hash(key)))
+    return _principal(found)
+
+
+def _key_params(tenant_id: uuid.UUID, hashed: bytes) -> dict[str, Any]:
+    return {"tenant_id": str(tenant_id), "key_hash": hashed}
 
 
 @dataclass(frozen=True)
@@ -193,11 +207,20 @@ def authenticate_session(
 ) -> Principal | None:
     """The tenant of a live session; None once it ended, expired or lost its key."""
     with one_read(conn) as cur:
-        cur.execute(
-            query(_QUERIES, "authenticate_session"),
-            {"tenant_id": str(tenant_id), "session_id": str(session_id)},
-        )
+        cur.execute(query(_QUERIES, "authenticate_session"), _session_params(tenant_id, session_id))
         return _principal(records(cur))
+
+
+async def authenticate_session_async(
+    conn: psycopg.AsyncConnection[Any], tenant_id: uuid.UUID, session_id: uuid.UUID
+) -> Principal | None:
+    """``authenticate_session`` on an asyncio connection in autocommit."""
+    statement = query(_QUERIES, "authenticate_session")
+    return _principal(await read_async(conn, statement, _session_params(tenant_id, session_id)))
+
+
+def _session_params(tenant_id: uuid.UUID, session_id: uuid.UUID) -> dict[str, Any]:
+    return {"tenant_id": str(tenant_id), "session_id": str(session_id)}
 
 
 def end_session(conn: Connection, tenant_id: uuid.UUID, session_id: uuid.UUID) -> None:

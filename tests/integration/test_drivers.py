@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from collections.abc import Iterator
@@ -300,3 +301,73 @@ def test_one_read_that_fails_is_the_packages_error_and_leaves_the_connection_usa
     with one_read(driver_conn) as cur:
         cur.execute("SELECT 2")
         assert cur.fetchone()[0] == 2
+
+
+# --- the API's key check on an asyncio connection (the event loop) ---------------------
+
+
+def test_async_key_checks_agree_with_the_sync_ones(
+    conn: psycopg.Connection[Any], db_url: str
+) -> None:
+    from pipeline_coverage.apikeys import (
+        authenticate,
+        authenticate_async,
+        authenticate_session,
+        authenticate_session_async,
+        create_api_key,
+        end_session,
+        revoke_api_key,
+        start_session,
+    )
+
+    tenant = Crm(conn).tenant('Key\'s "tenant"')
+    _, key = create_api_key(conn, tenant, "live")
+    revoked_key, revoked = create_api_key(conn, tenant, "revoked")
+    revoke_api_key(conn, revoked_key.id, tenant)
+    session = start_session(conn, key)
+    assert session is not None
+    ended = start_session(conn, key)
+    assert ended is not None
+    end_session(conn, tenant, ended.id)
+    conn.commit()
+    wrong = key[:-1] + ("x" if key[-1] != "x" else "y")
+    keys = [key, revoked, wrong, "pcov_not-a-key", ""]
+
+    async def checks() -> tuple[list[Any], list[Any]]:
+        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as aconn:
+            by_key = [await authenticate_async(aconn, k) for k in keys]
+            by_session = [await authenticate_session_async(aconn, tenant, s.id)
+                          for s in (session, ended)]  # fmt: skip
+        return by_key, by_session
+
+    by_key, by_session = asyncio.run(checks())
+    assert by_key == [authenticate(conn, k) for k in keys]
+    assert by_key[0] is not None
+    assert by_key[0].tenant_id == tenant
+    assert by_key[0].tenant_name == 'Key\'s "tenant"'
+    assert by_key[1:] == [None] * 4
+    assert by_session == [authenticate_session(conn, tenant, s.id) for s in (session, ended)]
+    assert by_session[0] == by_key[0]
+    assert by_session[1] is None
+
+
+def test_an_async_read_whose_connection_died_is_connection_lost(
+    conn: psycopg.Connection[Any], db_url: str
+) -> None:
+    from pipeline_coverage.db.connection import read_async
+    from pipeline_coverage.errors import ConnectionLostError
+
+    async def read_after_its_backend_ends() -> None:
+        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as aconn:
+            assert await read_async(aconn, "SELECT 1 AS one", {}) == [{"one": 1}]
+            conn.execute("SELECT pg_terminate_backend(%s)", (aconn.info.backend_pid,))
+            conn.commit()
+            with pytest.raises(ConnectionLostError):
+                await read_async(aconn, "SELECT 1 AS one", {})
+        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as aconn:
+            with pytest.raises(PipelineCoverageError) as failed:
+                await read_async(aconn, "SELECT 1 / 0", {})
+            assert not isinstance(failed.value, ConnectionLostError)
+            assert await read_async(aconn, "SELECT 2 AS two", {}) == [{"two": 2}]
+
+    asyncio.run(read_after_its_backend_ends())

@@ -187,6 +187,20 @@ def one_read(conn: Connection) -> Iterator[Cursor]:
             conn.autocommit = False
 
 
+async def read_async(
+    conn: psycopg.AsyncConnection[Any], statement: str, params: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """``one_read`` on an asyncio connection in autocommit: one read-only statement,
+    its rows as dicts; driver errors leave as the package's own (a lost connection as
+    ``ConnectionLostError``). The API's key check runs so, on the event loop."""
+    with _driver_errors():
+        async with conn.cursor() as cur:
+            await cur.execute(statement, params)
+            rows = await cur.fetchall()
+            names = [column.name for column in cur.description or ()]
+    return [dict(zip(names, row, strict=True)) for row in rows]
+
+
 @contextmanager
 def advisory_lock(conn: Connection, key: str) -> Iterator[None]:
     """Hold an advisory lock on ``key`` (any text) for the block.

@@ -32,7 +32,7 @@ from pipeline_coverage.web.limits import (
     SecurityHeaders,
     TenantSlots,
 )
-from pipeline_coverage.web.pool import LivePool
+from pipeline_coverage.web.pool import KEY_CHECK_CONNECTIONS, LiveAsyncPool, LivePool
 from pipeline_coverage.web.problems import ProblemError
 from pipeline_coverage.web.schemas import Health
 
@@ -57,6 +57,15 @@ def create_app(database_url: str, settings: WebSettings, *, open_pool: bool = Tr
         )
         pool.open(wait=open_pool, timeout=10)
         app.state.pool = pool
+        key_pool = LiveAsyncPool(
+            database_url,
+            min_size=1,
+            max_size=KEY_CHECK_CONNECTIONS,
+            kwargs={"application_name": APPLICATION_NAME, "autocommit": True},
+            open=False,
+        )
+        await key_pool.open(wait=open_pool, timeout=10)
+        app.state.key_pool = key_pool
         app.state.db_slots = anyio.Semaphore(settings.pool_size)
         # The tenant shares are the server's: with several workers, each keeps its part.
         runs, reads = (
@@ -68,6 +77,7 @@ def create_app(database_url: str, settings: WebSettings, *, open_pool: bool = Tr
         try:
             yield
         finally:
+            await key_pool.close(timeout=10)
             pool.close(timeout=10)
 
     app = FastAPI(

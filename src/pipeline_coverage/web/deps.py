@@ -13,9 +13,10 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from pipeline_coverage.apikeys import Principal, authenticate, authenticate_session
+from pipeline_coverage.apikeys import Principal, authenticate_async, authenticate_session_async
 from pipeline_coverage.config import WebSettings
 from pipeline_coverage.web.limits import TenantSlots, admitted
+from pipeline_coverage.web.pool import LiveAsyncPool
 from pipeline_coverage.web.problems import ProblemError
 
 T = TypeVar("T")
@@ -46,10 +47,15 @@ def _connection(pool: ConnectionPool[Any]) -> psycopg.Connection[Any]:
     try:
         conn: psycopg.Connection[Any] = pool.getconn(timeout=POOL_TIMEOUT)
     except PoolTimeout as exc:
-        raise ProblemError(
-            503, "the database is not available right now", headers={"Retry-After": "5"}
-        ) from exc
+        raise _unavailable() from exc
     return conn
+
+
+def _unavailable() -> ProblemError:
+    """No connection came in time."""
+    return ProblemError(
+        503, "the database is not available right now", headers={"Retry-After": "5"}
+    )
 
 
 @contextmanager
@@ -105,25 +111,25 @@ async def get_principal(
 ) -> Principal:
     """The tenant of the Bearer key, or of the dashboard's session; 401 otherwise.
 
-    Authentication takes a database slot and a connection of its own and gives both
-    back at once, so a request that then waits (for its tenant's run slot, say) holds
-    nothing anyone else needs.
+    The key check is one look-up on a connection of the key-check pool, awaited on
+    the event loop (no thread, no database slot), given back at once: a request that
+    then waits (for its tenant's run slot, say) holds nothing anyone else needs.
     """
     session = None
     if credentials is None:
         session = session_of(request)
         if session is None:
             raise _unauthorized("an API key is required: 'Authorization: Bearer <key>'")
-
-    def check() -> Principal | None:
-        with fresh_connection(request) as conn:
+    key_pool: LiveAsyncPool = request.app.state.key_pool
+    try:
+        async with key_pool.connection(timeout=POOL_TIMEOUT) as conn:
             if credentials is not None:
-                return authenticate(conn, credentials.credentials)
-            assert session is not None
-            return authenticate_session(conn, *session)
-
-    async with admitted(request):
-        principal = await anyio.to_thread.run_sync(check)
+                principal = await authenticate_async(conn, credentials.credentials)
+            else:
+                assert session is not None
+                principal = await authenticate_session_async(conn, *session)
+    except PoolTimeout as exc:
+        raise _unavailable() from exc
     if principal is None:
         raise _unauthorized(
             "unknown or revoked API key" if session is None else "the session has ended"

@@ -168,6 +168,9 @@ def install(app: FastAPI) -> None:
         pool = getattr(request.app.state, "pool", None)
         if pool is not None:
             await anyio.to_thread.run_sync(pool.on_connection_lost)
+        key_pool = getattr(request.app.state, "key_pool", None)
+        if key_pool is not None:
+            await key_pool.on_connection_lost()
         return problem_response(
             request, 503, "the database is not available right now", headers={"Retry-After": "1"}
         )
