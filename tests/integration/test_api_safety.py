@@ -25,7 +25,7 @@ from pipeline_coverage.web.access import CLIENT_CLOSED
 from pipeline_coverage.web.app import SESSION_COOKIE
 from tests.integration.test_api import PERIOD, body_of, problem_of, run_count, single
 from tests.integration.test_api_limits import admin as admin  # the fixture
-from tests.integration.test_api_limits import serve, wait_until
+from tests.integration.test_api_limits import api_backends, serve, wait_until
 from tests.worlds import World
 
 Json = dict[str, Any]
@@ -455,6 +455,45 @@ def test_a_tenants_reads_use_at_most_its_share_of_the_connections(
                 assert refused.headers["Retry-After"]
         finally:
             holder.close()
+
+
+def test_a_tenants_whole_run_pages_are_read_one_at_a_time_across_workers(
+    db_url: str, world: World, other: World, admin: psycopg.Connection[Any]
+) -> None:
+    """A page of a whole run's drill-down waits while another worker reads one of the
+    same tenant's (here: a session holding that tenant's page lock), then 429 after
+    the queue time; the tenant's principal drill-downs and another tenant's pages are
+    answered meanwhile, and once the other page is done, pages are answered again."""
+    from pipeline_coverage.web.deps import PAGE_LOCK_CLASS
+
+    with serve(db_url, queue_seconds=1) as base, httpx.Client(base_url=base, timeout=30) as client:
+        ours = body_of(client.post("/v1/coverage-runs", json=PERIOD, headers=world.auth), 201)
+        theirs = body_of(client.post("/v1/coverage-runs", json=PERIOD, headers=other.auth), 201)
+        pages = f"/v1/coverage-runs/{ours['run_id']}/deals"
+        assert body_of(client.get(pages, headers=world.auth), 200)["deals"]
+        holder = psycopg.connect(db_url)  # another worker, reading one of the tenant's pages
+        holder.execute(
+            "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (PAGE_LOCK_CLASS, str(world.tenant))
+        )
+        try:
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                waiting = pool.submit(client.get, pages, headers=world.auth)
+                wait_until(lambda: len(api_backends(admin, waiting=True)) == 1, "the page waits")
+                # The tenant's other reads, and another tenant's pages, are not held.
+                one = {"principal_type": "USER", "principal_id": str(world.ann)}
+                assert body_of(client.get(pages, params=one, headers=world.auth), 200)["deals"]
+                other_pages = f"/v1/coverage-runs/{theirs['run_id']}/deals"
+                assert body_of(client.get(other_pages, headers=other.auth), 200)["deals"]
+                refused = waiting.result(timeout=30)
+            assert problem_of(refused, 429)["detail"] == (
+                "the tenant's whole-run pages are read one at a time"
+            )
+            assert refused.headers["Retry-After"] == "1"
+            csv = client.get(pages, headers={**world.auth, "Accept": "text/csv"})
+            assert csv.status_code == 429  # the CSV pages too
+        finally:
+            holder.close()
+        assert body_of(client.get(pages, headers=world.auth), 200)["deals"]
 
 
 # --- serve --workers ----------------------------------------------------------------

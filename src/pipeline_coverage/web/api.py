@@ -54,6 +54,7 @@ from pipeline_coverage.web.deps import (
     RunSlot,
     TenantConn,
     fresh_connection,
+    in_tenant_page_read,
     in_tenant_read,
     tenant_read,
 )
@@ -401,9 +402,10 @@ async def read_run_deals(
     }  # fmt: skip
     # The hot read: the connection is taken, used and given back in one thread hand-off
     # (a connection dependency and a sync route would take three), all within the
-    # tenant's read share.
+    # tenant's read share; a whole run's pages, one at a time per tenant.
+    reading = in_tenant_read if principal_id is not None else in_tenant_page_read
     if _wants_csv(request):
-        found = await in_tenant_read(
+        found = await reading(
             request,
             caller.tenant_id,
             lambda conn: run_deals(conn, run_id, caller.tenant_id, **wanted),
@@ -420,7 +422,7 @@ async def read_run_deals(
         return Response(deals_csv(page), media_type="text/csv; charset=utf-8", headers=headers)
     # The deals come as JSON objects from the database (store.run_deals_json, held to
     # deal_values and DealPage by the tests), so the page is joined, not re-encoded.
-    objects = await in_tenant_read(
+    objects = await reading(
         request,
         caller.tenant_id,
         lambda conn: run_deals_json(conn, run_id, caller.tenant_id, **wanted),
