@@ -23,6 +23,9 @@ from pipeline_coverage.db.connection import (
     Cursor,
     as_uuid,
     in_transaction,
+    one_read,
+    pipelined_read,
+    pipelines,
     records,
     set_for_transaction,
     unit_of_work,
@@ -441,44 +444,57 @@ def _run_deals(
     kind = parse_principal_type(principal_type) if principal_type is not None else None
     principal = parse_uuid(principal_id, "principal_id", optional=True)
     parse_whole(limit, "limit", 1, MAX_DEALS_LIMIT)
-    callers = in_transaction(conn)
-    with unit_of_work(conn) as cur:
-        # (the API's hot path: a light look-up of the run's tenant, not its header)
-        cur.execute(
-            query(_QUERIES, "run_tenant"),
-            {"run_id": str(run), "tenant_id": str(tenant) if tenant else None},
-        )
-        found = records(cur)
-        if not found:
+
+    def values(tenant_of_run: Any) -> dict[str, Any]:
+        return {
+            "tenant_id": str(tenant_of_run),
+            "run_id": str(run),
+            "principal_type": kind,
+            "principal_id": str(principal) if principal else None,
+            "after_type": after[0] if after else None,
+            "after_principal": str(after[1]) if after else None,
+            "after_pipeline": str(after[2]) if after and after[2] else None,
+            "after_deal": str(after[3]) if after else None,
+            "limit": limit,
+        }
+
+    lookup = {"run_id": str(run), "tenant_id": str(tenant) if tenant else None}
+    if tenant is not None and pipelines(conn):
+        # The API's hot path: the run's check, the settings and the page go at once.
+        with pipelined_read(conn) as cursor:
+            check, page = cursor(), cursor()
+            check.execute(query(_QUERIES, "run_tenant"), lookup)
+            page.execute(
+                query("settings", "set_for_transaction"),
+                {"names": list(DEALS_SETTINGS), "values": list(DEALS_SETTINGS.values())},
+            )
+            page.execute(statement, values(tenant), binary=True)
+        if not records(check):
             raise NotFoundError(f"run_id: no run {run}")
-        header = found[0]
-        replaced = set_for_transaction(cur, DEALS_SETTINGS)
-        # psycopg 3 takes the rows in binary: PostgreSQL writes a large principal's
-        # thousands of UUIDs, amounts and dates faster so than as text.
-        binary = {"binary": True} if isinstance(cur, psycopg.Cursor) else {}
-        cur.execute(
-            statement,
-            {
-                "tenant_id": str(header["tenant_id"]),
-                "run_id": str(run),
-                "principal_type": kind,
-                "principal_id": str(principal) if principal else None,
-                "after_type": after[0] if after else None,
-                "after_principal": str(after[1]) if after else None,
-                "after_pipeline": str(after[2]) if after and after[2] else None,
-                "after_deal": str(after[3]) if after else None,
-                "limit": limit,
-            },
-            **binary,
-        )
-        deals = read(cur)
-        if callers:  # (a caller's transaction goes on; ours ends with its settings)
-            set_for_transaction(cur, replaced)
-        if not deals and principal is not None and after is None:
+        deals = read(page)
+    else:
+        callers = in_transaction(conn)
+        with unit_of_work(conn) as cur:
+            # (a light look-up of the run's tenant, not its header)
+            cur.execute(query(_QUERIES, "run_tenant"), lookup)
+            found = records(cur)
+            if not found:
+                raise NotFoundError(f"run_id: no run {run}")
+            tenant = as_uuid(found[0]["tenant_id"])
+            replaced = set_for_transaction(cur, DEALS_SETTINGS)
+            # psycopg 3 takes the rows in binary: PostgreSQL writes a large principal's
+            # thousands of UUIDs, amounts and dates faster so than as text.
+            binary = {"binary": True} if isinstance(cur, psycopg.Cursor) else {}
+            cur.execute(statement, values(tenant), **binary)
+            deals = read(cur)
+            if callers:  # (a caller's transaction goes on; ours ends with its settings)
+                set_for_transaction(cur, replaced)
+    if not deals and principal is not None and after is None:
+        with one_read(conn) as cur:
             cur.execute(
                 query(_QUERIES, "run_has_row"),
-                {"tenant_id": str(header["tenant_id"]), "run_id": str(run),
-                 "principal_type": kind, "principal_id": str(principal)},
+                {"tenant_id": str(tenant), "run_id": str(run), "principal_type": kind,
+                 "principal_id": str(principal)},
             )  # fmt: skip
             if not records(cur)[0]["found"]:
                 raise NotFoundError(f"principal_id: run {run} has no row for {kind} {principal}")

@@ -371,3 +371,66 @@ def test_an_async_read_whose_connection_died_is_connection_lost(
             assert await read_async(aconn, "SELECT 2 AS two", {}) == [{"two": 2}]
 
     asyncio.run(read_after_its_backend_ends())
+
+
+# --- a drill-down page in one round trip (psycopg 3's pipeline mode) --------------------
+
+
+def _frontend_and_backend(conn: psycopg.Connection[Any], read: Any) -> tuple[Any, list[str]]:
+    """``read()``'s result and the protocol messages it exchanged ('F:Sync', 'B:DataRow',
+    ...), from libpq's trace of the connection."""
+    import tempfile
+
+    with tempfile.TemporaryFile("w+") as trace:
+        conn.pgconn.trace(trace.fileno())
+        conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+        try:
+            result = read()
+        finally:
+            conn.pgconn.untrace()
+        trace.seek(0)
+        lines = [line.split("\t") for line in trace.read().splitlines()]
+    messages = [f"{p[0]}:{p[2].split(' ')[0]}" for p in lines if len(p) > 2 and p[0] in "FB"]
+    return result, messages
+
+
+def test_a_drill_down_page_is_one_round_trip_and_reads_what_one_statement_at_a_time_does(
+    conn: psycopg.Connection[Any], setup: Setup
+) -> None:
+    from pipeline_coverage.store import run_deals_json
+
+    run = run_pipeline_coverage_batch(conn, setup.tenant, *Q1)
+    conn.commit()
+    for read in (run_deals, run_deals_json):
+        page, messages = _frontend_and_backend(conn, lambda r=read: r(conn, run, setup.tenant))
+        # Everything is sent before anything comes back, and the client waits once.
+        first_answer = next(i for i, m in enumerate(messages) if m.startswith("B:"))
+        assert all(m.startswith("B:") for m in messages[first_answer:])
+        assert messages.count("F:Sync") == 1
+        assert messages.count("B:ReadyForQuery") == 1
+        assert conn.info.transaction_status == 0
+        assert conn.autocommit is False
+        # The same page as the statement-at-a-time read (no tenant given: it looks the
+        # run's tenant up first), which waits for each of its statements.
+        alone, theirs = _frontend_and_backend(conn, lambda r=read: r(conn, run))
+        assert theirs.count("B:ReadyForQuery") >= 4
+        assert page == alone
+        assert len(page) == 1  # the one deal, credited to its owner
+
+
+def test_a_pipelined_read_that_fails_is_the_packages_error_and_leaves_the_connection_idle(
+    conn: psycopg.Connection[Any], setup: Setup
+) -> None:
+    from pipeline_coverage.db.connection import pipelined_read
+
+    run = run_pipeline_coverage_batch(conn, setup.tenant, *Q1)
+    stranger = Crm(conn).tenant("Stranger")
+    conn.commit()
+    with pytest.raises(NotFoundError):  # another tenant's run, found missing in the batch
+        run_deals(conn, run, stranger)
+    assert conn.info.transaction_status == 0
+    with pytest.raises(PipelineCoverageError), pipelined_read(conn) as cursor:
+        cursor().execute("SELECT 1 / 0")
+    assert conn.info.transaction_status == 0
+    assert conn.autocommit is False
+    assert conn.execute("SELECT 2").fetchone() == (2,)

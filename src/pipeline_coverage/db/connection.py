@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import re
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Literal, Protocol
 
@@ -185,6 +185,45 @@ def one_read(conn: Connection) -> Iterator[Cursor]:
         # and the pool discards it)
         with contextlib.suppress(Exception):
             conn.autocommit = False
+
+
+def pipelines(conn: Connection) -> bool:
+    """Whether ``pipelined_read`` can send a read's statements at once on ``conn``: a
+    psycopg 3 connection, idle, not in autocommit, on a libpq with pipeline mode."""
+    return (
+        isinstance(conn, psycopg.Connection)
+        and not conn.autocommit
+        and _transaction_status(conn) == _IDLE
+        and psycopg.Pipeline.is_supported()
+    )
+
+
+@contextmanager
+def pipelined_read(conn: Connection) -> Iterator[Callable[[], psycopg.Cursor[Any]]]:
+    """A read of several statements in one transaction, sent at once (psycopg 3's
+    pipeline mode): the block executes them on cursors it takes from the yielded
+    function and fetches nothing; they go to the server between a ``BEGIN`` and a
+    ``COMMIT`` of ours, and at the block's end the client waits once, for all of them.
+    Their rows are then read from the cursors. One round trip where a statement at a
+    time takes one each (a drill-down's five, with ``BEGIN`` and ``COMMIT``): each is a
+    wake-up of the database and of the caller's thread, which on a busy machine waits
+    for a core. Only where ``pipelines`` says so; errors as the package's own, the
+    transaction rolled back, the connection left idle as it was found."""
+    assert isinstance(conn, psycopg.Connection)
+    with _driver_errors():
+        conn.autocommit = True  # (so psycopg sends no BEGIN of its own, and waits not)
+        try:
+            with conn.pipeline():
+                conn.execute("BEGIN")
+                yield conn.cursor
+                conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                conn.execute("ROLLBACK")
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                conn.autocommit = False
 
 
 async def read_async(
