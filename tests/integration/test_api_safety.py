@@ -25,7 +25,7 @@ from pipeline_coverage.web.access import CLIENT_CLOSED
 from pipeline_coverage.web.app import SESSION_COOKIE
 from tests.integration.test_api import PERIOD, body_of, problem_of, run_count, single
 from tests.integration.test_api_limits import admin as admin  # the fixture
-from tests.integration.test_api_limits import api_backends, serve, wait_until
+from tests.integration.test_api_limits import serve, wait_until
 from tests.worlds import World
 
 Json = dict[str, Any]
@@ -458,15 +458,18 @@ def test_a_tenants_reads_use_at_most_its_share_of_the_connections(
 
 
 def test_a_tenants_whole_run_pages_are_read_one_at_a_time_across_workers(
-    db_url: str, world: World, other: World, admin: psycopg.Connection[Any]
+    db_url: str, world: World, other: World
 ) -> None:
     """A page of a whole run's drill-down waits while another worker reads one of the
     same tenant's (here: a session holding that tenant's page lock), then 429 after
-    the queue time; the tenant's principal drill-downs and another tenant's pages are
-    answered meanwhile, and once the other page is done, pages are answered again."""
+    the queue time. Waiting, it holds no read slot: with one slot per tenant (a share
+    of 2 at two workers), the tenant's principal drill-downs and its run are answered
+    meanwhile, as are another tenant's pages; once the other page is done, pages are
+    answered again."""
     from pipeline_coverage.web.deps import PAGE_LOCK_CLASS
 
-    with serve(db_url, queue_seconds=1) as base, httpx.Client(base_url=base, timeout=30) as client:
+    settings = {"queue_seconds": 1.5, "tenant_reads": 1, "run_cache_seconds": 0}
+    with serve(db_url, **settings) as base, httpx.Client(base_url=base, timeout=30) as client:
         ours = body_of(client.post("/v1/coverage-runs", json=PERIOD, headers=world.auth), 201)
         theirs = body_of(client.post("/v1/coverage-runs", json=PERIOD, headers=other.auth), 201)
         pages = f"/v1/coverage-runs/{ours['run_id']}/deals"
@@ -476,21 +479,25 @@ def test_a_tenants_whole_run_pages_are_read_one_at_a_time_across_workers(
             "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (PAGE_LOCK_CLASS, str(world.tenant))
         )
         try:
-            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            with concurrent.futures.ThreadPoolExecutor(2) as pool:
                 waiting = pool.submit(client.get, pages, headers=world.auth)
-                wait_until(lambda: len(api_backends(admin, waiting=True)) == 1, "the page waits")
+                csv = pool.submit(client.get, pages, headers={**world.auth, "Accept": "text/csv"})
+                time.sleep(0.3)  # both are waiting for their turn
+                assert not waiting.done()
                 # The tenant's other reads, and another tenant's pages, are not held.
+                started = time.monotonic()
                 one = {"principal_type": "USER", "principal_id": str(world.ann)}
                 assert body_of(client.get(pages, params=one, headers=world.auth), 200)["deals"]
+                body_of(client.get(f"/v1/coverage-runs/{ours['run_id']}", headers=world.auth), 200)
                 other_pages = f"/v1/coverage-runs/{theirs['run_id']}/deals"
                 assert body_of(client.get(other_pages, headers=other.auth), 200)["deals"]
+                assert time.monotonic() - started < 1.0  # not after the pages' 429
                 refused = waiting.result(timeout=30)
+                assert csv.result(timeout=30).status_code == 429  # the CSV pages too
             assert problem_of(refused, 429)["detail"] == (
                 "the tenant's whole-run pages are read one at a time"
             )
-            assert refused.headers["Retry-After"] == "1"
-            csv = client.get(pages, headers={**world.auth, "Accept": "text/csv"})
-            assert csv.status_code == 429  # the CSV pages too
+            assert refused.headers["Retry-After"] == "2"
         finally:
             holder.close()
         assert body_of(client.get(pages, headers=world.auth), 200)["deals"]

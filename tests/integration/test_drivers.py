@@ -434,3 +434,21 @@ def test_a_pipelined_read_that_fails_is_the_packages_error_and_leaves_the_connec
     assert conn.info.transaction_status == 0
     assert conn.autocommit is False
     assert conn.execute("SELECT 2").fetchone() == (2,)
+
+
+def test_a_drill_down_keeps_the_callers_isolation_level(
+    conn: psycopg.Connection[Any], setup: Setup
+) -> None:
+    """A connection set to REPEATABLE READ (or read only) reads statement at a time in
+    a transaction of that level, not in the pipeline's plain BEGIN."""
+    run = run_pipeline_coverage_batch(conn, setup.tenant, *Q1)
+    conn.commit()
+    expected = run_deals(conn, run, setup.tenant)
+    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    try:
+        page, messages = _frontend_and_backend(conn, lambda: run_deals(conn, run, setup.tenant))
+    finally:
+        conn.isolation_level = None
+    assert page == expected
+    assert messages.count("B:ReadyForQuery") >= 4  # a statement at a time
+    assert conn.info.transaction_status == 0

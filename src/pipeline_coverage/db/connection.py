@@ -189,11 +189,16 @@ def one_read(conn: Connection) -> Iterator[Cursor]:
 
 def pipelines(conn: Connection) -> bool:
     """Whether ``pipelined_read`` can send a read's statements at once on ``conn``: a
-    psycopg 3 connection, idle, not in autocommit, on a libpq with pipeline mode."""
+    psycopg 3 connection, idle, not in autocommit, with the server's default
+    transaction characteristics, on a libpq with pipeline mode."""
     return (
         isinstance(conn, psycopg.Connection)
         and not conn.autocommit
         and _transaction_status(conn) == _IDLE
+        # (a plain BEGIN: not where the caller asked for an isolation level or a mode)
+        and conn.isolation_level is None
+        and conn.read_only is None
+        and conn.deferrable is None
         and psycopg.Pipeline.is_supported()
     )
 

@@ -64,7 +64,6 @@ def create_app(database_url: str, settings: WebSettings, *, open_pool: bool = Tr
             kwargs={"application_name": APPLICATION_NAME, "autocommit": True},
             open=False,
         )
-        await key_pool.open(wait=open_pool, timeout=10)
         app.state.key_pool = key_pool
         app.state.db_slots = anyio.Semaphore(settings.pool_size)
         # The tenant shares are the server's: with several workers, each keeps its part.
@@ -75,6 +74,7 @@ def create_app(database_url: str, settings: WebSettings, *, open_pool: bool = Tr
         app.state.tenant_runs = TenantSlots(runs, settings.queue_seconds)
         app.state.tenant_reads = TenantSlots(reads, settings.queue_seconds, "requests reading")
         try:
+            await key_pool.open(wait=open_pool, timeout=10)
             yield
         finally:
             await key_pool.close(timeout=10)
@@ -93,6 +93,7 @@ def create_app(database_url: str, settings: WebSettings, *, open_pool: bool = Tr
     )
     app.state.settings = settings
     app.state.run_cache = RunCache(settings.run_cache_seconds)
+    app.state.page_locks = {}  # (deps.in_tenant_page_read: a tenant's turn in this process)
     problems.install(app)
     # Innermost first: HEAD is routed as GET; a lost connection is retried inside
     # everything else.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, cast
 
 import anyio
 import psycopg
@@ -15,7 +15,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from pipeline_coverage.apikeys import Principal, authenticate_async, authenticate_session_async
 from pipeline_coverage.config import WebSettings
-from pipeline_coverage.db.connection import unit_of_work
+from pipeline_coverage.db.connection import records, unit_of_work
 from pipeline_coverage.web.limits import TenantSlots, admitted, too_many
 from pipeline_coverage.web.pool import LiveAsyncPool
 from pipeline_coverage.web.problems import ProblemError
@@ -186,36 +186,60 @@ async def in_tenant_read(
 PAGE_LOCK_CLASS = 0x70636F76  # "pcov"
 
 
+#: How long a whole-run page waits before it tries the tenant's page lock again.
+PAGE_RETRY_SECONDS = 0.01
+
+
 async def in_tenant_page_read(
     request: Request, tenant_id: uuid.UUID, read: Callable[[psycopg.Connection[Any]], T]
 ) -> T:
     """``in_tenant_read`` for a page of a whole run's drill-down, the heaviest read
     there is (~10 ms of the database's CPU a page of 1,000 deals): a tenant's such
-    pages are read one at a time across the server's workers (a transaction-scoped
-    advisory lock per tenant, waited for at most ``queue_seconds``, then 429). Its
-    read share alone, split among N workers, lets a tenant page N at once and keep N
-    cores busy; then every other tenant's reads wait for the CPU."""
+    pages are read one at a time across the server's workers. The read share alone,
+    split among N workers, let a tenant page N at once and keep N cores busy; then
+    every other tenant's reads waited for the CPU.
+
+    The page is read in a transaction holding the tenant's advisory lock, taken
+    without waiting (``pg_try_advisory_xact_lock``): while another worker's page holds
+    it, this one gives back its read slot and connection and tries again shortly, so a
+    waiting page holds nothing the tenant's other reads need. In each worker one page
+    of a tenant at a time tries (the others queue behind it in the event loop); past
+    ``queue_seconds``, 429.
+    """
     wait: float = request.app.state.settings.queue_seconds
+    deadline = anyio.current_time() + wait
+    locks: dict[uuid.UUID, anyio.Lock] = request.app.state.page_locks
+    turn = locks.setdefault(tenant_id, anyio.Lock())
 
-    def locked(conn: psycopg.Connection[Any]) -> T:
+    def locked(conn: psycopg.Connection[Any]) -> tuple[bool, T | None]:
         with unit_of_work(conn) as cur:
-            # (the lock wait is bounded; no other lock of the read is)
             cur.execute(
-                "SELECT set_config('lock_timeout', %s, true)", (f"{max(1, round(wait * 1000))}ms",)
+                "SELECT pg_try_advisory_xact_lock(%s, hashtext(%s)) AS got",
+                (PAGE_LOCK_CLASS, str(tenant_id)),
             )
-            try:
-                cur.execute(
-                    "SELECT pg_advisory_xact_lock(%s, hashtext(%s)),"
-                    " set_config('lock_timeout', '0', true)",
-                    (PAGE_LOCK_CLASS, str(tenant_id)),
-                )
-            except psycopg.errors.LockNotAvailable:
-                raise too_many(
-                    "the tenant's whole-run pages are read one at a time", wait
-                ) from None
-            return read(conn)
+            if not records(cur)[0]["got"]:
+                return False, None
+            return True, read(conn)
 
-    return await in_tenant_read(request, tenant_id, locked)
+    def busy() -> ProblemError:
+        return too_many("the tenant's whole-run pages are read one at a time", wait)
+
+    with anyio.move_on_after(wait) as waiting:
+        await turn.acquire()
+    if waiting.cancelled_caught:
+        raise busy()
+    try:
+        while True:
+            done, value = await in_tenant_read(request, tenant_id, locked)
+            if done:
+                return cast(T, value)
+            if anyio.current_time() + PAGE_RETRY_SECONDS > deadline:
+                raise busy()
+            await anyio.sleep(PAGE_RETRY_SECONDS)
+    finally:
+        turn.release()
+        if not turn.locked() and not turn.statistics().tasks_waiting:
+            locks.pop(tenant_id, None)
 
 
 def get_tenant_conn(

@@ -103,6 +103,9 @@ class LiveAsyncPool(AsyncConnectionPool[Any]):
             await self.putconn(conn)
             await self.check()
             conn = await super().getconn(timeout)
+        except BaseException:  # (cancelled meanwhile: the connection goes back, not lost)
+            await self.putconn(conn)
+            raise
         return conn
 
     async def putconn(self, conn: psycopg.AsyncConnection[Any]) -> None:
