@@ -27,6 +27,7 @@ from pipeline_coverage.db.connection import (
     pipelined_read,
     pipelines,
     records,
+    send_settings,
     set_for_transaction,
     unit_of_work,
 )
@@ -464,10 +465,7 @@ def _run_deals(
         with pipelined_read(conn) as cursor:
             check, page = cursor(), cursor()
             check.execute(query(_QUERIES, "run_tenant"), lookup)
-            page.execute(
-                query("settings", "set_for_transaction"),
-                {"names": list(DEALS_SETTINGS), "values": list(DEALS_SETTINGS.values())},
-            )
+            send_settings(page, DEALS_SETTINGS)
             page.execute(statement, values(tenant), binary=True)
         if not records(check):
             raise NotFoundError(f"run_id: no run {run}")

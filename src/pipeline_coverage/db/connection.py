@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from typing import Any, Literal, Protocol
 
 import psycopg
+from psycopg.rows import dict_row
 
 from pipeline_coverage.errors import (
     ConnectionLostError,
@@ -88,11 +89,17 @@ def _transaction_status(conn: Connection) -> int:
 def set_for_transaction(cur: Cursor, settings: Mapping[str, str]) -> dict[str, str]:
     """Set each of ``settings`` (name: value) for the rest of the transaction, in one
     statement; returns the values they replace, which a second call puts back."""
+    send_settings(cur, settings)
+    return {str(r["name"]): str(r["previous"]) for r in records(cur)}
+
+
+def send_settings(cur: Cursor, settings: Mapping[str, str]) -> None:
+    """``set_for_transaction``'s statement, its answer left unread (in a pipeline,
+    reading it would make the client wait for it)."""
     cur.execute(
         query("settings", "set_for_transaction"),
         {"names": list(settings), "values": list(settings.values())},
     )
-    return {str(r["name"]): str(r["previous"]) for r in records(cur)}
 
 
 def prepares(cur: Cursor) -> bool:
@@ -238,11 +245,9 @@ async def read_async(
     its rows as dicts; driver errors leave as the package's own (a lost connection as
     ``ConnectionLostError``). The API's key check runs so, on the event loop."""
     with _driver_errors():
-        async with conn.cursor() as cur:
+        async with conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(statement, params)
-            rows = await cur.fetchall()
-            names = [column.name for column in cur.description or ()]
-    return [dict(zip(names, row, strict=True)) for row in rows]
+            return await cur.fetchall()
 
 
 @contextmanager
