@@ -64,7 +64,7 @@ def test_specialize_keeps_or_drops_the_flagged_lines() -> None:
 
 BATCH_FLAGS = {
     "rollup": False, "batch": True, "users": True, "groups": True, "within": False,
-    "recorded": False,
+    "recorded": False, "tenant_window": True,
 }  # fmt: skip
 
 
@@ -78,7 +78,8 @@ def test_the_run_statement_specializes_without_its_rollup_parts() -> None:
     for text in (plain, rolled):
         assert "-- if" not in text
         assert "-- end if" not in text
-    assert "-- unless" not in plain
+    assert "-- unless rollup" not in plain
+    assert "-- unless within" not in plain
     assert "NULL::numeric AS member_target_amount" in plain
     assert "mt.member_target_amount" in rolled
     within = specialize(whole, **{**BATCH_FLAGS, "within": True})

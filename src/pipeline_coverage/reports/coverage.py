@@ -319,6 +319,7 @@ def _write(cur: Cursor, request: CoverageRequest, *, restore: bool = False) -> u
         _QUERIES, "insert_coverage", rollup=request.rollup, batch=not single,
         users=request.principal_type != "GROUP", groups=request.principal_type != "USER",
         within=request.target_match == "within", recorded=request.as_recorded,
+        tenant_window=not single or (request.rollup and request.principal_type == "GROUP"),
     )  # fmt: skip
     execute_for_tenant(
         cur,

@@ -72,7 +72,10 @@ FROM tree AS t;
 -- rollup, those marked `if batch` only for a batch, and those marked `if users` /
 -- `if groups` only when the run is for users / groups (a batch: both), and those
 -- marked `if within` only with target_match=within, and those marked `if recorded`
--- (`unless recorded`: the line for runs on current data) only for runs as recorded.
+-- (`unless recorded`: the line for runs on current data) only for runs as recorded,
+-- and those marked `if tenant_window` (`unless tenant_window`: the line for one
+-- principal's run, whose deals the owner/assignee indexes find) only for a batch or a
+-- rolled-up group, whose period and win-rate window the tenant's date indexes find.
 -- What is left
 -- out is what the run's values would fold away, so that a single report can run on
 -- one generic plan per connection (reports/coverage.py), with every condition it
@@ -197,10 +200,18 @@ placed AS (
                 ELSE COALESCE(s.expected_close_date, s.close_date)
            END AS placed_on
     FROM scoped AS s
+    -- if tenant_window
     WHERE (COALESCE(s.expected_close_date, s.close_date) >= %(period_start)s::date
            AND COALESCE(s.expected_close_date, s.close_date) < %(period_end)s::date)
        OR (COALESCE(s.close_date, s.expected_close_date) >= %(period_start)s::date
            AND COALESCE(s.close_date, s.expected_close_date) < %(period_end)s::date)
+    -- end if
+    -- One principal's dates (not a rolled-up group's) compared `+ 0`, as in `units`:
+    -- its deals come by its owner/assignee indexes, not by the tenant's date indexes.
+    -- unless tenant_window: WHERE (COALESCE(s.expected_close_date, s.close_date) + 0 >= %(period_start)s::date
+    -- unless tenant_window:        AND COALESCE(s.expected_close_date, s.close_date) + 0 < %(period_end)s::date)
+    -- unless tenant_window:    OR (COALESCE(s.close_date, s.expected_close_date) + 0 >= %(period_start)s::date
+    -- unless tenant_window:        AND COALESCE(s.close_date, s.expected_close_date) + 0 < %(period_end)s::date)
        OR COALESCE(s.expected_close_date, s.close_date) IS NULL
     OFFSET 0  -- computed once per deal, not inlined into every use of placed_on
 ),
@@ -284,8 +295,18 @@ units AS (
     FROM scoped AS h
     WHERE h.stage_state IN ('DONE_SUCCESS', 'DONE_FAILED')
       AND h.rate IS NOT NULL  -- a deal without a rate is left out of every count
+      -- if tenant_window
       AND COALESCE(h.close_date, h.expected_close_date) >= %(history_start)s::date
       AND COALESCE(h.close_date, h.expected_close_date) < %(period_start)s::date
+      -- end if
+      -- One principal's window (not a rolled-up group's) compares its dates `+ 0`,
+      -- which no index matches: its deals come by the owner/assignee indexes, never
+      -- by the tenant's date indexes. A generic plan cannot tell a year (or a quarter)
+      -- of the tenant's deals from a few, and a principal's two indexes estimate more
+      -- rows than its guess wherever the table holds fewer than ~400 teams (or reps):
+      -- the year's scan took 700 ms where the team's deals took 25 (docs/decisions.md).
+      -- unless tenant_window: AND COALESCE(h.close_date, h.expected_close_date) + 0 >= %(history_start)s::date
+      -- unless tenant_window: AND COALESCE(h.close_date, h.expected_close_date) + 0 < %(period_start)s::date
     GROUP BY h.stage_state = 'DONE_SUCCESS', h.bucket, h.owned_by_user_id,
              h.assigned_user_id, h.owned_by_group_id, h.assigned_group_id
 ),
