@@ -308,13 +308,21 @@ def db_distribute() -> None:
         click.echo(f"distributed {len(done.distributed)} tables by tenant on {app.where}")
     if done.routed:
         click.echo(
-            "created dyno_crm.run_tenant_statement: each run's statement runs on its"
-            " tenant's worker"
+            f"created {' and '.join(_function_name(f) for f in done.routed)}: each run's"
+            " statement runs on its tenant's worker"
         )
     if done.refreshed:
-        click.echo("updated dyno_crm.run_tenant_statement to this version's run settings")
+        click.echo(
+            f"updated {' and '.join(_function_name(f) for f in done.refreshed)} to this"
+            " version's run settings"
+        )
     if not done.distributed and not done.routed and not done.refreshed:
         click.echo(f"nothing to do: every table is distributed by tenant on {app.where}")
+
+
+def _function_name(signature: str) -> str:
+    """``dyno_crm.f(uuid, text)`` -> ``dyno_crm.f``."""
+    return signature.split("(", 1)[0]
 
 
 @db.command("sql")

@@ -122,11 +122,12 @@ def distribution(url: str) -> dict[str, tuple[str, int]]:
     return {table: (column, colocation) for table, column, colocation in rows}
 
 
-def _function_settings(url: str) -> set[str]:
+def _function_settings(
+    url: str, function: str = "dyno_crm.run_tenant_statement(uuid, text)"
+) -> set[str]:
     with psycopg.connect(url) as conn:
         row = conn.execute(
-            "SELECT proconfig FROM pg_proc"
-            " WHERE oid = 'dyno_crm.run_tenant_statement(uuid, text)'::regprocedure"
+            "SELECT proconfig FROM pg_proc WHERE oid = %s::regprocedure", (function,)
         ).fetchone()
     assert row is not None
     return set(row[0] or [])
@@ -523,7 +524,10 @@ def test_a_run_talks_to_one_worker_without_two_phase_commit(citus_url: str, mode
     assert {re.sub(r".*@([^ ]+) .*", r"\1", detail) for _, detail in commands} == {worker}
     assert len({re.sub(r".*connectionId: ", "", detail) for _, detail in commands}) == 1
     texts = [text for text, _ in commands]
-    assert sum("SELECT dyno_crm.run_tenant_statement(" in text for text in texts) == 1
+    # A single report's statement goes prepared (run_tenant_prepared), a batch's as text.
+    function = "run_tenant_prepared" if mode == "single" else "run_tenant_statement"
+    assert sum(f"SELECT dyno_crm.{function}(" in text for text in texts) == 1
+    assert sum("SELECT dyno_crm.run_tenant_" in text for text in texts) == 1
     assert not [text for text in texts if "PREPARE TRANSACTION" in text]
     assert not [text for text in texts if "intermediate_result" in text]
     assert texts[-1] == "issuing COMMIT"
@@ -542,7 +546,11 @@ def test_on_the_tenants_worker_a_run_sends_nothing_to_another_node(
     commit. (Before, each run copied its CTEs' results to the other worker and the
     coordinator and committed with all three by PREPARE TRANSACTION.)"""
     sent: list[tuple[str, str]] = []
-    function = "dyno_crm.run_tenant_statement(uuid, text)"
+    function = (
+        "dyno_crm.run_tenant_prepared(uuid, text, text, text)"
+        if mode == "single"
+        else "dyno_crm.run_tenant_statement(uuid, text)"
+    )
     with psycopg.connect(citus_url, autocommit=True) as conn:
         tenant = first_tenant(conn)
         user = first_user(conn, tenant)
@@ -711,3 +719,49 @@ def test_distributing_a_database_that_holds_data_leaves_no_local_copy(
         code, _, err = cli(capsys, url, "run", "--tenant", "Northwind Traders (demo)", "--all",
                            *period)  # fmt: skip
         assert (code, err) == (0, ""), err
+
+
+PREPARED = "dyno_crm.run_tenant_prepared(uuid, text, text, text)"
+
+
+def test_a_cluster_distributed_before_the_prepared_function_gets_it(
+    citus_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Where an earlier version distributed the database (run_tenant_statement only),
+    a single report still runs, its statement sent as text; another 'db distribute'
+    creates run_tenant_prepared on every node, and the single report then goes
+    prepared, with the same numbers."""
+    code, _, err = cli(capsys, citus_url, "db", "distribute")
+    assert (code, err) == (0, "")
+    with psycopg.connect(citus_url, autocommit=True) as conn:
+        conn.execute(f"DROP FUNCTION {PREPARED}")
+        workers = [with_dbname(w, conn.info.dbname) for w in _nodes(conn)]
+        tenant = first_tenant(conn)
+        user = first_user(conn, tenant)
+    sent: list[str] = []
+
+    def single_run() -> list[Any]:
+        with psycopg.connect(citus_url) as conn:
+            conn.execute("SET citus.log_remote_commands TO on")
+            conn.commit()
+            conn.add_notice_handler(lambda notice: sent.append(notice.message_primary or ""))
+            request = coverage_request(tenant, *Q1, "USER", user[0], as_of="2026-02-01")
+            run = get_run(conn, run_coverage(conn, request).run_id, tenant)
+        return list(run.rows)
+
+    as_text = single_run()
+    assert sum("SELECT dyno_crm.run_tenant_statement(" in text for text in sent) == 1
+    code, out, err = cli(capsys, citus_url, "db", "distribute")
+    assert (code, err) == (0, "")
+    assert out == (
+        "created dyno_crm.run_tenant_prepared: each run's statement runs on its tenant's worker\n"
+    )
+    expected = set(run_statement_settings("create_tenant_prepared"))
+    assert [_function_settings(u, PREPARED) for u in [citus_url, *workers]] == [expected] * (
+        1 + len(workers)
+    )
+    sent.clear()
+    assert single_run() == as_text
+    assert sum("SELECT dyno_crm.run_tenant_prepared(" in text for text in sent) == 1
+    code, out, err = cli(capsys, citus_url, "db", "distribute")
+    assert out.startswith("nothing to do")

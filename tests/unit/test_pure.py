@@ -24,7 +24,7 @@ from pipeline_coverage.render import (
     run_json,
     run_table,
 )
-from pipeline_coverage.reports.coverage import RUN_SETTINGS, coverage_request
+from pipeline_coverage.reports.coverage import RUN_SETTINGS, SINGLE_SETTINGS, coverage_request
 from pipeline_coverage.sql import parse_named_queries, queries, specialize
 from pipeline_coverage.store import CoverageRow, CoverageRun, Exclusion
 from pipeline_coverage.tenants import SEED_DEFAULTS
@@ -112,6 +112,12 @@ def test_the_citus_function_carries_the_run_settings() -> None:
     one that lets its statement write the tenant's shards by name."""
     assert sorted(run_statement_settings()) == sorted(
         [f"{name}={value}" for name, value in RUN_SETTINGS.items()]
+        + ["citus.enable_manual_changes_to_shards=on"]
+    )
+    # A single report's function (its statement prepared on the worker): the single
+    # report's settings, generic plan and no nested loops included.
+    assert sorted(run_statement_settings("create_tenant_prepared")) == sorted(
+        [f"{name}={value}" for name, value in SINGLE_SETTINGS.items()]
         + ["citus.enable_manual_changes_to_shards=on"]
     )
 

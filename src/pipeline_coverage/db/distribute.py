@@ -9,14 +9,16 @@ changes nothing (but for the function below, when an earlier version made it wit
 other settings); tables are distributed parents before children (a foreign key may
 only point at a table that is already distributed). All in one transaction.
 
-It also creates ``dyno_crm.run_tenant_statement``, a function distributed by its
-tenant argument: :func:`execute_for_tenant` runs a tenant's statement inside it, so
-that a statement Citus would split into pieces pulled through the coordinator (the
-run's, with its data-modifying CTEs) runs whole on the tenant's worker instead.
+It also creates ``dyno_crm.run_tenant_statement`` and ``dyno_crm.run_tenant_prepared``,
+functions distributed by their tenant argument: :func:`execute_for_tenant` runs a
+tenant's statement inside one of them, so that a statement Citus would split into
+pieces pulled through the coordinator (the run's, with its data-modifying CTEs) runs
+whole on the tenant's worker instead; a single report's is prepared there.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from collections.abc import Mapping
@@ -45,16 +47,24 @@ class ClusterError(PipelineCoverageError):
     fault, so not an input error (exit 1)."""
 
 
+#: The functions that run a tenant's statement on its worker (signature, the query
+#: that creates it): the run's statement as text, and a single report's, prepared.
+ROUTING_FUNCTIONS = (
+    ("dyno_crm.run_tenant_statement(uuid, text)", "create_tenant_statement"),
+    ("dyno_crm.run_tenant_prepared(uuid, text, text, text)", "create_tenant_prepared"),
+)
+
+
 @dataclass(frozen=True)
 class Distribution:
     """What a run did: the tables it distributed now, and those that already were;
-    whether it created (or repaired) the function that routes a tenant's statement."""
+    the functions that route a tenant's statement it created, and those it redefined
+    (they existed with another version's run settings)."""
 
     distributed: tuple[str, ...]
     unchanged: tuple[str, ...]
-    routed: bool = False
-    #: The function existed with another version's run settings and was redefined.
-    refreshed: bool = False
+    routed: tuple[str, ...] = ()
+    refreshed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -131,23 +141,30 @@ def distribute(conn: psycopg.Connection[Any]) -> Distribution:
         # in the coordinator's local table too, unused: they go (children first).
         for name in reversed(done):
             cur.execute(query("citus", "truncate_local_data"), {"table_name": name})
-        cur.execute(query("citus", "tenant_statement_routed"), {"anchor": ANCHOR})
-        found, settings = cur.fetchone()
-        routed = not found
-        # A cluster distributed by an earlier version gets this version's run settings
-        # (CREATE OR REPLACE; Citus passes the new definition on to the workers).
-        refreshed = found and set(settings or ()) != set(run_statement_settings())
-        if routed or refreshed:
-            cur.execute(query("citus", "create_tenant_statement"))
-        if routed:
-            cur.execute(query("citus", "distribute_tenant_statement"), {"anchor": ANCHOR})
-    return Distribution(tuple(done), tuple(unchanged), routed, refreshed)
+        routed: list[str] = []
+        refreshed: list[str] = []
+        for function, create in ROUTING_FUNCTIONS:
+            names = {"anchor": ANCHOR, "function": function}
+            cur.execute(query("citus", "tenant_statement_routed"), names)
+            found, settings = cur.fetchone()
+            # A cluster distributed by an earlier version gets this version's run
+            # settings (CREATE OR REPLACE; Citus passes the new definition on to the
+            # workers), and the functions it lacks.
+            if not found:
+                cur.execute(query("citus", create))
+                cur.execute(query("citus", "distribute_tenant_function"), names)
+                routed.append(function)
+            elif set(settings or ()) != set(run_statement_settings(create)):
+                cur.execute(query("citus", create))
+                refreshed.append(function)
+    return Distribution(tuple(done), tuple(unchanged), tuple(routed), tuple(refreshed))
 
 
-def run_statement_settings() -> tuple[str, ...]:
-    """The settings run_tenant_statement is defined with (its ``SET name = value``
-    clauses, as ``name=value``, the form PostgreSQL lists them in)."""
-    text = query("citus", "create_tenant_statement")
+def run_statement_settings(create: str = "create_tenant_statement") -> tuple[str, ...]:
+    """The settings a routing function is defined with (its ``SET name = value``
+    clauses, as ``name=value``, the form PostgreSQL lists them in); by default
+    run_tenant_statement's."""
+    text = query("citus", create)
     return tuple(
         f"{name}={value}"
         for name, value in re.findall(r"^SET ([\w.]+) = '?([^'\n]*?)'?$", text, re.MULTILINE)
@@ -160,23 +177,28 @@ def execute_for_tenant(
     statement: str,
     params: Mapping[str, Any],
     *,
-    routed: bool,
+    routed: str | None,
     prepare: bool = False,
 ) -> None:
     """Run one tenant's statement: as it is, or (``routed``: on a database that
-    ``db distribute`` prepared) inside ``run_tenant_statement``, which Citus delegates
-    to the worker holding the tenant. The statement then travels as text with its
-    values bound in it, so the worker plans it for those values.
+    ``db distribute`` prepared; see ``check_scope``) inside a function Citus delegates
+    to the worker holding the tenant, with the statement naming the tenant's shards.
 
-    Here, with psycopg 3, the statement is prepared (once per connection) when
+    Unrouted, with psycopg 3, the statement is prepared (once per connection) when
     ``prepare`` is true, and otherwise sent unprepared, so that however often a
     connection runs it, it is planned for its values: the driver would otherwise
     prepare it on its fifth run, and a prepared statement soon gets a generic plan,
     which cannot fold "principal_id IS NULL OR ..." branches away. psycopg2 binds
     values in the client: every statement is planned afresh. (Forcing custom plans for
     the transaction instead, plan_cache_mode = force_custom_plan, would also re-plan
-    the foreign-key checks of every row the statement writes.)"""
-    if not routed:
+    the foreign-key checks of every row the statement writes.)
+
+    Routed, the statement travels as text: with its values bound in it
+    (``run_tenant_statement``, planned on the worker for those values), or, when
+    ``prepare`` is true and the database has it (``routed == "prepared"``), with its
+    values apart (``run_tenant_prepared``: prepared once per worker connection, on its
+    generic plan), whatever the driver."""
+    if routed is None:
         if isinstance(cur, psycopg.Cursor):
             cur.execute(statement, params, prepare=prepare)
         else:
@@ -187,11 +209,37 @@ def execute_for_tenant(
     cur.execute(query("citus", "tenant_shards"), {"tenant_id": str(tenant_id)})
     shards = {str(table): str(shard) for table, shard in cur.fetchall()}
     local = _TABLE.sub(lambda found: shards.get(found[0], found[0]), statement)
+    if not (prepare and routed == "prepared"):
+        cur.execute(
+            query("citus", "run_tenant_statement"),
+            {"tenant_id": str(tenant_id), "statement": _bound(cur, local, params)},
+        )
+        return
+    names: list[str] = []
+
+    def number(found: re.Match[str]) -> str:
+        if found[0] == "%%":
+            return "%"
+        if found[1] not in names:
+            names.append(found[1])
+        return f"${names.index(found[1]) + 1}"
+
+    numbered = _PLACEHOLDER.sub(number, local)
+    arguments = _bound(cur, ", ".join(f"%({name})s" for name in names), params)
     cur.execute(
-        query("citus", "run_tenant_statement"),
-        {"tenant_id": str(tenant_id), "statement": _bound(cur, local, params)},
+        query("citus", "run_tenant_prepared"),
+        {
+            "tenant_id": str(tenant_id),
+            # One name per statement text (its shards and its specialization).
+            "name": "pc_" + hashlib.sha256(numbered.encode()).hexdigest()[:32],
+            "statement": numbered,
+            "arguments": arguments,
+        },
     )
 
+
+#: A named placeholder of a statement's SQL (psycopg's ``%(name)s``), or a literal ``%``.
+_PLACEHOLDER = re.compile(r"%%|%\((\w+)\)s")
 
 #: A table of the schema named in a statement's SQL.
 _TABLE = re.compile(r"\bdyno_crm\.[a-z_][a-z0-9_]*\b")

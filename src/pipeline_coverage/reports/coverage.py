@@ -313,7 +313,7 @@ def _write(cur: Cursor, request: CoverageRequest, *, restore: bool = False) -> u
     single = request.mode == "single"
     generic = single and prepares(cur)  # else the statement is planned for its values
     replaced = None
-    if not routed:  # run_tenant_statement brings the run's settings to the worker
+    if routed is None:  # the routing functions bring the run's settings to the worker
         replaced = set_for_transaction(cur, SINGLE_SETTINGS if generic else RUN_SETTINGS)
     statement = specialized_query(
         _QUERIES, "insert_coverage", rollup=request.rollup, batch=not single,
@@ -342,7 +342,9 @@ def _write(cur: Cursor, request: CoverageRequest, *, restore: bool = False) -> u
             "calibration": fits,
         },
         routed=routed,
-        prepare=generic,
+        # On Citus a single report's statement is prepared on the worker, whatever the
+        # driver (run_tenant_prepared), where the database has the function.
+        prepare=generic if routed is None else single,
     )
     if restore and replaced is not None:
         set_for_transaction(cur, replaced)
@@ -401,11 +403,13 @@ def recorded_at(as_of: dt.date) -> dt.datetime:
     return dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time(), dt.UTC)
 
 
-def _check_scope(cur: Cursor, params: Mapping[str, Any]) -> tuple[str, dict[str, str], bool, int]:
+def _check_scope(
+    cur: Cursor, params: Mapping[str, Any]
+) -> tuple[str, dict[str, str], str | None, int]:
     """The tenant's reporting currency and the other currencies' rates in force on
     ``as_of``, once the tenant, principal and pipeline exist; whether the run's
-    statement is to be routed to the tenant's Citus worker; and the month its fiscal
-    year starts in."""
+    statement is to be routed to the tenant's Citus worker, and how (None: not; else
+    ``execute_for_tenant``'s ``routed``); and the month its fiscal year starts in."""
     cur.execute(query(_QUERIES, "check_scope"), params)
     [found] = records(cur)
     if not found["tenant_exists"]:
@@ -422,7 +426,7 @@ def _check_scope(cur: Cursor, params: Mapping[str, Any]) -> tuple[str, dict[str,
     return (
         str(found["currency"]),
         json.loads(found["rates"]),
-        bool(found["routed"]),
+        found["routed"],
         int(found["fiscal_year_start_month"]),
     )
 

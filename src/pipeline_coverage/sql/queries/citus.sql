@@ -48,25 +48,26 @@ SELECT create_distributed_table(
 SELECT truncate_local_data_after_distributing_table(%(table_name)s::text::regclass);
 
 -- name: tenant_statement_routed
--- Whether run_tenant_statement is distributed by its tenant_id argument, co-located
--- with the tenant table, and delegated inside transactions too (force_delegation);
--- and the settings it has now (its SET clauses; NULL: no such function).
+-- Whether a routing function (run_tenant_statement, run_tenant_prepared) is
+-- distributed by its tenant_id argument, co-located with the tenant table, and
+-- delegated inside transactions too (force_delegation); and the settings it has now
+-- (its SET clauses; NULL: no such function).
 SELECT EXISTS (
     SELECT 1
     FROM pg_dist_object AS o
     JOIN pg_dist_partition AS p ON p.logicalrelid = %(anchor)s::text::regclass
     WHERE o.classid = 'pg_proc'::regclass
-      AND o.objid = to_regprocedure('dyno_crm.run_tenant_statement(uuid, text)')
+      AND o.objid = to_regprocedure(%(function)s::text)
       AND o.distribution_argument_index = 0
       AND o.force_delegation
       AND o.colocationid = p.colocationid
 ) AS routed,
 (SELECT COALESCE(f.proconfig, '{}') FROM pg_proc AS f
- WHERE f.oid = to_regprocedure('dyno_crm.run_tenant_statement(uuid, text)')) AS settings;
+ WHERE f.oid = to_regprocedure(%(function)s::text)) AS settings;
 
 -- name: create_tenant_statement
 -- Runs one tenant's statement (SQL text, its values bound in it) where it is called.
--- Distributed by tenant_id (distribute_tenant_statement), a call on the coordinator
+-- Distributed by tenant_id (distribute_tenant_function), a call on the coordinator
 -- runs on the worker that holds the tenant's shards, as one task in the caller's
 -- transaction, and Citus refuses any statement in it that touches another tenant.
 -- work_mem, jit and enable_sort are the run's (RUN_SETTINGS in reports/coverage.py),
@@ -90,10 +91,39 @@ BEGIN
 END
 $$;
 
--- name: distribute_tenant_statement
--- Delegates run_tenant_statement to the tenant's worker, also inside a transaction.
+-- name: create_tenant_prepared
+-- run_tenant_statement for a single report: its statement (naming the tenant's shards,
+-- its values as $1, $2...) is prepared once per connection on the worker, under
+-- `name`, and run with `arguments` (the values, quoted by the driver) on its generic
+-- plan, with the single report's settings (SINGLE_SETTINGS in reports/coverage.py):
+-- planning the statement afresh was most of a single report's time on the worker.
+-- The statement compares one principal's dates `+ 0`, so that the generic plan finds
+-- its deals by the principal's indexes (on a shard of one or two tenants, a generic
+-- plan otherwise read the tenant's year of closed deals by date).
+CREATE OR REPLACE FUNCTION dyno_crm.run_tenant_prepared(
+    tenant_id uuid, name text, statement text, arguments text)
+RETURNS void
+LANGUAGE plpgsql
+SET work_mem = '64MB'
+SET jit = off
+SET enable_sort = off
+SET plan_cache_mode = force_generic_plan
+SET enable_nestloop = off
+SET citus.enable_manual_changes_to_shards = 'on'
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_prepared_statements AS p
+                   WHERE p.name = run_tenant_prepared.name) THEN
+        EXECUTE format('PREPARE %I AS %s', name, statement);
+    END IF;
+    EXECUTE format('EXECUTE %I(%s)', name, arguments);
+END
+$$;
+
+-- name: distribute_tenant_function
+-- Delegates a routing function to the tenant's worker, also inside a transaction.
 SELECT create_distributed_function(
-    'dyno_crm.run_tenant_statement(uuid, text)', 'tenant_id',
+    %(function)s::text::regprocedure, 'tenant_id',
     colocate_with => %(anchor)s::text, force_delegation => true);
 
 -- name: tenant_shards
@@ -109,3 +139,9 @@ WHERE c.relnamespace = 'dyno_crm'::regnamespace AND p.partmethod = 'h';
 -- name: run_tenant_statement
 -- One tenant's statement, run on the worker that holds the tenant (one task).
 SELECT dyno_crm.run_tenant_statement(%(tenant_id)s::uuid, %(statement)s::text);
+
+-- name: run_tenant_prepared
+-- A single report's statement, run on the worker that holds the tenant (one task),
+-- prepared there.
+SELECT dyno_crm.run_tenant_prepared(
+    %(tenant_id)s::uuid, %(name)s::text, %(statement)s::text, %(arguments)s::text);

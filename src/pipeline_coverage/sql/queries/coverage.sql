@@ -4,7 +4,8 @@
 -- run's as_of (SPEC.md §9: the latest of each other currency from that day or
 -- before), which the run freezes in its parameters; its fiscal calendar (the run's
 -- week of the quarter, for its calibration); and whether `db distribute` made
--- the function that runs the run's statement on the tenant's Citus worker.
+-- the functions that run the run's statement on the tenant's Citus worker
+-- ('prepared': both; 'statement': only run_tenant_statement, an earlier version's).
 SELECT
     EXISTS (SELECT 1 FROM dyno_crm.tenant AS t WHERE t.id = %(tenant_id)s::uuid) AS tenant_exists,
     CASE %(principal_type)s::text
@@ -31,7 +32,11 @@ SELECT
              AND er.valid_from <= %(as_of)s::date
              AND er.currency <> t.currency
            ORDER BY er.currency, er.valid_from DESC) AS r) AS rates,
-    to_regprocedure('dyno_crm.run_tenant_statement(uuid, text)') IS NOT NULL AS routed;
+    CASE WHEN to_regprocedure('dyno_crm.run_tenant_prepared(uuid, text, text, text)') IS NOT NULL
+         THEN 'prepared'
+         WHEN to_regprocedure('dyno_crm.run_tenant_statement(uuid, text)') IS NOT NULL
+         THEN 'statement'
+    END AS routed;
 
 -- name: group_tree
 -- With rollup (SPEC.md §10): each group of the tenant (for one principal: that
