@@ -314,7 +314,7 @@ def db_distribute() -> None:
     if done.refreshed:
         click.echo(
             f"updated {' and '.join(_function_name(f) for f in done.refreshed)} to this"
-            " version's run settings"
+            " version's definition (its run settings and body)"
         )
     if not done.distributed and not done.routed and not done.refreshed:
         click.echo(f"nothing to do: every table is distributed by tenant on {app.where}")

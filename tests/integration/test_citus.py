@@ -203,7 +203,10 @@ def test_distribute_again_brings_the_run_settings_up_to_date(
     assert all("enable_sort=off" not in _function_settings(u) for u in [citus_url, *workers])
     code, out, err = cli(capsys, citus_url, "db", "distribute")
     assert (code, err) == (0, "")
-    assert out == "updated dyno_crm.run_tenant_statement to this version's run settings\n"
+    assert out == (
+        "updated dyno_crm.run_tenant_statement to this version's definition"
+        " (its run settings and body)\n"
+    )
     expected = {
         "work_mem=64MB", "jit=off", "enable_sort=off", "citus.enable_manual_changes_to_shards=on"
     }  # fmt: skip
@@ -765,3 +768,20 @@ def test_a_cluster_distributed_before_the_prepared_function_gets_it(
     assert sum("SELECT dyno_crm.run_tenant_prepared(" in text for text in sent) == 1
     code, out, err = cli(capsys, citus_url, "db", "distribute")
     assert out.startswith("nothing to do")
+    # An earlier body (the same settings) is replaced too, on every node.
+    definition = query("citus", "create_tenant_prepared")
+    start, end = definition.index("AS $$") + len("AS $$"), definition.rindex("$$")
+    earlier = (
+        definition[:start]
+        + "\nBEGIN\n    RAISE EXCEPTION 'an earlier body';\nEND\n"
+        + (definition[end:])
+    )
+    with psycopg.connect(citus_url, autocommit=True) as conn:
+        conn.execute(earlier)
+    code, out, err = cli(capsys, citus_url, "db", "distribute")
+    assert (code, err) == (0, "")
+    assert out == (
+        "updated dyno_crm.run_tenant_prepared to this version's definition"
+        " (its run settings and body)\n"
+    )
+    assert single_run() == as_text

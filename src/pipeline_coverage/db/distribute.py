@@ -146,15 +146,17 @@ def distribute(conn: psycopg.Connection[Any]) -> Distribution:
         for function, create in ROUTING_FUNCTIONS:
             names = {"anchor": ANCHOR, "function": function}
             cur.execute(query("citus", "tenant_statement_routed"), names)
-            found, settings = cur.fetchone()
+            found, settings, body = cur.fetchone()
             # A cluster distributed by an earlier version gets this version's run
-            # settings (CREATE OR REPLACE; Citus passes the new definition on to the
-            # workers), and the functions it lacks.
+            # settings and body (CREATE OR REPLACE; Citus passes the new definition on
+            # to the workers), and the functions it lacks.
             if not found:
                 cur.execute(query("citus", create))
                 cur.execute(query("citus", "distribute_tenant_function"), names)
                 routed.append(function)
-            elif set(settings or ()) != set(run_statement_settings(create)):
+            elif set(settings or ()) != set(run_statement_settings(create)) or (
+                body != _function_body(create)
+            ):
                 cur.execute(query("citus", create))
                 refreshed.append(function)
     return Distribution(tuple(done), tuple(unchanged), tuple(routed), tuple(refreshed))
@@ -169,6 +171,12 @@ def run_statement_settings(create: str = "create_tenant_statement") -> tuple[str
         f"{name}={value}"
         for name, value in re.findall(r"^SET ([\w.]+) = '?([^'\n]*?)'?$", text, re.MULTILINE)
     )
+
+
+def _function_body(create: str) -> str:
+    """The source of the function a ``create_*`` query defines (between its ``$$``)."""
+    text = query("citus", create)
+    return text[text.index("AS $$") + len("AS $$") : text.rindex("$$")]
 
 
 def execute_for_tenant(
@@ -204,17 +212,18 @@ def execute_for_tenant(
         else:
             cur.execute(statement, params)
         return
-    # The tables become the tenant's shards (in the statement's SQL, before its values
-    # are bound: a value that spells a table's name stays as it is).
-    cur.execute(query("citus", "tenant_shards"), {"tenant_id": str(tenant_id)})
-    shards = {str(table): str(shard) for table, shard in cur.fetchall()}
-    local = _TABLE.sub(lambda found: shards.get(found[0], found[0]), statement)
     if not (prepare and routed == "prepared"):
+        # The tables become the tenant's shards (in the statement's SQL, before its
+        # values are bound: a value that spells a table's name stays as it is).
+        cur.execute(query("citus", "tenant_shards"), {"tenant_id": str(tenant_id)})
+        shards = {str(table): str(shard) for table, shard in cur.fetchall()}
+        local = _TABLE.sub(lambda found: shards.get(found[0], found[0]), statement)
         cur.execute(
             query("citus", "run_tenant_statement"),
             {"tenant_id": str(tenant_id), "statement": _bound(cur, local, params)},
         )
         return
+    # Prepared on the worker, which names the tenant's shards in it the first time.
     names: list[str] = []
 
     def number(found: re.Match[str]) -> str:
@@ -224,13 +233,14 @@ def execute_for_tenant(
             names.append(found[1])
         return f"${names.index(found[1]) + 1}"
 
-    numbered = _PLACEHOLDER.sub(number, local)
+    numbered = _PLACEHOLDER.sub(number, statement)
     arguments = _bound(cur, ", ".join(f"%({name})s" for name in names), params)
     cur.execute(
         query("citus", "run_tenant_prepared"),
         {
             "tenant_id": str(tenant_id),
-            # One name per statement text (its shards and its specialization).
+            # One name per statement text (its specialization); the worker adds the
+            # tenant's shard group.
             "name": "pc_" + hashlib.sha256(numbered.encode()).hexdigest()[:32],
             "statement": numbered,
             "arguments": arguments,

@@ -50,8 +50,8 @@ SELECT truncate_local_data_after_distributing_table(%(table_name)s::text::regcla
 -- name: tenant_statement_routed
 -- Whether a routing function (run_tenant_statement, run_tenant_prepared) is
 -- distributed by its tenant_id argument, co-located with the tenant table, and
--- delegated inside transactions too (force_delegation); and the settings it has now
--- (its SET clauses; NULL: no such function).
+-- delegated inside transactions too (force_delegation); and the settings and the body
+-- it has now (its SET clauses and its source; NULL: no such function).
 SELECT EXISTS (
     SELECT 1
     FROM pg_dist_object AS o
@@ -63,7 +63,8 @@ SELECT EXISTS (
       AND o.colocationid = p.colocationid
 ) AS routed,
 (SELECT COALESCE(f.proconfig, '{}') FROM pg_proc AS f
- WHERE f.oid = to_regprocedure(%(function)s::text)) AS settings;
+ WHERE f.oid = to_regprocedure(%(function)s::text)) AS settings,
+(SELECT f.prosrc FROM pg_proc AS f WHERE f.oid = to_regprocedure(%(function)s::text)) AS body;
 
 -- name: create_tenant_statement
 -- Runs one tenant's statement (SQL text, its values bound in it) where it is called.
@@ -92,14 +93,18 @@ END
 $$;
 
 -- name: create_tenant_prepared
--- run_tenant_statement for a single report: its statement (naming the tenant's shards,
--- its values as $1, $2...) is prepared once per connection on the worker, under
--- `name`, and run with `arguments` (the values, quoted by the driver) on its generic
--- plan, with the single report's settings (SINGLE_SETTINGS in reports/coverage.py):
--- planning the statement afresh was most of a single report's time on the worker.
--- The statement compares one principal's dates `+ 0`, so that the generic plan finds
--- its deals by the principal's indexes (on a shard of one or two tenants, a generic
--- plan otherwise read the tenant's year of closed deals by date).
+-- run_tenant_statement for a single report: its statement (the schema's tables by
+-- name, its values as $1, $2...) is prepared once per connection on the worker and
+-- run with `arguments` (the values, quoted by the driver) on its generic plan, with
+-- the single report's settings (SINGLE_SETTINGS in reports/coverage.py): planning the
+-- statement afresh was most of a single report's time on the worker. The first call
+-- of a connection for the tenant's shard group names the tenant's shards in it (as
+-- execute_for_tenant does for run_tenant_statement, here from the worker's copy of the
+-- metadata) and prepares it as `name`_<the tenant's shard of the tenant table>: a
+-- tenant moved to a shard of its own gets a statement of its own; later calls only
+-- look the shard up. The statement compares one principal's dates `+ 0`, so that the
+-- generic plan finds its deals by the principal's indexes (on a shard of one or two
+-- tenants a generic plan otherwise read the tenant's year of closed deals by date).
 CREATE OR REPLACE FUNCTION dyno_crm.run_tenant_prepared(
     tenant_id uuid, name text, statement text, arguments text)
 RETURNS void
@@ -111,12 +116,26 @@ SET plan_cache_mode = force_generic_plan
 SET enable_nestloop = off
 SET citus.enable_manual_changes_to_shards = 'on'
 AS $$
+DECLARE
+    prepared text := name || '_' || get_shard_id_for_distribution_column(
+        'dyno_crm.tenant', run_tenant_prepared.tenant_id);
+    localized text := statement;
+    shard record;
 BEGIN
-    IF NOT EXISTS (SELECT FROM pg_prepared_statements AS p
-                   WHERE p.name = run_tenant_prepared.name) THEN
-        EXECUTE format('PREPARE %I AS %s', name, statement);
+    IF NOT EXISTS (SELECT FROM pg_prepared_statements AS p WHERE p.name = prepared) THEN
+        FOR shard IN
+            SELECT c.relname, shard_name(p.logicalrelid, get_shard_id_for_distribution_column(
+                       p.logicalrelid, run_tenant_prepared.tenant_id)) AS local_name
+            FROM pg_dist_partition AS p
+            JOIN pg_class AS c ON c.oid = p.logicalrelid
+            WHERE c.relnamespace = 'dyno_crm'::regnamespace AND p.partmethod = 'h'
+        LOOP
+            localized := regexp_replace(localized, '\mdyno_crm\.' || shard.relname || '\M',
+                                    shard.local_name, 'g');
+        END LOOP;
+        EXECUTE format('PREPARE %I AS %s', prepared, localized);
     END IF;
-    EXECUTE format('EXECUTE %I(%s)', name, arguments);
+    EXECUTE format('EXECUTE %I(%s)', prepared, arguments);
 END
 $$;
 
