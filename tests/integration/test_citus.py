@@ -477,6 +477,25 @@ def test_per_tenant_statements_are_router_queries(citus_url: str, name: str) -> 
         conn.rollback()
 
 
+#: The directory's look-ups within one tenant (names of its reps, teams, pipelines).
+TENANT_LOOKUPS = ["list_principals", "principal_name", "find_principals", "find_pipelines",
+                  "tenant_calendar", "known_periods"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", TENANT_LOOKUPS)
+def test_a_tenants_name_lookups_are_router_queries(citus_url: str, name: str) -> None:
+    """One task on the tenant's worker: they answer while another worker is down (a
+    rep's name given to 'run --principal', the candidates listed when none matches)."""
+    with psycopg.connect(citus_url) as conn:
+        tenant = first_tenant(conn)
+        params = {
+            "tenant_id": str(tenant), "kind": None, "text": "Rep", "id": str(uuid.uuid4()),
+            "as_of": Q1[0], "today": Q1[0], "limit": 10,
+        }  # fmt: skip
+        assert _task_counts(conn, query("directory", name), params) == [1]
+        conn.rollback()
+
+
 def _tenant_worker(conn: psycopg.Connection[Any], tenant: uuid.UUID) -> str:
     """``host:port`` of the worker that holds the tenant's shards."""
     row = conn.execute(

@@ -29,7 +29,7 @@ WHERE u.tenant_id = %(tenant_id)s::uuid AND (%(kind)s::text IS NULL OR %(kind)s:
 UNION ALL
 SELECT 'GROUP', g.id, g.name, true, g.parent_group_id,
        (SELECT p.name FROM dyno_crm.crm_group AS p
-        WHERE p.tenant_id = g.tenant_id AND p.id = g.parent_group_id)
+        WHERE p.tenant_id = %(tenant_id)s::uuid AND p.id = g.parent_group_id)
 FROM dyno_crm.crm_group AS g
 WHERE g.tenant_id = %(tenant_id)s::uuid AND (%(kind)s::text IS NULL OR %(kind)s::text = 'GROUP')
 ORDER BY 1 DESC, 3, 2;
