@@ -231,11 +231,15 @@ def insert_run(
     period: tuple[dt.date, dt.date],
     parameters: Mapping[str, Any],
     report_type: str = REPORT_TYPE,
+    run_id: uuid.UUID | None = None,
 ) -> uuid.UUID:
-    """Write a run's header inside the caller's unit of work; returns the new id."""
+    """Write a run's header inside the caller's unit of work; returns the new id (with
+    ``run_id``: that one, without reading the statement's answer, so that it can be
+    sent along with the statements after it)."""
     cur.execute(
         query(_QUERIES, "insert_run"),
         {
+            "id": str(run_id) if run_id is not None else None,
             "tenant_id": str(tenant_id),
             "report_type": report_type,
             "period_start": period[0],
@@ -243,7 +247,7 @@ def insert_run(
             "parameters": json.dumps(parameters),
         },
     )
-    return as_uuid(records(cur)[0]["id"])
+    return run_id if run_id is not None else as_uuid(records(cur)[0]["id"])
 
 
 @dataclass(frozen=True)

@@ -452,3 +452,30 @@ def test_a_drill_down_keeps_the_callers_isolation_level(
     assert page == expected
     assert messages.count("B:ReadyForQuery") >= 4  # a statement at a time
     assert conn.info.transaction_status == 0
+
+
+def test_a_single_reports_header_settings_and_statement_go_in_one_round_trip(
+    conn: psycopg.Connection[Any], setup: Setup, db_url: str
+) -> None:
+    """On psycopg 3 the header, the run's settings and its statement are sent at once
+    (pipeline mode): one Sync for the three, where a statement at a time takes one
+    each. A connection that does not prepare sends them one at a time; both runs store
+    the same row."""
+    conn.commit()
+    run, messages = _frontend_and_backend(
+        conn, lambda: run_pipeline_coverage_report(conn, setup.tenant, *Q1, "USER", setup.rep)
+    )
+    assert conn.info.transaction_status == 0
+    # The messages from the client's last Sync before the header's to its next one.
+    syncs = [i for i, m in enumerate(messages) if m == "F:Sync"]
+    batches = [messages[a + 1 : b] for a, b in zip([-1, *syncs], syncs, strict=False)]
+    sent = [[m for m in batch if m == "F:Execute"] for batch in batches]
+    assert [len(executes) for executes in sent].count(3) == 1, messages
+    assert all(len(executes) <= 1 for executes in sent if len(executes) != 3), messages
+    with psycopg.connect(db_url, prepare_threshold=None) as plain:
+        alone, theirs = _frontend_and_backend(
+            plain,
+            lambda: run_pipeline_coverage_report(plain, setup.tenant, *Q1, "USER", setup.rep),
+        )
+        assert theirs.count("F:Sync") > messages.count("F:Sync")
+    assert get_run(conn, run, setup.tenant).rows == get_run(conn, alone, setup.tenant).rows

@@ -49,6 +49,8 @@ class Cursor(Protocol):
     def rowcount(self) -> int: ...
     @property
     def description(self) -> Any: ...
+    @property
+    def connection(self) -> Any: ...
 
 
 class Connection(Protocol):
@@ -90,6 +92,11 @@ def set_for_transaction(cur: Cursor, settings: Mapping[str, str]) -> dict[str, s
     """Set each of ``settings`` (name: value) for the rest of the transaction, in one
     statement; returns the values they replace, which a second call puts back."""
     send_settings(cur, settings)
+    return replaced_settings(cur)
+
+
+def replaced_settings(cur: Cursor) -> dict[str, str]:
+    """The values ``send_settings``'s statement on ``cur`` replaced (read once sent)."""
     return {str(r["name"]): str(r["previous"]) for r in records(cur)}
 
 
@@ -100,6 +107,21 @@ def send_settings(cur: Cursor, settings: Mapping[str, str]) -> None:
         query("settings", "set_for_transaction"),
         {"names": list(settings), "values": list(settings.values())},
     )
+
+
+@contextmanager
+def sent_at_once(cur: Cursor, wanted: bool = True) -> Iterator[None]:
+    """The statements the block executes on ``cur``'s connection (on any of its
+    cursors) go to the server at once, and the client waits once, at the block's end
+    (psycopg 3's pipeline mode): one round trip where a statement at a time takes one
+    each. Their results are read after the block; an error surfaces at its end. With
+    psycopg2, on a libpq without pipeline mode, or unless ``wanted``: one at a time."""
+    conn = cur.connection
+    if wanted and isinstance(conn, psycopg.Connection) and psycopg.Pipeline.is_supported():
+        with conn.pipeline():
+            yield
+    else:
+        yield
 
 
 def prepares(cur: Cursor) -> bool:

@@ -29,6 +29,9 @@ from pipeline_coverage.db.connection import (
     in_transaction,
     prepares,
     records,
+    replaced_settings,
+    send_settings,
+    sent_at_once,
     set_for_transaction,
     unit_of_work,
 )
@@ -305,47 +308,58 @@ def _write(cur: Cursor, request: CoverageRequest, *, restore: bool = False) -> u
     if request.rollup and request.principal_type != "USER":  # (a rep's row does not roll up)
         cur.execute(query(_QUERIES, "group_tree"), params)
         tree = records(cur)[0]["tree"]
-    run_id = insert_run(
-        cur, request.tenant_id, (request.period_start, request.period_end),
-        {**_parameters(request, as_of, currency, rates, _team_parents(tree)),
-         "calibration": calibration},
-    )  # fmt: skip
     single = request.mode == "single"
     generic = single and prepares(cur)  # else the statement is planned for its values
-    replaced = None
-    if routed is None:  # the routing functions bring the run's settings to the worker
-        replaced = set_for_transaction(cur, SINGLE_SETTINGS if generic else RUN_SETTINGS)
+    # A single report's header, settings and statement go at once (one round trip
+    # where they took three; a batch's statement is most of its time).
+    together = generic and routed is None
     statement = specialized_query(
         _QUERIES, "insert_coverage", rollup=request.rollup, batch=not single,
         users=request.principal_type != "GROUP", groups=request.principal_type != "USER",
         within=request.target_match == "within", recorded=request.as_recorded,
         tenant_window=not single or (request.rollup and request.principal_type == "GROUP"),
     )  # fmt: skip
-    execute_for_tenant(
-        cur,
-        request.tenant_id,
-        statement,
-        {
-            **params,
-            "run_id": str(run_id),
-            "period_start": request.period_start,
-            "period_end": request.period_end,
-            "history_start": request.period_start - dt.timedelta(days=lookback),
-            "by_pipeline": request.by_pipeline,
-            "rollup": request.rollup,
-            "tree": tree,
-            "as_of": as_of,
-            "target_match": request.target_match,
-            "currency": currency,
-            "rates": json.dumps(rates),
-            "recorded_at": recorded_at(as_of) if request.as_recorded else None,
-            "calibration": fits,
-        },
-        routed=routed,
-        # On Citus a single report's statement is prepared on the worker, whatever the
-        # driver (run_tenant_prepared), where the database has the function.
-        prepare=generic if routed is None else single,
-    )
+    # (the routing functions bring the run's settings to the worker)
+    setter = cur.connection.cursor() if routed is None else None
+    try:
+        with sent_at_once(cur, together):
+            run_id = insert_run(
+                cur, request.tenant_id, (request.period_start, request.period_end),
+                {**_parameters(request, as_of, currency, rates, _team_parents(tree)),
+                 "calibration": calibration},
+                run_id=uuid.uuid4() if together else None,
+            )  # fmt: skip
+            if setter is not None:
+                send_settings(setter, SINGLE_SETTINGS if generic else RUN_SETTINGS)
+            execute_for_tenant(
+                cur,
+                request.tenant_id,
+                statement,
+                {
+                    **params,
+                    "run_id": str(run_id),
+                    "period_start": request.period_start,
+                    "period_end": request.period_end,
+                    "history_start": request.period_start - dt.timedelta(days=lookback),
+                    "by_pipeline": request.by_pipeline,
+                    "rollup": request.rollup,
+                    "tree": tree,
+                    "as_of": as_of,
+                    "target_match": request.target_match,
+                    "currency": currency,
+                    "rates": json.dumps(rates),
+                    "recorded_at": recorded_at(as_of) if request.as_recorded else None,
+                    "calibration": fits,
+                },
+                routed=routed,
+                # On Citus a single report's statement is prepared on the worker,
+                # whatever the driver (run_tenant_prepared), where the database has it.
+                prepare=generic if routed is None else single,
+            )
+        replaced = replaced_settings(setter) if setter is not None else None
+    finally:
+        if setter is not None:
+            setter.close()
     if restore and replaced is not None:
         set_for_transaction(cur, replaced)
     return run_id

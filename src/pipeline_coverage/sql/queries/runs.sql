@@ -1,10 +1,11 @@
 -- name: insert_run
--- Writes a run header (the seed's report_run row) and returns its id.
+-- Writes a run header (the seed's report_run row) and returns its id: the one given,
+-- or a new one.
 INSERT INTO dyno_crm.report_run
-    (tenant_id, report_type, generated_at, period_start, period_end, parameters)
+    (id, tenant_id, report_type, generated_at, period_start, period_end, parameters)
 VALUES
-    (%(tenant_id)s::uuid, %(report_type)s::text, now(), %(period_start)s::date,
-     %(period_end)s::date, %(parameters)s::jsonb)
+    (COALESCE(%(id)s::uuid, gen_random_uuid()), %(tenant_id)s::uuid, %(report_type)s::text,
+     now(), %(period_start)s::date, %(period_end)s::date, %(parameters)s::jsonb)
 RETURNING id;
 
 -- name: get_run
