@@ -490,6 +490,24 @@ def week_of_quarter(as_of: dt.date, period_start: dt.date) -> int:
     return min((as_of - period_start).days // 7 + 1, WEEKS)
 
 
+def calibration_week(
+    period: tuple[dt.date, dt.date], as_of: dt.date, *, whole_pipeline: bool
+) -> int | None:
+    """The week of the quarter whose fits a run may apply (None: it applies none,
+    whatever the tenant's calendar): what ``send_week_fits`` can ask for before the
+    calendar is known (``run_calibration`` decides)."""
+    start, end = period
+    if not whole_pipeline or not start <= as_of < end:
+        return None
+    return week_of_quarter(as_of, start)
+
+
+def send_week_fits(cur: Cursor, tenant_id: uuid.UUID, week: int) -> None:
+    """Ask for the tenant's fits at ``week``; ``run_calibration(..., sent=cur)`` reads
+    them (sent along with the run's scope check, they cost no round trip of their own)."""
+    cur.execute(query(_QUERIES, "week_fits"), {"tenant_id": str(tenant_id), "week": week})
+
+
 def run_calibration(
     cur: Cursor,
     tenant_id: uuid.UUID,
@@ -500,10 +518,12 @@ def run_calibration(
     whole_pipeline: bool,
     rollup: bool,
     target_match: str,
+    sent: Cursor | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """What a run applies to its rows (the ``calibration`` JSON of its statement) and
     what it records of it (its parameters' ``calibration``): the fit of each principal
-    type at the run's week, or why its rows have no hit probability."""
+    type at the run's week, or why its rows have no hit probability. ``sent``: the
+    cursor ``send_week_fits`` asked on, for the week ``calibration_week`` gave."""
     start, end = period
     if not whole_pipeline:
         return "[]", {"reason": "calibrated on runs of every pipeline; not for one pipeline"}
@@ -512,8 +532,9 @@ def run_calibration(
     if not start <= as_of < end:
         return "[]", {"reason": "the run's as_of is outside its quarter"}
     week = week_of_quarter(as_of, start)
-    cur.execute(query(_QUERIES, "week_fits"), {"tenant_id": str(tenant_id), "week": week})
-    found = records(cur)
+    if sent is None:
+        send_week_fits(cur, tenant_id, week)
+    found = records(sent or cur)
     note: dict[str, Any] = {"week": week}
     fits = []
     for kind in ("USER", "GROUP"):

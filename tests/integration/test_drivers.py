@@ -457,25 +457,29 @@ def test_a_drill_down_keeps_the_callers_isolation_level(
 def test_a_single_reports_header_settings_and_statement_go_in_one_round_trip(
     conn: psycopg.Connection[Any], setup: Setup, db_url: str
 ) -> None:
-    """On psycopg 3 the header, the run's settings and its statement are sent at once
-    (pipeline mode): one Sync for the three, where a statement at a time takes one
-    each. A connection that does not prepare sends them one at a time; both runs store
-    the same row."""
+    """On psycopg 3 a single report sends its scope check with the calibration's fits,
+    then its header, its settings and its statement, each group at once (pipeline
+    mode): one Sync for each, where a statement at a time takes one each. A connection
+    that does not prepare sends the last three one at a time; both runs store the same
+    row."""
     conn.commit()
-    run, messages = _frontend_and_backend(
-        conn, lambda: run_pipeline_coverage_report(conn, setup.tenant, *Q1, "USER", setup.rep)
-    )
+    as_of = dt.date(2026, 2, 1)  # (inside the period: the fits are asked for)
+
+    def report(connection: psycopg.Connection[Any]) -> uuid.UUID:
+        return run_pipeline_coverage_report(
+            connection, setup.tenant, *Q1, "USER", setup.rep, as_of=as_of
+        )
+
+    run, messages = _frontend_and_backend(conn, lambda: report(conn))
     assert conn.info.transaction_status == 0
-    # The messages from the client's last Sync before the header's to its next one.
+    # The statements sent between one Sync of the client's and the next.
     syncs = [i for i, m in enumerate(messages) if m == "F:Sync"]
     batches = [messages[a + 1 : b] for a, b in zip([-1, *syncs], syncs, strict=False)]
-    sent = [[m for m in batch if m == "F:Execute"] for batch in batches]
-    assert [len(executes) for executes in sent].count(3) == 1, messages
-    assert all(len(executes) <= 1 for executes in sent if len(executes) != 3), messages
+    executes = [sum(m == "F:Execute" for m in batch) for batch in batches]
+    # (the others: psycopg's BEGIN, which waits for its answer, and the COMMIT)
+    assert (executes.count(2), executes.count(3)) == (1, 1), messages
+    assert all(n <= 1 for n in executes if n not in (2, 3)), messages
     with psycopg.connect(db_url, prepare_threshold=None) as plain:
-        alone, theirs = _frontend_and_backend(
-            plain,
-            lambda: run_pipeline_coverage_report(plain, setup.tenant, *Q1, "USER", setup.rep),
-        )
+        alone, theirs = _frontend_and_backend(plain, lambda: report(plain))
         assert theirs.count("F:Sync") > messages.count("F:Sync")
     assert get_run(conn, run, setup.tenant).rows == get_run(conn, alone, setup.tenant).rows

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline_coverage.calibration import run_calibration
+from pipeline_coverage.calibration import calibration_week, run_calibration, send_week_fits
 from pipeline_coverage.db.connection import (
     Connection,
     Cursor,
@@ -297,13 +297,26 @@ def _write(cur: Cursor, request: CoverageRequest, *, restore: bool = False) -> u
         "pipeline_id": str(request.pipeline_id) if request.pipeline_id else None,
     }
     as_of = request.as_of or dt.date.today()
-    currency, rates, routed, month = _check_scope(cur, {**params, "as_of": as_of})
-    fits, calibration = run_calibration(
-        cur, request.tenant_id, period=(request.period_start, request.period_end), as_of=as_of,
-        fiscal_year_start_month=month,
-        whole_pipeline=request.pipeline_id is None and not request.by_pipeline,
-        rollup=request.rollup, target_match=request.target_match,
-    )  # fmt: skip
+    period = (request.period_start, request.period_end)
+    whole_pipeline = request.pipeline_id is None and not request.by_pipeline
+    # The scope check and the calibration's fits go at once for a single report (the
+    # week does not depend on the tenant's calendar, which only says whether they apply).
+    week = calibration_week(period, as_of, whole_pipeline=whole_pipeline)
+    fitter = cur.connection.cursor() if week is not None else None
+    try:
+        with sent_at_once(cur, request.mode == "single"):
+            cur.execute(query(_QUERIES, "check_scope"), {**params, "as_of": as_of})
+            if fitter is not None and week is not None:
+                send_week_fits(fitter, request.tenant_id, week)
+        currency, rates, routed, month = _scope(cur, params)
+        fits, calibration = run_calibration(
+            cur, request.tenant_id, period=period, as_of=as_of, fiscal_year_start_month=month,
+            whole_pipeline=whole_pipeline, rollup=request.rollup,
+            target_match=request.target_match, sent=fitter,
+        )  # fmt: skip
+    finally:
+        if fitter is not None:
+            fitter.close()
     tree = "[]"
     if request.rollup and request.principal_type != "USER":  # (a rep's row does not roll up)
         cur.execute(query(_QUERIES, "group_tree"), params)
@@ -417,14 +430,12 @@ def recorded_at(as_of: dt.date) -> dt.datetime:
     return dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time(), dt.UTC)
 
 
-def _check_scope(
-    cur: Cursor, params: Mapping[str, Any]
-) -> tuple[str, dict[str, str], str | None, int]:
-    """The tenant's reporting currency and the other currencies' rates in force on
-    ``as_of``, once the tenant, principal and pipeline exist; whether the run's
-    statement is to be routed to the tenant's Citus worker, and how (None: not; else
-    ``execute_for_tenant``'s ``routed``); and the month its fiscal year starts in."""
-    cur.execute(query(_QUERIES, "check_scope"), params)
+def _scope(cur: Cursor, params: Mapping[str, Any]) -> tuple[str, dict[str, str], str | None, int]:
+    """From ``check_scope``'s answer on ``cur``: the tenant's reporting currency and
+    the other currencies' rates in force on ``as_of``, once the tenant, principal and
+    pipeline exist; whether the run's statement is to be routed to the tenant's Citus
+    worker, and how (None: not; else ``execute_for_tenant``'s ``routed``); and the month
+    its fiscal year starts in."""
     [found] = records(cur)
     if not found["tenant_exists"]:
         raise NotFoundError(f"tenant_id: no tenant {params['tenant_id']}")
