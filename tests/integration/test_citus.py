@@ -22,7 +22,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pipeline_coverage import get_run, prune_runs, run_pipeline_coverage_batch
+from pipeline_coverage import (
+    get_run,
+    prune_runs,
+    run_pipeline_coverage_batch,
+    run_pipeline_coverage_report,
+)
 from pipeline_coverage.apikeys import create_api_key
 from pipeline_coverage.cli import main
 from pipeline_coverage.db import migrate
@@ -670,6 +675,26 @@ def test_psycopg2_runs_route_too(citus_url: str) -> None:
         other.close()
     assert theirs.rows
     assert list(theirs.rows) == list(mine.rows)
+    # A single report too, prepared on the worker (run_tenant_prepared) whatever the
+    # driver: psycopg2's values quoted into its arguments.
+    with psycopg.connect(citus_url) as conn:
+        user = first_user(conn, tenant)
+        mine = get_run(
+            conn, run_pipeline_coverage_report(conn, tenant, *Q1, "USER", user[0], as_of=Q1[0]),
+            tenant,
+        )  # fmt: skip
+    other = psycopg2.connect(citus_url)
+    try:
+        cur = other.cursor()
+        cur.execute("SET citus.log_remote_commands TO on")
+        other.commit()
+        single = run_pipeline_coverage_report(other, tenant, *Q1, "USER", user[0], as_of=Q1[0])
+        sent = [notice for notice in other.notices if "run_tenant_prepared(" in notice]
+        theirs = get_run(other, single, tenant)
+    finally:
+        other.close()
+    assert sent
+    assert list(theirs.rows) == list(mine.rows)
 
 
 def test_one_transaction_may_run_tenants_of_different_workers(citus_url: str) -> None:
@@ -803,4 +828,27 @@ def test_a_cluster_distributed_before_the_prepared_function_gets_it(
         "updated dyno_crm.run_tenant_prepared to this version's definition"
         " (its run settings and body)\n"
     )
+    sent.clear()
     assert single_run() == as_text
+    assert sum("SELECT dyno_crm.run_tenant_prepared(" in text for text in sent) == 1
+
+
+def test_a_worker_connection_keeps_at_most_eight_prepared_single_reports(
+    citus_url: str,
+) -> None:
+    """run_tenant_prepared deallocates the statement prepared first when a ninth comes
+    (each holds ~1.6 MB on the worker): twelve statements through one connection,
+    each failing (division by zero) if it finds more than eight prepared with it."""
+    counted = (
+        "SELECT 1 / (CASE WHEN (SELECT count(*) FROM pg_prepared_statements"
+        " WHERE name LIKE 'pc\\_%') <= 8 THEN 1 ELSE 0 END) WHERE $1::int IS NOT NULL"
+    )
+    with psycopg.connect(citus_url) as conn:
+        tenant = first_tenant(conn)
+        for n in range(12):
+            conn.execute(
+                query("citus", "run_tenant_prepared"),
+                {"tenant_id": str(tenant), "name": f"pc_capped{n}", "statement": counted,
+                 "arguments": "1"},
+            )  # fmt: skip
+        conn.rollback()

@@ -483,3 +483,29 @@ def test_a_single_reports_header_settings_and_statement_go_in_one_round_trip(
         alone, theirs = _frontend_and_backend(plain, lambda: report(plain))
         assert theirs.count("F:Sync") > messages.count("F:Sync")
     assert get_run(conn, run, setup.tenant).rows == get_run(conn, alone, setup.tenant).rows
+
+
+def test_an_unknown_principal_after_the_fits_were_asked_for_leaves_nothing(
+    driver_conn: Any, setup: Setup, db_url: str
+) -> None:
+    """The scope check fails after the calibration's fits were sent with it (as_of in
+    the period): not found, nothing stored, the connection idle and usable, on either
+    driver; inside the caller's transaction, the caller's work is kept."""
+    as_of = dt.date(2026, 2, 1)
+    with pytest.raises(NotFoundError):
+        run_pipeline_coverage_report(
+            driver_conn, setup.tenant, *Q1, "USER", uuid.uuid4(), as_of=as_of
+        )
+    assert int(driver_conn.info.transaction_status) == 0
+    assert runs_seen_from_outside(db_url) == 0
+    cur = driver_conn.cursor()
+    cur.execute("UPDATE dyno_crm.tenant SET name = 'Renamed' WHERE id = %s", (str(setup.tenant),))
+    with pytest.raises(NotFoundError):
+        run_pipeline_coverage_report(
+            driver_conn, setup.tenant, *Q1, "GROUP", setup.rep, as_of=as_of
+        )
+    run_pipeline_coverage_report(driver_conn, setup.tenant, *Q1, "USER", setup.rep, as_of=as_of)
+    driver_conn.commit()
+    assert runs_seen_from_outside(db_url) == 1
+    cur.execute("SELECT name FROM dyno_crm.tenant WHERE id = %s", (str(setup.tenant),))
+    assert cur.fetchone()[0] == "Renamed"

@@ -18,6 +18,7 @@ whole on the tenant's worker instead; a single report's is prepared there.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import uuid
@@ -173,6 +174,12 @@ def run_statement_settings(create: str = "create_tenant_statement") -> tuple[str
     )
 
 
+@functools.cache
+def _prepared_version() -> bytes:
+    """This version's ``run_tenant_prepared`` (its definition's digest)."""
+    return hashlib.sha256(query("citus", "create_tenant_prepared").encode()).digest()
+
+
 def _function_body(create: str) -> str:
     """The source of the function a ``create_*`` query defines (between its ``$$``)."""
     text = query("citus", create)
@@ -239,9 +246,11 @@ def execute_for_tenant(
         query("citus", "run_tenant_prepared"),
         {
             "tenant_id": str(tenant_id),
-            # One name per statement text (its specialization); the worker adds the
-            # tenant's shard group.
-            "name": "pc_" + hashlib.sha256(numbered.encode()).hexdigest()[:32],
+            # One name per statement text (its specialization) and version of the
+            # function (a connection open across a redefinition prepares it anew);
+            # the worker adds the tenant's shard group.
+            "name": "pc_"
+            + hashlib.sha256(_prepared_version() + numbered.encode()).hexdigest()[:32],
             "statement": numbered,
             "arguments": arguments,
         },

@@ -301,7 +301,11 @@ def _write(cur: Cursor, request: CoverageRequest, *, restore: bool = False) -> u
     whole_pipeline = request.pipeline_id is None and not request.by_pipeline
     # The scope check and the calibration's fits go at once for a single report (the
     # week does not depend on the tenant's calendar, which only says whether they apply).
-    week = calibration_week(period, as_of, whole_pipeline=whole_pipeline)
+    week = (
+        calibration_week(period, as_of, whole_pipeline=whole_pipeline)
+        if request.mode == "single"
+        else None  # (a batch asks for them after, only where they apply)
+    )
     fitter = cur.connection.cursor() if week is not None else None
     try:
         with sent_at_once(cur, request.mode == "single"):
@@ -330,7 +334,7 @@ def _write(cur: Cursor, request: CoverageRequest, *, restore: bool = False) -> u
         _QUERIES, "insert_coverage", rollup=request.rollup, batch=not single,
         users=request.principal_type != "GROUP", groups=request.principal_type != "USER",
         within=request.target_match == "within", recorded=request.as_recorded,
-        tenant_window=not single or (request.rollup and request.principal_type == "GROUP"),
+        tenant_window=not single,
     )  # fmt: skip
     # (the routing functions bring the run's settings to the worker)
     setter = cur.connection.cursor() if routed is None else None

@@ -102,9 +102,12 @@ $$;
 -- execute_for_tenant does for run_tenant_statement, here from the worker's copy of the
 -- metadata) and prepares it as `name`_<the tenant's shard of the tenant table>: a
 -- tenant moved to a shard of its own gets a statement of its own; later calls only
--- look the shard up. The statement compares one principal's dates `+ 0`, so that the
--- generic plan finds its deals by the principal's indexes (on a shard of one or two
--- tenants a generic plan otherwise read the tenant's year of closed deals by date).
+-- look the shard up. A connection keeps at most 8 such statements (a prepared run
+-- statement with its generic plan holds ~1.6 MB of the worker's memory): preparing a
+-- ninth deallocates the one prepared first. The statement compares one principal's
+-- dates `+ 0`, so that the generic plan finds its deals by the principal's indexes (on
+-- a shard of one or two tenants a generic plan otherwise read the tenant's year of
+-- closed deals by date).
 CREATE OR REPLACE FUNCTION dyno_crm.run_tenant_prepared(
     tenant_id uuid, name text, statement text, arguments text)
 RETURNS void
@@ -121,8 +124,17 @@ DECLARE
         'dyno_crm.tenant', run_tenant_prepared.tenant_id);
     localized text := statement;
     shard record;
+    oldest text;
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_prepared_statements AS p WHERE p.name = prepared) THEN
+        FOR oldest IN
+            SELECT p.name FROM pg_prepared_statements AS p
+            WHERE p.name LIKE 'pc\_%'
+            ORDER BY p.prepare_time DESC, p.name
+            OFFSET 7
+        LOOP
+            EXECUTE format('DEALLOCATE %I', oldest);
+        END LOOP;
         FOR shard IN
             SELECT c.relname, shard_name(p.logicalrelid, get_shard_id_for_distribution_column(
                        p.logicalrelid, run_tenant_prepared.tenant_id)) AS local_name

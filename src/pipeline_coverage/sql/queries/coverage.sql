@@ -79,8 +79,8 @@ FROM tree AS t;
 -- marked `if within` only with target_match=within, and those marked `if recorded`
 -- (`unless recorded`: the line for runs on current data) only for runs as recorded,
 -- and those marked `if tenant_window` (`unless tenant_window`: the line for one
--- principal's run, whose deals the owner/assignee indexes find) only for a batch or a
--- rolled-up group, whose period and win-rate window the tenant's date indexes find.
+-- principal's run, whose deals the owner/assignee indexes find) only for a batch,
+-- whose period and win-rate window the tenant's date indexes find.
 -- What is left
 -- out is what the run's values would fold away, so that a single report can run on
 -- one generic plan per connection (reports/coverage.py), with every condition it
@@ -186,12 +186,14 @@ scoped AS NOT MATERIALIZED (
                     OR d.assigned_group_id = %(principal_id)s::uuid))
            -- end if
            -- if rollup
-           -- one group, rolled up: also the deals of the groups and users below it
+           -- one group, rolled up: also the deals of the groups and users below it,
+           -- each list an array computed once (`= ANY`, which the owner and assignee
+           -- indexes take, where `IN (SELECT ...)` left only the tenant's dates)
            OR (%(rollup)s::boolean AND %(principal_type)s::text = 'GROUP'
-               AND (d.owned_by_group_id IN (SELECT t.group_id FROM tree AS t)
-                    OR d.assigned_group_id IN (SELECT t.group_id FROM tree AS t)
-                    OR d.owned_by_user_id IN (SELECT m.user_id FROM rolled_members AS m)
-                    OR d.assigned_user_id IN (SELECT m.user_id FROM rolled_members AS m)))
+               AND (d.owned_by_group_id = ANY (ARRAY(SELECT t.group_id FROM tree AS t))
+                    OR d.assigned_group_id = ANY (ARRAY(SELECT t.group_id FROM tree AS t))
+                    OR d.owned_by_user_id = ANY (ARRAY(SELECT m.user_id FROM rolled_members AS m))
+                    OR d.assigned_user_id = ANY (ARRAY(SELECT m.user_id FROM rolled_members AS m))))
            -- end if
       )
 ),
@@ -211,7 +213,7 @@ placed AS (
        OR (COALESCE(s.close_date, s.expected_close_date) >= %(period_start)s::date
            AND COALESCE(s.close_date, s.expected_close_date) < %(period_end)s::date)
     -- end if
-    -- One principal's dates (not a rolled-up group's) compared `+ 0`, as in `units`:
+    -- One principal's dates (rolled up or not) compared `+ 0`, as in `units`:
     -- its deals come by its owner/assignee indexes, not by the tenant's date indexes.
     -- unless tenant_window: WHERE (COALESCE(s.expected_close_date, s.close_date) + 0 >= %(period_start)s::date
     -- unless tenant_window:        AND COALESCE(s.expected_close_date, s.close_date) + 0 < %(period_end)s::date)
@@ -304,12 +306,12 @@ units AS (
       AND COALESCE(h.close_date, h.expected_close_date) >= %(history_start)s::date
       AND COALESCE(h.close_date, h.expected_close_date) < %(period_start)s::date
       -- end if
-      -- One principal's window (not a rolled-up group's) compares its dates `+ 0`,
+      -- One principal's window (rolled up or not) compares its dates `+ 0`,
       -- which no index matches: its deals come by the owner/assignee indexes, never
       -- by the tenant's date indexes. A generic plan cannot tell a year (or a quarter)
       -- of the tenant's deals from a few, and a principal's two indexes estimate more
       -- rows than its guess wherever the table holds fewer than ~400 teams (or reps):
-      -- the year's scan took 700 ms where the team's deals took 25 (docs/decisions.md).
+      -- the year's scan took 700 ms where the team's deals took 25 (docs/performance.md).
       -- unless tenant_window: AND COALESCE(h.close_date, h.expected_close_date) + 0 >= %(history_start)s::date
       -- unless tenant_window: AND COALESCE(h.close_date, h.expected_close_date) + 0 < %(period_start)s::date
     GROUP BY h.stage_state = 'DONE_SUCCESS', h.bucket, h.owned_by_user_id,
