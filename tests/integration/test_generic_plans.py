@@ -350,8 +350,8 @@ def test_a_single_reports_generic_plan_reads_only_its_principals_deals(
     `IN (SELECT ...)` had left only the tenant's dates)."""
     # (A rolled-up team's arrays are guessed at ten teams or reps each: among 40 reps
     # that is a quarter of the table, which a sequential scan reads as cheaply.)
-    roster = {"users": 400, "groups": 60} if rollup else {"users": 40, "groups": 6}
-    tenant = bulk_tenant(conn, 6_000, PERIOD, **roster)
+    users, groups = (400, 60) if rollup else (40, 6)
+    tenant = bulk_tenant(conn, 6_000, PERIOD, users=users, groups=groups)
     who = list_principals(conn, tenant, kind)[0].id
     if rollup:  # a team below it
         conn.execute(
