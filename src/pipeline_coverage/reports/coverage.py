@@ -298,17 +298,15 @@ def _write(cur: Cursor, request: CoverageRequest, *, restore: bool = False) -> u
     }
     as_of = request.as_of or dt.date.today()
     period = (request.period_start, request.period_end)
+    single = request.mode == "single"
     whole_pipeline = request.pipeline_id is None and not request.by_pipeline
     # The scope check and the calibration's fits go at once for a single report (the
-    # week does not depend on the tenant's calendar, which only says whether they apply).
-    week = (
-        calibration_week(period, as_of, whole_pipeline=whole_pipeline)
-        if request.mode == "single"
-        else None  # (a batch asks for them after, only where they apply)
-    )
+    # week does not depend on the tenant's calendar, which only says whether they apply;
+    # a batch asks for them after, only where they apply).
+    week = calibration_week(period, as_of, whole_pipeline=whole_pipeline) if single else None
     fitter = cur.connection.cursor() if week is not None else None
     try:
-        with sent_at_once(cur, request.mode == "single"):
+        with sent_at_once(cur, single):
             cur.execute(query(_QUERIES, "check_scope"), {**params, "as_of": as_of})
             if fitter is not None and week is not None:
                 send_week_fits(fitter, request.tenant_id, week)
@@ -325,7 +323,6 @@ def _write(cur: Cursor, request: CoverageRequest, *, restore: bool = False) -> u
     if request.rollup and request.principal_type != "USER":  # (a rep's row does not roll up)
         cur.execute(query(_QUERIES, "group_tree"), params)
         tree = records(cur)[0]["tree"]
-    single = request.mode == "single"
     generic = single and prepares(cur)  # else the statement is planned for its values
     # A single report's header, settings and statement go at once (one round trip
     # where they took three; a batch's statement is most of its time).
@@ -341,7 +338,7 @@ def _write(cur: Cursor, request: CoverageRequest, *, restore: bool = False) -> u
     try:
         with sent_at_once(cur, together):
             run_id = insert_run(
-                cur, request.tenant_id, (request.period_start, request.period_end),
+                cur, request.tenant_id, period,
                 {**_parameters(request, as_of, currency, rates, _team_parents(tree)),
                  "calibration": calibration},
                 run_id=uuid.uuid4() if together else None,
