@@ -18,6 +18,7 @@ from pipeline_coverage.sql import query
 from pipeline_coverage.store import _QUERIES, DEALS_SETTINGS
 from tests.factory import bulk_tenant, random_tenant
 from tests.oracle import Options, Oracle
+from tests.plans import plan_nodes
 
 Q1 = (dt.date(2026, 1, 1), dt.date(2026, 4, 1))
 INSIDE = dt.date(2026, 2, 10)
@@ -138,7 +139,7 @@ def test_a_reps_drilldown_reads_only_the_chunks_of_its_deals(
             "EXPLAIN (ANALYZE, FORMAT JSON) " + query(_QUERIES, "run_deals"), params
         ).fetchone()
     assert plan is not None
-    nodes = list(_nodes(plan[0] if isinstance(plan[0], list) else json.loads(plan[0])))
+    nodes = list(plan_nodes(plan[0] if isinstance(plan[0], list) else json.loads(plan[0])))
     read = [n for n in nodes if n.get("Relation Name") == "report_run_deals"]
     assert read, "the plan reads the stored deals"
     chunks_read = sum(n["Actual Rows"] * n.get("Actual Loops", 1) for n in read)
@@ -150,14 +151,3 @@ def test_a_reps_drilldown_reads_only_the_chunks_of_its_deals(
     assert rep[1] > 0
     assert 1 <= chunks_read <= len(owners), (chunks_read, len(owners))
     assert chunks_read * 4 <= stored[0], (chunks_read, stored[0])
-
-
-def _nodes(plan: Any) -> Any:
-    if isinstance(plan, list):
-        for item in plan:
-            yield from _nodes(item)
-    elif isinstance(plan, dict):
-        if "Node Type" in plan:
-            yield plan
-        for value in plan.values():
-            yield from _nodes(value)

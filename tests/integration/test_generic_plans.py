@@ -53,6 +53,7 @@ from pipeline_coverage.history import same_point_of_quarter
 from pipeline_coverage.reports.coverage import SINGLE_SETTINGS
 from pipeline_coverage.store import run_deals_json
 from tests.factory import bulk_tenant
+from tests.plans import plan_nodes
 
 PERIOD = (dt.date(2026, 1, 1), dt.date(2026, 4, 1))
 MODES = ("force_custom_plan", "force_generic_plan")
@@ -324,17 +325,6 @@ PRINCIPAL_INDEXES = {
 }  # fmt: skip
 
 
-def _plan_nodes(plan: Any) -> Any:
-    if isinstance(plan, list):
-        for item in plan:
-            yield from _plan_nodes(item)
-    elif isinstance(plan, dict):
-        if "Node Type" in plan:
-            yield plan
-        for value in plan.values():
-            yield from _plan_nodes(value)
-
-
 @pytest.mark.parametrize(("kind", "rollup"), [("USER", False), ("GROUP", False), ("GROUP", True)])
 def test_a_single_reports_generic_plan_reads_only_its_principals_deals(
     conn: psycopg.Connection[Any], kind: str, rollup: bool
@@ -376,11 +366,11 @@ def test_a_single_reports_generic_plan_reads_only_its_principals_deals(
         nulls = ", ".join(["NULL"] * count)
         plan = conn.execute(f"EXPLAIN (FORMAT JSON) EXECUTE {name}({nulls})").fetchone()
     assert plan is not None
-    nodes = list(_plan_nodes(plan[0] if isinstance(plan[0], list) else json.loads(plan[0])))
+    nodes = list(plan_nodes(plan[0] if isinstance(plan[0], list) else json.loads(plan[0])))
     # Each read of ``deal`` with the indexes it goes by (a bitmap scan's are below it;
     # a sequential scan's: none).
     reads = [
-        [m.get("Index Name") for m in _plan_nodes(n.get("Plans", [])) if "Index Name" in m]
+        [m.get("Index Name") for m in plan_nodes(n.get("Plans", [])) if "Index Name" in m]
         if n["Node Type"] == "Bitmap Heap Scan" else [n.get("Index Name")]
         for n in nodes if n.get("Relation Name") == "deal"
     ]  # fmt: skip
