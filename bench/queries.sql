@@ -44,27 +44,27 @@ WHERE d.tenant_id = %(tenant_id)s::uuid
   AND COALESCE(d.close_date, d.expected_close_date) >= %(history_start)s::date
   AND COALESCE(d.close_date, d.expected_close_date) < %(period_start)s::date;
 
--- name: principal_floor_user
--- The least a single report of a rep must read: the rep's deals (owned or assigned),
--- each once, by the rep's indexes, with their stages, counted, nothing computed. (The
+-- name: principal_floor
+-- The least a single report must read: its principal's deals (owned or assigned), each
+-- once, by the principal's indexes, with their stages, counted, nothing computed. (The
 -- run reads them for the period and for the win rate's year, computes and stores.)
+-- Sent specialized (sql.specialize) for a rep (`users`) or a team (`groups`), as the
+-- run's statement is, so that only the principal's own indexes apply.
 SELECT count(*), SUM(COALESCE(d.amount, 0)), max(ps.name)
 FROM dyno_crm.deal AS d
 JOIN dyno_crm.pipeline_stage AS ps
   ON ps.tenant_id = d.tenant_id AND ps.id = d.stage_id
 WHERE d.tenant_id = %(tenant_id)s::uuid
-  AND (d.owned_by_user_id = %(principal_id)s::uuid
-       OR d.assigned_user_id = %(principal_id)s::uuid);
-
--- name: principal_floor_group
--- The same for a team: its deals (owned or assigned), each once, by the team's indexes.
-SELECT count(*), SUM(COALESCE(d.amount, 0)), max(ps.name)
-FROM dyno_crm.deal AS d
-JOIN dyno_crm.pipeline_stage AS ps
-  ON ps.tenant_id = d.tenant_id AND ps.id = d.stage_id
-WHERE d.tenant_id = %(tenant_id)s::uuid
-  AND (d.owned_by_group_id = %(principal_id)s::uuid
-       OR d.assigned_group_id = %(principal_id)s::uuid);
+  AND (false
+       -- if users
+       OR d.owned_by_user_id = %(principal_id)s::uuid
+       OR d.assigned_user_id = %(principal_id)s::uuid
+       -- end if
+       -- if groups
+       OR d.owned_by_group_id = %(principal_id)s::uuid
+       OR d.assigned_group_id = %(principal_id)s::uuid
+       -- end if
+      );
 
 -- name: write_drilldown_floor
 -- The least a batch with its drill-down must write: a copy of a stored run (its

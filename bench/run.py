@@ -48,7 +48,7 @@ from pipeline_coverage.db.embedded import embedded_server
 from pipeline_coverage.importing.load import load_directory
 from pipeline_coverage.metrics import NAMES
 from pipeline_coverage.periods import quarter_of
-from pipeline_coverage.sql import parse_named_queries, query
+from pipeline_coverage.sql import parse_named_queries, query, specialize
 from pipeline_coverage.store import _deal_credits, run_deals
 
 HERE = Path(__file__).parent
@@ -425,12 +425,16 @@ def single_and_floor_latencies(
     chosen: list[tuple[str, uuid.UUID]],
 ) -> tuple[list[float], list[float]]:
     """``single_latencies``, each report after its floor: the principal's deals read
-    once by its indexes (``principal_floor_*``), timed the same way, in turns."""
+    once by its indexes (``principal_floor``), timed the same way, in turns."""
+    floor_of = {
+        kind: specialize(QUERIES["principal_floor"], users=kind == "USER", groups=kind == "GROUP")
+        for kind in ("USER", "GROUP")
+    }
     reports, floors = [], []
     for kind, who in chosen:
         params = {"tenant_id": str(tenant.tenant_id), "principal_id": str(who)}
         start = time.perf_counter()
-        conn.execute(QUERIES[f"principal_floor_{kind.lower()}"], params).fetchall()
+        conn.execute(floor_of[kind], params).fetchall()
         conn.commit()
         floors.append((time.perf_counter() - start) * 1000)
         reports += single_latencies(conn, tenant, period, [(kind, who)])
