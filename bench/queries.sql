@@ -80,10 +80,12 @@ WITH header AS (
 ),
 deals AS (
     INSERT INTO dyno_crm.report_run_deals
-        (tenant_id, run_id, chunk, deal_ids, deal_names, pipeline_ids, pipeline_names,
-         stage_ids, stage_names, deal_classes, forecast_categories, probabilities, amounts,
-         currencies, reporting_amounts, weighted_amounts, placed_on, owner_user_ids, flags)
-    SELECT d.tenant_id, h.id, d.chunk, d.deal_ids, d.deal_names, d.pipeline_ids, d.pipeline_names,
+        (tenant_id, run_id, chunk, base_run_id, chain, removed_deal_ids, deal_ids, deal_names,
+         pipeline_ids, pipeline_names, stage_ids, stage_names, deal_classes,
+         forecast_categories, probabilities, amounts, currencies, reporting_amounts,
+         weighted_amounts, placed_on, owner_user_ids, flags)
+    SELECT d.tenant_id, h.id, d.chunk, d.base_run_id, d.chain, d.removed_deal_ids,
+           d.deal_ids, d.deal_names, d.pipeline_ids, d.pipeline_names,
            d.stage_ids, d.stage_names, d.deal_classes, d.forecast_categories, d.probabilities,
            d.amounts, d.currencies, d.reporting_amounts, d.weighted_amounts, d.placed_on,
            d.owner_user_ids, d.flags
@@ -222,6 +224,57 @@ LEFT JOIN targets AS t
 LEFT JOIN open_sums AS o
        ON o.principal_type = pr.principal_type AND o.principal_id = pr.principal_id
       AND o.bucket = b.bucket;
+
+-- name: a_day_of_changes
+-- A day in a CRM, between two daily snapshots the storage figures compare: of the
+-- deals dated in the period, one in fifty changes (deterministically, by id and
+-- %(day)s) — re-valued (half of them), moved to another stage, handed to its
+-- assignee, deleted — and as many new deals as deleted arrive (copies, new ids).
+WITH dated AS (
+    SELECT d.id, abs(hashtext(d.id::text || %(day)s::text)) %% 1000 AS pick
+    FROM dyno_crm.deal AS d
+    WHERE d.tenant_id = %(tenant_id)s::uuid
+      AND COALESCE(d.expected_close_date, d.close_date) >= %(period_start)s::date
+      AND COALESCE(d.expected_close_date, d.close_date) < %(period_end)s::date
+),
+-- (Data-modifying CTEs run whether or not anything reads them.)
+revalued AS (
+    UPDATE dyno_crm.deal AS d SET amount = ROUND(COALESCE(d.amount, 1000) * 1.1, 2)
+    FROM dated AS x
+    WHERE d.tenant_id = %(tenant_id)s::uuid AND d.id = x.id AND x.pick < 10
+    RETURNING d.id
+),
+staged AS (
+    UPDATE dyno_crm.deal AS d
+    SET stage_id = (SELECT ps.id FROM dyno_crm.pipeline_stage AS ps
+                    WHERE ps.tenant_id = d.tenant_id AND ps.pipeline_id = d.pipeline_id
+                      AND ps.id <> d.stage_id
+                    ORDER BY ps.position LIMIT 1)
+    FROM dated AS x
+    WHERE d.tenant_id = %(tenant_id)s::uuid AND d.id = x.id AND x.pick BETWEEN 10 AND 13
+    RETURNING d.id
+),
+handed AS (
+    UPDATE dyno_crm.deal AS d
+    SET owned_by_user_id = COALESCE(d.assigned_user_id, d.owned_by_user_id)
+    FROM dated AS x
+    WHERE d.tenant_id = %(tenant_id)s::uuid AND d.id = x.id AND x.pick BETWEEN 14 AND 15
+    RETURNING d.id
+),
+deleted AS (
+    DELETE FROM dyno_crm.deal AS d USING dated AS x
+    WHERE d.tenant_id = %(tenant_id)s::uuid AND d.id = x.id AND x.pick BETWEEN 16 AND 17
+    RETURNING d.id
+)
+INSERT INTO dyno_crm.deal
+    (tenant_id, id, pipeline_id, stage_id, name, amount, expected_close_date,
+     owned_by_user_id, assigned_user_id, owned_by_group_id, assigned_group_id)
+SELECT d.tenant_id, gen_random_uuid(), d.pipeline_id, d.stage_id, d.name || ' (new)', d.amount,
+       d.expected_close_date, d.owned_by_user_id, d.assigned_user_id, d.owned_by_group_id,
+       d.assigned_group_id
+FROM dyno_crm.deal AS d
+JOIN dated AS x ON x.id = d.id
+WHERE d.tenant_id = %(tenant_id)s::uuid AND x.pick BETWEEN 18 AND 19;
 
 -- name: a_week_of_changes
 -- A week in a CRM, between two runs the movement benchmark compares: of the deals

@@ -188,13 +188,7 @@ def copy_floor(conn: psycopg.Connection[Any], deals_csv: Path, rows: int) -> tup
 
 
 def _stored_bytes(conn: psycopg.Connection[Any]) -> int:
-    row = conn.execute(
-        "SELECT sum(pg_total_relation_size(('dyno_crm.' || t)::regclass))::bigint"
-        " FROM unnest(%s::text[]) AS t",
-        (list(DRILLDOWN_TABLES),),
-    ).fetchone()
-    conn.commit()
-    return int(row[0]) if row else 0
+    return sum(_table_bytes(conn).values())
 
 
 def shown_floor(
@@ -334,7 +328,8 @@ def drilldown_figures(
             f"{name}: rows written per run (fact / deal / credit rows / credits)",
             f"{counts[0]:,} / {counts[1]:,} / {counts[2]:,} / {counts[3]:,}",
         ),
-        Figure(f"{name}: bytes per run (tables + indexes)", f"{per_run / 1e6:.1f} MB"),
+        Figure(f"{name}: bytes per run (tables + indexes; no deal changed since the"
+               " previous run)", f"{per_run / 1e6:.1f} MB"),
         Figure(
             f"{name}: show --deals of the largest principal ({largest[2]:,} deals)",
             f"{show_ms:.1f} ms ({show_ms / shown_floor_ms:.2f}x its fetch floor)",
@@ -351,6 +346,88 @@ def drilldown_figures(
         figures.insert(3, Figure(f"{name}: batch / floor", f"{batch_ms / floor_ms:.2f}x",
                                  "<= 2.5x", batch_ms / floor_ms <= 2.5))  # fmt: skip
     return figures
+
+
+def _drilldown_stored(conn: psycopg.Connection[Any], tenant: uuid.UUID, run: uuid.UUID) -> int:
+    """The deals a run's chunk rows hold (complete chunks: all of theirs; chunks stored
+    as what changed: their new and changed ones) and the deals they remove."""
+    row = conn.execute(
+        "SELECT COALESCE(sum(cardinality(deal_ids) + COALESCE(cardinality(removed_deal_ids),"
+        " 0)), 0) FROM dyno_crm.report_run_deals WHERE tenant_id = %s AND run_id = %s",
+        (tenant, run),
+    ).fetchone()
+    conn.commit()
+    return int(row[0]) if row else 0
+
+
+def snapshot_storage_figures(
+    conn: psycopg.Connection[Any], tenant: GeneratedTenant, period: tuple[dt.date, dt.date],
+) -> list[Figure]:  # fmt: skip
+    """Issue 24's storage per snapshot: a batch run stored complete (no earlier batch of
+    the period: the tenant's runs are deleted first), then daily snapshots after a day
+    in which 2% of the period's deals changed (bench/queries.sql a_day_of_changes).
+    Bytes are the tables' and indexes' growth; the drill-down's are its deals' and
+    credits' tables, beside the fact rows (the report itself, one per row, always
+    written). Changes the tenant's deals, so it runs after what reads them."""
+    conn.execute("DELETE FROM dyno_crm.report_run WHERE tenant_id = %s", (tenant.tenant_id,))
+    conn.commit()
+
+    def snapshot() -> tuple[uuid.UUID, float, dict[str, int]]:
+        before = _table_bytes(conn)
+        start = time.perf_counter()
+        run = run_pipeline_coverage_batch(conn, tenant.tenant_id, *period)
+        seconds = time.perf_counter() - start
+        after = _table_bytes(conn)
+        return run, seconds * 1000, {t: after[t] - before[t] for t in after}
+
+    complete, complete_ms, complete_bytes = snapshot()
+    complete_entries = _drilldown_stored(conn, tenant.tenant_id, complete)
+    days = []
+    for day in (1, 2, 3):
+        conn.execute(QUERIES["a_day_of_changes"], {
+            "tenant_id": str(tenant.tenant_id), "period_start": period[0],
+            "period_end": period[1], "day": day})  # fmt: skip
+        conn.commit()
+        run, ms, grown = snapshot()
+        days.append((ms, grown, _drilldown_stored(conn, tenant.tenant_id, run)))
+
+    def drill(grown: dict[str, int]) -> int:
+        return grown["report_run_deals"] + grown["report_run_credit"]
+
+    name = f"{tenant.name} ({tenant.deals:,} deals)"
+    whole = drill(complete_bytes)
+    share = max(drill(g) for _, g, _ in days) / whole
+    deal_share = max(g["report_run_deals"] for _, g, _ in days) / complete_bytes["report_run_deals"]
+    entries = max(e for _, _, e in days) / complete_entries
+    return [
+        Figure(f"{name}: snapshot stored complete: deals / credits / fact rows",
+               " / ".join(f"{complete_bytes[t] / 1e6:.2f} MB" for t in
+                          ("report_run_deals", "report_run_credit",
+                           "report_pipeline_coverage_fact"))
+               + f"; {complete_entries:,} deals written, {complete_ms:.0f} ms"),
+        *[Figure(f"{name}: daily snapshot {i} after 2% of its deals changed: deals / credits"
+                 " / fact rows",
+                 " / ".join(f"{g[t] / 1e6:.2f} MB" for t in
+                            ("report_run_deals", "report_run_credit",
+                             "report_pipeline_coverage_fact"))
+                 + f"; {e:,} deals written, {ms:.0f} ms")
+          for i, (ms, g, e) in enumerate(days, 1)],
+        Figure(f"{name}: daily snapshot's deals: bytes / deals written, of the complete run's",
+               f"{deal_share:.1%} / {entries:.1%}", "<= 10% / <= 10%",
+               deal_share <= 0.10 and entries <= 0.10),
+        Figure(f"{name}: daily snapshot's drill-down (deals + credits), of the complete run's",
+               f"{share:.1%}", "<= 10%", share <= 0.10),
+    ]  # fmt: skip
+
+
+def _table_bytes(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    rows = conn.execute(
+        "SELECT t, pg_total_relation_size(('dyno_crm.' || t)::regclass)"
+        " FROM unnest(%s::text[]) AS t",
+        (list(DRILLDOWN_TABLES),),
+    ).fetchall()
+    conn.commit()
+    return {str(t): int(size) for t, size in rows}
 
 
 def movement_figures(
@@ -834,6 +911,8 @@ def run(args: argparse.Namespace) -> list[Figure]:
                     ratio <= 1.2,
                 )
             )
+            console.print("storage per daily snapshot of the main tenant (changes its deals) ...")
+            figures += snapshot_storage_figures(conn, main, period)
             console.print("compare two runs of the main tenant (changes its deals) ...")
             figures += movement_figures(conn, main, period, args.repeat)
 
@@ -886,9 +965,12 @@ def movement_only(
             conn.autocommit = True
             conn.execute("VACUUM ANALYZE")
             conn.autocommit = False
+            console.print("storage per daily snapshot of the main tenant ...")
+            storage = snapshot_storage_figures(conn, main, period)
             console.print("compare two runs of the main tenant ...")
             return [
                 Figure("PostgreSQL", str(version[0] if version else "?")),
+                *storage,
                 *movement_figures(conn, main, period, args.repeat),
             ]
 

@@ -59,18 +59,34 @@ def problems(url: str) -> list[str]:
             runs = cur.execute("SELECT * FROM dyno_crm.report_run_deals").fetchall()
     by_deal: dict[Any, dict[str, Any]] = {}
     found = []
-    for run in runs:
-        for i, deal_id in enumerate(run["deal_ids"]):
-            if (run["tenant_id"], run["run_id"], deal_id) in by_deal:
-                found.append(f"run {run['run_id']}: deal {deal_id} stored twice")
-            by_deal[(run["tenant_id"], run["run_id"], deal_id)] = {
-                "chunk": run["chunk"],
-                "deal_class": run["deal_classes"][i],
-                "reporting_amount": run["reporting_amounts"][i],
-                "weighted_amount": run["weighted_amounts"][i],
-                "forecast_category": run["forecast_categories"][i],
-                "flags": (run["flags"][i] or "").split(","),
-            }
+    rows = {(run["tenant_id"], run["run_id"], run["chunk"]): run for run in runs}
+    for (tenant, run_id, chunk), run in rows.items():
+        # A chunk stored as what changed (migration 0017) is resolved here on its own
+        # terms, not by the view the product reads: along its chain, the last entry of
+        # a deal wins and a removal drops it.
+        chunk_deals: dict[Any, dict[str, Any]] = {}
+        for level in [*(run.get("chain") or []), run_id]:
+            stored = rows.get((tenant, level, chunk))
+            if stored is None:
+                found.append(f"run {run_id} chunk {chunk}: builds on run {level}, not stored")
+                continue
+            for i, deal_id in enumerate(stored["deal_ids"]):
+                if level == run_id and deal_id in chunk_deals and not run.get("chain"):
+                    found.append(f"run {run_id}: deal {deal_id} stored twice")
+                chunk_deals[deal_id] = {
+                    "chunk": chunk,
+                    "deal_class": stored["deal_classes"][i],
+                    "reporting_amount": stored["reporting_amounts"][i],
+                    "weighted_amount": stored["weighted_amounts"][i],
+                    "forecast_category": stored["forecast_categories"][i],
+                    "flags": (stored["flags"][i] or "").split(","),
+                }
+            for deal_id in stored.get("removed_deal_ids") or []:
+                chunk_deals.pop(deal_id, None)
+        for deal_id, values in chunk_deals.items():
+            if (tenant, run_id, deal_id) in by_deal:
+                found.append(f"run {run_id}: deal {deal_id} stored twice")
+            by_deal[(tenant, run_id, deal_id)] = values
     behind: dict[Any, list[dict[str, Any]]] = defaultdict(list)
     for credit in credits:
         key = (credit["tenant_id"], credit["run_id"], credit["principal_type"],

@@ -273,12 +273,21 @@ def prune_runs(
     """
     days = parse_whole(older_than_days, "older_than_days", 0, MAX_RETENTION_DAYS)
     tenant = parse_uuid(tenant_id, "tenant_id", optional=True)
-    params = {"older_than_days": days, "tenant_id": str(tenant) if tenant else None}
+    params: dict[str, Any] = {"older_than_days": days, "tenant_id": str(tenant) if tenant else None}
     with unit_of_work(conn) as cur:
         if dry_run:
             cur.execute(query(_QUERIES, "prune_count"), params)
             [counted] = records(cur)
             return Pruned(runs=int(counted["runs"]), fact_rows=int(counted["fact_rows"]))
+        # (rows of runs that stay, stored as what changed since a run that goes, are
+        # stored complete first: nothing that stays depends on what goes)
+        cur.execute(query(_QUERIES, "prune_cutoff"), params)
+        params["cutoff"] = records(cur)[0]["cutoff"]
+        cur.execute(query(_QUERIES, "prune_rebase_tenants"), params)
+        for rebased in records(cur):
+            one = {**params, "tenant_id": str(rebased["tenant_id"])}
+            cur.execute(query(_QUERIES, "prune_rebase"), one)
+            cur.execute(query(_QUERIES, "prune_trim_chains"), one)
         cur.execute(query(_QUERIES, "prune_facts"), params)
         fact_rows = cur.rowcount
         cur.execute(query(_QUERIES, "prune_runs"), params)
@@ -368,9 +377,12 @@ DealCursor = tuple[str, uuid.UUID, uuid.UUID | None, uuid.UUID]
 #: ``run_deals`` joins its page to the run's deals, which it reads from arrays the
 #: planner takes for 10 elements: a nested loop there unnests the whole run once per
 #: row of the page, whatever the plan (custom, or the generic one a prepared
-#: statement gets). The statement has no other join, so turning nested loops off
-#: only leaves it a hash (or merge) join.
-DEALS_SETTINGS = {"enable_nestloop": "off"}
+#: statement gets). Its only other joins are report_run_deal_rows' (a chunk stored as
+#: what changed is resolved by LATERAL unnests, which only a nested loop can do: turned
+#: off, the planner prices them at its "disabled" cost, 1e10 each, and takes them all
+#: the same). So no JIT either: that cost crosses jit_above_cost, and compiling the
+#: statement took 700 ms of a 10 ms read.
+DEALS_SETTINGS = {"enable_nestloop": "off", "jit": "off"}
 
 
 def run_deals(

@@ -25,6 +25,7 @@ from psycopg import sql
 from pipeline_coverage import (
     get_run,
     prune_runs,
+    run_deals,
     run_pipeline_coverage_batch,
     run_pipeline_coverage_report,
 )
@@ -397,6 +398,61 @@ def test_prune_counts_runs_and_fact_rows(
             assert count == (0,), table
 
 
+def test_a_daily_snapshot_builds_on_the_last_and_prune_keeps_it_whole(citus_url: str) -> None:
+    """Migration 0017 on a cluster: a batch after a few changes stores its chunks as what
+    changed since the previous batch (its drill-down equal to the oracle's), and a prune
+    of every tenant that deletes that base stores the run that stays complete and drops
+    it from the next run's chain."""
+    with psycopg.connect(citus_url) as conn:
+        tenant = random_tenant(conn, 90, deals=300)
+        conn.commit()
+        options = options_for("plain")
+        first = run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=options.as_of)
+        conn.execute(
+            "UPDATE dyno_crm.deal SET amount = COALESCE(amount, 0) + 7"
+            " WHERE tenant_id = %s AND id IN (SELECT id FROM dyno_crm.deal"
+            " WHERE tenant_id = %s ORDER BY id LIMIT 3)",
+            (tenant, tenant),
+        )
+        conn.commit()
+        second = run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=options.as_of)
+        based = conn.execute(
+            "SELECT count(*) FILTER (WHERE base_run_id = %s), count(*)"
+            " FROM dyno_crm.report_run_deals WHERE tenant_id = %s AND run_id = %s",
+            (first, tenant, second),
+        ).fetchone()
+        conn.commit()
+        assert based is not None
+        assert based[0] > 0
+        compare_drilldown(conn, Oracle(conn, tenant), options, second)
+        third = run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=options.as_of)
+        before = run_deals(conn, second, tenant)
+        assert run_deals(conn, third, tenant) == before
+        month_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
+        conn.execute(
+            "UPDATE dyno_crm.report_run SET generated_at = %s WHERE tenant_id = %s AND id = %s",
+            (month_ago, tenant, first),
+        )
+        conn.commit()
+        assert prune_runs(conn, 10).runs >= 1  # every tenant's
+        complete = conn.execute(
+            "SELECT bool_and(base_run_id IS NULL) FROM dyno_crm.report_run_deals"
+            " WHERE tenant_id = %s AND run_id = %s",
+            (tenant, second),
+        ).fetchone()
+        conn.commit()
+        assert complete == (True,)
+        assert run_deals(conn, second, tenant) == before
+        chains = conn.execute(
+            "SELECT DISTINCT chain FROM dyno_crm.report_run_deals"
+            " WHERE tenant_id = %s AND run_id = %s",
+            (tenant, third),
+        ).fetchall()
+        conn.commit()
+        assert chains == [([second],)]
+        assert run_deals(conn, third, tenant) == before
+
+
 def test_http_api(citus_url: str, web_settings: Any) -> None:
     from pipeline_coverage.web.app import create_app
 
@@ -457,7 +513,7 @@ def _coverage_params(tenant: uuid.UUID) -> dict[str, Any]:
 
 
 READS = ["get_run", "get_run_rows", "run_exclusions", "run_deals", "list_runs",
-         "prune_facts", "prune_runs"]  # fmt: skip
+         "prune_rebase", "prune_trim_chains", "prune_facts", "prune_runs"]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", READS)
@@ -470,6 +526,7 @@ def test_per_tenant_statements_are_router_queries(citus_url: str, name: str) -> 
             "before_at": None, "before_id": None, "limit": 10, "principal_type": None,
             "principal_id": None, "after_type": None, "after_principal": None,
             "after_pipeline": None, "after_deal": None, "older_than_days": 0,
+            "cutoff": dt.datetime.now(dt.UTC),
         }  # fmt: skip
         # (as the product sends it: one tenant's list without the every-tenant branch)
         text = (

@@ -405,24 +405,141 @@ credited AS (
            OR (cr.principal_type = %(principal_type)s::text
                AND cr.principal_id = %(principal_id)s::uuid))
 ),
-stored_deals AS (
-    -- The run's deals of the period (each once, credited to a row or not), as the run
-    -- saw them. Stored by column, one row per chunk (`classified`): element i of every
-    -- array is one deal (the arrays are aggregated in one pass, so they line up).
-    INSERT INTO dyno_crm.report_run_deals
-        (tenant_id, run_id, chunk, deal_ids, deal_names, pipeline_ids, pipeline_names, stage_ids,
-         stage_names, deal_classes, forecast_categories, probabilities, amounts, currencies,
-         reporting_amounts, weighted_amounts, placed_on, owner_user_ids, flags)
-    SELECT %(tenant_id)s::uuid, %(run_id)s::uuid, k.chunk, array_agg(k.deal_id),
-           array_agg(k.deal_name), array_agg(k.pipeline_id), array_agg(p.name),
-           array_agg(k.stage_id), array_agg(k.stage_name), array_agg(k.deal_class),
-           array_agg(k.forecast_category), array_agg(k.probability), array_agg(k.amount),
-           array_agg(k.currency), array_agg(k.reporting_amount),
-           array_agg(k.weighted_amount), array_agg(k.placed_on),
-           array_agg(k.owned_by_user_id), array_agg(k.flags)
+-- if batch
+base_chunks AS (
+    -- A batch run stores each chunk as what changed since the same chunk of the
+    -- tenant's newest earlier batch run of the period (migration 0017), where it has
+    -- one: that run's chunk rows, each with the runs it builds on.
+    SELECT b.run_id, b.chunk, COALESCE(b.chain, '{}') || b.run_id AS chain
+    FROM dyno_crm.report_run_deals AS b
+    WHERE b.tenant_id = %(tenant_id)s::uuid
+      AND b.run_id = (
+          SELECT r.id
+          FROM dyno_crm.report_run AS r
+          WHERE r.tenant_id = %(tenant_id)s::uuid
+            AND r.id <> %(run_id)s::uuid
+            AND r.period_start = %(period_start)s::date
+            AND r.period_end = %(period_end)s::date
+            AND r.parameters ->> 'mode' = 'batch'
+            AND EXISTS (SELECT 1 FROM dyno_crm.report_run_deals AS x
+                        WHERE x.tenant_id = %(tenant_id)s::uuid AND x.run_id = r.id)
+          ORDER BY r.generated_at DESC, r.id DESC
+          LIMIT 1)
+),
+base_deals AS MATERIALIZED (
+    -- That run's deals, chunk by chunk: each deal's last entry along the chain (as
+    -- the view report_run_deal_rows resolves them), `removed` when that entry
+    -- removes it.
+    SELECT DISTINCT ON (bc.chunk, u.deal_id) bc.chunk, u.*
+    FROM base_chunks AS bc
+    CROSS JOIN LATERAL unnest(bc.chain) WITH ORDINALITY AS l (run_id, level)
+    JOIN dyno_crm.report_run_deals AS a
+      ON a.tenant_id = %(tenant_id)s::uuid AND a.run_id = l.run_id AND a.chunk = bc.chunk
+    CROSS JOIN LATERAL (
+        SELECT x.*, false AS removed
+        FROM unnest(a.deal_ids, a.deal_names, a.pipeline_ids, a.pipeline_names,
+                    a.stage_ids, a.stage_names, a.deal_classes, a.forecast_categories,
+                    a.probabilities, a.amounts, a.currencies, a.reporting_amounts,
+                    a.weighted_amounts, a.placed_on, a.owner_user_ids, a.flags)
+            AS x (deal_id, deal_name, pipeline_id, pipeline_name, stage_id, stage_name,
+                  deal_class, forecast_category, probability, amount, currency,
+                  reporting_amount, weighted_amount, placed_on, owner_user_id, flags)
+        UNION ALL
+        SELECT r.deal_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+               NULL, NULL, NULL, NULL, NULL, true
+        FROM unnest(a.removed_deal_ids) AS r (deal_id)
+    ) AS u
+    ORDER BY bc.chunk, u.deal_id, l.level DESC
+),
+-- end if
+chunk_deals AS (
+    -- The run's deals of the period (each once, credited to a row or not) with the
+    -- values the run stores for them, and (a batch) whether the base run stored the
+    -- very same values for the deal in the same chunk.
+    SELECT k.chunk, k.deal_id, k.deal_name, k.pipeline_id, p.name AS pipeline_name,
+           k.stage_id, k.stage_name, k.deal_class, k.forecast_category, k.probability,
+           k.amount, k.currency, k.reporting_amount, k.weighted_amount, k.placed_on,
+           k.owned_by_user_id AS owner_user_id, k.flags,
+           -- if batch
+           COALESCE(NOT b.removed
+           AND (b.deal_name, b.pipeline_id, b.pipeline_name, b.stage_id, b.stage_name,
+                b.deal_class, b.forecast_category, b.probability, b.amount::text,
+                b.currency, b.reporting_amount::text, b.weighted_amount::text,
+                b.placed_on, b.owner_user_id, b.flags)
+               IS NOT DISTINCT FROM
+               (k.deal_name, k.pipeline_id, p.name, k.stage_id, k.stage_name,
+                k.deal_class, k.forecast_category, k.probability, k.amount::text,
+                k.currency, k.reporting_amount::text, k.weighted_amount::text,
+                k.placed_on, k.owned_by_user_id, k.flags), false)
+               AS unchanged
+           -- end if
+           -- unless batch: false AS unchanged
     FROM classified AS k
     JOIN dyno_crm.pipeline AS p ON p.tenant_id = %(tenant_id)s::uuid AND p.id = k.pipeline_id
-    GROUP BY k.chunk
+    -- if batch
+    LEFT JOIN base_deals AS b ON b.chunk = k.chunk AND b.deal_id = k.deal_id
+    -- end if
+),
+-- if batch
+delta_plan AS (
+    -- The chunks stored as what changed since their base: those the base run has,
+    -- whose chain would be at most 31 runs long, and whose new, changed and removed deals
+    -- are at most a fifth of the chunk's. Every other chunk is stored complete.
+    SELECT s.chunk, bc.run_id AS base_run_id, bc.chain,
+           COALESCE(rm.deal_ids, '{}') AS removed_deal_ids
+    FROM (SELECT c.chunk, count(*) AS deals, count(*) FILTER (WHERE NOT c.unchanged) AS changed
+          FROM chunk_deals AS c GROUP BY c.chunk) AS s
+    JOIN base_chunks AS bc ON bc.chunk = s.chunk
+    LEFT JOIN (
+        SELECT b.chunk, array_agg(b.deal_id) AS deal_ids
+        FROM base_deals AS b
+        WHERE NOT b.removed
+          AND NOT EXISTS (SELECT 1 FROM chunk_deals AS c
+                          WHERE c.chunk = b.chunk AND c.deal_id = b.deal_id)
+        GROUP BY b.chunk
+    ) AS rm ON rm.chunk = s.chunk
+    WHERE cardinality(bc.chain) <= 31
+      AND (s.changed + COALESCE(cardinality(rm.deal_ids), 0)) * 5 <= s.deals
+),
+-- end if
+stored_deals AS (
+    -- The run's deals, stored by column, one row per chunk (`classified`): element i
+    -- of every array is one deal (the arrays are aggregated in one pass, so they line
+    -- up). A chunk stored as what changed holds its new and changed deals only.
+    INSERT INTO dyno_crm.report_run_deals
+        (tenant_id, run_id, chunk, base_run_id, chain, removed_deal_ids, deal_ids,
+         deal_names, pipeline_ids, pipeline_names, stage_ids, stage_names, deal_classes,
+         forecast_categories, probabilities, amounts, currencies, reporting_amounts,
+         weighted_amounts, placed_on, owner_user_ids, flags)
+    SELECT %(tenant_id)s::uuid, %(run_id)s::uuid, c.chunk, c.base_run_id, c.chain,
+           c.removed_deal_ids,
+           COALESCE(array_agg(c.deal_id) FILTER (WHERE c.kept), '{}'),
+           COALESCE(array_agg(c.deal_name) FILTER (WHERE c.kept), '{}'),
+           COALESCE(array_agg(c.pipeline_id) FILTER (WHERE c.kept), '{}'),
+           COALESCE(array_agg(c.pipeline_name) FILTER (WHERE c.kept), '{}'),
+           COALESCE(array_agg(c.stage_id) FILTER (WHERE c.kept), '{}'),
+           COALESCE(array_agg(c.stage_name) FILTER (WHERE c.kept), '{}'),
+           COALESCE(array_agg(c.deal_class) FILTER (WHERE c.kept), '{}'),
+           COALESCE(array_agg(c.forecast_category) FILTER (WHERE c.kept), '{}'),
+           COALESCE(array_agg(c.probability) FILTER (WHERE c.kept), '{}'),
+           COALESCE(array_agg(c.amount) FILTER (WHERE c.kept), '{}'),
+           COALESCE(array_agg(c.currency) FILTER (WHERE c.kept), '{}'),
+           COALESCE(array_agg(c.reporting_amount) FILTER (WHERE c.kept), '{}'),
+           COALESCE(array_agg(c.weighted_amount) FILTER (WHERE c.kept), '{}'),
+           COALESCE(array_agg(c.placed_on) FILTER (WHERE c.kept), '{}'),
+           COALESCE(array_agg(c.owner_user_id) FILTER (WHERE c.kept), '{}'),
+           COALESCE(array_agg(c.flags) FILTER (WHERE c.kept), '{}')
+    FROM (
+        SELECT cd.*, dp.base_run_id, dp.chain, dp.removed_deal_ids,
+               dp.chunk IS NULL OR NOT cd.unchanged AS kept
+        FROM chunk_deals AS cd
+        -- if batch
+        LEFT JOIN delta_plan AS dp ON dp.chunk = cd.chunk
+        -- end if
+        -- unless batch: CROSS JOIN (SELECT NULL::smallint AS chunk, NULL::uuid AS base_run_id,
+        -- unless batch:                    NULL::uuid[] AS chain, NULL::uuid[] AS removed_deal_ids) AS dp
+    ) AS c
+    GROUP BY c.chunk, c.base_run_id, c.chain, c.removed_deal_ids
     RETURNING run_id
 ),
 per_row AS (

@@ -37,14 +37,12 @@ counted AS MATERIALIZED (
     -- Materialized: read once and hashed against the credits. Inlined, a plan that
     -- takes the stored arrays for 10 elements (a generic one, or one without the
     -- tables' statistics) unnested the runs' deals once per credit row.
-    SELECT d.run_id, u.deal_id, u.deal_class, u.reporting_amount
-    FROM dyno_crm.report_run_deals AS d
-    CROSS JOIN LATERAL unnest(d.deal_ids, d.deal_classes, d.reporting_amounts)
-        AS u (deal_id, deal_class, reporting_amount)
+    SELECT d.run_id, d.deal_id, d.deal_class, d.reporting_amount
+    FROM dyno_crm.report_run_deal_rows AS d
     WHERE d.tenant_id = %(tenant_id)s::uuid
       AND d.run_id IN (%(run_a)s::uuid, %(run_b)s::uuid)
-      AND ((u.deal_class = 'OPEN' AND u.reporting_amount IS NOT NULL)
-           OR (d.run_id = %(run_b)s::uuid AND u.deal_class IN ('WON', 'LOST')))
+      AND ((d.deal_class = 'OPEN' AND d.reporting_amount IS NOT NULL)
+           OR (d.run_id = %(run_b)s::uuid AND d.deal_class IN ('WON', 'LOST')))
 ),
 a_open AS (
     SELECT c.principal_type, c.principal_id, c.bucket, c.deal_id, k.reporting_amount
@@ -178,21 +176,13 @@ WITH listed AS (
 ),
 stored AS MATERIALIZED (
     -- Both runs' view of the listed deals.
-    -- (The arrays unnested in the select list: streamed, as in runs.sql's run_deals.)
-    SELECT u.*
-    FROM (
-        SELECT d.run_id, unnest(d.deal_ids) AS deal_id, unnest(d.deal_names) AS deal_name,
-               unnest(d.pipeline_ids) AS pipeline_id,
-               unnest(d.pipeline_names) AS pipeline_name,
-               unnest(d.stage_names) AS stage_name, unnest(d.deal_classes) AS deal_class,
-               unnest(d.amounts) AS amount, unnest(d.currencies) AS currency,
-               unnest(d.reporting_amounts) AS reporting_amount,
-               unnest(d.placed_on) AS placed_on, unnest(d.owner_user_ids) AS owner_user_id
-        FROM dyno_crm.report_run_deals AS d
-        WHERE d.tenant_id = %(tenant_id)s::uuid
-          AND d.run_id IN (%(run_a)s::uuid, %(run_b)s::uuid)
-    ) AS u
-    WHERE u.deal_id IN (SELECT l.deal_id FROM listed AS l)
+    SELECT d.run_id, d.deal_id, d.deal_name, d.pipeline_id, d.pipeline_name, d.stage_name,
+           d.deal_class, d.amount, d.currency, d.reporting_amount, d.placed_on,
+           d.owner_user_id
+    FROM dyno_crm.report_run_deal_rows AS d
+    WHERE d.tenant_id = %(tenant_id)s::uuid
+      AND d.run_id IN (%(run_a)s::uuid, %(run_b)s::uuid)
+      AND d.deal_id IN (SELECT l.deal_id FROM listed AS l)
 ),
 now_deals AS (
     -- What the listed deals are like now (found by the deal key's index).

@@ -43,9 +43,8 @@ ORDER BY f.principal_type, f.principal_id, f.pipeline_id NULLS FIRST;
 SELECT fl.flag, count(*) AS deals, SUM(u.reporting_amount) AS amount,
        count(*) FILTER (WHERE u.reporting_amount IS NULL) AS no_rate, NULL::text[] AS detail
 FROM (
-    -- (streamed, as in run_deals below)
-    SELECT unnest(d.reporting_amounts) AS reporting_amount, unnest(d.flags) AS flags
-    FROM dyno_crm.report_run_deals AS d
+    SELECT d.reporting_amount, d.flags
+    FROM dyno_crm.report_run_deal_rows AS d
     WHERE d.tenant_id = %(tenant_id)s::uuid
       AND d.run_id = %(run_id)s::uuid
 ) AS u
@@ -131,20 +130,15 @@ page AS MATERIALIZED (
     LIMIT %(limit)s::bigint
 ),
 deals AS (
-    -- The deals of the page's chunks, streamed once (a deal at a time: unnest in FROM
-    -- would first copy them into a tuplestore) and hashed against the page: never
-    -- rescanned per credit row, which is what a nested loop did (run_deals sets
-    -- enable_nestloop off). Parallel arrays: the i-th of each is one deal.
-    SELECT unnest(d.deal_ids) AS deal_id, unnest(d.deal_names) AS deal_name,
-           unnest(d.pipeline_ids) AS deal_pipeline_id,
-           unnest(d.pipeline_names) AS pipeline_name, unnest(d.stage_ids) AS stage_id,
-           unnest(d.stage_names) AS stage_name, unnest(d.deal_classes) AS deal_class,
-           unnest(d.forecast_categories) AS forecast_category,
-           unnest(d.probabilities) AS probability, unnest(d.amounts) AS amount,
-           unnest(d.currencies) AS currency, unnest(d.reporting_amounts) AS reporting_amount,
-           unnest(d.weighted_amounts) AS weighted_amount, unnest(d.placed_on) AS placed_on,
-           unnest(d.owner_user_ids) AS owner_user_id, unnest(d.flags) AS flags
-    FROM dyno_crm.report_run_deals AS d
+    -- The deals of the page's chunks, read once (report_run_deal_rows: a complete
+    -- chunk's arrays streamed a deal at a time, a chunk stored as what changed resolved
+    -- along its chain) and hashed against the page: never rescanned per credit row,
+    -- which is what a nested loop did (run_deals sets enable_nestloop off).
+    SELECT d.deal_id, d.deal_name, d.pipeline_id AS deal_pipeline_id, d.pipeline_name,
+           d.stage_id, d.stage_name, d.deal_class, d.forecast_category, d.probability,
+           d.amount, d.currency, d.reporting_amount, d.weighted_amount, d.placed_on,
+           d.owner_user_id, d.flags
+    FROM dyno_crm.report_run_deal_rows AS d
     WHERE d.tenant_id = %(tenant_id)s::uuid
       AND d.run_id = %(run_id)s::uuid
       AND d.chunk = ANY (ARRAY(SELECT DISTINCT pc.chunk FROM page AS pc))
@@ -255,6 +249,86 @@ SELECT
      JOIN dyno_crm.report_run AS r2 ON r2.tenant_id = f.tenant_id AND r2.id = f.run_id
      WHERE r2.generated_at < now() - make_interval(days => %(older_than_days)s::integer)
        AND (%(tenant_id)s::uuid IS NULL OR f.tenant_id = %(tenant_id)s::uuid)) AS fact_rows;
+
+-- name: prune_cutoff
+-- The cut-off of prune's statements: generated before it, a run goes (now() is the
+-- transaction's start, the same in each of them).
+SELECT now() - make_interval(days => %(older_than_days)s::integer) AS cutoff;
+
+-- name: prune_rebase_tenants
+-- Before prune deletes runs (its first statements, one transaction): the tenants with
+-- a chunk row of a run that stays, stored as what changed since a run that goes
+-- (migration 0017), by the cut-off prune_facts and prune_runs compute (`cutoff`, given
+-- as a value: Citus refuses now() beside a column in an UPDATE). prune_rebase and prune_trim_chains run once per such tenant (a
+-- row whose chain holds a run that goes builds on a row of its tenant stored
+-- complete by prune_rebase).
+SELECT DISTINCT k.tenant_id
+FROM dyno_crm.report_run_deals AS k
+JOIN dyno_crm.report_run AS b ON b.tenant_id = k.tenant_id AND b.id = k.base_run_id
+JOIN dyno_crm.report_run AS r ON r.tenant_id = k.tenant_id AND r.id = k.run_id
+WHERE b.generated_at < %(cutoff)s::timestamptz
+  AND r.generated_at >= %(cutoff)s::timestamptz
+  AND (%(tenant_id)s::uuid IS NULL OR k.tenant_id = %(tenant_id)s::uuid);
+
+-- name: prune_rebase
+-- Such rows of one tenant are stored complete instead, with their deals as
+-- report_run_deal_rows resolves them; nothing else of them changes, and rows that
+-- build on them resolve as before. (One tenant at a time: on Citus the view is read
+-- in a router query; a statement over every shard cannot push its UNION ALL of
+-- table functions down.)
+UPDATE dyno_crm.report_run_deals AS d
+SET deal_ids = v.deal_ids, deal_names = v.deal_names, pipeline_ids = v.pipeline_ids,
+    pipeline_names = v.pipeline_names, stage_ids = v.stage_ids, stage_names = v.stage_names,
+    deal_classes = v.deal_classes, forecast_categories = v.forecast_categories,
+    probabilities = v.probabilities, amounts = v.amounts, currencies = v.currencies,
+    reporting_amounts = v.reporting_amounts, weighted_amounts = v.weighted_amounts,
+    placed_on = v.placed_on, owner_user_ids = v.owner_user_ids, flags = v.flags,
+    base_run_id = NULL, chain = NULL, removed_deal_ids = NULL
+FROM (
+    SELECT x.tenant_id, x.run_id, x.chunk, array_agg(x.deal_id) AS deal_ids,
+           array_agg(x.deal_name) AS deal_names, array_agg(x.pipeline_id) AS pipeline_ids,
+           array_agg(x.pipeline_name) AS pipeline_names, array_agg(x.stage_id) AS stage_ids,
+           array_agg(x.stage_name) AS stage_names, array_agg(x.deal_class) AS deal_classes,
+           array_agg(x.forecast_category) AS forecast_categories,
+           array_agg(x.probability) AS probabilities, array_agg(x.amount) AS amounts,
+           array_agg(x.currency) AS currencies,
+           array_agg(x.reporting_amount) AS reporting_amounts,
+           array_agg(x.weighted_amount) AS weighted_amounts,
+           array_agg(x.placed_on) AS placed_on, array_agg(x.owner_user_id) AS owner_user_ids,
+           array_agg(x.flags) AS flags
+    FROM dyno_crm.report_run_deal_rows AS x
+    JOIN dyno_crm.report_run_deals AS k
+      ON k.tenant_id = x.tenant_id AND k.run_id = x.run_id AND k.chunk = x.chunk
+    JOIN dyno_crm.report_run AS b ON b.tenant_id = k.tenant_id AND b.id = k.base_run_id
+    JOIN dyno_crm.report_run AS r ON r.tenant_id = k.tenant_id AND r.id = k.run_id
+    WHERE b.generated_at < %(cutoff)s::timestamptz
+      AND r.generated_at >= %(cutoff)s::timestamptz
+      AND x.tenant_id = %(tenant_id)s::uuid
+    GROUP BY x.tenant_id, x.run_id, x.chunk
+) AS v
+WHERE d.tenant_id = %(tenant_id)s::uuid
+  AND d.tenant_id = v.tenant_id AND d.run_id = v.run_id AND d.chunk = v.chunk;
+
+-- name: prune_trim_chains
+-- Then the chains of the tenant's rows that stay drop the runs that go (and every run
+-- before them, whose deals the row stored complete above holds). (The new chain is
+-- made in the subquery: Citus 13.2 crashes on an array slice in an UPDATE's SET.)
+UPDATE dyno_crm.report_run_deals AS d
+SET chain = g.chain
+FROM (
+    SELECT k.tenant_id, k.run_id, k.chunk,
+           k.chain[max(array_position(k.chain, b.id)) + 1:cardinality(k.chain)] AS chain
+    FROM dyno_crm.report_run_deals AS k
+    JOIN dyno_crm.report_run AS b ON b.tenant_id = k.tenant_id AND b.id = ANY (k.chain)
+    JOIN dyno_crm.report_run AS r ON r.tenant_id = k.tenant_id AND r.id = k.run_id
+    WHERE k.base_run_id IS NOT NULL
+      AND b.generated_at < %(cutoff)s::timestamptz
+      AND r.generated_at >= %(cutoff)s::timestamptz
+      AND k.tenant_id = %(tenant_id)s::uuid
+    GROUP BY k.tenant_id, k.run_id, k.chunk, k.chain
+) AS g
+WHERE d.tenant_id = %(tenant_id)s::uuid
+  AND d.tenant_id = g.tenant_id AND d.run_id = g.run_id AND d.chunk = g.chunk;
 
 -- name: prune_facts
 -- Deletes the fact rows of whole runs older than the cut-off, and counts them: the

@@ -1,0 +1,246 @@
+"""A batch run stores each chunk of its deals as what changed since the tenant's
+previous batch run of the period (migration 0017): its drill-down is the same as the
+same run stored complete, deal for deal, whatever changed in between (values, stage,
+owner, deletion, a new deal, a deal leaving the period); prune keeps the runs that
+stay whole; a run that others build on is not deleted alone; chains stay short."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import pytest
+
+from pipeline_coverage import prune_runs, run_deals, run_pipeline_coverage_batch
+from pipeline_coverage.store import DealCredit
+from tests.factory import Crm, random_tenant
+from tests.oracle import Options, Oracle
+
+Q1 = (dt.date(2026, 1, 1), dt.date(2026, 4, 1))
+INSIDE = dt.date(2026, 2, 10)
+
+
+def stored(conn: psycopg.Connection[Any], run: uuid.UUID) -> list[tuple[Any, ...]]:
+    """Each chunk row of a run: (chunk, base run, chain, deals held, deals removed)."""
+    rows = conn.execute(
+        "SELECT chunk, base_run_id, chain, cardinality(deal_ids),"
+        " COALESCE(cardinality(removed_deal_ids), 0)"
+        " FROM dyno_crm.report_run_deals WHERE run_id = %s ORDER BY chunk",
+        (run,),
+    ).fetchall()
+    conn.commit()
+    return rows
+
+
+def drilldown(conn: psycopg.Connection[Any], run: uuid.UUID) -> list[DealCredit]:
+    deals = run_deals(conn, run)
+    conn.commit()
+    return deals
+
+
+def complete_run(conn: psycopg.Connection[Any], tenant: uuid.UUID) -> list[DealCredit]:
+    """The drill-down of a batch run stored complete on the tenant's deals as they are
+    now: run with no earlier batch in sight (hidden in a transaction rolled back)."""
+    with conn.transaction(force_rollback=True):
+        conn.execute(
+            "UPDATE dyno_crm.report_run"
+            " SET parameters = parameters || jsonb_build_object('mode', 'hidden')"
+            " WHERE tenant_id = %s",
+            (tenant,),
+        )
+        run = run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE)
+        assert all(row[1] is None for row in stored_in_transaction(conn, run))
+        deals = run_deals(conn, run)
+    return deals
+
+
+def stored_in_transaction(conn: psycopg.Connection[Any], run: uuid.UUID) -> list[Any]:
+    return conn.execute(
+        "SELECT chunk, base_run_id FROM dyno_crm.report_run_deals WHERE run_id = %s", (run,)
+    ).fetchall()
+
+
+def in_period_deals(conn: psycopg.Connection[Any], tenant: uuid.UUID) -> list[tuple[Any, ...]]:
+    """The tenant's open deals dated in the period that have an owner, oldest id first."""
+    rows = conn.execute(
+        "SELECT d.id, d.owned_by_user_id, d.assigned_user_id, d.pipeline_id"
+        " FROM dyno_crm.deal AS d JOIN dyno_crm.pipeline_stage AS ps ON ps.id = d.stage_id"
+        " WHERE d.tenant_id = %s AND d.owned_by_user_id IS NOT NULL"
+        " AND ps.stage_state IN ('NOT_STARTED', 'IN_PROGRESS')"
+        " AND d.expected_close_date >= %s AND d.expected_close_date < %s ORDER BY d.id",
+        (tenant, *Q1),
+    ).fetchall()
+    conn.commit()
+    return rows
+
+
+def a_day_of_changes(conn: psycopg.Connection[Any], tenant: uuid.UUID, day: int) -> set[uuid.UUID]:
+    """One deal re-valued, one won, one handed to another rep (its chunk changes), one
+    deleted, one slipped out of the period, and one new deal; returns the deleted and
+    slipped ones (no longer in the period)."""
+    deals = in_period_deals(conn, tenant)
+    users = [r[0] for r in conn.execute(
+        "SELECT id FROM dyno_crm.crm_user WHERE tenant_id = %s ORDER BY id", (tenant,)
+    ).fetchall()]  # fmt: skip
+    pick = [deals[(day * 7 + i * 13) % len(deals)] for i in range(6)]
+    assert len({p[0] for p in pick}) == 6
+    revalued, won, handed, deleted, slipped, copied = pick
+    conn.execute(
+        "UPDATE dyno_crm.deal SET amount = COALESCE(amount, 0) + 1234.56 WHERE id = %s",
+        (revalued[0],),
+    )
+    conn.execute(
+        "UPDATE dyno_crm.deal AS d SET stage_id = ps.id, close_date = %s"
+        " FROM dyno_crm.pipeline_stage AS ps"
+        " WHERE d.id = %s AND ps.pipeline_id = d.pipeline_id AND ps.stage_state = 'DONE_SUCCESS'",
+        (INSIDE, won[0]),
+    )
+    other = next(u for u in users if u != handed[1])
+    conn.execute("UPDATE dyno_crm.deal SET owned_by_user_id = %s WHERE id = %s", (other, handed[0]))
+    conn.execute("DELETE FROM dyno_crm.deal WHERE id = %s", (deleted[0],))
+    conn.execute(
+        "UPDATE dyno_crm.deal SET expected_close_date = %s, close_date = NULL WHERE id = %s",
+        (Q1[1] + dt.timedelta(days=20), slipped[0]),
+    )
+    conn.execute(
+        "INSERT INTO dyno_crm.deal (tenant_id, id, pipeline_id, stage_id, name, amount,"
+        " expected_close_date, owned_by_user_id, assigned_user_id, owned_by_group_id,"
+        " assigned_group_id)"
+        " SELECT tenant_id, %s, pipeline_id, stage_id, name || ' (copy)', amount,"
+        " expected_close_date, owned_by_user_id, assigned_user_id, owned_by_group_id,"
+        " assigned_group_id FROM dyno_crm.deal WHERE id = %s",
+        (uuid.uuid4(), copied[0]),
+    )
+    conn.commit()
+    return {deleted[0], slipped[0]}
+
+
+def test_a_batch_after_a_days_changes_stores_what_changed_and_drills_down_the_same(
+    conn: psycopg.Connection[Any],
+) -> None:
+    tenant = random_tenant(conn, 71, deals=600)
+    random_tenant(conn, 72)  # another tenant's runs are never a base
+    first = run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE)
+    assert all(row[1] is None for row in stored(conn, first)), "the first run is complete"
+    gone = a_day_of_changes(conn, tenant, 1)
+    expected = complete_run(conn, tenant)
+    second = run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE)
+
+    rows = stored(conn, second)
+    deltas = [row for row in rows if row[1] is not None]
+    assert deltas, "the chunks build on the first run"
+    assert all(row[1] == first and row[2] == [first] for row in deltas)
+    held = sum(row[3] for row in rows)
+    assert held < len(expected) / 2, (held, len(expected))
+    assert sum(row[4] for row in rows) >= 2, "the deleted and slipped deals are removed"
+
+    found = drilldown(conn, second)
+    assert found == expected
+    assert not gone & {deal.deal_id for deal in found}
+    # ... and the oracle agrees, principal by principal
+    oracle = Oracle(conn, tenant)
+    options = Options(*Q1, as_of=INSIDE)
+    by_principal: dict[Any, dict[uuid.UUID, tuple[str, str]]] = {}
+    for deal in found:
+        key = (deal.principal_type, deal.principal_id)
+        by_principal.setdefault(key, {})[deal.deal_id] = (deal.deal_class, deal.credit_reason)
+    for key, deals in by_principal.items():
+        want = oracle.drilldown(options, key)
+        assert deals == {d: v for row in want.values() for d, v in row.items()}, key
+    # the first run reads as it did
+    assert drilldown(conn, first) != found
+
+
+def test_an_unchanged_tenant_stores_no_deal_again(conn: psycopg.Connection[Any]) -> None:
+    tenant = random_tenant(conn, 73)
+    first = run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE)
+    second = run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE)
+    rows = stored(conn, second)
+    assert rows
+    assert all(row[1] == first and row[3] == 0 and row[4] == 0 for row in rows)
+    assert drilldown(conn, second) == drilldown(conn, first)
+
+
+def test_a_chunk_that_changed_a_lot_is_stored_complete(conn: psycopg.Connection[Any]) -> None:
+    tenant = random_tenant(conn, 74)
+    run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE)
+    conn.execute(
+        "UPDATE dyno_crm.deal SET amount = COALESCE(amount, 0) + 1 WHERE tenant_id = %s", (tenant,)
+    )
+    conn.commit()
+    expected = complete_run(conn, tenant)
+    second = run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE)
+    assert all(row[1] is None for row in stored(conn, second))
+    assert drilldown(conn, second) == expected
+
+
+def test_chains_stay_at_most_31_runs_long(conn: psycopg.Connection[Any]) -> None:
+    crm = Crm(conn)
+    tenant = crm.tenant("Chains")
+    rep = crm.user(tenant, "Rep")
+    pipeline = crm.pipeline(tenant)
+    stage = crm.stage(tenant, pipeline, "IN_PROGRESS")
+    deals = [
+        crm.deal(tenant, pipeline, stage, Decimal(100 + i), expected=INSIDE, owner=rep)
+        for i in range(40)
+    ]  # fmt: skip
+    conn.commit()
+    runs = []
+    for day in range(33):
+        conn.execute("UPDATE dyno_crm.deal SET amount = amount + 1 WHERE id = %s", (deals[day],))
+        conn.commit()
+        runs.append(run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE))
+    depths = [len(stored(conn, run)[0][2] or []) for run in runs]
+    assert depths == [0, *range(1, 32), 0]
+    found = drilldown(conn, runs[-2])
+    assert {d.deal_id: d.amount for d in found} == {
+        deal: Decimal(100 + i + (1 if i < 32 else 0)) for i, deal in enumerate(deals)
+    }
+
+
+@pytest.mark.parametrize("cut", [1, 2], ids=["the complete run goes", "two runs go"])
+def test_prune_keeps_the_runs_that_stay_whole(conn: psycopg.Connection[Any], cut: int) -> None:
+    tenant = random_tenant(conn, 75, deals=600)
+    runs = [run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE)]
+    for day in (1, 2, 3):
+        a_day_of_changes(conn, tenant, day)
+        runs.append(run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE))
+    assert next(r[2] for r in stored(conn, runs[3]) if r[2]) == runs[:3]
+    before = {run: drilldown(conn, run) for run in runs}
+    conn.execute(
+        "UPDATE dyno_crm.report_run SET generated_at = generated_at - interval '30 days'"
+        " WHERE id = ANY (%s)",
+        (runs[:cut],),
+    )
+    conn.commit()
+    pruned = prune_runs(conn, 10, tenant)
+    assert pruned.runs == cut
+    first_left = runs[cut]
+    assert all(row[1] is None for row in stored(conn, first_left)), "stored complete"
+    for later in runs[cut + 1 :]:
+        chains = {tuple(row[2]) for row in stored(conn, later) if row[2]}
+        assert chains
+        assert all(chain[0] == first_left for chain in chains), chains
+    for run in runs[cut:]:
+        assert drilldown(conn, run) == before[run]
+
+
+def test_a_run_others_build_on_is_not_deleted_alone(conn: psycopg.Connection[Any]) -> None:
+    tenant = random_tenant(conn, 76)
+    first = run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE)
+    second = run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE)
+    with pytest.raises(psycopg.errors.ForeignKeyViolation, match="fk_report_run_deals_base"):
+        conn.execute("DELETE FROM dyno_crm.report_run WHERE id = %s", (first,))
+    conn.rollback()
+    # both together, or the tenant with everything of it, go at once
+    conn.execute("DELETE FROM dyno_crm.report_run WHERE id IN (%s, %s)", (first, second))
+    conn.rollback()
+    conn.execute("DELETE FROM dyno_crm.tenant WHERE id = %s", (tenant,))
+    conn.commit()
+    left = conn.execute(
+        "SELECT count(*) FROM dyno_crm.report_run_deals WHERE tenant_id = %s", (tenant,)
+    ).fetchone()
+    assert left == (0,)
