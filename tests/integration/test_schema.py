@@ -119,8 +119,9 @@ CONTRACT = {
     },
 }
 VERSION_TABLE = "pipeline_coverage_version"
-#: Views (information_schema.columns lists their columns too): a run's deals resolved.
-VIEWS = {"report_run_deal_rows"}
+#: Views (information_schema.columns lists their columns too): a run's deals resolved,
+#: with all their values and with only those `compare` counts.
+VIEWS = {"report_run_deal_rows", "report_run_deal_amounts"}
 
 
 def catalog(url: str) -> dict[str, Any]:

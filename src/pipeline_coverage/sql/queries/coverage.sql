@@ -427,29 +427,30 @@ base_chunks AS (
           LIMIT 1)
 ),
 base_deals AS MATERIALIZED (
-    -- That run's deals, chunk by chunk: each deal's last entry along the chain (as
-    -- the view report_run_deal_rows resolves them), `removed` when that entry
-    -- removes it.
-    SELECT DISTINCT ON (bc.chunk, u.deal_id) bc.chunk, u.*
-    FROM base_chunks AS bc
-    CROSS JOIN LATERAL unnest(bc.chain) WITH ORDINALITY AS l (run_id, level)
-    JOIN dyno_crm.report_run_deals AS a
-      ON a.tenant_id = %(tenant_id)s::uuid AND a.run_id = l.run_id AND a.chunk = bc.chunk
-    CROSS JOIN LATERAL (
-        SELECT x.*, false AS removed
-        FROM unnest(a.deal_ids, a.deal_names, a.pipeline_ids, a.pipeline_names,
-                    a.stage_ids, a.stage_names, a.deal_classes, a.forecast_categories,
-                    a.probabilities, a.amounts, a.currencies, a.reporting_amounts,
-                    a.weighted_amounts, a.placed_on, a.owner_user_ids, a.flags)
-            AS x (deal_id, deal_name, pipeline_id, pipeline_name, stage_id, stage_name,
-                  deal_class, forecast_category, probability, amount, currency,
-                  reporting_amount, weighted_amount, placed_on, owner_user_id, flags)
-        UNION ALL
-        SELECT r.deal_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-               NULL, NULL, NULL, NULL, NULL, true
-        FROM unnest(a.removed_deal_ids) AS r (deal_id)
+    -- That run's deals, chunk by chunk: each deal's last entry along the chain, as the
+    -- view report_run_deal_rows resolves them (`removed`: that entry removes it).
+    SELECT DISTINCT ON (u.chunk, u.deal_id) u.*
+    FROM (
+        SELECT bc.chunk, l.level,
+               unnest(a.deal_ids || COALESCE(a.removed_deal_ids, '{}')) AS deal_id,
+               unnest(array_fill(false, ARRAY[cardinality(a.deal_ids)])
+                      || array_fill(true, ARRAY[COALESCE(cardinality(a.removed_deal_ids), 0)]))
+                   AS removed,
+               unnest(a.deal_names) AS deal_name, unnest(a.pipeline_ids) AS pipeline_id,
+               unnest(a.pipeline_names) AS pipeline_name, unnest(a.stage_ids) AS stage_id,
+               unnest(a.stage_names) AS stage_name, unnest(a.deal_classes) AS deal_class,
+               unnest(a.forecast_categories) AS forecast_category,
+               unnest(a.probabilities) AS probability, unnest(a.amounts) AS amount,
+               unnest(a.currencies) AS currency,
+               unnest(a.reporting_amounts) AS reporting_amount,
+               unnest(a.weighted_amounts) AS weighted_amount, unnest(a.placed_on) AS placed_on,
+               unnest(a.owner_user_ids) AS owner_user_id, unnest(a.flags) AS flags
+        FROM base_chunks AS bc
+        CROSS JOIN LATERAL unnest(bc.chain) WITH ORDINALITY AS l (run_id, level)
+        JOIN dyno_crm.report_run_deals AS a
+          ON a.tenant_id = %(tenant_id)s::uuid AND a.run_id = l.run_id AND a.chunk = bc.chunk
     ) AS u
-    ORDER BY bc.chunk, u.deal_id, l.level DESC
+    ORDER BY u.chunk, u.deal_id, u.level DESC
 ),
 -- end if
 chunk_deals AS (

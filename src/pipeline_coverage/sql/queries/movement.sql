@@ -38,7 +38,7 @@ counted AS MATERIALIZED (
     -- takes the stored arrays for 10 elements (a generic one, or one without the
     -- tables' statistics) unnested the runs' deals once per credit row.
     SELECT d.run_id, d.deal_id, d.deal_class, d.reporting_amount
-    FROM dyno_crm.report_run_deal_rows AS d
+    FROM dyno_crm.report_run_deal_amounts AS d
     WHERE d.tenant_id = %(tenant_id)s::uuid
       AND d.run_id IN (%(run_a)s::uuid, %(run_b)s::uuid)
       AND ((d.deal_class = 'OPEN' AND d.reporting_amount IS NOT NULL)

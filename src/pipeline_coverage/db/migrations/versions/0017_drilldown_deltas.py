@@ -43,6 +43,7 @@ def downgrade() -> None:
         " GROUP BY v.tenant_id, v.run_id, v.chunk"
     )
     op.execute("DROP VIEW dyno_crm.report_run_deal_rows")
+    op.execute("DROP VIEW dyno_crm.report_run_deal_amounts")
     op.execute("ALTER TABLE dyno_crm.report_run_deals DROP CONSTRAINT fk_report_run_deals_base")
     op.execute(
         "UPDATE dyno_crm.report_run_deals AS d SET deal_ids = r.deal_ids,"
