@@ -175,14 +175,16 @@ WITH listed AS (
         AS l (principal_type, principal_id, pipeline_id, deal_id, step)
 ),
 stored AS MATERIALIZED (
-    -- Both runs' view of the listed deals.
+    -- Both runs' view of the listed deals. (`= ANY` of the list, not `IN (SELECT ...)`:
+    -- a plain condition on the deal reaches into report_run_deal_rows, which then
+    -- sorts only the listed deals' entries of a chunk stored as what changed.)
     SELECT d.run_id, d.deal_id, d.deal_name, d.pipeline_id, d.pipeline_name, d.stage_name,
            d.deal_class, d.amount, d.currency, d.reporting_amount, d.placed_on,
            d.owner_user_id
     FROM dyno_crm.report_run_deal_rows AS d
     WHERE d.tenant_id = %(tenant_id)s::uuid
       AND d.run_id IN (%(run_a)s::uuid, %(run_b)s::uuid)
-      AND d.deal_id IN (SELECT l.deal_id FROM listed AS l)
+      AND d.deal_id = ANY (%(deal_ids)s::uuid[])
 ),
 now_deals AS (
     -- What the listed deals are like now (found by the deal key's index).
