@@ -64,6 +64,16 @@ def problems(url: str) -> list[str]:
         # A chunk stored as what changed (migration 0017) is resolved here on its own
         # terms, not by the view the product reads: along its chain, the last entry of
         # a deal wins and a removal drops it.
+        chain = run.get("chain") or []
+        if chain:
+            base = rows.get((tenant, chain[-1], chunk))
+            if set(run["deal_ids"]) & set(run["removed_deal_ids"]):
+                found.append(f"run {run_id} chunk {chunk}: a deal both stored and removed")
+            if base is not None and [*(base.get("chain") or []), chain[-1]] != chain:
+                found.append(f"run {run_id} chunk {chunk}: its chain is not its base's and it")
+            root = rows.get((tenant, chain[0], chunk))
+            if root is not None and root.get("chain"):
+                found.append(f"run {run_id} chunk {chunk}: its chain starts at a delta")
         chunk_deals: dict[Any, dict[str, Any]] = {}
         for level in [*(run.get("chain") or []), run_id]:
             stored = rows.get((tenant, level, chunk))

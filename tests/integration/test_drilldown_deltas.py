@@ -7,6 +7,7 @@ stay whole; a run that others build on is not deleted alone; chains stay short."
 from __future__ import annotations
 
 import datetime as dt
+import random
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -85,8 +86,7 @@ def a_day_of_changes(conn: psycopg.Connection[Any], tenant: uuid.UUID, day: int)
     users = [r[0] for r in conn.execute(
         "SELECT id FROM dyno_crm.crm_user WHERE tenant_id = %s ORDER BY id", (tenant,)
     ).fetchall()]  # fmt: skip
-    pick = [deals[(day * 7 + i * 13) % len(deals)] for i in range(6)]
-    assert len({p[0] for p in pick}) == 6
+    pick = random.Random(day).sample(deals, 6)
     revalued, won, handed, deleted, slipped, copied = pick
     conn.execute(
         "UPDATE dyno_crm.deal SET amount = COALESCE(amount, 0) + 1234.56 WHERE id = %s",
@@ -122,8 +122,9 @@ def test_a_batch_after_a_days_changes_stores_what_changed_and_drills_down_the_sa
     conn: psycopg.Connection[Any],
 ) -> None:
     tenant = random_tenant(conn, 71, deals=600)
-    random_tenant(conn, 72)  # another tenant's runs are never a base
+    other = random_tenant(conn, 72)  # another tenant's runs are never a base
     first = run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE)
+    run_pipeline_coverage_batch(conn, other, *Q1, as_of=INSIDE)
     assert all(row[1] is None for row in stored(conn, first)), "the first run is complete"
     gone = a_day_of_changes(conn, tenant, 1)
     expected = complete_run(conn, tenant)
@@ -244,3 +245,115 @@ def test_a_run_others_build_on_is_not_deleted_alone(conn: psycopg.Connection[Any
         "SELECT count(*) FROM dyno_crm.report_run_deals WHERE tenant_id = %s", (tenant,)
     ).fetchone()
     assert left == (0,)
+
+
+def test_a_deal_that_changes_back_moves_back_or_comes_back_reads_as_it_is(
+    conn: psycopg.Connection[Any],
+) -> None:
+    """Day by day: an amount changed and changed back, an amount made NULL and given
+    back, a deal handed to another rep (another chunk) and handed back, a deal deleted
+    and made again with the same id; every run reads as the same run stored complete."""
+    crm = Crm(conn)
+    tenant = crm.tenant("Back and forth")
+    reps = [crm.user(tenant, f"Rep {i}") for i in range(3)]
+    pipeline = crm.pipeline(tenant)
+    stage = crm.stage(tenant, pipeline, "IN_PROGRESS")
+    deals = [
+        crm.deal(tenant, pipeline, stage, Decimal(1000 + i), expected=INSIDE, owner=reps[i % 3])
+        for i in range(60)
+    ]  # fmt: skip
+    conn.commit()
+    removed = conn.execute("SELECT * FROM dyno_crm.deal WHERE id = %s", (deals[3],)).fetchone()
+    conn.commit()
+    assert removed is not None
+    days = [
+        ("UPDATE dyno_crm.deal SET amount = 5 WHERE id = %s", (deals[0],)),
+        ("UPDATE dyno_crm.deal SET amount = 1000 WHERE id = %s", (deals[0],)),
+        ("UPDATE dyno_crm.deal SET amount = NULL WHERE id = %s", (deals[1],)),
+        ("UPDATE dyno_crm.deal SET amount = 1001 WHERE id = %s", (deals[1],)),
+        ("UPDATE dyno_crm.deal SET owned_by_user_id = %s WHERE id = %s", (reps[2], deals[2])),
+        ("UPDATE dyno_crm.deal SET owned_by_user_id = %s WHERE id = %s", (reps[2], deals[2])),
+        ("UPDATE dyno_crm.deal SET owned_by_user_id = %s WHERE id = %s", (reps[2], deals[2])),
+        ("DELETE FROM dyno_crm.deal WHERE id = %s", (deals[3],)),
+        ("INSERT INTO dyno_crm.deal SELECT (%s::dyno_crm.deal).*", (removed,)),
+    ]
+    # (the third hand-over is the way back: deals[2] belonged to reps[2] at first)
+    days[4] = ("UPDATE dyno_crm.deal SET owned_by_user_id = %s WHERE id = %s", (reps[0], deals[2]))
+    days[5] = ("UPDATE dyno_crm.deal SET name = 'Renamed' WHERE id = %s", (deals[2],))
+    run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE)
+    for statement, values in days:
+        conn.execute(statement, values)
+        conn.commit()
+        expected = complete_run(conn, tenant)
+        run = run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE)
+        assert any(row[1] is not None for row in stored(conn, run)), statement
+        assert drilldown(conn, run) == expected, statement
+
+
+def test_prune_of_every_tenant_keeps_each_tenants_runs_whole(
+    conn: psycopg.Connection[Any],
+) -> None:
+    tenants = [random_tenant(conn, seed, deals=300) for seed in (77, 78)]
+    runs: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for tenant in tenants:
+        runs[tenant] = [run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE)]
+        a_day_of_changes(conn, tenant, 1)
+        runs[tenant].append(run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE))
+    before = {run: drilldown(conn, run) for made in runs.values() for run in made}
+    conn.execute(
+        "UPDATE dyno_crm.report_run SET generated_at = generated_at - interval '30 days'"
+        " WHERE id = ANY (%s)",
+        ([made[0] for made in runs.values()],),
+    )
+    conn.commit()
+    assert prune_runs(conn, 10).runs == 2
+    for made in runs.values():
+        assert all(row[1] is None for row in stored(conn, made[1]))
+        assert drilldown(conn, made[1]) == before[made[1]]
+
+
+def test_downgrade_stores_every_run_complete_again(empty_db_url: str) -> None:
+    """Migration 0017's downgrade: each run's deals, as the view read them, are then
+    the run's own arrays (what the code before 0017 reads)."""
+    from alembic import command
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    from pipeline_coverage.db import migrate
+    from pipeline_coverage.db.connection import connect
+
+    migrate.upgrade(empty_db_url)
+    with psycopg.connect(empty_db_url) as conn:
+        tenant = random_tenant(conn, 79, deals=400)
+        made = [run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE)]
+        for day in (1, 2):
+            a_day_of_changes(conn, tenant, day)
+            made.append(run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE))
+        query = (
+            "SELECT run_id, chunk, deal_id, deal_name, amount, reporting_amount, flags"
+            " FROM {} ORDER BY run_id, chunk, deal_id"
+        )
+        before = conn.execute(query.format("dyno_crm.report_run_deal_rows")).fetchall()
+        assert conn.execute(
+            "SELECT count(*) FROM dyno_crm.report_run_deals WHERE base_run_id IS NOT NULL"
+        ).fetchone() != (0,)
+    raw = connect(empty_db_url)
+    engine = create_engine("postgresql+psycopg://", creator=lambda: raw, poolclass=NullPool)
+    try:
+        with engine.begin() as connection:
+            config = migrate._config()
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0016")
+    finally:
+        engine.dispose()
+    with psycopg.connect(empty_db_url) as conn:
+        after = conn.execute(
+            query.format(
+                "(SELECT d.run_id, d.chunk, unnest(d.deal_ids) AS deal_id,"
+                " unnest(d.deal_names) AS deal_name, unnest(d.amounts) AS amount,"
+                " unnest(d.reporting_amounts) AS reporting_amount, unnest(d.flags) AS flags"
+                " FROM dyno_crm.report_run_deals AS d) AS x"
+            )
+        ).fetchall()
+    assert after == before
+    assert {row[0] for row in after} == set(made)

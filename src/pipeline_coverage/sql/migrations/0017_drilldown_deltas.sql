@@ -27,7 +27,7 @@ ALTER TABLE dyno_crm.report_run_deals
 ALTER TABLE dyno_crm.report_run_deals
     ADD CONSTRAINT ck_report_run_deals_delta CHECK (
         (base_run_id IS NULL AND chain IS NULL AND removed_deal_ids IS NULL)
-        OR (base_run_id IS NOT NULL AND removed_deal_ids IS NOT NULL
+        OR (base_run_id IS NOT NULL AND removed_deal_ids IS NOT NULL AND chain IS NOT NULL
             AND cardinality(chain) BETWEEN 1 AND 31
             AND chain[cardinality(chain)] = base_run_id));
 

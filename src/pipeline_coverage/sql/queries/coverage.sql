@@ -421,6 +421,8 @@ base_chunks AS (
             AND r.period_start = %(period_start)s::date
             AND r.period_end = %(period_end)s::date
             AND r.parameters ->> 'mode' = 'batch'
+            -- (a batch of one pipeline holds other deals than the tenant's)
+            AND r.parameters ->> 'pipeline_id' IS NOT DISTINCT FROM %(pipeline_id)s::text
             AND EXISTS (SELECT 1 FROM dyno_crm.report_run_deals AS x
                         WHERE x.tenant_id = %(tenant_id)s::uuid AND x.run_id = r.id)
           ORDER BY r.generated_at DESC, r.id DESC

@@ -5,6 +5,8 @@ Revision ID: 0017
 Revises: 0016
 """
 
+import uuid
+
 from alembic import op
 
 from pipeline_coverage.sql import migration, statements
@@ -21,45 +23,45 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # Every chunk row stored complete again (its deals as the view resolves them),
-    # then the columns go.
-    op.execute("DROP TABLE IF EXISTS resolved_run_deals")
+    # Every chunk row stored complete again, with its deals as the view resolves them
+    # (one tenant at a time: on Citus the view is read in a router query), then the
+    # views, the key and the columns go.
     op.execute(
-        "CREATE TEMPORARY TABLE resolved_run_deals ON COMMIT DROP AS"
-        " SELECT v.tenant_id, v.run_id, v.chunk, array_agg(v.deal_id) AS deal_ids,"
-        " array_agg(v.deal_name) AS deal_names, array_agg(v.pipeline_id) AS pipeline_ids,"
-        " array_agg(v.pipeline_name) AS pipeline_names, array_agg(v.stage_id) AS stage_ids,"
-        " array_agg(v.stage_name) AS stage_names, array_agg(v.deal_class) AS deal_classes,"
-        " array_agg(v.forecast_category) AS forecast_categories,"
-        " array_agg(v.probability) AS probabilities, array_agg(v.amount) AS amounts,"
-        " array_agg(v.currency) AS currencies,"
-        " array_agg(v.reporting_amount) AS reporting_amounts,"
-        " array_agg(v.weighted_amount) AS weighted_amounts,"
-        " array_agg(v.placed_on) AS placed_on, array_agg(v.owner_user_id) AS owner_user_ids,"
-        " array_agg(v.flags) AS flags"
-        " FROM dyno_crm.report_run_deal_rows AS v"
-        " WHERE (v.tenant_id, v.run_id, v.chunk) IN (SELECT d.tenant_id, d.run_id, d.chunk"
-        "  FROM dyno_crm.report_run_deals AS d WHERE d.base_run_id IS NOT NULL)"
-        " GROUP BY v.tenant_id, v.run_id, v.chunk"
+        "SELECT set_config('citus.multi_shard_modify_mode', 'sequential', true)"
+        " FROM pg_extension WHERE extname = 'citus'"
     )
+    tenants = op.get_bind().exec_driver_sql(
+        "SELECT DISTINCT tenant_id FROM dyno_crm.report_run_deals WHERE base_run_id IS NOT NULL"
+    )
+    arrays = (
+        ("deal_ids", "deal_id"), ("deal_names", "deal_name"), ("pipeline_ids", "pipeline_id"),
+        ("pipeline_names", "pipeline_name"), ("stage_ids", "stage_id"),
+        ("stage_names", "stage_name"), ("deal_classes", "deal_class"),
+        ("forecast_categories", "forecast_category"), ("probabilities", "probability"),
+        ("amounts", "amount"), ("currencies", "currency"),
+        ("reporting_amounts", "reporting_amount"), ("weighted_amounts", "weighted_amount"),
+        ("placed_on", "placed_on"), ("owner_user_ids", "owner_user_id"), ("flags", "flags"),
+    )  # fmt: skip
+    # (built from the column names above, never from input; the tenant is a uuid)
+    complete = (
+        "UPDATE dyno_crm.report_run_deals AS d SET "  # noqa: S608
+        + ", ".join(f"{name} = v.{name}" for name, _ in arrays)
+        + ", base_run_id = NULL, chain = NULL, removed_deal_ids = NULL FROM (SELECT"
+        " x.tenant_id, x.run_id, x.chunk, "
+        + ", ".join(f"array_agg(x.{value}) AS {name}" for name, value in arrays)
+        + " FROM dyno_crm.report_run_deal_rows AS x WHERE x.tenant_id = '{tenant}'::uuid"
+        " AND (x.run_id, x.chunk) IN (SELECT k.run_id, k.chunk FROM dyno_crm.report_run_deals"
+        " AS k WHERE k.tenant_id = '{tenant}'::uuid AND k.base_run_id IS NOT NULL)"
+        " GROUP BY x.tenant_id, x.run_id, x.chunk) AS v WHERE d.tenant_id = '{tenant}'::uuid"
+        " AND d.tenant_id = v.tenant_id AND d.run_id = v.run_id AND d.chunk = v.chunk"
+    )
+    for (tenant,) in tenants.fetchall():
+        op.execute(complete.format(tenant=uuid.UUID(str(tenant))))
+    # (a row whose every deal was removed resolves to none: it goes)
+    op.execute("DELETE FROM dyno_crm.report_run_deals WHERE base_run_id IS NOT NULL")
     op.execute("DROP VIEW dyno_crm.report_run_deal_rows")
     op.execute("DROP VIEW dyno_crm.report_run_deal_amounts")
     op.execute("ALTER TABLE dyno_crm.report_run_deals DROP CONSTRAINT fk_report_run_deals_base")
-    op.execute(
-        "UPDATE dyno_crm.report_run_deals AS d SET deal_ids = r.deal_ids,"
-        " deal_names = r.deal_names, pipeline_ids = r.pipeline_ids,"
-        " pipeline_names = r.pipeline_names, stage_ids = r.stage_ids,"
-        " stage_names = r.stage_names, deal_classes = r.deal_classes,"
-        " forecast_categories = r.forecast_categories, probabilities = r.probabilities,"
-        " amounts = r.amounts, currencies = r.currencies,"
-        " reporting_amounts = r.reporting_amounts, weighted_amounts = r.weighted_amounts,"
-        " placed_on = r.placed_on, owner_user_ids = r.owner_user_ids, flags = r.flags,"
-        " base_run_id = NULL, chain = NULL, removed_deal_ids = NULL"
-        " FROM resolved_run_deals AS r"
-        " WHERE d.tenant_id = r.tenant_id AND d.run_id = r.run_id AND d.chunk = r.chunk"
-    )
-    # (a delta chunk whose every deal was removed resolves to no row: it goes)
-    op.execute("DELETE FROM dyno_crm.report_run_deals WHERE base_run_id IS NOT NULL")
     op.execute("DROP INDEX dyno_crm.ix_report_run_deals_base")
     op.execute(
         "ALTER TABLE dyno_crm.report_run_deals DROP CONSTRAINT ck_report_run_deals_delta,"
