@@ -377,7 +377,7 @@ DealCursor = tuple[str, uuid.UUID, uuid.UUID | None, uuid.UUID]
 #: ``run_deals`` joins its page to the run's deals, which it reads from arrays the
 #: planner takes for 10 elements: a nested loop there unnests the whole run once per
 #: row of the page, whatever the plan (custom, or the generic one a prepared
-#: statement gets). Its only other joins are report_run_deal_rows' (a chunk stored as
+#: statement gets). Its only other joins are run_deal_rows' (a chunk stored as
 #: what changed is resolved by LATERAL unnests, which only a nested loop can do: turned
 #: off, the planner prices them at its "disabled" cost, 1e10 each, and takes them all
 #: the same). So no JIT either: that cost crosses jit_above_cost, and compiling the

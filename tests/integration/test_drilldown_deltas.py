@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from pipeline_coverage import prune_runs, run_deals, run_pipeline_coverage_batch
+from pipeline_coverage.sql import expand
 from pipeline_coverage.store import DealCredit
 from tests.factory import Crm, random_tenant
 from tests.oracle import Options, Oracle
@@ -333,7 +334,9 @@ def test_downgrade_stores_every_run_complete_again(empty_db_url: str) -> None:
             "SELECT run_id, chunk, deal_id, deal_name, amount, reporting_amount, flags"
             " FROM {} ORDER BY run_id, chunk, deal_id"
         )
-        before = conn.execute(query.format("dyno_crm.report_run_deal_rows")).fetchall()
+        before = conn.execute(
+            expand(query.format("/* fragment: run_deal_rows */ AS v")), {"tenant_id": tenant}
+        ).fetchall()
         assert conn.execute(
             "SELECT count(*) FROM dyno_crm.report_run_deals WHERE base_run_id IS NOT NULL"
         ).fetchone() != (0,)

@@ -31,9 +31,28 @@ def parse_named_queries(text: str, source: str) -> dict[str, str]:
 
 @functools.cache
 def queries(file: str) -> dict[str, str]:
-    """All named queries of ``queries/<file>.sql``."""
+    """All named queries of ``queries/<file>.sql``, their fragments included (:func:`expand`)."""
     resource = resources.files(__package__).joinpath("queries", f"{file}.sql")
-    return parse_named_queries(resource.read_text(encoding="utf-8"), f"{file}.sql")
+    found = parse_named_queries(resource.read_text(encoding="utf-8"), f"{file}.sql")
+    return found if file == "fragments" else {name: expand(text) for name, text in found.items()}
+
+
+_FRAGMENT = re.compile(r"/\*\s*fragment:\s*(?P<name>[a-z_][a-z0-9_]*)\s*\*/")
+
+
+def expand(text: str) -> str:
+    """``text`` with each ``/* fragment: NAME */`` replaced by ``(`` the fragment
+    ``NAME`` of ``queries/fragments.sql`` ``)``: SQL that several queries read alike,
+    written once (a view could not name the tenant inside, which its reads need)."""
+    fragments = queries("fragments")
+
+    def included(match: re.Match[str]) -> str:
+        name = match["name"]
+        if name not in fragments:
+            raise ValueError(f"no fragment {name!r} in fragments.sql")
+        return "(\n" + expand(fragments[name].rstrip().removesuffix(";")) + "\n)"
+
+    return _FRAGMENT.sub(included, text)
 
 
 def query(file: str, name: str) -> str:

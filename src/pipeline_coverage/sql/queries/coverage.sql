@@ -429,30 +429,11 @@ base_chunks AS (
           LIMIT 1)
 ),
 base_deals AS MATERIALIZED (
-    -- That run's deals, chunk by chunk: each deal's last entry along the chain, as the
-    -- view report_run_deal_rows resolves them (`removed`: that entry removes it).
-    SELECT DISTINCT ON (u.chunk, u.deal_id) u.*
-    FROM (
-        SELECT bc.chunk, l.level,
-               unnest(a.deal_ids || COALESCE(a.removed_deal_ids, '{}')) AS deal_id,
-               unnest(array_fill(false, ARRAY[cardinality(a.deal_ids)])
-                      || array_fill(true, ARRAY[COALESCE(cardinality(a.removed_deal_ids), 0)]))
-                   AS removed,
-               unnest(a.deal_names) AS deal_name, unnest(a.pipeline_ids) AS pipeline_id,
-               unnest(a.pipeline_names) AS pipeline_name, unnest(a.stage_ids) AS stage_id,
-               unnest(a.stage_names) AS stage_name, unnest(a.deal_classes) AS deal_class,
-               unnest(a.forecast_categories) AS forecast_category,
-               unnest(a.probabilities) AS probability, unnest(a.amounts) AS amount,
-               unnest(a.currencies) AS currency,
-               unnest(a.reporting_amounts) AS reporting_amount,
-               unnest(a.weighted_amounts) AS weighted_amount, unnest(a.placed_on) AS placed_on,
-               unnest(a.owner_user_ids) AS owner_user_id, unnest(a.flags) AS flags
-        FROM base_chunks AS bc
-        CROSS JOIN LATERAL unnest(bc.chain) WITH ORDINALITY AS l (run_id, level)
-        JOIN dyno_crm.report_run_deals AS a
-          ON a.tenant_id = %(tenant_id)s::uuid AND a.run_id = l.run_id AND a.chunk = bc.chunk
-    ) AS u
-    ORDER BY u.chunk, u.deal_id, u.level DESC
+    -- That run's deals, chunk by chunk, as every reader resolves them (fragments.sql).
+    SELECT v.*
+    FROM /* fragment: run_deal_rows */ AS v
+    WHERE v.tenant_id = %(tenant_id)s::uuid
+      AND v.run_id = (SELECT bc.run_id FROM base_chunks AS bc LIMIT 1)
 ),
 -- end if
 chunk_deals AS (
@@ -464,8 +445,7 @@ chunk_deals AS (
            k.amount, k.currency, k.reporting_amount, k.weighted_amount, k.placed_on,
            k.owned_by_user_id AS owner_user_id, k.flags,
            -- if batch
-           COALESCE(NOT b.removed
-           AND (b.deal_name, b.pipeline_id, b.pipeline_name, b.stage_id, b.stage_name,
+           COALESCE((b.deal_name, b.pipeline_id, b.pipeline_name, b.stage_id, b.stage_name,
                 b.deal_class, b.forecast_category, b.probability, b.amount::text,
                 b.currency, b.reporting_amount::text, b.weighted_amount::text,
                 b.placed_on, b.owner_user_id, b.flags)
@@ -496,8 +476,7 @@ delta_plan AS (
     LEFT JOIN (
         SELECT b.chunk, array_agg(b.deal_id) AS deal_ids
         FROM base_deals AS b
-        WHERE NOT b.removed
-          AND NOT EXISTS (SELECT 1 FROM chunk_deals AS c
+        WHERE NOT EXISTS (SELECT 1 FROM chunk_deals AS c
                           WHERE c.chunk = b.chunk AND c.deal_id = b.deal_id)
         GROUP BY b.chunk
     ) AS rm ON rm.chunk = s.chunk

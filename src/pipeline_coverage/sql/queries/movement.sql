@@ -38,7 +38,7 @@ counted AS MATERIALIZED (
     -- takes the stored arrays for 10 elements (a generic one, or one without the
     -- tables' statistics) unnested the runs' deals once per credit row.
     SELECT d.run_id, d.deal_id, d.deal_class, d.reporting_amount
-    FROM dyno_crm.report_run_deal_amounts AS d
+    FROM /* fragment: run_deal_amounts */ AS d
     WHERE d.tenant_id = %(tenant_id)s::uuid
       AND d.run_id IN (%(run_a)s::uuid, %(run_b)s::uuid)
       AND ((d.deal_class = 'OPEN' AND d.reporting_amount IS NOT NULL)
@@ -176,12 +176,12 @@ WITH listed AS (
 ),
 stored AS MATERIALIZED (
     -- Both runs' view of the listed deals. (`= ANY` of the list, not `IN (SELECT ...)`:
-    -- a plain condition on the deal reaches into report_run_deal_rows, which then
+    -- a plain condition on the deal reaches into run_deal_rows, which then
     -- sorts only the listed deals' entries of a chunk stored as what changed.)
     SELECT d.run_id, d.deal_id, d.deal_name, d.pipeline_id, d.pipeline_name, d.stage_name,
            d.deal_class, d.amount, d.currency, d.reporting_amount, d.placed_on,
            d.owner_user_id
-    FROM dyno_crm.report_run_deal_rows AS d
+    FROM /* fragment: run_deal_rows */ AS d
     WHERE d.tenant_id = %(tenant_id)s::uuid
       AND d.run_id IN (%(run_a)s::uuid, %(run_b)s::uuid)
       AND d.deal_id = ANY (%(deal_ids)s::uuid[])

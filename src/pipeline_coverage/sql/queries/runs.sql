@@ -44,7 +44,7 @@ SELECT fl.flag, count(*) AS deals, SUM(u.reporting_amount) AS amount,
        count(*) FILTER (WHERE u.reporting_amount IS NULL) AS no_rate, NULL::text[] AS detail
 FROM (
     SELECT d.reporting_amount, d.flags
-    FROM dyno_crm.report_run_deal_rows AS d
+    FROM /* fragment: run_deal_rows */ AS d
     WHERE d.tenant_id = %(tenant_id)s::uuid
       AND d.run_id = %(run_id)s::uuid
 ) AS u
@@ -130,7 +130,7 @@ page AS MATERIALIZED (
     LIMIT %(limit)s::bigint
 ),
 deals AS (
-    -- The deals of the page's chunks, read once (report_run_deal_rows: a complete
+    -- The deals of the page's chunks, read once (fragments.sql's run_deal_rows: a complete
     -- chunk's arrays streamed a deal at a time, a chunk stored as what changed resolved
     -- along its chain) and hashed against the page: never rescanned per credit row,
     -- which is what a nested loop did (run_deals sets enable_nestloop off).
@@ -138,7 +138,7 @@ deals AS (
            d.stage_id, d.stage_name, d.deal_class, d.forecast_category, d.probability,
            d.amount, d.currency, d.reporting_amount, d.weighted_amount, d.placed_on,
            d.owner_user_id, d.flags
-    FROM dyno_crm.report_run_deal_rows AS d
+    FROM /* fragment: run_deal_rows */ AS d
     WHERE d.tenant_id = %(tenant_id)s::uuid
       AND d.run_id = %(run_id)s::uuid
       AND d.chunk = ANY (ARRAY(SELECT DISTINCT pc.chunk FROM page AS pc))
@@ -272,7 +272,7 @@ WHERE b.generated_at < %(cutoff)s::timestamptz
 
 -- name: prune_rebase
 -- Such rows of one tenant are stored complete instead, with their deals as
--- report_run_deal_rows resolves them; nothing else of them changes, and rows that
+-- fragments.sql's run_deal_rows resolves them; nothing else of them changes, and rows that
 -- build on them resolve as before. (One tenant at a time: on Citus the view is read
 -- in a router query; a statement over every shard cannot push its UNION ALL of
 -- table functions down.)
@@ -296,7 +296,7 @@ FROM (
            array_agg(x.weighted_amount) AS weighted_amounts,
            array_agg(x.placed_on) AS placed_on, array_agg(x.owner_user_id) AS owner_user_ids,
            array_agg(x.flags) AS flags
-    FROM dyno_crm.report_run_deal_rows AS x
+    FROM /* fragment: run_deal_rows */ AS x
     JOIN dyno_crm.report_run_deals AS k
       ON k.tenant_id = x.tenant_id AND k.run_id = x.run_id AND k.chunk = x.chunk
     JOIN dyno_crm.report_run AS b ON b.tenant_id = k.tenant_id AND b.id = k.base_run_id

@@ -1,5 +1,5 @@
 """A batch run stores each chunk of its deals as what changed since the tenant's
-previous batch run of the period; a view resolves a run's deals.
+previous batch run of the period.
 
 Revision ID: 0017
 Revises: 0016
@@ -9,7 +9,7 @@ import uuid
 
 from alembic import op
 
-from pipeline_coverage.sql import migration, statements
+from pipeline_coverage.sql import expand, migration, statements
 
 revision = "0017"
 down_revision = "0016"
@@ -23,9 +23,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # Every chunk row stored complete again, with its deals as the view resolves them
-    # (one tenant at a time: on Citus the view is read in a router query), then the
-    # views, the key and the columns go.
+    # Every chunk row stored complete again, with its deals as the readers resolve them
+    # (fragments.sql's run_deal_rows, one tenant at a time: on Citus a router query),
+    # then the key and the columns go.
     op.execute(
         "SELECT set_config('citus.multi_shard_modify_mode', 'sequential', true)"
         " FROM pg_extension WHERE extname = 'citus'"
@@ -49,18 +49,18 @@ def downgrade() -> None:
         + ", base_run_id = NULL, chain = NULL, removed_deal_ids = NULL FROM (SELECT"
         " x.tenant_id, x.run_id, x.chunk, "
         + ", ".join(f"array_agg(x.{value}) AS {name}" for name, value in arrays)
-        + " FROM dyno_crm.report_run_deal_rows AS x WHERE x.tenant_id = '{tenant}'::uuid"
+        + " FROM /* fragment: run_deal_rows */ AS x WHERE x.tenant_id = '{tenant}'::uuid"
         " AND (x.run_id, x.chunk) IN (SELECT k.run_id, k.chunk FROM dyno_crm.report_run_deals"
         " AS k WHERE k.tenant_id = '{tenant}'::uuid AND k.base_run_id IS NOT NULL)"
         " GROUP BY x.tenant_id, x.run_id, x.chunk) AS v WHERE d.tenant_id = '{tenant}'::uuid"
         " AND d.tenant_id = v.tenant_id AND d.run_id = v.run_id AND d.chunk = v.chunk"
     )
     for (tenant,) in tenants.fetchall():
-        op.execute(complete.format(tenant=uuid.UUID(str(tenant))))
+        one = str(uuid.UUID(str(tenant)))
+        # (the fragment names the tenant as a query parameter; here it is written in)
+        op.execute(expand(complete.format(tenant=one)).replace("%(tenant_id)s", f"'{one}'"))
     # (a row whose every deal was removed resolves to none: it goes)
     op.execute("DELETE FROM dyno_crm.report_run_deals WHERE base_run_id IS NOT NULL")
-    op.execute("DROP VIEW dyno_crm.report_run_deal_rows")
-    op.execute("DROP VIEW dyno_crm.report_run_deal_amounts")
     op.execute("ALTER TABLE dyno_crm.report_run_deals DROP CONSTRAINT fk_report_run_deals_base")
     op.execute("DROP INDEX dyno_crm.ix_report_run_deals_base")
     op.execute(

@@ -1,0 +1,94 @@
+-- Fragments of SQL that queries include (sql.expand: a comment `/* fragment: NAME */`
+-- in a query, or in another fragment, stands for `(` the fragment `)`). Each reads the
+-- tenant `%(tenant_id)s`.
+
+-- name: run_chain_rows
+-- Each chunk row of the tenant's runs stored as what changed (migration 0017), with
+-- each row of its chain (the complete one first, the row itself last) and its `level`
+-- there: its entries and every array of that row. Each row of a chain is found by its whole key
+-- (tenant, `run_id = ANY (chain)`, chunk) in a correlated ARRAY(SELECT ...), whatever
+-- the plan: a join could hash the chunk rows of every run the tenant keeps (nested
+-- loops are off in the drill-down's transaction), and a lookup that did not name the
+-- tenant made Citus send the statement to every shard.
+SELECT d.tenant_id, d.run_id, d.chunk, array_position(d.chain || d.run_id, a.run_id) AS level,
+       -- the row's entries: its deals, then its removals (`removed`, parallel)
+       a.deal_ids || COALESCE(a.removed_deal_ids, '{}') AS entry_ids,
+       array_fill(false, ARRAY[cardinality(a.deal_ids)])
+           || array_fill(true, ARRAY[COALESCE(cardinality(a.removed_deal_ids), 0)]) AS removed,
+       a.deal_names,
+       a.pipeline_ids, a.pipeline_names, a.stage_ids, a.stage_names, a.deal_classes,
+       a.forecast_categories, a.probabilities, a.amounts, a.currencies, a.reporting_amounts,
+       a.weighted_amounts, a.placed_on, a.owner_user_ids, a.flags
+FROM dyno_crm.report_run_deals AS d
+CROSS JOIN LATERAL unnest(ARRAY(
+    SELECT x FROM dyno_crm.report_run_deals AS x
+    WHERE x.tenant_id = %(tenant_id)s::uuid
+      AND x.run_id = ANY (d.chain || d.run_id) AND x.chunk = d.chunk)) AS a
+WHERE d.tenant_id = %(tenant_id)s::uuid AND d.base_run_id IS NOT NULL
+
+-- name: run_deal_rows
+-- A run's deals, one row per deal of each of the tenant's runs (a query names the run,
+-- and the chunks, outside: PostgreSQL takes those conditions into both arms).
+-- A complete chunk: its arrays, unnested in the select list (streamed, a deal at a time).
+SELECT d.tenant_id, d.run_id, d.chunk, unnest(d.deal_ids) AS deal_id,
+       unnest(d.deal_names) AS deal_name, unnest(d.pipeline_ids) AS pipeline_id,
+       unnest(d.pipeline_names) AS pipeline_name, unnest(d.stage_ids) AS stage_id,
+       unnest(d.stage_names) AS stage_name, unnest(d.deal_classes) AS deal_class,
+       unnest(d.forecast_categories) AS forecast_category,
+       unnest(d.probabilities) AS probability, unnest(d.amounts) AS amount,
+       unnest(d.currencies) AS currency, unnest(d.reporting_amounts) AS reporting_amount,
+       unnest(d.weighted_amounts) AS weighted_amount, unnest(d.placed_on) AS placed_on,
+       unnest(d.owner_user_ids) AS owner_user_id, unnest(d.flags) AS flags
+FROM dyno_crm.report_run_deals AS d
+WHERE d.tenant_id = %(tenant_id)s::uuid AND d.base_run_id IS NULL
+UNION ALL
+-- A chunk that builds on earlier runs: each deal's last entry along its chain, unless
+-- that entry removes it. The entries are streamed as above (a row's removals after its
+-- deals, flagged `removed`), then sorted once: unnested in FROM, they were first
+-- copied into a tuplestore each, a third slower.
+SELECT e.tenant_id, e.run_id, e.chunk, e.deal_id, e.deal_name, e.pipeline_id,
+       e.pipeline_name, e.stage_id, e.stage_name, e.deal_class, e.forecast_category,
+       e.probability, e.amount, e.currency, e.reporting_amount, e.weighted_amount,
+       e.placed_on, e.owner_user_id, e.flags
+FROM (
+    SELECT DISTINCT ON (u.tenant_id, u.run_id, u.chunk, u.deal_id) u.*
+    FROM (
+        SELECT c.tenant_id, c.run_id, c.chunk, c.level,
+               unnest(c.entry_ids) AS deal_id, unnest(c.removed) AS removed,
+               unnest(c.deal_names) AS deal_name, unnest(c.pipeline_ids) AS pipeline_id,
+               unnest(c.pipeline_names) AS pipeline_name, unnest(c.stage_ids) AS stage_id,
+               unnest(c.stage_names) AS stage_name, unnest(c.deal_classes) AS deal_class,
+               unnest(c.forecast_categories) AS forecast_category,
+               unnest(c.probabilities) AS probability, unnest(c.amounts) AS amount,
+               unnest(c.currencies) AS currency,
+               unnest(c.reporting_amounts) AS reporting_amount,
+               unnest(c.weighted_amounts) AS weighted_amount, unnest(c.placed_on) AS placed_on,
+               unnest(c.owner_user_ids) AS owner_user_id, unnest(c.flags) AS flags
+        FROM /* fragment: run_chain_rows */ AS c
+    ) AS u
+    ORDER BY u.tenant_id, u.run_id, u.chunk, u.deal_id, u.level DESC
+) AS e
+WHERE NOT e.removed
+
+-- name: run_deal_amounts
+-- The same, of the values `compare` counts only (a deal's class and reporting amount):
+-- run_deal_rows unnests all sixteen arrays of every chunk it reads, whatever its
+-- reader selects, and `compare` reads two whole runs.
+SELECT d.tenant_id, d.run_id, d.chunk, unnest(d.deal_ids) AS deal_id,
+       unnest(d.deal_classes) AS deal_class, unnest(d.reporting_amounts) AS reporting_amount
+FROM dyno_crm.report_run_deals AS d
+WHERE d.tenant_id = %(tenant_id)s::uuid AND d.base_run_id IS NULL
+UNION ALL
+SELECT e.tenant_id, e.run_id, e.chunk, e.deal_id, e.deal_class, e.reporting_amount
+FROM (
+    SELECT DISTINCT ON (u.tenant_id, u.run_id, u.chunk, u.deal_id) u.*
+    FROM (
+        SELECT c.tenant_id, c.run_id, c.chunk, c.level,
+               unnest(c.entry_ids) AS deal_id, unnest(c.removed) AS removed,
+               unnest(c.deal_classes) AS deal_class,
+               unnest(c.reporting_amounts) AS reporting_amount
+        FROM /* fragment: run_chain_rows */ AS c
+    ) AS u
+    ORDER BY u.tenant_id, u.run_id, u.chunk, u.deal_id, u.level DESC
+) AS e
+WHERE NOT e.removed
