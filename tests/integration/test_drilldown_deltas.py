@@ -25,7 +25,9 @@ Q1 = (dt.date(2026, 1, 1), dt.date(2026, 4, 1))
 INSIDE = dt.date(2026, 2, 10)
 
 
-def stored(conn: psycopg.Connection[Any], run: uuid.UUID) -> list[tuple[Any, ...]]:
+def stored(
+    conn: psycopg.Connection[Any], run: uuid.UUID, commit: bool = True
+) -> list[tuple[Any, ...]]:
     """Each chunk row of a run: (chunk, base run, chain, deals held, deals removed)."""
     rows = conn.execute(
         "SELECT chunk, base_run_id, chain, cardinality(deal_ids),"
@@ -33,7 +35,8 @@ def stored(conn: psycopg.Connection[Any], run: uuid.UUID) -> list[tuple[Any, ...
         " FROM dyno_crm.report_run_deals WHERE run_id = %s ORDER BY chunk",
         (run,),
     ).fetchall()
-    conn.commit()
+    if commit:
+        conn.commit()
     return rows
 
 
@@ -54,15 +57,9 @@ def complete_run(conn: psycopg.Connection[Any], tenant: uuid.UUID) -> list[DealC
             (tenant,),
         )
         run = run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE)
-        assert all(row[1] is None for row in stored_in_transaction(conn, run))
+        assert all(row[1] is None for row in stored(conn, run, commit=False))
         deals = run_deals(conn, run)
     return deals
-
-
-def stored_in_transaction(conn: psycopg.Connection[Any], run: uuid.UUID) -> list[Any]:
-    return conn.execute(
-        "SELECT chunk, base_run_id FROM dyno_crm.report_run_deals WHERE run_id = %s", (run,)
-    ).fetchall()
 
 
 def in_period_deals(conn: psycopg.Connection[Any], tenant: uuid.UUID) -> list[tuple[Any, ...]]:

@@ -406,34 +406,37 @@ credited AS (
                AND cr.principal_id = %(principal_id)s::uuid))
 ),
 -- if batch
-base_chunks AS (
+base_run AS (
     -- A batch run stores each chunk as what changed since the same chunk of the
     -- tenant's newest earlier batch run of the period (migration 0017), where it has
-    -- one: that run's chunk rows, each with the runs it builds on.
+    -- one: that run.
+    SELECT r.id
+    FROM dyno_crm.report_run AS r
+    WHERE r.tenant_id = %(tenant_id)s::uuid
+      AND r.id <> %(run_id)s::uuid
+      AND r.period_start = %(period_start)s::date
+      AND r.period_end = %(period_end)s::date
+      AND r.parameters ->> 'mode' = 'batch'
+      -- (a batch of one pipeline holds other deals than the tenant's)
+      AND r.parameters ->> 'pipeline_id' IS NOT DISTINCT FROM %(pipeline_id)s::text
+      AND EXISTS (SELECT 1 FROM dyno_crm.report_run_deals AS x
+                  WHERE x.tenant_id = %(tenant_id)s::uuid AND x.run_id = r.id)
+    ORDER BY r.generated_at DESC, r.id DESC
+    LIMIT 1
+),
+base_chunks AS (
+    -- Its chunk rows, each with the runs it builds on and itself.
     SELECT b.run_id, b.chunk, COALESCE(b.chain, '{}') || b.run_id AS chain
     FROM dyno_crm.report_run_deals AS b
     WHERE b.tenant_id = %(tenant_id)s::uuid
-      AND b.run_id = (
-          SELECT r.id
-          FROM dyno_crm.report_run AS r
-          WHERE r.tenant_id = %(tenant_id)s::uuid
-            AND r.id <> %(run_id)s::uuid
-            AND r.period_start = %(period_start)s::date
-            AND r.period_end = %(period_end)s::date
-            AND r.parameters ->> 'mode' = 'batch'
-            -- (a batch of one pipeline holds other deals than the tenant's)
-            AND r.parameters ->> 'pipeline_id' IS NOT DISTINCT FROM %(pipeline_id)s::text
-            AND EXISTS (SELECT 1 FROM dyno_crm.report_run_deals AS x
-                        WHERE x.tenant_id = %(tenant_id)s::uuid AND x.run_id = r.id)
-          ORDER BY r.generated_at DESC, r.id DESC
-          LIMIT 1)
+      AND b.run_id = (SELECT br.id FROM base_run AS br)
 ),
 base_deals AS MATERIALIZED (
-    -- That run's deals, chunk by chunk, as every reader resolves them (fragments.sql).
+    -- Its deals, chunk by chunk, as every reader resolves them (fragments.sql).
     SELECT v.*
     FROM /* fragment: run_deal_rows */ AS v
     WHERE v.tenant_id = %(tenant_id)s::uuid
-      AND v.run_id = (SELECT bc.run_id FROM base_chunks AS bc LIMIT 1)
+      AND v.run_id = (SELECT br.id FROM base_run AS br)
 ),
 -- end if
 chunk_deals AS (
