@@ -62,7 +62,7 @@ def problems(url: str) -> list[str]:
     rows = {(run["tenant_id"], run["run_id"], run["chunk"]): run for run in runs}
     for (tenant, run_id, chunk), run in rows.items():
         # A chunk stored as what changed (migration 0017) is resolved here on its own
-        # terms, not by the view the product reads: along its chain, the last entry of
+        # terms, not by the SQL the product reads: along its chain, the last entry of
         # a deal wins and a removal drops it.
         chain = run.get("chain") or []
         if chain:

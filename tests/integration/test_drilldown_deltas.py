@@ -311,8 +311,8 @@ def test_prune_of_every_tenant_keeps_each_tenants_runs_whole(
 
 
 def test_downgrade_stores_every_run_complete_again(empty_db_url: str) -> None:
-    """Migration 0017's downgrade: each run's deals, as the view read them, are then
-    the run's own arrays (what the code before 0017 reads)."""
+    """Migration 0017's downgrade: each run's deals, as the product's readers resolved
+    them, are then the run's own arrays (what the code before 0017 reads)."""
     from alembic import command
     from sqlalchemy import create_engine
     from sqlalchemy.pool import NullPool

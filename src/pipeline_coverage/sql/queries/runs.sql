@@ -273,8 +273,8 @@ WHERE b.generated_at < %(cutoff)s::timestamptz
 -- name: prune_rebase
 -- Such rows of one tenant are stored complete instead, with their deals as
 -- fragments.sql's run_deal_rows resolves them; nothing else of them changes, and rows that
--- build on them resolve as before. (One tenant at a time: on Citus the view is read
--- in a router query; a statement over every shard cannot push its UNION ALL of
+-- build on them resolve as before. (One tenant at a time: on Citus the resolution is
+-- read in a router query; a statement over every shard cannot push its UNION ALL of
 -- table functions down.)
 UPDATE dyno_crm.report_run_deals AS d
 SET deal_ids = v.deal_ids, deal_names = v.deal_names, pipeline_ids = v.pipeline_ids,
