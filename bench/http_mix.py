@@ -6,7 +6,10 @@
 - **noisy neighbour**: a second tenant's reads (4 connections: a random principal's
   drill-down) alone and while 12 connections of the first tenant page through its whole
   run's drill-down, 1,000 deals a page, in turns (twice each, so that the machine's
-  drift is not counted as the neighbour's): the second tenant's p50/p99 and 429s.
+  drift is not counted as the neighbour's): the second tenant's p50/p99 and 429s;
+- **its floor**: the second tenant's reads beside a CPU load that is not the product,
+  as large as the first tenant's paging alone took of the machine (``/proc/stat``):
+  what any neighbour of that size costs on these cores, however fair the server.
 
 The load comes from wrk (Debian's ``wrk``; the figures are skipped without it). It
 shares the 2-core machine with the server and the database, so the figures are a
@@ -277,6 +280,53 @@ def _result(process: subprocess.Popen[str]) -> Load:
     return Load(**json.loads(line))
 
 
+def _cpu_times() -> tuple[int, int] | None:
+    """The machine's busy and total CPU time so far (``/proc/stat``), or None off Linux."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return None
+    ticks = [int(x) for x in fields]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    return sum(ticks) - idle, sum(ticks)
+
+
+def _cores_used(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float:
+    if before is None or after is None or after[1] == before[1]:
+        return 0.0
+    return (after[0] - before[0]) / (after[1] - before[1]) * (os.cpu_count() or 1)
+
+
+#: A CPU load that is not the product: one process per core, each busy for ``duty`` of
+#: every 20 ms (A's pages come in slices of about that size: ~10 ms of PostgreSQL, then
+#: the server's rendering), until its deadline.
+_BURNER = """
+import sys, time
+duty, deadline = float(sys.argv[1]), time.monotonic() + float(sys.argv[2])
+while time.monotonic() < deadline:
+    start = time.monotonic()
+    while time.monotonic() - start < 0.020 * duty:
+        pass
+    time.sleep(0.020 * (1 - duty))
+"""
+
+
+@contextmanager
+def burning(cores: float, seconds: float) -> Iterator[None]:
+    """``cores`` of CPU spread evenly over the machine's cores for ``seconds``."""
+    count = os.cpu_count() or 1
+    duty = min(1.0, cores / count)
+    burners = [
+        subprocess.Popen([sys.executable, "-c", _BURNER, f"{duty:.3f}", f"{seconds:.1f}"])
+        for _ in range(count)
+    ]
+    try:
+        yield
+    finally:
+        for burner in burners:
+            burner.wait(timeout=seconds + 30)
+
+
 def drilldown_floor(url: str, tenant: MixTenant, seconds: float = 8) -> float:
     """Drill-downs per second the database serves with nothing else running: random
     principals' first pages, the product's own read (``run_deals``), on as many
@@ -352,14 +402,27 @@ def run_http_mix(
             # minute: measuring one before the other would count the drift as the
             # neighbour's); each figure is the mean of its two turns.
             part = max(6.0, 0.4 * seconds)
+            # The floor: B beside a CPU load as large as A's pages alone take, that is
+            # not the product (_BURNER). What B loses to it, it loses to any neighbour
+            # of that size on these cores, however fairly the server shares them.
             _result(_wrk(base, quiet, 4, 3))  # warm: connections, plans, caches
-            turns: dict[str, list[Load]] = {"alone": [], "crowded": [], "paging": []}
+            turns: dict[str, list[Load]] = {
+                "alone": [], "crowded": [], "paging": [], "floor": []
+            }  # fmt: skip
+            cores: list[float] = []
             for _ in range(2):
                 turns["alone"].append(_result(_wrk(base, quiet, 4, part)))
-                noisy = _wrk(base, pages, 12, part + 3)
+                noisy = _wrk(base, pages, 12, 2 * part + 4.5)
                 time.sleep(1.5)  # the pagers are under way
+                before = _cpu_times()
+                time.sleep(part)
+                cores.append(_cores_used(before, _cpu_times()))
                 turns["crowded"].append(_result(_wrk(base, quiet, 4, part)))
                 turns["paging"].append(_result(noisy))
+                if cores[-1]:
+                    with burning(cores[-1], part + 1):
+                        time.sleep(0.5)
+                        turns["floor"].append(_result(_wrk(base, quiet, 4, part)))
     alone, crowded, paging = (_mean(turns[name]) for name in ("alone", "crowded", "paging"))
     ratio = crowded.p99_ms / max(alone.p99_ms, 0.001)
     spread = ", ".join(
@@ -380,6 +443,18 @@ def run_http_mix(
         "p99 <= 2x alone, B never refused",
         ratio <= 2 and not crowded.refused and not crowded.failed,
     ))  # fmt: skip
+    if turns["floor"]:
+        floor_load = _mean(turns["floor"])
+        load = sum(cores) / len(cores)
+        rows.append((
+            f"HTTP noisy neighbour floor: B's p50 / p99 beside {load:.2f} cores of CPU that"
+            " are not the product (what A's pages alone took of the machine)",
+            f"{floor_load.p50_ms:.0f} / {floor_load.p99_ms:.0f} ms"
+            f" ({floor_load.requests:,}); p99 {floor_load.p99_ms / max(alone.p99_ms, 0.001):.2f}x"
+            f" alone; B beside A's pages {crowded.p99_ms / max(floor_load.p99_ms, 0.001):.2f}x"
+            " this floor",
+            "", None,
+        ))  # fmt: skip
     with psycopg.connect(server_url, autocommit=True) as admin:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
             sql.Identifier(MIX_DB)))  # fmt: skip
