@@ -151,6 +151,22 @@ def test_problem_responses_are_documented_as_problem_json(live_server: str) -> N
             }
 
 
+#: A request that waits longer than this for a database connection is answered 503
+#: with Retry-After (web/deps.py): the documented answer of a busy server, not a fault.
+#: On a loaded machine (the suite beside another) a generated request can meet it.
+BUSY_RETRIES = 3
+
+
+def _call(case: schemathesis.Case[Any], base_url: str, auth: dict[str, str]) -> Any:
+    """The case's response; a 503 of a busy database is asked again (a 503 without
+    ``Retry-After``, or one that persists, still fails the check)."""
+    for _ in range(BUSY_RETRIES):
+        response = case.call(base_url=base_url, headers=auth, timeout=30)
+        if response.status_code != 503 or "retry-after" not in response.headers:
+            break
+    return response
+
+
 def test_no_generated_request_gets_a_server_error(
     live_server: str, seeded: Seeded, hypothesis_home: Path
 ) -> None:
@@ -221,7 +237,7 @@ def test_no_generated_request_gets_a_server_error(
             def check(case: schemathesis.Case[Any]) -> None:
                 nonlocal calls
                 calls += 1
-                response = case.call(base_url=live_server, headers=auth, timeout=30)
+                response = _call(case, live_server, auth)
                 case.validate_response(response, checks=[not_a_server_error])
 
             try:
