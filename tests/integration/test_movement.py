@@ -331,6 +331,13 @@ def test_random_changes_match_the_oracle(conn: psycopg.Connection[Any], seed: in
                              _options(dt.date(2026, 6, 2), by_pipeline=flag))  # fmt: skip
         assert_matches(compare_runs(conn, run_a, run_b, tenant, deals=True), expected)
         assert_matches(compare_runs(conn, run_a, run_b, tenant), expected)
+        # Each principal alone (`compare --principal`, which reads only the stored
+        # chunks holding its deals: owners changed, so deals changed chunks).
+        for kind, principal in sorted({key[:2] for key in expected}):
+            mine = {key: row for key, row in expected.items() if key[:2] == (kind, principal)}
+            alone = compare_runs(conn, run_a, run_b, tenant, deals=True,
+                                 principal_type=kind, principal_id=principal)  # fmt: skip
+            assert_matches(alone, mine)
     filtered_b = run_pipeline_coverage_batch(conn, tenant, *Q1, pipelines[0], as_of=AS_OF_B)
     expected = waterfall(before, after, _options(AS_OF_A, pipeline=pipelines[0]),
                          _options(AS_OF_B, pipeline=pipelines[0]))  # fmt: skip

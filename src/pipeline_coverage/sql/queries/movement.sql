@@ -41,6 +41,18 @@ counted AS MATERIALIZED (
     FROM /* fragment: run_deal_amounts */ AS d
     WHERE d.tenant_id = %(tenant_id)s::uuid
       AND d.run_id IN (%(run_a)s::uuid, %(run_b)s::uuid)
+      -- One principal's: only the stored chunks that hold its deals in either run (a
+      -- run stored before chunks is one, 0), each run's chain rows with them.
+      AND (%(principal_id)s::uuid IS NULL
+           OR d.chunk = ANY (ARRAY(
+               SELECT DISTINCT COALESCE(x.chunk, 0)
+               FROM (SELECT unnest(c.deal_ids) AS deal_id, unnest(c.deal_chunks) AS chunk
+                     FROM dyno_crm.report_run_credit AS c
+                     WHERE c.tenant_id = %(tenant_id)s::uuid
+                       AND c.run_id IN (%(run_a)s::uuid, %(run_b)s::uuid)
+                       AND (%(principal_type)s::text IS NULL
+                            OR c.principal_type = %(principal_type)s::text)
+                       AND c.principal_id = %(principal_id)s::uuid) AS x)))
       AND ((d.deal_class = 'OPEN' AND d.reporting_amount IS NOT NULL)
            OR (d.run_id = %(run_b)s::uuid AND d.deal_class IN ('WON', 'LOST')))
 ),
