@@ -6,10 +6,12 @@
 -- Each chunk row of the tenant's runs stored as what changed (migration 0017), with
 -- each row of its chain (the complete one first, the row itself last) and its `level`
 -- there: its entries and every array of that row. Each row of a chain is found by its whole key
--- (tenant, `run_id = ANY (chain)`, chunk) in a correlated ARRAY(SELECT ...), whatever
--- the plan: a join could hash the chunk rows of every run the tenant keeps (nested
--- loops are off in the drill-down's transaction), and a lookup that did not name the
--- tenant made Citus send the statement to every shard.
+-- (tenant, `run_id = ANY (chain)`, chunk) in a LATERAL subquery kept apart by OFFSET 0,
+-- whatever the plan: pulled up, it could become a join hashing the chunk rows of every
+-- run the tenant keeps (nested loops are off in the drill-down's transaction), and a
+-- lookup that did not name the tenant made Citus send the statement to every shard.
+-- Its columns are named, not the row as one value: PostgreSQL then reads only the
+-- arrays a reader uses (compare's four of sixteen); a whole-row value detoasts them all.
 SELECT d.tenant_id, d.run_id, d.chunk, array_position(d.chain || d.run_id, a.run_id) AS level,
        -- the row's entries: its deals, then its removals (`removed`, parallel)
        a.deal_ids || COALESCE(a.removed_deal_ids, '{}') AS entry_ids,
@@ -20,10 +22,15 @@ SELECT d.tenant_id, d.run_id, d.chunk, array_position(d.chain || d.run_id, a.run
        a.forecast_categories, a.probabilities, a.amounts, a.currencies, a.reporting_amounts,
        a.weighted_amounts, a.placed_on, a.owner_user_ids, a.flags
 FROM dyno_crm.report_run_deals AS d
-CROSS JOIN LATERAL unnest(ARRAY(
-    SELECT x FROM dyno_crm.report_run_deals AS x
+CROSS JOIN LATERAL (
+    SELECT x.run_id, x.deal_ids, x.removed_deal_ids, x.deal_names, x.pipeline_ids,
+           x.pipeline_names, x.stage_ids, x.stage_names, x.deal_classes,
+           x.forecast_categories, x.probabilities, x.amounts, x.currencies,
+           x.reporting_amounts, x.weighted_amounts, x.placed_on, x.owner_user_ids, x.flags
+    FROM dyno_crm.report_run_deals AS x
     WHERE x.tenant_id = %(tenant_id)s::uuid
-      AND x.run_id = ANY (d.chain || d.run_id) AND x.chunk = d.chunk)) AS a
+      AND x.run_id = ANY (d.chain || d.run_id) AND x.chunk = d.chunk
+    OFFSET 0) AS a
 WHERE d.tenant_id = %(tenant_id)s::uuid AND d.base_run_id IS NOT NULL
 
 -- name: run_deal_rows
