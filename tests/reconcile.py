@@ -55,8 +55,9 @@ def problems(url: str) -> list[str]:
             facts = cur.execute(
                 "SELECT * FROM dyno_crm.report_pipeline_coverage_fact WHERE open_count IS NOT NULL"
             ).fetchall()
-            credits = cur.execute("SELECT * FROM dyno_crm.report_run_credit").fetchall()
+            stored_credits = cur.execute("SELECT * FROM dyno_crm.report_run_credit").fetchall()
             runs = cur.execute("SELECT * FROM dyno_crm.report_run_deals").fetchall()
+            headers = cur.execute("SELECT * FROM dyno_crm.report_run").fetchall()
     by_deal: dict[Any, dict[str, Any]] = {}
     found = []
     rows = {(run["tenant_id"], run["run_id"], run["chunk"]): run for run in runs}
@@ -97,6 +98,8 @@ def problems(url: str) -> list[str]:
             if (tenant, run_id, deal_id) in by_deal:
                 found.append(f"run {run_id}: deal {deal_id} stored twice")
             by_deal[(tenant, run_id, deal_id)] = values
+    credits, credit_problems = _resolved_credits(headers, stored_credits)
+    found += credit_problems
     behind: dict[Any, list[dict[str, Any]]] = defaultdict(list)
     for credit in credits:
         key = (credit["tenant_id"], credit["run_id"], credit["principal_type"],
@@ -123,3 +126,40 @@ def problems(url: str) -> list[str]:
                 found.append(f"{key}: {name} is {fact[name]}, its deals sum to {expected[name]}")
     found += [f"{key}: drill-down without a fact row" for key in set(behind) - fact_keys]
     return found
+
+
+def _resolved_credits(
+    headers: list[dict[str, Any]], stored: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Each run's credit rows (migration 0018), resolved here on their own terms: a run
+    with a credit chain has, per principal and bucket, its last row along the chain
+    and itself, unless that row is removed; a run without one, its own rows."""
+    found: list[str] = []
+    by_run: dict[Any, dict[Any, dict[str, Any]]] = defaultdict(dict)
+    for credit in stored:
+        key = (credit["principal_type"], credit["principal_id"], credit["pipeline_id"])
+        by_run[(credit["tenant_id"], credit["run_id"])][key] = credit
+        if credit.get("removed") and credit["deal_ids"]:
+            found.append(f"run {credit['run_id']} {key}: a removed row names deals")
+    chains = {(h["tenant_id"], h["id"]): h.get("credit_chain") for h in headers}
+    resolved: list[dict[str, Any]] = []
+    for (tenant, run_id), chain in chains.items():
+        rows: dict[Any, dict[str, Any]] = {}
+        if chain:
+            base = chains.get((tenant, chain[-1]), "missing")
+            if base == "missing":
+                found.append(f"run {run_id}: its credits build on run {chain[-1]}, not stored")
+            elif [*(base or []), chain[-1]] != chain:
+                found.append(f"run {run_id}: its credit chain is not its base's and it")
+            if chains.get((tenant, chain[0])):
+                found.append(f"run {run_id}: its credit chain starts at a delta")
+        for level in [*(chain or []), run_id]:
+            for key, credit in by_run.get((tenant, level), {}).items():
+                if credit.get("removed"):
+                    rows.pop(key, None)
+                else:
+                    rows[key] = credit
+        if not chain and any(c.get("removed") for c in by_run.get((tenant, run_id), {}).values()):
+            found.append(f"run {run_id}: stored complete, with a removed credit row")
+        resolved += [{**credit, "run_id": run_id} for credit in rows.values()]
+    return resolved, found

@@ -286,8 +286,10 @@ def prune_runs(
         cur.execute(query(_QUERIES, "prune_rebase_tenants"), params)
         for rebased in records(cur):
             one = {**params, "tenant_id": str(rebased["tenant_id"])}
-            cur.execute(query(_QUERIES, "prune_rebase"), one)
-            cur.execute(query(_QUERIES, "prune_trim_chains"), one)
+            for name in ("prune_rebase", "prune_trim_chains", "prune_rebase_credits",
+                         "prune_drop_removed_credits", "prune_complete_credits",
+                         "prune_trim_credit_chains"):  # fmt: skip
+                cur.execute(query(_QUERIES, name), one)
         cur.execute(query(_QUERIES, "prune_facts"), params)
         fact_rows = cur.rowcount
         cur.execute(query(_QUERIES, "prune_runs"), params)

@@ -427,6 +427,18 @@ def test_a_daily_snapshot_builds_on_the_last_and_prune_keeps_it_whole(citus_url:
         compare_drilldown(conn, Oracle(conn, tenant), options, second)
         third = run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=options.as_of)
         before = run_deals(conn, second, tenant)
+
+        def credit_chains() -> list[Any]:
+            found = conn.execute(
+                "SELECT credit_chain FROM dyno_crm.report_run WHERE tenant_id = %s"
+                " AND id = ANY (%s) ORDER BY generated_at",
+                (tenant, [second, third]),
+            ).fetchall()
+            conn.commit()
+            return [row[0] for row in found]
+
+        # (no one's credited deals changed: the credit rows build on the last run too)
+        assert credit_chains() == [[first], [first, second]]
         assert run_deals(conn, third, tenant) == before
         month_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
         conn.execute(
@@ -451,6 +463,10 @@ def test_a_daily_snapshot_builds_on_the_last_and_prune_keeps_it_whole(citus_url:
         conn.commit()
         assert chains == [([second],)]
         assert run_deals(conn, third, tenant) == before
+        assert credit_chains() == [None, [second]]
+        # (the module's later tests read the first tenant by id, which this one may be)
+        conn.execute("DELETE FROM dyno_crm.tenant WHERE id = %s", (tenant,))
+        conn.commit()
 
 
 def test_http_api(citus_url: str, web_settings: Any) -> None:
@@ -513,7 +529,9 @@ def _coverage_params(tenant: uuid.UUID) -> dict[str, Any]:
 
 
 READS = ["get_run", "get_run_rows", "run_exclusions", "run_deals", "list_runs",
-         "prune_rebase", "prune_trim_chains", "prune_facts", "prune_runs"]  # fmt: skip
+         "prune_rebase", "prune_trim_chains", "prune_rebase_credits",
+         "prune_drop_removed_credits", "prune_complete_credits", "prune_trim_credit_chains",
+         "prune_facts", "prune_runs"]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", READS)

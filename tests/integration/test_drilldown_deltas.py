@@ -231,7 +231,8 @@ def test_a_run_others_build_on_is_not_deleted_alone(conn: psycopg.Connection[Any
     tenant = random_tenant(conn, 76)
     first = run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE)
     second = run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE)
-    with pytest.raises(psycopg.errors.ForeignKeyViolation, match="fk_report_run_deals_base"):
+    refused = r"fk_report_run_(deals|credit)_base"
+    with pytest.raises(psycopg.errors.ForeignKeyViolation, match=refused):
         conn.execute("DELETE FROM dyno_crm.report_run WHERE id = %s", (first,))
     conn.rollback()
     # both together, or the tenant with everything of it, go at once
@@ -311,8 +312,9 @@ def test_prune_of_every_tenant_keeps_each_tenants_runs_whole(
 
 
 def test_downgrade_stores_every_run_complete_again(empty_db_url: str) -> None:
-    """Migration 0017's downgrade: each run's deals, as the product's readers resolved
-    them, are then the run's own arrays (what the code before 0017 reads)."""
+    """Migrations 0018's and 0017's downgrades: each run's credit rows and deals, as the
+    product's readers resolved them, are then the run's own (what the code before them
+    reads)."""
     from alembic import command
     from sqlalchemy import create_engine
     from sqlalchemy.pool import NullPool
@@ -337,6 +339,26 @@ def test_downgrade_stores_every_run_complete_again(empty_db_url: str) -> None:
         assert conn.execute(
             "SELECT count(*) FROM dyno_crm.report_run_deals WHERE base_run_id IS NOT NULL"
         ).fetchone() != (0,)
+        # (credit rows built on a run: a tenant where a rep's deals go to another rep)
+        teams, users = team_tenant(conn)
+        made_credits = [run_pipeline_coverage_batch(conn, teams, *Q1, as_of=INSIDE)]
+        conn.execute(
+            "UPDATE dyno_crm.deal SET owned_by_user_id = %s WHERE owned_by_user_id = %s",
+            (users[2], users[0]),
+        )
+        conn.commit()
+        made_credits.append(run_pipeline_coverage_batch(conn, teams, *Q1, as_of=INSIDE))
+        credits = (
+            "SELECT run_id, principal_type, principal_id, pipeline_id, deal_ids, credit_reasons,"
+            " deal_chunks FROM {} WHERE tenant_id = %(tenant_id)s"
+            " ORDER BY run_id, principal_type, principal_id, pipeline_id"
+        )
+        credits_before = conn.execute(
+            expand(credits.format("/* fragment: run_credit_rows */ AS v")), {"tenant_id": teams}
+        ).fetchall()
+        assert conn.execute(
+            "SELECT count(*) FROM dyno_crm.report_run WHERE credit_chain IS NOT NULL"
+        ).fetchone() != (0,)
     raw = connect(empty_db_url)
     engine = create_engine("postgresql+psycopg://", creator=lambda: raw, poolclass=NullPool)
     try:
@@ -352,8 +374,179 @@ def test_downgrade_stores_every_run_complete_again(empty_db_url: str) -> None:
                 "(SELECT d.run_id, d.chunk, unnest(d.deal_ids) AS deal_id,"
                 " unnest(d.deal_names) AS deal_name, unnest(d.amounts) AS amount,"
                 " unnest(d.reporting_amounts) AS reporting_amount, unnest(d.flags) AS flags"
-                " FROM dyno_crm.report_run_deals AS d) AS x"
-            )
+                " FROM dyno_crm.report_run_deals AS d WHERE d.tenant_id = %(tenant_id)s) AS x"
+            ),
+            {"tenant_id": tenant},
+        ).fetchall()
+        credits_after = conn.execute(
+            credits.format("dyno_crm.report_run_credit"), {"tenant_id": teams}
         ).fetchall()
     assert after == before
     assert {row[0] for row in after} == set(made)
+    assert credits_after == credits_before
+    assert {row[0] for row in credits_after} == set(made_credits)
+
+
+# --- credit rows (migration 0018) ------------------------------------------------------
+
+
+def credit_chain(
+    conn: psycopg.Connection[Any], run: uuid.UUID, commit: bool = True
+) -> list[uuid.UUID] | None:
+    found = conn.execute(
+        "SELECT credit_base_run_id, credit_chain FROM dyno_crm.report_run WHERE id = %s", (run,)
+    ).fetchone()
+    if commit:
+        conn.commit()
+    assert found is not None
+    assert (found[0] is None) == (found[1] is None)
+    assert found[1] is None or found[1][-1] == found[0]
+    return None if found[1] is None else [uuid.UUID(str(run)) for run in found[1]]
+
+
+def credit_rows(conn: psycopg.Connection[Any], run: uuid.UUID) -> dict[tuple[Any, ...], bool]:
+    """The credit rows a run stored itself: (principal type, id, pipeline) -> removed."""
+    rows = conn.execute(
+        "SELECT principal_type, principal_id, pipeline_id, removed"
+        " FROM dyno_crm.report_run_credit WHERE run_id = %s",
+        (run,),
+    ).fetchall()
+    conn.commit()
+    return {tuple(row[:3]): row[3] for row in rows}
+
+
+def complete_credits(conn: psycopg.Connection[Any], tenant: uuid.UUID) -> dict[Any, Any]:
+    """Per principal and bucket, the deals (and reasons) of a batch run stored complete
+    on the tenant's deals as they are now (its credit rows as stored, no resolution)."""
+    with conn.transaction(force_rollback=True):
+        conn.execute(
+            "UPDATE dyno_crm.report_run"
+            " SET parameters = parameters || jsonb_build_object('mode', 'hidden')"
+            " WHERE tenant_id = %s",
+            (tenant,),
+        )
+        run = run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE)
+        assert credit_chain(conn, run, commit=False) is None
+        rows = conn.execute(
+            "SELECT principal_type, principal_id, pipeline_id, deal_ids, credit_reasons"
+            " FROM dyno_crm.report_run_credit WHERE run_id = %s",
+            (run,),
+        ).fetchall()
+    return {tuple(r[:3]): sorted(zip(r[3], r[4], strict=True)) for r in rows}
+
+
+def resolved_credits(conn: psycopg.Connection[Any], run: uuid.UUID) -> dict[Any, Any]:
+    """The run's credit rows as the product's readers resolve them."""
+    tenant = conn.execute("SELECT tenant_id FROM dyno_crm.report_run WHERE id = %s", (run,))
+    found = conn.execute(
+        expand(
+            "SELECT principal_type, principal_id, pipeline_id, deal_ids, credit_reasons"
+            " FROM /* fragment: run_credit_rows */ AS v WHERE v.run_id = %(run_id)s"
+        ),
+        {"tenant_id": tenant.fetchone()[0], "run_id": run},  # type: ignore[index]
+    ).fetchall()
+    conn.commit()
+    return {tuple(r[:3]): sorted(zip(r[3], r[4], strict=True)) for r in found}
+
+
+def team_tenant(conn: psycopg.Connection[Any], reps: int = 20) -> tuple[uuid.UUID, list[Any]]:
+    """Two teams of reps, three open deals each in the period (owned by the rep and the
+    rep's team): one row per rep and team."""
+    crm = Crm(conn)
+    tenant = crm.tenant("Credits")
+    pipeline = crm.pipeline(tenant)
+    stage = crm.stage(tenant, pipeline, "IN_PROGRESS")
+    teams = [crm.group(tenant, f"Team {n}") for n in range(2)]
+    users = []
+    for n in range(reps):
+        rep = crm.user(tenant, f"Rep {n}")
+        crm.member(tenant, teams[n % 2], rep)
+        users.append(rep)
+        for i in range(3):
+            crm.deal(tenant, pipeline, stage, Decimal(100 * n + i), expected=INSIDE, owner=rep,
+                     owner_group=teams[n % 2])  # fmt: skip
+    conn.commit()
+    return tenant, users
+
+
+def test_a_batch_stores_only_the_credit_rows_that_changed(conn: psycopg.Connection[Any]) -> None:
+    tenant, users = team_tenant(conn)
+    first = run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE)
+    assert credit_chain(conn, first) is None
+    everyone = credit_rows(conn, first)
+    assert len(everyone) == len(users) + 2
+    # Nothing changed: the second run stores no credit row at all.
+    second = run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE)
+    assert credit_chain(conn, second) == [first]
+    assert credit_rows(conn, second) == {}
+    assert resolved_credits(conn, second) == resolved_credits(conn, first)
+    # Rep 0 leaves every deal to rep 2 (same team): rep 0's row goes, rep 2's changes;
+    # the team's keeps its deals, with other reasons or not (both are right).
+    conn.execute(
+        "UPDATE dyno_crm.deal SET owned_by_user_id = %s WHERE owned_by_user_id = %s",
+        (users[2], users[0]),
+    )
+    conn.commit()
+    expected = complete_credits(conn, tenant)
+    third = run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE)
+    assert credit_chain(conn, third) == [first, second]
+    mine = credit_rows(conn, third)
+    assert mine[("USER", users[0], None)] is True, "rep 0's row is removed"
+    assert mine[("USER", users[2], None)] is False
+    assert len(mine) <= 3, mine
+    assert resolved_credits(conn, third) == expected
+    assert ("USER", users[0], None) not in expected
+    # ... and its drill-down is that of the run stored complete
+    assert drilldown(conn, third) == complete_run(conn, tenant)
+    # the earlier runs read as they did
+    assert resolved_credits(conn, second) == resolved_credits(conn, first)
+    assert ("USER", users[0], None) in resolved_credits(conn, second)
+
+
+def test_credit_rows_that_changed_a_lot_are_stored_complete(
+    conn: psycopg.Connection[Any],
+) -> None:
+    tenant, _ = team_tenant(conn)
+    run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE)
+    # no deal has a rep any more: every rep's row goes
+    conn.execute("UPDATE dyno_crm.deal SET owned_by_user_id = NULL WHERE tenant_id = %s", (tenant,))
+    conn.commit()
+    expected = complete_credits(conn, tenant)
+    second = run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE)
+    assert credit_chain(conn, second) is None
+    assert not any(credit_rows(conn, second).values()), "no removed row in a complete run"
+    assert resolved_credits(conn, second) == expected
+
+
+def test_credit_chains_stay_at_most_31_runs_long_and_prune_keeps_them_whole(
+    conn: psycopg.Connection[Any],
+) -> None:
+    tenant, users = team_tenant(conn)
+    runs = []
+    for _ in range(33):
+        runs.append(run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE))
+    assert [len(credit_chain(conn, run) or []) for run in runs] == [0, *range(1, 32), 0]
+    # A change the later runs store, then prune of the first two runs.
+    conn.execute(
+        "UPDATE dyno_crm.deal SET owned_by_user_id = %s WHERE owned_by_user_id = %s",
+        (users[1], users[0]),
+    )
+    conn.commit()
+    runs.append(run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE))
+    assert credit_chain(conn, runs[-1]) == [runs[-2]]
+    runs.append(run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE))
+    before = {run: resolved_credits(conn, run) for run in runs}
+    conn.execute(
+        "UPDATE dyno_crm.report_run SET generated_at = generated_at - interval '30 days'"
+        " WHERE id = ANY (%s)",
+        (runs[:2],),
+    )
+    conn.commit()
+    assert prune_runs(conn, 10, tenant).runs == 2
+    assert credit_chain(conn, runs[2]) is None, "the first run left is stored complete"
+    assert not any(credit_rows(conn, runs[2]).values())
+    for later in runs[3:32]:
+        assert (credit_chain(conn, later) or [])[:1] == [runs[2]]
+    for run in runs[2:]:
+        assert resolved_credits(conn, run) == before[run], run
+        assert drilldown(conn, run)

@@ -51,6 +51,7 @@ from pipeline_coverage.directory import (
 )
 from pipeline_coverage.history import same_point_of_quarter
 from pipeline_coverage.reports.coverage import SINGLE_SETTINGS
+from pipeline_coverage.sql import expand
 from pipeline_coverage.store import run_deals_json
 from tests.factory import bulk_tenant
 from tests.plans import plan_nodes
@@ -149,10 +150,13 @@ def test_repeated_reads_keep_their_speed_on_a_generic_plan(
     by_pipeline = run_pipeline_coverage_batch(
         conn, tenant, *PERIOD, by_pipeline=True, as_of="2026-02-15"
     )
+    # (the batch's credit rows as readers resolve them: it builds on the earlier run's)
     top = conn.execute(
-        "SELECT principal_type, principal_id FROM dyno_crm.report_run_credit"
-        " WHERE run_id = %s ORDER BY cardinality(deal_ids) DESC LIMIT 1",
-        (batch,),
+        expand(
+            "SELECT principal_type, principal_id FROM /* fragment: run_credit_rows */ AS c"
+            " WHERE c.run_id = %(run_id)s ORDER BY cardinality(deal_ids) DESC LIMIT 1"
+        ),
+        {"tenant_id": tenant, "run_id": batch},
     ).fetchone()
     assert top is not None
     kind, who = top[0], top[1]

@@ -493,6 +493,11 @@ def test_runs_that_measure_different_things_are_refused(conn: psycopg.Connection
     )
     conn.execute("DELETE FROM dyno_crm.report_run_credit WHERE run_id = %s", (legacy,))
     conn.execute("DELETE FROM dyno_crm.report_run_deals WHERE run_id = %s", (legacy,))
+    conn.execute(  # (nor did it build its credits on another run: migration 0018)
+        "UPDATE dyno_crm.report_run SET credit_base_run_id = NULL, credit_chain = NULL"
+        " WHERE id = %s",
+        (legacy,),
+    )
     conn.commit()
     with pytest.raises(IncomparableRunsError, match=r"run_a: run .* before runs kept their deals"):
         compare_runs(conn, legacy, base)

@@ -65,6 +65,8 @@ CONTRACT = {
         "period_start",
         "period_end",
         "parameters",
+        "credit_base_run_id",
+        "credit_chain",
     },
     "api_key": {"tenant_id", "id", "name", "key_hash", "created_at", "revoked_at"},
     "idempotency_key": {"tenant_id", "key", "request_hash", "run_id", "created_at"},
@@ -104,6 +106,7 @@ CONTRACT = {
         "deal_ids",
         "credit_reasons",
         "deal_chunks",
+        "removed",
     },
     "report_pipeline_coverage_fact": {
         "run_id",

@@ -438,6 +438,17 @@ base_deals AS MATERIALIZED (
     WHERE v.tenant_id = %(tenant_id)s::uuid
       AND v.run_id = (SELECT br.id FROM base_run AS br)
 ),
+base_credits AS MATERIALIZED (
+    -- Its credit rows, as every reader resolves them (fragments.sql; migration 0018).
+    -- (keyed by the bucket made hashable: none, or the pipeline, which may be the nil
+    -- UUID itself)
+    SELECT v.principal_type, v.principal_id, v.pipeline_id, v.pipeline_id IS NULL AS whole,
+           COALESCE(v.pipeline_id, '00000000-0000-0000-0000-000000000000'::uuid) AS bucket,
+           v.deal_ids, v.credit_reasons, v.deal_chunks
+    FROM /* fragment: run_credit_rows */ AS v
+    WHERE v.tenant_id = %(tenant_id)s::uuid
+      AND v.run_id = (SELECT br.id FROM base_run AS br)
+),
 -- end if
 chunk_deals AS (
     -- The run's deals of the period (each once, credited to a row or not) with the
@@ -565,15 +576,76 @@ per_row AS (
     FROM credited AS cd
     GROUP BY cd.principal_type, cd.principal_id, cd.bucket
 ),
+-- if batch
+credit_changes AS MATERIALIZED (
+    -- Each credit row of the run (a batch) against the base run's: unchanged when that
+    -- has the same deals with the same reasons and chunks, in whatever order.
+    SELECT r.principal_type, r.principal_id, r.bucket, r.deal_ids, r.credit_reasons,
+           r.deal_chunks,
+           b.deal_ids IS NOT NULL
+           AND cardinality(b.deal_ids) = cardinality(r.deal_ids)
+           AND ((b.deal_ids = r.deal_ids AND b.credit_reasons = r.credit_reasons
+                 AND b.deal_chunks IS NOT DISTINCT FROM r.deal_chunks)
+                OR NOT EXISTS (
+                    SELECT * FROM unnest(r.deal_ids, r.credit_reasons, r.deal_chunks)
+                    EXCEPT ALL
+                    SELECT * FROM unnest(b.deal_ids, b.credit_reasons, b.deal_chunks)))
+               AS unchanged
+    FROM per_row AS r
+    LEFT JOIN base_credits AS b
+           ON b.principal_type = r.principal_type AND b.principal_id = r.principal_id
+          AND b.whole = (r.bucket IS NULL)
+          AND b.bucket = COALESCE(r.bucket, '00000000-0000-0000-0000-000000000000'::uuid)
+    WHERE r.deal_ids IS NOT NULL
+),
+credit_removed AS (
+    -- The base run's credit rows this run has none for.
+    SELECT b.principal_type, b.principal_id, b.pipeline_id AS bucket
+    FROM base_credits AS b
+    WHERE NOT EXISTS (
+        SELECT 1 FROM per_row AS r
+        WHERE r.deal_ids IS NOT NULL AND r.principal_type = b.principal_type
+          AND r.principal_id = b.principal_id AND (r.bucket IS NULL) = b.whole
+          AND COALESCE(r.bucket, '00000000-0000-0000-0000-000000000000'::uuid) = b.bucket)
+),
+credit_plan AS (
+    -- The credit rows are stored as what changed since the base run (migration 0018)
+    -- when its chain would be at most 31 runs long and the new, changed and removed
+    -- rows are at most a fifth of the run's; else complete.
+    SELECT b.id AS base_run_id, COALESCE(b.credit_chain, '{}') || b.id AS chain
+    FROM dyno_crm.report_run AS b
+    WHERE b.tenant_id = %(tenant_id)s::uuid AND b.id = (SELECT br.id FROM base_run AS br)
+      AND COALESCE(cardinality(b.credit_chain), 0) < 31
+      AND ((SELECT count(*) FROM credit_changes AS c WHERE NOT c.unchanged)
+           + (SELECT count(*) FROM credit_removed)) * 5
+          <= (SELECT count(*) FROM credit_changes)
+),
+credit_header AS (
+    UPDATE dyno_crm.report_run AS r
+    SET credit_base_run_id = p.base_run_id, credit_chain = p.chain
+    FROM credit_plan AS p
+    WHERE r.tenant_id = %(tenant_id)s::uuid AND r.id = %(run_id)s::uuid
+    RETURNING r.id
+),
+-- end if
 stored_credits AS (
-    -- Who each stored deal counts for, and why: one row per (principal, bucket).
+    -- Who each stored deal counts for, and why: one row per (principal, bucket); a
+    -- batch built on a base run only the rows that changed, and `removed` ones.
     INSERT INTO dyno_crm.report_run_credit
         (tenant_id, run_id, principal_type, principal_id, pipeline_id, deal_ids,
-         credit_reasons, deal_chunks)
+         credit_reasons, deal_chunks, removed)
     SELECT %(tenant_id)s::uuid, %(run_id)s::uuid, r.principal_type, r.principal_id,
-           r.bucket, r.deal_ids, r.credit_reasons, r.deal_chunks
-    FROM per_row AS r
-    WHERE r.deal_ids IS NOT NULL
+           r.bucket, r.deal_ids, r.credit_reasons, r.deal_chunks, false
+    -- unless batch: FROM per_row AS r WHERE r.deal_ids IS NOT NULL
+    -- if batch
+    FROM credit_changes AS r
+    WHERE NOT (r.unchanged AND EXISTS (SELECT 1 FROM credit_plan))
+    UNION ALL
+    SELECT %(tenant_id)s::uuid, %(run_id)s::uuid, x.principal_type, x.principal_id,
+           x.bucket, '{}', '{}', '{}', true
+    FROM credit_removed AS x
+    WHERE EXISTS (SELECT 1 FROM credit_plan)
+    -- end if
     RETURNING run_id
 ),
 -- if rollup

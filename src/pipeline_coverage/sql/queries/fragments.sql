@@ -99,3 +99,35 @@ FROM (
     ORDER BY u.tenant_id, u.run_id, u.chunk, u.deal_id, u.level DESC
 ) AS e
 WHERE NOT e.removed
+
+-- name: run_credit_rows
+-- A run's credit rows (who each of its deals counts for, and why), one per principal
+-- and bucket of each of the tenant's runs (a query names the run, and the principal,
+-- outside: PostgreSQL takes those conditions into both arms). A run stored complete
+-- (migration 0018: no credit_chain): its rows. (`source_run_id`: the run that stored
+-- the row.)
+SELECT c.tenant_id, c.run_id, c.principal_type, c.principal_id, c.pipeline_id, c.deal_ids,
+       c.credit_reasons, c.deal_chunks, c.run_id AS source_run_id
+FROM dyno_crm.report_run_credit AS c
+JOIN dyno_crm.report_run AS r ON r.tenant_id = c.tenant_id AND r.id = c.run_id
+WHERE c.tenant_id = %(tenant_id)s::uuid AND r.tenant_id = %(tenant_id)s::uuid
+  AND r.credit_chain IS NULL
+UNION ALL
+-- A run that builds on earlier runs: each row's last one along its chain and the run
+-- itself, unless that one is `removed`. The chain's rows are found by their key
+-- (tenant, `run_id = ANY (chain)`, and the principal a reader names): the join's one
+-- condition cannot be hashed, so whatever the plan it looks them up by the key.
+SELECT e.tenant_id, e.run_id, e.principal_type, e.principal_id, e.pipeline_id, e.deal_ids,
+       e.credit_reasons, e.deal_chunks, e.source_run_id
+FROM (
+    SELECT DISTINCT ON (r.tenant_id, r.id, k.principal_type, k.principal_id, k.pipeline_id)
+           r.tenant_id, r.id AS run_id, k.principal_type, k.principal_id, k.pipeline_id,
+           k.deal_ids, k.credit_reasons, k.deal_chunks, k.removed, k.run_id AS source_run_id
+    FROM dyno_crm.report_run AS r
+    JOIN dyno_crm.report_run_credit AS k
+      ON k.tenant_id = %(tenant_id)s::uuid AND k.run_id = ANY (r.credit_chain || r.id)
+    WHERE r.tenant_id = %(tenant_id)s::uuid AND r.credit_chain IS NOT NULL
+    ORDER BY r.tenant_id, r.id, k.principal_type, k.principal_id, k.pipeline_id,
+             array_position(r.credit_chain || r.id, k.run_id) DESC
+) AS e
+WHERE NOT e.removed

@@ -25,7 +25,7 @@ WITH credits AS NOT MATERIALIZED (
     -- Both runs' (row, deal) pairs; a row's bucket is its pipeline, or none (nil).
     SELECT c.run_id, c.principal_type, c.principal_id, cr.deal_id,
            COALESCE(c.pipeline_id, '00000000-0000-0000-0000-000000000000'::uuid) AS bucket
-    FROM dyno_crm.report_run_credit AS c
+    FROM /* fragment: run_credit_rows */ AS c
     CROSS JOIN LATERAL unnest(c.deal_ids) AS cr (deal_id)
     WHERE c.tenant_id = %(tenant_id)s::uuid
       AND c.run_id IN (%(run_a)s::uuid, %(run_b)s::uuid)
@@ -47,7 +47,7 @@ counted AS MATERIALIZED (
            OR d.chunk = ANY (ARRAY(
                SELECT DISTINCT COALESCE(x.chunk, 0)
                FROM (SELECT unnest(c.deal_ids) AS deal_id, unnest(c.deal_chunks) AS chunk
-                     FROM dyno_crm.report_run_credit AS c
+                     FROM /* fragment: run_credit_rows */ AS c
                      WHERE c.tenant_id = %(tenant_id)s::uuid
                        AND c.run_id IN (%(run_a)s::uuid, %(run_b)s::uuid)
                        AND (%(principal_type)s::text IS NULL

@@ -94,7 +94,7 @@ WITH rows AS (
                               COALESCE(c.pipeline_id,
                                        '00000000-0000-0000-0000-000000000000'::uuid)
                      ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before
-    FROM dyno_crm.report_run_credit AS c
+    FROM /* fragment: run_credit_rows */ AS c
     WHERE c.tenant_id = %(tenant_id)s::uuid
       AND c.run_id = %(run_id)s::uuid
       AND (%(principal_type)s::text IS NULL OR c.principal_type = %(principal_type)s::text)
@@ -262,13 +262,22 @@ SELECT now() - make_interval(days => %(older_than_days)s::integer) AS cutoff;
 -- as a value: Citus refuses now() beside a column in an UPDATE). prune_rebase and prune_trim_chains run once per such tenant (a
 -- row whose chain holds a run that goes builds on a row of its tenant stored
 -- complete by prune_rebase).
-SELECT DISTINCT k.tenant_id
+SELECT k.tenant_id
 FROM dyno_crm.report_run_deals AS k
 JOIN dyno_crm.report_run AS b ON b.tenant_id = k.tenant_id AND b.id = k.base_run_id
 JOIN dyno_crm.report_run AS r ON r.tenant_id = k.tenant_id AND r.id = k.run_id
 WHERE b.generated_at < %(cutoff)s::timestamptz
   AND r.generated_at >= %(cutoff)s::timestamptz
-  AND (%(tenant_id)s::uuid IS NULL OR k.tenant_id = %(tenant_id)s::uuid);
+  AND (%(tenant_id)s::uuid IS NULL OR k.tenant_id = %(tenant_id)s::uuid)
+UNION
+-- (and the tenants with a run that stays whose credit rows build on a run that goes,
+-- migration 0018)
+SELECT r.tenant_id
+FROM dyno_crm.report_run AS r
+JOIN dyno_crm.report_run AS b ON b.tenant_id = r.tenant_id AND b.id = r.credit_base_run_id
+WHERE b.generated_at < %(cutoff)s::timestamptz
+  AND r.generated_at >= %(cutoff)s::timestamptz
+  AND (%(tenant_id)s::uuid IS NULL OR r.tenant_id = %(tenant_id)s::uuid);
 
 -- name: prune_rebase
 -- Such rows of one tenant are stored complete instead, with their deals as
@@ -329,6 +338,62 @@ FROM (
 ) AS g
 WHERE d.tenant_id = %(tenant_id)s::uuid
   AND d.tenant_id = g.tenant_id AND d.run_id = g.run_id AND d.chunk = g.chunk;
+
+-- name: prune_rebase_credits
+-- The credit rows of such a tenant's runs that stay, stored as what changed since a run
+-- that goes (migration 0018), are stored complete instead: first the rows the run
+-- takes from its chain (fragments.sql's run_credit_rows, from another run than itself)
+-- are written as its own; then its `removed` rows go, and its chain
+-- (prune_complete_credits). Its own rows are already its latest.
+INSERT INTO dyno_crm.report_run_credit
+    (tenant_id, run_id, principal_type, principal_id, pipeline_id, deal_ids, credit_reasons,
+     deal_chunks)
+SELECT v.tenant_id, v.run_id, v.principal_type, v.principal_id, v.pipeline_id, v.deal_ids,
+       v.credit_reasons, v.deal_chunks
+FROM /* fragment: run_credit_rows */ AS v
+JOIN dyno_crm.report_run AS r ON r.tenant_id = v.tenant_id AND r.id = v.run_id
+JOIN dyno_crm.report_run AS b ON b.tenant_id = r.tenant_id AND b.id = r.credit_base_run_id
+WHERE v.tenant_id = %(tenant_id)s::uuid AND r.tenant_id = %(tenant_id)s::uuid
+  AND b.generated_at < %(cutoff)s::timestamptz
+  AND r.generated_at >= %(cutoff)s::timestamptz
+  AND v.source_run_id <> v.run_id;
+
+-- name: prune_drop_removed_credits
+DELETE FROM dyno_crm.report_run_credit AS c
+USING dyno_crm.report_run AS r, dyno_crm.report_run AS b
+WHERE c.tenant_id = %(tenant_id)s::uuid AND c.removed
+  AND r.tenant_id = %(tenant_id)s::uuid AND r.id = c.run_id
+  AND b.tenant_id = r.tenant_id AND b.id = r.credit_base_run_id
+  AND b.generated_at < %(cutoff)s::timestamptz
+  AND r.generated_at >= %(cutoff)s::timestamptz;
+
+-- name: prune_complete_credits
+UPDATE dyno_crm.report_run AS r
+SET credit_base_run_id = NULL, credit_chain = NULL
+FROM dyno_crm.report_run AS b
+WHERE r.tenant_id = %(tenant_id)s::uuid AND b.tenant_id = r.tenant_id
+  AND b.id = r.credit_base_run_id
+  AND b.generated_at < %(cutoff)s::timestamptz
+  AND r.generated_at >= %(cutoff)s::timestamptz;
+
+-- name: prune_trim_credit_chains
+-- Then the credit chains of the tenant's runs that stay drop the runs that go (and
+-- every run before them), as prune_trim_chains does for the chunk rows.
+UPDATE dyno_crm.report_run AS r
+SET credit_chain = g.chain
+FROM (
+    SELECT k.tenant_id, k.id,
+           k.credit_chain[max(array_position(k.credit_chain, b.id)) + 1
+                          :cardinality(k.credit_chain)] AS chain
+    FROM dyno_crm.report_run AS k
+    JOIN dyno_crm.report_run AS b ON b.tenant_id = k.tenant_id AND b.id = ANY (k.credit_chain)
+    WHERE k.tenant_id = %(tenant_id)s::uuid AND k.credit_chain IS NOT NULL
+      AND b.generated_at < %(cutoff)s::timestamptz
+      AND k.generated_at >= %(cutoff)s::timestamptz
+    GROUP BY k.tenant_id, k.id, k.credit_chain
+) AS g
+WHERE r.tenant_id = %(tenant_id)s::uuid
+  AND r.tenant_id = g.tenant_id AND r.id = g.id;
 
 -- name: prune_facts
 -- Deletes the fact rows of whole runs older than the cut-off, and counts them: the
