@@ -72,8 +72,10 @@ WHERE d.tenant_id = %(tenant_id)s::uuid
 -- their constraints, indexes and keys) under a new header, nothing computed.
 WITH header AS (
     INSERT INTO dyno_crm.report_run
-        (tenant_id, report_type, generated_at, period_start, period_end, parameters)
-    SELECT r.tenant_id, r.report_type, now(), r.period_start, r.period_end, r.parameters
+        (tenant_id, report_type, generated_at, period_start, period_end, parameters,
+         credit_base_run_id, credit_chain)
+    SELECT r.tenant_id, r.report_type, now(), r.period_start, r.period_end, r.parameters,
+           r.credit_base_run_id, r.credit_chain
     FROM dyno_crm.report_run AS r
     WHERE r.tenant_id = %(tenant_id)s::uuid AND r.id = %(run_id)s::uuid
     RETURNING id
@@ -96,9 +98,9 @@ deals AS (
 credits AS (
     INSERT INTO dyno_crm.report_run_credit
         (tenant_id, run_id, principal_type, principal_id, pipeline_id, deal_ids,
-         credit_reasons, deal_chunks)
+         credit_reasons, deal_chunks, removed)
     SELECT c.tenant_id, h.id, c.principal_type, c.principal_id, c.pipeline_id, c.deal_ids,
-           c.credit_reasons, c.deal_chunks
+           c.credit_reasons, c.deal_chunks, c.removed
     FROM dyno_crm.report_run_credit AS c, header AS h
     WHERE c.tenant_id = %(tenant_id)s::uuid AND c.run_id = %(run_id)s::uuid
     RETURNING run_id

@@ -550,3 +550,74 @@ def test_credit_chains_stay_at_most_31_runs_long_and_prune_keeps_them_whole(
     for run in runs[2:]:
         assert resolved_credits(conn, run) == before[run], run
         assert drilldown(conn, run)
+
+
+def test_prune_keeps_runs_whose_credit_rows_alone_build_on_a_run_that_goes(
+    conn: psycopg.Connection[Any],
+) -> None:
+    """Every deal re-valued (every chunk stored complete) while the credit rows did
+    not change: only the credits build on the first run; prune of that run stores the
+    second run's credit rows complete."""
+    tenant, _ = team_tenant(conn)
+    first = run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE)
+    conn.execute("UPDATE dyno_crm.deal SET amount = amount + 1 WHERE tenant_id = %s", (tenant,))
+    conn.commit()
+    second = run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE)
+    assert all(row[1] is None for row in stored(conn, second)), "its chunks are complete"
+    assert credit_chain(conn, second) == [first]
+    before = (resolved_credits(conn, second), drilldown(conn, second))
+    conn.execute(
+        "UPDATE dyno_crm.report_run SET generated_at = generated_at - interval '30 days'"
+        " WHERE id = %s",
+        (first,),
+    )
+    conn.commit()
+    assert prune_runs(conn, 10, tenant).runs == 1
+    assert credit_chain(conn, second) is None
+    assert (resolved_credits(conn, second), drilldown(conn, second)) == before
+
+
+def test_prune_stores_complete_a_run_that_removed_rows(conn: psycopg.Connection[Any]) -> None:
+    """The run that stays removed a row of its base: stored complete, the removed row
+    is gone with its chain (the suite's reconciliation also refuses a complete run
+    with a removed row), and the run built on it reads as before."""
+    tenant, users = team_tenant(conn)
+    first = run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE)
+    conn.execute(
+        "UPDATE dyno_crm.deal SET owned_by_user_id = %s WHERE owned_by_user_id = %s",
+        (users[2], users[0]),
+    )
+    conn.commit()
+    second = run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE)
+    assert credit_rows(conn, second)[("USER", users[0], None)] is True
+    third = run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE)
+    assert credit_chain(conn, third) == [first, second]
+    before = {run: resolved_credits(conn, run) for run in (second, third)}
+    conn.execute(
+        "UPDATE dyno_crm.report_run SET generated_at = generated_at - interval '30 days'"
+        " WHERE id = %s",
+        (first,),
+    )
+    conn.commit()
+    assert prune_runs(conn, 10, tenant).runs == 1
+    assert credit_chain(conn, second) is None
+    assert not any(credit_rows(conn, second).values()), "no removed row left"
+    assert ("USER", users[0], None) not in credit_rows(conn, second)
+    assert credit_chain(conn, third) == [second]
+    assert {run: resolved_credits(conn, run) for run in (second, third)} == before
+
+
+def test_credit_rows_build_on_the_last_run_of_their_kind(conn: psycopg.Connection[Any]) -> None:
+    """A batch by pipeline between two plain ones: the second plain batch's credit rows
+    build on the first plain one (by pipeline, every row would differ), while its
+    chunks build on the batch just before it."""
+    tenant, _ = team_tenant(conn)
+    plain = run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE)
+    by_pipeline = run_pipeline_coverage_batch(conn, tenant, *Q1, by_pipeline=True, as_of=INSIDE)
+    assert credit_chain(conn, by_pipeline) is None
+    again = run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE)
+    assert credit_chain(conn, again) == [plain]
+    assert credit_rows(conn, again) == {}
+    assert {row[1] for row in stored(conn, again)} == {by_pipeline}
+    assert resolved_credits(conn, again) == resolved_credits(conn, plain)
+    assert drilldown(conn, again) == drilldown(conn, plain)

@@ -1,10 +1,11 @@
--- 0018 A batch run stores its credit rows as what changed since the run its deals
--- build on (docs/decisions.md, "Snapshots store what changed").
+-- 0018 A batch run stores its credit rows as what changed since an earlier batch run
+-- of the period (docs/decisions.md, "Snapshots store what changed").
 --
 -- Since 0017 a daily batch writes the few deals that changed, but still every one of
 -- its credit rows: 2,220 rows, 2.2 MB a run on a large tenant, when a day changes who
 -- is credited with what for a handful of principals. Now a batch run may build on the
--- tenant's earlier run (`credit_base_run_id`, the run its chunks build on): it then
+-- tenant's newest earlier batch run of the period of its kind (`credit_base_run_id`: by
+-- pipeline or not, rolled up or not, as this run; usually the run its chunks build on): it then
 -- stores a credit row only for a principal and bucket whose deals, reasons or chunks
 -- differ from that run's, and a row with `removed` for one that run had and this one
 -- has not. `credit_chain` lists every run the run's credits build on, the complete one

@@ -406,11 +406,13 @@ credited AS (
                AND cr.principal_id = %(principal_id)s::uuid))
 ),
 -- if batch
-base_run AS (
-    -- A batch run stores each chunk as what changed since the same chunk of the
-    -- tenant's newest earlier batch run of the period (migration 0017), where it has
-    -- one: that run.
-    SELECT r.id
+earlier_batches AS (
+    -- The tenant's earlier batch runs of the period, and whether each is of this run's
+    -- kind (by pipeline or not, rolled up or not: either gives other credit rows).
+    SELECT r.id, r.generated_at, r.credit_chain,
+           COALESCE((r.parameters ->> 'by_pipeline')::boolean, false) = %(by_pipeline)s::boolean
+           AND COALESCE((r.parameters ->> 'rollup')::boolean, false) = %(rollup)s::boolean
+               AS same_kind
     FROM dyno_crm.report_run AS r
     WHERE r.tenant_id = %(tenant_id)s::uuid
       AND r.id <> %(run_id)s::uuid
@@ -419,9 +421,25 @@ base_run AS (
       AND r.parameters ->> 'mode' = 'batch'
       -- (a batch of one pipeline holds other deals than the tenant's)
       AND r.parameters ->> 'pipeline_id' IS NOT DISTINCT FROM %(pipeline_id)s::text
-      AND EXISTS (SELECT 1 FROM dyno_crm.report_run_deals AS x
-                  WHERE x.tenant_id = %(tenant_id)s::uuid AND x.run_id = r.id)
-    ORDER BY r.generated_at DESC, r.id DESC
+),
+base_run AS (
+    -- A batch run stores each chunk as what changed since the same chunk of the
+    -- tenant's newest earlier batch run of the period (migration 0017), where it has
+    -- one: that run.
+    SELECT e.id
+    FROM earlier_batches AS e
+    WHERE EXISTS (SELECT 1 FROM dyno_crm.report_run_deals AS x
+                  WHERE x.tenant_id = %(tenant_id)s::uuid AND x.run_id = e.id)
+    ORDER BY e.generated_at DESC, e.id DESC
+    LIMIT 1
+),
+credit_base_run AS (
+    -- ... and its credit rows as what changed since the newest one of its kind
+    -- (migration 0018).
+    SELECT e.id, e.credit_chain
+    FROM earlier_batches AS e
+    WHERE e.same_kind
+    ORDER BY e.generated_at DESC, e.id DESC
     LIMIT 1
 ),
 base_chunks AS (
@@ -447,7 +465,7 @@ base_credits AS MATERIALIZED (
            v.deal_ids, v.credit_reasons, v.deal_chunks
     FROM /* fragment: run_credit_rows */ AS v
     WHERE v.tenant_id = %(tenant_id)s::uuid
-      AND v.run_id = (SELECT br.id FROM base_run AS br)
+      AND v.run_id = (SELECT cb.id FROM credit_base_run AS cb)
 ),
 -- end if
 chunk_deals AS (
@@ -613,9 +631,8 @@ credit_plan AS (
     -- when its chain would be at most 31 runs long and the new, changed and removed
     -- rows are at most a fifth of the run's; else complete.
     SELECT b.id AS base_run_id, COALESCE(b.credit_chain, '{}') || b.id AS chain
-    FROM dyno_crm.report_run AS b
-    WHERE b.tenant_id = %(tenant_id)s::uuid AND b.id = (SELECT br.id FROM base_run AS br)
-      AND COALESCE(cardinality(b.credit_chain), 0) < 31
+    FROM credit_base_run AS b
+    WHERE COALESCE(cardinality(b.credit_chain), 0) < 31
       AND ((SELECT count(*) FROM credit_changes AS c WHERE NOT c.unchanged)
            + (SELECT count(*) FROM credit_removed)) * 5
           <= (SELECT count(*) FROM credit_changes)

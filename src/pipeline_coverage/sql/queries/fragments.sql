@@ -111,12 +111,13 @@ SELECT c.tenant_id, c.run_id, c.principal_type, c.principal_id, c.pipeline_id, c
 FROM dyno_crm.report_run_credit AS c
 JOIN dyno_crm.report_run AS r ON r.tenant_id = c.tenant_id AND r.id = c.run_id
 WHERE c.tenant_id = %(tenant_id)s::uuid AND r.tenant_id = %(tenant_id)s::uuid
-  AND r.credit_chain IS NULL
+  AND r.credit_chain IS NULL AND NOT c.removed
 UNION ALL
 -- A run that builds on earlier runs: each row's last one along its chain and the run
 -- itself, unless that one is `removed`. The chain's rows are found by their key
 -- (tenant, `run_id = ANY (chain)`, and the principal a reader names): the join's one
--- condition cannot be hashed, so whatever the plan it looks them up by the key.
+-- condition cannot be hashed, so the plan is a nested loop, which looks them up by
+-- that key in the index (on a table of a few rows the planner may scan it instead).
 SELECT e.tenant_id, e.run_id, e.principal_type, e.principal_id, e.pipeline_id, e.deal_ids,
        e.credit_reasons, e.deal_chunks, e.source_run_id
 FROM (

@@ -259,9 +259,11 @@ SELECT now() - make_interval(days => %(older_than_days)s::integer) AS cutoff;
 -- Before prune deletes runs (its first statements, one transaction): the tenants with
 -- a chunk row of a run that stays, stored as what changed since a run that goes
 -- (migration 0017), by the cut-off prune_facts and prune_runs compute (`cutoff`, given
--- as a value: Citus refuses now() beside a column in an UPDATE). prune_rebase and prune_trim_chains run once per such tenant (a
--- row whose chain holds a run that goes builds on a row of its tenant stored
--- complete by prune_rebase).
+-- as a value: Citus refuses now() beside a column in an UPDATE), and those with a run
+-- that stays whose credit rows build on a run that goes (migration 0018). prune_rebase,
+-- prune_trim_chains and the four credit statements after them run once per such tenant (a row
+-- or run whose chain holds a run that goes builds on one of its tenant stored
+-- complete by prune_rebase or prune_rebase_credits).
 SELECT k.tenant_id
 FROM dyno_crm.report_run_deals AS k
 JOIN dyno_crm.report_run AS b ON b.tenant_id = k.tenant_id AND b.id = k.base_run_id
@@ -313,6 +315,15 @@ FROM (
     WHERE b.generated_at < %(cutoff)s::timestamptz
       AND r.generated_at >= %(cutoff)s::timestamptz
       AND x.tenant_id = %(tenant_id)s::uuid
+      -- (the runs named as a value, which reaches into the resolution: through the
+      -- joins above it resolved every run of the tenant, 12 s to rewrite one)
+      AND x.run_id = ANY (ARRAY(
+          SELECT k2.run_id
+          FROM dyno_crm.report_run_deals AS k2
+          JOIN dyno_crm.report_run AS b2 ON b2.tenant_id = k2.tenant_id AND b2.id = k2.base_run_id
+          JOIN dyno_crm.report_run AS r2 ON r2.tenant_id = k2.tenant_id AND r2.id = k2.run_id
+          WHERE k2.tenant_id = %(tenant_id)s::uuid AND b2.generated_at < %(cutoff)s::timestamptz
+            AND r2.generated_at >= %(cutoff)s::timestamptz))
     GROUP BY x.tenant_id, x.run_id, x.chunk
 ) AS v
 WHERE d.tenant_id = %(tenant_id)s::uuid
@@ -356,9 +367,18 @@ JOIN dyno_crm.report_run AS b ON b.tenant_id = r.tenant_id AND b.id = r.credit_b
 WHERE v.tenant_id = %(tenant_id)s::uuid AND r.tenant_id = %(tenant_id)s::uuid
   AND b.generated_at < %(cutoff)s::timestamptz
   AND r.generated_at >= %(cutoff)s::timestamptz
-  AND v.source_run_id <> v.run_id;
+  AND v.source_run_id <> v.run_id
+  -- (the runs named as a value, which reaches into the resolution, as in prune_rebase)
+  AND v.run_id = ANY (ARRAY(
+      SELECT r2.id
+      FROM dyno_crm.report_run AS r2
+      JOIN dyno_crm.report_run AS b2 ON b2.tenant_id = r2.tenant_id AND b2.id = r2.credit_base_run_id
+      WHERE r2.tenant_id = %(tenant_id)s::uuid AND b2.generated_at < %(cutoff)s::timestamptz
+        AND r2.generated_at >= %(cutoff)s::timestamptz));
 
 -- name: prune_drop_removed_credits
+-- Then the `removed` rows of those runs go (what they removed is no longer among the
+-- rows written above).
 DELETE FROM dyno_crm.report_run_credit AS c
 USING dyno_crm.report_run AS r, dyno_crm.report_run AS b
 WHERE c.tenant_id = %(tenant_id)s::uuid AND c.removed
@@ -368,6 +388,7 @@ WHERE c.tenant_id = %(tenant_id)s::uuid AND c.removed
   AND r.generated_at >= %(cutoff)s::timestamptz;
 
 -- name: prune_complete_credits
+-- Then those runs are complete: their chain goes.
 UPDATE dyno_crm.report_run AS r
 SET credit_base_run_id = NULL, credit_chain = NULL
 FROM dyno_crm.report_run AS b

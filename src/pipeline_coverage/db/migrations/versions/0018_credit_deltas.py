@@ -1,4 +1,4 @@
-"""A batch run stores its credit rows as what changed since the run its deals build on.
+"""A batch run stores its credit rows as what changed since an earlier batch run.
 
 Revision ID: 0018
 Revises: 0017
