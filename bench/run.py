@@ -48,7 +48,7 @@ from pipeline_coverage.db.embedded import embedded_server
 from pipeline_coverage.importing.load import load_directory
 from pipeline_coverage.metrics import NAMES
 from pipeline_coverage.periods import quarter_of
-from pipeline_coverage.sql import parse_named_queries, query, specialize
+from pipeline_coverage.sql import expand, parse_named_queries, query, specialize
 from pipeline_coverage.store import _deal_credits, run_deals
 
 HERE = Path(__file__).parent
@@ -246,16 +246,20 @@ def drilldown_figures(
         batch()
     per_run = (_stored_bytes(conn) - before) / 3
     counts = conn.execute(
-        "SELECT (SELECT count(*) FROM dyno_crm.report_pipeline_coverage_fact"
-        "        WHERE tenant_id = %(t)s AND run_id = %(r)s),"
-        " (SELECT COALESCE(sum(cardinality(deal_ids)), 0) FROM dyno_crm.report_run_deals"
-        "  WHERE tenant_id = %(t)s"
-        "  AND run_id = %(r)s),"
-        " (SELECT count(*) FROM dyno_crm.report_run_credit WHERE tenant_id = %(t)s"
-        "  AND run_id = %(r)s),"
-        " (SELECT COALESCE(sum(cardinality(deal_ids)), 0) FROM dyno_crm.report_run_credit"
-        "  WHERE tenant_id = %(t)s AND run_id = %(r)s)",
-        {"t": tenant.tenant_id, "r": run_ids[-1]},
+        expand(
+            "SELECT (SELECT count(*) FROM dyno_crm.report_pipeline_coverage_fact"
+            "        WHERE tenant_id = %(t)s AND run_id = %(r)s),"
+            " (SELECT COALESCE(sum(cardinality(deal_ids)), 0) FROM dyno_crm.report_run_deals"
+            "  WHERE tenant_id = %(t)s"
+            "  AND run_id = %(r)s),"
+            # (the run's credit rows as readers resolve them: it may store only changes)
+            " (SELECT count(*) FROM /* fragment: run_credit_rows */ AS c"
+            "  WHERE c.tenant_id = %(tenant_id)s AND c.run_id = %(r)s),"
+            " (SELECT COALESCE(sum(cardinality(c.deal_ids)), 0)"
+            "  FROM /* fragment: run_credit_rows */ AS c"
+            "  WHERE c.tenant_id = %(tenant_id)s AND c.run_id = %(r)s)"
+        ),
+        {"t": tenant.tenant_id, "tenant_id": tenant.tenant_id, "r": run_ids[-1]},
     ).fetchone()
     input_rows = 0
 
@@ -286,10 +290,13 @@ def drilldown_figures(
     )
     conn.commit()
     largest = conn.execute(
-        "SELECT principal_type, principal_id, cardinality(deal_ids)"
-        " FROM dyno_crm.report_run_credit WHERE tenant_id = %s AND run_id = %s"
-        " ORDER BY cardinality(deal_ids) DESC LIMIT 1",
-        (tenant.tenant_id, run_ids[-1]),
+        expand(
+            "SELECT c.principal_type, c.principal_id, cardinality(c.deal_ids)"
+            " FROM /* fragment: run_credit_rows */ AS c"
+            " WHERE c.tenant_id = %(tenant_id)s AND c.run_id = %(run_id)s"
+            " ORDER BY cardinality(c.deal_ids) DESC LIMIT 1"
+        ),
+        {"tenant_id": tenant.tenant_id, "run_id": run_ids[-1]},
     ).fetchone()
     conn.commit()
     assert counts is not None
