@@ -342,11 +342,7 @@ def test_downgrade_stores_every_run_complete_again(empty_db_url: str) -> None:
         # (credit rows built on a run: a tenant where a rep's deals go to another rep)
         teams, users = team_tenant(conn)
         made_credits = [run_pipeline_coverage_batch(conn, teams, *Q1, as_of=INSIDE)]
-        conn.execute(
-            "UPDATE dyno_crm.deal SET owned_by_user_id = %s WHERE owned_by_user_id = %s",
-            (users[2], users[0]),
-        )
-        conn.commit()
+        hand_over(conn, users[0], users[2])
         made_credits.append(run_pipeline_coverage_batch(conn, teams, *Q1, as_of=INSIDE))
         credits = (
             "SELECT run_id, principal_type, principal_id, pipeline_id, deal_ids, credit_reasons,"
@@ -469,6 +465,14 @@ def team_tenant(conn: psycopg.Connection[Any], reps: int = 20) -> tuple[uuid.UUI
     return tenant, users
 
 
+def hand_over(conn: psycopg.Connection[Any], rep: uuid.UUID, to: uuid.UUID) -> None:
+    """Every deal of ``rep`` goes to ``to``."""
+    conn.execute(
+        "UPDATE dyno_crm.deal SET owned_by_user_id = %s WHERE owned_by_user_id = %s", (to, rep)
+    )
+    conn.commit()
+
+
 def test_a_batch_stores_only_the_credit_rows_that_changed(conn: psycopg.Connection[Any]) -> None:
     tenant, users = team_tenant(conn)
     first = run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE)
@@ -482,11 +486,7 @@ def test_a_batch_stores_only_the_credit_rows_that_changed(conn: psycopg.Connecti
     assert resolved_credits(conn, second) == resolved_credits(conn, first)
     # Rep 0 leaves every deal to rep 2 (same team): rep 0's row goes, rep 2's changes;
     # the team's keeps its deals, with other reasons or not (both are right).
-    conn.execute(
-        "UPDATE dyno_crm.deal SET owned_by_user_id = %s WHERE owned_by_user_id = %s",
-        (users[2], users[0]),
-    )
-    conn.commit()
+    hand_over(conn, users[0], users[2])
     expected = complete_credits(conn, tenant)
     third = run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE)
     assert credit_chain(conn, third) == [first, second]
@@ -527,11 +527,7 @@ def test_credit_chains_stay_at_most_31_runs_long_and_prune_keeps_them_whole(
         runs.append(run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE))
     assert [len(credit_chain(conn, run) or []) for run in runs] == [0, *range(1, 32), 0]
     # A change the later runs store, then prune of the first two runs.
-    conn.execute(
-        "UPDATE dyno_crm.deal SET owned_by_user_id = %s WHERE owned_by_user_id = %s",
-        (users[1], users[0]),
-    )
-    conn.commit()
+    hand_over(conn, users[0], users[1])
     runs.append(run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE))
     assert credit_chain(conn, runs[-1]) == [runs[-2]]
     runs.append(run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE))
@@ -583,11 +579,7 @@ def test_prune_stores_complete_a_run_that_removed_rows(conn: psycopg.Connection[
     with a removed row), and the run built on it reads as before."""
     tenant, users = team_tenant(conn)
     first = run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE)
-    conn.execute(
-        "UPDATE dyno_crm.deal SET owned_by_user_id = %s WHERE owned_by_user_id = %s",
-        (users[2], users[0]),
-    )
-    conn.commit()
+    hand_over(conn, users[0], users[2])
     second = run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE)
     assert credit_rows(conn, second)[("USER", users[0], None)] is True
     third = run_pipeline_coverage_batch(conn, tenant, *Q1, as_of=INSIDE)

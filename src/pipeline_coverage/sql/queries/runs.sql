@@ -362,19 +362,15 @@ INSERT INTO dyno_crm.report_run_credit
 SELECT v.tenant_id, v.run_id, v.principal_type, v.principal_id, v.pipeline_id, v.deal_ids,
        v.credit_reasons, v.deal_chunks
 FROM /* fragment: run_credit_rows */ AS v
-JOIN dyno_crm.report_run AS r ON r.tenant_id = v.tenant_id AND r.id = v.run_id
-JOIN dyno_crm.report_run AS b ON b.tenant_id = r.tenant_id AND b.id = r.credit_base_run_id
-WHERE v.tenant_id = %(tenant_id)s::uuid AND r.tenant_id = %(tenant_id)s::uuid
-  AND b.generated_at < %(cutoff)s::timestamptz
-  AND r.generated_at >= %(cutoff)s::timestamptz
+WHERE v.tenant_id = %(tenant_id)s::uuid
   AND v.source_run_id <> v.run_id
   -- (the runs named as a value, which reaches into the resolution, as in prune_rebase)
   AND v.run_id = ANY (ARRAY(
-      SELECT r2.id
-      FROM dyno_crm.report_run AS r2
-      JOIN dyno_crm.report_run AS b2 ON b2.tenant_id = r2.tenant_id AND b2.id = r2.credit_base_run_id
-      WHERE r2.tenant_id = %(tenant_id)s::uuid AND b2.generated_at < %(cutoff)s::timestamptz
-        AND r2.generated_at >= %(cutoff)s::timestamptz));
+      SELECT r.id
+      FROM dyno_crm.report_run AS r
+      JOIN dyno_crm.report_run AS b ON b.tenant_id = r.tenant_id AND b.id = r.credit_base_run_id
+      WHERE r.tenant_id = %(tenant_id)s::uuid AND b.generated_at < %(cutoff)s::timestamptz
+        AND r.generated_at >= %(cutoff)s::timestamptz));
 
 -- name: prune_drop_removed_credits
 -- Then the `removed` rows of those runs go (what they removed is no longer among the

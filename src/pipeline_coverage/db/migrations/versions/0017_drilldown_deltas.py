@@ -5,11 +5,10 @@ Revision ID: 0017
 Revises: 0016
 """
 
-import uuid
-
 from alembic import op
 
-from pipeline_coverage.sql import expand, migration, statements
+from pipeline_coverage.db.downgrades import each_tenant
+from pipeline_coverage.sql import migration, statements
 
 revision = "0017"
 down_revision = "0016"
@@ -26,13 +25,6 @@ def downgrade() -> None:
     # Every chunk row stored complete again, with its deals as the readers resolve them
     # (fragments.sql's run_deal_rows, one tenant at a time: on Citus a router query),
     # then the key and the columns go.
-    op.execute(
-        "SELECT set_config('citus.multi_shard_modify_mode', 'sequential', true)"
-        " FROM pg_extension WHERE extname = 'citus'"
-    )
-    tenants = op.get_bind().exec_driver_sql(
-        "SELECT DISTINCT tenant_id FROM dyno_crm.report_run_deals WHERE base_run_id IS NOT NULL"
-    )
     arrays = (
         ("deal_ids", "deal_id"), ("deal_names", "deal_name"), ("pipeline_ids", "pipeline_id"),
         ("pipeline_names", "pipeline_name"), ("stage_ids", "stage_id"),
@@ -42,23 +34,23 @@ def downgrade() -> None:
         ("reporting_amounts", "reporting_amount"), ("weighted_amounts", "weighted_amount"),
         ("placed_on", "placed_on"), ("owner_user_ids", "owner_user_id"), ("flags", "flags"),
     )  # fmt: skip
-    # (built from the column names above, never from input; the tenant is a uuid)
+    # (built from the column names above, never from input)
     complete = (
         "UPDATE dyno_crm.report_run_deals AS d SET "  # noqa: S608
         + ", ".join(f"{name} = v.{name}" for name, _ in arrays)
         + ", base_run_id = NULL, chain = NULL, removed_deal_ids = NULL FROM (SELECT"
         " x.tenant_id, x.run_id, x.chunk, "
         + ", ".join(f"array_agg(x.{value}) AS {name}" for name, value in arrays)
-        + " FROM /* fragment: run_deal_rows */ AS x WHERE x.tenant_id = '{tenant}'::uuid"
+        + " FROM /* fragment: run_deal_rows */ AS x WHERE x.tenant_id = %(tenant_id)s::uuid"
         " AND (x.run_id, x.chunk) IN (SELECT k.run_id, k.chunk FROM dyno_crm.report_run_deals"
-        " AS k WHERE k.tenant_id = '{tenant}'::uuid AND k.base_run_id IS NOT NULL)"
-        " GROUP BY x.tenant_id, x.run_id, x.chunk) AS v WHERE d.tenant_id = '{tenant}'::uuid"
+        " AS k WHERE k.tenant_id = %(tenant_id)s::uuid AND k.base_run_id IS NOT NULL)"
+        " GROUP BY x.tenant_id, x.run_id, x.chunk) AS v WHERE d.tenant_id = %(tenant_id)s::uuid"
         " AND d.tenant_id = v.tenant_id AND d.run_id = v.run_id AND d.chunk = v.chunk"
     )
-    for (tenant,) in tenants.fetchall():
-        one = str(uuid.UUID(str(tenant)))
-        # (the fragment names the tenant as a query parameter; here it is written in)
-        op.execute(expand(complete.format(tenant=one)).replace("%(tenant_id)s", f"'{one}'"))
+    each_tenant(
+        "SELECT DISTINCT tenant_id FROM dyno_crm.report_run_deals WHERE base_run_id IS NOT NULL",
+        complete,
+    )
     # (a row whose every deal was removed resolves to none: it goes)
     op.execute("DELETE FROM dyno_crm.report_run_deals WHERE base_run_id IS NOT NULL")
     op.execute("ALTER TABLE dyno_crm.report_run_deals DROP CONSTRAINT fk_report_run_deals_base")

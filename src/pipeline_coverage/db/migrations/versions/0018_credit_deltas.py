@@ -4,11 +4,10 @@ Revision ID: 0018
 Revises: 0017
 """
 
-import uuid
-
 from alembic import op
 
-from pipeline_coverage.sql import expand, migration, statements
+from pipeline_coverage.db.downgrades import each_tenant
+from pipeline_coverage.sql import migration, statements
 
 revision = "0018"
 down_revision = "0017"
@@ -25,13 +24,6 @@ def downgrade() -> None:
     # Every run's credit rows stored complete again, as the readers resolve them
     # (fragments.sql's run_credit_rows, one tenant at a time: on Citus a router query),
     # then the key and the columns go.
-    op.execute(
-        "SELECT set_config('citus.multi_shard_modify_mode', 'sequential', true)"
-        " FROM pg_extension WHERE extname = 'citus'"
-    )
-    tenants = op.get_bind().exec_driver_sql(
-        "SELECT DISTINCT tenant_id FROM dyno_crm.report_run WHERE credit_chain IS NOT NULL"
-    )
     # (the rows a run takes from its chain become its own; its own are its latest)
     inherited = (
         "INSERT INTO dyno_crm.report_run_credit (tenant_id, run_id, principal_type,"
@@ -43,10 +35,10 @@ def downgrade() -> None:
         " WHERE v.tenant_id = %(tenant_id)s::uuid AND r.tenant_id = %(tenant_id)s::uuid"
         " AND r.credit_chain IS NOT NULL AND v.source_run_id <> v.run_id"
     )
-    for (tenant,) in tenants.fetchall():
-        one = str(uuid.UUID(str(tenant)))
-        # (the fragment names the tenant as a query parameter; here it is written in)
-        op.execute(expand(inherited).replace("%(tenant_id)s", f"'{one}'"))
+    each_tenant(
+        "SELECT DISTINCT tenant_id FROM dyno_crm.report_run WHERE credit_chain IS NOT NULL",
+        inherited,
+    )
     op.execute("DELETE FROM dyno_crm.report_run_credit WHERE removed")
     op.execute("ALTER TABLE dyno_crm.report_run DROP CONSTRAINT fk_report_run_credit_base")
     op.execute("DROP INDEX dyno_crm.ix_report_run_credit_base")
