@@ -671,6 +671,67 @@ def test_a_rejection_inside_the_callers_transaction_keeps_the_callers_work(
     assert fetch(db_url, "SELECT id FROM dyno_crm.tenant") == [(caller_tenant,)]
 
 
+@pytest.mark.parametrize(
+    ("column", "value", "reason"),
+    [("owned_by_user_id", "{bea}", "no user {bea} in tenant {tenant_a}"),
+     ("assigned_group_id", "{west}", "no group {west} in tenant {tenant_a}"),
+     ("stage_id", "{other_open}", "no stage {other_open} in tenant {tenant_a}")],
+)  # fmt: skip
+def test_a_bad_reference_in_an_update_rejects_the_load_and_ends_no_version(
+    column: str, value: str, reason: str, conn: psycopg.Connection[Any], db_url: str,
+    data_dir: Path,
+) -> None:  # fmt: skip
+    """The deal keys that are deferred in the schema refuse a bad row during the upsert
+    of stored deals (not at commit), and the load names it; the versions the changed
+    deals would have ended are not written either."""
+    ids = Ids()
+    rows = valid_rows(ids)
+    write_folder(data_dir, rows)
+    load(conn, data_dir, recorded_at=dt.datetime(2026, 1, 5, tzinfo=dt.UTC))
+    before = dump(db_url)
+    versions = fetch(db_url, "SELECT * FROM dyno_crm.deal_version")
+
+    set_value(rows, "deals.csv", 2, "name", "Acme Renewal, renamed")  # a valid change
+    set_value(rows, "deals.csv", 0, column, ids.fill(value))
+    write_folder(data_dir, rows)
+    with pytest.raises(LoadError) as caught:
+        load_directory(conn, data_dir, recorded_at=dt.datetime(2026, 1, 6, tzinfo=dt.UTC))
+
+    assert caught.value.problems == [f"deals.csv:2: {column}: {ids.fill(reason)}"]
+    assert dump(db_url) == before
+    assert fetch(db_url, "SELECT * FROM dyno_crm.deal_version") == versions
+
+
+def test_a_load_in_the_callers_transaction_leaves_the_deal_keys_deferred(
+    conn: psycopg.Connection[Any], db_url: str, data_dir: Path
+) -> None:
+    """The loader makes deal's deferred keys immediate for its upsert only: after it,
+    loaded or rejected, the caller's transaction checks them at commit again (a user
+    deleted before the deals naming it are cleared, as a tenant's cascade does)."""
+    ids = Ids()
+    rows = valid_rows(ids)
+    write_folder(data_dir, rows)
+    conn.execute("SELECT 1")  # the caller's transaction: the loads are savepoints in it
+    load_directory(conn, data_dir)
+    set_value(rows, "deals.csv", 1, "owned_by_user_id", ids.bea)  # refused by the key
+    write_folder(data_dir, rows)
+    with pytest.raises(LoadError, match="owned_by_user_id: no user"):
+        load_directory(conn, data_dir)
+    assert conn.info.transaction_status == TransactionStatus.INTRANS
+
+    # Alice owns deal1: deleting her first fails only if the key is immediate.
+    conn.execute("DELETE FROM dyno_crm.crm_user WHERE tenant_id = %s AND id = %s",
+                 [ids.tenant_a, ids.alice])  # fmt: skip
+    conn.execute(
+        "UPDATE dyno_crm.deal SET owned_by_user_id = NULL, assigned_user_id = NULL"
+        " WHERE tenant_id = %s AND %s IN (owned_by_user_id, assigned_user_id)",
+        [ids.tenant_a, ids.alice],
+    )
+    conn.commit()
+    assert fetch(db_url, "SELECT id FROM dyno_crm.crm_user WHERE id = %s", [ids.alice]) == []
+    assert fetch_one(db_url, "SELECT count(*) FROM dyno_crm.deal")[0] == 4
+
+
 # --- rejected files and folders ------------------------------------------------------
 
 

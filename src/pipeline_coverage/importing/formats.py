@@ -45,7 +45,9 @@ class Reference:
     ``columns`` map onto ``target``; ``when`` restricts the check to rows whose
     column has a value (sales targets point at a user or a group by principal_type).
     ``enforced`` says an immediate foreign key guards it: then the upsert itself
-    rejects a bad row, and this check runs only afterwards, to say where.
+    rejects a bad row, and this check runs only afterwards, to say where. ``deferred``
+    names a deferred foreign key that guards it: the loader makes that key immediate
+    for its upsert (see :func:`checked_first`).
     """
 
     columns: tuple[str, ...]
@@ -57,6 +59,16 @@ class Reference:
     #: A row of the same file also satisfies it (a parent group loaded beside its
     #: children, in any order).
     or_staged: bool = False
+    deferred: str | None = None
+
+
+def checked_first(reference: Reference, *, citus: bool) -> bool:
+    """Whether the loader checks ``reference`` before its upsert: a reference no
+    foreign key guards during the upsert. A deferred key guards it on plain PostgreSQL,
+    where the upsert makes it immediate (a check of its own first read the staged file
+    and the referenced table once more, beside the key's own lookups); Citus does not
+    pass ``SET CONSTRAINTS`` on to the shards, so there it is checked first."""
+    return not reference.enforced and (reference.deferred is None or citus)
 
 
 @dataclass(frozen=True)
@@ -90,6 +102,12 @@ def _id(required: bool = True) -> Column:
 _TENANT = Column("tenant_id", "uuid", required=True)
 _TENANT_REF = Reference(("tenant_id",), "tenant", ("id",), "tenant")
 _PIPELINE_REF = Reference(("pipeline_id",), "pipeline", ("id",), "pipeline")
+
+
+def _deferred_ref(column: str, table: str, noun: str, key: str) -> Reference:
+    return Reference((column,), table, ("id",), noun, enforced=False, deferred=key)
+
+
 _STAGE_STATES = ("NOT_STARTED", "IN_PROGRESS", "DONE_SUCCESS", "DONE_FAILED")
 _FORECAST_CATEGORIES = ("COMMIT", "BEST_CASE", "PIPELINE", "OMITTED")
 _FORECAST_CATEGORY = Column(
@@ -234,11 +252,12 @@ TABLES: tuple[TableSpec, ...] = (
                 "stage of that pipeline",
                 enforced=False,
             ),
-            # Deferred keys (migration 0006): checked at commit, so checked here first.
-            Reference(("owned_by_user_id",), "crm_user", ("id",), "user", enforced=False),
-            Reference(("assigned_user_id",), "crm_user", ("id",), "user", enforced=False),
-            Reference(("owned_by_group_id",), "crm_group", ("id",), "group", enforced=False),
-            Reference(("assigned_group_id",), "crm_group", ("id",), "group", enforced=False),
+            # Deferred keys (migration 0006: checked at commit), made immediate for the
+            # upsert (checked_first).
+            _deferred_ref("owned_by_user_id", "crm_user", "user", "fk_deal_owned_by_user"),
+            _deferred_ref("assigned_user_id", "crm_user", "user", "fk_deal_assigned_user"),
+            _deferred_ref("owned_by_group_id", "crm_group", "group", "fk_deal_owned_by_group"),
+            _deferred_ref("assigned_group_id", "crm_group", "group", "fk_deal_assigned_group"),
         ),
     ),
     TableSpec(

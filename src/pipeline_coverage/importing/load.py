@@ -43,7 +43,13 @@ from pipeline_coverage.importing.checks import (
     uuids_cast,
     value_problems,
 )
-from pipeline_coverage.importing.formats import BY_FILE, TABLES, TableSpec, expected_columns
+from pipeline_coverage.importing.formats import (
+    BY_FILE,
+    TABLES,
+    TableSpec,
+    checked_first,
+    expected_columns,
+)
 from pipeline_coverage.importing.records import (
     CHUNK,
     TOO_LONG_REASON,
@@ -414,7 +420,7 @@ def _load_file(
     if not item.checked and any(
         has_problems(cur, reference_problems(reference, stage, targets))
         for reference in spec.references
-        if not reference.enforced
+        if checked_first(reference, citus=citus)
     ):
         raise_reference_problems(cur, name, stage, spec.references, targets)
     # The file's tenants (its values are checked by now): recorded history holds them in

@@ -21,7 +21,7 @@ from pipeline_coverage.importing.checks import (
     shorten,
     staged_tenants,
 )
-from pipeline_coverage.importing.formats import TableSpec
+from pipeline_coverage.importing.formats import TableSpec, checked_first
 from pipeline_coverage.presentation import SHOWN_CHARS
 from pipeline_coverage.sql import query
 from pipeline_coverage.validation import required_uuid
@@ -44,17 +44,31 @@ def upsert(
     them), any other rule only the database could see as the database says it.
     ``stamp``: values of columns outside the file, written to every row of it;
     ``recorded_at``: the recorded time of the deals' values; ``carry``: columns outside
-    the file the staging table holds per row (see :func:`upsert_rows`)."""
+    the file the staging table holds per row (see :func:`upsert_rows`).
+
+    The deferred foreign keys that guard references not checked before (see
+    :func:`checked_first`) are immediate for the upsert: a row they refuse fails it here,
+    where the reference checks then say where, not at commit."""
+    keys = [
+        sql.Identifier("dyno_crm", r.deferred)
+        for r in spec.references
+        if r.deferred is not None and not checked_first(r, citus=citus)
+    ]
+    deferred = sql.SQL(", ").join(keys)
     cur.execute("SAVEPOINT pipeline_coverage_upsert")
     try:
+        if keys:
+            cur.execute(sql.SQL("SET CONSTRAINTS {} IMMEDIATE").format(deferred))
         counts = upsert_rows(cur, spec, stage, stamp, recorded_at, carry, citus=citus)
     except psycopg.errors.IntegrityError as exc:
-        cur.execute("ROLLBACK TO SAVEPOINT pipeline_coverage_upsert")
+        cur.execute("ROLLBACK TO SAVEPOINT pipeline_coverage_upsert")  # keys deferred again
         raise_reference_problems(cur, file, stage, spec.references, targets)
         # A rule only the database could see.
         detail = exc.diag.message_detail
         detail = f" ({shorten(detail, 4 * SHOWN_CHARS)})" if detail else ""
         raise LoadError([f"{file}: {exc.diag.message_primary}{detail}"]) from exc
+    if keys:
+        cur.execute(sql.SQL("SET CONSTRAINTS {} DEFERRED").format(deferred))
     cur.execute("RELEASE SAVEPOINT pipeline_coverage_upsert")
     return counts
 
@@ -215,7 +229,14 @@ def upsert_rows(
     # UPDATE ... WHERE would lock it, and a lock is a write (of the row's page, to the
     # WAL); an unchanged re-import then writes nothing.
     unchanged: sql.Composable = sql.SQL("")
-    if updatable:
+    # Nothing stored for the staged tenants yet (their first load): no row is unchanged
+    # and no version ends, so the comparisons are left out (a probe of the key's index
+    # per staged row, and a copy of the whole file for the versions). A load of deals
+    # holds its tenants by now (record_tenants_in_order): no other load writes them.
+    cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {} AS t WHERE TRUE{})").format(
+        stored, tenants))  # fmt: skip
+    first = not cur.fetchone()[0]
+    if updatable and not first:
         unchanged = sql.SQL(
             " WHERE NOT EXISTS (SELECT 1 FROM {target} AS t WHERE {keys}{tenants}"
             " AND ({current}) IS NOT DISTINCT FROM ({incoming}))"
@@ -225,7 +246,7 @@ def upsert_rows(
         )  # fmt: skip
     source = stage
     at = sql.Literal(recorded_at)
-    if history:
+    if history and not first:
         # The new or changed rows, once: the versions and the upsert both read them.
         cur.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(_INCOMING))
         cur.execute(
@@ -309,7 +330,7 @@ def upsert_rows(
     rows, inserted, updated = cur.fetchone()
     if source is _INCOMING:
         cur.execute(sql.SQL("DROP TABLE pg_temp.{}").format(_INCOMING))
-    if carried and updatable:
+    if carried and updatable and not first:
         # The rows left out as unchanged may still carry new values (a row's digest
         # changes with a column the import ignores): written alone, not counted.
         _write_carried(cur, spec, stage, target, stored, carried, keys, tenants, citus=citus)
