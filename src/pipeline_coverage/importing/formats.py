@@ -62,13 +62,16 @@ class Reference:
     deferred: str | None = None
 
 
-def checked_first(reference: Reference, *, citus: bool) -> bool:
+def checked_first(reference: Reference, *, citus: bool, held: frozenset[str] = frozenset()) -> bool:
     """Whether the loader checks ``reference`` before its upsert: a reference no
     foreign key guards during the upsert. A deferred key guards it on plain PostgreSQL,
     where the upsert makes it immediate (a check of its own first read the staged file
-    and the referenced table once more, beside the key's own lookups); Citus does not
-    pass ``SET CONSTRAINTS`` on to the shards, so there it is checked first."""
-    return not reference.enforced and (reference.deferred is None or citus)
+    and the referenced table once more, beside the key's own lookups), unless the load
+    ``held`` that key deferred (a stage that moves with its deals); Citus does not pass
+    ``SET CONSTRAINTS`` on to the shards, so there it is checked first."""
+    return not reference.enforced and (
+        reference.deferred is None or citus or reference.deferred in held
+    )
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,10 @@ def _id(required: bool = True) -> Column:
 _TENANT = Column("tenant_id", "uuid", required=True)
 _TENANT_REF = Reference(("tenant_id",), "tenant", ("id",), "tenant")
 _PIPELINE_REF = Reference(("pipeline_id",), "pipeline", ("id",), "pipeline")
+
+
+#: deal's reference to its stage: deferred while a load moves stages (``load._load``).
+_STAGE_KEY = "fk_deal_stage"
 
 
 def _deferred_ref(column: str, table: str, noun: str, key: str) -> Reference:
@@ -243,14 +250,23 @@ TABLES: tuple[TableSpec, ...] = (
         (
             _TENANT_REF,
             _PIPELINE_REF,
-            # fk_deal_stage is deferred (stages may move with their deals): check now.
-            Reference(("stage_id",), "pipeline_stage", ("id",), "stage", enforced=False),
+            # fk_deal_stage is deferred by the loader while a stage it updated may move
+            # with its deals (checked_first).
+            Reference(
+                ("stage_id",),
+                "pipeline_stage",
+                ("id",),
+                "stage",
+                enforced=False,
+                deferred=_STAGE_KEY,
+            ),
             Reference(
                 ("pipeline_id", "stage_id"),
                 "pipeline_stage",
                 ("pipeline_id", "id"),
                 "stage of that pipeline",
                 enforced=False,
+                deferred=_STAGE_KEY,
             ),
             # Deferred keys (migration 0006: checked at commit), made immediate for the
             # upsert (checked_first).

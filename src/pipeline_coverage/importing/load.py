@@ -245,6 +245,9 @@ def _load(
         # A stage may move to another pipeline together with its deals: the deal→stage
         # reference is checked once every file is in.
         cur.execute("SET CONSTRAINTS dyno_crm.fk_deal_stage DEFERRED")
+        # The deferred keys the deal upsert leaves deferred (checked_first): the stage's
+        # once a stage was updated, since it may have moved.
+        held: frozenset[str] = frozenset()
         recorded_at = recorded_time(cur, recorded_at)
         for item in inputs:
             if item.stager is None or item.spec.file in rejected:
@@ -253,8 +256,9 @@ def _load(
             cur.execute("SAVEPOINT pipeline_coverage_file")
             try:
                 loaded = _load_file(
-                    cur, item, modern, unloaded, citus=citus, recorded_at=recorded_at
-                )
+                    cur, item, modern, unloaded, citus=citus, recorded_at=recorded_at,
+                    held=held,
+                )  # fmt: skip
             except LoadError as exc:
                 rejected[item.spec.file] = exc
                 loaded = None
@@ -263,6 +267,8 @@ def _load(
                 unloaded.add(item.spec.table)
             else:
                 loads.append(loaded)
+                if loaded.table == "pipeline_stage" and loaded.updated:
+                    held = held | {"fk_deal_stage"}  # a stage may have moved
             cur.execute("RELEASE SAVEPOINT pipeline_coverage_file")
         # Deals that were to move with their stage only moved if deals.csv is written.
         # Only a stage that was there before can have deals left behind, and only an
@@ -390,6 +396,7 @@ def _load_file(
     *,
     citus: bool = False,
     recorded_at: dt.datetime | None = None,
+    held: frozenset[str] = frozenset(),
 ) -> TableLoad | None:
     """Stage, check and upsert one file; :class:`LoadError` if it has problems.
 
@@ -420,7 +427,7 @@ def _load_file(
     if not item.checked and any(
         has_problems(cur, reference_problems(reference, stage, targets))
         for reference in spec.references
-        if checked_first(reference, citus=citus)
+        if checked_first(reference, citus=citus, held=held)
     ):
         raise_reference_problems(cur, name, stage, spec.references, targets)
     # The file's tenants (its values are checked by now): recorded history holds them in
@@ -431,8 +438,9 @@ def _load_file(
     if spec.table == "deal" and recorded_at is not None:
         record_tenants_in_order(cur, [str(t) for t in tenant_ids], recorded_at)
     rows, inserted, updated = upsert(
-        cur, spec, stage, name, targets, item.stamp, recorded_at, item.carry, citus=citus
-    )
+        cur, spec, stage, name, targets, item.stamp, recorded_at, item.carry, citus=citus,
+        held=held,
+    )  # fmt: skip
     if spec.table == "crm_group" and "parent_group_id" in spec.column_names:
         raise_problems(cur, name, cycle_problems(cur, stage))
     if spec.table != "pipeline_stage":  # kept for the moved-stage check at the end

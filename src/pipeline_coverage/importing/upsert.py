@@ -37,6 +37,7 @@ def upsert(
     recorded_at: dt.datetime | None = None,
     carry: Sequence[str] = (),
     citus: bool = False,
+    held: frozenset[str] = frozenset(),
 ) -> tuple[int, int, int]:
     """Upsert the checked staging table ``stage`` of ``spec``'s file: (rows, inserted,
     updated). A row a foreign key refuses is reported as ``file``'s by the reference
@@ -47,12 +48,16 @@ def upsert(
     the file the staging table holds per row (see :func:`upsert_rows`).
 
     The deferred foreign keys that guard references not checked before (see
-    :func:`checked_first`) are immediate for the upsert: a row they refuse fails it here,
-    where the reference checks then say where, not at commit."""
+    :func:`checked_first`; ``held``: the keys the load keeps deferred) are immediate for
+    the upsert: a row they refuse fails it here, where the reference checks then say
+    where, not at commit."""
     keys = [
-        sql.Identifier("dyno_crm", r.deferred)
-        for r in spec.references
-        if r.deferred is not None and not checked_first(r, citus=citus)
+        sql.Identifier("dyno_crm", key)
+        for key in dict.fromkeys(
+            r.deferred
+            for r in spec.references
+            if r.deferred is not None and not checked_first(r, citus=citus, held=held)
+        )
     ]
     deferred = sql.SQL(", ").join(keys)
     cur.execute("SAVEPOINT pipeline_coverage_upsert")
