@@ -702,6 +702,41 @@ def test_a_bad_reference_in_an_update_rejects_the_load_and_ends_no_version(
     assert fetch(db_url, "SELECT * FROM dyno_crm.deal_version") == versions
 
 
+def test_a_bad_uuid_is_named_with_every_other_bad_value_before_a_duplicate(
+    conn: psycopg.Connection[Any], data_dir: Path
+) -> None:
+    """UUIDs are checked by the statements that cast them; a file with a bad one still
+    gets every value problem named, in line order, and those before its duplicates."""
+    ids = Ids()
+    rows = valid_rows(ids)
+    set_value(rows, "deals.csv", 0, "amount", "lots")
+    set_value(rows, "deals.csv", 2, "assigned_group_id", "not-a-uuid")
+    rows["deals.csv"].append(list(rows["deals.csv"][1]))  # deal2 again: a duplicate
+    write_folder(data_dir, rows)
+
+    assert reject(conn, data_dir).problems == [
+        "deals.csv:2: amount: not a number: 'lots'",
+        "deals.csv:4: assigned_group_id: not a UUID: 'not-a-uuid'",
+    ]
+
+
+def test_a_bad_uuid_in_a_stored_deal_that_is_otherwise_unchanged_is_named(
+    conn: psycopg.Connection[Any], db_url: str, data_dir: Path
+) -> None:
+    ids = Ids()
+    rows = valid_rows(ids)
+    write_folder(data_dir, rows)
+    load(conn, data_dir)
+    before = dump(db_url)
+    set_value(rows, "deals.csv", 1, "assigned_user_id", "{0000-bad}")
+    write_folder(data_dir, rows)
+
+    assert reject(conn, data_dir).problems == [
+        "deals.csv:3: assigned_user_id: not a UUID: '{0000-bad}'"
+    ]
+    assert dump(db_url) == before
+
+
 def test_a_load_in_the_callers_transaction_leaves_the_deal_keys_deferred(
     conn: psycopg.Connection[Any], db_url: str, data_dir: Path
 ) -> None:
@@ -758,6 +793,40 @@ def test_a_duplicate_key_names_both_lines(
     assert len(error.problems) == 1
     assert error.problems[0] == (f"{file}:{line}: {key_columns}: duplicate key, first on line 2")
     assert dump(db_url) == before
+
+
+def test_a_duplicate_of_a_stored_deal_is_named_though_one_line_is_unchanged(
+    conn: psycopg.Connection[Any], db_url: str, data_dir: Path
+) -> None:
+    """The upsert leaves an unchanged row out: of a key given twice, one line may equal
+    the stored deal and the other change it, and it is still a duplicate."""
+    rows = valid_rows(Ids())
+    write_folder(data_dir, rows)
+    load(conn, data_dir)
+    before = dump(db_url)
+    changed = list(rows["deals.csv"][0])
+    changed[HEADERS["deals.csv"].index("name")] = "Acme Platform, renamed"
+    rows["deals.csv"].append(changed)
+    write_folder(data_dir, rows)
+
+    assert reject(conn, data_dir).problems == [
+        "deals.csv:6: tenant_id,id: duplicate key, first on line 2"
+    ]
+    assert dump(db_url) == before
+
+
+def test_a_duplicate_is_named_before_a_bad_reference(
+    conn: psycopg.Connection[Any], data_dir: Path
+) -> None:
+    ids = Ids()
+    rows = valid_rows(ids)
+    set_value(rows, "deals.csv", 2, "owned_by_user_id", ids.bea)  # refused by its key
+    rows["deals.csv"].append(list(rows["deals.csv"][0]))
+    write_folder(data_dir, rows)
+
+    assert reject(conn, data_dir).problems == [
+        "deals.csv:6: tenant_id,id: duplicate key, first on line 2"
+    ]
 
 
 def test_the_duplicate_key_message_has_single_spaces(

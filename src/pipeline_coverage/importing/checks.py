@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import psycopg
 from psycopg import sql
 
 from pipeline_coverage.db.connection import Cursor
@@ -64,34 +63,12 @@ def _problem(line: sql.Composable, column: str, reason: sql.Composable) -> sql.C
     )
 
 
-def uuids_cast(cur: Cursor, spec: TableSpec, stage: sql.Identifier) -> bool:
-    """Whether every value of the staged file's UUID columns is a UUID, by casting them
-    all in one pass (in a savepoint: a bad value aborts the cast)."""
-    names = [column.name for column in spec.columns if column.kind == "uuid"]
-    if not names:
-        return False
-    cur.execute("SAVEPOINT pipeline_coverage_cast")
-    try:
-        cur.execute(
-            sql.SQL("SELECT {} FROM {}").format(
-                sql.SQL(" + ").join(
-                    sql.SQL("count({}::uuid)").format(sql.Identifier(name)) for name in names
-                ),
-                stage,
-            )
-        )
-    except psycopg.errors.InvalidTextRepresentation:
-        cur.execute("ROLLBACK TO SAVEPOINT pipeline_coverage_cast")
-        return False
-    cur.execute("RELEASE SAVEPOINT pipeline_coverage_cast")
-    return True
-
-
 def _column_checks(
     column: Column, modern: bool = False, uuids_cast: bool = False
 ) -> list[sql.Composable]:
     """SQL expressions, each NULL or a 'column: reason' text, for one staged column;
-    none for a UUID column's values when ``uuids_cast`` (every one cast cleanly)."""
+    none for a UUID column's values when ``uuids_cast`` (left to the statements that
+    cast them, see ``load._load_file``)."""
     c = sql.Identifier(column.name)
     shown = shorten_sql(c)
     checks: list[sql.Composable] = []

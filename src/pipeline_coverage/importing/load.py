@@ -27,6 +27,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from psycopg import sql
 
 from pipeline_coverage.db.connection import Connection, Cursor, as_uuid, unit_of_work
@@ -40,7 +41,6 @@ from pipeline_coverage.importing.checks import (
     raise_reference_problems,
     reference_problems,
     shorten,
-    uuids_cast,
     value_problems,
 )
 from pipeline_coverage.importing.formats import (
@@ -409,13 +409,67 @@ def _load_file(
     stage = _stage_name(item.spec)
     cur.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(stage))
     spec = item.stager(cur, item.spec, name, stage)
-    if not item.checked:
-        # Before PostgreSQL 16, a regular expression per UUID is most of a file's
-        # checks; a cast of every UUID column in one pass says the same of a file
-        # without a bad one (the regular expressions then locate a bad one).
-        cast = not modern and uuids_cast(cur, spec, stage)
-        raise_problems(cur, name, value_problems(spec, stage, modern=modern, uuids_cast=cast))
+    if item.checked:
+        return _write_file(cur, item, spec, stage, unloaded, citus, recorded_at, held)
+    # The UUIDs are left to the statements that follow, which cast every one of them (a
+    # regular expression per UUID before PostgreSQL 16, pg_input_is_valid after, was
+    # most of a clean file's checks): a bad one fails one of them. On any problem every
+    # check runs, so the file's problems are named as before, its values' first.
+    every_check = value_problems(spec, stage, modern=modern)
+    try:
+        raise_problems(cur, name, value_problems(spec, stage, modern=modern, uuids_cast=True))
+    except LoadError:
+        raise_problems(cur, name, every_check)
+        raise
+
+    def duplicates() -> None:
         raise_problems(cur, name, duplicate_problems(spec, stage))
+
+    # The deal file's duplicate keys (a sort of the whole file) are left to its upsert
+    # when nothing is checked before it: on plain PostgreSQL, with no stage moving.
+    later = spec.table == "deal" and not any(
+        checked_first(reference, citus=citus, held=held) for reference in spec.references
+    )
+    cur.execute("SAVEPOINT pipeline_coverage_checked")
+    try:
+        if not later:
+            duplicates()
+        loaded = _write_file(
+            cur, item, spec, stage, unloaded, citus, recorded_at, held,
+            duplicates if later else None,
+        )  # fmt: skip
+        if loaded is None:  # not written: every problem of its own is named
+            raise_problems(cur, name, every_check)
+            if later:
+                duplicates()
+    except (
+        LoadError,
+        psycopg.errors.InvalidTextRepresentation,
+        psycopg.errors.CardinalityViolation,
+    ):
+        cur.execute("ROLLBACK TO SAVEPOINT pipeline_coverage_checked")
+        raise_problems(cur, name, every_check)
+        if later:
+            duplicates()
+        raise
+    cur.execute("RELEASE SAVEPOINT pipeline_coverage_checked")
+    return loaded
+
+
+def _write_file(
+    cur: Cursor,
+    item: _Input,
+    spec: TableSpec,
+    stage: sql.Identifier,
+    unloaded: set[str],
+    citus: bool,
+    recorded_at: dt.datetime | None,
+    held: frozenset[str],
+    duplicates: Callable[[], None] | None = None,
+) -> TableLoad | None:
+    """Check one staged file's references and upsert it (:func:`_load_file`;
+    ``duplicates``: its duplicate check, left to the upsert)."""
+    name = item.name
     targets = pulled_keys(cur, spec, stage) if citus and spec.references else {}
     checkable = [reference for reference in spec.references if reference.table not in unloaded]
     if len(checkable) < len(spec.references):
@@ -439,7 +493,7 @@ def _load_file(
         record_tenants_in_order(cur, [str(t) for t in tenant_ids], recorded_at)
     rows, inserted, updated = upsert(
         cur, spec, stage, name, targets, item.stamp, recorded_at, item.carry, citus=citus,
-        held=held,
+        held=held, duplicates=duplicates,
     )  # fmt: skip
     if spec.table == "crm_group" and "parent_group_id" in spec.column_names:
         raise_problems(cur, name, cycle_problems(cur, stage))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import psycopg
 from psycopg import sql
@@ -38,6 +38,7 @@ def upsert(
     carry: Sequence[str] = (),
     citus: bool = False,
     held: frozenset[str] = frozenset(),
+    duplicates: Callable[[], None] | None = None,
 ) -> tuple[int, int, int]:
     """Upsert the checked staging table ``stage`` of ``spec``'s file: (rows, inserted,
     updated). A row a foreign key refuses is reported as ``file``'s by the reference
@@ -50,7 +51,8 @@ def upsert(
     The deferred foreign keys that guard references not checked before (see
     :func:`checked_first`; ``held``: the keys the load keeps deferred) are immediate for
     the upsert: a row they refuse fails it here, where the reference checks then say
-    where, not at commit."""
+    where, not at commit. ``duplicates``: the file's duplicate check, when it is left
+    to the upsert (see :func:`upsert_rows`)."""
     keys = [
         sql.Identifier("dyno_crm", key)
         for key in dict.fromkeys(
@@ -64,7 +66,9 @@ def upsert(
     try:
         if keys:
             cur.execute(sql.SQL("SET CONSTRAINTS {} IMMEDIATE").format(deferred))
-        counts = upsert_rows(cur, spec, stage, stamp, recorded_at, carry, citus=citus)
+        counts = upsert_rows(
+            cur, spec, stage, stamp, recorded_at, carry, citus=citus, duplicates=duplicates
+        )
     except psycopg.errors.IntegrityError as exc:
         cur.execute("ROLLBACK TO SAVEPOINT pipeline_coverage_upsert")  # keys deferred again
         raise_reference_problems(cur, file, stage, spec.references, targets)
@@ -179,6 +183,7 @@ def upsert_rows(
     carry: Sequence[str] = (),
     *,
     citus: bool = False,
+    duplicates: Callable[[], None] | None = None,
 ) -> tuple[int, int, int]:
     """The upsert itself: (rows, inserted, updated); ``stamp`` as for :func:`upsert` (a
     row whose stamp differs is changed). With ``recorded_at`` (deals only), a changed
@@ -241,6 +246,11 @@ def upsert_rows(
     cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {} AS t WHERE TRUE{})").format(
         stored, tenants))  # fmt: skip
     first = not cur.fetchone()[0]
+    # A key twice in the file: with nothing stored, ON CONFLICT DO UPDATE refuses the
+    # second row (CardinalityViolation, the caller then names both); with rows stored,
+    # the comparison could leave one of the two out, so ``duplicates`` runs first.
+    if duplicates is not None and not (first and updatable):
+        duplicates()
     if updatable and not first:
         unchanged = sql.SQL(
             " WHERE NOT EXISTS (SELECT 1 FROM {target} AS t WHERE {keys}{tenants}"
