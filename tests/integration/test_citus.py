@@ -277,6 +277,14 @@ def test_load_into_distributed_tables(
         f"pipeline-coverage: error: deals.csv:2: owned_by_user_id: no user {ghost} in tenant"
         f" {first[1]}\n"
     )
+    # A bad UUID is found by the statements that cast it (on the cluster too), then named.
+    first[header.split(",").index("assigned_group_id")] = "not-a-uuid"
+    (bad / "deals.csv").write_text(f"{header}\n{','.join(first)}\n")
+    code, out, err = cli(capsys, citus_url, "load", str(bad))
+    assert (code, err) == (
+        2,
+        "pipeline-coverage: error: deals.csv:2: assigned_group_id: not a UUID: 'not-a-uuid'\n",
+    )
     with psycopg.connect(citus_url) as conn:
         assert conn.execute("SELECT count(*) FROM dyno_crm.crm_user").fetchone() == before
         assert conn.execute(
