@@ -25,7 +25,7 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 
 from pipeline_coverage.errors import InputError, LoadError, PipelineCoverageError
-from pipeline_coverage.importing.load import TableLoad, load_directory
+from pipeline_coverage.importing.load import TableLoad, load_directory, load_tables
 from pipeline_coverage.importing.values import MAX_PROBLEMS
 from pipeline_coverage.presentation import SHOWN_CHARS
 from tests.factory import Crm
@@ -735,6 +735,95 @@ def test_a_bad_uuid_in_a_stored_deal_that_is_otherwise_unchanged_is_named(
         "deals.csv:3: assigned_user_id: not a UUID: '{0000-bad}'"
     ]
     assert dump(db_url) == before
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [(("deals.csv", 1, "owned_by_user_id", "nope"), "deals.csv:3: owned_by_user_id: not a UUID"),
+     (("deals.csv", 1, "owned_by_user_id", "{bea}"), "deals.csv:3: owned_by_user_id: no user"),
+     (("deals.csv", 0, "stage_id", "{renew_open}"),
+      "deals.csv:2: pipeline_id/stage_id: no stage of that pipeline"),
+     (None, "deals.csv:6: tenant_id,id: duplicate key, first on line 2")],
+)  # fmt: skip
+def test_a_bad_file_of_an_older_export_is_named_before_the_exports_order(
+    change: tuple[str, int, str, str] | None, problem: str, conn: psycopg.Connection[Any],
+    data_dir: Path,
+) -> None:  # fmt: skip
+    """A file's own problems come before the refusal of an export older than the
+    tenant's last: the checks a clean file leaves to its upsert still run first then."""
+    ids = Ids()
+    rows = valid_rows(ids)
+    write_folder(data_dir, rows)
+    load(conn, data_dir, recorded_at=dt.datetime(2026, 6, 1, tzinfo=dt.UTC))
+    if change is None:
+        rows["deals.csv"].append(list(rows["deals.csv"][0]))
+    else:
+        file, row, column, value = change
+        set_value(rows, file, row, column, ids.fill(value))
+    write_folder(data_dir, rows)
+
+    with pytest.raises(LoadError) as caught:
+        load_directory(conn, data_dir, recorded_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    assert len(caught.value.problems) == 1
+    assert caught.value.problems[0].startswith(problem), caught.value.problems
+
+
+def test_a_load_in_the_callers_transaction_keeps_the_callers_pending_key_checks(
+    conn: psycopg.Connection[Any], db_url: str, data_dir: Path
+) -> None:
+    """The caller deletes a user whose deals the load then hands to another: the
+    deferred key, checked at the caller's commit, holds (the load must not check the
+    caller's pending rows as its own)."""
+    ids = Ids()
+    rows = valid_rows(ids)
+    write_folder(data_dir, rows)
+    load(conn, data_dir)
+    conn.execute("DELETE FROM dyno_crm.sales_target WHERE principal_id = %s", [ids.alice])
+    conn.execute("DELETE FROM dyno_crm.crm_user WHERE tenant_id = %s AND id = %s",
+                 [ids.tenant_a, ids.alice])  # fmt: skip
+    deals = [[ids.bob if value == ids.alice else value for value in row]
+             for row in rows["deals.csv"]]  # fmt: skip
+    for path in data_dir.iterdir():
+        path.unlink()
+    write_folder(data_dir, {"deals.csv": deals})
+
+    load_directory(conn, data_dir)
+    conn.commit()
+    assert fetch(db_url, "SELECT count(*) FROM dyno_crm.deal WHERE %s IN"
+                 " (owned_by_user_id, assigned_user_id)", [ids.bob]) == [(2,)]  # fmt: skip
+
+
+def test_rows_staged_by_a_query_with_typed_columns_get_their_reference_named(
+    conn: psycopg.Connection[Any],
+) -> None:
+    """load_tables' ``staged`` queries may give uuid columns: a bad reference among
+    them is named like any (its value shown as text)."""
+    ids = Ids()
+    rows = valid_rows(ids)
+    set_value(rows, "deals.csv", 1, "owned_by_user_id", ids.bea)  # another tenant's user
+    deals = rows.pop("deals.csv")
+    as_rows = {file: [(n + 2, values) for n, values in enumerate(file_rows)]
+               for file, file_rows in rows.items()}  # fmt: skip
+    uuids = {"id", "tenant_id", "pipeline_id", "stage_id", "owned_by_user_id",
+             "assigned_user_id", "owned_by_group_id", "assigned_group_id"}  # fmt: skip
+
+    def staged(cur: Any) -> sql.Composable:
+        return sql.SQL("SELECT * FROM (VALUES {}) AS v (line, {})").format(
+            sql.SQL(", ").join(
+                sql.SQL("({}, {})").format(sql.Literal(n + 2), sql.SQL(", ").join(
+                    sql.SQL("{}::uuid").format(sql.Literal(v or None)) if column in uuids
+                    else sql.Literal(v or None)
+                    for column, v in zip(HEADERS["deals.csv"], values, strict=True)))
+                for n, values in enumerate(deals)),
+            sql.SQL(", ").join(map(sql.Identifier, HEADERS["deals.csv"])),
+        )  # fmt: skip
+
+    with pytest.raises(LoadError) as caught:
+        load_tables(conn, as_rows, columns={f: list(HEADERS[f]) for f in [*rows, "deals.csv"]},
+                    staged={"deals.csv": staged})  # fmt: skip
+    assert caught.value.problems == [
+        f"deals.csv:3: owned_by_user_id: no user {ids.bea} in tenant {ids.tenant_a}"
+    ]
 
 
 def test_a_load_in_the_callers_transaction_leaves_the_deal_keys_deferred(

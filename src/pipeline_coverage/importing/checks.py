@@ -333,8 +333,9 @@ def reference_problems(
                 sql.Identifier(reference.when[0]), sql.Literal(reference.when[1])
             )
         )
+    # (as text: rows a query stages, load_tables' `staged`, may hold typed columns)
     shown = sql.SQL(" || '/' || ").join(
-        shorten_sql(sql.SQL("s.{}").format(sql.Identifier(c)), quote=False)
+        shorten_sql(sql.SQL("s.{}::text").format(sql.Identifier(c)), quote=False)
         for c in reference.columns
     )
     in_tenant = "" if reference.table == "tenant" else " in tenant "
@@ -344,7 +345,7 @@ def reference_problems(
         sql.Literal(in_tenant),
         sql.SQL("''")
         if reference.table == "tenant"
-        else shorten_sql(sql.SQL("s.tenant_id"), quote=False),
+        else shorten_sql(sql.SQL("s.tenant_id::text"), quote=False),
     )
     staged: sql.Composable = sql.SQL("")
     if reference.or_staged:

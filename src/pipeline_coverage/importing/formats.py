@@ -316,6 +316,9 @@ TABLES: tuple[TableSpec, ...] = (
 
 BY_FILE = {spec.file: spec for spec in TABLES}
 
+#: The deferred foreign keys a load may make immediate for its upsert (checked_first).
+DEFERRED_KEYS = frozenset(r.deferred for spec in TABLES for r in spec.references if r.deferred)
+
 
 def columns(file: str, *, optional: bool = False) -> tuple[str, ...]:
     """The columns of an import file, e.g. ``columns("deals.csv")``: those every file

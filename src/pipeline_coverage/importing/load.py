@@ -30,7 +30,13 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pipeline_coverage.db.connection import Connection, Cursor, as_uuid, unit_of_work
+from pipeline_coverage.db.connection import (
+    Connection,
+    Cursor,
+    as_uuid,
+    in_transaction,
+    unit_of_work,
+)
 from pipeline_coverage.errors import InputError, LoadError
 from pipeline_coverage.importing.checks import (
     cycle_problems,
@@ -45,6 +51,7 @@ from pipeline_coverage.importing.checks import (
 )
 from pipeline_coverage.importing.formats import (
     BY_FILE,
+    DEFERRED_KEYS,
     TABLES,
     TableSpec,
     checked_first,
@@ -237,6 +244,11 @@ def _load(
     names = {i.spec.file: i.name for i in inputs}
     # PostgreSQL 16 checks input against a type without raising: cheaper than a regex.
     modern = conn.info.server_version >= 160000
+    # In a caller's transaction the deferred keys stay as the caller has them: making
+    # one immediate would check the caller's pending rows too (a user it deleted before
+    # moving her deals, say) and leave the key's mode changed. Their references are
+    # then checked first (checked_first).
+    callers = in_transaction(conn)
     with unit_of_work(conn) as cur:
         # On Citus, a local (staging) table cannot be joined with a distributed one:
         # the checks then compare with keys pulled from the cluster first.
@@ -246,8 +258,8 @@ def _load(
         # reference is checked once every file is in.
         cur.execute("SET CONSTRAINTS dyno_crm.fk_deal_stage DEFERRED")
         # The deferred keys the deal upsert leaves deferred (checked_first): the stage's
-        # once a stage was updated, since it may have moved.
-        held: frozenset[str] = frozenset()
+        # once a stage was updated, since it may have moved; all in a caller's transaction.
+        held: frozenset[str] = DEFERRED_KEYS if callers else frozenset()
         recorded_at = recorded_time(cur, recorded_at)
         for item in inputs:
             if item.stager is None or item.spec.file in rejected:
@@ -451,6 +463,20 @@ def _load_file(
         raise_problems(cur, name, every_check)
         if later:
             duplicates()
+        raise
+    except InputError:
+        # Refused before the write (an export older than the tenant's last, by
+        # record_tenants_in_order): the checks it overtook come first, as they did.
+        cur.execute("ROLLBACK TO SAVEPOINT pipeline_coverage_checked")
+        raise_problems(cur, name, every_check)
+        if later:
+            duplicates()
+        if not citus and any(  # (on Citus they ran before it)
+            has_problems(cur, reference_problems(reference, stage))
+            for reference in spec.references
+            if not reference.enforced
+        ):
+            raise_reference_problems(cur, name, stage, spec.references)
         raise
     cur.execute("RELEASE SAVEPOINT pipeline_coverage_checked")
     return loaded
