@@ -383,8 +383,10 @@ DealCursor = tuple[str, uuid.UUID, uuid.UUID | None, uuid.UUID]
 #: what changed is resolved by LATERAL unnests, which only a nested loop can do: turned
 #: off, the planner prices them at its "disabled" cost, 1e10 each, and takes them all
 #: the same). So no JIT either: that cost crosses jit_above_cost, and compiling the
-#: statement took 700 ms of a 10 ms read.
-DEALS_SETTINGS = {"enable_nestloop": "off", "jit": "off"}
+#: statement took 700 ms of a 10 ms read. Nor parallel workers: at that cost the
+#: planner splits even the page's one credit row over two workers, whose start took
+#: 5 of a principal's 17 ms (EXPLAIN ANALYZE on the bench's main tenant).
+DEALS_SETTINGS = {"enable_nestloop": "off", "jit": "off", "max_parallel_workers_per_gather": "0"}
 
 
 def run_deals(
