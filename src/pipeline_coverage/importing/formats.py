@@ -108,7 +108,7 @@ _PIPELINE_REF = Reference(("pipeline_id",), "pipeline", ("id",), "pipeline")
 
 
 #: deal's reference to its stage: deferred while a load moves stages (``load._load``).
-_STAGE_KEY = "fk_deal_stage"
+STAGE_KEY = "fk_deal_stage"
 
 
 def _deferred_ref(column: str, table: str, noun: str, key: str) -> Reference:
@@ -258,7 +258,7 @@ TABLES: tuple[TableSpec, ...] = (
                 ("id",),
                 "stage",
                 enforced=False,
-                deferred=_STAGE_KEY,
+                deferred=STAGE_KEY,
             ),
             Reference(
                 ("pipeline_id", "stage_id"),
@@ -266,7 +266,7 @@ TABLES: tuple[TableSpec, ...] = (
                 ("pipeline_id", "id"),
                 "stage of that pipeline",
                 enforced=False,
-                deferred=_STAGE_KEY,
+                deferred=STAGE_KEY,
             ),
             # Deferred keys (migration 0006: checked at commit), made immediate for the
             # upsert (checked_first).

@@ -52,6 +52,7 @@ from pipeline_coverage.importing.checks import (
 from pipeline_coverage.importing.formats import (
     BY_FILE,
     DEFERRED_KEYS,
+    STAGE_KEY,
     TABLES,
     TableSpec,
     checked_first,
@@ -280,7 +281,7 @@ def _load(
             else:
                 loads.append(loaded)
                 if loaded.table == "pipeline_stage" and loaded.updated:
-                    held = held | {"fk_deal_stage"}  # a stage may have moved
+                    held = held | {STAGE_KEY}  # a stage may have moved
             cur.execute("RELEASE SAVEPOINT pipeline_coverage_file")
         # Deals that were to move with their stage only moved if deals.csv is written.
         # Only a stage that was there before can have deals left behind, and only an
@@ -442,6 +443,14 @@ def _load_file(
     later = spec.table == "deal" and not any(
         checked_first(reference, citus=citus, held=held) for reference in spec.references
     )
+
+    def own_problems() -> None:
+        """Every problem of the file's values, then of its keys (the checks a clean file
+        left to later statements), as a LoadError."""
+        raise_problems(cur, name, every_check)
+        if later:
+            duplicates()
+
     cur.execute("SAVEPOINT pipeline_coverage_checked")
     try:
         if not later:
@@ -451,26 +460,20 @@ def _load_file(
             duplicates if later else None,
         )  # fmt: skip
         if loaded is None:  # not written: every problem of its own is named
-            raise_problems(cur, name, every_check)
-            if later:
-                duplicates()
+            own_problems()
     except (
         LoadError,
         psycopg.errors.InvalidTextRepresentation,
         psycopg.errors.CardinalityViolation,
     ):
         cur.execute("ROLLBACK TO SAVEPOINT pipeline_coverage_checked")
-        raise_problems(cur, name, every_check)
-        if later:
-            duplicates()
+        own_problems()
         raise
     except InputError:
         # Refused before the write (an export older than the tenant's last, by
         # record_tenants_in_order): the checks it overtook come first, as they did.
         cur.execute("ROLLBACK TO SAVEPOINT pipeline_coverage_checked")
-        raise_problems(cur, name, every_check)
-        if later:
-            duplicates()
+        own_problems()
         if not citus and any(  # (on Citus they ran before it)
             has_problems(cur, reference_problems(reference, stage))
             for reference in spec.references
