@@ -232,6 +232,19 @@ def reject(conn: psycopg.Connection[Any], directory: Path) -> LoadError:
     return caught.value
 
 
+def loaded_folder(
+    conn: psycopg.Connection[Any], db_url: str, data_dir: Path,
+    recorded_at: dt.datetime | None = None,
+) -> tuple[Ids, dict[str, Rows], Dump]:  # fmt: skip
+    """The valid folder, written and loaded: its ids, its rows (for a test to change and
+    load again) and the database as it then is."""
+    ids = Ids()
+    rows = valid_rows(ids)
+    write_folder(data_dir, rows)
+    load(conn, data_dir, recorded_at=recorded_at)
+    return ids, rows, dump(db_url)
+
+
 def existing_data(conn: psycopg.Connection[Any]) -> uuid.UUID:
     """Rows that were in the database before the import (they must survive a rejection)."""
     crm = Crm(conn)
@@ -350,11 +363,7 @@ def test_loading_the_same_folder_twice_changes_nothing(
 def test_changing_one_field_updates_exactly_one_row(
     conn: psycopg.Connection[Any], db_url: str, data_dir: Path
 ) -> None:
-    ids = Ids()
-    rows = valid_rows(ids)
-    write_folder(data_dir, rows)
-    load(conn, data_dir)
-    before = dump(db_url)
+    ids, rows, before = loaded_folder(conn, db_url, data_dir)
 
     set_value(rows, "deals.csv", 0, "amount", "1300.00")
     write_folder(data_dir, rows)
@@ -379,11 +388,7 @@ def test_equal_values_written_differently_are_unchanged(
     conn: psycopg.Connection[Any], db_url: str, data_dir: Path
 ) -> None:
     """1250.5 is 1250.50, TRUE is true, an upper-case UUID is the same UUID."""
-    ids = Ids()
-    rows = valid_rows(ids)
-    write_folder(data_dir, rows)
-    load(conn, data_dir)
-    before = dump(db_url)
+    ids, rows, before = loaded_folder(conn, db_url, data_dir)
 
     set_value(rows, "deals.csv", 0, "amount", "1250.5")
     set_value(rows, "deals.csv", 0, "owned_by_user_id", ids.alice.upper())
@@ -630,11 +635,7 @@ def test_the_message_style_is_file_line_column_reason(
 def test_a_rejection_rolls_back_updates_of_earlier_files(
     conn: psycopg.Connection[Any], db_url: str, data_dir: Path
 ) -> None:
-    ids = Ids()
-    rows = valid_rows(ids)
-    write_folder(data_dir, rows)
-    load(conn, data_dir)
-    before = dump(db_url)
+    _, rows, before = loaded_folder(conn, db_url, data_dir)
 
     # Every earlier file would update or insert something; the last file has a bad row.
     rows["tenants.csv"][0][1] = "Acme Renamed"
@@ -684,11 +685,9 @@ def test_a_bad_reference_in_an_update_rejects_the_load_and_ends_no_version(
     """The deal keys that are deferred in the schema refuse a bad row during the upsert
     of stored deals (not at commit), and the load names it; the versions the changed
     deals would have ended are not written either."""
-    ids = Ids()
-    rows = valid_rows(ids)
-    write_folder(data_dir, rows)
-    load(conn, data_dir, recorded_at=dt.datetime(2026, 1, 5, tzinfo=dt.UTC))
-    before = dump(db_url)
+    ids, rows, before = loaded_folder(
+        conn, db_url, data_dir, dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
+    )
     versions = fetch(db_url, "SELECT * FROM dyno_crm.deal_version")
 
     set_value(rows, "deals.csv", 2, "name", "Acme Renewal, renamed")  # a valid change
@@ -723,11 +722,7 @@ def test_a_bad_uuid_is_named_with_every_other_bad_value_before_a_duplicate(
 def test_a_bad_uuid_in_a_stored_deal_that_is_otherwise_unchanged_is_named(
     conn: psycopg.Connection[Any], db_url: str, data_dir: Path
 ) -> None:
-    ids = Ids()
-    rows = valid_rows(ids)
-    write_folder(data_dir, rows)
-    load(conn, data_dir)
-    before = dump(db_url)
+    _, rows, before = loaded_folder(conn, db_url, data_dir)
     set_value(rows, "deals.csv", 1, "assigned_user_id", "{0000-bad}")
     write_folder(data_dir, rows)
 
@@ -889,10 +884,7 @@ def test_a_duplicate_of_a_stored_deal_is_named_though_one_line_is_unchanged(
 ) -> None:
     """The upsert leaves an unchanged row out: of a key given twice, one line may equal
     the stored deal and the other change it, and it is still a duplicate."""
-    rows = valid_rows(Ids())
-    write_folder(data_dir, rows)
-    load(conn, data_dir)
-    before = dump(db_url)
+    _, rows, before = loaded_folder(conn, db_url, data_dir)
     changed = list(rows["deals.csv"][0])
     changed[HEADERS["deals.csv"].index("name")] = "Acme Platform, renamed"
     rows["deals.csv"].append(changed)
